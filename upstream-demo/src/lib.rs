@@ -17,7 +17,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::net::TcpListener;
 
 /// Largest request body the shop reads.
@@ -546,6 +546,7 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     async fn call(shop: &Shop, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
         let req = Request::builder()

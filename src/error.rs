@@ -1,0 +1,217 @@
+//! One error type for everything a request can meet, and the responses built from it.
+//!
+//! [`GatewayError::status`] maps every variant without a wildcard, so a new variant cannot
+//! be added without deciding its status. The client gets a generic code and message with
+//! the request id; the detail (sources, upstream names, addresses) goes to the log only.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+
+use crate::body::GatewayBody;
+use crate::pipeline::normalize::Refusal;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("ambiguous request target: {0}")]
+    BadTarget(Refusal),
+    #[error("method not allowed: {0}")]
+    MethodNotAllowed(http::Method),
+    #[error("no route matches")]
+    NoRoute,
+    #[error("authentication required: {reason}")]
+    Unauthenticated { reason: String, invalid_token: bool },
+    #[error("forbidden: {reason}")]
+    Forbidden { reason: String },
+    #[error("rate limited")]
+    RateLimited { retry_after: Duration },
+    #[error("request body larger than {limit} bytes")]
+    PayloadTooLarge { limit: u64 },
+    #[error("upstream {upstream} unreachable")]
+    UpstreamUnreachable {
+        upstream: String,
+        #[source]
+        source: BoxError,
+    },
+    #[error("upstream {upstream} did not answer within {timeout:?}")]
+    UpstreamTimeout { upstream: String, timeout: Duration },
+    #[error("internal error")]
+    Internal(#[source] BoxError),
+}
+
+impl GatewayError {
+    /// The status the client sees.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadTarget(_) => StatusCode::BAD_REQUEST,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable error code of the JSON body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadTarget(_) => "bad_request",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::NoRoute => "not_found",
+            Self::Unauthenticated {
+                invalid_token: true,
+                ..
+            } => "invalid_token",
+            Self::Unauthenticated { .. } => "unauthenticated",
+            Self::Forbidden { .. } => "forbidden",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::UpstreamUnreachable { .. } => "bad_gateway",
+            Self::UpstreamTimeout { .. } => "gateway_timeout",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    /// The client-facing message: generic, never the internal detail.
+    fn public_message(&self) -> &'static str {
+        match self {
+            Self::BadTarget(_) => "the request target is malformed or ambiguous",
+            Self::MethodNotAllowed(_) => "this method is not allowed",
+            Self::NoRoute => "no such resource",
+            Self::Unauthenticated { .. } => "authentication is required",
+            Self::Forbidden { .. } => "you are not allowed to do this",
+            Self::RateLimited { .. } => "too many requests; try again later",
+            Self::PayloadTooLarge { .. } => "the request body is too large",
+            Self::UpstreamUnreachable { .. } => "the service is unavailable",
+            Self::UpstreamTimeout { .. } => "the service did not answer in time",
+            Self::Internal(_) => "an internal error occurred",
+        }
+    }
+
+    /// Builds the response the client sees.
+    pub fn to_response(&self, request_id: &str) -> Response<GatewayBody> {
+        let mut resp = json_error(
+            self.status(),
+            self.code(),
+            self.public_message(),
+            request_id,
+        );
+        let headers = resp.headers_mut();
+        match self {
+            Self::Unauthenticated { invalid_token, .. } => {
+                let value = if *invalid_token {
+                    HeaderValue::from_static("Bearer error=\"invalid_token\"")
+                } else {
+                    HeaderValue::from_static("Bearer")
+                };
+                headers.insert(WWW_AUTHENTICATE, value);
+            }
+            Self::RateLimited { retry_after } => {
+                let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                headers.insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            }
+            Self::MethodNotAllowed(_) => {
+                headers.insert(
+                    http::header::ALLOW,
+                    HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+                );
+            }
+            Self::BadTarget(_)
+            | Self::NoRoute
+            | Self::Forbidden { .. }
+            | Self::PayloadTooLarge { .. }
+            | Self::UpstreamUnreachable { .. }
+            | Self::UpstreamTimeout { .. }
+            | Self::Internal(_) => {}
+        }
+        resp
+    }
+}
+
+/// `{"error": code, "message": text, "request_id": id}` with the given status.
+pub fn json_error(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    request_id: &str,
+) -> Response<GatewayBody> {
+    let body = serde_json::json!({ "error": code, "message": message, "request_id": request_id });
+    json_response(status, &body)
+}
+
+/// A JSON response the gateway makes itself. Nothing it makes is cacheable.
+pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<GatewayBody> {
+    let bytes = Bytes::from(serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec()));
+    let mut resp = Response::new(GatewayBody::full(bytes));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Error bodies carry code, generic message and request id, and never the internal detail.
+    #[tokio::test]
+    async fn body_is_generic() {
+        use http_body_util::BodyExt;
+        let err = GatewayError::UpstreamUnreachable {
+            upstream: "shop".into(),
+            source: "connect to 10.1.2.3:8081 refused".into(),
+        };
+        let resp = err.to_response("req-1");
+        assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"], "bad_gateway");
+        assert_eq!(v["request_id"], "req-1");
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            !text.contains("10.1.2.3") && !text.contains("shop"),
+            "{text}"
+        );
+    }
+
+    // A 401 challenges with Bearer, and says invalid_token when a token was refused.
+    #[test]
+    fn unauthorized_challenges() {
+        let plain = GatewayError::Unauthenticated {
+            reason: "no token".into(),
+            invalid_token: false,
+        };
+        assert_eq!(plain.to_response("r").headers()[WWW_AUTHENTICATE], "Bearer");
+        let bad = GatewayError::Unauthenticated {
+            reason: "expired".into(),
+            invalid_token: true,
+        };
+        assert_eq!(
+            bad.to_response("r").headers()[WWW_AUTHENTICATE],
+            "Bearer error=\"invalid_token\""
+        );
+    }
+
+    // Retry-After rounds up to whole seconds and is never zero.
+    #[test]
+    fn retry_after_rounds_up() {
+        let e = GatewayError::RateLimited {
+            retry_after: Duration::from_millis(1500),
+        };
+        assert_eq!(e.to_response("r").headers()[RETRY_AFTER], "2");
+        let e = GatewayError::RateLimited {
+            retry_after: Duration::ZERO,
+        };
+        assert_eq!(e.to_response("r").headers()[RETRY_AFTER], "1");
+    }
+}

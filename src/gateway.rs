@@ -1,0 +1,299 @@
+//! The gateway: its state, the per-request context, and the outer/inner handler.
+//!
+//! [`Inner::handle_inner`] runs the phases in order and returns a `Result`;
+//! [`Inner::handle`] alone turns errors into responses, adds the security headers and
+//! logs exactly one line per request.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use http::header::{HeaderValue, CACHE_CONTROL};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::body::GatewayBody;
+use crate::config::Config;
+use crate::error::{json_response, GatewayError};
+use crate::listener::{self, ConnInfo, Handler};
+use crate::pipeline::authz::authorize;
+use crate::pipeline::forward::{ClientInfo, Upstreams};
+use crate::pipeline::normalize::normalize_request;
+use crate::policy::PolicySet;
+use crate::source::SourceError;
+use crate::tls::TlsError;
+
+/// Why the gateway did not start. Each variant names the file or address at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] SourceError),
+    #[error("{}", join_lines(.0))]
+    Policy(Vec<SourceError>),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn join_lines(errors: &[SourceError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Request ids: a random prefix per process and a counter, unique and cheap.
+struct RequestIds {
+    prefix: String,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        Self {
+            prefix: format!("{:08x}", rand::random::<u32>()),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn next(&self) -> String {
+        format!(
+            "{}-{:x}",
+            self.prefix,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}
+
+/// Everything a request needs, shared by all connections.
+pub struct Inner {
+    config: Arc<Config>,
+    policy: ArcSwap<PolicySet>,
+    upstreams: Upstreams,
+    ids: RequestIds,
+}
+
+/// What is known about one request as it passes the phases; read once at the end for
+/// the log line.
+struct RequestContext {
+    id: String,
+    conn: ConnInfo,
+    started: Instant,
+    method: Method,
+    route: Option<String>,
+}
+
+impl Handler for Inner {
+    async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<GatewayBody> {
+        let mut ctx = RequestContext {
+            id: self.ids.next(),
+            conn,
+            started: Instant::now(),
+            method: req.method().clone(),
+            route: None,
+        };
+        let raw_path = req.uri().path().to_owned();
+        let is_auth = raw_path.starts_with("/auth/");
+        let mut resp = match self.handle_inner(req, &mut ctx).await {
+            Ok(resp) => resp,
+            Err(err) => {
+                let status = err.status();
+                if status.is_server_error() {
+                    tracing::warn!(request_id = %ctx.id, error = %err, source = ?std::error::Error::source(&err), "request failed");
+                } else {
+                    tracing::info!(request_id = %ctx.id, reason = %err, "request refused");
+                }
+                err.to_response(&ctx.id)
+            }
+        };
+        security_headers(&mut resp, conn.tls, is_auth);
+        tracing::info!(
+            request_id = %ctx.id,
+            peer = %ctx.conn.peer,
+            method = %ctx.method,
+            path = ?raw_path,
+            route = ctx.route.as_deref().unwrap_or("-"),
+            status = resp.status().as_u16(),
+            micros = ctx.started.elapsed().as_micros() as u64,
+            "request"
+        );
+        resp
+    }
+}
+
+impl Inner {
+    async fn handle_inner(
+        &self,
+        req: Request<Incoming>,
+        ctx: &mut RequestContext,
+    ) -> Result<Response<GatewayBody>, GatewayError> {
+        // 1. normalize: everything below sees only the canonical target.
+        let target = normalize_request(req.method(), req.uri(), req.version(), req.headers())?;
+
+        // The gateway's own endpoints, matched on the canonical path.
+        if target.path == "/healthz" {
+            return Ok(json_response(
+                StatusCode::OK,
+                &serde_json::json!({ "status": "ok" }),
+            ));
+        }
+        if target.path.starts_with("/auth/") || target.path.starts_with("/.well-known/") {
+            return Err(GatewayError::NoRoute);
+        }
+
+        // 2. authenticate: no token support yet, every caller is anonymous.
+        let principal = None;
+
+        // 3. authorize with the policy set in force when the request arrived.
+        let authorized = authorize(self.policy.load_full(), req.method(), target, principal)?;
+        ctx.route = Some(authorized.route().name.clone());
+
+        // 5. forward.
+        let host = req.headers().get(http::header::HOST).cloned().or_else(|| {
+            req.uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        let client = ClientInfo {
+            peer_ip: ctx.conn.peer.ip(),
+            tls: ctx.conn.tls,
+            host: host.as_ref(),
+            request_id: &ctx.id,
+        };
+        self.upstreams.forward(&authorized, req, &client).await
+    }
+
+    /// The policy set in force.
+    pub fn policy(&self) -> Arc<PolicySet> {
+        self.policy.load_full()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+}
+
+static HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000");
+static NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
+static DENY: HeaderValue = HeaderValue::from_static("DENY");
+static NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+
+/// Headers every response carries; an upstream's own values of the same headers are
+/// replaced, since the gateway answers for them.
+fn security_headers(resp: &mut Response<GatewayBody>, tls: bool, is_auth: bool) {
+    let h = resp.headers_mut();
+    if tls {
+        h.insert(http::header::STRICT_TRANSPORT_SECURITY, HSTS.clone());
+    }
+    h.insert(http::header::X_CONTENT_TYPE_OPTIONS, NOSNIFF.clone());
+    h.insert(http::header::X_FRAME_OPTIONS, DENY.clone());
+    if is_auth {
+        h.insert(CACHE_CONTROL, NO_STORE.clone());
+    }
+}
+
+/// A configured gateway, ready to bind its listeners.
+pub struct Gateway {
+    inner: Arc<Inner>,
+    tls: Arc<rustls::ServerConfig>,
+}
+
+impl Gateway {
+    /// Loads policies and TLS material; refuses to build on any error.
+    pub fn new(config: Config) -> Result<Self, StartError> {
+        let policy =
+            PolicySet::load_dir(&config.server.policies, &config).map_err(StartError::Policy)?;
+        let tls = crate::tls::server_config(&config)?;
+        let upstreams = Upstreams::new(&config);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config: Arc::new(config),
+                policy: ArcSwap::from_pointee(policy),
+                upstreams,
+                ids: RequestIds::new(),
+            }),
+            tls,
+        })
+    }
+
+    /// Binds the TLS listener (and the plain one when configured) and starts serving.
+    pub async fn start(self) -> Result<RunningGateway, StartError> {
+        let config = self.inner.config.clone();
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })
+        };
+        let tls_listener = bind(config.server.listen).await?;
+        let plain_listener = match config.server.plain_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        let tls_addr = tls_listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                addr: config.server.listen,
+                source,
+            })?;
+        let plain_addr = plain_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.clone());
+        tasks.spawn(listener::serve(
+            tls_listener,
+            Some(acceptor),
+            self.inner.clone(),
+            config.limits.clone(),
+            stopped.clone(),
+        ));
+        if let Some(l) = plain_listener {
+            tasks.spawn(listener::serve(
+                l,
+                None,
+                self.inner.clone(),
+                config.limits.clone(),
+                stopped,
+            ));
+        }
+        tracing::info!(listen = %tls_addr, plain = ?plain_addr, "gateway serving");
+        Ok(RunningGateway {
+            tls_addr,
+            plain_addr,
+            inner: self.inner,
+            stop,
+            tasks,
+        })
+    }
+}
+
+/// A gateway that is serving.
+pub struct RunningGateway {
+    pub tls_addr: SocketAddr,
+    pub plain_addr: Option<SocketAddr>,
+    inner: Arc<Inner>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl RunningGateway {
+    pub fn inner(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and returns when all have.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}

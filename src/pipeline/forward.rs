@@ -1,0 +1,403 @@
+//! Phase 5: forward an [`Authorized`] request to its upstream.
+//!
+//! Header hygiene is done here and only here: hop-by-hop headers go (RFC 9110 §7.6.1,
+//! including those named in `Connection`); every client header that reads as `x-auth-*`
+//! (case-insensitive, `_` read as `-`), `Authorization`, `Proxy-Authorization`,
+//! method-override headers and any client-supplied forwarding headers are removed; then
+//! the gateway adds its own `X-Forwarded-*`, `X-Request-Id` and identity headers. Bodies
+//! stream both ways; the request body is bounded by `max_body`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Uri, Version};
+use http_body_util::{LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::authz::Authorized;
+use crate::body::GatewayBody;
+use crate::config::{Config, Upstream};
+use crate::error::GatewayError;
+
+/// The request body sent upstream: the client's, cut off at `max_body`.
+pub type UpstreamBody = Limited<Incoming>;
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1, plus the legacy `Keep-Alive` and
+/// `Proxy-Connection`): meaningful for one connection only, never forwarded.
+pub const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Client headers removed before forwarding because the gateway alone may set them, or
+/// because they would let a client change how the upstream reads the request.
+const CLIENT_FORBIDDEN: [HeaderName; 12] = [
+    header::AUTHORIZATION,
+    header::HOST,
+    header::FORWARDED,
+    HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static("x-forwarded-proto"),
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("x-request-id"),
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
+];
+
+pub const X_AUTH_USER: HeaderName = HeaderName::from_static("x-auth-user");
+pub const X_AUTH_EMAIL: HeaderName = HeaderName::from_static("x-auth-email");
+pub const X_AUTH_ROLES: HeaderName = HeaderName::from_static("x-auth-roles");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Whether a header name reads as an identity header: lower-cased and with `_` read as
+/// `-`, it starts with `x-auth-`. (Header names arrive lower-cased from hyper.)
+pub fn is_identity_header(name: &HeaderName) -> bool {
+    let n = name.as_str().as_bytes();
+    n.len() >= 7
+        && n[..7]
+            .iter()
+            .zip(b"x-auth-")
+            .all(|(a, b)| a.to_ascii_lowercase() == *b || (*a == b'_' && *b == b'-'))
+}
+
+/// Removes hop-by-hop headers, including those the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+/// What the gateway knows about the client connection, for the forwarding headers.
+#[derive(Debug, Clone)]
+pub struct ClientInfo<'a> {
+    pub peer_ip: IpAddr,
+    pub tls: bool,
+    /// The host the client asked for (`Host` or `:authority`).
+    pub host: Option<&'a HeaderValue>,
+    pub request_id: &'a str,
+}
+
+/// Rewrites a client's request headers into what the upstream receives.
+pub fn rewrite_request_headers(
+    headers: &mut HeaderMap,
+    client: &ClientInfo<'_>,
+    authorized: &Authorized,
+) {
+    strip_hop_by_hop(headers);
+    for name in CLIENT_FORBIDDEN.iter() {
+        headers.remove(name);
+    }
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_identity_header(n))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        headers.remove(name);
+    }
+
+    headers.insert(X_FORWARDED_FOR, ip_header(client.peer_ip));
+    headers.insert(
+        X_FORWARDED_PROTO,
+        HeaderValue::from_static(if client.tls { "https" } else { "http" }),
+    );
+    if let Some(host) = client.host {
+        headers.insert(X_FORWARDED_HOST, host.clone());
+    }
+    if let Ok(id) = HeaderValue::from_str(client.request_id) {
+        headers.insert(X_REQUEST_ID, id);
+    }
+    if let Some(p) = authorized.principal() {
+        // Ids, emails and role names are validated when accounts are made; a value that
+        // still cannot be a header is left out rather than forwarded half-formed.
+        if let Ok(v) = HeaderValue::from_str(&p.id) {
+            headers.insert(X_AUTH_USER, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&p.email) {
+            headers.insert(X_AUTH_EMAIL, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&p.roles.join(",")) {
+            headers.insert(X_AUTH_ROLES, v);
+        }
+    }
+}
+
+fn ip_header(ip: IpAddr) -> HeaderValue {
+    // An IP address always formats as a valid header value.
+    HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
+}
+
+struct UpstreamTarget {
+    upstream: Upstream,
+}
+
+/// The upstreams of the configuration and one pooled keep-alive client for each.
+pub struct Upstreams {
+    targets: HashMap<String, (UpstreamTarget, Client<HttpConnector, UpstreamBody>)>,
+    timeout: Duration,
+    max_body: u64,
+}
+
+impl Upstreams {
+    pub fn new(config: &Config) -> Self {
+        let targets = config
+            .upstreams
+            .iter()
+            .map(|(name, upstream)| {
+                let mut connector = HttpConnector::new();
+                connector.set_nodelay(true);
+                connector.set_keepalive(Some(Duration::from_secs(60)));
+                connector.set_connect_timeout(Some(
+                    config.limits.upstream_timeout.min(Duration::from_secs(10)),
+                ));
+                let client = Client::builder(TokioExecutor::new())
+                    .pool_timer(TokioTimer::new())
+                    .timer(TokioTimer::new())
+                    .pool_idle_timeout(Duration::from_secs(90))
+                    .pool_max_idle_per_host(1024)
+                    .build(connector);
+                (
+                    name.clone(),
+                    (
+                        UpstreamTarget {
+                            upstream: upstream.clone(),
+                        },
+                        client,
+                    ),
+                )
+            })
+            .collect();
+        Self {
+            targets,
+            timeout: config.limits.upstream_timeout,
+            max_body: config.limits.max_body,
+        }
+    }
+
+    pub fn max_body(&self) -> u64 {
+        self.max_body
+    }
+
+    /// Sends an authorized request upstream and returns the upstream's response, with
+    /// its hop-by-hop headers removed and its body streamed.
+    pub async fn forward(
+        &self,
+        authorized: &Authorized,
+        req: Request<Incoming>,
+        client: &ClientInfo<'_>,
+    ) -> Result<Response<GatewayBody>, GatewayError> {
+        let name = &authorized.route().upstream;
+        let (target, http) = self.targets.get(name).ok_or_else(|| {
+            // Policies are validated against the configured upstreams; reaching this is a bug.
+            GatewayError::Internal(format!("route names unknown upstream {name:?}").into())
+        })?;
+
+        let (mut parts, body) = req.into_parts();
+        if let Some(len) = parts.headers.get(header::CONTENT_LENGTH) {
+            let len = len.to_str().ok().and_then(|s| s.parse::<u64>().ok());
+            if len.is_some_and(|n| n > self.max_body) {
+                return Err(GatewayError::PayloadTooLarge {
+                    limit: self.max_body,
+                });
+            }
+        }
+        rewrite_request_headers(&mut parts.headers, client, authorized);
+
+        let up = &target.upstream;
+        let path = authorized.target().path_and_query();
+        let uri = Uri::builder()
+            .scheme(up.scheme.clone())
+            .authority(up.authority.clone())
+            .path_and_query(format!("{}{path}", up.base_path))
+            .build()
+            .map_err(|e| GatewayError::Internal(e.into()))?;
+        parts.uri = uri;
+        parts.version = Version::HTTP_11;
+        let limit = usize::try_from(self.max_body).unwrap_or(usize::MAX);
+        let upstream_req = Request::from_parts(parts, Limited::new(body, limit));
+
+        let response = match tokio::time::timeout(self.timeout, http.request(upstream_req)).await {
+            Err(_) => {
+                return Err(GatewayError::UpstreamTimeout {
+                    upstream: name.clone(),
+                    timeout: self.timeout,
+                })
+            }
+            Ok(Err(e)) => {
+                if source_chain_has::<LengthLimitError>(&e) {
+                    return Err(GatewayError::PayloadTooLarge {
+                        limit: self.max_body,
+                    });
+                }
+                return Err(GatewayError::UpstreamUnreachable {
+                    upstream: name.clone(),
+                    source: e.into(),
+                });
+            }
+            Ok(Ok(r)) => r,
+        };
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        Ok(Response::from_parts(parts, GatewayBody::Upstream(body)))
+    }
+}
+
+fn source_chain_has<E: std::error::Error + 'static>(
+    err: &(dyn std::error::Error + 'static),
+) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if e.is::<E>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::authz::authorize;
+    use crate::pipeline::normalize::Target;
+    use crate::policy::{PolicySet, Principal};
+    use http::Method;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    fn authorized(principal: Option<Principal>) -> Authorized {
+        let src = "upstream = \"shop\"\n[[route]]\nmethods = [\"GET\"]\npath = \"/x\"\nroles = [\"customer\"]\n[[route]]\nmethods = [\"GET\"]\npath = \"/p\"\npublic = true\n";
+        let set = Arc::new(PolicySet::from_source(Path::new("t.toml"), src, &|_| true).unwrap());
+        let path = if principal.is_some() { "/x" } else { "/p" };
+        let target = Target {
+            path: path.into(),
+            query: None,
+        };
+        authorize(set, &Method::GET, target, principal).unwrap()
+    }
+
+    // Identity headers are recognized whatever their case or separator.
+    #[test]
+    fn identity_header_forms() {
+        for n in [
+            "x-auth-user",
+            "x_auth_user",
+            "x-auth_roles",
+            "x_auth-anything",
+        ] {
+            assert!(
+                is_identity_header(&HeaderName::from_bytes(n.as_bytes()).unwrap()),
+                "{n}"
+            );
+        }
+        for n in ["x-authority", "x-auth", "authorization", "x-autho-user"] {
+            assert!(
+                !is_identity_header(&HeaderName::from_bytes(n.as_bytes()).unwrap()),
+                "{n}"
+            );
+        }
+    }
+
+    // Spoofed identity, credentials, overrides and hop-by-hop headers are removed, and
+    // the gateway's own forwarding and identity headers replace the client's.
+    #[test]
+    fn rewrite_removes_and_sets() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("x-auth-user", "admin"),
+            ("x_auth_roles", "admin"),
+            ("X-AUTH-EMAIL", "a@b"),
+            ("authorization", "Bearer secret"),
+            ("x-http-method-override", "DELETE"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("connection", "close, x-custom-hop"),
+            ("x-custom-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("upgrade", "websocket"),
+            ("accept", "application/json"),
+        ] {
+            h.append(
+                HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        let host: HeaderValue = "localhost:8443".parse().unwrap();
+        let client = ClientInfo {
+            peer_ip: "127.0.0.7".parse().unwrap(),
+            tls: true,
+            host: Some(&host),
+            request_id: "req-9",
+        };
+        let who = Principal {
+            id: "u-1".into(),
+            email: "c@example.com".into(),
+            roles: vec!["customer".into()],
+            mfa: false,
+        };
+        rewrite_request_headers(&mut h, &client, &authorized(Some(who)));
+        for gone in [
+            "authorization",
+            "x-http-method-override",
+            "connection",
+            "x-custom-hop",
+            "keep-alive",
+            "te",
+            "upgrade",
+        ] {
+            assert!(!h.contains_key(gone), "{gone} kept");
+        }
+        assert_eq!(h["x-auth-user"], "u-1");
+        assert_eq!(h["x-auth-email"], "c@example.com");
+        assert_eq!(h["x-auth-roles"], "customer");
+        assert!(!h.contains_key("x_auth_roles"));
+        assert_eq!(
+            h.get_all("x-forwarded-for").iter().collect::<Vec<_>>(),
+            ["127.0.0.7"]
+        );
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "localhost:8443");
+        assert_eq!(h["x-request-id"], "req-9");
+        assert_eq!(h["accept"], "application/json");
+    }
+
+    // An anonymous request on a public route carries no identity headers at all.
+    #[test]
+    fn anonymous_has_no_identity() {
+        let mut h = HeaderMap::new();
+        h.insert("x-auth-user", "admin".parse().unwrap());
+        let client = ClientInfo {
+            peer_ip: "127.0.0.1".parse().unwrap(),
+            tls: false,
+            host: None,
+            request_id: "r",
+        };
+        rewrite_request_headers(&mut h, &client, &authorized(None));
+        assert!(h.keys().all(|k| !k.as_str().starts_with("x-auth")));
+        assert_eq!(h["x-forwarded-proto"], "http");
+    }
+}

@@ -1,0 +1,301 @@
+//! Policy files: the raw TOML types, and their validation into [`Route`]s and [`TestCase`]s
+//! with every error located by file, line and column.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::matcher::Pattern;
+use super::{Route, TestCase, TestExpect, TestIdentity};
+use crate::source::SourceError;
+use crate::units::Rate;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    upstream: Option<Spanned<String>>,
+    #[serde(default)]
+    route: Vec<Spanned<RawRoute>>,
+    #[serde(default)]
+    test: Vec<Spanned<RawTest>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    name: Option<String>,
+    methods: Spanned<Vec<Spanned<String>>>,
+    path: Spanned<String>,
+    #[serde(default)]
+    public: bool,
+    #[serde(default)]
+    roles: Option<Spanned<Vec<String>>>,
+    owner: Option<Spanned<String>>,
+    #[serde(default)]
+    mfa: bool,
+    rate_limit: Option<Rate>,
+    upstream: Option<Spanned<String>>,
+    #[serde(default = "yes")]
+    enforce: bool,
+    #[serde(default)]
+    audit: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTest {
+    request: Spanned<String>,
+    #[serde(rename = "as")]
+    identity: Option<RawIdentity>,
+    expect: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    user: String,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    mfa: bool,
+    email: Option<String>,
+}
+
+const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+/// What one file yields: its routes and test cases, or every error found in it.
+pub struct ParsedFile {
+    pub routes: Vec<Route>,
+    pub tests: Vec<TestCase>,
+}
+
+/// Parses and validates one policy file. `upstream_exists` says whether an upstream name
+/// is configured. All errors are collected, not just the first.
+pub fn parse_file(
+    path: &Path,
+    src: &str,
+    upstream_exists: &dyn Fn(&str) -> bool,
+) -> Result<ParsedFile, Vec<SourceError>> {
+    let raw: RawFile =
+        toml::from_str(src).map_err(|e| vec![SourceError::from_toml(path, src, &e)])?;
+    let mut errors = Vec::new();
+    let mut err = |span: std::ops::Range<usize>, key: String, msg: String| {
+        errors.push(SourceError::at(path, src, Some(span), Some(key), msg));
+    };
+
+    if let Some(u) = &raw.upstream {
+        if !upstream_exists(u.get_ref()) {
+            err(
+                u.span(),
+                "upstream".into(),
+                format!("upstream {:?} is not defined in [upstreams]", u.get_ref()),
+            );
+        }
+    }
+
+    let mut routes = Vec::with_capacity(raw.route.len());
+    for (i, spanned) in raw.route.iter().enumerate() {
+        let key = |field: &str| format!("route[{}].{field}", i + 1);
+        let r = spanned.get_ref();
+        let (line, _) = crate::source::line_col(src, spanned.span().start);
+
+        let mut methods = Vec::new();
+        if r.methods.get_ref().is_empty() {
+            err(
+                r.methods.span(),
+                key("methods"),
+                "at least one method is needed".into(),
+            );
+        }
+        for m in r.methods.get_ref() {
+            let upper = m.get_ref().to_ascii_uppercase();
+            if METHODS.contains(&upper.as_str()) {
+                if let Ok(method) = upper.parse::<http::Method>() {
+                    methods.push(method);
+                }
+            } else {
+                err(
+                    m.span(),
+                    key("methods"),
+                    format!(
+                        "unknown method {:?}; expected one of {}",
+                        m.get_ref(),
+                        METHODS.join(", ")
+                    ),
+                );
+            }
+        }
+
+        let pattern = match Pattern::parse(r.path.get_ref()) {
+            Ok(p) => Some(p),
+            Err(msg) => {
+                err(r.path.span(), key("path"), msg);
+                None
+            }
+        };
+
+        if let (Some(owner), Some(pattern)) = (&r.owner, &pattern) {
+            if !pattern.param_names().any(|n| n == owner.get_ref()) {
+                err(
+                    owner.span(),
+                    key("owner"),
+                    format!(
+                        "owner names {{{}}}, which the path {:?} does not have",
+                        owner.get_ref(),
+                        r.path.get_ref()
+                    ),
+                );
+            }
+        }
+        let roles: Vec<String> = r
+            .roles
+            .as_ref()
+            .map(|s| s.get_ref().clone())
+            .unwrap_or_default();
+        if r.public {
+            if let Some(roles) = r.roles.as_ref().filter(|r| !r.get_ref().is_empty()) {
+                err(
+                    roles.span(),
+                    key("roles"),
+                    "a public route cannot also require roles".into(),
+                );
+            }
+            if let Some(owner) = &r.owner {
+                err(
+                    owner.span(),
+                    key("owner"),
+                    "a public route has no caller to own anything".into(),
+                );
+            }
+        }
+        if roles.iter().any(|r| r.is_empty()) {
+            let span = r.roles.as_ref().map_or(spanned.span(), |s| s.span());
+            err(span, key("roles"), "a role name cannot be empty".into());
+        }
+
+        let upstream = match (&r.upstream, &raw.upstream) {
+            (Some(u), _) => {
+                if !upstream_exists(u.get_ref()) {
+                    err(
+                        u.span(),
+                        key("upstream"),
+                        format!("upstream {:?} is not defined in [upstreams]", u.get_ref()),
+                    );
+                }
+                Some(u.get_ref().clone())
+            }
+            (None, Some(u)) => Some(u.get_ref().clone()),
+            (None, None) => {
+                err(
+                    spanned.span(),
+                    key("upstream"),
+                    "no upstream: set `upstream` at the top of the file or on the route".into(),
+                );
+                None
+            }
+        };
+
+        if let (Some(pattern), Some(upstream)) = (pattern, upstream) {
+            routes.push(Route {
+                index: 0,
+                name: r
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("{}:{line}", path.display())),
+                file: path.to_path_buf(),
+                line,
+                methods,
+                path: r.path.get_ref().clone(),
+                pattern,
+                public: r.public,
+                roles,
+                owner: r.owner.as_ref().map(|o| o.get_ref().clone()),
+                mfa: r.mfa,
+                rate_limit: r.rate_limit,
+                upstream,
+                enforce: r.enforce,
+                audit: r.audit,
+            });
+        }
+    }
+
+    let mut tests = Vec::with_capacity(raw.test.len());
+    for (i, spanned) in raw.test.iter().enumerate() {
+        let key = |field: &str| format!("test[{}].{field}", i + 1);
+        let t = spanned.get_ref();
+        let (line, _) = crate::source::line_col(src, spanned.span().start);
+        let request = t.request.get_ref();
+        let Some((method, target)) = request.split_once(' ').map(|(m, p)| (m.trim(), p.trim()))
+        else {
+            err(
+                t.request.span(),
+                key("request"),
+                format!("{request:?} is not \"METHOD /path\""),
+            );
+            continue;
+        };
+        let method = match method.to_ascii_uppercase().parse::<http::Method>() {
+            Ok(m) if METHODS.contains(&m.as_str()) => m,
+            _ => {
+                err(
+                    t.request.span(),
+                    key("request"),
+                    format!("unknown method {method:?}"),
+                );
+                continue;
+            }
+        };
+        let expect = match t.expect.get_ref().as_str() {
+            "allow" => TestExpect::Allow,
+            "deny" => TestExpect::Deny,
+            "unauthenticated" => TestExpect::Unauthenticated,
+            "not_found" => TestExpect::NotFound,
+            other => {
+                err(
+                    t.expect.span(),
+                    key("expect"),
+                    format!("expect {other:?}: expected allow, deny, unauthenticated or not_found"),
+                );
+                continue;
+            }
+        };
+        tests.push(TestCase {
+            file: path.to_path_buf(),
+            line,
+            method,
+            target: target.to_owned(),
+            identity: t.identity.as_ref().map(|a| TestIdentity {
+                user: a.user.clone(),
+                roles: a.roles.clone(),
+                mfa: a.mfa,
+                email: a.email.clone(),
+            }),
+            expect,
+        });
+    }
+
+    if errors.is_empty() {
+        Ok(ParsedFile { routes, tests })
+    } else {
+        Err(errors)
+    }
+}
+
+/// The `*.toml` files of a directory, sorted by name so route order is stable.
+pub fn policy_files(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        SourceError::whole_file(dir, format!("cannot read the policy directory: {e}"))
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}

@@ -1,0 +1,476 @@
+//! Route policy: files in `policies/`, compiled once into an immutable [`PolicySet`].
+//!
+//! Deny by default: a request no route matches is refused with 404; a route that matches
+//! but whose conditions fail refuses with 401 (no caller) or 403 (a caller not allowed).
+//! Several routes may match one request; it is allowed if any of them allows it, and the
+//! first allowing route (in file order, files sorted by name) decides where it goes.
+//!
+//! [`decide`] is the one decision function: the live gateway, `policy explain` and
+//! `policy test` all call it.
+
+mod file;
+pub mod matcher;
+
+use std::path::{Path, PathBuf};
+
+use http::Method;
+
+use crate::config::Config;
+use crate::source::SourceError;
+use crate::units::Rate;
+use matcher::{Matcher, Pattern};
+
+/// One compiled route.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Position in the set: earlier routes come first.
+    pub index: usize,
+    /// The route's name, or `file:line` when it has none.
+    pub name: String,
+    pub file: PathBuf,
+    pub line: usize,
+    pub methods: Vec<Method>,
+    pub path: String,
+    pub pattern: Pattern,
+    pub public: bool,
+    /// Any of these roles is enough; empty means any authenticated caller.
+    pub roles: Vec<String>,
+    /// The path parameter that must equal the caller's id.
+    pub owner: Option<String>,
+    pub mfa: bool,
+    pub rate_limit: Option<Rate>,
+    pub upstream: String,
+    pub enforce: bool,
+    pub audit: bool,
+}
+
+impl Route {
+    fn accepts_method(&self, method: &Method) -> bool {
+        self.methods
+            .iter()
+            .any(|m| m == method || (method == Method::HEAD && m == Method::GET))
+    }
+}
+
+/// An authenticated caller, as the policy sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub id: String,
+    pub email: String,
+    pub roles: Vec<String>,
+    /// The token comes from a login that passed TOTP.
+    pub mfa: bool,
+}
+
+/// Why a matching route did not allow a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// The route needs a token and the request had none.
+    NeedsToken,
+    /// The caller has none of the route's roles.
+    MissingRole { required: Vec<String> },
+    /// The `owner` segment is not the caller's id.
+    NotOwner { param: String },
+    /// The route needs a login that passed TOTP.
+    NeedsMfa,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NeedsToken => write!(f, "a bearer token is required"),
+            Self::MissingRole { required } => {
+                write!(f, "needs one of the roles [{}]", required.join(", "))
+            }
+            Self::NotOwner { param } => write!(f, "the {{{param}}} segment is not the caller's id"),
+            Self::NeedsMfa => write!(f, "needs a login that passed two-factor authentication"),
+        }
+    }
+}
+
+/// The outcome of [`decide`].
+#[derive(Debug, Clone)]
+pub enum Decision<'a> {
+    Allow { route: &'a Route },
+    NotFound,
+    Unauthenticated { route: &'a Route },
+    Forbidden { route: &'a Route, why: Refused },
+}
+
+/// Checks one matching route's conditions against a caller.
+pub fn evaluate(
+    route: &Route,
+    captures: &[&str],
+    caller: Option<&Principal>,
+) -> Result<(), Refused> {
+    if route.public {
+        return Ok(());
+    }
+    let Some(p) = caller else {
+        return Err(Refused::NeedsToken);
+    };
+    if !route.roles.is_empty() && !route.roles.iter().any(|r| p.roles.contains(r)) {
+        return Err(Refused::MissingRole {
+            required: route.roles.clone(),
+        });
+    }
+    if let Some(param) = &route.owner {
+        let value = route
+            .pattern
+            .param_names()
+            .zip(captures)
+            .find(|(name, _)| name == param)
+            .map(|(_, v)| *v);
+        // Constant-time is not needed: user ids are not secrets, and the caller knows theirs.
+        if value != Some(p.id.as_str()) {
+            return Err(Refused::NotOwner {
+                param: param.clone(),
+            });
+        }
+    }
+    if route.mfa && !p.mfa {
+        return Err(Refused::NeedsMfa);
+    }
+    Ok(())
+}
+
+/// A compiled, immutable set of routes (and the test cases that came with them).
+#[derive(Debug, Default)]
+pub struct PolicySet {
+    pub routes: Vec<Route>,
+    pub tests: Vec<TestCase>,
+    matcher: Matcher,
+}
+
+impl PolicySet {
+    /// Compiles routes in the order given.
+    pub fn new(mut routes: Vec<Route>, tests: Vec<TestCase>) -> Self {
+        let mut matcher = Matcher::default();
+        for (i, r) in routes.iter_mut().enumerate() {
+            r.index = i;
+            matcher.insert(&r.pattern, i);
+        }
+        Self {
+            routes,
+            tests,
+            matcher,
+        }
+    }
+
+    /// Loads every `*.toml` file of `dir`. All errors of all files are returned together.
+    pub fn load_dir(dir: &Path, config: &Config) -> Result<Self, Vec<SourceError>> {
+        let exists = |name: &str| config.upstreams.contains_key(name);
+        Self::load_dir_with(dir, &exists)
+    }
+
+    /// Like [`PolicySet::load_dir`], with the set of known upstreams given as a predicate.
+    pub fn load_dir_with(
+        dir: &Path,
+        upstream_exists: &dyn Fn(&str) -> bool,
+    ) -> Result<Self, Vec<SourceError>> {
+        let files = file::policy_files(dir).map_err(|e| vec![e])?;
+        let mut routes = Vec::new();
+        let mut tests = Vec::new();
+        let mut errors = Vec::new();
+        for path in files {
+            let src = match std::fs::read_to_string(&path) {
+                Ok(s) => s,
+                Err(e) => {
+                    errors.push(SourceError::whole_file(&path, format!("cannot read: {e}")));
+                    continue;
+                }
+            };
+            match file::parse_file(&path, &src, upstream_exists) {
+                Ok(parsed) => {
+                    routes.extend(parsed.routes);
+                    tests.extend(parsed.tests);
+                }
+                Err(e) => errors.extend(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(Self::new(routes, tests))
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Parses one file's text (for tests and tools).
+    pub fn from_source(
+        path: &Path,
+        src: &str,
+        upstream_exists: &dyn Fn(&str) -> bool,
+    ) -> Result<Self, Vec<SourceError>> {
+        let parsed = file::parse_file(path, src, upstream_exists)?;
+        Ok(Self::new(parsed.routes, parsed.tests))
+    }
+
+    /// The routes matching a method and canonical path, with their captures, in order.
+    pub fn candidates<'a, 'p, 'm>(
+        &'a self,
+        method: &'m Method,
+        path: &'p str,
+    ) -> impl Iterator<Item = (&'a Route, Vec<&'p str>)> + use<'a, 'p, 'm> {
+        self.matcher
+            .find(path)
+            .into_iter()
+            .map(|m| (&self.routes[m.route], m.captures))
+            .filter(move |(r, _)| r.accepts_method(method))
+    }
+
+    /// The policy decision for a request. `path` must be canonical (see `normalize`).
+    pub fn decide(&self, method: &Method, path: &str, caller: Option<&Principal>) -> Decision<'_> {
+        let mut first_refusal: Option<(&Route, Refused)> = None;
+        for (route, captures) in self.candidates(method, path) {
+            match evaluate(route, &captures, caller) {
+                Ok(()) => return Decision::Allow { route },
+                Err(why) => {
+                    first_refusal.get_or_insert((route, why));
+                }
+            }
+        }
+        match first_refusal {
+            None => Decision::NotFound,
+            Some((route, Refused::NeedsToken)) => Decision::Unauthenticated { route },
+            Some((route, why)) => Decision::Forbidden { route, why },
+        }
+    }
+}
+
+/// One `[[test]]` case of a policy file.
+#[derive(Debug, Clone)]
+pub struct TestCase {
+    pub file: PathBuf,
+    pub line: usize,
+    pub method: Method,
+    pub target: String,
+    pub identity: Option<TestIdentity>,
+    pub expect: TestExpect,
+}
+
+#[derive(Debug, Clone)]
+pub struct TestIdentity {
+    pub user: String,
+    pub roles: Vec<String>,
+    pub mfa: bool,
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestExpect {
+    Allow,
+    Deny,
+    Unauthenticated,
+    NotFound,
+}
+
+impl std::fmt::Display for TestExpect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+            Self::Unauthenticated => "unauthenticated",
+            Self::NotFound => "not_found",
+        })
+    }
+}
+
+/// What a test case got, as a [`TestExpect`], with the deciding route and reason.
+pub fn run_case(set: &PolicySet, case: &TestCase) -> (TestExpect, String) {
+    let path = case.target.split('?').next().unwrap_or("");
+    let path = match crate::pipeline::normalize::canonical_path(path) {
+        Ok(p) => p,
+        Err(why) => {
+            return (
+                TestExpect::Deny,
+                format!("400: the target is refused ({why})"),
+            )
+        }
+    };
+    let principal = case.identity.as_ref().map(|i| Principal {
+        id: i.user.clone(),
+        email: i.email.clone().unwrap_or_default(),
+        roles: i.roles.clone(),
+        mfa: i.mfa,
+    });
+    match set.decide(&case.method, &path, principal.as_ref()) {
+        Decision::Allow { route } => (TestExpect::Allow, format!("allowed by {:?}", route.name)),
+        Decision::NotFound => (TestExpect::NotFound, "no route matches".into()),
+        Decision::Unauthenticated { route } => (
+            TestExpect::Unauthenticated,
+            format!("{:?} needs a token", route.name),
+        ),
+        Decision::Forbidden { route, why } => {
+            (TestExpect::Deny, format!("{:?}: {why}", route.name))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHOPLIKE: &str = r#"
+upstream = "shop"
+
+[[route]]
+name = "browse"
+methods = ["GET"]
+path = "/api/products/{id}"
+public = true
+
+[[route]]
+name = "own particulars"
+methods = ["GET", "PUT"]
+path = "/api/customers/{id}"
+roles = ["customer"]
+owner = "id"
+
+[[route]]
+name = "support reads customers"
+methods = ["GET"]
+path = "/api/customers/{id}"
+roles = ["support", "admin"]
+
+[[route]]
+name = "staff"
+methods = ["GET", "POST", "PUT", "DELETE"]
+path = "/api/staff/{*rest}"
+roles = ["admin"]
+mfa = true
+"#;
+
+    fn set() -> PolicySet {
+        PolicySet::from_source(Path::new("shop.toml"), SHOPLIKE, &|u| u == "shop").unwrap()
+    }
+
+    fn who(id: &str, roles: &[&str], mfa: bool) -> Principal {
+        Principal {
+            id: id.into(),
+            email: format!("{id}@example.com"),
+            roles: roles.iter().map(|r| (*r).to_string()).collect(),
+            mfa,
+        }
+    }
+
+    fn verdict(set: &PolicySet, method: Method, path: &str, p: Option<&Principal>) -> &'static str {
+        match set.decide(&method, path, p) {
+            Decision::Allow { .. } => "allow",
+            Decision::NotFound => "not_found",
+            Decision::Unauthenticated { .. } => "unauthenticated",
+            Decision::Forbidden { .. } => "deny",
+        }
+    }
+
+    // Deny by default: unmatched paths and unlisted methods are not found.
+    #[test]
+    fn deny_by_default() {
+        let s = set();
+        assert_eq!(verdict(&s, Method::GET, "/api/other", None), "not_found");
+        assert_eq!(
+            verdict(&s, Method::DELETE, "/api/products/1", None),
+            "not_found"
+        );
+        assert_eq!(verdict(&s, Method::GET, "/api/products/1", None), "allow");
+        assert_eq!(verdict(&s, Method::HEAD, "/api/products/1", None), "allow");
+    }
+
+    // Roles, ownership and MFA each refuse on their own.
+    #[test]
+    fn conditions() {
+        let s = set();
+        let alice = who("u-alice", &["customer"], false);
+        assert_eq!(
+            verdict(&s, Method::GET, "/api/customers/u-alice", None),
+            "unauthenticated"
+        );
+        assert_eq!(
+            verdict(&s, Method::GET, "/api/customers/u-alice", Some(&alice)),
+            "allow"
+        );
+        assert_eq!(
+            verdict(&s, Method::PUT, "/api/customers/u-bob", Some(&alice)),
+            "deny"
+        );
+        let support = who("u-s", &["support"], false);
+        assert_eq!(
+            verdict(&s, Method::GET, "/api/customers/u-bob", Some(&support)),
+            "allow"
+        );
+        assert_eq!(
+            verdict(&s, Method::PUT, "/api/customers/u-bob", Some(&support)),
+            "deny"
+        );
+        let admin = who("u-a", &["admin"], false);
+        assert_eq!(
+            verdict(&s, Method::GET, "/api/staff/1", Some(&admin)),
+            "deny"
+        );
+        let admin = who("u-a", &["admin"], true);
+        assert_eq!(
+            verdict(&s, Method::GET, "/api/staff/1", Some(&admin)),
+            "allow"
+        );
+    }
+
+    // The refusal names the first matching route's reason.
+    #[test]
+    fn refusal_reason() {
+        let s = set();
+        let alice = who("u-alice", &["customer"], false);
+        match s.decide(&Method::PUT, "/api/customers/u-bob", Some(&alice)) {
+            Decision::Forbidden { route, why } => {
+                assert_eq!(route.name, "own particulars");
+                assert_eq!(why, Refused::NotOwner { param: "id".into() });
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    // A policy file's errors are all reported, each with file, line and column.
+    #[test]
+    fn errors_located() {
+        let src = r#"
+upstream = "nowhere"
+
+[[route]]
+methods = ["GET", "FETCH"]
+path = "/api/{id"
+owner = "id"
+
+[[route]]
+methods = ["GET"]
+path = "/api/customers/{id}"
+owner = "customer"
+public = true
+roles = ["x"]
+"#;
+        let errs = PolicySet::from_source(Path::new("p.toml"), src, &|u| u == "shop").unwrap_err();
+        let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        let want = [
+            "p.toml:2:12: upstream: upstream \"nowhere\"",
+            "p.toml:5:19: route[1].methods: unknown method \"FETCH\"",
+            "p.toml:6:8: route[1].path:",
+            "p.toml:12:9: route[2].owner: owner names {customer}",
+            "p.toml:14:9: route[2].roles: a public route cannot also require roles",
+        ];
+        for w in want {
+            assert!(
+                text.iter().any(|t| t.starts_with(w)),
+                "missing {w:?} in {text:#?}"
+            );
+        }
+    }
+
+    // A syntax error is located too.
+    #[test]
+    fn syntax_error_located() {
+        let errs = PolicySet::from_source(
+            Path::new("p.toml"),
+            "upstream = \"shop\"\n[[route]\n",
+            &|_| true,
+        )
+        .unwrap_err();
+        assert_eq!(errs[0].line, Some(2), "{}", errs[0]);
+    }
+}
