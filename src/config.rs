@@ -559,7 +559,7 @@ shop = "http://127.0.0.1:8081"
             "[limits]\nmax_bodee = \"1MiB\"\n\n[upstreams]",
         );
         let e = parse(&src).unwrap_err().to_string();
-        assert!(e.contains("gateway.toml:8:"), "{e}");
+        assert!(e.contains("gateway.toml:9:1:"), "{e}");
         assert!(e.contains("max_bodee"), "{e}");
     }
 
@@ -568,7 +568,7 @@ shop = "http://127.0.0.1:8081"
     fn bad_duration() {
         let src = format!("{MINIMAL}\n[login]\nlockout = \"15 minutes\"\n");
         let e = parse(&src).unwrap_err();
-        assert_eq!(e.line, Some(13), "{e}");
+        assert_eq!(e.line, Some(12), "{e}");
         assert_eq!(e.key.as_deref(), Some("[login] lockout"), "{e}");
         assert!(e.message.contains("invalid duration"), "{e}");
     }
@@ -589,7 +589,7 @@ shop = "http://127.0.0.1:8081"
     fn zero_limit() {
         let src = format!("{MINIMAL}\n[limits]\nidle_timeout = \"0s\"\n");
         let e = parse(&src).unwrap_err();
-        assert_eq!(e.line, Some(13), "{e}");
+        assert_eq!(e.line, Some(12), "{e}");
         assert_eq!(e.key.as_deref(), Some("[limits] idle_timeout"));
     }
 

@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::error::{json_response, GatewayError};
 use crate::listener::{self, ConnInfo, Handler};
 use crate::pipeline::authz::authorize;
-use crate::pipeline::forward::{ClientInfo, Upstreams};
+use crate::pipeline::forward::{ClientInfo, Upstreams, X_REQUEST_ID};
 use crate::pipeline::normalize::normalize_request;
 use crate::policy::PolicySet;
 use crate::source::SourceError;
@@ -118,6 +118,9 @@ impl Handler for Inner {
             }
         };
         security_headers(&mut resp, conn.tls, is_auth);
+        if let Ok(id) = HeaderValue::from_str(&ctx.id) {
+            resp.headers_mut().insert(X_REQUEST_ID, id);
+        }
         tracing::info!(
             request_id = %ctx.id,
             peer = %ctx.conn.peer,

@@ -90,18 +90,15 @@ fn check_authority(uri: &Uri, version: Version, headers: &HeaderMap) -> Result<(
     if !matches!(uri.scheme_str(), Some("http" | "https")) {
         return Err(Refusal::ForeignAuthority);
     }
-    match headers.get(http::header::HOST) {
-        Some(host) => {
-            if !host
-                .as_bytes()
-                .eq_ignore_ascii_case(authority.as_str().as_bytes())
-            {
-                return Err(Refusal::ForeignAuthority);
-            }
-        }
+    let agrees = match headers.get(http::header::HOST) {
+        Some(host) => host
+            .as_bytes()
+            .eq_ignore_ascii_case(authority.as_str().as_bytes()),
         // HTTP/1.1 requires Host; HTTP/2 carries the host in `:authority` alone.
-        None if version < Version::HTTP_2 => return Err(Refusal::ForeignAuthority),
-        None => {}
+        None => version >= Version::HTTP_2,
+    };
+    if !agrees {
+        return Err(Refusal::ForeignAuthority);
     }
     Ok(())
 }

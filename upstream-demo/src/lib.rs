@@ -251,9 +251,8 @@ impl Shop {
             price: f64,
             stock: u64,
         }
-        let new: New = match parse_json(body) {
-            Ok(n) => n,
-            Err(resp) => return resp,
+        let Some(new) = parse_json::<New>(body) else {
+            return malformed();
         };
         if new.name.trim().is_empty() || !valid_price(new.price) {
             return error(
@@ -283,9 +282,8 @@ impl Shop {
             price: Option<f64>,
             stock: Option<u64>,
         }
-        let update: Update = match parse_json(body) {
-            Ok(u) => u,
-            Err(resp) => return resp,
+        let Some(update) = parse_json::<Update>(body) else {
+            return malformed();
         };
         if update.name.as_deref().is_some_and(|n| n.trim().is_empty())
             || update.price.is_some_and(|p| !valid_price(p))
@@ -337,9 +335,8 @@ impl Shop {
             #[serde(default)]
             phone: String,
         }
-        let p: Particulars = match parse_json(body) {
-            Ok(p) => p,
-            Err(resp) => return resp,
+        let Some(p) = parse_json::<Particulars>(body) else {
+            return malformed();
         };
         let customer = Customer {
             id: id.to_owned(),
@@ -378,9 +375,8 @@ impl Shop {
             product_id: u64,
             quantity: u64,
         }
-        let new: NewOrder = match parse_json(body) {
-            Ok(n) => n,
-            Err(resp) => return resp,
+        let Some(new) = parse_json::<NewOrder>(body) else {
+            return malformed();
         };
         if new.quantity == 0 {
             return error(StatusCode::BAD_REQUEST, "quantity must be at least 1");
@@ -419,9 +415,8 @@ impl Shop {
             #[serde(default)]
             position: String,
         }
-        let new: NewStaff = match parse_json(body) {
-            Ok(n) => n,
-            Err(resp) => return resp,
+        let Some(new) = parse_json::<NewStaff>(body) else {
+            return malformed();
         };
         if new.name.trim().is_empty() {
             return error(StatusCode::BAD_REQUEST, "name must be non-empty");
@@ -446,9 +441,8 @@ impl Shop {
             email: Option<String>,
             position: Option<String>,
         }
-        let update: Update = match parse_json(body) {
-            Ok(u) => u,
-            Err(resp) => return resp,
+        let Some(update) = parse_json::<Update>(body) else {
+            return malformed();
         };
         let mut data = self.lock();
         let Some(staff) = data.staff.get_mut(&id) else {
@@ -478,8 +472,12 @@ fn parse_id(s: &str) -> Option<u64> {
     s.parse().ok()
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response<Full<Bytes>>> {
-    serde_json::from_slice(body).map_err(|_| error(StatusCode::BAD_REQUEST, "malformed JSON"))
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<T> {
+    serde_json::from_slice(body).ok()
+}
+
+fn malformed() -> Response<Full<Bytes>> {
+    error(StatusCode::BAD_REQUEST, "malformed JSON")
 }
 
 fn json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {

@@ -1,0 +1,298 @@
+//! Test harness: starts upstreams and the gateway in-process on `127.0.0.1:0` over real
+//! TLS. Clients trust the certificate the gateway generated, nothing else.
+
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use portcullis::{Config, Gateway, RunningGateway};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Starts the demo shop on a free port.
+pub async fn start_shop() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(upstream_demo::serve(
+        listener,
+        upstream_demo::Shop::seeded(),
+        std::future::pending(),
+    ));
+    addr
+}
+
+/// One request as an upstream received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub target: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// An upstream that records every request and answers 200 with a small JSON body.
+/// A path starting with `/slow` answers after 3 s.
+#[derive(Clone)]
+pub struct Recorder {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl Recorder {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+        let store = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let store = store.clone();
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let target = parts
+                                .uri
+                                .path_and_query()
+                                .map(ToString::to_string)
+                                .unwrap_or_default();
+                            let slow = target.starts_with("/slow");
+                            store.lock().unwrap().push(Recorded {
+                                method: parts.method.to_string(),
+                                target: target.clone(),
+                                headers: parts.headers,
+                                body,
+                            });
+                            if slow {
+                                tokio::time::sleep(Duration::from_secs(3)).await;
+                            }
+                            let resp = Response::builder()
+                                .header("content-type", "application/json")
+                                .header("x-upstream", "recorder")
+                                .header("keep-alive", "timeout=5")
+                                .body(Full::new(Bytes::from(format!("{{\"target\":{target:?}}}"))))
+                                .unwrap();
+                            Ok::<_, Infallible>(resp)
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Self { addr, seen }
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// A policy that forwards everything to the `rec` upstream, publicly.
+pub const OPEN_POLICY: &str = r#"
+upstream = "rec"
+
+[[route]]
+name = "everything"
+methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+path = "/{*rest}"
+public = true
+
+[[route]]
+name = "members"
+methods = ["GET"]
+path = "/members/{id}"
+roles = ["customer"]
+owner = "id"
+"#;
+
+/// A running gateway and what tests need to talk to it.
+pub struct TestGateway {
+    pub running: Option<RunningGateway>,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub client: reqwest::Client,
+    pub ca_pem: Vec<u8>,
+}
+
+pub struct Setup {
+    pub upstreams: Vec<(String, String)>,
+    pub policy: String,
+    /// Extra TOML appended to the configuration (e.g. a `[limits]` table).
+    pub extra: String,
+    /// Use this policy directory instead of writing `policy` into a fresh one.
+    pub policy_dir: Option<PathBuf>,
+}
+
+impl Setup {
+    pub fn new(upstreams: &[(&str, String)], policy: &str) -> Self {
+        Self {
+            upstreams: upstreams
+                .iter()
+                .map(|(n, u)| ((*n).to_owned(), u.clone()))
+                .collect(),
+            policy: policy.to_owned(),
+            extra: String::new(),
+            policy_dir: None,
+        }
+    }
+
+    pub fn extra(mut self, toml: &str) -> Self {
+        self.extra.push_str(toml);
+        self
+    }
+
+    /// Writes the configuration into a temporary directory and returns its path.
+    pub fn write(&self, dir: &Path) -> PathBuf {
+        let policies = match &self.policy_dir {
+            Some(p) => p.clone(),
+            None => {
+                let p = dir.join("policies");
+                std::fs::create_dir_all(&p).unwrap();
+                std::fs::write(p.join("test.toml"), &self.policy).unwrap();
+                p
+            }
+        };
+        let upstreams: String = self
+            .upstreams
+            .iter()
+            .map(|(n, u)| format!("{n} = \"{u}\"\n"))
+            .collect();
+        let config = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://localhost\"\ndata_dir = \"{}\"\npolicies = \"{}\"\n\n[upstreams]\n{upstreams}\n{}",
+            dir.join("data").display(),
+            policies.display(),
+            self.extra
+        );
+        let path = dir.join("gateway.toml");
+        std::fs::write(&path, config).unwrap();
+        path
+    }
+
+    pub async fn start(self) -> TestGateway {
+        let dir = tempfile::tempdir().unwrap();
+        let path = self.write(dir.path());
+        let config = Config::load(&path).unwrap();
+        let running = Gateway::new(config).unwrap().start().await.unwrap();
+        let addr = running.tls_addr;
+        let ca_pem = std::fs::read(dir.path().join("data/tls/gateway.crt")).unwrap();
+        let client = client_builder(&ca_pem, addr).build().unwrap();
+        TestGateway {
+            running: Some(running),
+            addr,
+            dir,
+            client,
+            ca_pem,
+        }
+    }
+}
+
+/// A reqwest client that trusts only the gateway's certificate and resolves `localhost`
+/// to the gateway's address.
+pub fn client_builder(ca_pem: &[u8], addr: SocketAddr) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem).unwrap())
+        .resolve("localhost", addr)
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+}
+
+impl TestGateway {
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.addr.port())
+    }
+
+    /// Sends raw bytes over TLS (HTTP/1.1) and returns the raw response, read until the
+    /// server closes or 5 s pass.
+    pub async fn raw(&self, request: &str) -> RawResponse {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&self.ca_pem) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = TcpStream::connect(self.addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        tls.write_all(request.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut buf)).await;
+        RawResponse::parse(&buf)
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+    }
+}
+
+use rustls::pki_types::pem::PemObject;
+
+/// A response read off the wire.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl RawResponse {
+    fn parse(buf: &[u8]) -> Self {
+        let text = String::from_utf8_lossy(buf).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        Self {
+            status,
+            head: head.to_owned(),
+            body: body.to_owned(),
+        }
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.body.trim()).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// A port on which nothing listens.
+pub async fn closed_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    addr
+}

@@ -1,0 +1,135 @@
+//! Start-up refuses bad configuration and bad policies, naming file, key and line; the
+//! command line exits non-zero on them.
+
+mod common;
+
+use std::process::Command;
+
+use common::{Recorder, Setup, OPEN_POLICY};
+use portcullis::gateway::StartError;
+use portcullis::{Config, Gateway};
+
+fn portcullis() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_portcullis"))
+}
+
+// A bad gateway.toml stops start-up with the file, the key and the line.
+#[tokio::test]
+async fn bad_config_named() {
+    let rec = Recorder::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup::new(&[("rec", rec.url())], OPEN_POLICY)
+        .extra("[limits]\nupstream_timeout = \"soon\"\n");
+    let path = setup.write(dir.path());
+    let err = Config::load(&path).unwrap_err().to_string();
+    assert!(err.contains("gateway.toml:"), "{err}");
+    assert!(err.contains("[limits] upstream_timeout"), "{err}");
+    assert!(
+        err.contains("gateway.toml:11:20: [limits] upstream_timeout: invalid duration \"soon\""),
+        "{err}"
+    );
+
+    let out = portcullis()
+        .arg("serve")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("[limits] upstream_timeout"), "{stderr}");
+}
+
+// A policy naming an upstream that does not exist, or not parsing, stops start-up with
+// file, line and column.
+#[tokio::test]
+async fn bad_policy_named() {
+    let rec = Recorder::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = OPEN_POLICY.replace("upstream = \"rec\"", "upstream = \"missing\"");
+    let path = Setup::new(&[("rec", rec.url())], &policy).write(dir.path());
+    let err = match Gateway::new(Config::load(&path).unwrap()) {
+        Err(StartError::Policy(errors)) => errors,
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("started with a bad policy"),
+    };
+    let text = err[0].to_string();
+    assert!(
+        text.contains("test.toml:2:12: upstream: upstream \"missing\" is not defined"),
+        "{text}"
+    );
+
+    let broken = OPEN_POLICY.replace(
+        "[[route]]\nname = \"members\"",
+        "[[route]\nname = \"members\"",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = Setup::new(&[("rec", rec.url())], &broken).write(dir.path());
+    let out = portcullis()
+        .arg("serve")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("test.toml:10:"), "{stderr}");
+}
+
+// `policy check` passes on the shipped policies and fails with located errors otherwise;
+// `policy test` passes on the shipped cases and fails on a wrong expectation.
+#[test]
+fn policy_tools() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = portcullis()
+        .current_dir(root)
+        .args(["policy", "check", "policies/"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = portcullis()
+        .current_dir(root)
+        .args(["policy", "test", "policies/"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let shop = std::fs::read_to_string(format!("{root}/policies/shop.toml")).unwrap();
+    let wrong = shop.replacen("expect = \"deny\"", "expect = \"allow\"", 1);
+    std::fs::write(dir.path().join("shop.toml"), wrong).unwrap();
+    let out = portcullis()
+        .current_dir(root)
+        .args(["policy", "test"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("FAIL ") && stdout.contains("shop.toml:"),
+        "{stdout}"
+    );
+
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "upstream = \"shop\"\n[[route]]\nmethods = [\"GET\"]\npath = \"x\"\n",
+    )
+    .unwrap();
+    let out = portcullis()
+        .current_dir(root)
+        .args(["policy", "check"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("bad.toml:4:8: route[1].path"), "{stderr}");
+}
