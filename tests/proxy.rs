@@ -433,3 +433,28 @@ async fn shop_through_gateway() {
     .await;
     assert_eq!(product["stock"], 24, "the refused purchase took stock");
 }
+
+// A keep-alive connection with no request in flight is closed after the idle timeout
+// (the header read timeout is set far longer, so only the idle watchdog can close it).
+#[tokio::test]
+async fn idle_connection_closed() {
+    let rec = Recorder::start().await;
+    let gw = Setup::new(&[("rec", rec.url())], OPEN_POLICY)
+        .extra("[limits]\nidle_timeout = \"1s\"\nheader_read_timeout = \"30s\"\n")
+        .start()
+        .await;
+    let started = std::time::Instant::now();
+    let resp = gw
+        .raw("GET /keep HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await;
+    let elapsed = started.elapsed();
+    assert_eq!(resp.status, 200, "{}", resp.head);
+    assert!(
+        elapsed >= Duration::from_millis(900),
+        "closed before the idle timeout: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_millis(4500),
+        "idle connection held open: {elapsed:?}"
+    );
+}
