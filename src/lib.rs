@@ -14,7 +14,9 @@
 //! phases and turns every error into exactly one response; [`listener`] accepts TLS and
 //! plain connections; [`config`] and [`policy`] read the files an operator writes.
 
+pub mod auth;
 pub mod body;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod gateway;
@@ -22,6 +24,7 @@ pub mod listener;
 pub mod pipeline;
 pub mod policy;
 pub mod source;
+pub mod store;
 pub mod tls;
 pub mod units;
 

@@ -1,0 +1,352 @@
+//! Access tokens: JWTs signed with an Ed25519 key (or ES256, by configuration) generated
+//! at first start into `data_dir/keys/` (mode 0600) and published at the JWKS endpoint
+//! with `kid` = the key's RFC 7638 thumbprint.
+//!
+//! Verification pins the algorithm and the key by `kid`; headers such as `jwk`, `jku`
+//! and `x5u` are never followed. `exp`, `nbf` and `iat` are checked against the
+//! gateway's clock with at most 30 s of leeway, and `iss` must be ours.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use serde::{Deserialize, Serialize};
+
+pub const LEEWAY_SECS: u64 = 30;
+
+/// The claims of an access token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    pub iss: String,
+    pub sub: String,
+    pub email: String,
+    pub roles: Vec<String>,
+    pub amr: Vec<String>,
+    pub iat: u64,
+    pub nbf: u64,
+    pub exp: u64,
+    pub jti: String,
+    /// The session (refresh-token family) the token belongs to.
+    pub sid: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAlg {
+    EdDsa,
+    Es256,
+}
+
+impl KeyAlg {
+    fn file(self) -> &'static str {
+        match self {
+            Self::EdDsa => "signing-ed25519.pk8",
+            Self::Es256 => "signing-es256.pk8",
+        }
+    }
+
+    fn jwt(self) -> Algorithm {
+        match self {
+            Self::EdDsa => Algorithm::EdDSA,
+            Self::Es256 => Algorithm::ES256,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+    #[error("cannot generate a signing key")]
+    Generate,
+    #[error("the signing key in {0} is not valid")]
+    Invalid(String),
+}
+
+/// Why a token was refused (for logs; the client only learns "invalid_token").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("malformed token")]
+    Malformed,
+    #[error("unknown key or algorithm")]
+    UnknownKey,
+    #[error("bad signature or claims")]
+    BadSignature,
+    #[error("wrong issuer")]
+    WrongIssuer,
+    #[error("expired")]
+    Expired,
+    #[error("not yet valid")]
+    NotYetValid,
+}
+
+/// The signing key and what verification needs.
+pub struct KeyRing {
+    alg: KeyAlg,
+    kid: String,
+    issuer: String,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    jwk: serde_json::Value,
+}
+
+impl KeyRing {
+    /// Loads the key for `alg` from `dir`, generating it on first start.
+    pub fn load_or_generate(dir: &Path, alg: KeyAlg, issuer: &str) -> Result<Self, KeyError> {
+        let path = dir.join(alg.file());
+        let display = path.display().to_string();
+        let der = if path.exists() {
+            fs::read(&path).map_err(|e| KeyError::File {
+                path: display.clone(),
+                message: format!("cannot read: {e}"),
+            })?
+        } else {
+            let der = generate(alg)?;
+            write_private(dir, &path, &der).map_err(|e| KeyError::File {
+                path: display.clone(),
+                message: format!("cannot write: {e}"),
+            })?;
+            der
+        };
+        Self::from_pkcs8(alg, &der, issuer).map_err(|_| KeyError::Invalid(display))
+    }
+
+    /// A key ring over PKCS#8 key material.
+    pub fn from_pkcs8(alg: KeyAlg, der: &[u8], issuer: &str) -> Result<Self, KeyError> {
+        let (public_jwk, decoding) = match alg {
+            KeyAlg::EdDsa => {
+                let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
+                    .map_err(|_| KeyError::Generate)?;
+                let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
+                let decoding =
+                    DecodingKey::from_ed_components(&x).map_err(|_| KeyError::Generate)?;
+                (
+                    serde_json::json!({ "crv": "Ed25519", "kty": "OKP", "x": x }),
+                    decoding,
+                )
+            }
+            KeyAlg::Es256 => {
+                let pair = EcdsaKeyPair::from_pkcs8(
+                    &ECDSA_P256_SHA256_FIXED_SIGNING,
+                    der,
+                    &SystemRandom::new(),
+                )
+                .map_err(|_| KeyError::Generate)?;
+                let point = pair.public_key().as_ref();
+                if point.len() != 65 {
+                    return Err(KeyError::Generate);
+                }
+                let x = URL_SAFE_NO_PAD.encode(&point[1..33]);
+                let y = URL_SAFE_NO_PAD.encode(&point[33..65]);
+                let decoding =
+                    DecodingKey::from_ec_components(&x, &y).map_err(|_| KeyError::Generate)?;
+                (
+                    serde_json::json!({ "crv": "P-256", "kty": "EC", "x": x, "y": y }),
+                    decoding,
+                )
+            }
+        };
+        // RFC 7638: SHA-256 over the required members in lexicographic order, no spaces.
+        // serde_json's map is ordered by key, so to_string gives exactly that form.
+        let thumbprint =
+            ring::digest::digest(&ring::digest::SHA256, public_jwk.to_string().as_bytes());
+        let kid = URL_SAFE_NO_PAD.encode(thumbprint.as_ref());
+        let mut jwk = public_jwk;
+        jwk["kid"] = kid.clone().into();
+        jwk["alg"] = format!("{:?}", alg.jwt()).into();
+        jwk["use"] = "sig".into();
+
+        let mut validation = Validation::new(alg.jwt());
+        validation.algorithms = vec![alg.jwt()];
+        // Time claims are checked against the gateway's clock, below.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims = ["exp", "iat", "nbf", "iss", "sub"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        validation.set_issuer(&[issuer]);
+
+        Ok(Self {
+            alg,
+            kid,
+            issuer: issuer.to_owned(),
+            encoding: match alg {
+                KeyAlg::EdDsa => EncodingKey::from_ed_der(der),
+                KeyAlg::Es256 => EncodingKey::from_ec_der(der),
+            },
+            decoding,
+            validation,
+            jwk,
+        })
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// `{"keys": [...]}`: the public signing key.
+    pub fn jwks(&self) -> serde_json::Value {
+        serde_json::json!({ "keys": [self.jwk] })
+    }
+
+    /// Signs claims into a JWT.
+    pub fn sign(&self, claims: &Claims) -> Option<String> {
+        let mut header = Header::new(self.alg.jwt());
+        header.kid = Some(self.kid.clone());
+        header.typ = Some("at+jwt".to_owned());
+        jsonwebtoken::encode(&header, claims, &self.encoding).ok()
+    }
+
+    /// Verifies a JWT's header, signature, issuer and times (Unix seconds `now`).
+    pub fn verify(&self, token: &str, now: u64) -> Result<Claims, TokenError> {
+        if token.len() > 4096 {
+            return Err(TokenError::Malformed);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        // The algorithm and key are ours to choose, never the token's.
+        if header.alg != self.alg.jwt() || header.kid.as_deref() != Some(self.kid.as_str()) {
+            return Err(TokenError::UnknownKey);
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+                _ => TokenError::BadSignature,
+            })?;
+        let c = data.claims;
+        if now > c.exp + LEEWAY_SECS {
+            return Err(TokenError::Expired);
+        }
+        if c.nbf > now + LEEWAY_SECS || c.iat > now + LEEWAY_SECS {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(c)
+    }
+}
+
+fn generate(alg: KeyAlg) -> Result<Vec<u8>, KeyError> {
+    let rng = SystemRandom::new();
+    let doc = match alg {
+        KeyAlg::EdDsa => Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| KeyError::Generate)?,
+        KeyAlg::Es256 => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map_err(|_| KeyError::Generate)?,
+    };
+    Ok(doc.as_ref().to_vec())
+}
+
+fn write_private(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// A random opaque token (256 bits), URL-safe.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    ring::rand::SecureRandom::fill(&SystemRandom::new(), &mut bytes).unwrap_or_else(|_| {
+        // The system RNG does not fail on supported platforms; refuse to continue if it does.
+        panic!("system random number generator unavailable")
+    });
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Hex SHA-256 of a token: how tokens are stored and looked up.
+pub fn token_hash(token: &str) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(now: u64) -> Claims {
+        Claims {
+            iss: "https://gw".into(),
+            sub: "u-1".into(),
+            email: "a@b.c".into(),
+            roles: vec!["customer".into()],
+            amr: vec!["pwd".into()],
+            iat: now,
+            nbf: now,
+            exp: now + 300,
+            jti: "j1".into(),
+            sid: "s1".into(),
+        }
+    }
+
+    fn ring(alg: KeyAlg) -> KeyRing {
+        KeyRing::from_pkcs8(alg, &generate(alg).unwrap(), "https://gw").unwrap()
+    }
+
+    // Both algorithms sign and verify, and the kid is the RFC 7638 thumbprint.
+    #[test]
+    fn sign_verify_both_algorithms() {
+        for alg in [KeyAlg::EdDsa, KeyAlg::Es256] {
+            let k = ring(alg);
+            let t = k.sign(&claims(1000)).unwrap();
+            assert_eq!(k.verify(&t, 1000).unwrap().sub, "u-1");
+            assert_eq!(k.jwks()["keys"][0]["kid"], k.kid());
+        }
+    }
+
+    // RFC 7638's thumbprint of the RFC 8037 Ed25519 example key.
+    #[test]
+    fn thumbprint_rfc8037() {
+        let jwk = serde_json::json!({"crv":"Ed25519","kty":"OKP","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
+        let d = ring::digest::digest(&ring::digest::SHA256, jwk.to_string().as_bytes());
+        assert_eq!(
+            URL_SAFE_NO_PAD.encode(d.as_ref()),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
+    }
+
+    // Expiry, not-before and issuer are enforced against the given time.
+    #[test]
+    fn time_and_issuer() {
+        let k = ring(KeyAlg::EdDsa);
+        let t = k.sign(&claims(1000)).unwrap();
+        assert_eq!(
+            k.verify(&t, 1000 + 300 + LEEWAY_SECS + 1),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(
+            k.verify(&t, 1000 - LEEWAY_SECS - 1),
+            Err(TokenError::NotYetValid)
+        );
+        let mut other = claims(1000);
+        other.iss = "https://elsewhere".into();
+        let t = k.sign(&other).unwrap();
+        assert_eq!(k.verify(&t, 1000), Err(TokenError::WrongIssuer));
+    }
+
+    // A key of the same kind but not ours fails even with our kid in the header.
+    #[test]
+    fn foreign_key_refused() {
+        let ours = ring(KeyAlg::EdDsa);
+        let theirs = ring(KeyAlg::EdDsa);
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(ours.kid().to_owned());
+        let forged = jsonwebtoken::encode(&header, &claims(1000), &theirs.encoding).unwrap();
+        assert_eq!(ours.verify(&forged, 1000), Err(TokenError::BadSignature));
+    }
+}
