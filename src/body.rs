@@ -28,10 +28,7 @@ impl Body for GatewayBody {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             Self::Full(b) => Pin::new(b).poll_frame(cx).map_err(|never| match never {}),
             Self::Upstream(b) => Pin::new(b).poll_frame(cx),

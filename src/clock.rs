@@ -38,10 +38,8 @@ impl ManualClock {
     }
 
     pub fn advance(&self, by: Duration) {
-        self.0.fetch_add(
-            u64::try_from(by.as_millis()).unwrap_or(u64::MAX),
-            Ordering::SeqCst,
-        );
+        self.0
+            .fetch_add(u64::try_from(by.as_millis()).unwrap_or(u64::MAX), Ordering::SeqCst);
     }
 
     pub fn set_ms(&self, ms: u64) {

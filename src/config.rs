@@ -83,6 +83,7 @@ struct RawRateLimit {
 struct RawTokens {
     access_ttl: Option<HumanDuration>,
     refresh_ttl: Option<HumanDuration>,
+    algorithm: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -209,6 +210,7 @@ pub struct RateLimits {
 pub struct Tokens {
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
+    pub algorithm: crate::auth::tokens::KeyAlg,
 }
 
 #[derive(Debug, Clone)]
@@ -254,16 +256,14 @@ pub struct Smtp {
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Self, SourceError> {
-        let src = std::fs::read_to_string(path).map_err(|e| {
-            SourceError::whole_file(path, format!("cannot read the configuration: {e}"))
-        })?;
+        let src = std::fs::read_to_string(path)
+            .map_err(|e| SourceError::whole_file(path, format!("cannot read the configuration: {e}")))?;
         Self::parse(path, &src)
     }
 
     /// Validates configuration text; `path` names it in errors and anchors relative paths.
     pub fn parse(path: &Path, src: &str) -> Result<Self, SourceError> {
-        let raw: RawConfig =
-            toml::from_str(src).map_err(|e| SourceError::from_toml(path, src, &e))?;
+        let raw: RawConfig = toml::from_str(src).map_err(|e| SourceError::from_toml(path, src, &e))?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let resolve = |p: &str| {
             let p = PathBuf::from(p);
@@ -273,9 +273,7 @@ impl Config {
                 base.join(p)
             }
         };
-        let at = |span: std::ops::Range<usize>, msg: String| {
-            SourceError::at(path, src, Some(span), None, msg)
-        };
+        let at = |span: std::ops::Range<usize>, msg: String| SourceError::at(path, src, Some(span), None, msg);
 
         let listen = parse_addr(&raw.server.listen).map_err(|m| at(raw.server.listen.span(), m))?;
         let plain_listen = match &raw.server.plain_listen {
@@ -288,16 +286,11 @@ impl Config {
             .get_ref()
             .parse()
             .ok()
-            .filter(|u: &http::Uri| {
-                matches!(u.scheme_str(), Some("https" | "http")) && u.authority().is_some()
-            })
+            .filter(|u: &http::Uri| matches!(u.scheme_str(), Some("https" | "http")) && u.authority().is_some())
             .ok_or_else(|| {
                 at(
                     raw.server.public_url.span(),
-                    format!(
-                        "{:?} is not an http(s) URL",
-                        raw.server.public_url.get_ref()
-                    ),
+                    format!("{:?} is not an http(s) URL", raw.server.public_url.get_ref()),
                 )
             })?;
 
@@ -311,37 +304,22 @@ impl Config {
         let l = raw.limits;
         let limits = Limits {
             max_body: l.max_body.map_or(defaults.max_body, |b| b.0),
-            upstream_timeout: l
-                .upstream_timeout
-                .map_or(defaults.upstream_timeout, |d| d.0),
+            upstream_timeout: l.upstream_timeout.map_or(defaults.upstream_timeout, |d| d.0),
             max_header_bytes: l.max_header_bytes.map_or(defaults.max_header_bytes, |b| {
                 usize::try_from(b.0).unwrap_or(usize::MAX)
             }),
             max_headers: l.max_headers.unwrap_or(defaults.max_headers),
-            header_read_timeout: l
-                .header_read_timeout
-                .map_or(defaults.header_read_timeout, |d| d.0),
+            header_read_timeout: l.header_read_timeout.map_or(defaults.header_read_timeout, |d| d.0),
             idle_timeout: l.idle_timeout.map_or(defaults.idle_timeout, |d| d.0),
-            tls_handshake_timeout: l
-                .tls_handshake_timeout
-                .map_or(defaults.tls_handshake_timeout, |d| d.0),
+            tls_handshake_timeout: l.tls_handshake_timeout.map_or(defaults.tls_handshake_timeout, |d| d.0),
             h2_max_streams: l.h2_max_streams.unwrap_or(defaults.h2_max_streams),
             max_connections: l.max_connections.unwrap_or(defaults.max_connections),
         };
         let positive = [
-            (
-                "[limits] upstream_timeout",
-                limits.upstream_timeout.is_zero(),
-            ),
-            (
-                "[limits] header_read_timeout",
-                limits.header_read_timeout.is_zero(),
-            ),
+            ("[limits] upstream_timeout", limits.upstream_timeout.is_zero()),
+            ("[limits] header_read_timeout", limits.header_read_timeout.is_zero()),
             ("[limits] idle_timeout", limits.idle_timeout.is_zero()),
-            (
-                "[limits] tls_handshake_timeout",
-                limits.tls_handshake_timeout.is_zero(),
-            ),
+            ("[limits] tls_handshake_timeout", limits.tls_handshake_timeout.is_zero()),
             ("[limits] max_headers", limits.max_headers == 0),
             ("[limits] h2_max_streams", limits.h2_max_streams == 0),
             ("[limits] max_connections", limits.max_connections == 0),
@@ -378,16 +356,35 @@ impl Config {
             },
         };
 
+        let algorithm = match raw.tokens.algorithm.as_ref().map(|a| (a.get_ref().as_str(), a.span())) {
+            None | Some(("EdDSA", _)) => crate::auth::tokens::KeyAlg::EdDsa,
+            Some(("ES256", _)) => crate::auth::tokens::KeyAlg::Es256,
+            Some((other, span)) => {
+                return Err(at(
+                    span,
+                    format!("unknown algorithm {other:?}: expected \"EdDSA\" or \"ES256\""),
+                ))
+            }
+        };
+        if let Some(span) = raw
+            .email
+            .as_ref()
+            .and_then(|e| e.smtp.as_ref())
+            .and(find_key_span(src, "[email.smtp]"))
+        {
+            return Err(at(
+                span,
+                "SMTP delivery is not available in this version; use `outbox`".to_owned(),
+            ));
+        }
+
         let email = match raw.email {
             None => Email {
                 outbox: resolve(&format!("{}/outbox", raw.server.data_dir)),
                 smtp: None,
             },
             Some(e) => Email {
-                outbox: resolve(
-                    &e.outbox
-                        .unwrap_or_else(|| format!("{}/outbox", raw.server.data_dir)),
-                ),
+                outbox: resolve(&e.outbox.unwrap_or_else(|| format!("{}/outbox", raw.server.data_dir))),
                 smtp: e.smtp.map(|s| Smtp {
                     host: s.host,
                     port: s.port.unwrap_or(587),
@@ -420,14 +417,9 @@ impl Config {
                 }),
             },
             tokens: Tokens {
-                access_ttl: raw
-                    .tokens
-                    .access_ttl
-                    .map_or(Duration::from_secs(300), |d| d.0),
-                refresh_ttl: raw
-                    .tokens
-                    .refresh_ttl
-                    .map_or(Duration::from_secs(12 * 3600), |d| d.0),
+                access_ttl: raw.tokens.access_ttl.map_or(Duration::from_secs(300), |d| d.0),
+                refresh_ttl: raw.tokens.refresh_ttl.map_or(Duration::from_secs(12 * 3600), |d| d.0),
+                algorithm,
             },
             login: Login {
                 max_failures: raw.login.max_failures.unwrap_or(5),
@@ -440,11 +432,7 @@ impl Config {
             },
             password,
             email,
-            roles: raw
-                .roles
-                .into_iter()
-                .map(|(k, v)| (k, v.description))
-                .collect(),
+            roles: raw.roles.into_iter().map(|(k, v)| (k, v.description)).collect(),
         })
     }
 }
@@ -476,9 +464,7 @@ fn parse_upstream(name: &str, url: &str) -> Result<Upstream, String> {
         .cloned()
         .ok_or_else(|| format!("upstream {name:?}: {url:?} has no host"))?;
     if authority.as_str().contains('@') {
-        return Err(format!(
-            "upstream {name:?}: credentials in the URL are not supported"
-        ));
+        return Err(format!("upstream {name:?}: credentials in the URL are not supported"));
     }
     if uri.query().is_some() {
         return Err(format!(
@@ -492,6 +478,19 @@ fn parse_upstream(name: &str, url: &str) -> Result<Upstream, String> {
         authority,
         base_path,
     })
+}
+
+/// Byte span of a table header line, e.g. `[email.smtp]`.
+fn find_key_span(src: &str, header: &str) -> Option<std::ops::Range<usize>> {
+    let mut offset = 0;
+    for line in src.split_inclusive('\n') {
+        if line.trim().split('#').next().unwrap_or("").trim() == header {
+            let start = offset + (line.len() - line.trim_start().len());
+            return Some(start..start + 1);
+        }
+        offset += line.len();
+    }
+    Some(0..1)
 }
 
 /// Byte span of `key = ` inside `[table]` in `src`, for keys validated after parsing.
@@ -554,10 +553,7 @@ shop = "http://127.0.0.1:8081"
     // An unknown key is an error naming the key and its line.
     #[test]
     fn unknown_key() {
-        let src = MINIMAL.replace(
-            "[upstreams]",
-            "[limits]\nmax_bodee = \"1MiB\"\n\n[upstreams]",
-        );
+        let src = MINIMAL.replace("[upstreams]", "[limits]\nmax_bodee = \"1MiB\"\n\n[upstreams]");
         let e = parse(&src).unwrap_err().to_string();
         assert!(e.contains("gateway.toml:9:1:"), "{e}");
         assert!(e.contains("max_bodee"), "{e}");

@@ -39,6 +39,26 @@ pub enum GatewayError {
     },
     #[error("upstream {upstream} did not answer within {timeout:?}")]
     UpstreamTimeout { upstream: String, timeout: Duration },
+    #[error("malformed request body: {0}")]
+    Malformed(String),
+    #[error("password breaks the policy")]
+    PasswordPolicy { rules: Vec<String> },
+    #[error("confirmation token unknown, used or expired")]
+    InvalidConfirmation,
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("email not confirmed")]
+    EmailUnconfirmed,
+    #[error("account disabled")]
+    AccountDisabled,
+    #[error("account locked")]
+    Locked { retry_after: Duration },
+    #[error("invalid TOTP code")]
+    InvalidCode,
+    #[error("refresh or MFA token unknown, spent, revoked or expired")]
+    InvalidGrant,
+    #[error("storage failure")]
+    Store(#[from] crate::store::StoreError),
     #[error("internal error")]
     Internal(#[source] BoxError),
 }
@@ -56,7 +76,12 @@ impl GatewayError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Malformed(_) | Self::InvalidConfirmation => StatusCode::BAD_REQUEST,
+            Self::PasswordPolicy { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::InvalidCredentials | Self::InvalidCode | Self::InvalidGrant => StatusCode::UNAUTHORIZED,
+            Self::EmailUnconfirmed | Self::AccountDisabled => StatusCode::FORBIDDEN,
+            Self::Locked { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Store(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -67,8 +92,7 @@ impl GatewayError {
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::NoRoute => "not_found",
             Self::Unauthenticated {
-                invalid_token: true,
-                ..
+                invalid_token: true, ..
             } => "invalid_token",
             Self::Unauthenticated { .. } => "unauthenticated",
             Self::Forbidden { .. } => "forbidden",
@@ -76,7 +100,15 @@ impl GatewayError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UpstreamUnreachable { .. } => "bad_gateway",
             Self::UpstreamTimeout { .. } => "gateway_timeout",
-            Self::Internal(_) => "internal_error",
+            Self::Malformed(_) => "bad_request",
+            Self::PasswordPolicy { .. } => "password_policy",
+            Self::InvalidConfirmation | Self::InvalidGrant => "invalid_token",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::EmailUnconfirmed => "email_unconfirmed",
+            Self::AccountDisabled => "account_disabled",
+            Self::Locked { .. } => "locked",
+            Self::InvalidCode => "invalid_code",
+            Self::Store(_) | Self::Internal(_) => "internal_error",
         }
     }
 
@@ -92,18 +124,29 @@ impl GatewayError {
             Self::PayloadTooLarge { .. } => "the request body is too large",
             Self::UpstreamUnreachable { .. } => "the service is unavailable",
             Self::UpstreamTimeout { .. } => "the service did not answer in time",
-            Self::Internal(_) => "an internal error occurred",
+            Self::Malformed(_) => "the request body is malformed",
+            Self::PasswordPolicy { .. } => "the password does not meet the policy",
+            Self::InvalidConfirmation | Self::InvalidGrant => "the token is invalid or expired",
+            Self::InvalidCredentials => "invalid email or password",
+            Self::EmailUnconfirmed => "confirm your email address first",
+            Self::AccountDisabled => "this account is disabled",
+            Self::Locked { .. } => "too many failed attempts; try again later",
+            Self::InvalidCode => "invalid code; log in again",
+            Self::Store(_) | Self::Internal(_) => "an internal error occurred",
         }
     }
 
     /// Builds the response the client sees.
     pub fn to_response(&self, request_id: &str) -> Response<GatewayBody> {
-        let mut resp = json_error(
-            self.status(),
-            self.code(),
-            self.public_message(),
-            request_id,
-        );
+        let mut body = serde_json::json!({
+            "error": self.code(),
+            "message": self.public_message(),
+            "request_id": request_id,
+        });
+        if let Self::PasswordPolicy { rules } = self {
+            body["rules"] = rules.clone().into();
+        }
+        let mut resp = json_response(self.status(), &body);
         let headers = resp.headers_mut();
         match self {
             Self::Unauthenticated { invalid_token, .. } => {
@@ -114,7 +157,7 @@ impl GatewayError {
                 };
                 headers.insert(WWW_AUTHENTICATE, value);
             }
-            Self::RateLimited { retry_after } => {
+            Self::RateLimited { retry_after } | Self::Locked { retry_after } => {
                 let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
                 headers.insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
             }
@@ -130,21 +173,19 @@ impl GatewayError {
             | Self::PayloadTooLarge { .. }
             | Self::UpstreamUnreachable { .. }
             | Self::UpstreamTimeout { .. }
+            | Self::Malformed(_)
+            | Self::PasswordPolicy { .. }
+            | Self::InvalidConfirmation
+            | Self::InvalidCredentials
+            | Self::EmailUnconfirmed
+            | Self::AccountDisabled
+            | Self::InvalidCode
+            | Self::InvalidGrant
+            | Self::Store(_)
             | Self::Internal(_) => {}
         }
         resp
     }
-}
-
-/// `{"error": code, "message": text, "request_id": id}` with the given status.
-pub fn json_error(
-    status: StatusCode,
-    code: &str,
-    message: &str,
-    request_id: &str,
-) -> Response<GatewayBody> {
-    let body = serde_json::json!({ "error": code, "message": message, "request_id": request_id });
-    json_response(status, &body)
 }
 
 /// A JSON response the gateway makes itself. Nothing it makes is cacheable.
@@ -178,10 +219,7 @@ mod tests {
         assert_eq!(v["error"], "bad_gateway");
         assert_eq!(v["request_id"], "req-1");
         let text = String::from_utf8_lossy(&body);
-        assert!(
-            !text.contains("10.1.2.3") && !text.contains("shop"),
-            "{text}"
-        );
+        assert!(!text.contains("10.1.2.3") && !text.contains("shop"), "{text}");
     }
 
     // A 401 challenges with Bearer, and says invalid_token when a token was refused.

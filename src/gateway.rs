@@ -17,13 +17,17 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::auth::service::AuthService;
 use crate::body::GatewayBody;
+use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::error::{json_response, GatewayError};
 use crate::listener::{self, ConnInfo, Handler};
+use crate::pipeline::authn::authenticate;
 use crate::pipeline::authz::authorize;
 use crate::pipeline::forward::{ClientInfo, Upstreams, X_REQUEST_ID};
 use crate::pipeline::normalize::normalize_request;
+use crate::pipeline::ratelimit::{Limiter, Verdict, DEFAULT_MAX_KEYS};
 use crate::policy::PolicySet;
 use crate::source::SourceError;
 use crate::tls::TlsError;
@@ -37,6 +41,14 @@ pub enum StartError {
     Policy(Vec<SourceError>),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("{}: {source}", .path.display())]
+    Store {
+        path: std::path::PathBuf,
+        #[source]
+        source: crate::store::StoreError,
+    },
+    #[error("{0}")]
+    Keys(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -46,11 +58,7 @@ pub enum StartError {
 }
 
 fn join_lines(errors: &[SourceError]) -> String {
-    errors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
 }
 
 /// Request ids: a random prefix per process and a counter, unique and cheap.
@@ -68,11 +76,7 @@ impl RequestIds {
     }
 
     fn next(&self) -> String {
-        format!(
-            "{}-{:x}",
-            self.prefix,
-            self.next.fetch_add(1, Ordering::Relaxed)
-        )
+        format!("{}-{:x}", self.prefix, self.next.fetch_add(1, Ordering::Relaxed))
     }
 }
 
@@ -82,6 +86,8 @@ pub struct Inner {
     policy: ArcSwap<PolicySet>,
     upstreams: Upstreams,
     ids: RequestIds,
+    auth: AuthService,
+    auth_limiter: Limiter<std::net::IpAddr>,
 }
 
 /// What is known about one request as it passes the phases; read once at the end for
@@ -92,6 +98,7 @@ struct RequestContext {
     started: Instant,
     method: Method,
     route: Option<String>,
+    user: Option<String>,
 }
 
 impl Handler for Inner {
@@ -102,6 +109,7 @@ impl Handler for Inner {
             started: Instant::now(),
             method: req.method().clone(),
             route: None,
+            user: None,
         };
         let raw_path = req.uri().path().to_owned();
         let is_auth = raw_path.starts_with("/auth/");
@@ -127,6 +135,7 @@ impl Handler for Inner {
             method = %ctx.method,
             path = ?raw_path,
             route = ctx.route.as_deref().unwrap_or("-"),
+            user = ctx.user.as_deref().unwrap_or("-"),
             status = resp.status().as_u16(),
             micros = ctx.started.elapsed().as_micros() as u64,
             "request"
@@ -146,17 +155,21 @@ impl Inner {
 
         // The gateway's own endpoints, matched on the canonical path.
         if target.path == "/healthz" {
-            return Ok(json_response(
-                StatusCode::OK,
-                &serde_json::json!({ "status": "ok" }),
-            ));
+            return Ok(json_response(StatusCode::OK, &serde_json::json!({ "status": "ok" })));
         }
-        if target.path.starts_with("/auth/") || target.path.starts_with("/.well-known/") {
-            return Err(GatewayError::NoRoute);
+        if target.path == "/.well-known/jwks.json" {
+            return Ok(json_response(StatusCode::OK, &self.auth.keys().jwks()));
+        }
+        if target.path.starts_with("/auth/") {
+            if let Verdict::Limited { retry_after } = self.auth_limiter.check(&ctx.conn.peer.ip()) {
+                return Err(GatewayError::RateLimited { retry_after });
+            }
+            return crate::auth::http::handle(&self.auth, &target.path, req, &ctx.id, ctx.conn.peer.ip()).await;
         }
 
-        // 2. authenticate: no token support yet, every caller is anonymous.
-        let principal = None;
+        // 2. authenticate: a bearer token, when there is one, must be valid.
+        let principal = authenticate(&self.auth, req.headers())?.map(|(p, _)| p);
+        ctx.user = principal.as_ref().map(|p| p.id.clone());
 
         // 3. authorize with the policy set in force when the request arrived.
         let authorized = authorize(self.policy.load_full(), req.method(), target, principal)?;
@@ -184,6 +197,10 @@ impl Inner {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    pub fn auth(&self) -> &AuthService {
+        &self.auth
     }
 }
 
@@ -213,21 +230,39 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Loads policies and TLS material; refuses to build on any error.
+    /// Loads policies, TLS material, the database and the signing key; refuses to
+    /// build on any error.
     pub fn new(config: Config) -> Result<Self, StartError> {
-        let policy =
-            PolicySet::load_dir(&config.server.policies, &config).map_err(StartError::Policy)?;
+        Self::with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// Like [`Gateway::new`], reading time from `clock` (tests move it by hand).
+    pub fn with_clock(config: Config, clock: SharedClock) -> Result<Self, StartError> {
+        let policy = PolicySet::load_dir(&config.server.policies, &config).map_err(StartError::Policy)?;
         let tls = crate::tls::server_config(&config)?;
+        let store = crate::store::Store::open(&config.server.data_dir).map_err(|source| StartError::Store {
+            path: config.server.data_dir.join("db"),
+            source,
+        })?;
         let upstreams = Upstreams::new(&config);
+        let config = Arc::new(config);
+        let auth = AuthService::new(config.clone(), store, clock.clone()).map_err(StartError::Keys)?;
+        let auth_limiter = Limiter::new(config.rate_limit.auth_per_ip, DEFAULT_MAX_KEYS, clock);
         Ok(Self {
             inner: Arc::new(Inner {
-                config: Arc::new(config),
+                config,
                 policy: ArcSwap::from_pointee(policy),
                 upstreams,
                 ids: RequestIds::new(),
+                auth,
+                auth_limiter,
             }),
             tls,
         })
+    }
+
+    pub fn inner(&self) -> &Arc<Inner> {
+        &self.inner
     }
 
     /// Binds the TLS listener (and the plain one when configured) and starts serving.
@@ -243,12 +278,10 @@ impl Gateway {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
-        let tls_addr = tls_listener
-            .local_addr()
-            .map_err(|source| StartError::Bind {
-                addr: config.server.listen,
-                source,
-            })?;
+        let tls_addr = tls_listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.server.listen,
+            source,
+        })?;
         let plain_addr = plain_listener.as_ref().and_then(|l| l.local_addr().ok());
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
@@ -269,6 +302,20 @@ impl Gateway {
                 stopped,
             ));
         }
+        let sweeper = self.inner.clone();
+        let mut sweep_stop = stop.subscribe();
+        tasks.spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {
+                        sweeper.auth.sweep();
+                        sweeper.auth_limiter.evict_idle();
+                    }
+                    _ = sweep_stop.changed() => return,
+                }
+            }
+        });
         tracing::info!(listen = %tls_addr, plain = ?plain_addr, "gateway serving");
         Ok(RunningGateway {
             tls_addr,

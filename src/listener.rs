@@ -40,11 +40,7 @@ pub struct ConnInfo {
 
 /// Handles one request of a connection.
 pub trait Handler: Send + Sync + 'static {
-    fn handle(
-        &self,
-        req: Request<Incoming>,
-        conn: ConnInfo,
-    ) -> impl Future<Output = Response<GatewayBody>> + Send;
+    fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> impl Future<Output = Response<GatewayBody>> + Send;
 }
 
 /// Accepts on `listener` until `shutdown` turns true, then lets in-flight requests
@@ -142,16 +138,11 @@ async fn serve_connection<H: Handler>(
         tls: tls.is_some(),
     };
     match tls {
-        Some(acceptor) => {
-            match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream)).await
-            {
-                Ok(Ok(tls_stream)) => {
-                    run_http(tls_stream, info, handler, builder, limits, shutdown).await
-                }
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-            }
-        }
+        Some(acceptor) => match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(tls_stream)) => run_http(tls_stream, info, handler, builder, limits, shutdown).await,
+            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+        },
         None => run_http(stream, info, handler, builder, limits, shutdown).await,
     }
 }
@@ -243,11 +234,7 @@ struct Tracked<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() != before {
@@ -258,11 +245,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.events.fetch_add(1, Ordering::Relaxed);

@@ -65,10 +65,7 @@ fn init_logging() {
 }
 
 fn run_async(fut: impl std::future::Future<Output = ExitCode>) -> ExitCode {
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt.block_on(fut),
         Err(e) => {
             eprintln!("portcullis: cannot start the runtime: {e}");
@@ -127,13 +124,7 @@ async fn serve(config_path: &Path, demo: bool) -> ExitCode {
 /// Starts the demo shop on the address of the `shop` upstream.
 async fn start_shop(
     config: &Config,
-) -> Result<
-    (
-        tokio::sync::oneshot::Sender<()>,
-        tokio::task::JoinHandle<()>,
-    ),
-    String,
-> {
+) -> Result<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>), String> {
     let upstream = config.upstreams.get("shop").ok_or_else(|| {
         format!(
             "{}: the demo needs an upstream named \"shop\" in [upstreams]",
@@ -151,13 +142,9 @@ async fn start_shop(
         .await
         .map_err(|e| format!("cannot start the demo shop on {addr}: {e}"))?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(upstream_demo::serve(
-        listener,
-        upstream_demo::Shop::seeded(),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let task = tokio::spawn(upstream_demo::serve(listener, upstream_demo::Shop::seeded(), async {
+        let _ = stopped.await;
+    }));
     Ok((stop, task))
 }
 
@@ -186,14 +173,13 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -226,23 +212,14 @@ fn load_policies(config_path: &Path, dir: Option<&Path>) -> Result<PolicySet, Ve
         (None, Some(c)) => c.server.policies.clone(),
         (None, None) => unreachable!("checked above"),
     };
-    let exists = |name: &str| {
-        config
-            .as_ref()
-            .is_none_or(|c| c.upstreams.contains_key(name))
-    };
-    PolicySet::load_dir_with(&dir, &exists)
-        .map_err(|errs| errs.iter().map(ToString::to_string).collect())
+    let exists = |name: &str| config.as_ref().is_none_or(|c| c.upstreams.contains_key(name));
+    PolicySet::load_dir_with(&dir, &exists).map_err(|errs| errs.iter().map(ToString::to_string).collect())
 }
 
 fn policy_check(config_path: &Path, dir: Option<&Path>) -> ExitCode {
     match load_policies(config_path, dir) {
         Ok(set) => {
-            println!(
-                "ok: {} routes, {} test cases",
-                set.routes.len(),
-                set.tests.len()
-            );
+            println!("ok: {} routes, {} test cases", set.routes.len(), set.tests.len());
             ExitCode::SUCCESS
         }
         Err(errors) => {

@@ -112,14 +112,7 @@ fn key_at(src: &str, offset: usize) -> Option<String> {
         .find(|l| l.starts_with('['))
         .map(|l| l.split('#').next().unwrap_or(l).trim().to_owned());
     if trimmed.starts_with('[') {
-        return Some(
-            trimmed
-                .split('#')
-                .next()
-                .unwrap_or(trimmed)
-                .trim()
-                .to_owned(),
-        );
+        return Some(trimmed.split('#').next().unwrap_or(trimmed).trim().to_owned());
     }
     let key = trimmed.split_once('=').map(|(k, _)| k.trim().to_owned())?;
     if key.is_empty() || key.starts_with('#') {

@@ -68,9 +68,8 @@ pub fn server_config(config: &Config) -> Result<Arc<ServerConfig>, TlsError> {
 /// Writes a self-signed certificate for `localhost` and `127.0.0.1`; the key file is
 /// created with mode 0600 in a directory of mode 0700.
 fn generate_self_signed(cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
-    let generated =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .map_err(|e| TlsError::Generate(e.to_string()))?;
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .map_err(|e| TlsError::Generate(e.to_string()))?;
     if let Some(dir) = key_path.parent() {
         fs::DirBuilder::new()
             .recursive(true)
@@ -81,11 +80,7 @@ fn generate_self_signed(cert_path: &Path, key_path: &Path) -> Result<(), TlsErro
                 message: format!("cannot create: {e}"),
             })?;
     }
-    write_file(
-        key_path,
-        generated.signing_key.serialize_pem().as_bytes(),
-        0o600,
-    )?;
+    write_file(key_path, generated.signing_key.serialize_pem().as_bytes(), 0o600)?;
     write_file(cert_path, generated.cert.pem().as_bytes(), 0o644)?;
     tracing::info!(cert = %cert_path.display(), "generated a self-signed certificate for localhost");
     Ok(())
@@ -128,9 +123,6 @@ mod tests {
         let first = fs::read(&cert).unwrap();
         let tls = server_config(&config).unwrap();
         assert_eq!(fs::read(&cert).unwrap(), first, "certificate regenerated");
-        assert_eq!(
-            tls.alpn_protocols,
-            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-        );
+        assert_eq!(tls.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
     }
 }

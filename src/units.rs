@@ -18,9 +18,7 @@ impl FromStr for HumanDuration {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || {
-            format!("invalid duration {s:?}: expected e.g. \"90s\", \"5m\", \"12h\", \"1h30m\", \"250ms\"")
-        };
+        let bad = || format!("invalid duration {s:?}: expected e.g. \"90s\", \"5m\", \"12h\", \"1h30m\", \"250ms\"");
         let mut rest = s.trim();
         if rest.is_empty() {
             return Err(bad());
@@ -57,8 +55,7 @@ impl FromStr for ByteSize {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad =
-            || format!("invalid size {s:?}: expected e.g. \"10MiB\", \"512KiB\", \"1000000\"");
+        let bad = || format!("invalid size {s:?}: expected e.g. \"10MiB\", \"512KiB\", \"1000000\"");
         let t = s.trim();
         let digits = t.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 || digits > 15 {
@@ -90,8 +87,7 @@ impl FromStr for Rate {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad =
-            || format!("invalid rate {s:?}: expected e.g. \"60/min\", \"10/sec\", \"1000/hour\"");
+        let bad = || format!("invalid rate {s:?}: expected e.g. \"60/min\", \"10/sec\", \"1000/hour\"");
         let (n, unit) = s.trim().split_once('/').ok_or_else(bad)?;
         let count: u32 = n.trim().parse().map_err(|_| bad())?;
         if count == 0 {

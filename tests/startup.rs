@@ -18,8 +18,7 @@ fn portcullis() -> Command {
 async fn bad_config_named() {
     let rec = Recorder::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let setup = Setup::new(&[("rec", rec.url())], OPEN_POLICY)
-        .extra("[limits]\nupstream_timeout = \"soon\"\n");
+    let setup = Setup::new(&[("rec", rec.url())], OPEN_POLICY).extra("[limits]\nupstream_timeout = \"soon\"\n");
     let path = setup.write(dir.path());
     let err = Config::load(&path).unwrap_err().to_string();
     assert!(err.contains("gateway.toml:"), "{err}");
@@ -29,12 +28,7 @@ async fn bad_config_named() {
         "{err}"
     );
 
-    let out = portcullis()
-        .arg("serve")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = portcullis().arg("serve").arg("--config").arg(&path).output().unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("[limits] upstream_timeout"), "{stderr}");
@@ -59,18 +53,10 @@ async fn bad_policy_named() {
         "{text}"
     );
 
-    let broken = OPEN_POLICY.replace(
-        "[[route]]\nname = \"members\"",
-        "[[route]\nname = \"members\"",
-    );
+    let broken = OPEN_POLICY.replace("[[route]]\nname = \"members\"", "[[route]\nname = \"members\"");
     let dir = tempfile::tempdir().unwrap();
     let path = Setup::new(&[("rec", rec.url())], &broken).write(dir.path());
-    let out = portcullis()
-        .arg("serve")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = portcullis().arg("serve").arg("--config").arg(&path).output().unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("test.toml:10:"), "{stderr}");
@@ -86,11 +72,7 @@ fn policy_tools() {
         .args(["policy", "check", "policies/"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let out = portcullis()
         .current_dir(root)
@@ -113,10 +95,7 @@ fn policy_tools() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{stdout}");
-    assert!(
-        stdout.contains("FAIL ") && stdout.contains("shop.toml:"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("FAIL ") && stdout.contains("shop.toml:"), "{stdout}");
 
     std::fs::write(
         dir.path().join("bad.toml"),

@@ -1,5 +1,8 @@
 //! Identity: passwords, TOTP, tokens, mail, and the `/auth/*` endpoints.
 
+pub mod http;
+pub mod mail;
 pub mod password;
+pub mod service;
 pub mod tokens;
 pub mod totp;

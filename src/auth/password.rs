@@ -54,10 +54,7 @@ impl Hasher {
     pub async fn verify(&self, password: String, phc: Option<String>) -> bool {
         let known = phc.is_some();
         let phc = phc.unwrap_or_else(|| self.dummy.to_string());
-        let ok = self
-            .run(move || verify_now(&password, &phc))
-            .await
-            .unwrap_or(false);
+        let ok = self.run(move || verify_now(&password, &phc)).await.unwrap_or(false);
         ok && known
     }
 }
@@ -80,9 +77,7 @@ fn verify_now(password: &str, phc: &str) -> bool {
     let Ok(parsed) = PasswordHash::new(phc) else {
         return false;
     };
-    argon2()
-        .verify_password(password.as_bytes(), &parsed)
-        .is_ok()
+    argon2().verify_password(password.as_bytes(), &parsed).is_ok()
 }
 
 /// Every rule of the policy that `password` breaks, as human-readable sentences.
@@ -97,19 +92,11 @@ pub fn broken_rules(policy: &PasswordPolicy, password: &str, email: &str) -> Vec
     }
     for class in &policy.require {
         let (ok, rule) = match class {
-            CharClass::Upper => (
-                password.chars().any(char::is_uppercase),
-                "an upper-case letter",
-            ),
-            CharClass::Lower => (
-                password.chars().any(char::is_lowercase),
-                "a lower-case letter",
-            ),
+            CharClass::Upper => (password.chars().any(char::is_uppercase), "an upper-case letter"),
+            CharClass::Lower => (password.chars().any(char::is_lowercase), "a lower-case letter"),
             CharClass::Digit => (password.chars().any(|c| c.is_ascii_digit()), "a digit"),
             CharClass::Symbol => (
-                password
-                    .chars()
-                    .any(|c| !c.is_alphanumeric() && !c.is_whitespace()),
+                password.chars().any(|c| !c.is_alphanumeric() && !c.is_whitespace()),
                 "a symbol",
             ),
         };
@@ -131,12 +118,7 @@ mod tests {
     fn policy() -> PasswordPolicy {
         PasswordPolicy {
             min_length: 8,
-            require: vec![
-                CharClass::Upper,
-                CharClass::Lower,
-                CharClass::Digit,
-                CharClass::Symbol,
-            ],
+            require: vec![CharClass::Upper, CharClass::Lower, CharClass::Digit, CharClass::Symbol],
         }
     }
 

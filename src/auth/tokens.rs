@@ -121,31 +121,21 @@ impl KeyRing {
     pub fn from_pkcs8(alg: KeyAlg, der: &[u8], issuer: &str) -> Result<Self, KeyError> {
         let (public_jwk, decoding) = match alg {
             KeyAlg::EdDsa => {
-                let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
-                    .map_err(|_| KeyError::Generate)?;
+                let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(|_| KeyError::Generate)?;
                 let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
-                let decoding =
-                    DecodingKey::from_ed_components(&x).map_err(|_| KeyError::Generate)?;
-                (
-                    serde_json::json!({ "crv": "Ed25519", "kty": "OKP", "x": x }),
-                    decoding,
-                )
+                let decoding = DecodingKey::from_ed_components(&x).map_err(|_| KeyError::Generate)?;
+                (serde_json::json!({ "crv": "Ed25519", "kty": "OKP", "x": x }), decoding)
             }
             KeyAlg::Es256 => {
-                let pair = EcdsaKeyPair::from_pkcs8(
-                    &ECDSA_P256_SHA256_FIXED_SIGNING,
-                    der,
-                    &SystemRandom::new(),
-                )
-                .map_err(|_| KeyError::Generate)?;
+                let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der, &SystemRandom::new())
+                    .map_err(|_| KeyError::Generate)?;
                 let point = pair.public_key().as_ref();
                 if point.len() != 65 {
                     return Err(KeyError::Generate);
                 }
                 let x = URL_SAFE_NO_PAD.encode(&point[1..33]);
                 let y = URL_SAFE_NO_PAD.encode(&point[33..65]);
-                let decoding =
-                    DecodingKey::from_ec_components(&x, &y).map_err(|_| KeyError::Generate)?;
+                let decoding = DecodingKey::from_ec_components(&x, &y).map_err(|_| KeyError::Generate)?;
                 (
                     serde_json::json!({ "crv": "P-256", "kty": "EC", "x": x, "y": y }),
                     decoding,
@@ -154,8 +144,7 @@ impl KeyRing {
         };
         // RFC 7638: SHA-256 over the required members in lexicographic order, no spaces.
         // serde_json's map is ordered by key, so to_string gives exactly that form.
-        let thumbprint =
-            ring::digest::digest(&ring::digest::SHA256, public_jwk.to_string().as_bytes());
+        let thumbprint = ring::digest::digest(&ring::digest::SHA256, public_jwk.to_string().as_bytes());
         let kid = URL_SAFE_NO_PAD.encode(thumbprint.as_ref());
         let mut jwk = public_jwk;
         jwk["kid"] = kid.clone().into();
@@ -219,8 +208,8 @@ impl KeyRing {
         if header.alg != self.alg.jwt() || header.kid.as_deref() != Some(self.kid.as_str()) {
             return Err(TokenError::UnknownKey);
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| match e.kind() {
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
                 _ => TokenError::BadSignature,
             })?;
@@ -239,17 +228,15 @@ fn generate(alg: KeyAlg) -> Result<Vec<u8>, KeyError> {
     let rng = SystemRandom::new();
     let doc = match alg {
         KeyAlg::EdDsa => Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| KeyError::Generate)?,
-        KeyAlg::Es256 => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-            .map_err(|_| KeyError::Generate)?,
+        KeyAlg::Es256 => {
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).map_err(|_| KeyError::Generate)?
+        }
     };
     Ok(doc.as_ref().to_vec())
 }
 
 fn write_private(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -325,14 +312,8 @@ mod tests {
     fn time_and_issuer() {
         let k = ring(KeyAlg::EdDsa);
         let t = k.sign(&claims(1000)).unwrap();
-        assert_eq!(
-            k.verify(&t, 1000 + 300 + LEEWAY_SECS + 1),
-            Err(TokenError::Expired)
-        );
-        assert_eq!(
-            k.verify(&t, 1000 - LEEWAY_SECS - 1),
-            Err(TokenError::NotYetValid)
-        );
+        assert_eq!(k.verify(&t, 1000 + 300 + LEEWAY_SECS + 1), Err(TokenError::Expired));
+        assert_eq!(k.verify(&t, 1000 - LEEWAY_SECS - 1), Err(TokenError::NotYetValid));
         let mut other = claims(1000);
         other.iss = "https://elsewhere".into();
         let t = k.sign(&other).unwrap();

@@ -102,20 +102,12 @@ pub struct ClientInfo<'a> {
 }
 
 /// Rewrites a client's request headers into what the upstream receives.
-pub fn rewrite_request_headers(
-    headers: &mut HeaderMap,
-    client: &ClientInfo<'_>,
-    authorized: &Authorized,
-) {
+pub fn rewrite_request_headers(headers: &mut HeaderMap, client: &ClientInfo<'_>, authorized: &Authorized) {
     strip_hop_by_hop(headers);
     for name in CLIENT_FORBIDDEN.iter() {
         headers.remove(name);
     }
-    let spoofed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| is_identity_header(n))
-        .cloned()
-        .collect();
+    let spoofed: Vec<HeaderName> = headers.keys().filter(|n| is_identity_header(n)).cloned().collect();
     for name in spoofed {
         headers.remove(name);
     }
@@ -171,9 +163,7 @@ impl Upstreams {
                 let mut connector = HttpConnector::new();
                 connector.set_nodelay(true);
                 connector.set_keepalive(Some(Duration::from_secs(60)));
-                connector.set_connect_timeout(Some(
-                    config.limits.upstream_timeout.min(Duration::from_secs(10)),
-                ));
+                connector.set_connect_timeout(Some(config.limits.upstream_timeout.min(Duration::from_secs(10))));
                 let client = Client::builder(TokioExecutor::new())
                     .pool_timer(TokioTimer::new())
                     .timer(TokioTimer::new())
@@ -220,9 +210,7 @@ impl Upstreams {
         if let Some(len) = parts.headers.get(header::CONTENT_LENGTH) {
             let len = len.to_str().ok().and_then(|s| s.parse::<u64>().ok());
             if len.is_some_and(|n| n > self.max_body) {
-                return Err(GatewayError::PayloadTooLarge {
-                    limit: self.max_body,
-                });
+                return Err(GatewayError::PayloadTooLarge { limit: self.max_body });
             }
         }
         rewrite_request_headers(&mut parts.headers, client, authorized);
@@ -249,9 +237,7 @@ impl Upstreams {
             }
             Ok(Err(e)) => {
                 if source_chain_has::<LengthLimitError>(&e) {
-                    return Err(GatewayError::PayloadTooLarge {
-                        limit: self.max_body,
-                    });
+                    return Err(GatewayError::PayloadTooLarge { limit: self.max_body });
                 }
                 return Err(GatewayError::UpstreamUnreachable {
                     upstream: name.clone(),
@@ -266,9 +252,7 @@ impl Upstreams {
     }
 }
 
-fn source_chain_has<E: std::error::Error + 'static>(
-    err: &(dyn std::error::Error + 'static),
-) -> bool {
+fn source_chain_has<E: std::error::Error + 'static>(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(err);
     while let Some(e) = cur {
         if e.is::<E>() {
@@ -303,12 +287,7 @@ mod tests {
     // Identity headers are recognized whatever their case or separator.
     #[test]
     fn identity_header_forms() {
-        for n in [
-            "x-auth-user",
-            "x_auth_user",
-            "x-auth_roles",
-            "x_auth-anything",
-        ] {
+        for n in ["x-auth-user", "x_auth_user", "x-auth_roles", "x_auth-anything"] {
             assert!(
                 is_identity_header(&HeaderName::from_bytes(n.as_bytes()).unwrap()),
                 "{n}"
@@ -375,10 +354,7 @@ mod tests {
         assert_eq!(h["x-auth-email"], "c@example.com");
         assert_eq!(h["x-auth-roles"], "customer");
         assert!(!h.contains_key("x_auth_roles"));
-        assert_eq!(
-            h.get_all("x-forwarded-for").iter().collect::<Vec<_>>(),
-            ["127.0.0.7"]
-        );
+        assert_eq!(h.get_all("x-forwarded-for").iter().collect::<Vec<_>>(), ["127.0.0.7"]);
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "localhost:8443");
         assert_eq!(h["x-request-id"], "req-9");

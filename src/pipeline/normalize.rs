@@ -91,9 +91,7 @@ fn check_authority(uri: &Uri, version: Version, headers: &HeaderMap) -> Result<(
         return Err(Refusal::ForeignAuthority);
     }
     let agrees = match headers.get(http::header::HOST) {
-        Some(host) => host
-            .as_bytes()
-            .eq_ignore_ascii_case(authority.as_str().as_bytes()),
+        Some(host) => host.as_bytes().eq_ignore_ascii_case(authority.as_str().as_bytes()),
         // HTTP/1.1 requires Host; HTTP/2 carries the host in `:authority` alone.
         None => version >= Version::HTTP_2,
     };
@@ -205,18 +203,7 @@ fn is_pchar_literal(b: u8) -> bool {
     is_unreserved(b)
         || matches!(
             b,
-            b'!' | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-                | b':'
-                | b'@'
+            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' | b':' | b'@'
         )
 }
 
@@ -244,10 +231,7 @@ mod tests {
     // Escapes of unreserved characters are decoded; others keep upper-case hex.
     #[test]
     fn escapes_canonicalized() {
-        assert_eq!(
-            canonical_path("/api/%70roducts").as_deref(),
-            Ok("/api/products")
-        );
+        assert_eq!(canonical_path("/api/%70roducts").as_deref(), Ok("/api/products"));
         assert_eq!(canonical_path("/a%3fb").as_deref(), Ok("/a%3Fb"));
         assert_eq!(canonical_path("/caf%c3%a9").as_deref(), Ok("/caf%C3%A9"));
         assert_eq!(canonical_path("/a%2Db").as_deref(), Ok("/a-b"));
@@ -291,13 +275,7 @@ mod tests {
     // Dots that are part of a name are not dot segments.
     #[test]
     fn dots_in_names_allowed() {
-        for p in [
-            "/file.json",
-            "/...",
-            "/.well-known/jwks.json",
-            "/a/..b",
-            "/a/b..",
-        ] {
+        for p in ["/file.json", "/...", "/.well-known/jwks.json", "/a/..b", "/a/b.."] {
             assert!(canonical_path(p).is_ok(), "{p}");
         }
     }
@@ -313,28 +291,14 @@ mod tests {
     // An absolute-form target is accepted only when it names the Host.
     #[test]
     fn absolute_form() {
-        assert!(req(
-            "https://localhost:8443/api",
-            Some("localhost:8443"),
-            Version::HTTP_11
-        )
-        .is_ok());
+        assert!(req("https://localhost:8443/api", Some("localhost:8443"), Version::HTTP_11).is_ok());
         assert!(matches!(
-            req(
-                "https://evil.example/api",
-                Some("localhost:8443"),
-                Version::HTTP_11
-            ),
+            req("https://evil.example/api", Some("localhost:8443"), Version::HTTP_11),
             Err(GatewayError::BadTarget(Refusal::ForeignAuthority))
         ));
         assert!(req("https://evil.example/api", None, Version::HTTP_11).is_err());
         assert!(req("https://localhost/api", None, Version::HTTP_2).is_ok());
-        let t = req(
-            "/api/products?x=1&y=%2F",
-            Some("localhost"),
-            Version::HTTP_11,
-        )
-        .unwrap();
+        let t = req("/api/products?x=1&y=%2F", Some("localhost"), Version::HTTP_11).unwrap();
         assert_eq!(t.path_and_query(), "/api/products?x=1&y=%2F");
     }
 

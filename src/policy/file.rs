@@ -81,8 +81,7 @@ pub fn parse_file(
     src: &str,
     upstream_exists: &dyn Fn(&str) -> bool,
 ) -> Result<ParsedFile, Vec<SourceError>> {
-    let raw: RawFile =
-        toml::from_str(src).map_err(|e| vec![SourceError::from_toml(path, src, &e)])?;
+    let raw: RawFile = toml::from_str(src).map_err(|e| vec![SourceError::from_toml(path, src, &e)])?;
     let mut errors = Vec::new();
     let mut err = |span: std::ops::Range<usize>, key: String, msg: String| {
         errors.push(SourceError::at(path, src, Some(span), Some(key), msg));
@@ -106,11 +105,7 @@ pub fn parse_file(
 
         let mut methods = Vec::new();
         if r.methods.get_ref().is_empty() {
-            err(
-                r.methods.span(),
-                key("methods"),
-                "at least one method is needed".into(),
-            );
+            err(r.methods.span(), key("methods"), "at least one method is needed".into());
         }
         for m in r.methods.get_ref() {
             let upper = m.get_ref().to_ascii_uppercase();
@@ -152,11 +147,7 @@ pub fn parse_file(
                 );
             }
         }
-        let roles: Vec<String> = r
-            .roles
-            .as_ref()
-            .map(|s| s.get_ref().clone())
-            .unwrap_or_default();
+        let roles: Vec<String> = r.roles.as_ref().map(|s| s.get_ref().clone()).unwrap_or_default();
         if r.public {
             if let Some(roles) = r.roles.as_ref().filter(|r| !r.get_ref().is_empty()) {
                 err(
@@ -203,10 +194,7 @@ pub fn parse_file(
         if let (Some(pattern), Some(upstream)) = (pattern, upstream) {
             routes.push(Route {
                 index: 0,
-                name: r
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| format!("{}:{line}", path.display())),
+                name: r.name.clone().unwrap_or_else(|| format!("{}:{line}", path.display())),
                 file: path.to_path_buf(),
                 line,
                 methods,
@@ -230,8 +218,7 @@ pub fn parse_file(
         let t = spanned.get_ref();
         let (line, _) = crate::source::line_col(src, spanned.span().start);
         let request = t.request.get_ref();
-        let Some((method, target)) = request.split_once(' ').map(|(m, p)| (m.trim(), p.trim()))
-        else {
+        let Some((method, target)) = request.split_once(' ').map(|(m, p)| (m.trim(), p.trim())) else {
             err(
                 t.request.span(),
                 key("request"),
@@ -242,11 +229,7 @@ pub fn parse_file(
         let method = match method.to_ascii_uppercase().parse::<http::Method>() {
             Ok(m) if METHODS.contains(&m.as_str()) => m,
             _ => {
-                err(
-                    t.request.span(),
-                    key("request"),
-                    format!("unknown method {method:?}"),
-                );
+                err(t.request.span(), key("request"), format!("unknown method {method:?}"));
                 continue;
             }
         };
@@ -288,9 +271,8 @@ pub fn parse_file(
 
 /// The `*.toml` files of a directory, sorted by name so route order is stable.
 pub fn policy_files(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        SourceError::whole_file(dir, format!("cannot read the policy directory: {e}"))
-    })?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| SourceError::whole_file(dir, format!("cannot read the policy directory: {e}")))?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())

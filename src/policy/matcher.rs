@@ -36,8 +36,7 @@ impl Pattern {
                     Some(n) => (true, n),
                     None => (false, inner),
                 };
-                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-                {
+                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
                     return Err(format!(
                         "path {path:?}: parameter name {name:?} must be letters, digits or _"
                     ));
@@ -48,9 +47,7 @@ impl Pattern {
                 names.push(name);
                 if catch_all {
                     if !last {
-                        return Err(format!(
-                            "path {path:?}: {{*{name}}} must be the last segment"
-                        ));
+                        return Err(format!("path {path:?}: {{*{name}}} must be the last segment"));
                     }
                     segments.push(PatternSegment::CatchAll(name.to_owned()));
                 } else {
@@ -65,11 +62,7 @@ impl Pattern {
                     return Err(format!("path {path:?}: empty segment (//)"));
                 }
                 let canonical = crate::pipeline::normalize::canonical_path(&format!("/{seg}"))
-                    .map_err(|why| {
-                        format!(
-                            "path {path:?}: segment {seg:?} is not a valid path segment ({why})"
-                        )
-                    })?;
+                    .map_err(|why| format!("path {path:?}: segment {seg:?} is not a valid path segment ({why})"))?;
                 segments.push(PatternSegment::Literal(canonical[1..].to_owned()));
             }
         }
@@ -150,10 +143,7 @@ fn walk<'p>(node: &Node, rest: &'p str, captures: &mut Vec<&'p str>, out: &mut V
             out.push(Match { route, captures: c });
         }
     }
-    let descend = |child: &Node,
-                   captured: Option<&'p str>,
-                   captures: &mut Vec<&'p str>,
-                   out: &mut Vec<Match<'p>>| {
+    let descend = |child: &Node, captured: Option<&'p str>, captures: &mut Vec<&'p str>, out: &mut Vec<Match<'p>>| {
         if let Some(v) = captured {
             captures.push(v);
         }
@@ -195,12 +185,7 @@ mod tests {
     // Literal, parameter and catch-all patterns match what they should and nothing else.
     #[test]
     fn matching() {
-        let m = matcher(&[
-            "/api/products",
-            "/api/products/{id}",
-            "/api/staff/{*rest}",
-            "/",
-        ]);
+        let m = matcher(&["/api/products", "/api/products/{id}", "/api/staff/{*rest}", "/"]);
         assert_eq!(routes(&m, "/api/products"), [0]);
         assert_eq!(routes(&m, "/api/products/12"), [1]);
         assert_eq!(m.find("/api/products/12")[0].captures, ["12"]);

@@ -98,11 +98,7 @@ pub enum Decision<'a> {
 }
 
 /// Checks one matching route's conditions against a caller.
-pub fn evaluate(
-    route: &Route,
-    captures: &[&str],
-    caller: Option<&Principal>,
-) -> Result<(), Refused> {
+pub fn evaluate(route: &Route, captures: &[&str], caller: Option<&Principal>) -> Result<(), Refused> {
     if route.public {
         return Ok(());
     }
@@ -123,9 +119,7 @@ pub fn evaluate(
             .map(|(_, v)| *v);
         // Constant-time is not needed: user ids are not secrets, and the caller knows theirs.
         if value != Some(p.id.as_str()) {
-            return Err(Refused::NotOwner {
-                param: param.clone(),
-            });
+            return Err(Refused::NotOwner { param: param.clone() });
         }
     }
     if route.mfa && !p.mfa {
@@ -150,11 +144,7 @@ impl PolicySet {
             r.index = i;
             matcher.insert(&r.pattern, i);
         }
-        Self {
-            routes,
-            tests,
-            matcher,
-        }
+        Self { routes, tests, matcher }
     }
 
     /// Loads every `*.toml` file of `dir`. All errors of all files are returned together.
@@ -164,10 +154,7 @@ impl PolicySet {
     }
 
     /// Like [`PolicySet::load_dir`], with the set of known upstreams given as a predicate.
-    pub fn load_dir_with(
-        dir: &Path,
-        upstream_exists: &dyn Fn(&str) -> bool,
-    ) -> Result<Self, Vec<SourceError>> {
+    pub fn load_dir_with(dir: &Path, upstream_exists: &dyn Fn(&str) -> bool) -> Result<Self, Vec<SourceError>> {
         let files = file::policy_files(dir).map_err(|e| vec![e])?;
         let mut routes = Vec::new();
         let mut tests = Vec::new();
@@ -280,12 +267,7 @@ pub fn run_case(set: &PolicySet, case: &TestCase) -> (TestExpect, String) {
     let path = case.target.split('?').next().unwrap_or("");
     let path = match crate::pipeline::normalize::canonical_path(path) {
         Ok(p) => p,
-        Err(why) => {
-            return (
-                TestExpect::Deny,
-                format!("400: the target is refused ({why})"),
-            )
-        }
+        Err(why) => return (TestExpect::Deny, format!("400: the target is refused ({why})")),
     };
     let principal = case.identity.as_ref().map(|i| Principal {
         id: i.user.clone(),
@@ -296,13 +278,8 @@ pub fn run_case(set: &PolicySet, case: &TestCase) -> (TestExpect, String) {
     match set.decide(&case.method, &path, principal.as_ref()) {
         Decision::Allow { route } => (TestExpect::Allow, format!("allowed by {:?}", route.name)),
         Decision::NotFound => (TestExpect::NotFound, "no route matches".into()),
-        Decision::Unauthenticated { route } => (
-            TestExpect::Unauthenticated,
-            format!("{:?} needs a token", route.name),
-        ),
-        Decision::Forbidden { route, why } => {
-            (TestExpect::Deny, format!("{:?}: {why}", route.name))
-        }
+        Decision::Unauthenticated { route } => (TestExpect::Unauthenticated, format!("{:?} needs a token", route.name)),
+        Decision::Forbidden { route, why } => (TestExpect::Deny, format!("{:?}: {why}", route.name)),
     }
 }
 
@@ -367,10 +344,7 @@ mfa = true
     fn deny_by_default() {
         let s = set();
         assert_eq!(verdict(&s, Method::GET, "/api/other", None), "not_found");
-        assert_eq!(
-            verdict(&s, Method::DELETE, "/api/products/1", None),
-            "not_found"
-        );
+        assert_eq!(verdict(&s, Method::DELETE, "/api/products/1", None), "not_found");
         assert_eq!(verdict(&s, Method::GET, "/api/products/1", None), "allow");
         assert_eq!(verdict(&s, Method::HEAD, "/api/products/1", None), "allow");
     }
@@ -388,29 +362,17 @@ mfa = true
             verdict(&s, Method::GET, "/api/customers/u-alice", Some(&alice)),
             "allow"
         );
-        assert_eq!(
-            verdict(&s, Method::PUT, "/api/customers/u-bob", Some(&alice)),
-            "deny"
-        );
+        assert_eq!(verdict(&s, Method::PUT, "/api/customers/u-bob", Some(&alice)), "deny");
         let support = who("u-s", &["support"], false);
         assert_eq!(
             verdict(&s, Method::GET, "/api/customers/u-bob", Some(&support)),
             "allow"
         );
-        assert_eq!(
-            verdict(&s, Method::PUT, "/api/customers/u-bob", Some(&support)),
-            "deny"
-        );
+        assert_eq!(verdict(&s, Method::PUT, "/api/customers/u-bob", Some(&support)), "deny");
         let admin = who("u-a", &["admin"], false);
-        assert_eq!(
-            verdict(&s, Method::GET, "/api/staff/1", Some(&admin)),
-            "deny"
-        );
+        assert_eq!(verdict(&s, Method::GET, "/api/staff/1", Some(&admin)), "deny");
         let admin = who("u-a", &["admin"], true);
-        assert_eq!(
-            verdict(&s, Method::GET, "/api/staff/1", Some(&admin)),
-            "allow"
-        );
+        assert_eq!(verdict(&s, Method::GET, "/api/staff/1", Some(&admin)), "allow");
     }
 
     // The refusal names the first matching route's reason.
@@ -455,22 +417,15 @@ roles = ["x"]
             "p.toml:14:9: route[2].roles: a public route cannot also require roles",
         ];
         for w in want {
-            assert!(
-                text.iter().any(|t| t.starts_with(w)),
-                "missing {w:?} in {text:#?}"
-            );
+            assert!(text.iter().any(|t| t.starts_with(w)), "missing {w:?} in {text:#?}");
         }
     }
 
     // A syntax error is located too.
     #[test]
     fn syntax_error_located() {
-        let errs = PolicySet::from_source(
-            Path::new("p.toml"),
-            "upstream = \"shop\"\n[[route]\n",
-            &|_| true,
-        )
-        .unwrap_err();
+        let errs =
+            PolicySet::from_source(Path::new("p.toml"), "upstream = \"shop\"\n[[route]\n", &|_| true).unwrap_err();
         assert_eq!(errs[0].line, Some(2), "{}", errs[0]);
     }
 }

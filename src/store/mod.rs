@@ -115,11 +115,7 @@ pub struct Store {
     failures: sled::Tree,
 }
 
-fn get<T: DeserializeOwned>(
-    tree: &sled::Tree,
-    name: &'static str,
-    key: &[u8],
-) -> Result<Option<T>> {
+fn get<T: DeserializeOwned>(tree: &sled::Tree, name: &'static str, key: &[u8]) -> Result<Option<T>> {
     match tree.get(key)? {
         None => Ok(None),
         Some(v) => serde_json::from_slice(&v)
@@ -177,11 +173,9 @@ impl Store {
 
     /// Creates a user; fails if the email is taken (atomically).
     pub fn create_user(&self, user: &User) -> Result<()> {
-        let claimed = self.emails.compare_and_swap(
-            user.email.as_bytes(),
-            None as Option<&[u8]>,
-            Some(user.id.as_bytes()),
-        )?;
+        let claimed =
+            self.emails
+                .compare_and_swap(user.email.as_bytes(), None as Option<&[u8]>, Some(user.id.as_bytes()))?;
         if claimed.is_err() {
             return Err(StoreError::EmailTaken);
         }
@@ -219,10 +213,7 @@ impl Store {
             .values()
             .map(|v| {
                 let v = v?;
-                serde_json::from_slice(&v).map_err(|source| StoreError::Corrupt {
-                    tree: "users",
-                    source,
-                })
+                serde_json::from_slice(&v).map_err(|source| StoreError::Corrupt { tree: "users", source })
             })
             .collect()
     }
@@ -233,9 +224,43 @@ impl Store {
         Ok(get(&self.failures, "failures", email.as_bytes())?.unwrap_or_default())
     }
 
-    pub fn set_failures(&self, email: &str, f: &Failures) -> Result<()> {
-        self.failures.insert(email.as_bytes(), encode(f))?;
-        Ok(())
+    /// Counts one login attempt for `email`, atomically. Refused (`Err(until)`) while
+    /// locked. Otherwise the attempt is counted before the password is checked, so
+    /// concurrent attempts cannot exceed `max`; the attempt that reaches `max` locks the
+    /// email until `now + lockout`, and only a success (which clears the count) undoes it.
+    pub fn begin_attempt(
+        &self,
+        email: &str,
+        max: u32,
+        lockout_ms: u64,
+        now_ms: u64,
+    ) -> Result<std::result::Result<(), u64>> {
+        let mut outcome = Ok(());
+        self.failures.update_and_fetch(email.as_bytes(), |old| {
+            let mut f: Failures = old.and_then(|v| serde_json::from_slice(v).ok()).unwrap_or_default();
+            if f.locked_until_ms > now_ms {
+                outcome = Err(f.locked_until_ms);
+                return Some(encode(&f));
+            }
+            outcome = Ok(());
+            if f.locked_until_ms != 0 {
+                // A lockout that has passed starts a fresh count.
+                f = Failures::default();
+            }
+            f.count += 1;
+            if f.count >= max {
+                f.locked_until_ms = now_ms + lockout_ms;
+                f.count = 0;
+            }
+            Some(encode(&f))
+        })?;
+        Ok(outcome)
+    }
+
+    /// Whether `email` is locked at `now_ms`; the end of the lock when it is.
+    pub fn locked_until(&self, email: &str, now_ms: u64) -> Result<Option<u64>> {
+        let f = self.failures(email)?;
+        Ok((f.locked_until_ms > now_ms).then_some(f.locked_until_ms))
     }
 
     pub fn clear_failures(&self, email: &str) -> Result<()> {
@@ -246,8 +271,7 @@ impl Store {
     // --- confirmations and challenges -----------------------------------------------
 
     pub fn put_confirmation(&self, token_hash: &str, c: &Confirmation) -> Result<()> {
-        self.confirmations
-            .insert(token_hash.as_bytes(), encode(c))?;
+        self.confirmations.insert(token_hash.as_bytes(), encode(c))?;
         Ok(())
     }
 
@@ -287,6 +311,14 @@ impl Store {
     pub fn put_session(&self, s: &Session) -> Result<()> {
         self.sessions.insert(s.id.as_bytes(), encode(s))?;
         Ok(())
+    }
+
+    /// Replaces `old` with `new` only if the stored session is still exactly `old`.
+    pub fn swap_session(&self, old: &Session, new: &Session) -> Result<bool> {
+        let swapped = self
+            .sessions
+            .compare_and_swap(old.id.as_bytes(), Some(encode(old)), Some(encode(new)))?;
+        Ok(swapped.is_ok())
     }
 
     pub fn session(&self, id: &str) -> Result<Option<Session>> {
@@ -335,8 +367,7 @@ impl Store {
     // --- revoked access tokens ------------------------------------------------------
 
     pub fn revoke_jti(&self, jti: &str, exp: u64) -> Result<()> {
-        self.revoked_jti
-            .insert(jti.as_bytes(), &exp.to_be_bytes())?;
+        self.revoked_jti.insert(jti.as_bytes(), &exp.to_be_bytes())?;
         Ok(())
     }
 
@@ -403,6 +434,31 @@ mod tests {
         .unwrap();
         assert!(s.take_challenge("h").unwrap().is_some());
         assert!(s.take_challenge("h").unwrap().is_none());
+    }
+
+    // Attempts are counted before checking; the max-th locks, and the lock refuses all.
+    #[test]
+    fn attempts_lock() {
+        let s = Store::temporary().unwrap();
+        for _ in 0..4 {
+            assert_eq!(s.begin_attempt("a@b", 5, 1000, 0).unwrap(), Ok(()));
+        }
+        assert_eq!(
+            s.begin_attempt("a@b", 5, 1000, 0).unwrap(),
+            Ok(()),
+            "the 5th is still tried"
+        );
+        assert_eq!(
+            s.begin_attempt("a@b", 5, 1000, 10).unwrap(),
+            Err(1000),
+            "the 6th is refused"
+        );
+        assert_eq!(
+            s.begin_attempt("a@b", 5, 1000, 1000).unwrap(),
+            Ok(()),
+            "the lock expires"
+        );
+        assert_eq!(s.failures("a@b").unwrap().count, 1);
     }
 
     // Expired revocations are forgotten; live ones are kept.

@@ -64,16 +64,8 @@ impl Recorder {
                         let store = store.clone();
                         async move {
                             let (parts, body) = req.into_parts();
-                            let body = body
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            let target = parts
-                                .uri
-                                .path_and_query()
-                                .map(ToString::to_string)
-                                .unwrap_or_default();
+                            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let target = parts.uri.path_and_query().map(ToString::to_string).unwrap_or_default();
                             let slow = target.starts_with("/slow");
                             store.lock().unwrap().push(Recorded {
                                 method: parts.method.to_string(),
@@ -150,10 +142,7 @@ pub struct Setup {
 impl Setup {
     pub fn new(upstreams: &[(&str, String)], policy: &str) -> Self {
         Self {
-            upstreams: upstreams
-                .iter()
-                .map(|(n, u)| ((*n).to_owned(), u.clone()))
-                .collect(),
+            upstreams: upstreams.iter().map(|(n, u)| ((*n).to_owned(), u.clone())).collect(),
             policy: policy.to_owned(),
             extra: String::new(),
             policy_dir: None,
@@ -176,11 +165,7 @@ impl Setup {
                 p
             }
         };
-        let upstreams: String = self
-            .upstreams
-            .iter()
-            .map(|(n, u)| format!("{n} = \"{u}\"\n"))
-            .collect();
+        let upstreams: String = self.upstreams.iter().map(|(n, u)| format!("{n} = \"{u}\"\n")).collect();
         let config = format!(
             "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://localhost\"\ndata_dir = \"{}\"\npolicies = \"{}\"\n\n[upstreams]\n{upstreams}\n{}",
             dir.join("data").display(),
@@ -272,11 +257,7 @@ impl RawResponse {
     fn parse(buf: &[u8]) -> Self {
         let text = String::from_utf8_lossy(buf).into_owned();
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
         Self {
             status,
             head: head.to_owned(),

@@ -152,9 +152,7 @@ impl Shop {
         let segments: Vec<&str> = parts.uri.path().split('/').skip(1).collect();
         let method = &parts.method;
         match segments.as_slice() {
-            ["healthz"] if method == Method::GET => {
-                json_response(StatusCode::OK, &json!({"status": "ok"}))
-            }
+            ["healthz"] if method == Method::GET => json_response(StatusCode::OK, &json!({"status": "ok"})),
             ["api", "products"] => match *method {
                 Method::GET | Method::HEAD => self.list_products(),
                 Method::POST => self.create_product(&body),
@@ -285,8 +283,7 @@ impl Shop {
         let Some(update) = parse_json::<Update>(body) else {
             return malformed();
         };
-        if update.name.as_deref().is_some_and(|n| n.trim().is_empty())
-            || update.price.is_some_and(|p| !valid_price(p))
+        if update.name.as_deref().is_some_and(|n| n.trim().is_empty()) || update.price.is_some_and(|p| !valid_price(p))
         {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -344,16 +341,8 @@ impl Shop {
             address: p.address,
             phone: p.phone,
         };
-        let existed = self
-            .lock()
-            .customers
-            .insert(id.to_owned(), customer.clone())
-            .is_some();
-        let status = if existed {
-            StatusCode::OK
-        } else {
-            StatusCode::CREATED
-        };
+        let existed = self.lock().customers.insert(id.to_owned(), customer.clone()).is_some();
+        let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
         json_response(status, &customer)
     }
 
@@ -364,12 +353,7 @@ impl Shop {
         }
     }
 
-    fn place_order(
-        &self,
-        customer_id: &str,
-        body: &[u8],
-        placed_by: Option<String>,
-    ) -> Response<Full<Bytes>> {
+    fn place_order(&self, customer_id: &str, body: &[u8], placed_by: Option<String>) -> Response<Full<Bytes>> {
         #[derive(Deserialize)]
         struct NewOrder {
             product_id: u64,
@@ -508,11 +492,7 @@ fn no_content() -> Response<Full<Bytes>> {
 }
 
 /// Serves the shop on `listener` until `shutdown` resolves.
-pub async fn serve(
-    listener: TcpListener,
-    shop: Shop,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
+pub async fn serve(listener: TcpListener, shop: Shop, shutdown: impl std::future::Future<Output = ()>) {
     tokio::pin!(shutdown);
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     loop {
@@ -534,9 +514,7 @@ pub async fn serve(
                 let shop = shop.clone();
                 async move { Ok::<_, Infallible>(shop.handle(req).await) }
             });
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
         });
     }
 }
@@ -614,13 +592,7 @@ mod tests {
         )
         .await;
         assert_eq!(status, StatusCode::CREATED);
-        let (status, c) = call(
-            &shop,
-            Method::PUT,
-            "/api/customers/u-9",
-            r#"{"name":"Ann B"}"#,
-        )
-        .await;
+        let (status, c) = call(&shop, Method::PUT, "/api/customers/u-9", r#"{"name":"Ann B"}"#).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(c["id"], "u-9");
         let (status, _) = call(&shop, Method::PUT, "/api/customers/u-9", "{not json").await;
@@ -635,27 +607,12 @@ mod tests {
     #[tokio::test]
     async fn staff_crud() {
         let shop = Shop::seeded();
-        let (status, s) = call(
-            &shop,
-            Method::POST,
-            "/api/staff",
-            r#"{"name":"Bo","position":"clerk"}"#,
-        )
-        .await;
+        let (status, s) = call(&shop, Method::POST, "/api/staff", r#"{"name":"Bo","position":"clerk"}"#).await;
         assert_eq!(status, StatusCode::CREATED);
         let path = format!("/api/staff/{}", s["id"]);
         let (status, s) = call(&shop, Method::PUT, &path, r#"{"position":"lead"}"#).await;
-        assert_eq!(
-            (status, s["position"].as_str()),
-            (StatusCode::OK, Some("lead"))
-        );
-        assert_eq!(
-            call(&shop, Method::DELETE, &path, "").await.0,
-            StatusCode::NO_CONTENT
-        );
-        assert_eq!(
-            call(&shop, Method::GET, &path, "").await.0,
-            StatusCode::NOT_FOUND
-        );
+        assert_eq!((status, s["position"].as_str()), (StatusCode::OK, Some("lead")));
+        assert_eq!(call(&shop, Method::DELETE, &path, "").await.0, StatusCode::NO_CONTENT);
+        assert_eq!(call(&shop, Method::GET, &path, "").await.0, StatusCode::NOT_FOUND);
     }
 }

@@ -1,0 +1,243 @@
+//! The `/auth/*` endpoints and the JWKS document, over [`AuthService`].
+//!
+//! Bodies are JSON and bounded ([`MAX_AUTH_BODY`]); every answer is `no-store`. Secrets
+//! (passwords, tokens, codes) never reach a log line: events carry ids, emails and
+//! reasons only.
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::service::{AuthEvent, AuthService, LoginOutcome};
+use crate::body::GatewayBody;
+use crate::error::{json_response, GatewayError};
+use crate::pipeline::authn::authenticate;
+
+/// Largest body an `/auth/*` endpoint reads.
+pub const MAX_AUTH_BODY: usize = 16 * 1024;
+
+/// Records a security event. The audit trail will take these; for now, the log.
+pub fn record(request_id: &str, peer: std::net::IpAddr, e: &AuthEvent) {
+    tracing::info!(
+        target: "portcullis::audit",
+        request_id,
+        event = e.event,
+        user = e.user_id.as_deref().unwrap_or("-"),
+        email = ?e.email.as_deref().unwrap_or("-"),
+        reason = e.reason.as_deref().unwrap_or("-"),
+        %peer,
+        "security event"
+    );
+}
+
+async fn read_json<T: DeserializeOwned>(body: Incoming) -> Result<T, GatewayError> {
+    let bytes: Bytes = Limited::new(body, MAX_AUTH_BODY)
+        .collect()
+        .await
+        .map_err(|_| GatewayError::Malformed("body unreadable or too large".into()))?
+        .to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| GatewayError::Malformed(format!("invalid JSON: {e}")))
+}
+
+fn ok(value: serde_json::Value) -> Response<GatewayBody> {
+    json_response(StatusCode::OK, &value)
+}
+
+fn tokens(pair: &super::service::TokenPair) -> Response<GatewayBody> {
+    ok(serde_json::to_value(pair).unwrap_or_default())
+}
+
+fn method_is(req: &Request<Incoming>, m: Method) -> Result<(), GatewayError> {
+    if req.method() == m {
+        Ok(())
+    } else {
+        Err(GatewayError::MethodNotAllowed(req.method().clone()))
+    }
+}
+
+#[derive(Deserialize)]
+struct RegisterBody {
+    email: String,
+    password: String,
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    email: String,
+    password: String,
+}
+
+#[derive(Deserialize, Default)]
+struct EnrollBody {
+    mfa_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct MfaBody {
+    mfa_token: String,
+    code: String,
+}
+
+#[derive(Deserialize)]
+struct RefreshBody {
+    refresh_token: String,
+}
+
+#[derive(Deserialize, Default)]
+struct LogoutBody {
+    refresh_token: Option<String>,
+}
+
+/// Answers one `/auth/*` request (`path` is canonical).
+pub async fn handle(
+    auth: &AuthService,
+    path: &str,
+    req: Request<Incoming>,
+    request_id: &str,
+    peer: std::net::IpAddr,
+) -> Result<Response<GatewayBody>, GatewayError> {
+    let log = |e: &AuthEvent| record(request_id, peer, e);
+    match path {
+        "/auth/register" => {
+            method_is(&req, Method::POST)?;
+            let b: RegisterBody = read_json(req.into_body()).await?;
+            let event = auth.register(&b.email, b.password, &b.name).await?;
+            log(&event);
+            Ok(json_response(
+                StatusCode::ACCEPTED,
+                &json!({ "status": "confirmation_sent" }),
+            ))
+        }
+        "/auth/confirm" => {
+            method_is(&req, Method::GET)?;
+            let token = req
+                .uri()
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("token="))
+                .ok_or(GatewayError::InvalidConfirmation)?;
+            let event = auth.confirm(token).await?;
+            log(&event);
+            Ok(ok(json!({ "status": "confirmed" })))
+        }
+        "/auth/login" => {
+            method_is(&req, Method::POST)?;
+            let b: LoginBody = read_json(req.into_body()).await?;
+            if b.email.len() > 254 || b.password.len() > 1024 {
+                return Err(GatewayError::Malformed("field too long".into()));
+            }
+            match auth.login(&b.email, b.password).await {
+                Err((err, event)) => {
+                    log(&event);
+                    Err(err)
+                }
+                Ok((outcome, user)) => {
+                    let event = |reason: &str| AuthEvent {
+                        event: "login_success",
+                        user_id: Some(user.id.clone()),
+                        email: Some(user.email.clone()),
+                        reason: Some(reason.to_owned()),
+                    };
+                    Ok(match outcome {
+                        LoginOutcome::Tokens(pair) => {
+                            log(&event("password"));
+                            tokens(&pair)
+                        }
+                        LoginOutcome::MfaRequired { mfa_token, expires_in } => {
+                            log(&event("password; TOTP code required"));
+                            ok(json!({ "mfa_required": true, "mfa_token": mfa_token, "expires_in": expires_in }))
+                        }
+                        LoginOutcome::EnrollmentRequired { mfa_token, expires_in } => {
+                            log(&event("password; TOTP enrolment required"));
+                            ok(
+                                json!({ "mfa_enrollment_required": true, "mfa_token": mfa_token, "expires_in": expires_in }),
+                            )
+                        }
+                    })
+                }
+            }
+        }
+        "/auth/totp/enroll" => {
+            method_is(&req, Method::POST)?;
+            let caller = authenticate(auth, req.headers())?;
+            let b: EnrollBody = if caller.is_some() {
+                read_json(req.into_body()).await.unwrap_or_default()
+            } else {
+                read_json(req.into_body()).await?
+            };
+            let principal = caller.as_ref().map(|(p, _)| p);
+            let enrollment = auth.enroll(b.mfa_token.as_deref(), principal).await?;
+            Ok(ok(serde_json::to_value(&enrollment).unwrap_or_default()))
+        }
+        "/auth/mfa" => {
+            method_is(&req, Method::POST)?;
+            let b: MfaBody = read_json(req.into_body()).await?;
+            match auth.mfa(&b.mfa_token, b.code.trim()).await {
+                Ok((pair, event)) => {
+                    log(&event);
+                    Ok(tokens(&pair))
+                }
+                Err((err, event)) => {
+                    log(&event);
+                    Err(err)
+                }
+            }
+        }
+        "/auth/refresh" => {
+            method_is(&req, Method::POST)?;
+            let b: RefreshBody = read_json(req.into_body()).await?;
+            match auth.refresh(&b.refresh_token).await {
+                Ok((pair, event)) => {
+                    log(&event);
+                    Ok(tokens(&pair))
+                }
+                Err((err, event)) => {
+                    log(&event);
+                    Err(err)
+                }
+            }
+        }
+        "/auth/logout" => {
+            method_is(&req, Method::POST)?;
+            let (principal, claims) = authenticate(auth, req.headers())?.ok_or(GatewayError::Unauthenticated {
+                reason: "logout needs a token".into(),
+                invalid_token: false,
+            })?;
+            let b: LogoutBody = read_json(req.into_body()).await.unwrap_or_default();
+            auth.logout(&claims, b.refresh_token.as_deref()).await?;
+            log(&AuthEvent {
+                event: "logout",
+                user_id: Some(principal.id),
+                email: Some(principal.email),
+                reason: None,
+            });
+            let mut resp = Response::new(GatewayBody::empty());
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+            Ok(resp)
+        }
+        "/auth/me" => {
+            method_is(&req, Method::GET)?;
+            let (principal, _) = authenticate(auth, req.headers())?.ok_or(GatewayError::Unauthenticated {
+                reason: "me needs a token".into(),
+                invalid_token: false,
+            })?;
+            let user = auth.store().user(&principal.id)?.ok_or(GatewayError::Unauthenticated {
+                reason: "no such user".into(),
+                invalid_token: true,
+            })?;
+            Ok(ok(json!({
+                "id": user.id,
+                "email": user.email,
+                "roles": user.roles,
+                "mfa_enabled": user.mfa_enabled(),
+            })))
+        }
+        _ => Err(GatewayError::NoRoute),
+    }
+}

@@ -1,0 +1,795 @@
+//! The identity service: accounts, login with lockout, two-factor, token issue,
+//! rotation and revocation, and access-token verification for proxied requests.
+//!
+//! Revocations (token ids, sessions, and "every token of this user before T") are kept in
+//! memory as well as in sled, so checking a token on the request path never touches the
+//! disk; verified tokens are cached until they expire, so a repeat costs a map lookup.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+
+use super::mail::Mailer;
+use super::password::{broken_rules, Hasher};
+use super::tokens::{random_token, token_hash, Claims, KeyRing, TokenError};
+use super::totp;
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::policy::Principal;
+use crate::store::{Challenge, Confirmation, RefreshEntry, Session, Store, StoreError, User};
+
+/// Most verified tokens remembered; past it the cache starts afresh.
+const TOKEN_CACHE_MAX: usize = 50_000;
+/// How long a confirmation link works.
+const CONFIRMATION_TTL_MS: u64 = 24 * 3600 * 1000;
+
+/// What a successful login or refresh hands the client.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+}
+
+/// The answer to a correct password.
+#[derive(Debug)]
+pub enum LoginOutcome {
+    Tokens(TokenPair),
+    MfaRequired { mfa_token: String, expires_in: u64 },
+    EnrollmentRequired { mfa_token: String, expires_in: u64 },
+}
+
+/// What an enrolment hands the client.
+#[derive(Debug, serde::Serialize)]
+pub struct Enrollment {
+    pub secret: String,
+    pub otpauth_uri: String,
+    pub mfa_token: String,
+}
+
+/// An event worth recording, emitted by the service as it decides.
+#[derive(Debug, Clone)]
+pub struct AuthEvent {
+    pub event: &'static str,
+    pub user_id: Option<String>,
+    pub email: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(Default)]
+struct Revocations {
+    jti: DashMap<String, u64>,
+    sessions: DashMap<String, u64>,
+    /// User id -> tokens issued at or before this second are refused.
+    users: DashMap<String, u64>,
+}
+
+pub struct AuthService {
+    config: Arc<Config>,
+    store: Store,
+    hasher: Hasher,
+    keys: KeyRing,
+    mailer: Mailer,
+    clock: SharedClock,
+    revoked: Revocations,
+    verified: DashMap<String, Claims>,
+}
+
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// A plausible address that is safe in a mail header and a log line.
+fn valid_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    email.len() <= 254
+        && !local.is_empty()
+        && local.len() <= 64
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+        && email
+            .chars()
+            .all(|c| !c.is_control() && !c.is_whitespace() && !matches!(c, '<' | '>' | '"' | ',' | ';' | '\\'))
+}
+
+/// `u-` and 32 hex digits: 128 random bits.
+fn new_user_id() -> String {
+    let t = token_hash(&random_token());
+    format!("u-{}", &t[..32])
+}
+
+impl AuthService {
+    pub fn new(config: Arc<Config>, store: Store, clock: SharedClock) -> Result<Self, String> {
+        let issuer = config.server.public_url.to_string().trim_end_matches('/').to_owned();
+        let alg = config.tokens.algorithm;
+        let keys =
+            KeyRing::load_or_generate(&config.server.data_dir.join("keys"), alg, &issuer).map_err(|e| e.to_string())?;
+        let domain = config.server.public_url.host().unwrap_or("localhost").to_owned();
+        let mailer = Mailer::new(config.email.outbox.clone(), domain, clock.clone());
+        let service = Self {
+            config,
+            store,
+            hasher: Hasher::new(),
+            keys,
+            mailer,
+            clock,
+            revoked: Revocations::default(),
+            verified: DashMap::new(),
+        };
+        service.load_revocations().map_err(|e| e.to_string())?;
+        Ok(service)
+    }
+
+    fn load_revocations(&self) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        for (jti, exp) in self.store.revoked_jtis(now)? {
+            self.revoked.jti.insert(jti, exp);
+        }
+        for (sid, exp) in self.store.revoked_sessions(now)? {
+            self.revoked.sessions.insert(sid, exp);
+        }
+        for u in self.store.users()? {
+            if u.tokens_valid_after > 0 {
+                self.revoked.users.insert(u.id, u.tokens_valid_after);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    pub fn hasher(&self) -> &Hasher {
+        &self.hasher
+    }
+
+    fn requires_mfa(&self, roles: &[String]) -> bool {
+        roles.iter().any(|r| self.config.login.require_mfa_roles.contains(r))
+    }
+
+    // --- registration ---------------------------------------------------------------
+
+    /// Registers a customer, or mails the owner of an existing address. Answers the same
+    /// either way, and costs one argon2 hash either way.
+    pub async fn register(&self, email: &str, password: String, name: &str) -> Result<AuthEvent, GatewayError> {
+        let email = normalize_email(email);
+        if !valid_email(&email) {
+            return Err(GatewayError::Malformed("invalid email".into()));
+        }
+        if name.trim().is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+            return Err(GatewayError::Malformed("invalid name".into()));
+        }
+        let rules = broken_rules(&self.config.password, &password, &email);
+        if !rules.is_empty() {
+            return Err(GatewayError::PasswordPolicy { rules });
+        }
+        let hash = self
+            .hasher
+            .hash(password)
+            .await
+            .ok_or_else(|| GatewayError::Internal("password hashing failed".into()))?;
+        let existing = self.store.user_by_email(&email)?;
+        let event = match existing {
+            Some(user) if user.confirmed => {
+                self.mail(
+                    &email,
+                    "Someone tried to register with your address",
+                    "Someone tried to create a new account with this email address, which already has one.\n\
+                     If it was you, log in instead. If not, you can ignore this message.",
+                )?;
+                AuthEvent {
+                    event: "register",
+                    user_id: Some(user.id),
+                    email: Some(email),
+                    reason: Some("address already registered; notice sent".into()),
+                }
+            }
+            Some(user) => {
+                self.send_confirmation(&user)?;
+                AuthEvent {
+                    event: "register",
+                    user_id: Some(user.id),
+                    email: Some(email),
+                    reason: Some("unconfirmed address; confirmation sent again".into()),
+                }
+            }
+            None => {
+                let user = User {
+                    id: new_user_id(),
+                    email: email.clone(),
+                    name: name.trim().to_owned(),
+                    password_hash: hash,
+                    roles: vec!["customer".into()],
+                    confirmed: false,
+                    disabled: false,
+                    totp_secret: None,
+                    totp_last_step: 0,
+                    tokens_valid_after: 0,
+                    created_at: self.clock.now(),
+                };
+                match self.store.create_user(&user) {
+                    Ok(()) => self.send_confirmation(&user)?,
+                    // Lost a race with another registration of the same address.
+                    Err(StoreError::EmailTaken) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                AuthEvent {
+                    event: "register",
+                    user_id: Some(user.id),
+                    email: Some(email),
+                    reason: None,
+                }
+            }
+        };
+        self.store.flush().await?;
+        Ok(event)
+    }
+
+    fn mail(&self, to: &str, subject: &str, body: &str) -> Result<(), GatewayError> {
+        self.mailer
+            .send(to, subject, body)
+            .map(|_| ())
+            .map_err(|e| GatewayError::Internal(format!("cannot write mail: {e}").into()))
+    }
+
+    fn send_confirmation(&self, user: &User) -> Result<(), GatewayError> {
+        let token = random_token();
+        self.store.put_confirmation(
+            &token_hash(&token),
+            &Confirmation {
+                user_id: user.id.clone(),
+                expires_ms: self.clock.now_ms() + CONFIRMATION_TTL_MS,
+            },
+        )?;
+        let base = self.config.server.public_url.to_string();
+        let link = format!("{}/auth/confirm?token={token}", base.trim_end_matches('/'));
+        self.mail(
+            &user.email,
+            "Confirm your email address",
+            &format!(
+                "Welcome, {}.\n\nConfirm your address by opening this link within 24 hours:\n\n{link}\n",
+                user.name
+            ),
+        )
+    }
+
+    /// Confirms an address with a single-use token.
+    pub async fn confirm(&self, token: &str) -> Result<AuthEvent, GatewayError> {
+        let c = self
+            .store
+            .take_confirmation(&token_hash(token))?
+            .filter(|c| c.expires_ms > self.clock.now_ms())
+            .ok_or(GatewayError::InvalidConfirmation)?;
+        let user = self
+            .store
+            .update_user(&c.user_id, |u| u.confirmed = true)
+            .map_err(|e| match e {
+                StoreError::NoSuchUser => GatewayError::InvalidConfirmation,
+                other => other.into(),
+            })?;
+        self.store.flush().await?;
+        Ok(AuthEvent {
+            event: "email_confirmed",
+            user_id: Some(user.id),
+            email: Some(user.email),
+            reason: None,
+        })
+    }
+
+    // --- login ----------------------------------------------------------------------
+
+    fn locked_error(&self, until_ms: u64) -> GatewayError {
+        GatewayError::Locked {
+            retry_after: Duration::from_millis(until_ms.saturating_sub(self.clock.now_ms())),
+        }
+    }
+
+    /// Checks a password. Unknown emails cost the same argon2 work as wrong passwords and
+    /// get the same answer; every attempt counts toward the lockout of that email.
+    pub async fn login(
+        &self,
+        email: &str,
+        password: String,
+    ) -> Result<(LoginOutcome, User), (GatewayError, AuthEvent)> {
+        let email = normalize_email(email);
+        let fail = |err: GatewayError, event: &'static str, user: Option<&User>, reason: &str| {
+            (
+                err,
+                AuthEvent {
+                    event,
+                    user_id: user.map(|u| u.id.clone()),
+                    email: Some(email.clone()),
+                    reason: Some(reason.to_owned()),
+                },
+            )
+        };
+        let store_err = |e: StoreError| fail(e.into(), "login_failure", None, "storage failure");
+        let lockout_ms = u64::try_from(self.config.login.lockout.as_millis()).unwrap_or(u64::MAX);
+        let now_ms = self.clock.now_ms();
+        if let Err(until) = self
+            .store
+            .begin_attempt(&email, self.config.login.max_failures, lockout_ms, now_ms)
+            .map_err(store_err)?
+        {
+            return Err(fail(self.locked_error(until), "login_locked", None, "locked"));
+        }
+        let user = self.store.user_by_email(&email).map_err(store_err)?;
+        let ok = self
+            .hasher
+            .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
+            .await;
+        let Some(user) = user.filter(|_| ok) else {
+            self.store.flush().await.map_err(store_err)?;
+            return Err(fail(
+                GatewayError::InvalidCredentials,
+                "login_failure",
+                None,
+                "wrong email or password",
+            ));
+        };
+        // The password was right: the count starts afresh, whatever comes next.
+        self.store.clear_failures(&email).map_err(store_err)?;
+        self.store.flush().await.map_err(store_err)?;
+        if !user.confirmed {
+            return Err(fail(
+                GatewayError::EmailUnconfirmed,
+                "login_failure",
+                Some(&user),
+                "email unconfirmed",
+            ));
+        }
+        if user.disabled {
+            return Err(fail(
+                GatewayError::AccountDisabled,
+                "login_failure",
+                Some(&user),
+                "account disabled",
+            ));
+        }
+        let outcome = if user.mfa_enabled() {
+            let (mfa_token, expires_in) = self.new_challenge(&user, None).map_err(store_err)?;
+            LoginOutcome::MfaRequired { mfa_token, expires_in }
+        } else if self.requires_mfa(&user.roles) {
+            let (mfa_token, expires_in) = self.new_challenge(&user, None).map_err(store_err)?;
+            LoginOutcome::EnrollmentRequired { mfa_token, expires_in }
+        } else {
+            LoginOutcome::Tokens(self.issue(&user, vec!["pwd".into()]).map_err(store_err)?)
+        };
+        self.store.flush().await.map_err(store_err)?;
+        Ok((outcome, user))
+    }
+
+    fn new_challenge(&self, user: &User, pending_secret: Option<String>) -> Result<(String, u64), StoreError> {
+        let token = random_token();
+        let ttl = self.config.login.mfa_ttl;
+        self.store.put_challenge(
+            &token_hash(&token),
+            &Challenge {
+                user_id: user.id.clone(),
+                expires_ms: self.clock.now_ms() + u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+                pending_secret,
+            },
+        )?;
+        Ok((token, ttl.as_secs()))
+    }
+
+    /// Takes a challenge: spent whether or not it is still valid.
+    fn take_challenge(&self, mfa_token: &str) -> Result<Challenge, GatewayError> {
+        self.store
+            .take_challenge(&token_hash(mfa_token))?
+            .filter(|c| c.expires_ms > self.clock.now_ms())
+            .ok_or(GatewayError::InvalidGrant)
+    }
+
+    /// Starts TOTP enrolment, from an MFA challenge (first login of staff) or for a
+    /// signed-in caller. An account that already has TOTP can only re-enrol from a
+    /// session that passed TOTP, so a password alone never replaces the second factor.
+    pub async fn enroll(
+        &self,
+        mfa_token: Option<&str>,
+        caller: Option<&Principal>,
+    ) -> Result<Enrollment, GatewayError> {
+        let user_id = match (mfa_token, caller) {
+            (Some(t), _) => self.take_challenge(t)?.user_id,
+            (None, Some(p)) => p.id.clone(),
+            (None, None) => return Err(GatewayError::InvalidGrant),
+        };
+        let user = self.store.user(&user_id)?.ok_or(GatewayError::InvalidGrant)?;
+        let reenrol_allowed = caller.is_some_and(|p| p.mfa && mfa_token.is_none());
+        if user.disabled || (user.mfa_enabled() && !reenrol_allowed) {
+            self.store.flush().await?;
+            return Err(GatewayError::InvalidGrant);
+        }
+        let secret = totp::generate_secret();
+        let uri = totp::otpauth_uri(&secret, &user.email).ok_or_else(|| GatewayError::Internal("totp".into()))?;
+        let (token, _) = self.new_challenge(&user, Some(secret.clone()))?;
+        self.store.flush().await?;
+        Ok(Enrollment {
+            secret,
+            otpauth_uri: uri,
+            mfa_token: token,
+        })
+    }
+
+    /// Completes a login (or an enrolment) with a TOTP code. A wrong code spends the
+    /// challenge and counts as a failed login.
+    pub async fn mfa(&self, mfa_token: &str, code: &str) -> Result<(TokenPair, AuthEvent), (GatewayError, AuthEvent)> {
+        let ev = |event: &'static str, user: Option<&User>, reason: Option<&str>| AuthEvent {
+            event,
+            user_id: user.map(|u| u.id.clone()),
+            email: user.map(|u| u.email.clone()),
+            reason: reason.map(str::to_owned),
+        };
+        let err = |e: GatewayError| {
+            let reason = e.to_string();
+            (e, ev("mfa_failure", None, Some(&reason)))
+        };
+        let challenge = self.take_challenge(mfa_token).map_err(err)?;
+        let user = self
+            .store
+            .user(&challenge.user_id)
+            .map_err(|e| err(e.into()))?
+            .ok_or_else(|| err(GatewayError::InvalidGrant))?;
+        let now_ms = self.clock.now_ms();
+        if let Some(until) = self
+            .store
+            .locked_until(&user.email, now_ms)
+            .map_err(|e| err(e.into()))?
+        {
+            self.store.flush().await.map_err(|e| err(e.into()))?;
+            return Err((
+                self.locked_error(until),
+                ev("login_locked", Some(&user), Some("locked")),
+            ));
+        }
+        let enrolling = challenge.pending_secret.is_some();
+        let secret = challenge.pending_secret.clone().or_else(|| user.totp_secret.clone());
+        let step = secret
+            .as_deref()
+            .and_then(|s| totp::verify(s, code, now_ms / 1000, user.totp_last_step));
+        let Some(step) = step.filter(|_| !user.disabled) else {
+            let lockout_ms = u64::try_from(self.config.login.lockout.as_millis()).unwrap_or(u64::MAX);
+            // A failed code counts like a failed password; this may lock the account.
+            let _counted = self
+                .store
+                .begin_attempt(&user.email, self.config.login.max_failures, lockout_ms, now_ms)
+                .map_err(|e| err(e.into()))?;
+            self.store.flush().await.map_err(|e| err(e.into()))?;
+            return Err((
+                GatewayError::InvalidCode,
+                ev("mfa_failure", Some(&user), Some("wrong or reused code")),
+            ));
+        };
+        let user = self
+            .store
+            .update_user(&user.id, |u| {
+                u.totp_last_step = step;
+                if enrolling {
+                    u.totp_secret = secret.clone();
+                }
+            })
+            .map_err(|e| err(e.into()))?;
+        self.store.clear_failures(&user.email).map_err(|e| err(e.into()))?;
+        let pair = self
+            .issue(&user, vec!["pwd".into(), "otp".into()])
+            .map_err(|e| err(e.into()))?;
+        self.store.flush().await.map_err(|e| err(e.into()))?;
+        let event = if enrolling { "mfa_enrolled" } else { "mfa_success" };
+        Ok((pair, ev(event, Some(&user), None)))
+    }
+
+    // --- tokens ---------------------------------------------------------------------
+
+    fn access_token(&self, user: &User, amr: &[String], sid: &str) -> Result<String, StoreError> {
+        let now = self.clock.now();
+        let claims = Claims {
+            iss: self.keys.issuer().to_owned(),
+            sub: user.id.clone(),
+            email: user.email.clone(),
+            roles: user.roles.clone(),
+            amr: amr.to_vec(),
+            iat: now,
+            nbf: now,
+            exp: now + self.config.tokens.access_ttl.as_secs(),
+            jti: random_token(),
+            sid: sid.to_owned(),
+        };
+        // Signing with a loaded key does not fail; if it ever does, no token is issued.
+        Ok(self.keys.sign(&claims).unwrap_or_default())
+    }
+
+    /// A new session (refresh-token family) and its first tokens.
+    fn issue(&self, user: &User, amr: Vec<String>) -> Result<TokenPair, StoreError> {
+        let now = self.clock.now();
+        let refresh = random_token();
+        let session = Session {
+            id: format!("s-{}", &token_hash(&random_token())[..32]),
+            user_id: user.id.clone(),
+            current_refresh: token_hash(&refresh),
+            amr,
+            created: now,
+            expires: now + self.config.tokens.refresh_ttl.as_secs(),
+            revoked: false,
+        };
+        self.store.put_session(&session)?;
+        self.store.put_refresh(
+            &session.current_refresh,
+            &RefreshEntry {
+                session_id: session.id.clone(),
+                expires: session.expires,
+            },
+        )?;
+        Ok(TokenPair {
+            access_token: self.access_token(user, &session.amr, &session.id)?,
+            refresh_token: refresh,
+            token_type: "Bearer",
+            expires_in: self.config.tokens.access_ttl.as_secs(),
+        })
+    }
+
+    /// Rotates a refresh token. A spent token presented again revokes its whole family.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<(TokenPair, AuthEvent), (GatewayError, AuthEvent)> {
+        let ev = |event: &'static str, user: Option<&str>, reason: Option<&str>| AuthEvent {
+            event,
+            user_id: user.map(str::to_owned),
+            email: None,
+            reason: reason.map(str::to_owned),
+        };
+        let invalid = |reason: &str| (GatewayError::InvalidGrant, ev("token_refresh", None, Some(reason)));
+        let store_err = |e: StoreError| {
+            (
+                GatewayError::from(e),
+                ev("token_refresh", None, Some("storage failure")),
+            )
+        };
+        let now = self.clock.now();
+        let hash = token_hash(refresh_token);
+        let entry = self
+            .store
+            .refresh_entry(&hash)
+            .map_err(store_err)?
+            .ok_or_else(|| invalid("unknown refresh token"))?;
+        let session = self
+            .store
+            .session(&entry.session_id)
+            .map_err(store_err)?
+            .ok_or_else(|| invalid("unknown session"))?;
+        if session.revoked || session.expires <= now {
+            return Err(invalid("session revoked or expired"));
+        }
+        if session.current_refresh != hash {
+            self.revoke_session(&session).map_err(store_err)?;
+            self.store.flush().await.map_err(store_err)?;
+            return Err((
+                GatewayError::InvalidGrant,
+                ev(
+                    "refresh_reuse",
+                    Some(&session.user_id),
+                    Some("spent refresh token presented again; session revoked"),
+                ),
+            ));
+        }
+        let user = self
+            .store
+            .user(&session.user_id)
+            .map_err(store_err)?
+            .ok_or_else(|| invalid("unknown user"))?;
+        if user.disabled || user.tokens_valid_after >= session.created {
+            return Err(invalid("user disabled or sessions revoked"));
+        }
+        let new_refresh = random_token();
+        let mut rotated = session.clone();
+        rotated.current_refresh = token_hash(&new_refresh);
+        if !self.store.swap_session(&session, &rotated).map_err(store_err)? {
+            // Another request rotated the same token first: this is a reuse.
+            self.revoke_session(&rotated).map_err(store_err)?;
+            self.store.flush().await.map_err(store_err)?;
+            return Err((
+                GatewayError::InvalidGrant,
+                ev(
+                    "refresh_reuse",
+                    Some(&user.id),
+                    Some("concurrent reuse; session revoked"),
+                ),
+            ));
+        }
+        self.store
+            .put_refresh(
+                &rotated.current_refresh,
+                &RefreshEntry {
+                    session_id: rotated.id.clone(),
+                    expires: rotated.expires,
+                },
+            )
+            .map_err(store_err)?;
+        let access = self.access_token(&user, &rotated.amr, &rotated.id).map_err(store_err)?;
+        self.store.flush().await.map_err(store_err)?;
+        Ok((
+            TokenPair {
+                access_token: access,
+                refresh_token: new_refresh,
+                token_type: "Bearer",
+                expires_in: self.config.tokens.access_ttl.as_secs(),
+            },
+            ev("token_refresh", Some(&user.id), None),
+        ))
+    }
+
+    fn revoke_session(&self, session: &Session) -> Result<(), StoreError> {
+        let mut s = self.store.session(&session.id)?.unwrap_or_else(|| session.clone());
+        s.revoked = true;
+        self.store.put_session(&s)?;
+        self.revoked.sessions.insert(s.id.clone(), s.expires);
+        Ok(())
+    }
+
+    /// Logout: revokes the access token and its session (and the session of a refresh
+    /// token given with it, when it is the caller's).
+    pub async fn logout(&self, claims: &Claims, refresh_token: Option<&str>) -> Result<(), GatewayError> {
+        self.store.revoke_jti(&claims.jti, claims.exp)?;
+        self.revoked.jti.insert(claims.jti.clone(), claims.exp);
+        if let Some(s) = self.store.session(&claims.sid)? {
+            self.revoke_session(&s)?;
+        }
+        if let Some(rt) = refresh_token {
+            if let Some(entry) = self.store.refresh_entry(&token_hash(rt))? {
+                if let Some(s) = self
+                    .store
+                    .session(&entry.session_id)?
+                    .filter(|s| s.user_id == claims.sub)
+                {
+                    self.revoke_session(&s)?;
+                }
+            }
+        }
+        self.store.flush().await?;
+        Ok(())
+    }
+
+    /// Ends every session and every outstanding access token of a user at once.
+    pub fn revoke_user(&self, user_id: &str) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        self.store.update_user(user_id, |u| u.tokens_valid_after = now)?;
+        self.revoked.users.insert(user_id.to_owned(), now);
+        for s in self.store.sessions_of(user_id)? {
+            if !s.revoked {
+                self.revoke_session(&s)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Verifies a bearer access token: signature (cached after first sight), times,
+    /// and every revocation.
+    pub fn verify_access(&self, token: &str) -> Result<Claims, TokenError> {
+        let now = self.clock.now();
+        let claims = match self.verified.get(token) {
+            Some(c) if now <= c.exp + super::tokens::LEEWAY_SECS => c.clone(),
+            _ => {
+                let c = self.keys.verify(token, now)?;
+                if self.verified.len() >= TOKEN_CACHE_MAX {
+                    self.verified.clear();
+                }
+                self.verified.insert(token.to_owned(), c.clone());
+                c
+            }
+        };
+        let revoked = self.revoked.jti.contains_key(&claims.jti)
+            || self.revoked.sessions.contains_key(&claims.sid)
+            || self
+                .revoked
+                .users
+                .get(&claims.sub)
+                .is_some_and(|after| claims.iat <= *after);
+        if revoked {
+            return Err(TokenError::BadSignature);
+        }
+        Ok(claims)
+    }
+
+    /// Drops expired entries from the in-memory revocation sets and the token cache.
+    pub fn sweep(&self) {
+        let now = self.clock.now();
+        self.revoked.jti.retain(|_, exp| *exp > now);
+        self.revoked.sessions.retain(|_, exp| *exp > now);
+        self.verified.retain(|_, c| c.exp + super::tokens::LEEWAY_SECS >= now);
+    }
+
+    /// The principal a verified token stands for.
+    pub fn principal(claims: &Claims) -> Principal {
+        Principal {
+            id: claims.sub.clone(),
+            email: claims.email.clone(),
+            roles: claims.roles.clone(),
+            mfa: claims.amr.iter().any(|a| a == "otp"),
+        }
+    }
+
+    /// Creates a confirmed account (staff are made this way).
+    pub async fn add_user(
+        &self,
+        email: &str,
+        roles: Vec<String>,
+        password: String,
+        name: &str,
+    ) -> Result<User, String> {
+        let email = normalize_email(email);
+        if !valid_email(&email) {
+            return Err(format!("{email:?} is not a valid email address"));
+        }
+        if roles.is_empty()
+            || roles
+                .iter()
+                .any(|r| r.is_empty() || !r.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        {
+            return Err("roles must be non-empty names of letters, digits, - and _".into());
+        }
+        let rules = broken_rules(&self.config.password, &password, &email);
+        if !rules.is_empty() {
+            return Err(format!("the password breaks the policy: {}", rules.join("; ")));
+        }
+        let hash = self.hasher.hash(password).await.ok_or("password hashing failed")?;
+        let user = User {
+            id: new_user_id(),
+            email,
+            name: name.to_owned(),
+            password_hash: hash,
+            roles,
+            confirmed: true,
+            disabled: false,
+            totp_secret: None,
+            totp_last_step: 0,
+            tokens_valid_after: 0,
+            created_at: self.clock.now(),
+        };
+        self.store.create_user(&user).map_err(|e| e.to_string())?;
+        self.store.flush().await.map_err(|e| e.to_string())?;
+        Ok(user)
+    }
+
+    /// Sets a user's TOTP secret directly (demo users are created enrolled).
+    pub async fn set_totp(&self, user_id: &str, secret: &str) -> Result<(), StoreError> {
+        self.store
+            .update_user(user_id, |u| u.totp_secret = Some(secret.to_owned()))?;
+        self.store.flush().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Addresses that could break a mail header or a log line are refused.
+    #[test]
+    fn email_validation() {
+        assert!(valid_email("ann@example.com"));
+        for bad in [
+            "ann",
+            "ann@",
+            "@example.com",
+            "a@b",
+            "a b@example.com",
+            "a@example.com\r\nBcc: x@y.z",
+            "a<b>@example.com",
+            "a@@example.com",
+        ] {
+            assert!(!valid_email(bad), "{bad:?}");
+        }
+    }
+}
