@@ -137,6 +137,8 @@ pub struct Setup {
     pub extra: String,
     /// Use this policy directory instead of writing `policy` into a fresh one.
     pub policy_dir: Option<PathBuf>,
+    /// The clock the gateway reads; the wall clock when absent.
+    pub clock: Option<portcullis::clock::ManualClock>,
 }
 
 impl Setup {
@@ -146,7 +148,20 @@ impl Setup {
             policy: policy.to_owned(),
             extra: String::new(),
             policy_dir: None,
+            clock: None,
         }
+    }
+
+    /// The shipped policies in front of the given shop.
+    pub fn shop(shop: SocketAddr) -> Self {
+        let mut s = Self::new(&[("shop", format!("http://{shop}"))], "");
+        s.policy_dir = Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"));
+        s
+    }
+
+    pub fn with_clock(mut self, clock: &portcullis::clock::ManualClock) -> Self {
+        self.clock = Some(clock.clone());
+        self
     }
 
     pub fn extra(mut self, toml: &str) -> Self {
@@ -181,7 +196,11 @@ impl Setup {
         let dir = tempfile::tempdir().unwrap();
         let path = self.write(dir.path());
         let config = Config::load(&path).unwrap();
-        let running = Gateway::new(config).unwrap().start().await.unwrap();
+        let gateway = match self.clock {
+            Some(c) => Gateway::with_clock(config, Arc::new(c)).unwrap(),
+            None => Gateway::new(config).unwrap(),
+        };
+        let running = gateway.start().await.unwrap();
         let addr = running.tls_addr;
         let ca_pem = std::fs::read(dir.path().join("data/tls/gateway.crt")).unwrap();
         let client = client_builder(&ca_pem, addr).build().unwrap();
@@ -234,6 +253,32 @@ impl TestGateway {
         let mut buf = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut buf)).await;
         RawResponse::parse(&buf)
+    }
+
+    pub fn auth(&self) -> &portcullis::auth::service::AuthService {
+        self.running.as_ref().unwrap().inner().auth()
+    }
+
+    /// The messages in the outbox, oldest first.
+    pub fn outbox(&self) -> Vec<String> {
+        let dir = self.dir.path().join("data/outbox");
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        files.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let resp = self.client.post(self.url(path)).json(&body).send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn get_with(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
+        let resp = self.client.get(self.url(path)).bearer_auth(token).send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
     }
 
     pub async fn shutdown(&mut self) {
