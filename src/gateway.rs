@@ -238,6 +238,15 @@ impl Gateway {
 
     /// Like [`Gateway::new`], reading time from `clock` (tests move it by hand).
     pub fn with_clock(config: Config, clock: SharedClock) -> Result<Self, StartError> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&config.server.data_dir)
+            .map_err(|source| StartError::Store {
+                path: config.server.data_dir.clone(),
+                source: crate::store::StoreError::Db(sled::Error::Io(source)),
+            })?;
         let policy = PolicySet::load_dir(&config.server.policies, &config).map_err(StartError::Policy)?;
         let tls = crate::tls::server_config(&config)?;
         let store = crate::store::Store::open(&config.server.data_dir).map_err(|source| StartError::Store {
@@ -302,6 +311,23 @@ impl Gateway {
                 stopped,
             ));
         }
+        let admin = crate::admin::bind_socket(&config.server.data_dir).map_err(|source| StartError::Bind {
+            addr: tls_addr,
+            source: std::io::Error::new(
+                source.kind(),
+                format!("admin socket in {}: {source}", config.server.data_dir.display()),
+            ),
+        })?;
+        let admin_inner = self.inner.clone();
+        let mut admin_stop = stop.subscribe();
+        let admin_path = crate::admin::socket_path(&config.server.data_dir);
+        tasks.spawn(async move {
+            tokio::select! {
+                () = crate::admin::serve_socket(admin, admin_inner) => {}
+                _ = admin_stop.changed() => {}
+            }
+            let _ = std::fs::remove_file(admin_path);
+        });
         let sweeper = self.inner.clone();
         let mut sweep_stop = stop.subscribe();
         tasks.spawn(async move {

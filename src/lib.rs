@@ -14,6 +14,7 @@
 //! phases and turns every error into exactly one response; [`listener`] accepts TLS and
 //! plain connections; [`config`] and [`policy`] read the files an operator writes.
 
+pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod clock;

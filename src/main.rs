@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use portcullis::admin::AdminRequest;
+use portcullis::auth::service::AuthService;
 use portcullis::policy::{run_case, PolicySet};
 use portcullis::{Config, Gateway};
 
@@ -33,6 +35,45 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Manage accounts (works whether or not the gateway is running).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Print the current TOTP code for a base32 secret (for trying the demo with curl).
+    Totp { secret: String },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a confirmed account; prints its id, and a generated password when none is given.
+    Add {
+        #[arg(long)]
+        email: String,
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Every account: roles, MFA, lock and disabled state.
+    List,
+    /// One account.
+    Show { email: String },
+    /// Clear a lockout.
+    Unlock { email: String },
+    /// Set the roles of an account (its sessions are revoked).
+    Roles {
+        email: String,
+        #[arg(required = true)]
+        roles: Vec<String>,
+    },
+    /// Disable an account and revoke its sessions.
+    Disable { email: String },
+    /// Revoke every session and access token of an account.
+    Revoke { email: String },
 }
 
 #[derive(Subcommand)]
@@ -52,6 +93,150 @@ fn main() -> ExitCode {
             PolicyCommand::Check { dir } => policy_check(&cli.config, dir.as_deref()),
             PolicyCommand::Test { dir } => policy_test(&cli.config, dir.as_deref()),
         },
+        Command::User { command } => user_command(&cli.config, command),
+        Command::Totp { secret } => {
+            let now = portcullis::clock::Clock::now(&portcullis::clock::SystemClock);
+            match portcullis::auth::totp::code_at(&secret.replace(' ', "").to_uppercase(), now) {
+                Some(code) => {
+                    println!("{code}");
+                    ExitCode::SUCCESS
+                }
+                None => {
+                    eprintln!("portcullis: not a valid base32 TOTP secret");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn user_command(config_path: &Path, command: UserCommand) -> ExitCode {
+    let config = match Config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let show_list = matches!(command, UserCommand::List);
+    let request = match command {
+        UserCommand::Add {
+            email,
+            roles,
+            password_stdin,
+            name,
+        } => {
+            let password = if password_stdin {
+                let mut line = String::new();
+                if std::io::stdin().read_line(&mut line).is_err() || line.trim_end_matches(['\r', '\n']).is_empty() {
+                    eprintln!("portcullis: no password on standard input");
+                    return ExitCode::FAILURE;
+                }
+                Some(line.trim_end_matches(['\r', '\n']).to_owned())
+            } else {
+                None
+            };
+            AdminRequest::Add {
+                email,
+                roles,
+                password,
+                name,
+            }
+        }
+        UserCommand::List => AdminRequest::List,
+        UserCommand::Show { email } => AdminRequest::Show { email },
+        UserCommand::Unlock { email } => AdminRequest::Unlock { email },
+        UserCommand::Roles { email, roles } => AdminRequest::Roles { email, roles },
+        UserCommand::Disable { email } => AdminRequest::Disable { email },
+        UserCommand::Revoke { email } => AdminRequest::Revoke { email },
+    };
+    let result = run_async_value(run_admin(config, request));
+    match result {
+        Ok(value) => {
+            print_admin(&value, show_list);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_async_value<T>(fut: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?
+        .block_on(fut)
+}
+
+/// Asks the running gateway; when none answers, works on the database directly.
+async fn run_admin(config: Config, request: AdminRequest) -> Result<serde_json::Value, String> {
+    if let Some(answer) = portcullis::admin::send(&config.server.data_dir, &request).await {
+        return answer;
+    }
+    let store = portcullis::store::Store::open(&config.server.data_dir).map_err(|e| {
+        format!(
+            "cannot open the database in {} ({e}); if a gateway is running, it is not answering on {}",
+            config.server.data_dir.display(),
+            portcullis::admin::socket_path(&config.server.data_dir).display()
+        )
+    })?;
+    let auth = AuthService::new(
+        std::sync::Arc::new(config),
+        store,
+        std::sync::Arc::new(portcullis::clock::SystemClock),
+    )?;
+    portcullis::admin::execute(&auth, request).await
+}
+
+fn print_admin(value: &serde_json::Value, list: bool) {
+    let row = |u: &serde_json::Value| {
+        let roles: Vec<&str> = u["roles"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|r| r.as_str()).collect())
+            .unwrap_or_default();
+        let mut state = Vec::new();
+        if u["confirmed"] == false {
+            state.push("unconfirmed".to_owned());
+        }
+        if u["disabled"] == true {
+            state.push("disabled".to_owned());
+        }
+        if let Some(secs) = u["locked_for_secs"].as_u64() {
+            state.push(format!("locked {secs}s"));
+        }
+        format!(
+            "{:<36} {:<32} {:<24} mfa={:<5} {}",
+            u["id"].as_str().unwrap_or(""),
+            u["email"].as_str().unwrap_or(""),
+            roles.join(","),
+            u["mfa_enabled"],
+            if state.is_empty() {
+                "active".to_owned()
+            } else {
+                state.join(", ")
+            }
+        )
+    };
+    match value {
+        serde_json::Value::Array(users) if list => {
+            println!("{:<36} {:<32} {:<24} {:<9} state", "id", "email", "roles", "mfa");
+            for u in users {
+                println!("{}", row(u));
+            }
+        }
+        v if v.get("mfa_enabled").is_some() => println!("{}", row(v)),
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                match v {
+                    serde_json::Value::String(s) => println!("{k}: {s}"),
+                    other => println!("{k}: {other}"),
+                }
+            }
+        }
+        other => println!("{other}"),
     }
 }
 
@@ -101,6 +286,17 @@ async fn serve(config_path: &Path, demo: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let demo_users = if demo {
+        match ensure_demo_users(gateway.inner().auth(), &config.server.data_dir).await {
+            Ok(users) => users,
+            Err(e) => {
+                eprintln!("portcullis: cannot create the demo users: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        Vec::new()
+    };
     let running = match gateway.start().await {
         Ok(r) => r,
         Err(e) => {
@@ -109,7 +305,7 @@ async fn serve(config_path: &Path, demo: bool) -> ExitCode {
         }
     };
     if demo {
-        print_demo(&config, running.tls_addr);
+        print_demo(&config, running.tls_addr, &demo_users);
     }
     wait_for_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
@@ -148,23 +344,134 @@ async fn start_shop(
     Ok((stop, task))
 }
 
-fn print_demo(config: &Config, addr: SocketAddr) {
+/// A demo account, as printed for the user (the file holding these is mode 0600).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DemoUser {
+    id: String,
+    email: String,
+    role: String,
+    password: String,
+    totp_secret: Option<String>,
+}
+
+/// Creates one user per role on first start and remembers their credentials in
+/// `data_dir/demo-users.json`; staff are enrolled in TOTP already.
+async fn ensure_demo_users(auth: &AuthService, data_dir: &Path) -> Result<Vec<DemoUser>, String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join("demo-users.json");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()));
+    }
+    let mut users = Vec::new();
+    for (email, role) in [
+        ("customer@shop.example", "customer"),
+        ("clerk@shop.example", "inventory"),
+        ("support@shop.example", "support"),
+        ("admin@shop.example", "admin"),
+    ] {
+        let password = portcullis::admin::generate_password();
+        let name = role[..1].to_uppercase() + &role[1..];
+        let user = auth
+            .add_user(email, vec![role.to_owned()], password.clone(), &name)
+            .await?;
+        let totp_secret = if role == "customer" {
+            None
+        } else {
+            let secret = portcullis::auth::totp::generate_secret();
+            auth.set_totp(&user.id, &secret).await.map_err(|e| e.to_string())?;
+            Some(secret)
+        };
+        users.push(DemoUser {
+            id: user.id,
+            email: email.to_owned(),
+            role: role.to_owned(),
+            password,
+            totp_secret,
+        });
+    }
+    let json = serde_json::to_string_pretty(&users).map_err(|e| e.to_string())?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    f.write_all(json.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(users)
+}
+
+fn print_demo(config: &Config, addr: SocketAddr, users: &[DemoUser]) {
     let host = config
         .server
         .public_url
         .authority()
         .map_or_else(|| addr.to_string(), ToString::to_string);
     let base = format!("https://{host}");
+    let me = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.to_str().map(str::to_owned))
+        .unwrap_or_else(|| "portcullis".into());
     println!();
     println!("Portcullis demo: the gateway on {base} in front of the demo shop.");
-    println!("The certificate is self-signed, hence curl -k. Try:");
+    println!("The certificate is self-signed, hence curl -k.");
     println!();
-    println!("  curl -k {base}/api/products            # public: the catalogue");
-    println!("  curl -k {base}/api/products/3          # public: one product");
-    println!("  curl -k -i {base}/api/orders           # needs a token: 401");
-    println!("  curl -k -i {base}/api/nothing-here     # no route: 404");
-    println!("  curl -k -i '{base}/api/%2e%2e/staff'   # ambiguous path: 400, never forwarded");
-    println!("  curl -k {base}/healthz");
+    println!(
+        "Demo accounts (kept in {}):",
+        config.server.data_dir.join("demo-users.json").display()
+    );
+    for u in users {
+        println!(
+            "  {:<10} {:<24} password {}{}",
+            u.role,
+            u.email,
+            u.password,
+            u.totp_secret
+                .as_deref()
+                .map(|s| format!("  TOTP secret {s}"))
+                .unwrap_or_default()
+        );
+    }
+    println!();
+    println!("Public routes and refusals:");
+    println!("  curl -k {base}/api/products");
+    println!("  curl -k -i {base}/api/orders                  # needs a token: 401");
+    println!("  curl -k -i {base}/api/nothing-here            # no route: 404");
+    println!("  curl -k -i '{base}/api/%2e%2e/staff'          # ambiguous path: 400, never forwarded");
+    if let (Some(c), Some(a)) = (
+        users.iter().find(|u| u.role == "customer"),
+        users.iter().find(|u| u.role == "admin"),
+    ) {
+        let field = |name: &str| format!("sed -E 's/.*\"{name}\":\"([^\"]+)\".*/\\1/'");
+        println!();
+        println!("Log in as the customer, edit and read your own particulars, be refused someone else's:");
+        println!(
+            "  TOKEN=$(curl -sk {base}/auth/login -H 'content-type: application/json' -d '{{\"email\":\"{}\",\"password\":\"{}\"}}' | {})",
+            c.email, c.password, field("access_token")
+        );
+        println!("  curl -k -X PUT {base}/api/customers/{} -H \"Authorization: Bearer $TOKEN\" -H 'content-type: application/json' -d '{{\"name\":\"Casey\",\"address\":\"1 High St\",\"phone\":\"555-0100\"}}'", c.id);
+        println!(
+            "  curl -k {base}/api/customers/{} -H \"Authorization: Bearer $TOKEN\"",
+            c.id
+        );
+        println!(
+            "  curl -k -i {base}/api/customers/{} -H \"Authorization: Bearer $TOKEN\"   # 403",
+            a.id
+        );
+        println!();
+        println!("Log in as the admin with TOTP and read the staff records:");
+        println!(
+            "  MFA=$(curl -sk {base}/auth/login -H 'content-type: application/json' -d '{{\"email\":\"{}\",\"password\":\"{}\"}}' | {})",
+            a.email, a.password, field("mfa_token")
+        );
+        println!(
+            "  ADMIN=$(curl -sk {base}/auth/mfa -H 'content-type: application/json' -d \"{{\\\"mfa_token\\\":\\\"$MFA\\\",\\\"code\\\":\\\"$({me} totp {})\\\"}}\" | {})",
+            a.totp_secret.as_deref().unwrap_or(""),
+            field("access_token")
+        );
+        println!("  curl -k {base}/api/staff -H \"Authorization: Bearer $ADMIN\"");
+    }
     println!();
     println!("Press Ctrl-C to stop.");
 }

@@ -195,8 +195,15 @@ impl Setup {
     pub async fn start(self) -> TestGateway {
         let dir = tempfile::tempdir().unwrap();
         let path = self.write(dir.path());
-        let config = Config::load(&path).unwrap();
-        let gateway = match self.clock {
+        TestGateway::launch(dir, &path, self.clock).await
+    }
+}
+
+impl TestGateway {
+    /// Starts a gateway from a configuration already written into `dir`.
+    pub async fn launch(dir: tempfile::TempDir, path: &Path, clock: Option<portcullis::clock::ManualClock>) -> Self {
+        let config = Config::load(path).unwrap();
+        let gateway = match clock {
             Some(c) => Gateway::with_clock(config, Arc::new(c)).unwrap(),
             None => Gateway::new(config).unwrap(),
         };

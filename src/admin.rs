@@ -1,0 +1,195 @@
+//! Account administration (`portcullis user ...`): one [`execute`] for both ways it runs.
+//!
+//! sled locks its directory, so while the gateway runs it answers these commands itself
+//! over a Unix socket at `data_dir/admin.sock` (mode 0600, in a 0700 directory: only the
+//! owner can connect); when it is stopped, the command line opens the database directly.
+//! Either way the same code changes the same state, and revocations take effect at once.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::auth::service::{normalize_email, AuthService};
+use crate::auth::tokens::random_token;
+use crate::gateway::Inner;
+
+/// Longest request line the socket reads.
+const MAX_REQUEST: u64 = 64 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum AdminRequest {
+    Add {
+        email: String,
+        roles: Vec<String>,
+        password: Option<String>,
+        name: Option<String>,
+    },
+    List,
+    Show {
+        email: String,
+    },
+    Unlock {
+        email: String,
+    },
+    Roles {
+        email: String,
+        roles: Vec<String>,
+    },
+    Disable {
+        email: String,
+    },
+    Revoke {
+        email: String,
+    },
+}
+
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin.sock")
+}
+
+/// A password that meets any reasonable policy: 128 random bits plus one of each class.
+pub fn generate_password() -> String {
+    format!("{}-Aa7", &random_token()[..22])
+}
+
+fn user_json(auth: &AuthService, u: &crate::store::User) -> Value {
+    let now_ms = auth.clock().now_ms();
+    let locked_until = auth.store().locked_until(&u.email, now_ms).ok().flatten();
+    json!({
+        "id": u.id,
+        "email": u.email,
+        "name": u.name,
+        "roles": u.roles,
+        "confirmed": u.confirmed,
+        "disabled": u.disabled,
+        "mfa_enabled": u.mfa_enabled(),
+        "locked_for_secs": locked_until.map(|t| (t - now_ms).div_ceil(1000)),
+    })
+}
+
+/// Runs one command against the identity service.
+pub async fn execute(auth: &AuthService, req: AdminRequest) -> Result<Value, String> {
+    let find = |email: &str| -> Result<crate::store::User, String> {
+        auth.store()
+            .user_by_email(&normalize_email(email))
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no account with email {:?}", normalize_email(email)))
+    };
+    let flush = || async { auth.store().flush().await.map_err(|e| e.to_string()) };
+    match req {
+        AdminRequest::Add {
+            email,
+            roles,
+            password,
+            name,
+        } => {
+            let generated = password.is_none();
+            let password = password.unwrap_or_else(generate_password);
+            let name = name.unwrap_or_else(|| email.split('@').next().unwrap_or("").to_owned());
+            let user = auth.add_user(&email, roles, password.clone(), &name).await?;
+            let mut out = json!({ "id": user.id, "email": user.email, "roles": user.roles });
+            if generated {
+                out["password"] = password.into();
+            }
+            Ok(out)
+        }
+        AdminRequest::List => {
+            let users = auth.store().users().map_err(|e| e.to_string())?;
+            Ok(Value::Array(users.iter().map(|u| user_json(auth, u)).collect()))
+        }
+        AdminRequest::Show { email } => Ok(user_json(auth, &find(&email)?)),
+        AdminRequest::Unlock { email } => {
+            let email = normalize_email(&email);
+            auth.store().clear_failures(&email).map_err(|e| e.to_string())?;
+            flush().await?;
+            Ok(json!({ "unlocked": email }))
+        }
+        AdminRequest::Roles { email, roles } => {
+            if roles.is_empty() {
+                return Err("give at least one role".into());
+            }
+            let user = find(&email)?;
+            auth.store()
+                .update_user(&user.id, |u| u.roles = roles.clone())
+                .map_err(|e| e.to_string())?;
+            // Tokens carry roles: the old ones must not outlive the change.
+            auth.revoke_user(&user.id).map_err(|e| e.to_string())?;
+            flush().await?;
+            Ok(json!({ "email": user.email, "roles": roles, "sessions_revoked": true }))
+        }
+        AdminRequest::Disable { email } => {
+            let user = find(&email)?;
+            auth.store()
+                .update_user(&user.id, |u| u.disabled = true)
+                .map_err(|e| e.to_string())?;
+            auth.revoke_user(&user.id).map_err(|e| e.to_string())?;
+            flush().await?;
+            Ok(json!({ "disabled": user.email }))
+        }
+        AdminRequest::Revoke { email } => {
+            let user = find(&email)?;
+            auth.revoke_user(&user.id).map_err(|e| e.to_string())?;
+            flush().await?;
+            Ok(json!({ "sessions_revoked": user.email }))
+        }
+    }
+}
+
+/// Serves the admin socket until the listener is dropped.
+pub async fn serve_socket(listener: UnixListener, gateway: Arc<Inner>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let gateway = gateway.clone();
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut line = String::new();
+            let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_REQUEST));
+            let reply = match reader.read_line(&mut line).await {
+                Ok(_) => match serde_json::from_str::<AdminRequest>(&line) {
+                    Ok(req) => match execute(gateway.auth(), req).await {
+                        Ok(v) => json!({ "ok": v }),
+                        Err(e) => json!({ "error": e }),
+                    },
+                    Err(e) => json!({ "error": format!("bad request: {e}") }),
+                },
+                Err(e) => json!({ "error": format!("cannot read: {e}") }),
+            };
+            let _ = write.write_all(format!("{reply}\n").as_bytes()).await;
+        });
+    }
+}
+
+/// Binds the admin socket, replacing a stale one, readable and writable by the owner only.
+pub fn bind_socket(data_dir: &Path) -> std::io::Result<UnixListener> {
+    let path = socket_path(data_dir);
+    if path.exists() {
+        std::fs::remove_file(&path)?;
+    }
+    let listener = UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Sends a command to a running gateway. `None` when no gateway answers at the socket.
+pub async fn send(data_dir: &Path, req: &AdminRequest) -> Option<Result<Value, String>> {
+    let stream = UnixStream::connect(socket_path(data_dir)).await.ok()?;
+    let (read, mut write) = stream.into_split();
+    let line = serde_json::to_string(req).ok()?;
+    write.write_all(format!("{line}\n").as_bytes()).await.ok()?;
+    let mut reply = String::new();
+    BufReader::new(read).read_line(&mut reply).await.ok()?;
+    let v: Value = serde_json::from_str(&reply).ok()?;
+    Some(match (v.get("ok"), v.get("error")) {
+        (Some(ok), _) => Ok(ok.clone()),
+        (_, Some(e)) => Err(e.as_str().unwrap_or("error").to_owned()),
+        _ => Err("malformed reply from the gateway".into()),
+    })
+}

@@ -1,0 +1,164 @@
+//! `portcullis user ...` works on the database directly when the gateway is stopped, and
+//! through the running gateway's admin socket when it is not; revocations done over the
+//! socket take effect at once.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::{start_shop, Setup, TestGateway};
+use serde_json::json;
+
+fn portcullis(config: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn field(out: &str, name: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .unwrap_or_else(|| panic!("no {name} in {out}"))
+        .to_owned()
+}
+
+// User commands, before and while the gateway runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn user_commands_direct_and_over_socket() {
+    let shop = start_shop().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = Setup::shop(shop).write(dir.path());
+
+    // Gateway stopped: straight to the database. A password is generated when none is given.
+    let (ok, out, err) = portcullis(
+        &config,
+        &["user", "add", "--email", "Clerk@Example.com", "--role", "inventory"],
+    );
+    assert!(ok, "{err}");
+    let password = field(&out, "password");
+    assert!(field(&out, "id").starts_with("u-"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "user",
+            "add",
+            "--email",
+            "cust@example.com",
+            "--role",
+            "customer",
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"Chosen!Passw0rd\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("password"),
+        "printed a chosen password"
+    );
+    let (ok, _, err) = portcullis(
+        &config,
+        &["user", "add", "--email", "cust@example.com", "--role", "customer"],
+    );
+    assert!(!ok && err.contains("already exists"), "{err}");
+
+    // Gateway running: the same commands go through its socket.
+    let gw = TestGateway::launch(dir, &config, None).await;
+    let (ok, out, err) = portcullis(&config, &["user", "list"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("clerk@example.com") && out.contains("cust@example.com"),
+        "{out}"
+    );
+
+    let (status, body) = gw
+        .post(
+            "/auth/login",
+            json!({ "email": "clerk@example.com", "password": password }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["mfa_enrollment_required"], true, "inventory staff must enrol");
+
+    let (status, t) = gw
+        .post(
+            "/auth/login",
+            json!({ "email": "cust@example.com", "password": "Chosen!Passw0rd" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let access = t["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(gw.get_with("/auth/me", &access).await.0, 200);
+    let (ok, _, err) = portcullis(&config, &["user", "revoke", "cust@example.com"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        gw.get_with("/auth/me", &access).await.0,
+        401,
+        "revocation over the socket did not take effect"
+    );
+
+    for _ in 0..5 {
+        gw.post(
+            "/auth/login",
+            json!({ "email": "cust@example.com", "password": "Wrong!Passw0rd" }),
+        )
+        .await;
+    }
+    let (_, out, _) = portcullis(&config, &["user", "show", "cust@example.com"]);
+    assert!(out.contains("locked"), "{out}");
+    assert_eq!(
+        gw.post(
+            "/auth/login",
+            json!({ "email": "cust@example.com", "password": "Chosen!Passw0rd" })
+        )
+        .await
+        .0,
+        429
+    );
+    let (ok, _, _) = portcullis(&config, &["user", "unlock", "cust@example.com"]);
+    assert!(ok);
+    assert_eq!(
+        gw.post(
+            "/auth/login",
+            json!({ "email": "cust@example.com", "password": "Chosen!Passw0rd" })
+        )
+        .await
+        .0,
+        200
+    );
+
+    let (ok, _, _) = portcullis(&config, &["user", "roles", "cust@example.com", "support"]);
+    assert!(ok);
+    let (_, out, _) = portcullis(&config, &["user", "show", "cust@example.com"]);
+    assert!(out.contains("support"), "{out}");
+    let (ok, _, _) = portcullis(&config, &["user", "disable", "cust@example.com"]);
+    assert!(ok);
+    let (status, body) = gw
+        .post(
+            "/auth/login",
+            json!({ "email": "cust@example.com", "password": "Chosen!Passw0rd" }),
+        )
+        .await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("account_disabled")));
+
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(gw.dir.path().join("data/admin.sock"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+}
