@@ -631,3 +631,34 @@ async fn auth_rate_limited_per_ip() {
     clock.advance(Duration::from_secs(20));
     assert_eq!(gw.client.get(gw.url("/auth/me")).send().await.unwrap().status(), 401);
 }
+
+// Attempts on one account are taken one at a time: parallel correct logins all succeed,
+// and parallel guesses cannot outrun the lockout (exactly five are checked).
+#[tokio::test(flavor = "multi_thread")]
+async fn parallel_attempts_serialized() {
+    let shop = start_shop().await;
+    let gw = Setup::shop(shop)
+        .extra("[rate_limit]\nauth_per_ip = \"1000/sec\"\n")
+        .start()
+        .await;
+    add_user(&gw, "p@example.com", &["customer"]).await;
+    let attempt = |password: &'static str| {
+        let client = gw.client.clone();
+        let url = gw.url("/auth/login");
+        tokio::spawn(async move {
+            let body = json!({ "email": "p@example.com", "password": password });
+            client.post(url).json(&body).send().await.unwrap().status().as_u16()
+        })
+    };
+    let right: Vec<_> = (0..8).map(|_| attempt(PASSWORD)).collect();
+    for r in right {
+        assert_eq!(r.await.unwrap(), 200);
+    }
+    let wrong: Vec<_> = (0..10).map(|_| attempt("Wrong!Passw0rd")).collect();
+    let mut statuses = Vec::new();
+    for w in wrong {
+        statuses.push(w.await.unwrap());
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429, 429, 429, 429]);
+}

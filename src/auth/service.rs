@@ -76,6 +76,26 @@ pub struct AuthService {
     clock: SharedClock,
     revoked: Revocations,
     verified: DashMap<String, Claims>,
+    /// One async lock per email with an attempt in flight: attempts on one account run
+    /// one after another, so parallel guesses cannot outrun the failure count, and
+    /// parallel correct logins simply queue. Entries live only while attempts do.
+    attempts: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
+}
+
+/// Holds the attempt lock of one email; removes the map entry when the last user is done.
+struct AttemptGuard<'a> {
+    map: &'a DashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    email: String,
+    lock: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for AttemptGuard<'_> {
+    fn drop(&mut self) {
+        // Dropping the guard releases its clone of the mutex; when only the map's
+        // reference remains, nobody is waiting and the entry can go.
+        self.lock.take();
+        self.map.remove_if(&self.email, |_, m| Arc::strong_count(m) == 1);
+    }
 }
 
 pub fn normalize_email(email: &str) -> String {
@@ -122,6 +142,7 @@ impl AuthService {
             clock,
             revoked: Revocations::default(),
             verified: DashMap::new(),
+            attempts: DashMap::new(),
         };
         service.load_revocations().map_err(|e| e.to_string())?;
         Ok(service)
@@ -294,6 +315,23 @@ impl AuthService {
 
     // --- login ----------------------------------------------------------------------
 
+    async fn attempt_lock(&self, email: &str) -> AttemptGuard<'_> {
+        let mutex = self.attempts.entry(email.to_owned()).or_default().clone();
+        let lock = mutex.lock_owned().await;
+        AttemptGuard {
+            map: &self.attempts,
+            email: email.to_owned(),
+            lock: Some(lock),
+        }
+    }
+
+    fn record_failure(&self, email: &str) -> Result<(), StoreError> {
+        let lockout_ms = u64::try_from(self.config.login.lockout.as_millis()).unwrap_or(u64::MAX);
+        self.store
+            .record_failure(email, self.config.login.max_failures, lockout_ms, self.clock.now_ms())
+            .map(|_| ())
+    }
+
     fn locked_error(&self, until_ms: u64) -> GatewayError {
         GatewayError::Locked {
             retry_after: Duration::from_millis(until_ms.saturating_sub(self.clock.now_ms())),
@@ -320,11 +358,10 @@ impl AuthService {
             )
         };
         let store_err = |e: StoreError| fail(e.into(), "login_failure", None, "storage failure");
-        let lockout_ms = u64::try_from(self.config.login.lockout.as_millis()).unwrap_or(u64::MAX);
-        let now_ms = self.clock.now_ms();
-        if let Err(until) = self
+        let _attempt = self.attempt_lock(&email).await;
+        if let Some(until) = self
             .store
-            .begin_attempt(&email, self.config.login.max_failures, lockout_ms, now_ms)
+            .locked_until(&email, self.clock.now_ms())
             .map_err(store_err)?
         {
             return Err(fail(self.locked_error(until), "login_locked", None, "locked"));
@@ -335,6 +372,7 @@ impl AuthService {
             .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
             .await;
         let Some(user) = user.filter(|_| ok) else {
+            self.record_failure(&email).map_err(store_err)?;
             self.store.flush().await.map_err(store_err)?;
             return Err(fail(
                 GatewayError::InvalidCredentials,
@@ -446,6 +484,7 @@ impl AuthService {
             .user(&challenge.user_id)
             .map_err(|e| err(e.into()))?
             .ok_or_else(|| err(GatewayError::InvalidGrant))?;
+        let _attempt = self.attempt_lock(&user.email).await;
         let now_ms = self.clock.now_ms();
         if let Some(until) = self
             .store
@@ -464,12 +503,8 @@ impl AuthService {
             .as_deref()
             .and_then(|s| totp::verify(s, code, now_ms / 1000, user.totp_last_step));
         let Some(step) = step.filter(|_| !user.disabled) else {
-            let lockout_ms = u64::try_from(self.config.login.lockout.as_millis()).unwrap_or(u64::MAX);
             // A failed code counts like a failed password; this may lock the account.
-            let _counted = self
-                .store
-                .begin_attempt(&user.email, self.config.login.max_failures, lockout_ms, now_ms)
-                .map_err(|e| err(e.into()))?;
+            self.record_failure(&user.email).map_err(|e| err(e.into()))?;
             self.store.flush().await.map_err(|e| err(e.into()))?;
             return Err((
                 GatewayError::InvalidCode,

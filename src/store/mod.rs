@@ -224,26 +224,12 @@ impl Store {
         Ok(get(&self.failures, "failures", email.as_bytes())?.unwrap_or_default())
     }
 
-    /// Counts one login attempt for `email`, atomically. Refused (`Err(until)`) while
-    /// locked. Otherwise the attempt is counted before the password is checked, so
-    /// concurrent attempts cannot exceed `max`; the attempt that reaches `max` locks the
-    /// email until `now + lockout`, and only a success (which clears the count) undoes it.
-    pub fn begin_attempt(
-        &self,
-        email: &str,
-        max: u32,
-        lockout_ms: u64,
-        now_ms: u64,
-    ) -> Result<std::result::Result<(), u64>> {
-        let mut outcome = Ok(());
-        self.failures.update_and_fetch(email.as_bytes(), |old| {
+    /// Records one failed attempt for `email`, atomically. The failure that reaches
+    /// `max` locks the email until `now + lockout` (and starts a fresh count for after).
+    pub fn record_failure(&self, email: &str, max: u32, lockout_ms: u64, now_ms: u64) -> Result<Failures> {
+        let updated = self.failures.update_and_fetch(email.as_bytes(), |old| {
             let mut f: Failures = old.and_then(|v| serde_json::from_slice(v).ok()).unwrap_or_default();
-            if f.locked_until_ms > now_ms {
-                outcome = Err(f.locked_until_ms);
-                return Some(encode(&f));
-            }
-            outcome = Ok(());
-            if f.locked_until_ms != 0 {
+            if f.locked_until_ms != 0 && f.locked_until_ms <= now_ms {
                 // A lockout that has passed starts a fresh count.
                 f = Failures::default();
             }
@@ -254,7 +240,9 @@ impl Store {
             }
             Some(encode(&f))
         })?;
-        Ok(outcome)
+        Ok(updated
+            .and_then(|v| serde_json::from_slice(&v).ok())
+            .unwrap_or_default())
     }
 
     /// Whether `email` is locked at `now_ms`; the end of the lock when it is.
@@ -436,29 +424,18 @@ mod tests {
         assert!(s.take_challenge("h").unwrap().is_none());
     }
 
-    // Attempts are counted before checking; the max-th locks, and the lock refuses all.
+    // The max-th failure locks until the lockout passes; then the count starts afresh.
     #[test]
-    fn attempts_lock() {
+    fn failures_lock() {
         let s = Store::temporary().unwrap();
         for _ in 0..4 {
-            assert_eq!(s.begin_attempt("a@b", 5, 1000, 0).unwrap(), Ok(()));
+            s.record_failure("a@b", 5, 1000, 0).unwrap();
         }
-        assert_eq!(
-            s.begin_attempt("a@b", 5, 1000, 0).unwrap(),
-            Ok(()),
-            "the 5th is still tried"
-        );
-        assert_eq!(
-            s.begin_attempt("a@b", 5, 1000, 10).unwrap(),
-            Err(1000),
-            "the 6th is refused"
-        );
-        assert_eq!(
-            s.begin_attempt("a@b", 5, 1000, 1000).unwrap(),
-            Ok(()),
-            "the lock expires"
-        );
-        assert_eq!(s.failures("a@b").unwrap().count, 1);
+        assert_eq!(s.locked_until("a@b", 0).unwrap(), None);
+        s.record_failure("a@b", 5, 1000, 0).unwrap();
+        assert_eq!(s.locked_until("a@b", 10).unwrap(), Some(1000));
+        assert_eq!(s.locked_until("a@b", 1000).unwrap(), None, "the lock expires");
+        assert_eq!(s.record_failure("a@b", 5, 1000, 1000).unwrap().count, 1);
     }
 
     // Expired revocations are forgotten; live ones are kept.
