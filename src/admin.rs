@@ -47,6 +47,10 @@ pub enum AdminRequest {
     Revoke {
         email: String,
     },
+    AuditList {
+        query: crate::audit::Query,
+    },
+    AuditVerify,
 }
 
 pub fn socket_path(data_dir: &Path) -> PathBuf {
@@ -73,6 +77,15 @@ fn user_json(auth: &AuthService, u: &crate::store::User) -> Value {
     })
 }
 
+/// Writes the audit record of an administrative change, before the command answers.
+async fn audited(auth: &AuthService, event: &str, user: &crate::store::User, reason: String) {
+    let mut ev = crate::audit::Event::new(event, "success");
+    ev.user_id = Some(user.id.clone());
+    ev.email = Some(user.email.clone());
+    ev.reason = Some(reason);
+    auth.audit().durable(ev).await;
+}
+
 /// Runs one command against the identity service.
 pub async fn execute(auth: &AuthService, req: AdminRequest) -> Result<Value, String> {
     let find = |email: &str| -> Result<crate::store::User, String> {
@@ -93,6 +106,13 @@ pub async fn execute(auth: &AuthService, req: AdminRequest) -> Result<Value, Str
             let password = password.unwrap_or_else(generate_password);
             let name = name.unwrap_or_else(|| email.split('@').next().unwrap_or("").to_owned());
             let user = auth.add_user(&email, roles, password.clone(), &name).await?;
+            audited(
+                auth,
+                "user_created",
+                &user,
+                format!("by admin command; roles [{}]", user.roles.join(", ")),
+            )
+            .await;
             let mut out = json!({ "id": user.id, "email": user.email, "roles": user.roles });
             if generated {
                 out["password"] = password.into();
@@ -108,6 +128,10 @@ pub async fn execute(auth: &AuthService, req: AdminRequest) -> Result<Value, Str
             let email = normalize_email(&email);
             auth.store().clear_failures(&email).map_err(|e| e.to_string())?;
             flush().await?;
+            let mut ev = crate::audit::Event::new("user_unlocked", "success");
+            ev.email = Some(email.clone());
+            ev.reason = Some("by admin command".into());
+            auth.audit().durable(ev).await;
             Ok(json!({ "unlocked": email }))
         }
         AdminRequest::Roles { email, roles } => {
@@ -121,6 +145,12 @@ pub async fn execute(auth: &AuthService, req: AdminRequest) -> Result<Value, Str
             // Tokens carry roles: the old ones must not outlive the change.
             auth.revoke_user(&user.id).map_err(|e| e.to_string())?;
             flush().await?;
+            let change = format!(
+                "by admin command; [{}] -> [{}]",
+                user.roles.join(", "),
+                roles.join(", ")
+            );
+            audited(auth, "roles_changed", &user, change).await;
             Ok(json!({ "email": user.email, "roles": roles, "sessions_revoked": true }))
         }
         AdminRequest::Disable { email } => {
@@ -130,12 +160,28 @@ pub async fn execute(auth: &AuthService, req: AdminRequest) -> Result<Value, Str
                 .map_err(|e| e.to_string())?;
             auth.revoke_user(&user.id).map_err(|e| e.to_string())?;
             flush().await?;
+            audited(
+                auth,
+                "user_disabled",
+                &user,
+                "by admin command; sessions revoked".into(),
+            )
+            .await;
             Ok(json!({ "disabled": user.email }))
+        }
+        AdminRequest::AuditList { query } => {
+            let records = crate::audit::list(auth.store(), &query).map_err(|e| e.to_string())?;
+            serde_json::to_value(records).map_err(|e| e.to_string())
+        }
+        AdminRequest::AuditVerify => {
+            let v = crate::audit::verify(auth.store()).map_err(|e| e.to_string())?;
+            serde_json::to_value(v).map_err(|e| e.to_string())
         }
         AdminRequest::Revoke { email } => {
             let user = find(&email)?;
             auth.revoke_user(&user.id).map_err(|e| e.to_string())?;
             flush().await?;
+            audited(auth, "sessions_revoked", &user, "by admin command".into()).await;
             Ok(json!({ "sessions_revoked": user.email }))
         }
     }

@@ -39,6 +39,14 @@ struct RawConfig {
     email: Option<RawEmail>,
     #[serde(default)]
     roles: BTreeMap<String, RawRole>,
+    #[serde(default)]
+    audit: RawAudit,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    retain: Option<HumanDuration>,
 }
 
 #[derive(Deserialize)]
@@ -145,6 +153,8 @@ pub struct Config {
     pub email: Email,
     /// Roles declared in `[roles]`, beyond those that policies name.
     pub roles: BTreeMap<String, String>,
+    /// How long audit records are kept; forever when absent.
+    pub audit_retain: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -433,6 +443,7 @@ impl Config {
             password,
             email,
             roles: raw.roles.into_iter().map(|(k, v)| (k, v.description)).collect(),
+            audit_retain: raw.audit.retain.map(|d| d.0),
         })
     }
 }

@@ -99,6 +99,11 @@ struct RequestContext {
     method: Method,
     route: Option<String>,
     user: Option<String>,
+    email: Option<String>,
+    /// The request was bound for an upstream (not a gateway endpoint).
+    proxied: bool,
+    /// The route that allowed it asks for every request to be audited.
+    audit_route: bool,
 }
 
 impl Handler for Inner {
@@ -110,17 +115,57 @@ impl Handler for Inner {
             method: req.method().clone(),
             route: None,
             user: None,
+            email: None,
+            proxied: false,
+            audit_route: false,
         };
         let raw_path = req.uri().path().to_owned();
         let is_auth = raw_path.starts_with("/auth/");
         let mut resp = match self.handle_inner(req, &mut ctx).await {
-            Ok(resp) => resp,
+            Ok(resp) => {
+                if ctx.audit_route {
+                    self.audit_request(&ctx, &raw_path, "request", "success", resp.status().as_u16(), None);
+                }
+                resp
+            }
             Err(err) => {
                 let status = err.status();
                 if status.is_server_error() {
                     tracing::warn!(request_id = %ctx.id, error = %err, source = ?std::error::Error::source(&err), "request failed");
                 } else {
                     tracing::info!(request_id = %ctx.id, reason = %err, "request refused");
+                }
+                let reason = err.to_string();
+                match &err {
+                    GatewayError::RateLimited { .. } => {
+                        self.audit_request(&ctx, &raw_path, "rate_limited", "denied", status.as_u16(), Some(reason))
+                    }
+                    GatewayError::BadTarget(_)
+                    | GatewayError::MethodNotAllowed(_)
+                    | GatewayError::NoRoute
+                    | GatewayError::Unauthenticated { .. }
+                    | GatewayError::Forbidden { .. }
+                        if ctx.proxied =>
+                    {
+                        self.audit_request(
+                            &ctx,
+                            &raw_path,
+                            "access_denied",
+                            "denied",
+                            status.as_u16(),
+                            Some(reason),
+                        )
+                    }
+                    GatewayError::UpstreamUnreachable { .. } | GatewayError::UpstreamTimeout { .. } => self
+                        .audit_request(
+                            &ctx,
+                            &raw_path,
+                            "upstream_error",
+                            "failure",
+                            status.as_u16(),
+                            Some(reason),
+                        ),
+                    _ => {}
                 }
                 err.to_response(&ctx.id)
             }
@@ -145,12 +190,51 @@ impl Handler for Inner {
 }
 
 impl Inner {
+    /// Drops audit records older than `[audit] retain`; the chain stays verifiable.
+    fn prune_audit(&self) {
+        if let Some(retain) = self.config.audit_retain {
+            let now = self.auth.clock().now_ms();
+            let cutoff = now.saturating_sub(u64::try_from(retain.as_millis()).unwrap_or(u64::MAX));
+            match crate::audit::prune(self.auth.store(), cutoff) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "pruned old audit records"),
+                Err(e) => tracing::warn!(error = %e, "cannot prune the audit trail"),
+            }
+        }
+    }
+
+    /// Queues a high-volume audit record about a request.
+    fn audit_request(
+        &self,
+        ctx: &RequestContext,
+        path: &str,
+        event: &str,
+        outcome: &str,
+        status: u16,
+        reason: Option<String>,
+    ) {
+        let mut ev = crate::audit::Event::new(event, outcome);
+        ev.user_id.clone_from(&ctx.user);
+        ev.email.clone_from(&ctx.email);
+        ev.ip = Some(ctx.conn.peer.ip().to_string());
+        ev.method = Some(ctx.method.to_string());
+        ev.path = Some(path.chars().take(2048).collect());
+        ev.route.clone_from(&ctx.route);
+        ev.status = Some(status);
+        ev.reason = reason;
+        ev.request_id = Some(ctx.id.clone());
+        ev.latency_ms = Some(u64::try_from(ctx.started.elapsed().as_millis()).unwrap_or(u64::MAX));
+        self.auth.audit().record(ev);
+    }
+
     async fn handle_inner(
         &self,
         req: Request<Incoming>,
         ctx: &mut RequestContext,
     ) -> Result<Response<GatewayBody>, GatewayError> {
         // 1. normalize: everything below sees only the canonical target.
+        // Refusals of anything but the gateway's own endpoints are audited.
+        ctx.proxied = !req.uri().path().starts_with("/auth/");
         let target = normalize_request(req.method(), req.uri(), req.version(), req.headers())?;
 
         // The gateway's own endpoints, matched on the canonical path.
@@ -170,10 +254,12 @@ impl Inner {
         // 2. authenticate: a bearer token, when there is one, must be valid.
         let principal = authenticate(&self.auth, req.headers())?.map(|(p, _)| p);
         ctx.user = principal.as_ref().map(|p| p.id.clone());
+        ctx.email = principal.as_ref().map(|p| p.email.clone());
 
         // 3. authorize with the policy set in force when the request arrived.
         let authorized = authorize(self.policy.load_full(), req.method(), target, principal)?;
         ctx.route = Some(authorized.route().name.clone());
+        ctx.audit_route = authorized.route().audit;
 
         // 5. forward.
         let host = req.headers().get(http::header::HOST).cloned().or_else(|| {
@@ -227,6 +313,7 @@ fn security_headers(resp: &mut Response<GatewayBody>, tls: bool, is_auth: bool) 
 pub struct Gateway {
     inner: Arc<Inner>,
     tls: Arc<rustls::ServerConfig>,
+    audit_task: tokio::task::JoinHandle<()>,
 }
 
 impl Gateway {
@@ -255,7 +342,12 @@ impl Gateway {
         })?;
         let upstreams = Upstreams::new(&config);
         let config = Arc::new(config);
-        let auth = AuthService::new(config.clone(), store, clock.clone()).map_err(StartError::Keys)?;
+        let (audit, audit_task) =
+            crate::audit::Audit::start(&store, clock.clone()).map_err(|source| StartError::Store {
+                path: config.server.data_dir.join("db"),
+                source,
+            })?;
+        let auth = AuthService::new(config.clone(), store, clock.clone(), audit).map_err(StartError::Keys)?;
         let auth_limiter = Limiter::new(config.rate_limit.auth_per_ip, DEFAULT_MAX_KEYS, clock);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -267,6 +359,7 @@ impl Gateway {
                 auth_limiter,
             }),
             tls,
+            audit_task,
         })
     }
 
@@ -337,6 +430,7 @@ impl Gateway {
                     _ = every.tick() => {
                         sweeper.auth.sweep();
                         sweeper.auth_limiter.evict_idle();
+                        sweeper.prune_audit();
                     }
                     _ = sweep_stop.changed() => return,
                 }
@@ -349,6 +443,7 @@ impl Gateway {
             inner: self.inner,
             stop,
             tasks,
+            audit_task: self.audit_task,
         })
     }
 }
@@ -360,6 +455,7 @@ pub struct RunningGateway {
     inner: Arc<Inner>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    audit_task: tokio::task::JoinHandle<()>,
 }
 
 impl RunningGateway {
@@ -371,5 +467,8 @@ impl RunningGateway {
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
+        // Every request has finished: write what the audit queue holds, then stop.
+        self.inner.auth.audit().close().await;
+        let _ = self.audit_task.await;
     }
 }

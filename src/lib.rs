@@ -15,6 +15,7 @@
 //! plain connections; [`config`] and [`policy`] read the files an operator writes.
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod clock;

@@ -40,8 +40,39 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Query and verify the audit trail (works whether or not the gateway is running).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Print the current TOTP code for a base32 secret (for trying the demo with curl).
     Totp { secret: String },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Audit records, oldest first.
+    List {
+        /// A user id or email.
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        event: Option<String>,
+        /// RFC 3339 time, e.g. 2026-11-24T08:00:00Z (inclusive).
+        #[arg(long)]
+        since: Option<String>,
+        /// RFC 3339 time (exclusive).
+        #[arg(long)]
+        until: Option<String>,
+        /// Only the newest N matching records.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the hash chain; exit 1 naming the first broken record.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -94,6 +125,7 @@ fn main() -> ExitCode {
             PolicyCommand::Test { dir } => policy_test(&cli.config, dir.as_deref()),
         },
         Command::User { command } => user_command(&cli.config, command),
+        Command::Audit { command } => audit_command(&cli.config, command),
         Command::Totp { secret } => {
             let now = portcullis::clock::Clock::now(&portcullis::clock::SystemClock);
             match portcullis::auth::totp::code_at(&secret.replace(' ', "").to_uppercase(), now) {
@@ -163,6 +195,88 @@ fn user_command(config_path: &Path, command: UserCommand) -> ExitCode {
     }
 }
 
+fn parse_time(flag: &str, value: Option<String>) -> Result<Option<u64>, String> {
+    value
+        .map(|v| {
+            humantime::parse_rfc3339_weak(&v)
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                .ok_or_else(|| format!("--{flag}: {v:?} is not an RFC 3339 time, e.g. 2026-11-24T08:00:00Z"))
+        })
+        .transpose()
+}
+
+fn audit_command(config_path: &Path, command: AuditCommand) -> ExitCode {
+    let config = match Config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match command {
+        AuditCommand::List {
+            user,
+            event,
+            since,
+            until,
+            limit,
+            json,
+        } => {
+            let query = match (parse_time("since", since), parse_time("until", until)) {
+                (Ok(since_ms), Ok(until_ms)) => portcullis::audit::Query {
+                    user,
+                    event,
+                    since_ms,
+                    until_ms,
+                    limit,
+                },
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("portcullis: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let records = run_async_value(run_admin(config, AdminRequest::AuditList { query }))
+                .and_then(|v| serde_json::from_value::<Vec<portcullis::audit::Record>>(v).map_err(|e| e.to_string()));
+            match records {
+                Ok(records) => {
+                    for r in &records {
+                        if json {
+                            println!("{}", serde_json::to_string(r).unwrap_or_default());
+                        } else {
+                            println!("{}", portcullis::audit::format_line(r));
+                        }
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("portcullis: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        AuditCommand::Verify => {
+            let result = run_async_value(run_admin(config, AdminRequest::AuditVerify))
+                .and_then(|v| serde_json::from_value::<portcullis::audit::Verification>(v).map_err(|e| e.to_string()));
+            match result {
+                Ok(portcullis::audit::Verification::Intact { records }) => {
+                    println!("ok: {records} records, the chain is intact");
+                    ExitCode::SUCCESS
+                }
+                Ok(portcullis::audit::Verification::Broken { seq, reason }) => {
+                    println!("BROKEN at record {seq}: {reason}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("portcullis: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
 fn run_async_value<T>(fut: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -183,12 +297,13 @@ async fn run_admin(config: Config, request: AdminRequest) -> Result<serde_json::
             portcullis::admin::socket_path(&config.server.data_dir).display()
         )
     })?;
-    let auth = AuthService::new(
-        std::sync::Arc::new(config),
-        store,
-        std::sync::Arc::new(portcullis::clock::SystemClock),
-    )?;
-    portcullis::admin::execute(&auth, request).await
+    let clock: portcullis::clock::SharedClock = std::sync::Arc::new(portcullis::clock::SystemClock);
+    let (audit, writer) = portcullis::audit::Audit::start(&store, clock.clone()).map_err(|e| e.to_string())?;
+    let auth = AuthService::new(std::sync::Arc::new(config), store, clock, audit.clone())?;
+    let result = portcullis::admin::execute(&auth, request).await;
+    audit.close().await;
+    let _ = writer.await;
+    result
 }
 
 fn print_admin(value: &serde_json::Value, list: bool) {

@@ -20,8 +20,10 @@ use crate::pipeline::authn::authenticate;
 /// Largest body an `/auth/*` endpoint reads.
 pub const MAX_AUTH_BODY: usize = 16 * 1024;
 
-/// Records a security event. The audit trail will take these; for now, the log.
-pub fn record(request_id: &str, peer: std::net::IpAddr, e: &AuthEvent) {
+/// Records a security event in the audit trail (on disk before the response goes out)
+/// and in the log.
+pub async fn record(auth: &AuthService, request_id: &str, peer: std::net::IpAddr, e: &AuthEvent) {
+    auth.audit().durable(e.to_audit(Some(peer), Some(request_id))).await;
     tracing::info!(
         target: "portcullis::audit",
         request_id,
@@ -101,13 +103,12 @@ pub async fn handle(
     request_id: &str,
     peer: std::net::IpAddr,
 ) -> Result<Response<GatewayBody>, GatewayError> {
-    let log = |e: &AuthEvent| record(request_id, peer, e);
     match path {
         "/auth/register" => {
             method_is(&req, Method::POST)?;
             let b: RegisterBody = read_json(req.into_body()).await?;
             let event = auth.register(&b.email, b.password, &b.name).await?;
-            log(&event);
+            record(auth, request_id, peer, &event).await;
             Ok(json_response(
                 StatusCode::ACCEPTED,
                 &json!({ "status": "confirmation_sent" }),
@@ -123,7 +124,7 @@ pub async fn handle(
                 .find_map(|kv| kv.strip_prefix("token="))
                 .ok_or(GatewayError::InvalidConfirmation)?;
             let event = auth.confirm(token).await?;
-            log(&event);
+            record(auth, request_id, peer, &event).await;
             Ok(ok(json!({ "status": "confirmed" })))
         }
         "/auth/login" => {
@@ -134,7 +135,7 @@ pub async fn handle(
             }
             match auth.login(&b.email, b.password).await {
                 Err((err, event)) => {
-                    log(&event);
+                    record(auth, request_id, peer, &event).await;
                     Err(err)
                 }
                 Ok((outcome, user)) => {
@@ -146,15 +147,15 @@ pub async fn handle(
                     };
                     Ok(match outcome {
                         LoginOutcome::Tokens(pair) => {
-                            log(&event("password"));
+                            record(auth, request_id, peer, &event("password")).await;
                             tokens(&pair)
                         }
                         LoginOutcome::MfaRequired { mfa_token, expires_in } => {
-                            log(&event("password; TOTP code required"));
+                            record(auth, request_id, peer, &event("password; TOTP code required")).await;
                             ok(json!({ "mfa_required": true, "mfa_token": mfa_token, "expires_in": expires_in }))
                         }
                         LoginOutcome::EnrollmentRequired { mfa_token, expires_in } => {
-                            log(&event("password; TOTP enrolment required"));
+                            record(auth, request_id, peer, &event("password; TOTP enrolment required")).await;
                             ok(
                                 json!({ "mfa_enrollment_required": true, "mfa_token": mfa_token, "expires_in": expires_in }),
                             )
@@ -180,11 +181,11 @@ pub async fn handle(
             let b: MfaBody = read_json(req.into_body()).await?;
             match auth.mfa(&b.mfa_token, b.code.trim()).await {
                 Ok((pair, event)) => {
-                    log(&event);
+                    record(auth, request_id, peer, &event).await;
                     Ok(tokens(&pair))
                 }
                 Err((err, event)) => {
-                    log(&event);
+                    record(auth, request_id, peer, &event).await;
                     Err(err)
                 }
             }
@@ -194,11 +195,11 @@ pub async fn handle(
             let b: RefreshBody = read_json(req.into_body()).await?;
             match auth.refresh(&b.refresh_token).await {
                 Ok((pair, event)) => {
-                    log(&event);
+                    record(auth, request_id, peer, &event).await;
                     Ok(tokens(&pair))
                 }
                 Err((err, event)) => {
-                    log(&event);
+                    record(auth, request_id, peer, &event).await;
                     Err(err)
                 }
             }
@@ -211,12 +212,13 @@ pub async fn handle(
             })?;
             let b: LogoutBody = read_json(req.into_body()).await.unwrap_or_default();
             auth.logout(&claims, b.refresh_token.as_deref()).await?;
-            log(&AuthEvent {
+            let event = AuthEvent {
                 event: "logout",
                 user_id: Some(principal.id),
                 email: Some(principal.email),
                 reason: None,
-            });
+            };
+            record(auth, request_id, peer, &event).await;
             let mut resp = Response::new(GatewayBody::empty());
             *resp.status_mut() = StatusCode::NO_CONTENT;
             Ok(resp)

@@ -59,6 +59,24 @@ pub struct AuthEvent {
     pub reason: Option<String>,
 }
 
+impl AuthEvent {
+    /// The audit record of this event, for a request from `ip`.
+    pub fn to_audit(&self, ip: Option<std::net::IpAddr>, request_id: Option<&str>) -> crate::audit::Event {
+        let outcome = match self.event {
+            "login_failure" | "login_locked" | "mfa_failure" | "refresh_reuse" => "failure",
+            "token_refresh" if self.reason.is_some() => "failure",
+            _ => "success",
+        };
+        let mut ev = crate::audit::Event::new(self.event, outcome);
+        ev.user_id.clone_from(&self.user_id);
+        ev.email.clone_from(&self.email);
+        ev.reason.clone_from(&self.reason);
+        ev.ip = ip.map(|i| i.to_string());
+        ev.request_id = request_id.map(str::to_owned);
+        ev
+    }
+}
+
 #[derive(Default)]
 struct Revocations {
     jti: DashMap<String, u64>,
@@ -69,6 +87,7 @@ struct Revocations {
 
 pub struct AuthService {
     config: Arc<Config>,
+    audit: crate::audit::Audit,
     store: Store,
     hasher: Hasher,
     keys: KeyRing,
@@ -126,7 +145,12 @@ fn new_user_id() -> String {
 }
 
 impl AuthService {
-    pub fn new(config: Arc<Config>, store: Store, clock: SharedClock) -> Result<Self, String> {
+    pub fn new(
+        config: Arc<Config>,
+        store: Store,
+        clock: SharedClock,
+        audit: crate::audit::Audit,
+    ) -> Result<Self, String> {
         let issuer = config.server.public_url.to_string().trim_end_matches('/').to_owned();
         let alg = config.tokens.algorithm;
         let keys =
@@ -135,6 +159,7 @@ impl AuthService {
         let mailer = Mailer::new(config.email.outbox.clone(), domain, clock.clone());
         let service = Self {
             config,
+            audit,
             store,
             hasher: Hasher::new(),
             keys,
@@ -162,6 +187,10 @@ impl AuthService {
             }
         }
         Ok(())
+    }
+
+    pub fn audit(&self) -> &crate::audit::Audit {
+        &self.audit
     }
 
     pub fn store(&self) -> &Store {
