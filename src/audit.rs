@@ -96,7 +96,7 @@ pub fn rfc3339(ms: u64) -> String {
 }
 
 enum Job {
-    Durable(Event, oneshot::Sender<()>),
+    Durable(Box<Event>, oneshot::Sender<()>),
     /// Write what is queued, flush, and stop.
     Close(oneshot::Sender<()>),
 }
@@ -154,7 +154,7 @@ impl Audit {
     /// Writes a record and returns once it is on disk.
     pub async fn durable(&self, event: Event) {
         let (done, wait) = oneshot::channel();
-        if self.durable.send(Job::Durable(event, done)).await.is_ok() {
+        if self.durable.send(Job::Durable(Box::new(event), done)).await.is_ok() {
             let _ = wait.await;
         }
     }
@@ -249,7 +249,7 @@ impl Writer {
                             self.append(q);
                         }
                         self.account_overflow();
-                        self.append(ev);
+                        self.append(*ev);
                         self.flush().await;
                         dirty = false;
                         let _ = done.send(());
