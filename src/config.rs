@@ -47,6 +47,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawAudit {
     retain: Option<HumanDuration>,
+    queue: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -155,6 +156,8 @@ pub struct Config {
     pub roles: BTreeMap<String, String>,
     /// How long audit records are kept; forever when absent.
     pub audit_retain: Option<Duration>,
+    /// Capacity of the queue of high-volume audit records.
+    pub audit_queue: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -444,6 +447,7 @@ impl Config {
             email,
             roles: raw.roles.into_iter().map(|(k, v)| (k, v.description)).collect(),
             audit_retain: raw.audit.retain.map(|d| d.0),
+            audit_queue: raw.audit.queue.unwrap_or(crate::audit::QUEUE).max(1),
         })
     }
 }

@@ -342,8 +342,8 @@ impl Gateway {
         })?;
         let upstreams = Upstreams::new(&config);
         let config = Arc::new(config);
-        let (audit, audit_task) =
-            crate::audit::Audit::start(&store, clock.clone()).map_err(|source| StartError::Store {
+        let (audit, audit_task) = crate::audit::Audit::start_with_queue(&store, clock.clone(), config.audit_queue)
+            .map_err(|source| StartError::Store {
                 path: config.server.data_dir.join("db"),
                 source,
             })?;
