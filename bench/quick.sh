@@ -28,9 +28,29 @@ gw=target/release/portcullis
 password='Load!Passw0rd7'
 id=$(echo "$password" | $gw --config "$work/gateway.toml" user add --email tester@example.com --role customer --password-stdin | awk '/^id:/ {print $2}')
 
+# A second gateway, identical but for one policy file that audits every request to a
+# product (it sorts first, so its route is the one that allows the request).
+mkdir -p "$work/audited-policies"
+cp policies/*.toml "$work/audited-policies/"
+cat > "$work/audited-policies/00-audited.toml" <<TOML
+upstream = "shop"
+[[route]]
+name = "browse a product (audited)"
+methods = ["GET"]
+path = "/api/products/{id}"
+public = true
+audit = true
+TOML
+sed -e 's|127.0.0.1:18080|127.0.0.1:18090|' -e 's|127.0.0.1:18443|127.0.0.1:18453|' \
+    -e "s|$work/data|$work/data-audited|" -e "s|$PWD/policies|$work/audited-policies|" \
+    "$work/gateway.toml" > "$work/gateway-audited.toml"
+
 RUST_LOG=warn target/release/upstream-demo --listen 127.0.0.1:18081 >/dev/null & pids+=($!)
 RUST_LOG=warn $gw serve --config "$work/gateway.toml" >/dev/null & pids+=($!)
-for _ in $(seq 50); do curl -sf http://127.0.0.1:18080/healthz >/dev/null && break; sleep 0.1; done
+RUST_LOG=warn $gw serve --config "$work/gateway-audited.toml" >/dev/null & pids+=($!)
+for port in 18080 18090; do
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+done
 
 login_body="{\"email\":\"tester@example.com\",\"password\":\"$password\"}"
 token=$(curl -sk https://127.0.0.1:18443/auth/login -H 'content-type: application/json' -d "$login_body" \
@@ -64,6 +84,7 @@ printf '%-46s %12s %10s %10s\n' "target (wrk -t1 -c$conns -d$duration)" "req/s" 
 run "shop directly (http)" http://127.0.0.1:18081/api/products/3
 run "gateway, public route (http)" http://127.0.0.1:18080/api/products/3
 run "gateway, public route (https)" https://127.0.0.1:18443/api/products/3
+run "gateway, public route, audit = true (https)" https://127.0.0.1:18453/api/products/3
 run "gateway, customer's own record (https)" "${auth[@]}" "https://127.0.0.1:18443/api/customers/$id"
 wrk -t1 -c32 -d"$duration" -s "$work/login.lua" https://127.0.0.1:18443/auth/login > "$work/logins.txt" &
 sleep 1
@@ -72,3 +93,7 @@ wait $!
 logins=$(awk '/Requests\/sec/ {print $2}' "$work/logins.txt")
 non2xx=$(awk '/Non-2xx/ {print $NF}' "$work/logins.txt")
 echo "logins during that run: $logins/s (non-2xx: ${non2xx:-0})"
+records=$($gw --config "$work/gateway-audited.toml" audit list --event request | wc -l)
+overflow=$($gw --config "$work/gateway-audited.toml" audit list --event audit_overflow | wc -l)
+echo "audited gateway: $records request records written, $overflow overflow records"
+$gw --config "$work/gateway-audited.toml" audit verify
