@@ -29,6 +29,8 @@ pub enum GatewayError {
     Forbidden { reason: String },
     #[error("rate limited")]
     RateLimited { retry_after: Duration },
+    #[error("route rate limit of {limit} reached")]
+    RouteRateLimited { retry_after: Duration, limit: u64 },
     #[error("request body larger than {limit} bytes")]
     PayloadTooLarge { limit: u64 },
     #[error("upstream {upstream} unreachable")]
@@ -72,7 +74,7 @@ impl GatewayError {
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. } | Self::RouteRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -96,7 +98,7 @@ impl GatewayError {
             } => "invalid_token",
             Self::Unauthenticated { .. } => "unauthenticated",
             Self::Forbidden { .. } => "forbidden",
-            Self::RateLimited { .. } => "rate_limited",
+            Self::RateLimited { .. } | Self::RouteRateLimited { .. } => "rate_limited",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UpstreamUnreachable { .. } => "bad_gateway",
             Self::UpstreamTimeout { .. } => "gateway_timeout",
@@ -120,7 +122,7 @@ impl GatewayError {
             Self::NoRoute => "no such resource",
             Self::Unauthenticated { .. } => "authentication is required",
             Self::Forbidden { .. } => "you are not allowed to do this",
-            Self::RateLimited { .. } => "too many requests; try again later",
+            Self::RateLimited { .. } | Self::RouteRateLimited { .. } => "too many requests; try again later",
             Self::PayloadTooLarge { .. } => "the request body is too large",
             Self::UpstreamUnreachable { .. } => "the service is unavailable",
             Self::UpstreamTimeout { .. } => "the service did not answer in time",
@@ -158,8 +160,14 @@ impl GatewayError {
                 headers.insert(WWW_AUTHENTICATE, value);
             }
             Self::RateLimited { retry_after } | Self::Locked { retry_after } => {
-                let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-                headers.insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+                headers.insert(RETRY_AFTER, HeaderValue::from(ceil_secs(*retry_after)));
+            }
+            Self::RouteRateLimited { retry_after, limit } => {
+                let secs = ceil_secs(*retry_after);
+                headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+                headers.insert("ratelimit-limit", HeaderValue::from(*limit));
+                headers.insert("ratelimit-remaining", HeaderValue::from(0));
+                headers.insert("ratelimit-reset", HeaderValue::from(secs));
             }
             Self::MethodNotAllowed(_) => {
                 headers.insert(
@@ -186,6 +194,11 @@ impl GatewayError {
         }
         resp
     }
+}
+
+/// Whole seconds, rounded up, at least 1: for `Retry-After` and `RateLimit-Reset`.
+pub fn ceil_secs(d: Duration) -> u64 {
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
 }
 
 /// A JSON response the gateway makes itself. Nothing it makes is cacheable.

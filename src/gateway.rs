@@ -88,6 +88,8 @@ pub struct Inner {
     ids: RequestIds,
     auth: AuthService,
     auth_limiter: Limiter<std::net::IpAddr>,
+    /// Per-route limiters, keyed by route file, name and rate.
+    route_limiters: dashmap::DashMap<String, Arc<Limiter<String>>>,
 }
 
 /// What is known about one request as it passes the phases; read once at the end for
@@ -137,7 +139,7 @@ impl Handler for Inner {
                 }
                 let reason = err.to_string();
                 match &err {
-                    GatewayError::RateLimited { .. } => {
+                    GatewayError::RateLimited { .. } | GatewayError::RouteRateLimited { .. } => {
                         self.audit_request(&ctx, &raw_path, "rate_limited", "denied", status.as_u16(), Some(reason))
                     }
                     GatewayError::BadTarget(_)
@@ -261,6 +263,9 @@ impl Inner {
         ctx.route = Some(authorized.route().name.clone());
         ctx.audit_route = authorized.route().audit;
 
+        // 4. rate-limit, per route and per caller.
+        let quota = self.route_quota(authorized.route(), authorized.principal(), ctx)?;
+
         // 5. forward.
         let host = req.headers().get(http::header::HOST).cloned().or_else(|| {
             req.uri()
@@ -273,7 +278,91 @@ impl Inner {
             host: host.as_ref(),
             request_id: &ctx.id,
         };
-        self.upstreams.forward(&authorized, req, &client).await
+        let mut resp = self.upstreams.forward(&authorized, req, &client).await?;
+        if let Some((limit, remaining, reset)) = quota {
+            let h = resp.headers_mut();
+            h.insert("ratelimit-limit", HeaderValue::from(limit));
+            h.insert("ratelimit-remaining", HeaderValue::from(remaining));
+            h.insert("ratelimit-reset", HeaderValue::from(crate::error::ceil_secs(reset)));
+        }
+        Ok(resp)
+    }
+
+    /// Counts a request against its route's `rate_limit`, per caller (the user id, or
+    /// the client IP on public routes). Limiters live across policy reloads for as long
+    /// as a route keeps its name and rate.
+    fn route_quota(
+        &self,
+        route: &crate::policy::Route,
+        principal: Option<&crate::policy::Principal>,
+        ctx: &RequestContext,
+    ) -> Result<Option<(u64, u32, std::time::Duration)>, GatewayError> {
+        let Some(rate) = route.rate_limit else {
+            return Ok(None);
+        };
+        let id = format!("{}|{}|{rate}", route.file.display(), route.name);
+        let limiter = match self.route_limiters.get(&id) {
+            Some(l) => l.clone(),
+            None => self
+                .route_limiters
+                .entry(id)
+                .or_insert_with(|| Arc::new(Limiter::new(rate, DEFAULT_MAX_KEYS, self.auth.clock().clone())))
+                .clone(),
+        };
+        let caller = match principal {
+            Some(p) => format!("user:{}", p.id),
+            None => format!("ip:{}", ctx.conn.peer.ip()),
+        };
+        match limiter.check(&caller) {
+            Verdict::Allowed { remaining, reset } => Ok(Some((limiter.limit(), remaining, reset))),
+            Verdict::Limited { retry_after } => Err(GatewayError::RouteRateLimited {
+                retry_after,
+                limit: limiter.limit(),
+            }),
+        }
+    }
+
+    /// Re-reads the policies directory. A valid set replaces the one in force in one
+    /// atomic swap; an invalid one changes nothing. Both outcomes are audited.
+    pub async fn reload_policy(&self) -> Result<crate::policy::reload::Summary, Vec<SourceError>> {
+        let loaded = PolicySet::load_dir(&self.config.server.policies, &self.config);
+        match loaded {
+            Ok(new) => {
+                let summary = crate::policy::reload::diff(&self.policy.load(), &new);
+                self.policy.store(Arc::new(new));
+                // Limiters of routes that no longer exist are dropped.
+                let live: std::collections::HashSet<String> = self
+                    .policy
+                    .load()
+                    .routes
+                    .iter()
+                    .filter_map(|r| {
+                        r.rate_limit
+                            .map(|rate| format!("{}|{}|{rate}", r.file.display(), r.name))
+                    })
+                    .collect();
+                self.route_limiters.retain(|k, _| live.contains(k));
+                tracing::info!(%summary, "policy reloaded");
+                let mut ev = crate::audit::Event::new("policy_reload", "success");
+                ev.reason = Some(summary.to_string());
+                self.auth.audit().durable(ev).await;
+                Ok(summary)
+            }
+            Err(errors) => {
+                for e in &errors {
+                    tracing::error!(error = %e, "policy reload refused; the previous policy stays in force");
+                }
+                let mut ev = crate::audit::Event::new("policy_reload_failed", "failure");
+                let text: Vec<String> = errors.iter().take(5).map(ToString::to_string).collect();
+                ev.reason = Some(format!(
+                    "{} error(s), previous policy kept: {}",
+                    errors.len(),
+                    text.join("; ")
+                ));
+                self.auth.audit().durable(ev).await;
+                Err(errors)
+            }
+        }
     }
 
     /// The policy set in force.
@@ -306,6 +395,59 @@ fn security_headers(resp: &mut Response<GatewayBody>, tls: bool, is_auth: bool) 
     h.insert(http::header::X_FRAME_OPTIONS, DENY.clone());
     if is_auth {
         h.insert(CACHE_CONTROL, NO_STORE.clone());
+    }
+}
+
+/// Reloads the policy when a file in the policies directory changes (debounced) or on
+/// SIGHUP, until shutdown. Reads (access events) are ignored, and a reload whose files
+/// are byte for byte those already in force is skipped.
+async fn watch_policies(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+    use notify::{EventKind, RecursiveMode, Watcher};
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    let dir = inner.config.server.policies.clone();
+    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let changed = match res {
+            Ok(event) => !matches!(event.kind, EventKind::Access(_)),
+            Err(_) => true,
+        };
+        if changed {
+            // A reload already pending covers this change too.
+            let _ = tx.try_send(());
+        }
+    });
+    let _watcher = match watcher {
+        Ok(mut w) => match w.watch(&dir, RecursiveMode::NonRecursive) {
+            Ok(()) => Some(w),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the policies; reload with SIGHUP");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the policies; reload with SIGHUP");
+            None
+        }
+    };
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut in_force = crate::policy::reload::fingerprint_dir(&dir);
+    loop {
+        let forced = tokio::select! {
+            Some(()) = rx.recv() => false,
+            Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                tracing::info!("SIGHUP: reloading the policy");
+                true
+            }
+            _ = stop.changed() => return,
+        };
+        // Editors write in bursts: wait until the directory is quiet.
+        tokio::time::sleep(crate::policy::reload::DEBOUNCE).await;
+        while rx.try_recv().is_ok() {}
+        let now = crate::policy::reload::fingerprint_dir(&dir);
+        if now == in_force && !forced {
+            continue;
+        }
+        in_force = now;
+        let _ = inner.reload_policy().await;
     }
 }
 
@@ -357,6 +499,7 @@ impl Gateway {
                 ids: RequestIds::new(),
                 auth,
                 auth_limiter,
+                route_limiters: dashmap::DashMap::new(),
             }),
             tls,
             audit_task,
@@ -421,6 +564,7 @@ impl Gateway {
             }
             let _ = std::fs::remove_file(admin_path);
         });
+        tasks.spawn(watch_policies(self.inner.clone(), stop.subscribe()));
         let sweeper = self.inner.clone();
         let mut sweep_stop = stop.subscribe();
         tasks.spawn(async move {
@@ -430,6 +574,9 @@ impl Gateway {
                     _ = every.tick() => {
                         sweeper.auth.sweep();
                         sweeper.auth_limiter.evict_idle();
+                        for l in sweeper.route_limiters.iter() {
+                            l.evict_idle();
+                        }
                         sweeper.prune_audit();
                     }
                     _ = sweep_stop.changed() => return,

@@ -31,8 +31,14 @@ pub struct Limiter<K: Eq + Hash> {
 /// The outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    Allowed { remaining: u32 },
-    Limited { retry_after: Duration },
+    /// `reset`: when the bucket is full again.
+    Allowed {
+        remaining: u32,
+        reset: Duration,
+    },
+    Limited {
+        retry_after: Duration,
+    },
 }
 
 impl<K: Eq + Hash + Clone> Limiter<K> {
@@ -72,6 +78,7 @@ impl<K: Eq + Hash + Clone> Limiter<K> {
         let capacity = self.burst_ms / self.interval_ms;
         Verdict::Allowed {
             remaining: u32::try_from(capacity.saturating_sub(used)).unwrap_or(u32::MAX),
+            reset: Duration::from_millis(next - now),
         }
     }
 
@@ -79,6 +86,11 @@ impl<K: Eq + Hash + Clone> Limiter<K> {
     pub fn evict_idle(&self) {
         let now = self.clock.now_ms();
         self.tat.retain(|_, tat| *tat > now);
+    }
+
+    /// The number of requests a full bucket holds.
+    pub fn limit(&self) -> u64 {
+        self.burst_ms / self.interval_ms
     }
 
     pub fn len(&self) -> usize {
@@ -110,7 +122,10 @@ mod tests {
     fn burst_then_refill() {
         let (l, clock) = limiter(3, 60, 10);
         for expected in [2, 1, 0] {
-            assert_eq!(l.check(&1), Verdict::Allowed { remaining: expected });
+            let Verdict::Allowed { remaining, .. } = l.check(&1) else {
+                panic!("limited early")
+            };
+            assert_eq!(remaining, expected);
         }
         let Verdict::Limited { retry_after } = l.check(&1) else {
             panic!("not limited")

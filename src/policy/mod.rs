@@ -10,6 +10,7 @@
 
 mod file;
 pub mod matcher;
+pub mod reload;
 
 use std::path::{Path, PathBuf};
 
