@@ -41,6 +41,14 @@ struct RawConfig {
     roles: BTreeMap<String, RawRole>,
     #[serde(default)]
     audit: RawAudit,
+    #[serde(default)]
+    policy: RawPolicyMode,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPolicyMode {
+    mode: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -158,6 +166,8 @@ pub struct Config {
     pub audit_retain: Option<Duration>,
     /// Capacity of the queue of high-volume audit records.
     pub audit_queue: usize,
+    /// `[policy] mode = "shadow"`: refusals are let through and audited as `would_deny`.
+    pub shadow: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -391,6 +401,17 @@ impl Config {
             ));
         }
 
+        let shadow = match raw.policy.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
+            None | Some(("enforce", _)) => false,
+            Some(("shadow", _)) => true,
+            Some((other, span)) => {
+                return Err(at(
+                    span,
+                    format!("unknown mode {other:?}: expected \"enforce\" or \"shadow\""),
+                ))
+            }
+        };
+
         let email = match raw.email {
             None => Email {
                 outbox: resolve(&format!("{}/outbox", raw.server.data_dir)),
@@ -448,6 +469,7 @@ impl Config {
             roles: raw.roles.into_iter().map(|(k, v)| (k, v.description)).collect(),
             audit_retain: raw.audit.retain.map(|d| d.0),
             audit_queue: raw.audit.queue.unwrap_or(crate::audit::QUEUE).max(1),
+            shadow,
         })
     }
 }

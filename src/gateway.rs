@@ -259,9 +259,26 @@ impl Inner {
         ctx.email = principal.as_ref().map(|p| p.email.clone());
 
         // 3. authorize with the policy set in force when the request arrived.
-        let authorized = authorize(self.policy.load_full(), req.method(), target, principal)?;
+        let authorized = authorize(
+            self.policy.load_full(),
+            req.method(),
+            target,
+            principal,
+            self.config.shadow,
+        )?;
         ctx.route = Some(authorized.route().name.clone());
         ctx.audit_route = authorized.route().audit;
+        if let Some((status, reason)) = authorized.would_deny() {
+            tracing::info!(request_id = %ctx.id, status, reason, "shadow mode: would deny, forwarding");
+            self.audit_request(
+                ctx,
+                req.uri().path(),
+                "would_deny",
+                "allowed",
+                status,
+                Some(reason.to_owned()),
+            );
+        }
 
         // 4. rate-limit, per route and per caller.
         let quota = self.route_quota(authorized.route(), authorized.principal(), ctx)?;

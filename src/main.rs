@@ -113,6 +113,23 @@ enum PolicyCommand {
     Check { dir: Option<PathBuf> },
     /// Run the [[test]] cases of the policy files. Exit 1 on a failed case.
     Test { dir: Option<PathBuf> },
+    /// Which routes match a request, which condition of each passes or fails, and the decision.
+    Explain {
+        method: String,
+        path: String,
+        /// A role of the caller (repeatable); with no role and no user, the caller is anonymous.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// The caller's user id.
+        #[arg(long)]
+        user: Option<String>,
+        /// The caller's login passed TOTP.
+        #[arg(long)]
+        mfa: bool,
+        /// Policy directory (default: the configured one).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -123,6 +140,14 @@ fn main() -> ExitCode {
         Command::Policy { command } => match command {
             PolicyCommand::Check { dir } => policy_check(&cli.config, dir.as_deref()),
             PolicyCommand::Test { dir } => policy_test(&cli.config, dir.as_deref()),
+            PolicyCommand::Explain {
+                method,
+                path,
+                roles,
+                user,
+                mfa,
+                dir,
+            } => policy_explain(&cli.config, dir.as_deref(), &method, &path, roles, user, mfa),
         },
         Command::User { command } => user_command(&cli.config, command),
         Command::Audit { command } => audit_command(&cli.config, command),
@@ -616,9 +641,115 @@ async fn wait_for_signal() {
     let _ = ctrl_c.await;
 }
 
+#[allow(clippy::too_many_arguments)]
+fn policy_explain(
+    config_path: &Path,
+    dir: Option<&Path>,
+    method: &str,
+    path: &str,
+    roles: Vec<String>,
+    user: Option<String>,
+    mfa: bool,
+) -> ExitCode {
+    use portcullis::policy::{Decision, Principal};
+    let set = match load_policies(config_path, dir) {
+        Ok((s, _)) => s,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let shadow = Config::load(config_path).is_ok_and(|c| c.shadow);
+    let Ok(method) = method.to_ascii_uppercase().parse::<http::Method>() else {
+        eprintln!("portcullis: {method:?} is not an HTTP method");
+        return ExitCode::FAILURE;
+    };
+    let raw_path = path.split('?').next().unwrap_or("");
+    let caller = (user.is_some() || !roles.is_empty()).then(|| Principal {
+        id: user.unwrap_or_else(|| "u-explain".into()),
+        email: String::new(),
+        roles,
+        mfa,
+    });
+    match &caller {
+        None => println!("{method} {path} as an anonymous caller"),
+        Some(p) => println!(
+            "{method} {path} as user {} with roles [{}], {}",
+            p.id,
+            p.roles.join(", "),
+            if p.mfa { "after TOTP" } else { "without TOTP" }
+        ),
+    }
+    if method == http::Method::CONNECT {
+        println!("decision: 405, CONNECT is never proxied");
+        return ExitCode::SUCCESS;
+    }
+    let canonical = match portcullis::pipeline::normalize::canonical_path(raw_path) {
+        Ok(c) => c,
+        Err(why) => {
+            println!("decision: 400, the target is refused before any route is consulted ({why})");
+            return ExitCode::SUCCESS;
+        }
+    };
+    if canonical != raw_path {
+        println!("canonical path: {canonical}");
+    }
+    let explanation = set.explain(&method, &canonical, caller.as_ref());
+    let mut others = 0;
+    for (i, step) in explanation.steps.iter().enumerate() {
+        let r = step.route;
+        let at = format!("{}:{}", r.file.display(), r.line);
+        let verdict = match (&step.outcome, step.path_matched) {
+            (_, false) => {
+                others += 1;
+                continue;
+            }
+            (None, true) => format!(
+                "path matches; method {method} is not one of [{}]",
+                r.methods.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            ),
+            (Some(Ok(())), true) => "matches; allows".to_owned(),
+            (Some(Err(why)), true) => format!("matches; refuses: {why}"),
+        };
+        let shadowed = if !r.enforce { " [enforce = false]" } else { "" };
+        println!("  {:>3}. {:?} ({at}){shadowed}: {verdict}", i + 1, r.name);
+    }
+    if others > 0 {
+        println!("  ({others} other routes do not match the path)");
+    }
+    let (status, text, route) = match &explanation.decision {
+        Decision::Allow { route } => (
+            200,
+            format!("allow: forwarded to upstream {:?}", route.upstream),
+            Some(*route),
+        ),
+        Decision::NotFound => (404, "deny: no route matches (deny by default)".to_owned(), None),
+        Decision::Unauthenticated { route } => (
+            401,
+            format!("unauthenticated: {:?} needs a token", route.name),
+            Some(*route),
+        ),
+        Decision::Forbidden { route, why } => (403, format!("deny by {:?}: {why}", route.name), Some(*route)),
+    };
+    let shadowed = matches!(status, 401 | 403) && (shadow || route.is_some_and(|r| !r.enforce));
+    if shadowed {
+        println!("decision: would be {status} ({text}); shadow mode forwards it and audits it as would_deny");
+    } else if status == 200 {
+        println!("decision: {text}");
+    } else {
+        println!("decision: {status} ({text})");
+    }
+    ExitCode::SUCCESS
+}
+
 /// Loads the policies of `dir` (default: the configured directory), checking upstream
-/// names against the configuration when there is one.
-fn load_policies(config_path: &Path, dir: Option<&Path>) -> Result<PolicySet, Vec<String>> {
+/// names against the configuration when there is one; with the roles it declares.
+fn load_policies(
+    config_path: &Path,
+    dir: Option<&Path>,
+) -> Result<(PolicySet, portcullis::policy::lint::KnownRoles), Vec<String>> {
     let config = if config_path.exists() {
         Some(Config::load(config_path).map_err(|e| vec![e.to_string()])?)
     } else {
@@ -640,13 +771,29 @@ fn load_policies(config_path: &Path, dir: Option<&Path>) -> Result<PolicySet, Ve
         (None, None) => unreachable!("checked above"),
     };
     let exists = |name: &str| config.as_ref().is_none_or(|c| c.upstreams.contains_key(name));
-    PolicySet::load_dir_with(&dir, &exists).map_err(|errs| errs.iter().map(ToString::to_string).collect())
+    let known = config.as_ref().filter(|c| !c.roles.is_empty()).map(|c| {
+        let mut roles: std::collections::BTreeSet<String> = c.roles.keys().cloned().collect();
+        roles.insert("customer".into());
+        roles
+    });
+    PolicySet::load_dir_with(&dir, &exists)
+        .map(|set| (set, known))
+        .map_err(|errs| errs.iter().map(ToString::to_string).collect())
 }
 
 fn policy_check(config_path: &Path, dir: Option<&Path>) -> ExitCode {
     match load_policies(config_path, dir) {
-        Ok(set) => {
-            println!("ok: {} routes, {} test cases", set.routes.len(), set.tests.len());
+        Ok((set, known)) => {
+            let warnings = portcullis::policy::lint::lint(&set, &known);
+            for w in &warnings {
+                println!("warning: {w}");
+            }
+            println!(
+                "ok: {} routes, {} test cases, {} warning(s)",
+                set.routes.len(),
+                set.tests.len(),
+                warnings.len()
+            );
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -661,7 +808,7 @@ fn policy_check(config_path: &Path, dir: Option<&Path>) -> ExitCode {
 
 fn policy_test(config_path: &Path, dir: Option<&Path>) -> ExitCode {
     let set = match load_policies(config_path, dir) {
-        Ok(s) => s,
+        Ok((s, _)) => s,
         Err(errors) => {
             for e in &errors {
                 eprintln!("error: {e}");

@@ -1,6 +1,12 @@
 //! Phase 3: the policy decides. The only way to obtain an [`Authorized`] request is
 //! [`authorize`], and [`super::forward`] accepts nothing else: a request that was not
 //! allowed cannot reach an upstream.
+//!
+//! Shadow mode is decided here too: when the route that refuses a request has
+//! `enforce = false` (or the gateway runs with `[policy] mode = "shadow"`), the request
+//! is let through marked with the reason it would have been refused, for the audit trail.
+//! A path that no route matches is refused even in shadow mode: there is no route to
+//! say where it would go.
 
 use std::sync::Arc;
 
@@ -18,6 +24,7 @@ pub struct Authorized {
     route: usize,
     principal: Option<Principal>,
     target: Target,
+    would_deny: Option<(u16, String)>,
 }
 
 impl Authorized {
@@ -27,6 +34,12 @@ impl Authorized {
 
     pub fn principal(&self) -> Option<&Principal> {
         self.principal.as_ref()
+    }
+
+    /// The status and reason the policy would have refused this request with, when
+    /// shadow mode let it through.
+    pub fn would_deny(&self) -> Option<(u16, &str)> {
+        self.would_deny.as_ref().map(|(s, r)| (*s, r.as_str()))
     }
 
     /// The judged target; the upstream receives exactly this.
@@ -41,26 +54,35 @@ pub fn authorize(
     method: &Method,
     target: Target,
     principal: Option<Principal>,
+    shadow: bool,
 ) -> Result<Authorized, GatewayError> {
-    let route = match policy.decide(method, &target.path, principal.as_ref()) {
-        Decision::Allow { route } => route.index,
+    let (route, refusal) = match policy.decide(method, &target.path, principal.as_ref()) {
+        Decision::Allow { route } => (route.index, None),
         Decision::NotFound => return Err(GatewayError::NoRoute),
-        Decision::Unauthenticated { route } => {
-            return Err(GatewayError::Unauthenticated {
+        Decision::Unauthenticated { route } => (
+            route.index,
+            Some(GatewayError::Unauthenticated {
                 reason: format!("route {:?} needs a token", route.name),
                 invalid_token: false,
-            })
-        }
-        Decision::Forbidden { route, why } => {
-            return Err(GatewayError::Forbidden {
+            }),
+        ),
+        Decision::Forbidden { route, why } => (
+            route.index,
+            Some(GatewayError::Forbidden {
                 reason: format!("route {:?}: {why}", route.name),
-            })
-        }
+            }),
+        ),
+    };
+    let would_deny = match refusal {
+        None => None,
+        Some(err) if shadow || !policy.routes[route].enforce => Some((err.status().as_u16(), err.to_string())),
+        Some(err) => return Err(err),
     };
     Ok(Authorized {
         policy,
         route,
         principal,
         target,
+        would_deny,
     })
 }

@@ -281,7 +281,7 @@ mod tests {
             path: path.into(),
             query: None,
         };
-        authorize(set, &Method::GET, target, principal).unwrap()
+        authorize(set, &Method::GET, target, principal, false).unwrap()
     }
 
     // Identity headers are recognized whatever their case or separator.

@@ -9,6 +9,7 @@
 //! `policy test` all call it.
 
 mod file;
+pub mod lint;
 pub mod matcher;
 pub mod reload;
 
@@ -46,7 +47,7 @@ pub struct Route {
 }
 
 impl Route {
-    fn accepts_method(&self, method: &Method) -> bool {
+    pub fn accepts_method(&self, method: &Method) -> bool {
         self.methods
             .iter()
             .any(|m| m == method || (method == Method::HEAD && m == Method::GET))
@@ -225,6 +226,49 @@ impl PolicySet {
     }
 }
 
+/// How one route saw a request, for `policy explain`.
+#[derive(Debug, Clone)]
+pub struct Step<'a> {
+    pub route: &'a Route,
+    pub path_matched: bool,
+    pub method_matched: bool,
+    /// The route's conditions, when both path and method matched.
+    pub outcome: Option<Result<(), Refused>>,
+}
+
+/// Every route's view of a request, and the decision the gateway takes.
+#[derive(Debug, Clone)]
+pub struct Explanation<'a> {
+    pub steps: Vec<Step<'a>>,
+    pub decision: Decision<'a>,
+}
+
+impl PolicySet {
+    /// Explains a decision route by route. The final decision is [`PolicySet::decide`]'s,
+    /// and each route's conditions are checked by the same [`evaluate`] the gateway uses.
+    pub fn explain(&self, method: &Method, path: &str, caller: Option<&Principal>) -> Explanation<'_> {
+        let found = self.matcher.find(path);
+        let steps = self
+            .routes
+            .iter()
+            .map(|route| {
+                let captures = found.iter().find(|m| m.route == route.index).map(|m| &m.captures);
+                let method_matched = route.accepts_method(method);
+                Step {
+                    route,
+                    path_matched: captures.is_some(),
+                    method_matched,
+                    outcome: captures.filter(|_| method_matched).map(|c| evaluate(route, c, caller)),
+                }
+            })
+            .collect();
+        Explanation {
+            steps,
+            decision: self.decide(method, path, caller),
+        }
+    }
+}
+
 /// One `[[test]]` case of a policy file.
 #[derive(Debug, Clone)]
 pub struct TestCase {
@@ -388,6 +432,26 @@ mfa = true
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    // Explain's decision is decide's, and its trace marks which routes refused.
+    #[test]
+    fn explain_traces() {
+        let s = set();
+        let alice = who("u-alice", &["customer"], false);
+        let e = s.explain(&Method::PUT, "/api/customers/u-bob", Some(&alice));
+        assert!(matches!(e.decision, Decision::Forbidden { .. }));
+        let matched: Vec<(&str, bool)> = e
+            .steps
+            .iter()
+            .filter_map(|st| st.outcome.as_ref().map(|o| (st.route.name.as_str(), o.is_ok())))
+            .collect();
+        assert_eq!(
+            matched,
+            [("own particulars", false)],
+            "support's GET-only route is not a candidate for PUT"
+        );
+        assert_eq!(e.steps.len(), s.routes.len());
     }
 
     // A policy file's errors are all reported, each with file, line and column.
