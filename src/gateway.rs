@@ -90,6 +90,7 @@ pub struct Inner {
     auth_limiter: Limiter<std::net::IpAddr>,
     /// Per-route limiters, keyed by route file, name and rate.
     route_limiters: dashmap::DashMap<String, Arc<Limiter<String>>>,
+    reloading: tokio::sync::Mutex<()>,
 }
 
 /// What is known about one request as it passes the phases; read once at the end for
@@ -342,7 +343,17 @@ impl Inner {
     /// Re-reads the policies directory. A valid set replaces the one in force in one
     /// atomic swap; an invalid one changes nothing. Both outcomes are audited.
     pub async fn reload_policy(&self) -> Result<crate::policy::reload::Summary, Vec<SourceError>> {
-        let loaded = PolicySet::load_dir(&self.config.server.policies, &self.config);
+        // One reload at a time, so an older read can never be swapped in after a newer one.
+        let _one = self.reloading.lock().await;
+        let dir = &self.config.server.policies;
+        let before = crate::policy::reload::fingerprint_dir(dir);
+        let loaded = PolicySet::load_dir(dir, &self.config);
+        if crate::policy::reload::fingerprint_dir(dir) != before {
+            // Files changed while being read: what was read may be half of an edit. The
+            // change has raised another reload; this one swaps nothing.
+            tracing::info!("policy files changed during a reload; waiting for the next one");
+            return Err(vec![SourceError::whole_file(dir, "files changed during the reload")]);
+        }
         match loaded {
             Ok(new) => {
                 let summary = crate::policy::reload::diff(&self.policy.load(), &new);
@@ -517,6 +528,7 @@ impl Gateway {
                 auth,
                 auth_limiter,
                 route_limiters: dashmap::DashMap::new(),
+                reloading: tokio::sync::Mutex::new(()),
             }),
             tls,
             audit_task,

@@ -81,6 +81,14 @@ pub fn parse_file(
     src: &str,
     upstream_exists: &dyn Fn(&str) -> bool,
 ) -> Result<ParsedFile, Vec<SourceError>> {
+    // An empty file is almost always one caught mid-write; refusing it keeps a reload
+    // from swapping in a policy with no routes.
+    if src.trim().is_empty() {
+        return Err(vec![SourceError::whole_file(
+            path,
+            "the file is empty (delete it to remove its routes)",
+        )]);
+    }
     let raw: RawFile = toml::from_str(src).map_err(|e| vec![SourceError::from_toml(path, src, &e)])?;
     let mut errors = Vec::new();
     let mut err = |span: std::ops::Range<usize>, key: String, msg: String| {

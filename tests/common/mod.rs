@@ -49,6 +49,11 @@ pub struct Recorder {
 
 impl Recorder {
     pub async fn start() -> Self {
+        Self::start_named("recorder").await
+    }
+
+    /// A recorder that names itself in an `x-upstream` response header.
+    pub async fn start_named(name: &'static str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Recorded>>> = Arc::default();
@@ -78,7 +83,7 @@ impl Recorder {
                             }
                             let resp = Response::builder()
                                 .header("content-type", "application/json")
-                                .header("x-upstream", "recorder")
+                                .header("x-upstream", name)
                                 .header("keep-alive", "timeout=5")
                                 .body(Full::new(Bytes::from(format!("{{\"target\":{target:?}}}"))))
                                 .unwrap();
