@@ -97,6 +97,19 @@ fn policy_tools() {
     assert!(!out.status.success(), "{stdout}");
     assert!(stdout.contains("FAIL ") && stdout.contains("shop.toml:"), "{stdout}");
 
+    // Warnings are printed, and the check still passes.
+    let lint_dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        lint_dir.path().join("open.toml"),
+        "upstream = \"shop\"\n[[route]]\nname = \"open\"\nmethods = [\"GET\"]\npath = \"/o\"\n[[route]]\nname = \"typo\"\nmethods = [\"GET\"]\npath = \"/t\"\nroles = [\"amdin\"]\n",
+    )
+    .unwrap();
+    let out = portcullis().current_dir(root).args(["policy", "check"]).arg(lint_dir.path()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("open.toml:2: route \"open\": open to every signed-in account"), "{stdout}");
+    assert!(stdout.contains("role \"amdin\" is not declared"), "{stdout}");
+
     std::fs::write(
         dir.path().join("bad.toml"),
         "upstream = \"shop\"\n[[route]]\nmethods = [\"GET\"]\npath = \"x\"\n",
