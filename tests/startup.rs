@@ -104,10 +104,18 @@ fn policy_tools() {
         "upstream = \"shop\"\n[[route]]\nname = \"open\"\nmethods = [\"GET\"]\npath = \"/o\"\n[[route]]\nname = \"typo\"\nmethods = [\"GET\"]\npath = \"/t\"\nroles = [\"amdin\"]\n",
     )
     .unwrap();
-    let out = portcullis().current_dir(root).args(["policy", "check"]).arg(lint_dir.path()).output().unwrap();
+    let out = portcullis()
+        .current_dir(root)
+        .args(["policy", "check"])
+        .arg(lint_dir.path())
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
-    assert!(stdout.contains("open.toml:2: route \"open\": open to every signed-in account"), "{stdout}");
+    assert!(
+        stdout.contains("open.toml:2: route \"open\": open to every signed-in account"),
+        "{stdout}"
+    );
     assert!(stdout.contains("role \"amdin\" is not declared"), "{stdout}");
 
     std::fs::write(

@@ -454,6 +454,45 @@ mfa = true
         assert_eq!(e.steps.len(), s.routes.len());
     }
 
+    proptest::proptest! {
+        // Over random callers, methods and paths: explain's decision is decide's, the
+        // route that allows has an allowing step, a refusal has none, and a 404 has no
+        // candidate at all.
+        #[test]
+        fn explain_consistent_with_decide(
+            roles in proptest::collection::vec(proptest::sample::select(vec!["customer", "support", "admin", "other"]), 0..3),
+            user in proptest::sample::select(vec!["u-alice", "u-bob"]),
+            anonymous in proptest::bool::ANY,
+            mfa in proptest::bool::ANY,
+            method in proptest::sample::select(vec![Method::GET, Method::PUT, Method::POST, Method::DELETE, Method::HEAD]),
+            path in proptest::sample::select(vec![
+                "/api/products/1", "/api/customers/u-alice", "/api/customers/u-bob", "/api/staff/1",
+                "/api/staff/a/b", "/api/staff", "/api", "/", "/api/customers",
+            ]),
+        ) {
+            let s = set();
+            let caller = (!anonymous).then(|| who(user, &roles, mfa));
+            let e = s.explain(&method, path, caller.as_ref());
+            let d = s.decide(&method, path, caller.as_ref());
+            let allowing: Vec<usize> = e.steps.iter().filter(|st| matches!(st.outcome, Some(Ok(())))).map(|st| st.route.index).collect();
+            let candidates = e.steps.iter().filter(|st| st.outcome.is_some()).count();
+            match (&e.decision, &d) {
+                (Decision::Allow { route: a }, Decision::Allow { route: b }) => {
+                    proptest::prop_assert_eq!(a.index, b.index);
+                    proptest::prop_assert_eq!(allowing.first().copied(), Some(a.index));
+                }
+                (Decision::NotFound, Decision::NotFound) => proptest::prop_assert_eq!(candidates, 0),
+                (Decision::Unauthenticated { route: a }, Decision::Unauthenticated { route: b })
+                | (Decision::Forbidden { route: a, .. }, Decision::Forbidden { route: b, .. }) => {
+                    proptest::prop_assert_eq!(a.index, b.index);
+                    proptest::prop_assert!(allowing.is_empty());
+                    proptest::prop_assert!(candidates > 0);
+                }
+                (x, y) => proptest::prop_assert!(false, "explain {x:?} but decide {y:?}"),
+            }
+        }
+    }
+
     // A policy file's errors are all reported, each with file, line and column.
     #[test]
     fn errors_located() {
