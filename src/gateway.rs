@@ -122,12 +122,14 @@ impl Handler for Inner {
             proxied: false,
             audit_route: false,
         };
-        let raw_path = req.uri().path().to_owned();
+        // A clone of the URI shares its bytes: no copy of the path for the log line.
+        let uri = req.uri().clone();
+        let raw_path = uri.path();
         let is_auth = raw_path.starts_with("/auth/");
         let mut resp = match self.handle_inner(req, &mut ctx).await {
             Ok(resp) => {
                 if ctx.audit_route {
-                    self.audit_request(&ctx, &raw_path, "request", "success", resp.status().as_u16(), None);
+                    self.audit_request(&ctx, raw_path, "request", "success", resp.status().as_u16(), None);
                 }
                 resp
             }
@@ -141,7 +143,7 @@ impl Handler for Inner {
                 let reason = err.to_string();
                 match &err {
                     GatewayError::RateLimited { .. } | GatewayError::RouteRateLimited { .. } => {
-                        self.audit_request(&ctx, &raw_path, "rate_limited", "denied", status.as_u16(), Some(reason))
+                        self.audit_request(&ctx, raw_path, "rate_limited", "denied", status.as_u16(), Some(reason))
                     }
                     GatewayError::BadTarget(_)
                     | GatewayError::MethodNotAllowed(_)
@@ -150,19 +152,12 @@ impl Handler for Inner {
                     | GatewayError::Forbidden { .. }
                         if ctx.proxied =>
                     {
-                        self.audit_request(
-                            &ctx,
-                            &raw_path,
-                            "access_denied",
-                            "denied",
-                            status.as_u16(),
-                            Some(reason),
-                        )
+                        self.audit_request(&ctx, raw_path, "access_denied", "denied", status.as_u16(), Some(reason))
                     }
                     GatewayError::UpstreamUnreachable { .. } | GatewayError::UpstreamTimeout { .. } => self
                         .audit_request(
                             &ctx,
-                            &raw_path,
+                            raw_path,
                             "upstream_error",
                             "failure",
                             status.as_u16(),

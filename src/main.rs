@@ -5,6 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc: the proxy path allocates many small, short-lived buffers, which it serves
+/// faster than the system allocator under contention.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use portcullis::admin::AdminRequest;
 use portcullis::auth::service::AuthService;
 use portcullis::policy::{run_case, PolicySet};
@@ -45,8 +50,19 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Print the current TOTP code for a base32 secret (for trying the demo with curl).
     Totp { secret: String },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print the public signing key as PEM (for other verifiers, e.g. HAProxy's jwt_verify).
+    PublicPem,
 }
 
 #[derive(Subcommand)]
@@ -151,6 +167,32 @@ fn main() -> ExitCode {
         },
         Command::User { command } => user_command(&cli.config, command),
         Command::Audit { command } => audit_command(&cli.config, command),
+        Command::Keys {
+            command: KeysCommand::PublicPem,
+        } => {
+            let config = match Config::load(&cli.config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("portcullis: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let issuer = config.server.public_url.to_string();
+            match portcullis::auth::tokens::KeyRing::load_or_generate(
+                &config.server.data_dir.join("keys"),
+                config.tokens.algorithm,
+                issuer.trim_end_matches('/'),
+            ) {
+                Ok(keys) => {
+                    print!("{}", keys.public_pem());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("portcullis: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Totp { secret } => {
             let now = portcullis::clock::Clock::now(&portcullis::clock::SystemClock);
             match portcullis::auth::totp::code_at(&secret.replace(' ', "").to_uppercase(), now) {

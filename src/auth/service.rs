@@ -94,7 +94,9 @@ pub struct AuthService {
     mailer: Mailer,
     clock: SharedClock,
     revoked: Revocations,
-    verified: DashMap<String, Claims>,
+    /// Verified tokens, keyed by the whole token (a key on any part of it would let
+    /// altered claims hit the cache), with a fast hasher.
+    verified: DashMap<String, Arc<Claims>, foldhash::fast::RandomState>,
     /// One async lock per email with an attempt in flight: attempts on one account run
     /// one after another, so parallel guesses cannot outrun the failure count, and
     /// parallel correct logins simply queue. Entries live only while attempts do.
@@ -166,7 +168,7 @@ impl AuthService {
             mailer,
             clock,
             revoked: Revocations::default(),
-            verified: DashMap::new(),
+            verified: DashMap::with_hasher(foldhash::fast::RandomState::default()),
             attempts: DashMap::new(),
         };
         service.load_revocations().map_err(|e| e.to_string())?;
@@ -741,12 +743,13 @@ impl AuthService {
 
     /// Verifies a bearer access token: signature (cached after first sight), times,
     /// and every revocation.
-    pub fn verify_access(&self, token: &str) -> Result<Claims, TokenError> {
+    pub fn verify_access(&self, token: &str) -> Result<Arc<Claims>, TokenError> {
         let now = self.clock.now();
-        let claims = match self.verified.get(token) {
-            Some(c) if now <= c.exp + super::tokens::LEEWAY_SECS => c.clone(),
+        let cached = self.verified.get(token).map(|c| c.clone());
+        let claims = match cached {
+            Some(c) if now <= c.exp + super::tokens::LEEWAY_SECS => c,
             _ => {
-                let c = self.keys.verify(token, now)?;
+                let c = Arc::new(self.keys.verify(token, now)?);
                 if self.verified.len() >= TOKEN_CACHE_MAX {
                     self.verified.clear();
                 }

@@ -94,6 +94,8 @@ pub struct KeyRing {
     decoding: DecodingKey,
     validation: Validation,
     jwk: serde_json::Value,
+    /// SubjectPublicKeyInfo (DER) of the public key, for other verifiers.
+    spki: Vec<u8>,
 }
 
 impl KeyRing {
@@ -119,9 +121,18 @@ impl KeyRing {
 
     /// A key ring over PKCS#8 key material.
     pub fn from_pkcs8(alg: KeyAlg, der: &[u8], issuer: &str) -> Result<Self, KeyError> {
+        // DER prefixes of SubjectPublicKeyInfo for Ed25519 (RFC 8410) and P-256 (RFC 5480).
+        const ED25519_SPKI: &[u8] = &[0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+        const P256_SPKI: &[u8] = &[
+            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48,
+            0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+        ];
+        let mut spki = Vec::new();
         let (public_jwk, decoding) = match alg {
             KeyAlg::EdDsa => {
                 let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(|_| KeyError::Generate)?;
+                spki.extend_from_slice(ED25519_SPKI);
+                spki.extend_from_slice(pair.public_key().as_ref());
                 let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
                 let decoding = DecodingKey::from_ed_components(&x).map_err(|_| KeyError::Generate)?;
                 (serde_json::json!({ "crv": "Ed25519", "kty": "OKP", "x": x }), decoding)
@@ -133,6 +144,8 @@ impl KeyRing {
                 if point.len() != 65 {
                     return Err(KeyError::Generate);
                 }
+                spki.extend_from_slice(P256_SPKI);
+                spki.extend_from_slice(point);
                 let x = URL_SAFE_NO_PAD.encode(&point[1..33]);
                 let y = URL_SAFE_NO_PAD.encode(&point[33..65]);
                 let decoding = DecodingKey::from_ec_components(&x, &y).map_err(|_| KeyError::Generate)?;
@@ -174,7 +187,22 @@ impl KeyRing {
             decoding,
             validation,
             jwk,
+            spki,
         })
+    }
+
+    /// The public key as a PEM `PUBLIC KEY` block, for verifiers such as HAProxy.
+    pub fn public_pem(&self) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&self.spki);
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap_or(""))
+            .collect();
+        format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            lines.join("\n")
+        )
     }
 
     pub fn kid(&self) -> &str {
@@ -318,6 +346,24 @@ mod tests {
         other.iss = "https://elsewhere".into();
         let t = k.sign(&other).unwrap();
         assert_eq!(k.verify(&t, 1000), Err(TokenError::WrongIssuer));
+    }
+
+    // The exported PEM is the key the JWKS publishes, and other verifiers accept it.
+    #[test]
+    fn public_pem_verifies() {
+        for alg in [KeyAlg::EdDsa, KeyAlg::Es256] {
+            let k = ring(alg);
+            let t = k.sign(&claims(1000)).unwrap();
+            let pem = k.public_pem();
+            let key = match alg {
+                KeyAlg::EdDsa => DecodingKey::from_ed_pem(pem.as_bytes()).unwrap(),
+                KeyAlg::Es256 => DecodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
+            };
+            let mut v = Validation::new(alg.jwt());
+            v.validate_exp = false;
+            v.set_issuer(&["https://gw"]);
+            jsonwebtoken::decode::<Claims>(&t, &key, &v).unwrap();
+        }
     }
 
     // A key of the same kind but not ours fails even with our kid in the header.

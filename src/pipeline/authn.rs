@@ -38,7 +38,10 @@ pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
 }
 
 /// Verifies the bearer token of a request, when there is one.
-pub fn authenticate(auth: &AuthService, headers: &HeaderMap) -> Result<Option<(Principal, Claims)>, GatewayError> {
+pub fn authenticate(
+    auth: &AuthService,
+    headers: &HeaderMap,
+) -> Result<Option<(Principal, std::sync::Arc<Claims>)>, GatewayError> {
     let Some(token) = bearer(headers)? else {
         return Ok(None);
     };

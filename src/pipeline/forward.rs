@@ -79,14 +79,29 @@ pub fn is_identity_header(name: &HeaderName) -> bool {
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    strip(headers, |name| HOP_BY_HOP.contains(name));
+}
+
+/// Removes every header `unwanted` picks, and every header the `Connection` header
+/// names. One scan over the headers present (a handful, usually) rather than one map
+/// lookup per name that might be there.
+fn strip(headers: &mut HeaderMap, unwanted: impl Fn(&HeaderName) -> bool) {
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        if unwanted(name) && !doomed.contains(name) {
+            doomed.push(name.clone());
+        }
+    }
+    if headers.contains_key(header::CONNECTION) {
+        let named = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok());
+        doomed.extend(named);
+    }
+    for name in &doomed {
         headers.remove(name);
     }
 }
@@ -103,14 +118,9 @@ pub struct ClientInfo<'a> {
 
 /// Rewrites a client's request headers into what the upstream receives.
 pub fn rewrite_request_headers(headers: &mut HeaderMap, client: &ClientInfo<'_>, authorized: &Authorized) {
-    strip_hop_by_hop(headers);
-    for name in CLIENT_FORBIDDEN.iter() {
-        headers.remove(name);
-    }
-    let spoofed: Vec<HeaderName> = headers.keys().filter(|n| is_identity_header(n)).cloned().collect();
-    for name in spoofed {
-        headers.remove(name);
-    }
+    strip(headers, |name| {
+        HOP_BY_HOP.contains(name) || CLIENT_FORBIDDEN.contains(name) || is_identity_header(name)
+    });
 
     headers.insert(X_FORWARDED_FOR, ip_header(client.peer_ip));
     headers.insert(

@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# Portcullis side by side with the proxies a team would otherwise deploy, in one run on
+# loopback, same wrk settings for every row:
+#   a fixed ~200-byte JSON from one nginx backend that every proxy forwards to;
+#   the backend directly; nginx as a plain reverse proxy (upstream keep-alive);
+#   HAProxy verifying a bearer JWT on every request (HS256, and ES256 with the key
+#   Portcullis signs with) and forwarding; Portcullis on a public route, and on a route
+#   that needs a role, with a token Portcullis issued; all of it over plain HTTP and TLS.
+# Prints one table with each figure's ratio to HAProxy-with-JWT and to nginx, and stops
+# everything it started.
+# Usage: bench/compare.sh [DURATION] [CONNECTIONS...]   (defaults: 10s, 32 256)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration=${1:-10s}
+shift || true
+concurrencies=("${@:-32 256}")
+read -r -a concurrencies <<<"${concurrencies[*]}"
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || need+=(nginx)
+command -v haproxy >/dev/null || need+=(haproxy)
+if [ ${#need[@]} -gt 0 ]; then apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null; fi
+cargo build --release --workspace --quiet
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# --- Portcullis, ES256 so that HAProxy can verify the same tokens ---------------------
+mkdir -p "$work/policies"
+cat > "$work/policies/bench.toml" <<TOML
+upstream = "backend"
+[[route]]
+name = "public"
+methods = ["GET"]
+path = "/api/products/{id}"
+public = true
+[[route]]
+name = "orders"
+methods = ["GET"]
+path = "/api/orders"
+roles = ["customer"]
+TOML
+cat > "$work/gateway.toml" <<TOML
+[server]
+listen = "127.0.0.1:19443"
+plain_listen = "127.0.0.1:19080"
+public_url = "https://localhost:19443"
+data_dir = "$work/data"
+policies = "$work/policies"
+[upstreams]
+backend = "http://127.0.0.1:19001"
+[rate_limit]
+auth_per_ip = "1000/sec"
+[tokens]
+access_ttl = "1h"
+algorithm = "ES256"
+[roles]
+customer = { description = "bench" }
+TOML
+gw=target/release/portcullis
+password='Bench!Passw0rd7'
+echo "$password" | $gw --config "$work/gateway.toml" user add --email tester@example.com --role customer --password-stdin >/dev/null
+$gw --config "$work/gateway.toml" keys public-pem > "$work/es256.pem"
+RUST_LOG=warn $gw serve --config "$work/gateway.toml" >/dev/null 2>&1 & pids+=($!)
+for _ in $(seq 100); do [ -f "$work/data/tls/gateway.key" ] && curl -s -o /dev/null http://127.0.0.1:19080/healthz && break; sleep 0.1; done
+cat "$work/data/tls/gateway.crt" "$work/data/tls/gateway.key" > "$work/combined.pem"
+
+# --- nginx: the backend and the plain reverse proxy ----------------------------------
+body='{"id":3,"name":"Yoga mat","category":"fitness","price":29.99,"stock":60,"description":"A 6 mm non-slip mat for yoga and pilates, with a carry strap.","tags":["yoga","fitness"]}'
+cat > "$work/nginx.conf" <<NGINX
+worker_processes auto;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $work/nginx-tmp;
+  proxy_temp_path $work/nginx-tmp;
+  fastcgi_temp_path $work/nginx-tmp;
+  uwsgi_temp_path $work/nginx-tmp;
+  scgi_temp_path $work/nginx-tmp;
+  upstream backend { server 127.0.0.1:19001; keepalive 256; }
+  server {
+    listen 127.0.0.1:19001;
+    location / { default_type application/json; return 200 '$body'; }
+  }
+  server {
+    listen 127.0.0.1:19002;
+    listen 127.0.0.1:19442 ssl http2;
+    ssl_certificate $work/data/tls/gateway.crt;
+    ssl_certificate_key $work/data/tls/gateway.key;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+NGINX
+mkdir -p "$work/nginx-tmp"
+nginx -c "$work/nginx.conf" -p "$work"
+
+# --- HAProxy verifying the bearer JWT on every request --------------------------------
+hs_secret='bench-shared-secret-for-hs256-comparison'
+cat > "$work/haproxy.cfg" <<HAPROXY
+global
+  maxconn 8000
+  tune.ssl.default-dh-param 2048
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+frontend hs256
+  bind 127.0.0.1:19010
+  bind 127.0.0.1:19450 ssl crt $work/combined.pem alpn h2,http/1.1
+  http-request set-var(txn.bearer) http_auth_bearer
+  http-request set-var(txn.jwt_alg) var(txn.bearer),jwt_header_query('\$.alg')
+  http-request deny deny_status 401 unless { var(txn.jwt_alg) -m str HS256 }
+  http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify(txn.jwt_alg,"$hs_secret") -m int 1 }
+  default_backend backend
+frontend es256
+  bind 127.0.0.1:19011
+  bind 127.0.0.1:19451 ssl crt $work/combined.pem alpn h2,http/1.1
+  http-request set-var(txn.bearer) http_auth_bearer
+  http-request set-var(txn.jwt_alg) var(txn.bearer),jwt_header_query('\$.alg')
+  http-request deny deny_status 401 unless { var(txn.jwt_alg) -m str ES256 }
+  http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify(txn.jwt_alg,"$work/es256.pem") -m int 1 }
+  default_backend backend
+backend backend
+  http-reuse always
+  server s1 127.0.0.1:19001
+HAPROXY
+haproxy -f "$work/haproxy.cfg" > "$work/haproxy.log" 2>&1 & pids+=($!)
+
+for port in 19001 19002 19010 19080; do
+  up=no
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && { up=yes; break; }; sleep 0.1; done
+  if [ $up = no ]; then echo "nothing answers on port $port" >&2; cat "$work/haproxy.log" "$work/nginx-error.log" >&2 2>/dev/null; exit 1; fi
+done
+
+token=$(curl -sk https://127.0.0.1:19443/auth/login -H 'content-type: application/json' \
+  -d "{\"email\":\"tester@example.com\",\"password\":\"$password\"}" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+hs_token=$(python3 - "$hs_secret" <<'PY'
+import base64, hashlib, hmac, json, sys, time
+b = lambda d: base64.urlsafe_b64encode(d).rstrip(b"=").decode()
+h = b(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+p = b(json.dumps({"sub": "u-bench", "roles": ["customer"], "exp": int(time.time()) + 3600}).encode())
+s = b(hmac.new(sys.argv[1].encode(), f"{h}.{p}".encode(), hashlib.sha256).digest())
+print(f"{h}.{p}.{s}")
+PY
+)
+# Every JWT row must really verify: a refused token would make a proxy look fast.
+for check in "http://127.0.0.1:19010/api/orders|$hs_token" "http://127.0.0.1:19011/api/orders|$token" "http://127.0.0.1:19080/api/orders|$token"; do
+  url=${check%%|*}; tok=${check#*|}
+  code=$(curl -s -o /dev/null -w '%{http_code}' "$url" -H "Authorization: Bearer $tok")
+  bad=$(curl -s -o /dev/null -w '%{http_code}' "$url" -H "Authorization: Bearer ${tok}x")
+  [ "$code" = 200 ] && [ "$bad" = 401 ] || { echo "token check failed at $url: $code / $bad" >&2; exit 1; }
+done
+
+declare -A rps p50 p99
+measure() {
+  local key=$1 conns=$2; shift 2
+  local out; out=$(wrk -t1 -c"$conns" -d"$duration" --latency "$@")
+  if grep -q "Non-2xx" <<<"$out"; then echo "non-2xx answers in $key: $(grep Non-2xx <<<"$out")" >&2; exit 1; fi
+  rps[$key]=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50[$key]=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99[$key]=$(awk '$1=="99%" {print $2}' <<<"$out")
+}
+to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) printf "%.2f", v/1000; else if (v ~ /ms$/) printf "%.2f", v+0; else printf "%.2f", v*1000 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a/b; else print "-" }'; }
+
+rows=(
+  "backend directly|http|http://127.0.0.1:19001/api/products/3|"
+  "nginx proxy, no auth|http|http://127.0.0.1:19002/api/products/3|"
+  "HAProxy + JWT HS256|http|http://127.0.0.1:19010/api/orders|$hs_token"
+  "HAProxy + JWT ES256|http|http://127.0.0.1:19011/api/orders|$token"
+  "Portcullis, public route|http|http://127.0.0.1:19080/api/products/3|"
+  "Portcullis, role route + token|http|http://127.0.0.1:19080/api/orders|$token"
+  "nginx proxy, no auth|tls|https://127.0.0.1:19442/api/products/3|"
+  "HAProxy + JWT HS256|tls|https://127.0.0.1:19450/api/orders|$hs_token"
+  "HAProxy + JWT ES256|tls|https://127.0.0.1:19451/api/orders|$token"
+  "Portcullis, public route|tls|https://127.0.0.1:19443/api/products/3|"
+  "Portcullis, role route + token|tls|https://127.0.0.1:19443/api/orders|$token"
+)
+for conns in "${concurrencies[@]}"; do
+  for row in "${rows[@]}"; do
+    IFS='|' read -r name transport url tok <<<"$row"
+    args=("$url")
+    [ -n "$tok" ] && args=(-H "Authorization: Bearer $tok" "$url")
+    measure "$conns|$transport|$name" "$conns" "${args[@]}"
+  done
+done
+
+echo
+echo "wrk -t1 -d$duration on loopback; $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%Y-%m-%d)"
+for conns in "${concurrencies[@]}"; do
+  echo
+  printf '| %-32s | %-5s | %10s | %8s | %8s | %9s | %9s |\n' "c$conns" "" "req/s" "p50 ms" "p99 ms" "/HAProxy" "/nginx"
+  printf '|%s|%s|%s|%s|%s|%s|%s|\n' "----------------------------------" "-------" "------------" "----------" "----------" "-----------" "-----------"
+  for row in "${rows[@]}"; do
+    IFS='|' read -r name transport _ _ <<<"$row"
+    k="$conns|$transport|$name"
+    hk="$conns|$transport|HAProxy + JWT HS256"
+    nk="$conns|$transport|nginx proxy, no auth"
+    printf '| %-32s | %-5s | %10s | %8s | %8s | %9s | %9s |\n' "$name" "$transport" "${rps[$k]}" "$(to_ms "${p50[$k]}")" "$(to_ms "${p99[$k]}")" \
+      "$(ratio "${rps[$k]}" "${rps[$hk]}")" "$(ratio "${rps[$k]}" "${rps[$nk]}")"
+  done
+done
