@@ -1,0 +1,107 @@
+//! Per-request cost of authentication and forwarding preparation: verifying an access
+//! token the first time and from the cache, and rewriting request headers.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use portcullis::auth::service::AuthService;
+use portcullis::auth::tokens::{Claims, KeyAlg, KeyRing};
+use portcullis::clock::{Clock, SystemClock};
+use portcullis::pipeline::authz::authorize;
+use portcullis::pipeline::forward::{rewrite_request_headers, ClientInfo};
+use portcullis::pipeline::normalize::Target;
+use portcullis::policy::{PolicySet, Principal};
+
+fn tokens(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let dir = tempfile::tempdir().unwrap();
+    let src = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://localhost\"\ndata_dir = \"{}\"\npolicies = \"p\"\n",
+        dir.path().display()
+    );
+    let config = Arc::new(portcullis::Config::parse(&dir.path().join("g.toml"), &src).unwrap());
+    let store = portcullis::store::Store::temporary().unwrap();
+    let clock: portcullis::clock::SharedClock = Arc::new(SystemClock);
+    let (audit, _task) = portcullis::audit::Audit::start(&store, clock.clone()).unwrap();
+    let auth = AuthService::new(config, store, clock, audit).unwrap();
+    let now = SystemClock.now();
+    let claims = Claims {
+        iss: "https://localhost".into(),
+        sub: "u-0123456789abcdef0123456789abcdef".into(),
+        email: "customer@example.com".into(),
+        roles: vec!["customer".into()],
+        amr: vec!["pwd".into()],
+        iat: now,
+        nbf: now,
+        exp: now + 300,
+        jti: "R1LxqFbK7bqGmAj2cYJ9hOa0P4T3nQe8sWvZ5uXyD6k".into(),
+        sid: "s-0123456789abcdef0123456789abcdef".into(),
+    };
+    let token = auth.keys().sign(&claims).unwrap();
+    c.bench_function("token: verify EdDSA signature (first sight)", |b| {
+        b.iter(|| black_box(auth.keys().verify(black_box(&token), now).unwrap()))
+    });
+    auth.verify_access(&token).unwrap();
+    c.bench_function("token: verify from cache, with revocation checks", |b| {
+        b.iter(|| black_box(auth.verify_access(black_box(&token)).unwrap()))
+    });
+    let es = KeyRing::load_or_generate(&dir.path().join("es"), KeyAlg::Es256, "https://localhost").unwrap();
+    let es_token = es.sign(&claims).unwrap();
+    c.bench_function("token: verify ES256 signature (first sight)", |b| {
+        b.iter(|| black_box(es.verify(black_box(&es_token), now).unwrap()))
+    });
+}
+
+fn headers(c: &mut Criterion) {
+    let src = "upstream = \"shop\"\n[[route]]\nmethods = [\"GET\"]\npath = \"/x\"\nroles = [\"customer\"]\n";
+    let set = Arc::new(PolicySet::from_source(Path::new("b.toml"), src, &|_| true).unwrap());
+    let who = Principal {
+        id: "u-0123456789abcdef0123456789abcdef".into(),
+        email: "customer@example.com".into(),
+        roles: vec!["customer".into()],
+        mfa: false,
+    };
+    let target = Target {
+        path: "/x".into(),
+        query: None,
+    };
+    let authorized = authorize(set, &Method::GET, target, Some(who), false).unwrap();
+    let mut request = HeaderMap::new();
+    for (k, v) in [
+        ("host", "localhost:8443"),
+        ("user-agent", "curl/8.5.0"),
+        ("accept", "application/json"),
+        (
+            "authorization",
+            "Bearer eyJ0eXAiOiJhdCtqd3QiLCJhbGciOiJFZERTQSJ9.e30.sig",
+        ),
+        ("x-auth-user", "u-spoofed"),
+        ("connection", "keep-alive"),
+    ] {
+        request.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+    }
+    let host = HeaderValue::from_static("localhost:8443");
+    let client = ClientInfo {
+        peer_ip: "127.0.0.1".parse().unwrap(),
+        tls: true,
+        host: Some(&host),
+        request_id: "1a2b3c4d-1f",
+    };
+    c.bench_function("headers: rewrite a typical request", |b| {
+        b.iter(|| {
+            let mut h = request.clone();
+            rewrite_request_headers(&mut h, &client, &authorized);
+            black_box(h)
+        })
+    });
+}
+
+criterion_group!(benches, tokens, headers);
+criterion_main!(benches);
