@@ -170,12 +170,8 @@ fn main() -> ExitCode {
         Command::Keys {
             command: KeysCommand::PublicPem,
         } => {
-            let config = match Config::load(&cli.config) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("portcullis: {e}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(config) = load_config(&cli.config) else {
+                return ExitCode::FAILURE;
             };
             let issuer = config.server.public_url.to_string();
             match portcullis::auth::tokens::KeyRing::load_or_generate(
@@ -210,12 +206,8 @@ fn main() -> ExitCode {
 }
 
 fn user_command(config_path: &Path, command: UserCommand) -> ExitCode {
-    let config = match Config::load(config_path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("portcullis: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(config) = load_config(config_path) else {
+        return ExitCode::FAILURE;
     };
     let show_list = matches!(command, UserCommand::List);
     let request = match command {
@@ -275,12 +267,8 @@ fn parse_time(flag: &str, value: Option<String>) -> Result<Option<u64>, String> 
 }
 
 fn audit_command(config_path: &Path, command: AuditCommand) -> ExitCode {
-    let config = match Config::load(config_path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("portcullis: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(config) = load_config(config_path) else {
+        return ExitCode::FAILURE;
     };
     match command {
         AuditCommand::List {
@@ -422,6 +410,25 @@ fn print_admin(value: &serde_json::Value, list: bool) {
     }
 }
 
+/// The configuration, or `None` after saying what is wrong with it.
+fn load_config(path: &Path) -> Option<Config> {
+    Config::load(path).map_err(|e| eprintln!("portcullis: {e}")).ok()
+}
+
+/// The policies, or `None` after printing every error.
+fn policies_or_report(
+    config_path: &Path,
+    dir: Option<&Path>,
+) -> Option<(PolicySet, portcullis::policy::lint::KnownRoles)> {
+    load_policies(config_path, dir)
+        .map_err(|errors| {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+        })
+        .ok()
+}
+
 fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -443,12 +450,8 @@ fn run_async(fut: impl std::future::Future<Output = ExitCode>) -> ExitCode {
 
 async fn serve(config_path: &Path, demo: bool) -> ExitCode {
     init_logging();
-    let config = match Config::load(config_path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("portcullis: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(config) = load_config(config_path) else {
+        return ExitCode::FAILURE;
     };
     let shop = if demo {
         match start_shop(&config).await {
@@ -694,14 +697,8 @@ fn policy_explain(
     mfa: bool,
 ) -> ExitCode {
     use portcullis::policy::{Decision, Principal};
-    let set = match load_policies(config_path, dir) {
-        Ok((s, _)) => s,
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("error: {e}");
-            }
-            return ExitCode::FAILURE;
-        }
+    let Some((set, _)) = policies_or_report(config_path, dir) else {
+        return ExitCode::FAILURE;
     };
     let shadow = Config::load(config_path).is_ok_and(|c| c.shadow);
     let Ok(method) = method.to_ascii_uppercase().parse::<http::Method>() else {
@@ -849,14 +846,8 @@ fn policy_check(config_path: &Path, dir: Option<&Path>) -> ExitCode {
 }
 
 fn policy_test(config_path: &Path, dir: Option<&Path>) -> ExitCode {
-    let set = match load_policies(config_path, dir) {
-        Ok((s, _)) => s,
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("error: {e}");
-            }
-            return ExitCode::FAILURE;
-        }
+    let Some((set, _)) = policies_or_report(config_path, dir) else {
+        return ExitCode::FAILURE;
     };
     let mut failed = 0;
     for case in &set.tests {

@@ -140,10 +140,22 @@ fn valid_email(email: &str) -> bool {
             .all(|c| !c.is_control() && !c.is_whitespace() && !matches!(c, '<' | '>' | '"' | ',' | ';' | '\\'))
 }
 
-/// `u-` and 32 hex digits: 128 random bits.
-fn new_user_id() -> String {
+/// A new account with a fresh random id: `u-` and 32 hex digits (128 random bits).
+fn new_user(email: &str, name: &str, password_hash: String, roles: Vec<String>, confirmed: bool, now: u64) -> User {
     let t = token_hash(&random_token());
-    format!("u-{}", &t[..32])
+    User {
+        id: format!("u-{}", &t[..32]),
+        email: email.to_owned(),
+        name: name.to_owned(),
+        password_hash,
+        roles,
+        confirmed,
+        disabled: false,
+        totp_secret: None,
+        totp_last_step: 0,
+        tokens_valid_after: 0,
+        created_at: now,
+    }
 }
 
 impl AuthService {
@@ -262,19 +274,14 @@ impl AuthService {
                 }
             }
             None => {
-                let user = User {
-                    id: new_user_id(),
-                    email: email.clone(),
-                    name: name.trim().to_owned(),
-                    password_hash: hash,
-                    roles: vec!["customer".into()],
-                    confirmed: false,
-                    disabled: false,
-                    totp_secret: None,
-                    totp_last_step: 0,
-                    tokens_valid_after: 0,
-                    created_at: self.clock.now(),
-                };
+                let user = new_user(
+                    &email,
+                    name.trim(),
+                    hash,
+                    vec!["customer".into()],
+                    false,
+                    self.clock.now(),
+                );
                 match self.store.create_user(&user) {
                     Ok(()) => self.send_confirmation(&user)?,
                     // Lost a race with another registration of the same address.
@@ -812,19 +819,7 @@ impl AuthService {
             return Err(format!("the password breaks the policy: {}", rules.join("; ")));
         }
         let hash = self.hasher.hash(password).await.ok_or("password hashing failed")?;
-        let user = User {
-            id: new_user_id(),
-            email,
-            name: name.to_owned(),
-            password_hash: hash,
-            roles,
-            confirmed: true,
-            disabled: false,
-            totp_secret: None,
-            totp_last_step: 0,
-            tokens_valid_after: 0,
-            created_at: self.clock.now(),
-        };
+        let user = new_user(&email, name, hash, roles, true, self.clock.now());
         self.store.create_user(&user).map_err(|e| e.to_string())?;
         self.store.flush().await.map_err(|e| e.to_string())?;
         Ok(user)

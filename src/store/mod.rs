@@ -124,6 +124,16 @@ fn get<T: DeserializeOwned>(tree: &sled::Tree, name: &'static str, key: &[u8]) -
     }
 }
 
+/// Removes a record and returns it decoded: for single-use entries.
+fn take<T: DeserializeOwned>(tree: &sled::Tree, name: &'static str, key: &[u8]) -> Result<Option<T>> {
+    match tree.remove(key)? {
+        None => Ok(None),
+        Some(v) => serde_json::from_slice(&v)
+            .map(Some)
+            .map_err(|source| StoreError::Corrupt { tree: name, source }),
+    }
+}
+
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Serializing these plain structs to JSON cannot fail.
     serde_json::to_vec(value).unwrap_or_default()
@@ -265,15 +275,7 @@ impl Store {
 
     /// Removes and returns a confirmation: single use.
     pub fn take_confirmation(&self, token_hash: &str) -> Result<Option<Confirmation>> {
-        match self.confirmations.remove(token_hash.as_bytes())? {
-            None => Ok(None),
-            Some(v) => serde_json::from_slice(&v)
-                .map(Some)
-                .map_err(|source| StoreError::Corrupt {
-                    tree: "confirmations",
-                    source,
-                }),
-        }
+        take(&self.confirmations, "confirmations", token_hash.as_bytes())
     }
 
     pub fn put_challenge(&self, token_hash: &str, c: &Challenge) -> Result<()> {
@@ -283,15 +285,7 @@ impl Store {
 
     /// Removes and returns a challenge: whatever happens next, it is spent.
     pub fn take_challenge(&self, token_hash: &str) -> Result<Option<Challenge>> {
-        match self.challenges.remove(token_hash.as_bytes())? {
-            None => Ok(None),
-            Some(v) => serde_json::from_slice(&v)
-                .map(Some)
-                .map_err(|source| StoreError::Corrupt {
-                    tree: "challenges",
-                    source,
-                }),
-        }
+        take(&self.challenges, "challenges", token_hash.as_bytes())
     }
 
     // --- sessions and refresh tokens ------------------------------------------------
