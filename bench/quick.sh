@@ -92,7 +92,8 @@ run "  same, while 32 clients log in" "${auth[@]}" "https://127.0.0.1:18443/api/
 wait $!
 logins=$(awk '/Requests\/sec/ {print $2}' "$work/logins.txt")
 non2xx=$(awk '/Non-2xx/ {print $NF}' "$work/logins.txt")
-echo "logins during that run: $logins/s (non-2xx: ${non2xx:-0})"
+timeouts=$(awk '/Socket errors/ { for (i = 1; i <= NF; i++) if ($i == "timeout") print $(i + 1) }' "$work/logins.txt")
+echo "logins during that run: $logins/s (non-2xx: ${non2xx:-0}, client timeouts: ${timeouts:-0})"
 records=$($gw --config "$work/gateway-audited.toml" audit list --event request | wc -l)
 overflow=$($gw --config "$work/gateway-audited.toml" audit list --event audit_overflow | wc -l)
 echo "audited gateway: $records request records written, $overflow overflow records"

@@ -110,6 +110,7 @@ struct RawLogin {
     lockout: Option<HumanDuration>,
     mfa_ttl: Option<HumanDuration>,
     require_mfa_roles: Option<Vec<String>>,
+    hash_concurrency: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -242,6 +243,8 @@ pub struct Login {
     pub lockout: Duration,
     pub mfa_ttl: Duration,
     pub require_mfa_roles: Vec<String>,
+    /// Passwords hashed at once, at most (argon2 takes a core and 19 MiB each).
+    pub hash_concurrency: usize,
 }
 
 /// A character class a password must contain.
@@ -463,6 +466,11 @@ impl Config {
                     .login
                     .require_mfa_roles
                     .unwrap_or_else(|| vec!["admin".into(), "inventory".into(), "support".into()]),
+                hash_concurrency: raw
+                    .login
+                    .hash_concurrency
+                    .unwrap_or_else(crate::auth::password::default_concurrency)
+                    .max(1),
             },
             password,
             email,

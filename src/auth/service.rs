@@ -171,11 +171,12 @@ impl AuthService {
             KeyRing::load_or_generate(&config.server.data_dir.join("keys"), alg, &issuer).map_err(|e| e.to_string())?;
         let domain = config.server.public_url.host().unwrap_or("localhost").to_owned();
         let mailer = Mailer::new(config.email.outbox.clone(), domain, clock.clone());
+        let hasher = Hasher::with_concurrency(config.login.hash_concurrency);
         let service = Self {
             config,
             audit,
             store,
-            hasher: Hasher::new(),
+            hasher,
             keys,
             mailer,
             clock,
