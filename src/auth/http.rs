@@ -36,6 +36,33 @@ pub async fn record(auth: &AuthService, request_id: &str, peer: std::net::IpAddr
     );
 }
 
+/// Records the event of a refused request, then hands back the error to answer with.
+async fn refused(
+    auth: &AuthService,
+    request_id: &str,
+    peer: std::net::IpAddr,
+    (err, event): (GatewayError, AuthEvent),
+) -> GatewayError {
+    record(auth, request_id, peer, &event).await;
+    err
+}
+
+/// Records the event of an outcome, success or failure, and passes the outcome on.
+async fn recorded<T>(
+    auth: &AuthService,
+    request_id: &str,
+    peer: std::net::IpAddr,
+    outcome: Result<(T, AuthEvent), (GatewayError, AuthEvent)>,
+) -> Result<T, GatewayError> {
+    match outcome {
+        Ok((value, event)) => {
+            record(auth, request_id, peer, &event).await;
+            Ok(value)
+        }
+        Err(e) => Err(refused(auth, request_id, peer, e).await),
+    }
+}
+
 async fn read_json<T: DeserializeOwned>(body: Incoming) -> Result<T, GatewayError> {
     let bytes: Bytes = Limited::new(body, MAX_AUTH_BODY)
         .collect()
@@ -134,10 +161,7 @@ pub async fn handle(
                 return Err(GatewayError::Malformed("field too long".into()));
             }
             match auth.login(&b.email, b.password).await {
-                Err((err, event)) => {
-                    record(auth, request_id, peer, &event).await;
-                    Err(err)
-                }
+                Err(e) => Err(refused(auth, request_id, peer, e).await),
                 Ok((outcome, user)) => {
                     let event = |reason: &str| AuthEvent {
                         event: "login_success",
@@ -179,30 +203,14 @@ pub async fn handle(
         "/auth/mfa" => {
             method_is(&req, Method::POST)?;
             let b: MfaBody = read_json(req.into_body()).await?;
-            match auth.mfa(&b.mfa_token, b.code.trim()).await {
-                Ok((pair, event)) => {
-                    record(auth, request_id, peer, &event).await;
-                    Ok(tokens(&pair))
-                }
-                Err((err, event)) => {
-                    record(auth, request_id, peer, &event).await;
-                    Err(err)
-                }
-            }
+            let pair = recorded(auth, request_id, peer, auth.mfa(&b.mfa_token, b.code.trim()).await).await?;
+            Ok(tokens(&pair))
         }
         "/auth/refresh" => {
             method_is(&req, Method::POST)?;
             let b: RefreshBody = read_json(req.into_body()).await?;
-            match auth.refresh(&b.refresh_token).await {
-                Ok((pair, event)) => {
-                    record(auth, request_id, peer, &event).await;
-                    Ok(tokens(&pair))
-                }
-                Err((err, event)) => {
-                    record(auth, request_id, peer, &event).await;
-                    Err(err)
-                }
-            }
+            let pair = recorded(auth, request_id, peer, auth.refresh(&b.refresh_token).await).await?;
+            Ok(tokens(&pair))
         }
         "/auth/logout" => {
             method_is(&req, Method::POST)?;

@@ -124,6 +124,14 @@ fn get<T: DeserializeOwned>(tree: &sled::Tree, name: &'static str, key: &[u8]) -
     }
 }
 
+/// Every record of a tree, decoded.
+fn all<T: DeserializeOwned>(tree: &sled::Tree, name: &'static str) -> Result<Vec<T>> {
+    tree.iter()
+        .values()
+        .map(|v| serde_json::from_slice(&v?).map_err(|source| StoreError::Corrupt { tree: name, source }))
+        .collect()
+}
+
 /// Removes a record and returns it decoded: for single-use entries.
 fn take<T: DeserializeOwned>(tree: &sled::Tree, name: &'static str, key: &[u8]) -> Result<Option<T>> {
     match tree.remove(key)? {
@@ -218,14 +226,7 @@ impl Store {
     }
 
     pub fn users(&self) -> Result<Vec<User>> {
-        self.users
-            .iter()
-            .values()
-            .map(|v| {
-                let v = v?;
-                serde_json::from_slice(&v).map_err(|source| StoreError::Corrupt { tree: "users", source })
-            })
-            .collect()
+        all(&self.users, "users")
     }
 
     // --- login failures -------------------------------------------------------------
@@ -318,32 +319,19 @@ impl Store {
 
     /// Every session of a user.
     pub fn sessions_of(&self, user_id: &str) -> Result<Vec<Session>> {
-        let mut out = Vec::new();
-        for v in self.sessions.iter().values() {
-            let s: Session = serde_json::from_slice(&v?).map_err(|source| StoreError::Corrupt {
-                tree: "sessions",
-                source,
-            })?;
-            if s.user_id == user_id {
-                out.push(s);
-            }
-        }
-        Ok(out)
+        let mut sessions: Vec<Session> = all(&self.sessions, "sessions")?;
+        sessions.retain(|s| s.user_id == user_id);
+        Ok(sessions)
     }
 
     /// Ids of revoked sessions that have not expired, with their expiry.
     pub fn revoked_sessions(&self, now: u64) -> Result<Vec<(String, u64)>> {
-        let mut out = Vec::new();
-        for v in self.sessions.iter().values() {
-            let s: Session = serde_json::from_slice(&v?).map_err(|source| StoreError::Corrupt {
-                tree: "sessions",
-                source,
-            })?;
-            if s.revoked && s.expires > now {
-                out.push((s.id, s.expires));
-            }
-        }
-        Ok(out)
+        let sessions: Vec<Session> = all(&self.sessions, "sessions")?;
+        Ok(sessions
+            .into_iter()
+            .filter(|s| s.revoked && s.expires > now)
+            .map(|s| (s.id, s.expires))
+            .collect())
     }
 
     // --- revoked access tokens ------------------------------------------------------
