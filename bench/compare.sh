@@ -65,7 +65,7 @@ algorithm = "ES256"
 [roles]
 customer = { description = "bench" }
 TOML
-gw=target/release/portcullis
+gw=${PORTCULLIS_BIN:-target/release/portcullis}
 password='Bench!Passw0rd7'
 echo "$password" | $gw --config "$work/gateway.toml" user add --email tester@example.com --role customer --password-stdin >/dev/null
 $gw --config "$work/gateway.toml" keys public-pem > "$work/es256.pem"

@@ -93,6 +93,7 @@ fn headers(c: &mut Criterion) {
         tls: true,
         host: Some(&host),
         request_id: "1a2b3c4d-1f",
+        worker: 0,
     };
     c.bench_function("headers: rewrite a typical request", |b| {
         b.iter(|| {

@@ -16,6 +16,9 @@ use toml::Spanned;
 use crate::source::SourceError;
 use crate::units::{ByteSize, HumanDuration, Rate};
 
+/// The most connection workers `[server] workers` may ask for.
+const MAX_WORKERS: usize = 256;
+
 // ---------------------------------------------------------------------------------------
 // Raw layer: exactly what the file says.
 
@@ -66,6 +69,7 @@ struct RawServer {
     public_url: Spanned<String>,
     data_dir: String,
     policies: String,
+    workers: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize)]
@@ -178,6 +182,8 @@ pub struct Server {
     pub public_url: http::Uri,
     pub data_dir: PathBuf,
     pub policies: PathBuf,
+    /// Connection workers, one single-threaded runtime each (default: one per core).
+    pub workers: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -326,6 +332,20 @@ impl Config {
             upstreams.insert(name.clone(), upstream);
         }
 
+        let workers = match &raw.server.workers {
+            None => crate::workers::default_count(),
+            Some(w) if (1..=MAX_WORKERS).contains(w.get_ref()) => *w.get_ref(),
+            Some(w) => {
+                return Err(SourceError::at(
+                    path,
+                    src,
+                    Some(w.span()),
+                    Some("[server] workers".into()),
+                    format!("must be between 1 and {MAX_WORKERS}"),
+                ))
+            }
+        };
+
         let defaults = Limits::default();
         let l = raw.limits;
         let limits = Limits {
@@ -440,6 +460,7 @@ impl Config {
                 public_url,
                 data_dir: resolve(&raw.server.data_dir),
                 policies: resolve(&raw.server.policies),
+                workers,
             },
             tls: raw.tls.map(|t| TlsFiles {
                 cert: resolve(&t.cert),
@@ -602,6 +623,23 @@ shop = "http://127.0.0.1:8081"
         let e = parse(&src).unwrap_err().to_string();
         assert!(e.contains("gateway.toml:9:1:"), "{e}");
         assert!(e.contains("max_bodee"), "{e}");
+    }
+
+    // Workers default to one per core; zero or an absurd count is refused at its line.
+    #[test]
+    fn workers_bounds() {
+        assert_eq!(parse(MINIMAL).unwrap().server.workers, crate::workers::default_count());
+        let src = MINIMAL.replace("policies = \"policies\"", "policies = \"policies\"\nworkers = 3");
+        assert_eq!(parse(&src).unwrap().server.workers, 3);
+        for bad in ["0", "1000"] {
+            let src = MINIMAL.replace(
+                "policies = \"policies\"",
+                &format!("policies = \"policies\"\nworkers = {bad}"),
+            );
+            let e = parse(&src).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some("[server] workers"), "{e}");
+            assert_eq!(e.line, Some(7), "{e}");
+        }
     }
 
     // A bad duration names the key, the line and the value.

@@ -31,6 +31,7 @@ use crate::pipeline::ratelimit::{Limiter, Verdict, DEFAULT_MAX_KEYS};
 use crate::policy::PolicySet;
 use crate::source::SourceError;
 use crate::tls::TlsError;
+use crate::workers::Workers;
 
 /// Why the gateway did not start. Each variant names the file or address at fault.
 #[derive(Debug, thiserror::Error)]
@@ -290,6 +291,7 @@ impl Inner {
             tls: ctx.conn.tls,
             host: host.as_ref(),
             request_id: &ctx.id,
+            worker: ctx.conn.worker,
         };
         let mut resp = self.upstreams.forward(&authorized, req, &client).await?;
         if let Some((limit, remaining, reset)) = quota {
@@ -552,6 +554,12 @@ impl Gateway {
             source,
         })?;
         let plain_addr = plain_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let workers = Arc::new(
+            Workers::start(config.server.workers, "portcullis-worker").map_err(|source| StartError::Bind {
+                addr: tls_addr,
+                source: std::io::Error::new(source.kind(), format!("cannot start the connection workers: {source}")),
+            })?,
+        );
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.clone());
@@ -560,6 +568,7 @@ impl Gateway {
             Some(acceptor),
             self.inner.clone(),
             config.limits.clone(),
+            workers.clone(),
             stopped.clone(),
         ));
         if let Some(l) = plain_listener {
@@ -568,6 +577,7 @@ impl Gateway {
                 None,
                 self.inner.clone(),
                 config.limits.clone(),
+                workers.clone(),
                 stopped,
             ));
         }
@@ -614,6 +624,7 @@ impl Gateway {
             inner: self.inner,
             stop,
             tasks,
+            _workers: workers,
             audit_task: self.audit_task,
         })
     }
@@ -626,6 +637,8 @@ pub struct RunningGateway {
     inner: Arc<Inner>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    /// Stopped when this is dropped, after the listeners have drained.
+    _workers: Arc<Workers>,
     audit_task: tokio::task::JoinHandle<()>,
 }
 

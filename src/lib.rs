@@ -12,7 +12,7 @@
 //!
 //! [`gateway`] holds the per-request context and the outer/inner handler that runs the
 //! phases and turns every error into exactly one response; [`listener`] accepts TLS and
-//! plain connections; [`config`] and [`policy`] read the files an operator writes.
+//! plain connections and hands each to one of the per-core [`workers`]; [`config`] and [`policy`] read the files an operator writes.
 
 pub mod admin;
 pub mod audit;
@@ -29,6 +29,7 @@ pub mod source;
 pub mod store;
 pub mod tls;
 pub mod units;
+pub mod workers;
 
 pub use config::Config;
 pub use gateway::{Gateway, RunningGateway};

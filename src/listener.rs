@@ -30,12 +30,15 @@ use tokio_util::task::TaskTracker;
 
 use crate::body::GatewayBody;
 use crate::config::Limits;
+use crate::workers::Workers;
 
 /// What a connection's handler is told about the connection.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub tls: bool,
+    /// The worker the connection runs on (see [`Workers`]).
+    pub worker: usize,
 }
 
 /// Handles one request of a connection.
@@ -43,13 +46,15 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> impl Future<Output = Response<GatewayBody>> + Send;
 }
 
-/// Accepts on `listener` until `shutdown` turns true, then lets in-flight requests
-/// finish (open connections are asked to close gracefully) and returns.
+/// Accepts on `listener` until `shutdown` turns true, handing each connection to the
+/// next of `workers`; then lets in-flight requests finish (open connections are asked
+/// to close gracefully) and returns.
 pub async fn serve<H: Handler>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     handler: Arc<H>,
     limits: Limits,
+    workers: Arc<Workers>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let builder = http_builder(&limits);
@@ -76,15 +81,35 @@ pub async fn serve<H: Handler>(
             () = stopped(&mut shutdown) => break,
         };
         let _ = stream.set_nodelay(true);
+        // Leave this runtime's reactor; the worker registers the socket with its own.
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "cannot hand the connection to a worker");
+                continue;
+            }
+        };
+        let (worker, runtime) = workers.next();
         let builder = builder.clone();
         let handler = handler.clone();
         let tls = tls.clone();
         let shutdown = shutdown.clone();
         let limits = limits.clone();
-        tracker.spawn(async move {
-            let _permit = permit;
-            serve_connection(stream, peer, tls, handler, builder, limits, shutdown).await;
-        });
+        let info = ConnInfo {
+            peer,
+            tls: tls.is_some(),
+            worker,
+        };
+        tracker.spawn_on(
+            async move {
+                let _permit = permit;
+                match TcpStream::from_std(stream) {
+                    Ok(stream) => serve_connection(stream, info, tls, handler, builder, limits, shutdown).await,
+                    Err(e) => tracing::debug!(%peer, error = %e, "cannot register the connection"),
+                }
+            },
+            runtime,
+        );
     }
     drop(listener);
     tracker.close();
@@ -126,17 +151,14 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 
 async fn serve_connection<H: Handler>(
     stream: TcpStream,
-    peer: SocketAddr,
+    info: ConnInfo,
     tls: Option<TlsAcceptor>,
     handler: Arc<H>,
     builder: auto::Builder<TokioExecutor>,
     limits: Limits,
     shutdown: watch::Receiver<bool>,
 ) {
-    let info = ConnInfo {
-        peer,
-        tls: tls.is_some(),
-    };
+    let peer = info.peer;
     match tls {
         Some(acceptor) => match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream)).await {
             Ok(Ok(tls_stream)) => run_http(tls_stream, info, handler, builder, limits, shutdown).await,

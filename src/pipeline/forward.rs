@@ -114,6 +114,8 @@ pub struct ClientInfo<'a> {
     /// The host the client asked for (`Host` or `:authority`).
     pub host: Option<&'a HeaderValue>,
     pub request_id: &'a str,
+    /// The connection worker the request runs on: it picks that worker's upstream pool.
+    pub worker: usize,
 }
 
 /// Rewrites a client's request headers into what the upstream receives.
@@ -153,13 +155,19 @@ fn ip_header(ip: IpAddr) -> HeaderValue {
     HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
+type UpstreamClient = Client<HttpConnector, UpstreamBody>;
+
 struct UpstreamTarget {
     upstream: Upstream,
+    /// One pooled keep-alive client per connection worker. A request uses its worker's
+    /// client, so the upstream connection it gets runs on the same thread as the request
+    /// (hyper spawns a connection's task on the runtime that opened it).
+    clients: Vec<UpstreamClient>,
 }
 
-/// The upstreams of the configuration and one pooled keep-alive client for each.
+/// The upstreams of the configuration, each with keep-alive pools per connection worker.
 pub struct Upstreams {
-    targets: HashMap<String, (UpstreamTarget, Client<HttpConnector, UpstreamBody>)>,
+    targets: HashMap<String, UpstreamTarget>,
     timeout: Duration,
     max_body: u64,
 }
@@ -170,24 +178,27 @@ impl Upstreams {
             .upstreams
             .iter()
             .map(|(name, upstream)| {
-                let mut connector = HttpConnector::new();
-                connector.set_nodelay(true);
-                connector.set_keepalive(Some(Duration::from_secs(60)));
-                connector.set_connect_timeout(Some(config.limits.upstream_timeout.min(Duration::from_secs(10))));
-                let client = Client::builder(TokioExecutor::new())
-                    .pool_timer(TokioTimer::new())
-                    .timer(TokioTimer::new())
-                    .pool_idle_timeout(Duration::from_secs(90))
-                    .pool_max_idle_per_host(1024)
-                    .build(connector);
+                let clients = (0..config.server.workers.max(1))
+                    .map(|_| {
+                        let mut connector = HttpConnector::new();
+                        connector.set_nodelay(true);
+                        connector.set_keepalive(Some(Duration::from_secs(60)));
+                        connector
+                            .set_connect_timeout(Some(config.limits.upstream_timeout.min(Duration::from_secs(10))));
+                        Client::builder(TokioExecutor::new())
+                            .pool_timer(TokioTimer::new())
+                            .timer(TokioTimer::new())
+                            .pool_idle_timeout(Duration::from_secs(90))
+                            .pool_max_idle_per_host(1024)
+                            .build(connector)
+                    })
+                    .collect();
                 (
                     name.clone(),
-                    (
-                        UpstreamTarget {
-                            upstream: upstream.clone(),
-                        },
-                        client,
-                    ),
+                    UpstreamTarget {
+                        upstream: upstream.clone(),
+                        clients,
+                    },
                 )
             })
             .collect();
@@ -211,7 +222,7 @@ impl Upstreams {
         client: &ClientInfo<'_>,
     ) -> Result<Response<GatewayBody>, GatewayError> {
         let name = &authorized.route().upstream;
-        let (target, http) = self.targets.get(name).ok_or_else(|| {
+        let target = self.targets.get(name).ok_or_else(|| {
             // Policies are validated against the configured upstreams; reaching this is a bug.
             GatewayError::Internal(format!("route names unknown upstream {name:?}").into())
         })?;
@@ -238,6 +249,7 @@ impl Upstreams {
         let limit = usize::try_from(self.max_body).unwrap_or(usize::MAX);
         let upstream_req = Request::from_parts(parts, Limited::new(body, limit));
 
+        let http = &target.clients[client.worker % target.clients.len()];
         let response = match tokio::time::timeout(self.timeout, http.request(upstream_req)).await {
             Err(_) => {
                 return Err(GatewayError::UpstreamTimeout {
@@ -341,6 +353,7 @@ mod tests {
             tls: true,
             host: Some(&host),
             request_id: "req-9",
+            worker: 0,
         };
         let who = Principal {
             id: "u-1".into(),
@@ -381,6 +394,7 @@ mod tests {
             tls: false,
             host: None,
             request_id: "r",
+            worker: 0,
         };
         rewrite_request_headers(&mut h, &client, &authorized(None));
         assert!(h.keys().all(|k| !k.as_str().starts_with("x-auth")));

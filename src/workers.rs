@@ -1,0 +1,97 @@
+//! Connection workers: one single-threaded tokio runtime per core, each on its own thread.
+//!
+//! The listeners accept on the main runtime and hand every accepted connection to the
+//! next worker in turn. From then on the connection, the requests on it and the upstream
+//! connections those requests open all run on that worker's thread: no request is woken
+//! on one thread and continued on another, and each worker keeps its own upstream pool
+//! (see [`crate::pipeline::forward::Upstreams`]), so the pool lock is never contended.
+//! This is the shape nginx and HAProxy have (a process or thread per core, each with its
+//! own connections) and, measured on two cores, it is what removed most of the kernel
+//! time the work-stealing scheduler spent waking workers.
+
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::runtime::Handle;
+use tokio::sync::oneshot;
+
+/// The worker runtimes. Dropping this stops them: each thread leaves its runtime, which
+/// cancels whatever still runs on it (the listeners wait for their connections first).
+pub struct Workers {
+    handles: Vec<Handle>,
+    next: AtomicUsize,
+    _stops: Vec<oneshot::Sender<()>>,
+}
+
+impl Workers {
+    /// Starts `count` workers (at least one), threads named `{name}-{i}`.
+    pub fn start(count: usize, name: &str) -> io::Result<Self> {
+        let count = count.max(1);
+        let mut handles = Vec::with_capacity(count);
+        let mut stops = Vec::with_capacity(count);
+        for i in 0..count {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            handles.push(runtime.handle().clone());
+            let (stop, stopped) = oneshot::channel::<()>();
+            stops.push(stop);
+            std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || {
+                // Either a stop or the sender dropped ends the wait.
+                let _ = runtime.block_on(stopped);
+            })?;
+        }
+        Ok(Self {
+            handles,
+            next: AtomicUsize::new(0),
+            _stops: stops,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.handles.is_empty()
+    }
+
+    /// The next worker in turn: its index and its runtime.
+    pub fn next(&self) -> (usize, &Handle) {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len();
+        (i, &self.handles[i])
+    }
+}
+
+/// The number of workers when `[server] workers` is not set: one per core.
+pub fn default_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Work handed to the workers runs on their threads, in turn, and each worker is a
+    // distinct thread.
+    #[tokio::test]
+    async fn round_robin_on_own_threads() {
+        let workers = Workers::start(2, "test-worker").unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            let (i, handle) = workers.next();
+            let name = handle
+                .spawn(async { std::thread::current().name().unwrap_or("").to_string() })
+                .await
+                .unwrap();
+            seen.push((i, name));
+        }
+        assert_eq!(
+            seen,
+            [
+                (0, "test-worker-0".to_string()),
+                (1, "test-worker-1".to_string()),
+                (0, "test-worker-0".to_string()),
+                (1, "test-worker-1".to_string())
+            ]
+        );
+    }
+}
