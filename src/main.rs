@@ -6,10 +6,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc: the proxy path allocates many small, short-lived buffers, which it serves
-/// faster than the system allocator under contention.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use portcullis::admin::AdminRequest;
 use portcullis::auth::service::AuthService;
 use portcullis::policy::{run_case, PolicySet};

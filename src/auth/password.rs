@@ -21,12 +21,18 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
+/// Verified against when the email is unknown, so that case costs the same as a wrong
+/// password: an argon2id hash with exactly the parameters of [`argon2`] (a test checks
+/// that they agree). It is a constant rather than computed at start-up, which would
+/// cost a hash and leave its 19 MiB with the allocator for nothing. Its verification
+/// never lets anyone in: the answer for an unknown email is false whatever it says.
+const DUMMY_PHC: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$8BH/9YEosrqpGsgzxpurDA$b894YTT6Wuo7iUMrFZwGWgEIPP4I/WBhWbBcQHRWr2o";
+
 /// Hashes and verifies on the blocking pool, at most one job per core at a time.
 #[derive(Clone)]
 pub struct Hasher {
     permits: Arc<Semaphore>,
-    /// Verified against when the email is unknown, so that case costs the same.
-    dummy: Arc<str>,
 }
 
 impl Hasher {
@@ -37,10 +43,8 @@ impl Hasher {
 
     /// A pool running at most `slots` hashes at once (at least one).
     pub fn with_concurrency(slots: usize) -> Self {
-        let dummy = hash_now("portcullis-dummy-password").unwrap_or_default();
         Self {
             permits: Arc::new(Semaphore::new(slots.max(1))),
-            dummy: dummy.into(),
         }
     }
 
@@ -58,7 +62,7 @@ impl Hasher {
     /// (and answers false) so an unknown account costs the same as a wrong password.
     pub async fn verify(&self, password: String, phc: Option<String>) -> bool {
         let known = phc.is_some();
-        let phc = phc.unwrap_or_else(|| self.dummy.to_string());
+        let phc = phc.unwrap_or_else(|| DUMMY_PHC.to_owned());
         let ok = self.run(move || verify_now(&password, &phc)).await.unwrap_or(false);
         ok && known
     }
@@ -127,6 +131,19 @@ pub fn broken_rules(policy: &PasswordPolicy, password: &str, email: &str) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // The dummy hash costs what a real one does: same algorithm, version and parameters.
+    #[test]
+    fn dummy_matches_parameters() {
+        let dummy = PasswordHash::new(DUMMY_PHC).unwrap();
+        let real_phc = hash_now("Some!Passw0rd").unwrap();
+        let real = PasswordHash::new(&real_phc).unwrap();
+        assert_eq!(dummy.algorithm, real.algorithm);
+        assert_eq!(dummy.version, real.version);
+        assert_eq!(dummy.params, real.params);
+        assert_eq!(dummy.hash.map(|h| h.len()), real.hash.map(|h| h.len()));
+        assert!(verify_now("portcullis-dummy-password", DUMMY_PHC));
+    }
 
     fn policy() -> PasswordPolicy {
         PasswordPolicy {
