@@ -59,6 +59,8 @@ pub enum GatewayError {
     InvalidCode,
     #[error("refresh or MFA token unknown, spent, revoked or expired")]
     InvalidGrant,
+    #[error("password hashing queue full")]
+    Busy { retry_after: Duration },
     #[error("storage failure")]
     Store(#[from] crate::store::StoreError),
     #[error("internal error")]
@@ -83,6 +85,7 @@ impl GatewayError {
             Self::InvalidCredentials | Self::InvalidCode | Self::InvalidGrant => StatusCode::UNAUTHORIZED,
             Self::EmailUnconfirmed | Self::AccountDisabled => StatusCode::FORBIDDEN,
             Self::Locked { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Store(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -110,6 +113,7 @@ impl GatewayError {
             Self::AccountDisabled => "account_disabled",
             Self::Locked { .. } => "locked",
             Self::InvalidCode => "invalid_code",
+            Self::Busy { .. } => "busy",
             Self::Store(_) | Self::Internal(_) => "internal_error",
         }
     }
@@ -134,6 +138,7 @@ impl GatewayError {
             Self::AccountDisabled => "this account is disabled",
             Self::Locked { .. } => "too many failed attempts; try again later",
             Self::InvalidCode => "invalid code; log in again",
+            Self::Busy { .. } => "the service is busy; try again shortly",
             Self::Store(_) | Self::Internal(_) => "an internal error occurred",
         }
     }
@@ -159,7 +164,7 @@ impl GatewayError {
                 };
                 headers.insert(WWW_AUTHENTICATE, value);
             }
-            Self::RateLimited { retry_after } | Self::Locked { retry_after } => {
+            Self::RateLimited { retry_after } | Self::Locked { retry_after } | Self::Busy { retry_after } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(ceil_secs(*retry_after)));
             }
             Self::RouteRateLimited { retry_after, limit } => {

@@ -1,13 +1,14 @@
-//! Passwords: argon2id hashing on the blocking pool behind a semaphore sized to the
-//! cores, so a login flood queues instead of stalling proxying or exhausting memory; and
-//! the password policy of `[password]`.
+//! Passwords: argon2id hashing on dedicated lower-priority threads behind a bounded
+//! queue, so a login flood slows logins (and is shed with 503) instead of stalling
+//! proxying or exhausting memory; and the password policy of `[password]`.
 
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 use crate::config::{CharClass, PasswordPolicy};
 
@@ -29,42 +30,109 @@ fn argon2() -> Argon2<'static> {
 const DUMMY_PHC: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$8BH/9YEosrqpGsgzxpurDA$b894YTT6Wuo7iUMrFZwGWgEIPP4I/WBhWbBcQHRWr2o";
 
-/// Hashes and verifies on the blocking pool, at most one job per core at a time.
+/// How long a password job may wait in the queue; one that waited longer is answered
+/// [`Busy`] without being hashed (its client has most likely given up).
+const MAX_QUEUE_WAIT: Duration = Duration::from_secs(3);
+
+/// Jobs that may wait for a hashing thread, per thread. Beyond that the answer is
+/// [`Busy`] at once.
+const QUEUE_PER_SLOT: usize = 64;
+
+/// The niceness of the hashing threads (Linux: 0 is normal, 19 the lowest). At 10 the
+/// scheduler gives a busy hashing thread about a tenth of the time of a busy proxying
+/// thread, so a login flood slows logins rather than proxying; with nothing else to do
+/// the hashing threads still get whole cores.
+const HASH_NICENESS: u8 = 10;
+
+/// The hashing threads are all busy and the queue is full (or a job waited too long).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
+enum Work {
+    Hash(String),
+    Verify { password: String, phc: String },
+}
+
+enum Outcome {
+    Hash(Option<String>),
+    Verify(bool),
+    Busy,
+}
+
+struct Job {
+    work: Work,
+    queued: Instant,
+    reply: oneshot::Sender<Outcome>,
+}
+
+/// Hashes and verifies passwords on a few dedicated threads (one per core by default)
+/// that run below the priority of the connection workers. Jobs wait in a bounded
+/// queue; a full queue answers [`Busy`] at once, and a job whose requester has gone or
+/// that waited more than [`MAX_QUEUE_WAIT`] is dropped without hashing. argon2's
+/// 19 MiB per hash thus exists at most once per thread.
 #[derive(Clone)]
 pub struct Hasher {
-    permits: Arc<Semaphore>,
+    jobs: mpsc::SyncSender<Job>,
 }
 
 impl Hasher {
-    /// A pool of [`default_concurrency`] hashing slots.
+    /// A pool of [`default_concurrency`] hashing threads.
     pub fn new() -> Self {
         Self::with_concurrency(default_concurrency())
     }
 
-    /// A pool running at most `slots` hashes at once (at least one).
+    /// A pool of `slots` hashing threads (at least one). The threads end when the last
+    /// clone of the `Hasher` is dropped.
     pub fn with_concurrency(slots: usize) -> Self {
-        Self {
-            permits: Arc::new(Semaphore::new(slots.max(1))),
+        Self::with_limits(slots, QUEUE_PER_SLOT, MAX_QUEUE_WAIT)
+    }
+
+    fn with_limits(slots: usize, queue_per_slot: usize, max_wait: Duration) -> Self {
+        let slots = slots.max(1);
+        let (jobs, queue) = mpsc::sync_channel::<Job>(slots * queue_per_slot);
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..slots {
+            let queue = queue.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("portcullis-hash-{i}"))
+                .spawn(move || hash_thread(&queue, max_wait));
+            if let Err(e) = spawned {
+                // Fewer threads than asked; with none at all every job is answered Busy.
+                tracing::error!(error = %e, "cannot start a password hashing thread");
+            }
+        }
+        Self { jobs }
+    }
+
+    async fn run(&self, work: Work) -> Result<Outcome, Busy> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            work,
+            queued: Instant::now(),
+            reply,
+        };
+        self.jobs.try_send(job).map_err(|_| Busy)?;
+        match answer.await {
+            Ok(Outcome::Busy) | Err(_) => Err(Busy),
+            Ok(outcome) => Ok(outcome),
         }
     }
 
-    async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-        let _permit = self.permits.acquire().await.ok()?;
-        tokio::task::spawn_blocking(job).await.ok()
-    }
-
-    /// An argon2id PHC string for `password`.
-    pub async fn hash(&self, password: String) -> Option<String> {
-        self.run(move || hash_now(&password)).await.flatten()
+    /// An argon2id PHC string for `password` (`Ok(None)` if hashing failed).
+    pub async fn hash(&self, password: String) -> Result<Option<String>, Busy> {
+        match self.run(Work::Hash(password)).await? {
+            Outcome::Hash(h) => Ok(h),
+            _ => Ok(None),
+        }
     }
 
     /// Whether `password` matches `phc`; with `None`, verifies against the dummy hash
     /// (and answers false) so an unknown account costs the same as a wrong password.
-    pub async fn verify(&self, password: String, phc: Option<String>) -> bool {
+    pub async fn verify(&self, password: String, phc: Option<String>) -> Result<bool, Busy> {
         let known = phc.is_some();
         let phc = phc.unwrap_or_else(|| DUMMY_PHC.to_owned());
-        let ok = self.run(move || verify_now(&password, &phc)).await.unwrap_or(false);
-        ok && known
+        let ok = matches!(self.run(Work::Verify { password, phc }).await?, Outcome::Verify(true));
+        Ok(ok && known)
     }
 }
 
@@ -74,10 +142,53 @@ impl Default for Hasher {
     }
 }
 
-/// One hashing slot per core. Fewer slots leave cores to proxying during a login flood,
-/// but on a small machine the login queue then outlasts client timeouts and logins
-/// collapse (measured on 2 cores: 55 logins/s with 2 slots, under 1/s with 1), so fewer
-/// is an operator's choice (`[login] hash_concurrency`), not the default.
+fn hash_thread(queue: &Mutex<mpsc::Receiver<Job>>, max_wait: Duration) {
+    lower_priority();
+    loop {
+        // One thread at a time waits on the queue; the lock is released before hashing.
+        let job = match queue.lock() {
+            Ok(q) => q.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else {
+            return; // every Hasher is gone
+        };
+        if job.reply.is_closed() {
+            continue;
+        }
+        let outcome = if job.queued.elapsed() > max_wait {
+            Outcome::Busy
+        } else {
+            match job.work {
+                Work::Hash(password) => Outcome::Hash(hash_now(&password)),
+                Work::Verify { password, phc } => Outcome::Verify(verify_now(&password, &phc)),
+            }
+        };
+        let _ = job.reply.send(outcome);
+    }
+}
+
+/// Lowers the calling thread's scheduling priority to [`HASH_NICENESS`]; where that is
+/// not possible the thread keeps the normal priority.
+fn lower_priority() {
+    use thread_priority::{ThreadPriority, ThreadPriorityValue};
+    // The crate maps 0..=99 linearly onto niceness 19..=-20 (rounding down); find the
+    // value that lands on ours. A test reads the niceness back.
+    let niceness = i32::from(HASH_NICENESS);
+    let result = (0..=99u8)
+        .find(|&p| (39.0 * (1.0 - f32::from(p) / 99.0)) as i32 - 20 == niceness)
+        .and_then(|p| ThreadPriorityValue::try_from(p).ok())
+        .ok_or(thread_priority::Error::Priority("no value maps to the niceness"))
+        .and_then(|v| thread_priority::set_current_thread_priority(ThreadPriority::Crossplatform(v)));
+    if let Err(e) = result {
+        tracing::debug!(error = ?e, "hashing threads keep the normal priority");
+    }
+}
+
+/// One hashing thread per core. Proxying is protected by the threads' lower priority
+/// rather than by fewer threads: on 2 cores, one thread at normal priority let the login
+/// queue outlast client timeouts (under 1 login/s), while two niced threads keep about
+/// 28 logins/s and three quarters of the idle proxying rate during a login flood.
 pub fn default_concurrency() -> usize {
     std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
 }
@@ -170,13 +281,60 @@ mod tests {
     #[tokio::test]
     async fn hash_and_verify() {
         let h = Hasher::new();
-        let phc = h.hash("S3cret!pass".into()).await.unwrap();
+        let phc = h.hash("S3cret!pass".into()).await.unwrap().unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
-        assert!(h.verify("S3cret!pass".into(), Some(phc.clone())).await);
-        assert!(!h.verify("wrong".into(), Some(phc)).await);
-        assert!(
-            !h.verify("portcullis-dummy-password".into(), None).await,
+        assert_eq!(h.verify("S3cret!pass".into(), Some(phc.clone())).await, Ok(true));
+        assert_eq!(h.verify("wrong".into(), Some(phc)).await, Ok(false));
+        assert_eq!(
+            h.verify("portcullis-dummy-password".into(), None).await,
+            Ok(false),
             "the dummy hash logs nobody in"
         );
+    }
+
+    // More jobs than the queue holds: the excess is answered Busy at once, every job in
+    // the queue is answered, and the hashing threads run below normal priority.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn full_queue_is_busy() {
+        let h = Hasher::with_limits(1, 2, Duration::from_secs(600));
+        let jobs: Vec<_> = (0..6)
+            .map(|_| {
+                let h = h.clone();
+                tokio::spawn(async move { h.verify("x".into(), None).await })
+            })
+            .collect();
+        let mut busy = 0;
+        for j in jobs {
+            match j.await.unwrap() {
+                Err(Busy) => busy += 1,
+                Ok(ok) => assert!(!ok),
+            }
+        }
+        // Two queued are answered, plus the one running if the thread took the first
+        // job off the queue before the last ones arrived; hashing takes far longer
+        // than submitting, so no more than that.
+        assert!((3..=4).contains(&busy), "{busy} busy");
+
+        // A job that waited longer than allowed is not hashed.
+        let expired = Hasher::with_limits(1, 2, Duration::ZERO);
+        assert_eq!(expired.verify("x".into(), None).await, Err(Busy));
+
+        #[cfg(target_os = "linux")]
+        {
+            let mut niced = 0;
+            for task in std::fs::read_dir("/proc/self/task").unwrap() {
+                let task = task.unwrap().path();
+                let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+                if comm.trim() == "portcullis-hash" {
+                    let stat = std::fs::read_to_string(task.join("stat")).unwrap();
+                    // Field 19 of stat is the niceness; fields after the name ")".
+                    let after = &stat[stat.rfind(')').unwrap() + 2..];
+                    let nice: i32 = after.split(' ').nth(16).unwrap().parse().unwrap();
+                    assert_eq!(nice, i32::from(HASH_NICENESS));
+                    niced += 1;
+                }
+            }
+            assert!(niced >= 1);
+        }
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 
 use super::mail::Mailer;
-use super::password::{broken_rules, Hasher};
+use super::password::{broken_rules, Busy, Hasher};
 use super::tokens::{random_token, token_hash, Claims, KeyRing, TokenError};
 use super::totp;
 use crate::clock::SharedClock;
@@ -116,6 +116,13 @@ impl Drop for AttemptGuard<'_> {
         // reference remains, nobody is waiting and the entry can go.
         self.lock.take();
         self.map.remove_if(&self.email, |_, m| Arc::strong_count(m) == 1);
+    }
+}
+
+/// The answer when the password hashing queue is full: 503, try again in a second.
+fn busy(_: Busy) -> GatewayError {
+    GatewayError::Busy {
+        retry_after: Duration::from_secs(1),
     }
 }
 
@@ -248,6 +255,7 @@ impl AuthService {
             .hasher
             .hash(password)
             .await
+            .map_err(busy)?
             .ok_or_else(|| GatewayError::Internal("password hashing failed".into()))?;
         let existing = self.store.user_by_email(&email)?;
         let event = match existing {
@@ -406,10 +414,12 @@ impl AuthService {
             return Err(fail(self.locked_error(until), "login_locked", None, "locked"));
         }
         let user = self.store.user_by_email(&email).map_err(store_err)?;
+        // A full hashing queue is not a failed attempt: nothing is counted.
         let ok = self
             .hasher
             .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
-            .await;
+            .await
+            .map_err(|b| fail(busy(b), "login_failure", None, "hashing queue full"))?;
         let Some(user) = user.filter(|_| ok) else {
             self.record_failure(&email).map_err(store_err)?;
             self.store.flush().await.map_err(store_err)?;
@@ -819,7 +829,12 @@ impl AuthService {
         if !rules.is_empty() {
             return Err(format!("the password breaks the policy: {}", rules.join("; ")));
         }
-        let hash = self.hasher.hash(password).await.ok_or("password hashing failed")?;
+        let hash = self
+            .hasher
+            .hash(password)
+            .await
+            .map_err(|_| "the password hashing queue is full; try again")?
+            .ok_or("password hashing failed")?;
         let user = new_user(&email, name, hash, roles, true, self.clock.now());
         self.store.create_user(&user).map_err(|e| e.to_string())?;
         self.store.flush().await.map_err(|e| e.to_string())?;
