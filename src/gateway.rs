@@ -23,6 +23,7 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::error::{json_response, GatewayError};
 use crate::listener::{self, ConnInfo, Handler};
+use crate::metrics::Metrics;
 use crate::pipeline::authn::authenticate;
 use crate::pipeline::authz::authorize;
 use crate::pipeline::forward::{ClientInfo, Upstreams, X_REQUEST_ID};
@@ -92,6 +93,7 @@ pub struct Inner {
     /// Per-route limiters, keyed by route file, name and rate.
     route_limiters: dashmap::DashMap<String, Arc<Limiter<String>>>,
     reloading: tokio::sync::Mutex<()>,
+    metrics: Metrics,
 }
 
 /// What is known about one request as it passes the phases; read once at the end for
@@ -108,6 +110,8 @@ struct RequestContext {
     proxied: bool,
     /// The route that allowed it asks for every request to be audited.
     audit_route: bool,
+    /// The metrics label of a request no route judged (gateway endpoints).
+    endpoint: Option<&'static str>,
 }
 
 impl Handler for Inner {
@@ -122,6 +126,7 @@ impl Handler for Inner {
             email: None,
             proxied: false,
             audit_route: false,
+            endpoint: None,
         };
         // A clone of the URI shares its bytes: no copy of the path for the log line.
         let uri = req.uri().clone();
@@ -155,20 +160,35 @@ impl Handler for Inner {
                     {
                         self.audit_request(&ctx, raw_path, "access_denied", "denied", status.as_u16(), Some(reason))
                     }
-                    GatewayError::UpstreamUnreachable { .. } | GatewayError::UpstreamTimeout { .. } => self
-                        .audit_request(
+                    GatewayError::UpstreamUnreachable { upstream, .. }
+                    | GatewayError::UpstreamTimeout { upstream, .. } => {
+                        let kind = if matches!(err, GatewayError::UpstreamTimeout { .. }) {
+                            "timeout"
+                        } else {
+                            "unreachable"
+                        };
+                        self.metrics.upstream_error(upstream, kind);
+                        self.audit_request(
                             &ctx,
                             raw_path,
                             "upstream_error",
                             "failure",
                             status.as_u16(),
                             Some(reason),
-                        ),
+                        );
+                    }
                     _ => {}
                 }
                 err.to_response(&ctx.id)
             }
         };
+        let label = match (&ctx.route, ctx.endpoint) {
+            (Some(route), _) => route.as_str(),
+            (None, Some(endpoint)) => endpoint,
+            (None, None) => crate::metrics::ROUTE_UNMATCHED,
+        };
+        self.metrics
+            .request(label, resp.status().as_u16(), ctx.started.elapsed());
         security_headers(&mut resp, conn.tls, is_auth);
         if let Ok(id) = HeaderValue::from_str(&ctx.id) {
             resp.headers_mut().insert(X_REQUEST_ID, id);
@@ -238,12 +258,33 @@ impl Inner {
 
         // The gateway's own endpoints, matched on the canonical path.
         if target.path == "/healthz" {
+            ctx.endpoint = Some(crate::metrics::ROUTE_GATEWAY);
             return Ok(json_response(StatusCode::OK, &serde_json::json!({ "status": "ok" })));
         }
         if target.path == "/.well-known/jwks.json" {
+            ctx.endpoint = Some(crate::metrics::ROUTE_GATEWAY);
             return Ok(json_response(StatusCode::OK, &self.auth.keys().jwks()));
         }
+        if target.path == "/metrics" {
+            ctx.endpoint = Some(crate::metrics::ROUTE_GATEWAY);
+            let principal = authenticate(&self.auth, req.headers())?.map(|(p, _)| p);
+            if !metrics_allowed(ctx.conn.peer.ip(), principal.as_ref()) {
+                return Err(GatewayError::Forbidden {
+                    reason: "metrics are served to loopback clients and admins only".into(),
+                });
+            }
+            let text = self.metrics.render(self.auth.event_counts());
+            let mut resp = Response::new(GatewayBody::full(text));
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            resp.headers_mut()
+                .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return Ok(resp);
+        }
         if target.path.starts_with("/auth/") {
+            ctx.endpoint = Some(crate::metrics::ROUTE_AUTH);
             if let Verdict::Limited { retry_after } = self.auth_limiter.check(&ctx.conn.peer.ip()) {
                 return Err(GatewayError::RateLimited { retry_after });
             }
@@ -411,6 +452,11 @@ static NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
 
 /// Headers every response carries; an upstream's own values of the same headers are
 /// replaced, since the gateway answers for them.
+/// `GET /metrics` is for the machine itself (a scraper on loopback) and for admins.
+fn metrics_allowed(peer: std::net::IpAddr, principal: Option<&crate::policy::Principal>) -> bool {
+    peer.to_canonical().is_loopback() || principal.is_some_and(|p| p.roles.iter().any(|r| r == "admin"))
+}
+
 fn security_headers(resp: &mut Response<GatewayBody>, tls: bool, is_auth: bool) {
     let h = resp.headers_mut();
     if tls {
@@ -522,6 +568,7 @@ impl Gateway {
                 policy: ArcSwap::from_pointee(policy),
                 upstreams,
                 ids: RequestIds::new(),
+                metrics: Metrics::default(),
                 auth,
                 auth_limiter,
                 route_limiters: dashmap::DashMap::new(),
@@ -654,5 +701,29 @@ impl RunningGateway {
         // Every request has finished: write what the audit queue holds, then stop.
         self.inner.auth.audit().close().await;
         let _ = self.audit_task.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Principal;
+
+    // Metrics: loopback (IPv4, IPv6 and IPv4-mapped) always; elsewhere only an admin.
+    #[test]
+    fn metrics_access() {
+        let who = |role: &str| Principal {
+            id: "u-1".into(),
+            email: "a@example.com".into(),
+            roles: vec![role.into()],
+            mfa: true,
+        };
+        for ip in ["127.0.0.1", "::1", "::ffff:127.0.0.1"] {
+            assert!(metrics_allowed(ip.parse().unwrap(), None), "{ip}");
+        }
+        let remote = "192.0.2.7".parse().unwrap();
+        assert!(!metrics_allowed(remote, None));
+        assert!(!metrics_allowed(remote, Some(&who("support"))));
+        assert!(metrics_allowed(remote, Some(&who("admin"))));
     }
 }

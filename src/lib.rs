@@ -23,6 +23,7 @@ pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod listener;
+pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod source;

@@ -306,6 +306,53 @@ async fn upstream_failures() {
     assert_eq!(json(resp).await["error"], "gateway_timeout");
 }
 
+// GET /metrics (from loopback) counts requests by route and status, auth events and
+// upstream errors, in the Prometheus text format.
+#[tokio::test]
+async fn metrics_count_what_happened() {
+    let rec = Recorder::start().await;
+    let dead = closed_port().await;
+    let policy = format!(
+        "{OPEN_POLICY}\n[[route]]\nname = \"dead\"\nmethods = [\"GET\"]\npath = \"/dead\"\npublic = true\nupstream = \"dead\"\n"
+    )
+    .replace("path = \"/{*rest}\"", "path = \"/x/{*rest}\"");
+    let gw = Setup::new(&[("rec", rec.url()), ("dead", format!("http://{dead}"))], &policy)
+        .start()
+        .await;
+    for _ in 0..3 {
+        let resp = gw.client.get(gw.url("/x/anything")).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    let resp = gw.client.get(gw.url("/dead")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    let (status, _) = gw
+        .post(
+            "/auth/login",
+            serde_json::json!({"email": "nobody@example.com", "password": "Wrong!Passw0rd"}),
+        )
+        .await;
+    assert_eq!(status, 401);
+
+    let resp = gw.client.get(gw.url("/metrics")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = resp.text().await.unwrap();
+    for line in [
+        "portcullis_requests_total{route=\"everything\",status=\"200\"} 3",
+        "portcullis_requests_total{route=\"dead\",status=\"502\"} 1",
+        "portcullis_requests_total{route=\"(auth)\",status=\"401\"} 1",
+        "portcullis_request_duration_seconds_count{route=\"everything\"} 3",
+        "portcullis_auth_events_total{event=\"login_failure\"} 1",
+        "portcullis_upstream_errors_total{upstream=\"dead\",kind=\"unreachable\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
+    assert!(text.contains("portcullis_request_duration_seconds_bucket{route=\"everything\",le=\"+Inf\"} 3"));
+}
+
 // Shutdown lets an in-flight request finish, then stops accepting.
 #[tokio::test]
 async fn graceful_shutdown_finishes_in_flight() {

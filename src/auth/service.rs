@@ -101,6 +101,8 @@ pub struct AuthService {
     /// one after another, so parallel guesses cannot outrun the failure count, and
     /// parallel correct logins simply queue. Entries live only while attempts do.
     attempts: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    /// Security events by kind, for `GET /metrics`.
+    events: crate::metrics::AuthEventCounts,
 }
 
 /// Holds the attempt lock of one email; removes the map entry when the last user is done.
@@ -190,6 +192,7 @@ impl AuthService {
             revoked: Revocations::default(),
             verified: DashMap::with_hasher(foldhash::fast::RandomState::default()),
             attempts: DashMap::new(),
+            events: crate::metrics::AuthEventCounts::default(),
         };
         service.load_revocations().map_err(|e| e.to_string())?;
         Ok(service)
@@ -225,6 +228,11 @@ impl AuthService {
 
     pub fn clock(&self) -> &SharedClock {
         &self.clock
+    }
+
+    /// Security events by kind, as counted for `GET /metrics`.
+    pub fn event_counts(&self) -> &crate::metrics::AuthEventCounts {
+        &self.events
     }
 
     pub fn hasher(&self) -> &Hasher {
