@@ -25,7 +25,7 @@ use crate::error::{json_response, GatewayError};
 use crate::listener::{self, ConnInfo, Handler};
 use crate::metrics::Metrics;
 use crate::pipeline::authn::authenticate;
-use crate::pipeline::authz::authorize;
+use crate::pipeline::authz::{authorize, RouteRef};
 use crate::pipeline::forward::{ClientInfo, Upstreams, X_REQUEST_ID};
 use crate::pipeline::normalize::normalize_request;
 use crate::pipeline::ratelimit::{Limiter, Verdict, DEFAULT_MAX_KEYS};
@@ -103,7 +103,7 @@ struct RequestContext {
     conn: ConnInfo,
     started: Instant,
     method: Method,
-    route: Option<String>,
+    route: Option<RouteRef>,
     user: Option<String>,
     email: Option<String>,
     /// The request was bound for an upstream (not a gateway endpoint).
@@ -183,7 +183,7 @@ impl Handler for Inner {
             }
         };
         let label = match (&ctx.route, ctx.endpoint) {
-            (Some(route), _) => route.as_str(),
+            (Some(route), _) => route.name(),
             (None, Some(endpoint)) => endpoint,
             (None, None) => crate::metrics::ROUTE_UNMATCHED,
         };
@@ -198,7 +198,7 @@ impl Handler for Inner {
             peer = %ctx.conn.peer,
             method = %ctx.method,
             path = ?raw_path,
-            route = ctx.route.as_deref().unwrap_or("-"),
+            route = ctx.route.as_ref().map_or("-", RouteRef::name),
             user = ctx.user.as_deref().unwrap_or("-"),
             status = resp.status().as_u16(),
             micros = ctx.started.elapsed().as_micros() as u64,
@@ -238,7 +238,7 @@ impl Inner {
         ev.ip = Some(ctx.conn.peer.ip().to_string());
         ev.method = Some(ctx.method.to_string());
         ev.path = Some(path.chars().take(2048).collect());
-        ev.route.clone_from(&ctx.route);
+        ev.route = ctx.route.as_ref().map(|r| r.name().to_owned());
         ev.status = Some(status);
         ev.reason = reason;
         ev.request_id = Some(ctx.id.clone());
@@ -304,7 +304,7 @@ impl Inner {
             principal,
             self.config.shadow,
         )?;
-        ctx.route = Some(authorized.route().name.clone());
+        ctx.route = Some(authorized.route_ref());
         ctx.audit_route = authorized.route().audit;
         if let Some((status, reason)) = authorized.would_deny() {
             tracing::info!(request_id = %ctx.id, status, reason, "shadow mode: would deny, forwarding");

@@ -209,6 +209,9 @@ async fn header_hygiene() {
     assert_eq!(h.get_all("x-forwarded-for").iter().collect::<Vec<_>>(), ["127.0.0.1"]);
     assert_eq!(h["x-forwarded-proto"], "https");
     assert_eq!(h["x-forwarded-host"], "localhost");
+    // The upstream is addressed by its own authority, once.
+    let authority = rec.url().trim_start_matches("http://").to_owned();
+    assert_eq!(h.get_all("host").iter().collect::<Vec<_>>(), [authority.as_str()]);
     assert_ne!(h["x-request-id"], "chosen-by-client");
     assert_eq!(h["accept"], "application/json");
     // The upstream's hop-by-hop headers do not reach the client either.

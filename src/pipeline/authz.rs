@@ -19,6 +19,19 @@ use crate::policy::{Decision, PolicySet, Principal, Route};
 /// A request the policy allowed: the route that allowed it, the caller, and the exact
 /// target that was judged.
 #[derive(Debug)]
+/// A route of a policy set, kept alive by the set it belongs to.
+#[derive(Clone)]
+pub struct RouteRef {
+    policy: Arc<PolicySet>,
+    index: usize,
+}
+
+impl RouteRef {
+    pub fn name(&self) -> &str {
+        &self.policy.routes[self.index].name
+    }
+}
+
 pub struct Authorized {
     policy: Arc<PolicySet>,
     route: usize,
@@ -30,6 +43,14 @@ pub struct Authorized {
 impl Authorized {
     pub fn route(&self) -> &Route {
         &self.policy.routes[self.route]
+    }
+
+    /// The route that allowed the request, held without copying its name.
+    pub fn route_ref(&self) -> RouteRef {
+        RouteRef {
+            policy: self.policy.clone(),
+            index: self.route,
+        }
     }
 
     pub fn principal(&self) -> Option<&Principal> {

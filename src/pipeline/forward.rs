@@ -15,9 +15,9 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
 use http_body_util::{LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use super::authz::Authorized;
 use crate::body::GatewayBody;
@@ -86,7 +86,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// names. One scan over the headers present (a handful, usually) rather than one map
 /// lookup per name that might be there.
 fn strip(headers: &mut HeaderMap, unwanted: impl Fn(&HeaderName) -> bool) {
-    let mut doomed: Vec<HeaderName> = Vec::new();
+    let mut doomed: smallvec::SmallVec<[HeaderName; 8]> = smallvec::SmallVec::new();
     for name in headers.keys() {
         if unwanted(name) && !doomed.contains(name) {
             doomed.push(name.clone());
@@ -151,14 +151,22 @@ pub fn rewrite_request_headers(headers: &mut HeaderMap, client: &ClientInfo<'_>,
 }
 
 fn ip_header(ip: IpAddr) -> HeaderValue {
-    // An IP address always formats as a valid header value.
-    HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
+    use std::io::Write;
+    // Formatted on the stack: the longest IPv6 text is 45 bytes. An IP address always
+    // formats as a valid header value.
+    let mut buf = [0u8; 64];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    let _ = write!(cursor, "{ip}");
+    let len = usize::try_from(cursor.position()).unwrap_or(0);
+    HeaderValue::from_bytes(&buf[..len]).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
-type UpstreamClient = Client<HttpConnector, UpstreamBody>;
+type UpstreamClient = Client<BareConnector, UpstreamBody>;
 
 struct UpstreamTarget {
     upstream: Upstream,
+    /// `Host` for this upstream, made once (clones share the bytes).
+    host: HeaderValue,
     /// One pooled keep-alive client per connection worker. A request uses its worker's
     /// client, so the upstream connection it gets runs on the same thread as the request
     /// (hyper spawns a connection's task on the runtime that opened it).
@@ -190,13 +198,18 @@ impl Upstreams {
                             .timer(TokioTimer::new())
                             .pool_idle_timeout(Duration::from_secs(90))
                             .pool_max_idle_per_host(1024)
-                            .build(connector)
+                            .set_host(false)
+                            .build(BareConnector(connector))
                     })
                     .collect();
                 (
                     name.clone(),
                     UpstreamTarget {
                         upstream: upstream.clone(),
+                        host: HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(
+                            upstream.authority.as_str().as_bytes(),
+                        ))
+                        .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
                         clients,
                     },
                 )
@@ -235,13 +248,24 @@ impl Upstreams {
             }
         }
         rewrite_request_headers(&mut parts.headers, client, authorized);
+        // The upstream's own authority, as the client would set it (it is told not to).
+        parts.headers.insert(header::HOST, target.host.clone());
 
         let up = &target.upstream;
-        let path = authorized.target().path_and_query();
+        let judged = authorized.target();
+        let mut path = String::with_capacity(
+            up.base_path.len() + judged.path.len() + judged.query.as_ref().map_or(0, |q| q.len() + 1),
+        );
+        path.push_str(&up.base_path);
+        path.push_str(&judged.path);
+        if let Some(q) = &judged.query {
+            path.push('?');
+            path.push_str(q);
+        }
         let uri = Uri::builder()
             .scheme(up.scheme.clone())
             .authority(up.authority.clone())
-            .path_and_query(format!("{}{path}", up.base_path))
+            .path_and_query(path)
             .build()
             .map_err(|e| GatewayError::Internal(e.into()))?;
         parts.uri = uri;
@@ -271,6 +295,81 @@ impl Upstreams {
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         Ok(Response::from_parts(parts, GatewayBody::Upstream(body)))
+    }
+}
+
+/// hyper-util's HTTP connector, minus the connection details it would otherwise attach
+/// to every upstream response (a map allocated per request that nothing here reads).
+#[derive(Clone)]
+struct BareConnector(HttpConnector);
+
+/// An upstream connection that reports no extra details.
+struct Bare(TokioIo<tokio::net::TcpStream>);
+
+impl tower_service::Service<Uri> for BareConnector {
+    type Response = Bare;
+    type Error = <HttpConnector as tower_service::Service<Uri>>::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bare, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.0.call(uri);
+        Box::pin(async move { connecting.await.map(Bare) })
+    }
+}
+
+impl Connection for Bare {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl hyper::rt::Read for Bare {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for Bare {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
 

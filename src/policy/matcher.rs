@@ -92,8 +92,13 @@ struct Node {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Match<'p> {
     pub route: usize,
-    pub captures: Vec<&'p str>,
+    pub captures: Captures<'p>,
 }
+
+/// The values captured by a pattern's parameters, in order.
+pub type Captures<'p> = smallvec::SmallVec<[&'p str; 4]>;
+/// The routes matching one path.
+pub type Matches<'p> = smallvec::SmallVec<[Match<'p>; 4]>;
 
 /// Every pattern of a policy set, compiled into one trie.
 #[derive(Debug, Default)]
@@ -117,20 +122,21 @@ impl Matcher {
         node.routes.push(route);
     }
 
-    /// All routes matching a canonical path, in route order.
-    pub fn find<'p>(&self, path: &'p str) -> Vec<Match<'p>> {
-        let mut out = Vec::new();
+    /// All routes matching a canonical path, in route order. A handful of matches with a
+    /// handful of captures each (the usual case) allocate nothing.
+    pub fn find<'p>(&self, path: &'p str) -> Matches<'p> {
+        let mut out = Matches::new();
         let Some(rest) = path.strip_prefix('/') else {
             return out;
         };
-        let mut captures = Vec::new();
+        let mut captures = Captures::new();
         walk(&self.root, rest, &mut captures, &mut out);
         out.sort_by_key(|m| m.route);
         out
     }
 }
 
-fn walk<'p>(node: &Node, rest: &'p str, captures: &mut Vec<&'p str>, out: &mut Vec<Match<'p>>) {
+fn walk<'p>(node: &Node, rest: &'p str, captures: &mut Captures<'p>, out: &mut Matches<'p>) {
     // `rest` is what remains after the `/` that ends the previous segment.
     let (segment, tail) = match rest.find('/') {
         Some(i) => (&rest[..i], Some(&rest[i + 1..])),
@@ -143,7 +149,7 @@ fn walk<'p>(node: &Node, rest: &'p str, captures: &mut Vec<&'p str>, out: &mut V
             out.push(Match { route, captures: c });
         }
     }
-    let descend = |child: &Node, captured: Option<&'p str>, captures: &mut Vec<&'p str>, out: &mut Vec<Match<'p>>| {
+    let descend = |child: &Node, captured: Option<&'p str>, captures: &mut Captures<'p>, out: &mut Matches<'p>| {
         if let Some(v) = captured {
             captures.push(v);
         }
@@ -188,11 +194,11 @@ mod tests {
         let m = matcher(&["/api/products", "/api/products/{id}", "/api/staff/{*rest}", "/"]);
         assert_eq!(routes(&m, "/api/products"), [0]);
         assert_eq!(routes(&m, "/api/products/12"), [1]);
-        assert_eq!(m.find("/api/products/12")[0].captures, ["12"]);
+        assert_eq!(m.find("/api/products/12")[0].captures.as_slice(), ["12"]);
         assert_eq!(routes(&m, "/api/products/"), Vec::<usize>::new());
         assert_eq!(routes(&m, "/api/products/12/x"), Vec::<usize>::new());
         assert_eq!(routes(&m, "/api/staff/3/notes"), [2]);
-        assert_eq!(m.find("/api/staff/3/notes")[0].captures, ["3/notes"]);
+        assert_eq!(m.find("/api/staff/3/notes")[0].captures.as_slice(), ["3/notes"]);
         assert_eq!(routes(&m, "/api/staff"), Vec::<usize>::new());
         assert_eq!(routes(&m, "/"), [3]);
         assert_eq!(routes(&m, "/api"), Vec::<usize>::new());
@@ -210,7 +216,7 @@ mod tests {
         assert_eq!(routes(&m, "/api/customers/me"), [0, 1, 2, 3]);
         let found = m.find("/api/customers/u-1");
         assert_eq!(found.iter().map(|m| m.route).collect::<Vec<_>>(), [0, 1, 3]);
-        assert_eq!(found[2].captures, ["customers", "u-1"]);
+        assert_eq!(found[2].captures.as_slice(), ["customers", "u-1"]);
     }
 
     // Bad patterns are refused with a reason.

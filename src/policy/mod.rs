@@ -199,7 +199,7 @@ impl PolicySet {
         &'a self,
         method: &'m Method,
         path: &'p str,
-    ) -> impl Iterator<Item = (&'a Route, Vec<&'p str>)> + use<'a, 'p, 'm> {
+    ) -> impl Iterator<Item = (&'a Route, matcher::Captures<'p>)> + use<'a, 'p, 'm> {
         self.matcher
             .find(path)
             .into_iter()
