@@ -7,11 +7,13 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
+
+use crate::pipeline::pool::PooledBody;
 
 pub enum GatewayBody {
     Full(Full<Bytes>),
-    Upstream(Incoming),
+    Upstream(PooledBody),
 }
 
 impl GatewayBody {

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{closed_port, start_shop, Recorder, Setup, OPEN_POLICY};
@@ -307,6 +309,77 @@ async fn upstream_failures() {
     let resp = gw.client.get(gw.url("/slow/x")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(json(resp).await["error"], "gateway_timeout");
+}
+
+/// A minimal HTTP/1.1 upstream that answers every GET with `ok` and counts connections
+/// and requests; with `one_per_connection` it closes each connection after one answer,
+/// without announcing it, as an upstream does when a keep-alive connection times out.
+async fn counting_upstream(one_per_connection: bool) -> (std::net::SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let requests = Arc::new(AtomicUsize::new(0));
+    let (c, r) = (connections.clone(), requests.clone());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            let r = r.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    buf.drain(..end);
+                    r.fetch_add(1, Ordering::SeqCst);
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if stream.write_all(answer).await.is_err() || one_per_connection {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, connections, requests)
+}
+
+// Upstream connections are kept alive and reused: requests one after another share one.
+#[tokio::test]
+async fn upstream_connection_reused() {
+    let (addr, connections, requests) = counting_upstream(false).await;
+    let gw = Setup::new(&[("rec", format!("http://{addr}"))], OPEN_POLICY)
+        .start()
+        .await;
+    for i in 0..5 {
+        let resp = gw.client.get(gw.url(&format!("/r/{i}"))).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.text().await.unwrap(), "ok");
+    }
+    assert_eq!(requests.load(Ordering::SeqCst), 5);
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+}
+
+// An upstream that closes idle connections: every request still succeeds, on a fresh
+// connection, and none reaches the upstream twice.
+#[tokio::test]
+async fn upstream_closing_idle_connections() {
+    let (addr, connections, requests) = counting_upstream(true).await;
+    let gw = Setup::new(&[("rec", format!("http://{addr}"))], OPEN_POLICY)
+        .start()
+        .await;
+    for i in 0..5 {
+        let resp = gw.client.get(gw.url(&format!("/r/{i}"))).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "request {i}");
+        assert_eq!(resp.text().await.unwrap(), "ok");
+    }
+    assert_eq!(requests.load(Ordering::SeqCst), 5);
+    assert_eq!(connections.load(Ordering::SeqCst), 5);
 }
 
 // GET /metrics (from loopback) counts requests by route and status, auth events and

@@ -9,20 +9,22 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
 use http_body_util::{LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use super::authz::Authorized;
+use super::pool::Pool;
 use crate::body::GatewayBody;
 use crate::config::{Config, Upstream};
 use crate::error::GatewayError;
+
+/// How long an upstream connection may sit idle in a pool before it is closed.
+const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The request body sent upstream: the client's, cut off at `max_body`.
 pub type UpstreamBody = Limited<Incoming>;
@@ -161,16 +163,13 @@ fn ip_header(ip: IpAddr) -> HeaderValue {
     HeaderValue::from_bytes(&buf[..len]).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
-type UpstreamClient = Client<BareConnector, UpstreamBody>;
-
 struct UpstreamTarget {
     upstream: Upstream,
     /// `Host` for this upstream, made once (clones share the bytes).
     host: HeaderValue,
-    /// One pooled keep-alive client per connection worker. A request uses its worker's
-    /// client, so the upstream connection it gets runs on the same thread as the request
-    /// (hyper spawns a connection's task on the runtime that opened it).
-    clients: Vec<UpstreamClient>,
+    /// One keep-alive pool per connection worker. A request uses its worker's pool, so
+    /// the upstream connection it gets runs on the same thread as the request.
+    pools: Vec<Arc<Pool>>,
 }
 
 /// The upstreams of the configuration, each with keep-alive pools per connection worker.
@@ -186,21 +185,14 @@ impl Upstreams {
             .upstreams
             .iter()
             .map(|(name, upstream)| {
-                let clients = (0..config.server.workers.max(1))
-                    .map(|_| {
-                        let mut connector = HttpConnector::new();
-                        connector.set_nodelay(true);
-                        connector.set_keepalive(Some(Duration::from_secs(60)));
-                        connector
-                            .set_connect_timeout(Some(config.limits.upstream_timeout.min(Duration::from_secs(10))));
-                        Client::builder(TokioExecutor::new())
-                            .pool_timer(TokioTimer::new())
-                            .timer(TokioTimer::new())
-                            .pool_idle_timeout(Duration::from_secs(90))
-                            .pool_max_idle_per_host(1024)
-                            .set_host(false)
-                            .build(BareConnector(connector))
-                    })
+                let addr = format!(
+                    "{}:{}",
+                    upstream.authority.host(),
+                    upstream.authority.port_u16().unwrap_or(80)
+                );
+                let connect_timeout = config.limits.upstream_timeout.min(Duration::from_secs(10));
+                let pools = (0..config.server.workers.max(1))
+                    .map(|_| Arc::new(Pool::new(addr.clone(), connect_timeout, UPSTREAM_IDLE_TIMEOUT)))
                     .collect();
                 (
                     name.clone(),
@@ -210,7 +202,7 @@ impl Upstreams {
                             upstream.authority.as_str().as_bytes(),
                         ))
                         .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
-                        clients,
+                        pools,
                     },
                 )
             })
@@ -262,19 +254,17 @@ impl Upstreams {
             path.push('?');
             path.push_str(q);
         }
-        let uri = Uri::builder()
-            .scheme(up.scheme.clone())
-            .authority(up.authority.clone())
-            .path_and_query(path)
-            .build()
-            .map_err(|e| GatewayError::Internal(e.into()))?;
-        parts.uri = uri;
+        // Origin form: the connection already is to the upstream.
+        let mut uri = http::uri::Parts::default();
+        uri.path_and_query =
+            Some(http::uri::PathAndQuery::try_from(path).map_err(|e| GatewayError::Internal(e.into()))?);
+        parts.uri = Uri::from_parts(uri).map_err(|e| GatewayError::Internal(e.into()))?;
         parts.version = Version::HTTP_11;
         let limit = usize::try_from(self.max_body).unwrap_or(usize::MAX);
         let upstream_req = Request::from_parts(parts, Limited::new(body, limit));
 
-        let http = &target.clients[client.worker % target.clients.len()];
-        let response = match tokio::time::timeout(self.timeout, http.request(upstream_req)).await {
+        let pool = &target.pools[client.worker % target.pools.len()];
+        let response = match tokio::time::timeout(self.timeout, pool.send(upstream_req)).await {
             Err(_) => {
                 return Err(GatewayError::UpstreamTimeout {
                     upstream: name.clone(),
@@ -282,12 +272,12 @@ impl Upstreams {
                 })
             }
             Ok(Err(e)) => {
-                if source_chain_has::<LengthLimitError>(&e) {
+                if source_chain_has::<LengthLimitError>(&*e) {
                     return Err(GatewayError::PayloadTooLarge { limit: self.max_body });
                 }
                 return Err(GatewayError::UpstreamUnreachable {
                     upstream: name.clone(),
-                    source: e.into(),
+                    source: e,
                 });
             }
             Ok(Ok(r)) => r,
@@ -295,81 +285,6 @@ impl Upstreams {
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         Ok(Response::from_parts(parts, GatewayBody::Upstream(body)))
-    }
-}
-
-/// hyper-util's HTTP connector, minus the connection details it would otherwise attach
-/// to every upstream response (a map allocated per request that nothing here reads).
-#[derive(Clone)]
-struct BareConnector(HttpConnector);
-
-/// An upstream connection that reports no extra details.
-struct Bare(TokioIo<tokio::net::TcpStream>);
-
-impl tower_service::Service<Uri> for BareConnector {
-    type Response = Bare;
-    type Error = <HttpConnector as tower_service::Service<Uri>>::Error;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bare, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let connecting = self.0.call(uri);
-        Box::pin(async move { connecting.await.map(Bare) })
-    }
-}
-
-impl Connection for Bare {
-    fn connected(&self) -> Connected {
-        Connected::new()
-    }
-}
-
-impl hyper::rt::Read for Bare {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl hyper::rt::Write for Bare {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
 

@@ -1,0 +1,204 @@
+//! Upstream keep-alive connections: one pool per upstream and connection worker.
+//!
+//! A request takes the most recently used idle connection of its worker's pool (or opens
+//! one), waits until that connection can take a request, and sends. The connection goes
+//! back to the pool when the upstream's response body has been read to its end; a
+//! response abandoned half-way closes its connection instead, since the next response
+//! on it would be out of step. A request that a reused connection could not send (the
+//! upstream closed it while it was idle) is sent again on another connection; a request
+//! that went out is never sent twice.
+//!
+//! The connection tasks run on the worker that opened them, like the requests that use
+//! them, so neither the pool's lock nor the connections are shared between threads.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+
+use super::forward::UpstreamBody;
+use crate::error::BoxError;
+
+/// Idle connections kept per pool beyond those in use.
+const MAX_IDLE: usize = 1024;
+
+/// One upstream's connections opened by one worker.
+pub struct Pool {
+    /// `host:port` to connect to.
+    addr: String,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    /// Idle connections, the most recently used last.
+    idle: Mutex<Vec<Idle>>,
+}
+
+struct Idle {
+    sender: SendRequest<UpstreamBody>,
+    since: Instant,
+}
+
+impl Pool {
+    pub fn new(addr: String, connect_timeout: Duration, idle_timeout: Duration) -> Self {
+        Self {
+            addr,
+            connect_timeout,
+            idle_timeout,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Sends `req` and returns the response, whose body hands the connection back to
+    /// the pool once it has been read to its end.
+    pub async fn send(self: &Arc<Self>, mut req: Request<UpstreamBody>) -> Result<Response<PooledBody>, BoxError> {
+        loop {
+            let (mut sender, reused) = match self.take_idle() {
+                Some(s) => (s, true),
+                None => (self.connect().await?, false),
+            };
+            // A reused connection may still be finishing its previous exchange.
+            if let Err(e) = sender.ready().await {
+                if reused {
+                    continue;
+                }
+                return Err(e.into());
+            }
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    let (parts, body) = resp.into_parts();
+                    let body = PooledBody {
+                        body,
+                        back: Some((sender, self.clone())),
+                    };
+                    return Ok(Response::from_parts(parts, body));
+                }
+                Err(mut e) => match e.take_message() {
+                    // Not sent: the connection was closed under us. Another one will do.
+                    Some(unsent) if reused => req = unsent,
+                    _ => return Err(e.into_error().into()),
+                },
+            }
+        }
+    }
+
+    fn take_idle(&self) -> Option<SendRequest<UpstreamBody>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(entry) = idle.pop() {
+            if !entry.sender.is_closed() && entry.since.elapsed() < self.idle_timeout {
+                return Some(entry.sender);
+            }
+        }
+        None
+    }
+
+    fn put(&self, sender: SendRequest<UpstreamBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        // The oldest come first: drop those idle too long (their connections close).
+        let stale = idle
+            .iter()
+            .take_while(|e| e.since.elapsed() >= self.idle_timeout)
+            .count();
+        if stale > 0 {
+            idle.drain(..stale);
+        }
+        if idle.len() < MAX_IDLE {
+            idle.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    async fn connect(&self) -> Result<SendRequest<UpstreamBody>, BoxError> {
+        let stream = tokio::time::timeout(self.connect_timeout, open(&self.addr))
+            .await
+            .map_err(|_| format!("connecting to {} timed out", self.addr))??;
+        let (sender, conn) = http1::Builder::new().handshake(TokioIo::new(stream)).await?;
+        let addr = self.addr.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(upstream = %addr, error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+/// Connects to the first address of `addr` that accepts, with Nagle off and TCP
+/// keep-alive on.
+async fn open(addr: &str) -> Result<tokio::net::TcpStream, BoxError> {
+    let mut last: Option<std::io::Error> = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_keepalive(true)?;
+        match socket.connect(a).await {
+            Ok(stream) => {
+                stream.set_nodelay(true)?;
+                return Ok(stream);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.map_or_else(|| format!("{addr} resolves to no address").into(), Into::into))
+}
+
+/// An upstream response body; its connection returns to the pool at the body's end.
+pub struct PooledBody {
+    body: Incoming,
+    back: Option<(SendRequest<UpstreamBody>, Arc<Pool>)>,
+}
+
+impl PooledBody {
+    fn release(&mut self) {
+        if let Some((sender, pool)) = self.back.take() {
+            pool.put(sender);
+        }
+    }
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let frame = Pin::new(&mut this.body).poll_frame(cx);
+        match &frame {
+            Poll::Ready(None) => this.release(),
+            Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => this.release(),
+            // An error leaves the connection in an unknown state: it is not reused.
+            Poll::Ready(Some(Err(_))) => this.back = None,
+            _ => {}
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        // A body without content (204, 304, HEAD) may never be polled.
+        if self.body.is_end_stream() {
+            self.release();
+        }
+    }
+}
