@@ -72,7 +72,7 @@ fn headers(c: &mut Criterion) {
         path: "/x".into(),
         query: None,
     };
-    let authorized = authorize(set, &Method::GET, target, Some(who), false).unwrap();
+    let authorized = authorize(set, &Method::GET, target, Some(std::sync::Arc::new(who)), false).unwrap();
     let mut request = HeaderMap::new();
     for (k, v) in [
         ("host", "localhost:8443"),
@@ -94,6 +94,7 @@ fn headers(c: &mut Criterion) {
         host: Some(&host),
         request_id: "1a2b3c4d-1f",
         worker: 0,
+        identity: None,
     };
     c.bench_function("headers: rewrite a typical request", |b| {
         b.iter(|| {

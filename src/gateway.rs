@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::auth::service::AuthService;
+use crate::auth::service::{AuthService, Verified};
 use crate::body::GatewayBody;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
@@ -104,8 +104,8 @@ struct RequestContext {
     started: Instant,
     method: Method,
     route: Option<RouteRef>,
-    user: Option<String>,
-    email: Option<String>,
+    /// The verified token of the request, when it has one.
+    caller: Option<Arc<Verified>>,
     /// The request was bound for an upstream (not a gateway endpoint).
     proxied: bool,
     /// The route that allowed it asks for every request to be audited.
@@ -122,8 +122,7 @@ impl Handler for Inner {
             started: Instant::now(),
             method: req.method().clone(),
             route: None,
-            user: None,
-            email: None,
+            caller: None,
             proxied: false,
             audit_route: false,
             endpoint: None,
@@ -199,7 +198,7 @@ impl Handler for Inner {
             method = %ctx.method,
             path = ?raw_path,
             route = ctx.route.as_ref().map_or("-", RouteRef::name),
-            user = ctx.user.as_deref().unwrap_or("-"),
+            user = ctx.caller.as_ref().map_or("-", |c| c.principal.id.as_str()),
             status = resp.status().as_u16(),
             micros = ctx.started.elapsed().as_micros() as u64,
             "request"
@@ -233,8 +232,10 @@ impl Inner {
         reason: Option<String>,
     ) {
         let mut ev = crate::audit::Event::new(event, outcome);
-        ev.user_id.clone_from(&ctx.user);
-        ev.email.clone_from(&ctx.email);
+        if let Some(c) = &ctx.caller {
+            ev.user_id = Some(c.principal.id.clone());
+            ev.email = Some(c.principal.email.clone());
+        }
         ev.ip = Some(ctx.conn.peer.ip().to_string());
         ev.method = Some(ctx.method.to_string());
         ev.path = Some(path.chars().take(2048).collect());
@@ -267,8 +268,8 @@ impl Inner {
         }
         if target.path == "/metrics" {
             ctx.endpoint = Some(crate::metrics::ROUTE_GATEWAY);
-            let principal = authenticate(&self.auth, req.headers())?.map(|(p, _)| p);
-            if !metrics_allowed(ctx.conn.peer.ip(), principal.as_ref()) {
+            let caller = authenticate(&self.auth, req.headers())?;
+            if !metrics_allowed(ctx.conn.peer.ip(), caller.as_ref().map(|c| &*c.principal)) {
                 return Err(GatewayError::Forbidden {
                     reason: "metrics are served to loopback clients and admins only".into(),
                 });
@@ -292,9 +293,8 @@ impl Inner {
         }
 
         // 2. authenticate: a bearer token, when there is one, must be valid.
-        let principal = authenticate(&self.auth, req.headers())?.map(|(p, _)| p);
-        ctx.user = principal.as_ref().map(|p| p.id.clone());
-        ctx.email = principal.as_ref().map(|p| p.email.clone());
+        ctx.caller = authenticate(&self.auth, req.headers())?;
+        let principal = ctx.caller.as_ref().map(|c| c.principal.clone());
 
         // 3. authorize with the policy set in force when the request arrived.
         let authorized = authorize(
@@ -333,6 +333,7 @@ impl Inner {
             host: host.as_ref(),
             request_id: &ctx.id,
             worker: ctx.conn.worker,
+            identity: ctx.caller.as_ref().map(|c| &c.identity),
         };
         let mut resp = self.upstreams.forward(&authorized, req, &client).await?;
         if let Some((limit, remaining, reset)) = quota {

@@ -197,7 +197,7 @@ pub async fn handle(
             } else {
                 read_json(req.into_body()).await?
             };
-            let principal = caller.as_ref().map(|(p, _)| p);
+            let principal = caller.as_ref().map(|v| &*v.principal);
             let enrollment = auth.enroll(b.mfa_token.as_deref(), principal).await?;
             Ok(ok(serde_json::to_value(&enrollment).unwrap_or_default()))
         }
@@ -215,16 +215,16 @@ pub async fn handle(
         }
         "/auth/logout" => {
             method_is(&req, Method::POST)?;
-            let (principal, claims) = authenticate(auth, req.headers())?.ok_or(GatewayError::Unauthenticated {
+            let caller = authenticate(auth, req.headers())?.ok_or(GatewayError::Unauthenticated {
                 reason: "logout needs a token".into(),
                 invalid_token: false,
             })?;
             let b: LogoutBody = read_json(req.into_body()).await.unwrap_or_default();
-            auth.logout(&claims, b.refresh_token.as_deref()).await?;
+            auth.logout(&caller.claims, b.refresh_token.as_deref()).await?;
             let event = AuthEvent {
                 event: "logout",
-                user_id: Some(principal.id),
-                email: Some(principal.email),
+                user_id: Some(caller.principal.id.clone()),
+                email: Some(caller.principal.email.clone()),
                 reason: None,
             };
             record(auth, request_id, peer, &event).await;
@@ -234,14 +234,17 @@ pub async fn handle(
         }
         "/auth/me" => {
             method_is(&req, Method::GET)?;
-            let (principal, _) = authenticate(auth, req.headers())?.ok_or(GatewayError::Unauthenticated {
+            let caller = authenticate(auth, req.headers())?.ok_or(GatewayError::Unauthenticated {
                 reason: "me needs a token".into(),
                 invalid_token: false,
             })?;
-            let user = auth.store().user(&principal.id)?.ok_or(GatewayError::Unauthenticated {
-                reason: "no such user".into(),
-                invalid_token: true,
-            })?;
+            let user = auth
+                .store()
+                .user(&caller.principal.id)?
+                .ok_or(GatewayError::Unauthenticated {
+                    reason: "no such user".into(),
+                    invalid_token: true,
+                })?;
             Ok(ok(json!({
                 "id": user.id,
                 "email": user.email,

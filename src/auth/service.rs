@@ -96,13 +96,22 @@ pub struct AuthService {
     revoked: Revocations,
     /// Verified tokens, keyed by the whole token (a key on any part of it would let
     /// altered claims hit the cache), with a fast hasher.
-    verified: DashMap<String, Arc<Claims>, foldhash::fast::RandomState>,
+    verified: DashMap<String, Arc<Verified>, foldhash::fast::RandomState>,
     /// One async lock per email with an attempt in flight: attempts on one account run
     /// one after another, so parallel guesses cannot outrun the failure count, and
     /// parallel correct logins simply queue. Entries live only while attempts do.
     attempts: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
     /// Security events by kind, for `GET /metrics`.
     events: crate::metrics::AuthEventCounts,
+}
+
+/// A verified access token and what requests need from it, made once per token and
+/// shared by every request that presents it.
+pub struct Verified {
+    pub claims: Claims,
+    pub principal: Arc<Principal>,
+    /// The identity headers the upstream receives for this caller.
+    pub identity: crate::pipeline::forward::IdentityHeaders,
 }
 
 /// Holds the attempt lock of one email; removes the map entry when the last user is done.
@@ -769,20 +778,28 @@ impl AuthService {
 
     /// Verifies a bearer access token: signature (cached after first sight), times,
     /// and every revocation.
-    pub fn verify_access(&self, token: &str) -> Result<Arc<Claims>, TokenError> {
+    pub fn verify_access(&self, token: &str) -> Result<Arc<Verified>, TokenError> {
         let now = self.clock.now();
         let cached = self.verified.get(token).map(|c| c.clone());
-        let claims = match cached {
-            Some(c) if now <= c.exp + super::tokens::LEEWAY_SECS => c,
+        let verified = match cached {
+            Some(v) if now <= v.claims.exp + super::tokens::LEEWAY_SECS => v,
             _ => {
-                let c = Arc::new(self.keys.verify(token, now)?);
+                let claims = self.keys.verify(token, now)?;
+                let principal = Arc::new(Self::principal(&claims));
+                let identity = crate::pipeline::forward::IdentityHeaders::of(&principal);
+                let v = Arc::new(Verified {
+                    claims,
+                    principal,
+                    identity,
+                });
                 if self.verified.len() >= TOKEN_CACHE_MAX {
                     self.verified.clear();
                 }
-                self.verified.insert(token.to_owned(), c.clone());
-                c
+                self.verified.insert(token.to_owned(), v.clone());
+                v
             }
         };
+        let claims = &verified.claims;
         let revoked = self.revoked.jti.contains_key(&claims.jti)
             || self.revoked.sessions.contains_key(&claims.sid)
             || self
@@ -793,7 +810,7 @@ impl AuthService {
         if revoked {
             return Err(TokenError::BadSignature);
         }
-        Ok(claims)
+        Ok(verified)
     }
 
     /// Drops expired entries from the in-memory revocation sets and the token cache.
@@ -801,7 +818,8 @@ impl AuthService {
         let now = self.clock.now();
         self.revoked.jti.retain(|_, exp| *exp > now);
         self.revoked.sessions.retain(|_, exp| *exp > now);
-        self.verified.retain(|_, c| c.exp + super::tokens::LEEWAY_SECS >= now);
+        self.verified
+            .retain(|_, v| v.claims.exp + super::tokens::LEEWAY_SECS >= now);
     }
 
     /// The principal a verified token stands for.

@@ -8,10 +8,10 @@
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
 
-use crate::auth::service::AuthService;
-use crate::auth::tokens::Claims;
+use std::sync::Arc;
+
+use crate::auth::service::{AuthService, Verified};
 use crate::error::GatewayError;
-use crate::policy::Principal;
 
 /// The bearer token of a request, if it has one. More than one `Authorization` header,
 /// or one that is not `Bearer <token>`, is refused.
@@ -38,18 +38,15 @@ pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
 }
 
 /// Verifies the bearer token of a request, when there is one.
-pub fn authenticate(
-    auth: &AuthService,
-    headers: &HeaderMap,
-) -> Result<Option<(Principal, std::sync::Arc<Claims>)>, GatewayError> {
+pub fn authenticate(auth: &AuthService, headers: &HeaderMap) -> Result<Option<Arc<Verified>>, GatewayError> {
     let Some(token) = bearer(headers)? else {
         return Ok(None);
     };
-    let claims = auth.verify_access(token).map_err(|e| GatewayError::Unauthenticated {
+    let verified = auth.verify_access(token).map_err(|e| GatewayError::Unauthenticated {
         reason: format!("token refused: {e}"),
         invalid_token: true,
     })?;
-    Ok(Some((AuthService::principal(&claims), claims)))
+    Ok(Some(verified))
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ impl RouteRef {
 pub struct Authorized {
     policy: Arc<PolicySet>,
     route: usize,
-    principal: Option<Principal>,
+    principal: Option<Arc<Principal>>,
     target: Target,
     would_deny: Option<(u16, String)>,
 }
@@ -54,7 +54,7 @@ impl Authorized {
     }
 
     pub fn principal(&self) -> Option<&Principal> {
-        self.principal.as_ref()
+        self.principal.as_deref()
     }
 
     /// The status and reason the policy would have refused this request with, when
@@ -74,10 +74,10 @@ pub fn authorize(
     policy: Arc<PolicySet>,
     method: &Method,
     target: Target,
-    principal: Option<Principal>,
+    principal: Option<Arc<Principal>>,
     shadow: bool,
 ) -> Result<Authorized, GatewayError> {
-    let (route, refusal) = match policy.decide(method, &target.path, principal.as_ref()) {
+    let (route, refusal) = match policy.decide(method, &target.path, principal.as_deref()) {
         Decision::Allow { route } => (route.index, None),
         Decision::NotFound => return Err(GatewayError::NoRoute),
         Decision::Unauthenticated { route } => (
