@@ -9,6 +9,8 @@
 # Prints one table with each figure's ratio to HAProxy-with-JWT and to nginx, and stops
 # everything it started.
 # Usage: bench/compare.sh [DURATION] [CONNECTIONS...]   (defaults: 10s, 32 256)
+# ROUNDS=N runs every row N times, the rounds one after another (so drift on the machine
+# touches every row alike), and prints each figure's median.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10s}
@@ -168,16 +170,18 @@ for check in "http://127.0.0.1:19010/api/orders|$hs_token" "http://127.0.0.1:190
   [ "$code" = 200 ] && [ "$bad" = 401 ] || { echo "token check failed at $url: $code / $bad" >&2; exit 1; }
 done
 
+rounds=${ROUNDS:-1}
 declare -A rps p50 p99
+to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) printf "%.2f", v/1000; else if (v ~ /ms$/) printf "%.2f", v+0; else printf "%.2f", v*1000 }'; }
+median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 measure() {
   local key=$1 conns=$2; shift 2
   local out; out=$(wrk -t1 -c"$conns" -d"$duration" --latency "$@")
   if grep -q "Non-2xx" <<<"$out"; then echo "non-2xx answers in $key: $(grep Non-2xx <<<"$out")" >&2; exit 1; fi
-  rps[$key]=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  p50[$key]=$(awk '$1=="50%" {print $2}' <<<"$out")
-  p99[$key]=$(awk '$1=="99%" {print $2}' <<<"$out")
+  rps[$key]+=" $(awk '/Requests\/sec/ {print $2}' <<<"$out")"
+  p50[$key]+=" $(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")")"
+  p99[$key]+=" $(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")"
 }
-to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) printf "%.2f", v/1000; else if (v ~ /ms$/) printf "%.2f", v+0; else printf "%.2f", v*1000 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a/b; else print "-" }'; }
 
 rows=(
@@ -193,27 +197,34 @@ rows=(
   "Portcullis, public route|tls|https://127.0.0.1:19443/api/products/3|"
   "Portcullis, role route + token|tls|https://127.0.0.1:19443/api/orders|$token"
 )
-for conns in "${concurrencies[@]}"; do
-  for row in "${rows[@]}"; do
-    IFS='|' read -r name transport url tok <<<"$row"
-    args=("$url")
-    [ -n "$tok" ] && args=(-H "Authorization: Bearer $tok" "$url")
-    measure "$conns|$transport|$name" "$conns" "${args[@]}"
+for ((round = 1; round <= rounds; round++)); do
+  for conns in "${concurrencies[@]}"; do
+    for row in "${rows[@]}"; do
+      IFS='|' read -r name transport url tok <<<"$row"
+      args=("$url")
+      [ -n "$tok" ] && args=(-H "Authorization: Bearer $tok" "$url")
+      measure "$conns|$transport|$name" "$conns" "${args[@]}"
+    done
   done
+done
+for k in "${!rps[@]}"; do
+  rps[$k]=$(median "${rps[$k]}")
+  p50[$k]=$(median "${p50[$k]}")
+  p99[$k]=$(median "${p99[$k]}")
 done
 
 echo
-echo "wrk -t1 -d$duration on loopback; $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%Y-%m-%d)"
+echo "wrk -t1 -d$duration on loopback, median of $rounds round(s); $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%Y-%m-%d)"
 for conns in "${concurrencies[@]}"; do
   echo
-  printf '| %-32s | %-5s | %10s | %8s | %8s | %9s | %9s |\n' "c$conns" "" "req/s" "p50 ms" "p99 ms" "/HAProxy" "/nginx"
-  printf '|%s|%s|%s|%s|%s|%s|%s|\n' "----------------------------------" "-------" "------------" "----------" "----------" "-----------" "-----------"
+  printf '| %-32s | %-5s | %10s | %8s | %8s | %9s | %9s | %11s |\n' "c$conns" "" "req/s" "p50 ms" "p99 ms" "/HAProxy" "/nginx" "p99/HAProxy"
+  printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' "----------------------------------" "-------" "------------" "----------" "----------" "-----------" "-----------" "-------------"
   for row in "${rows[@]}"; do
     IFS='|' read -r name transport _ _ <<<"$row"
     k="$conns|$transport|$name"
     hk="$conns|$transport|HAProxy + JWT HS256"
     nk="$conns|$transport|nginx proxy, no auth"
-    printf '| %-32s | %-5s | %10s | %8s | %8s | %9s | %9s |\n' "$name" "$transport" "${rps[$k]}" "$(to_ms "${p50[$k]}")" "$(to_ms "${p99[$k]}")" \
-      "$(ratio "${rps[$k]}" "${rps[$hk]}")" "$(ratio "${rps[$k]}" "${rps[$nk]}")"
+    printf '| %-32s | %-5s | %10s | %8s | %8s | %9s | %9s | %11s |\n' "$name" "$transport" "${rps[$k]}" "${p50[$k]}" "${p99[$k]}" \
+      "$(ratio "${rps[$k]}" "${rps[$hk]}")" "$(ratio "${rps[$k]}" "${rps[$nk]}")" "$(ratio "${p99[$k]}" "${p99[$hk]}")"
   done
 done

@@ -11,7 +11,7 @@ use portcullis::auth::service::AuthService;
 use portcullis::auth::tokens::{Claims, KeyAlg, KeyRing};
 use portcullis::clock::{Clock, SystemClock};
 use portcullis::pipeline::authz::authorize;
-use portcullis::pipeline::forward::{rewrite_request_headers, ClientInfo};
+use portcullis::pipeline::forward::{rewrite_request_headers, ClientInfo, IdentityHeaders};
 use portcullis::pipeline::normalize::Target;
 use portcullis::policy::{PolicySet, Principal};
 
@@ -72,7 +72,9 @@ fn headers(c: &mut Criterion) {
         path: "/x".into(),
         query: None,
     };
-    let authorized = authorize(set, &Method::GET, target, Some(std::sync::Arc::new(who)), false).unwrap();
+    // As in the gateway: the identity headers were made when the token was first verified.
+    let identity = IdentityHeaders::of(&who);
+    let authorized = authorize(set, &Method::GET, target, Some(Arc::new(who)), false).unwrap();
     let mut request = HeaderMap::new();
     for (k, v) in [
         ("host", "localhost:8443"),
@@ -94,7 +96,7 @@ fn headers(c: &mut Criterion) {
         host: Some(&host),
         request_id: "1a2b3c4d-1f",
         worker: 0,
-        identity: None,
+        identity: Some(&identity),
     };
     c.bench_function("headers: rewrite a typical request", |b| {
         b.iter(|| {

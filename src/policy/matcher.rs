@@ -96,9 +96,9 @@ pub struct Match<'p> {
 }
 
 /// The values captured by a pattern's parameters, in order.
-pub type Captures<'p> = smallvec::SmallVec<[&'p str; 4]>;
+pub type Captures<'p> = smallvec::SmallVec<[&'p str; 2]>;
 /// The routes matching one path.
-pub type Matches<'p> = smallvec::SmallVec<[Match<'p>; 4]>;
+pub type Matches<'p> = smallvec::SmallVec<[Match<'p>; 2]>;
 
 /// Every pattern of a policy set, compiled into one trie.
 #[derive(Debug, Default)]
