@@ -21,7 +21,8 @@ const BUCKETS_US: [u64; 14] = [
 /// Status codes are 100..=999; each route has one counter per code.
 const STATUS_SLOTS: usize = 1000;
 
-/// The route label of requests that are not judged by a route.
+/// The route labels of requests no route allowed: `/auth/*`, the gateway's own
+/// endpoints, and everything refused before or by the policy (400, 401, 403, 404).
 pub const ROUTE_AUTH: &str = "(auth)";
 pub const ROUTE_GATEWAY: &str = "(gateway)";
 pub const ROUTE_UNMATCHED: &str = "(none)";
