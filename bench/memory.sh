@@ -18,20 +18,10 @@ if [ ${#need[@]} -gt 0 ]; then apt-get update -qq && apt-get install -y -qq "${n
 cargo build --release --workspace --quiet
 ulimit -n 65536 2>/dev/null || true
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
 # The shipped configuration, on its own ports and data directory; idle connections are
 # kept for 5 minutes so none is closed while they are counted.
-sed -e 's|^listen = .*|listen = "127.0.0.1:17443"|' \
-    -e "s|^data_dir = .*|data_dir = \"$work/data\"|" \
-    -e "s|^policies = .*|policies = \"$PWD/policies\"|" \
-    -e 's|^shop = .*|shop = "http://127.0.0.1:17081"|' \
-    -e 's|^auth_per_ip = .*|auth_per_ip = "1000/sec"|' \
-    -e "s|^outbox = .*|outbox = \"$work/outbox\"|" \
-    -e 's|^\[limits\]|[limits]\nheader_read_timeout = "5m"\nidle_timeout = "5m"|' gateway.toml > "$work/gateway.toml"
+source bench/common.sh
+shipped_config 17443 17081 1000/sec -e 's|^\[limits\]|[limits]\nheader_read_timeout = "5m"\nidle_timeout = "5m"|' > "$work/gateway.toml"
 gw=target/release/portcullis
 password='Memory!Passw0rd7'
 id=$(echo "$password" | $gw --config "$work/gateway.toml" user add --email tester@example.com --role customer --password-stdin | awk '/^id:/ {print $2}')

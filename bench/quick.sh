@@ -11,18 +11,8 @@ conns=${2:-32}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 cargo build --release --workspace --quiet
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-sed -e 's|^# plain_listen = .*|plain_listen = "127.0.0.1:18080"|' \
-    -e 's|^listen = .*|listen = "127.0.0.1:18443"|' \
-    -e "s|^data_dir = .*|data_dir = \"$work/data\"|" \
-    -e "s|^policies = .*|policies = \"$PWD/policies\"|" \
-    -e 's|^shop = .*|shop = "http://127.0.0.1:18081"|' \
-    -e 's|^auth_per_ip = .*|auth_per_ip = "1000000/sec"|' \
-    -e "s|^outbox = .*|outbox = \"$work/outbox\"|" gateway.toml > "$work/gateway.toml"
+source bench/common.sh
+shipped_config 18443 18081 1000000/sec -e 's|^# plain_listen = .*|plain_listen = "127.0.0.1:18080"|' > "$work/gateway.toml"
 
 gw=target/release/portcullis
 password='Load!Passw0rd7'

@@ -284,15 +284,21 @@ async fn body_limit_413() {
     assert_eq!(last.body.len(), 1000);
 }
 
+/// OPEN_POLICY with its catch-all moved under `prefix`, plus a public route `/dead` to
+/// the upstream named `dead`.
+fn with_dead_route(prefix: &str) -> String {
+    format!(
+        "{OPEN_POLICY}\n[[route]]\nname = \"dead\"\nmethods = [\"GET\"]\npath = \"/dead\"\npublic = true\nupstream = \"dead\"\n"
+    )
+    .replace("path = \"/{*rest}\"", &format!("path = \"{prefix}/{{*rest}}\""))
+}
+
 // An unreachable upstream is 502 and a slow one 504, both JSON with nothing internal.
 #[tokio::test]
 async fn upstream_failures() {
     let rec = Recorder::start().await;
     let dead = closed_port().await;
-    let policy = format!(
-        "{OPEN_POLICY}\n[[route]]\nname = \"dead\"\nmethods = [\"GET\"]\npath = \"/dead\"\npublic = true\nupstream = \"dead\"\n"
-    )
-    .replace("path = \"/{*rest}\"", "path = \"/slow/{*rest}\"");
+    let policy = with_dead_route("/slow");
     let gw = Setup::new(&[("rec", rec.url()), ("dead", format!("http://{dead}"))], &policy)
         .extra("[limits]\nupstream_timeout = \"300ms\"\n")
         .start()
@@ -388,10 +394,7 @@ async fn upstream_closing_idle_connections() {
 async fn metrics_count_what_happened() {
     let rec = Recorder::start().await;
     let dead = closed_port().await;
-    let policy = format!(
-        "{OPEN_POLICY}\n[[route]]\nname = \"dead\"\nmethods = [\"GET\"]\npath = \"/dead\"\npublic = true\nupstream = \"dead\"\n"
-    )
-    .replace("path = \"/{*rest}\"", "path = \"/x/{*rest}\"");
+    let policy = with_dead_route("/x");
     let gw = Setup::new(&[("rec", rec.url()), ("dead", format!("http://{dead}"))], &policy)
         .start()
         .await;
