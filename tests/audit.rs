@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{closed_port, start_shop, Recorder, Setup, TestGateway};
+use common::{closed_port, run_cli, start_shop, Recorder, Setup, TestGateway};
 use portcullis::admin::{execute, AdminRequest};
 use portcullis::audit::{list, Query, Record};
 use portcullis::auth::totp;
@@ -17,36 +17,20 @@ use serde_json::json;
 
 const PASSWORD: &str = "Str0ng!Passw0rd";
 
-fn events(gw: &TestGateway, event: &str) -> Vec<Record> {
-    list(
-        gw.auth().store(),
-        &Query {
-            event: Some(event.into()),
-            ..Query::default()
-        },
-    )
-    .unwrap()
-}
-
 /// Waits (bounded) for queued records to be written.
 async fn wait_for(gw: &TestGateway, event: &str, n: usize) -> Vec<Record> {
     for _ in 0..100 {
-        let found = events(gw, event);
+        let found = gw.audit_events(event);
         if found.len() >= n {
             return found;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    events(gw, event)
+    gw.audit_events(event)
 }
 
 fn portcullis(config: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap();
+    let out = run_cli(config, args);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -176,12 +160,12 @@ async fn identity_events_recorded() {
         "sessions_revoked",
         "user_disabled",
     ] {
-        assert!(!events(&gw, event).is_empty(), "no {event} record");
+        assert!(!gw.audit_events(event).is_empty(), "no {event} record");
     }
     let denied = wait_for(&gw, "access_denied", 1).await;
     assert_eq!(denied[0].event.status, Some(401));
     assert_eq!(denied[0].event.path.as_deref(), Some("/api/orders"));
-    let failures = events(&gw, "login_failure");
+    let failures = gw.audit_events("login_failure");
     assert_eq!(failures.len(), 5);
     assert_eq!(failures[0].event.email.as_deref(), Some("cust@example.com"));
     assert!(failures[0].event.ip.is_some() && failures[0].event.request_id.is_some());
@@ -280,8 +264,8 @@ async fn flood_overflows_into_one_record() {
     // recorded or counted in an overflow record.
     let mut accounted = (0, 0, 0);
     for _ in 0..100 {
-        let overflow = events(&gw, "audit_overflow");
-        let written = events(&gw, "access_denied").len();
+        let overflow = gw.audit_events("audit_overflow");
+        let written = gw.audit_events("access_denied").len();
         let dropped: usize = overflow
             .iter()
             .map(|r| {

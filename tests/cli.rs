@@ -8,16 +8,11 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{start_shop, Setup, TestGateway};
+use common::{run_cli, start_shop, Setup, TestGateway};
 use serde_json::json;
 
 fn portcullis(config: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap();
+    let out = run_cli(config, args);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

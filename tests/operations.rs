@@ -7,7 +7,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{start_shop, Recorder, Setup, TestGateway};
-use portcullis::audit::{list, Query};
 use portcullis::clock::ManualClock;
 use portcullis::policy::{Decision, PolicySet, Principal};
 use serde_json::{json, Value};
@@ -27,17 +26,6 @@ fn write_policy(gw: &TestGateway, text: &str) {
 
 async fn status(gw: &TestGateway, path: &str) -> u16 {
     gw.client.get(gw.url(path)).send().await.unwrap().status().as_u16()
-}
-
-fn records(gw: &TestGateway, event: &str) -> Vec<portcullis::audit::Record> {
-    list(
-        gw.auth().store(),
-        &Query {
-            event: Some(event.into()),
-            ..Query::default()
-        },
-    )
-    .unwrap()
 }
 
 // A good edit is in force within a second; a broken one changes nothing, and both are
@@ -60,7 +48,7 @@ async fn reload_good_and_broken() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(status(&gw, "/a").await, 404);
-    let reload = records(&gw, "policy_reload");
+    let reload = gw.audit_events("policy_reload");
     assert!(reload
         .last()
         .unwrap()
@@ -72,12 +60,12 @@ async fn reload_good_and_broken() {
 
     write_policy(&gw, &format!("{}\n[[route]\nbroken", public("c", "/c", "rec")));
     for _ in 0..50 {
-        if !records(&gw, "policy_reload_failed").is_empty() {
+        if !gw.audit_events("policy_reload_failed").is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let failed = records(&gw, "policy_reload_failed");
+    let failed = gw.audit_events("policy_reload_failed");
     assert_eq!(failed.len(), 1, "the broken edit was not reported once");
     assert!(
         failed[0].event.reason.as_deref().unwrap().contains("test.toml:"),
@@ -136,8 +124,11 @@ async fn reload_under_load() {
         all.iter().any(|u| u == "a") && all.iter().any(|u| u == "b"),
         "reloads did not take effect"
     );
-    assert!(records(&gw, "policy_reload").len() >= 30, "too few reloads took effect");
-    assert!(records(&gw, "policy_reload_failed").iter().all(|r| r
+    assert!(
+        gw.audit_events("policy_reload").len() >= 30,
+        "too few reloads took effect"
+    );
+    assert!(gw.audit_events("policy_reload_failed").iter().all(|r| r
         .event
         .reason
         .as_deref()
@@ -210,9 +201,9 @@ async fn route_rate_limits() {
     assert_eq!(gw.get_with("/mine", &t1).await.0, 429);
     assert_eq!(gw.get_with("/mine", &t2).await.0, 200, "users share a bucket");
     assert!(
-        !records(&gw, "rate_limited").is_empty() || {
+        !gw.audit_events("rate_limited").is_empty() || {
             tokio::time::sleep(Duration::from_millis(300)).await;
-            !records(&gw, "rate_limited").is_empty()
+            !gw.audit_events("rate_limited").is_empty()
         }
     );
 }
@@ -316,7 +307,7 @@ async fn shadow_mode() {
     assert_eq!(rec.requests().len(), 1);
     let mut would = Vec::new();
     for _ in 0..50 {
-        would = records(&gw, "would_deny");
+        would = gw.audit_events("would_deny");
         if !would.is_empty() {
             break;
         }

@@ -275,16 +275,7 @@ impl Upstreams {
         parts.headers.insert(header::HOST, target.host.clone());
 
         let up = &target.upstream;
-        let judged = authorized.target();
-        let mut path = String::with_capacity(
-            up.base_path.len() + judged.path.len() + judged.query.as_ref().map_or(0, |q| q.len() + 1),
-        );
-        path.push_str(&up.base_path);
-        path.push_str(&judged.path);
-        if let Some(q) = &judged.query {
-            path.push('?');
-            path.push_str(q);
-        }
+        let path = authorized.target().path_and_query_under(&up.base_path);
         // Origin form: the connection already is to the upstream.
         let mut uri = http::uri::Parts::default();
         uri.path_and_query =

@@ -55,12 +55,18 @@ pub struct Target {
 }
 
 impl Target {
-    /// Path and query, as the upstream receives them.
-    pub fn path_and_query(&self) -> String {
-        match &self.query {
-            Some(q) => format!("{}?{q}", self.path),
-            None => self.path.clone(),
+    /// Path and query as the upstream receives them, after the upstream's own path
+    /// `prefix` (empty for none), built in one string.
+    pub fn path_and_query_under(&self, prefix: &str) -> String {
+        let query_len = self.query.as_ref().map_or(0, |q| q.len() + 1);
+        let mut out = String::with_capacity(prefix.len() + self.path.len() + query_len);
+        out.push_str(prefix);
+        out.push_str(&self.path);
+        if let Some(q) = &self.query {
+            out.push('?');
+            out.push_str(q);
         }
+        out
     }
 }
 
@@ -299,7 +305,8 @@ mod tests {
         assert!(req("https://evil.example/api", None, Version::HTTP_11).is_err());
         assert!(req("https://localhost/api", None, Version::HTTP_2).is_ok());
         let t = req("/api/products?x=1&y=%2F", Some("localhost"), Version::HTTP_11).unwrap();
-        assert_eq!(t.path_and_query(), "/api/products?x=1&y=%2F");
+        assert_eq!(t.path_and_query_under(""), "/api/products?x=1&y=%2F");
+        assert_eq!(t.path_and_query_under("/v1"), "/v1/api/products?x=1&y=%2F");
     }
 
     // CONNECT is refused with 405.

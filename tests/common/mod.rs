@@ -228,6 +228,16 @@ impl TestGateway {
 
 /// A reqwest client that trusts only the gateway's certificate and resolves `localhost`
 /// to the gateway's address.
+/// Runs the `portcullis` binary with `--config config` and `args`, to completion.
+pub fn run_cli(config: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 pub fn client_builder(ca_pem: &[u8], addr: SocketAddr) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .use_rustls_tls()
@@ -269,6 +279,15 @@ impl TestGateway {
 
     pub fn auth(&self) -> &portcullis::auth::service::AuthService {
         self.running.as_ref().unwrap().inner().auth()
+    }
+
+    /// The audit records of one event kind, oldest first.
+    pub fn audit_events(&self, event: &str) -> Vec<portcullis::audit::Record> {
+        let query = portcullis::audit::Query {
+            event: Some(event.into()),
+            ..portcullis::audit::Query::default()
+        };
+        portcullis::audit::list(self.auth().store(), &query).unwrap()
     }
 
     /// The messages in the outbox, oldest first.
