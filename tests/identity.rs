@@ -430,9 +430,12 @@ async fn forged_tokens_refused() {
         .await
         .unwrap();
     let public = URL_SAFE_NO_PAD.decode(jwks["keys"][0]["x"].as_str().unwrap()).unwrap();
-    let mut hs = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
-    hs.kid = Some(kid.clone());
-    let hs256 = jsonwebtoken::encode(&hs, &claims, &jsonwebtoken::EncodingKey::from_secret(&public)).unwrap();
+    // Algorithm confusion: HS256 keyed with the public key, signed by hand (the gateway's
+    // JWT backend refuses to touch HMAC at all).
+    let hs_unsigned = forge(&json!({ "alg": "HS256", "typ": "JWT", "kid": kid }), &claims, "");
+    let hs_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &public);
+    let hs_sig = ring::hmac::sign(&hs_key, hs_unsigned.trim_end_matches('.').as_bytes());
+    let hs256 = format!("{hs_unsigned}{}", URL_SAFE_NO_PAD.encode(hs_sig.as_ref()));
     let foreign_der = ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
     let mut ed = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
     ed.kid = Some(kid.clone());

@@ -1,6 +1,7 @@
 //! Identity: passwords, TOTP, tokens, mail, and the `/auth/*` endpoints.
 
 pub mod http;
+pub mod jwt_crypto;
 pub mod mail;
 pub mod password;
 pub mod service;

@@ -121,6 +121,7 @@ impl KeyRing {
 
     /// A key ring over PKCS#8 key material.
     pub fn from_pkcs8(alg: KeyAlg, der: &[u8], issuer: &str) -> Result<Self, KeyError> {
+        super::jwt_crypto::install();
         // DER prefixes of SubjectPublicKeyInfo for Ed25519 (RFC 8410) and P-256 (RFC 5480).
         const ED25519_SPKI: &[u8] = &[0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
         const P256_SPKI: &[u8] = &[
