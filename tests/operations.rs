@@ -326,3 +326,37 @@ async fn shadow_mode() {
     assert_eq!(status(&gw, "/strict").await, 200);
     assert_eq!(status(&gw, "/nowhere").await, 404);
 }
+
+// An emptied `roles` list allows nobody through the live gateway (403 for every signed-in
+// caller, nothing forwarded), while a route without `roles` still admits them; `policy
+// explain` and `policy check` say why.
+#[tokio::test(flavor = "multi_thread")]
+async fn empty_roles_allow_nobody() {
+    let rec = Recorder::start().await;
+    let policy = "upstream = \"rec\"\n[[route]]\nname = \"emptied\"\nmethods = [\"GET\"]\npath = \"/emptied\"\nroles = []\n[[route]]\nname = \"signed-in\"\nmethods = [\"GET\"]\npath = \"/signed-in\"\n";
+    let gw = Setup::new(&[("rec", rec.url())], policy)
+        .extra("[login]\nrequire_mfa_roles = []\n")
+        .start()
+        .await;
+    gw.auth()
+        .add_user("e@example.com", vec!["admin".into()], PASSWORD.into(), "X")
+        .await
+        .unwrap();
+    let (_, t) = gw
+        .post("/auth/login", json!({ "email": "e@example.com", "password": PASSWORD }))
+        .await;
+    let token = t["access_token"].as_str().unwrap();
+    assert_eq!(gw.get_with("/emptied", token).await.0, 403);
+    assert_eq!(gw.get_with("/signed-in", token).await.0, 200);
+    assert_eq!(rec.requests().len(), 1, "only the route without `roles` forwarded");
+
+    let config = gw.dir.path().join("gateway.toml");
+    let out = common::run_cli(&config, &["policy", "explain", "GET", "/emptied", "--role", "admin"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("roles = [] allows nobody"), "{text}");
+    assert!(text.contains("decision: 403"), "{text}");
+    let policies = gw.dir.path().join("policies");
+    let out = common::run_cli(&config, &["policy", "check", policies.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("roles = [] allows nobody"), "{text}");
+}

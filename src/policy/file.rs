@@ -155,13 +155,14 @@ pub fn parse_file(
                 );
             }
         }
-        let roles: Vec<String> = r.roles.as_ref().map(|s| s.get_ref().clone()).unwrap_or_default();
+        let roles: Option<Vec<String>> = r.roles.as_ref().map(|s| s.get_ref().clone());
         if r.public {
-            if let Some(roles) = r.roles.as_ref().filter(|r| !r.get_ref().is_empty()) {
+            // `roles = []` allows nobody and `public` everybody: either way a contradiction.
+            if let Some(roles) = r.roles.as_ref() {
                 err(
                     roles.span(),
                     key("roles"),
-                    "a public route cannot also require roles".into(),
+                    "a public route cannot also list roles".into(),
                 );
             }
             if let Some(owner) = &r.owner {
@@ -172,7 +173,7 @@ pub fn parse_file(
                 );
             }
         }
-        if roles.iter().any(|r| r.is_empty()) {
+        if roles.iter().flatten().any(|r| r.is_empty()) {
             let span = r.roles.as_ref().map_or(spanned.span(), |s| s.span());
             err(span, key("roles"), "a role name cannot be empty".into());
         }

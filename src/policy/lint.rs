@@ -56,7 +56,12 @@ fn at_least_as_permissive(earlier: &Route, later: &Route) -> bool {
     if later.public || earlier.owner.is_some() || (earlier.mfa && !later.mfa) || !earlier.enforce {
         return false;
     }
-    earlier.roles.is_empty() || (!later.roles.is_empty() && later.roles.iter().all(|r| earlier.roles.contains(r)))
+    match (&earlier.roles, &later.roles) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        // A later route that allows nobody is reported as such, not as shadowed.
+        (Some(e), Some(l)) => !l.is_empty() && l.iter().all(|r| e.contains(r)),
+    }
 }
 
 fn same_shape(a: &Route, b: &Route) -> bool {
@@ -111,14 +116,19 @@ pub fn lint(set: &PolicySet, roles: &KnownRoles) -> Vec<Warning> {
                 ),
             ));
         }
-        if !later.public && later.roles.is_empty() {
-            out.push(warn(
+        match &later.roles {
+            None if !later.public => out.push(warn(
                 later,
                 "open to every signed-in account whatever its role; list roles, or say public = true".into(),
-            ));
+            )),
+            Some(list) if list.is_empty() => out.push(warn(
+                later,
+                "roles = [] allows nobody: every caller is refused; list roles, or remove the route".into(),
+            )),
+            _ => {}
         }
         if let Some(known) = roles {
-            for role in later.roles.iter().filter(|r| !known.contains(*r)) {
+            for role in later.roles.iter().flatten().filter(|r| !known.contains(*r)) {
                 out.push(warn(
                     later,
                     format!("role {role:?} is not declared in gateway.toml [roles]"),
@@ -179,5 +189,14 @@ mod tests {
         assert!(l.iter().any(|m| m.contains("role \"amdin\" is not declared")));
         let src = format!("{R}name = \"fine\"\nmethods = [\"GET\"]\npath = \"/f\"\nroles = [\"admin\"]\n");
         assert!(lints(&src, &["admin"]).is_empty());
+    }
+
+    // An emptied roles list is reported as allowing nobody, not as open or shadowed.
+    #[test]
+    fn empty_roles_reported() {
+        let src = format!("{R}name = \"all\"\nmethods = [\"GET\"]\npath = \"/x/{{*rest}}\"\nroles = [\"a\"]\n{R}name = \"emptied\"\nmethods = [\"GET\"]\npath = \"/x/{{id}}\"\nroles = []\n");
+        let l = lints(&src, &["a"]);
+        assert_eq!(l.len(), 1, "{l:?}");
+        assert!(l[0].contains("\"emptied\": roles = [] allows nobody"), "{l:?}");
     }
 }

@@ -35,8 +35,10 @@ pub struct Route {
     pub path: String,
     pub pattern: Pattern,
     pub public: bool,
-    /// Any of these roles is enough; empty means any authenticated caller.
-    pub roles: Vec<String>,
+    /// `None` (no `roles` key): any authenticated caller. `Some(list)`: a caller holding
+    /// any of these roles; an empty list (`roles = []`) allows nobody, since an operator
+    /// who empties a list means to take access away, not to give it to everyone.
+    pub roles: Option<Vec<String>>,
     /// The path parameter that must equal the caller's id.
     pub owner: Option<String>,
     pub mfa: bool,
@@ -71,6 +73,8 @@ pub enum Refused {
     NeedsToken,
     /// The caller has none of the route's roles.
     MissingRole { required: Vec<String> },
+    /// The route lists no roles at all (`roles = []`): nobody is allowed.
+    NoRoleAllowed,
     /// The `owner` segment is not the caller's id.
     NotOwner { param: String },
     /// The route needs a login that passed TOTP.
@@ -84,6 +88,7 @@ impl std::fmt::Display for Refused {
             Self::MissingRole { required } => {
                 write!(f, "needs one of the roles [{}]", required.join(", "))
             }
+            Self::NoRoleAllowed => write!(f, "roles = [] allows nobody"),
             Self::NotOwner { param } => write!(f, "the {{{param}}} segment is not the caller's id"),
             Self::NeedsMfa => write!(f, "needs a login that passed two-factor authentication"),
         }
@@ -107,10 +112,16 @@ pub fn evaluate(route: &Route, captures: &[&str], caller: Option<&Principal>) ->
     let Some(p) = caller else {
         return Err(Refused::NeedsToken);
     };
-    if !route.roles.is_empty() && !route.roles.iter().any(|r| p.roles.contains(r)) {
-        return Err(Refused::MissingRole {
-            required: route.roles.clone(),
-        });
+    match &route.roles {
+        None => {}
+        Some(roles) if roles.is_empty() => return Err(Refused::NoRoleAllowed),
+        Some(roles) => {
+            if !roles.iter().any(|r| p.roles.contains(r)) {
+                return Err(Refused::MissingRole {
+                    required: roles.clone(),
+                });
+            }
+        }
     }
     if let Some(param) = &route.owner {
         let value = route
@@ -518,11 +529,37 @@ roles = ["x"]
             "p.toml:5:19: route[1].methods: unknown method \"FETCH\"",
             "p.toml:6:8: route[1].path:",
             "p.toml:12:9: route[2].owner: owner names {customer}",
-            "p.toml:14:9: route[2].roles: a public route cannot also require roles",
+            "p.toml:14:9: route[2].roles: a public route cannot also list roles",
         ];
         for w in want {
             assert!(text.iter().any(|t| t.starts_with(w)), "missing {w:?} in {text:#?}");
         }
+    }
+
+    // `roles = []` allows nobody, not everybody signed in; leaving `roles` out still
+    // allows every signed-in caller; `public` with any roles list is refused.
+    #[test]
+    fn empty_roles_allow_nobody() {
+        let src = "upstream = \"shop\"\n[[route]]\nname = \"emptied\"\nmethods = [\"GET\"]\npath = \"/e\"\nroles = []\n[[route]]\nname = \"open\"\nmethods = [\"GET\"]\npath = \"/o\"\n";
+        let set = PolicySet::from_source(Path::new("p.toml"), src, &|_| true).unwrap();
+        let get = Method::GET;
+        for roles in [&[][..], &["admin"][..], &["customer", "support"][..]] {
+            let caller = who("u-1", roles, true);
+            match set.decide(&get, "/e", Some(&caller)) {
+                Decision::Forbidden { why, .. } => assert_eq!(why, Refused::NoRoleAllowed),
+                other => panic!("roles = [] allowed {roles:?}: {other:?}"),
+            }
+            assert!(matches!(set.decide(&get, "/o", Some(&caller)), Decision::Allow { .. }));
+        }
+        assert!(matches!(set.decide(&get, "/e", None), Decision::Unauthenticated { .. }));
+        assert_eq!(Refused::NoRoleAllowed.to_string(), "roles = [] allows nobody");
+        let public = "upstream = \"shop\"\n[[route]]\nmethods = [\"GET\"]\npath = \"/p\"\npublic = true\nroles = []\n";
+        let errs = PolicySet::from_source(Path::new("p.toml"), public, &|_| true).unwrap_err();
+        assert!(
+            errs[0].to_string().contains("a public route cannot also list roles"),
+            "{}",
+            errs[0]
+        );
     }
 
     // A syntax error is located too.
