@@ -115,13 +115,12 @@ pub fn evaluate(route: &Route, captures: &[&str], caller: Option<&Principal>) ->
     match &route.roles {
         None => {}
         Some(roles) if roles.is_empty() => return Err(Refused::NoRoleAllowed),
-        Some(roles) => {
-            if !roles.iter().any(|r| p.roles.contains(r)) {
-                return Err(Refused::MissingRole {
-                    required: roles.clone(),
-                });
-            }
+        Some(roles) if !roles.iter().any(|r| p.roles.contains(r)) => {
+            return Err(Refused::MissingRole {
+                required: roles.clone(),
+            });
         }
+        Some(_) => {}
     }
     if let Some(param) = &route.owner {
         let value = route
