@@ -28,7 +28,7 @@ use crate::pipeline::authn::authenticate;
 use crate::pipeline::authz::{authorize, RouteRef};
 use crate::pipeline::forward::{ClientInfo, Upstreams, X_REQUEST_ID};
 use crate::pipeline::normalize::normalize_request;
-use crate::pipeline::ratelimit::{Limiter, Verdict, DEFAULT_MAX_KEYS};
+use crate::pipeline::ratelimit::{ip_key, Limiter, Verdict, DEFAULT_MAX_KEYS};
 use crate::policy::PolicySet;
 use crate::source::SourceError;
 use crate::tls::TlsError;
@@ -286,7 +286,7 @@ impl Inner {
         }
         if target.path.starts_with("/auth/") {
             ctx.endpoint = Some(crate::metrics::ROUTE_AUTH);
-            if let Verdict::Limited { retry_after } = self.auth_limiter.check(&ctx.conn.peer.ip()) {
+            if let Verdict::Limited { retry_after } = self.auth_limiter.check(&ip_key(ctx.conn.peer.ip())) {
                 return Err(GatewayError::RateLimited { retry_after });
             }
             return crate::auth::http::handle(&self.auth, &target.path, req, &ctx.id, ctx.conn.peer.ip()).await;
@@ -368,7 +368,7 @@ impl Inner {
         };
         let caller = match principal {
             Some(p) => format!("user:{}", p.id),
-            None => format!("ip:{}", ctx.conn.peer.ip()),
+            None => format!("ip:{}", ip_key(ctx.conn.peer.ip())),
         };
         match limiter.check(&caller) {
             Verdict::Allowed { remaining, reset } => Ok(Some((limiter.limit(), remaining, reset))),

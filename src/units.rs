@@ -99,6 +99,10 @@ impl FromStr for Rate {
             "h" | "hour" => Duration::from_secs(3600),
             _ => return Err(bad()),
         };
+        // Limiters count in microseconds: one request per microsecond is the finest rate.
+        if u128::from(count) > per.as_micros() {
+            return Err(format!("invalid rate {s:?}: at most 1000000/sec"));
+        }
         Ok(Self { count, per })
     }
 }
@@ -164,6 +168,9 @@ mod tests {
         assert_eq!((r.count, r.per), (60, Duration::from_secs(60)));
         assert_eq!(r.to_string(), "60/min");
         assert!("0/min".parse::<Rate>().is_err());
+        assert_eq!("5000/sec".parse::<Rate>().map(|r| r.count), Ok(5000));
+        assert_eq!("1000000/sec".parse::<Rate>().map(|r| r.count), Ok(1_000_000));
+        assert!("1000001/sec".parse::<Rate>().is_err());
         assert!("60/fortnight".parse::<Rate>().is_err());
         assert!("sixty/min".parse::<Rate>().is_err());
     }
