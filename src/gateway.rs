@@ -49,6 +49,8 @@ pub enum StartError {
         #[source]
         source: crate::store::StoreError,
     },
+    #[error(transparent)]
+    DataDir(#[from] crate::store::dir::DirError),
     #[error("{0}")]
     Keys(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -539,15 +541,14 @@ impl Gateway {
 
     /// Like [`Gateway::new`], reading time from `clock` (tests move it by hand).
     pub fn with_clock(config: Config, clock: SharedClock) -> Result<Self, StartError> {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&config.server.data_dir)
-            .map_err(|source| StartError::Store {
-                path: config.server.data_dir.clone(),
-                source: crate::store::StoreError::Db(sled::Error::Io(source)),
-            })?;
+        match crate::store::dir::secure(&config.server.data_dir)? {
+            0 => {}
+            n => tracing::warn!(
+                dir = %config.server.data_dir.display(),
+                changed = n,
+                "the data directory was readable by other users; made it private"
+            ),
+        }
         let policy = PolicySet::load_dir(&config.server.policies, &config).map_err(StartError::Policy)?;
         let tls = crate::tls::server_config(&config)?;
         let store = crate::store::Store::open(&config.server.data_dir).map_err(|source| StartError::Store {

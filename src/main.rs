@@ -341,6 +341,7 @@ async fn run_admin(config: Config, request: AdminRequest) -> Result<serde_json::
     if let Some(answer) = portcullis::admin::send(&config.server.data_dir, &request).await {
         return answer;
     }
+    portcullis::store::dir::secure(&config.server.data_dir).map_err(|e| e.to_string())?;
     let store = portcullis::store::Store::open(&config.server.data_dir).map_err(|e| {
         format!(
             "cannot open the database in {} ({e}); if a gateway is running, it is not answering on {}",

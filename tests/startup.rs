@@ -133,3 +133,33 @@ fn policy_tools() {
     assert!(!out.status.success());
     assert!(stderr.contains("bad.toml:4:8: route[1].path"), "{stderr}");
 }
+
+// A data directory that already exists readable by everyone (it holds the password
+// hashes) is made private at start: 0700, and its files lose their group and other bits.
+#[tokio::test]
+async fn data_dir_made_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let rec = Recorder::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = Setup::new(&[("rec", rec.url())], OPEN_POLICY).write(dir.path());
+    let data = dir.path().join("data");
+    let db = data.join("db");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    // First start, then an operator's `chmod -R a+rX data` (or a restore from a backup).
+    let mut gw = common::TestGateway::launch(dir, &path, None).await;
+    gw.shutdown().await;
+    let conf = std::fs::read_dir(&db)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_file())
+        .expect("sled wrote no file");
+    for (p, m) in [(&data, 0o755), (&db, 0o755), (&conf, 0o644)] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    }
+    let dir = gw.dir;
+    let mut gw = common::TestGateway::launch(dir, &path, None).await;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&db), 0o700);
+    assert_eq!(mode(&conf), 0o600, "{}", conf.display());
+    gw.shutdown().await;
+}

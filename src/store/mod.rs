@@ -6,6 +6,8 @@
 //! before the response that reports them goes out, so a crash never forgets a lockout,
 //! a revocation or a spent refresh token.
 
+pub mod dir;
+
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
