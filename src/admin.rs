@@ -189,10 +189,38 @@ pub async fn execute(auth: &AuthService, req: AdminRequest) -> Result<Value, Str
 
 /// Serves the admin socket until the listener is dropped.
 pub async fn serve_socket(listener: UnixListener, gateway: Arc<Inner>) {
+    // The socket file was made by this process, so its owner is the gateway's user.
+    let owner = listener
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().and_then(|p| std::fs::metadata(p).ok()))
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m));
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                stream
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: wait instead of spinning on the
+                // error, longer each time it repeats.
+                tracing::warn!(error = %e, retry_in = ?backoff, "admin socket: accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                continue;
+            }
         };
+        let peer = stream.peer_cred().ok().map(|c| c.uid());
+        if !peer_allowed(peer, owner) {
+            tracing::warn!(peer_uid = ?peer, owner_uid = ?owner, "admin socket: connection from another user refused");
+            tokio::spawn(async move {
+                let mut stream = stream;
+                let reply = json!({ "error": "the admin socket answers only the gateway's own user and root" });
+                let _ = stream.write_all(format!("{reply}\n").as_bytes()).await;
+            });
+            continue;
+        }
         let gateway = gateway.clone();
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
@@ -210,6 +238,21 @@ pub async fn serve_socket(listener: UnixListener, gateway: Arc<Inner>) {
             };
             let _ = write.write_all(format!("{reply}\n").as_bytes()).await;
         });
+    }
+}
+
+const ACCEPT_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether a peer may use the admin socket: the gateway's own user, or root (who can
+/// read the data directory anyway). The file's mode already keeps others out; this
+/// holds even when the mode or the directory's has been loosened. Unknown
+/// credentials are refused.
+fn peer_allowed(peer_uid: Option<u32>, owner_uid: Option<u32>) -> bool {
+    match (peer_uid, owner_uid) {
+        (Some(0), _) => true,
+        (Some(peer), Some(owner)) => peer == owner,
+        _ => false,
     }
 }
 
@@ -238,4 +281,20 @@ pub async fn send(data_dir: &Path, req: &AdminRequest) -> Option<Result<Value, S
         (_, Some(e)) => Err(e.as_str().unwrap_or("error").to_owned()),
         _ => Err("malformed reply from the gateway".into()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Only the gateway's own user and root may use the admin socket; a peer whose
+    // credentials cannot be read is refused.
+    #[test]
+    fn peers() {
+        assert!(peer_allowed(Some(1000), Some(1000)));
+        assert!(peer_allowed(Some(0), Some(1000)));
+        assert!(!peer_allowed(Some(1001), Some(1000)));
+        assert!(!peer_allowed(None, Some(1000)));
+        assert!(!peer_allowed(Some(1000), None));
+    }
 }

@@ -157,3 +157,44 @@ async fn user_commands_direct_and_over_socket() {
     );
     assert_eq!(mode & 0o777, 0o600);
 }
+
+// The admin socket checks who is calling, not only its file mode: with the data
+// directory and the socket loosened to everyone, another user is still refused, and
+// the gateway's own user is still answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_socket_refuses_other_users() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    let shop = start_shop().await;
+    let gw = Setup::shop(shop).start().await;
+    let data = gw.dir.path().join("data");
+    assert_eq!(
+        std::fs::metadata(&data).unwrap().uid(),
+        0,
+        "this test switches to another user to call the socket, so it runs as root (as CI does)"
+    );
+    let socket = portcullis::admin::socket_path(&data);
+    for (p, m) in [
+        (gw.dir.path(), 0o755),
+        (data.as_path(), 0o755),
+        (socket.as_path(), 0o777),
+    ] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    }
+    let request = serde_json::to_string(&portcullis::admin::AdminRequest::List).unwrap();
+    let client = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ns.sendall(sys.argv[2].encode()+b'\\n')\nprint(s.makefile().readline())";
+    let ask = |uid: u32| {
+        let out = Command::new("python3")
+            .args(["-c", client, socket.to_str().unwrap(), &request])
+            .uid(uid)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let nobody = ask(65534);
+    assert!(nobody.contains("only the gateway's own user"), "{nobody}");
+    assert!(!nobody.contains("\"ok\""), "{nobody}");
+    let owner = ask(0);
+    assert!(owner.contains("\"ok\""), "{owner}");
+}
