@@ -21,8 +21,25 @@ struct Cli {
     /// The gateway configuration.
     #[arg(long, global = true, default_value = "gateway.toml")]
     config: PathBuf,
+    /// How `serve` and `demo` write their log lines to standard output.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "PORTCULLIS_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    /// One line per event, for people (colours only on a terminal).
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -147,8 +164,8 @@ enum PolicyCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve => run_async(serve(&cli.config, false)),
-        Command::Demo => run_async(serve(&cli.config, true)),
+        Command::Serve => run_async(serve(&cli.config, false, cli.log_format)),
+        Command::Demo => run_async(serve(&cli.config, true, cli.log_format)),
         Command::Policy { command } => match command {
             PolicyCommand::Check { dir } => policy_check(&cli.config, dir.as_deref()),
             PolicyCommand::Test { dir } => policy_test(&cli.config, dir.as_deref()),
@@ -426,13 +443,21 @@ fn policies_or_report(
         .ok()
 }
 
-fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,hyper=warn,rustls=warn".into()),
-        )
-        .init();
+/// Logs go to standard output through a background writer thread: a request never
+/// waits on the terminal or a slow pipe (under a flood of refused requests, lines beyond
+/// the writer's buffer are dropped and counted by tracing-appender, not queued on the
+/// workers). The returned guard flushes what is buffered when it is dropped.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+    use std::io::IsTerminal;
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,hyper=warn,rustls=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stdout().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+    }
+    guard
 }
 
 fn run_async(fut: impl std::future::Future<Output = ExitCode>) -> ExitCode {
@@ -445,8 +470,8 @@ fn run_async(fut: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     }
 }
 
-async fn serve(config_path: &Path, demo: bool) -> ExitCode {
-    init_logging();
+async fn serve(config_path: &Path, demo: bool, log_format: LogFormat) -> ExitCode {
+    let _flush_logs = init_logging(log_format);
     let Some(config) = load_config(config_path) else {
         return ExitCode::FAILURE;
     };

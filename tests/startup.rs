@@ -163,3 +163,57 @@ async fn data_dir_made_private() {
     assert_eq!(mode(&conf), 0o600, "{}", conf.display());
     gw.shutdown().await;
 }
+
+/// Runs `portcullis serve` with stdout on a pipe until it logs that it serves, then
+/// stops it; returns what it wrote.
+fn serve_output(args: &[&str], config: &std::path::Path) -> String {
+    use std::io::BufRead;
+    let mut child = portcullis()
+        .args(args)
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut out = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !out.contains("gateway serving") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => out.push_str(&(line + "\n")),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("no 'gateway serving' line within 60 s; got:\n{out}");
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    out
+}
+
+// Log lines: no colour codes when stdout is not a terminal; `--log-format json` (or
+// PORTCULLIS_LOG_FORMAT=json) writes one JSON object per line.
+#[tokio::test]
+async fn log_formats() {
+    let rec = Recorder::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = Setup::new(&[("rec", rec.url())], OPEN_POLICY).write(dir.path());
+    let text = serve_output(&[], &path);
+    assert!(!text.contains('\u{1b}'), "colour codes on a pipe:\n{text}");
+    let json = serve_output(&["--log-format", "json"], &path);
+    for line in json.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v.get("level").is_some() && v.get("fields").is_some(), "{line}");
+    }
+    assert!(json.contains("\"message\":\"gateway serving\""), "{json}");
+}
