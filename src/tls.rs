@@ -1,6 +1,13 @@
-//! TLS server configuration: TLS 1.2 and 1.3 only, ALPN `h2` and `http/1.1`, the
-//! certificate from the configuration or a self-signed one for `localhost` generated
-//! into `data_dir/tls/` at first start and reused afterwards.
+//! TLS server configuration: TLS 1.2 and 1.3 only, the server's order of cipher suites
+//! (all of them AEAD with forward secrecy) over the client's, ALPN `h2` and `http/1.1`,
+//! and the certificate from the configuration or a self-signed development certificate.
+//!
+//! The development certificate is made like a real one, so that scanners and browsers
+//! judge it as they would a real one: subject alternative names `localhost` and
+//! `127.0.0.1`, a one-year lifetime, `basicConstraints CA:FALSE`, key usage
+//! `digitalSignature`, extended key usage `serverAuth`, a random serial. It is generated
+//! into `data_dir/tls/` at first start, reused afterwards, and made anew at start-up once
+//! fewer than [`RENEW_BEFORE_DAYS`] days of it are left.
 
 use std::fs;
 use std::io::Write;
@@ -39,8 +46,16 @@ pub fn cert_paths(config: &Config) -> (PathBuf, PathBuf) {
 /// no `[tls]` is configured and none was generated before.
 pub fn server_config(config: &Config) -> Result<Arc<ServerConfig>, TlsError> {
     let (cert_path, key_path) = cert_paths(config);
-    if config.tls.is_none() && !(cert_path.exists() && key_path.exists()) {
-        generate_self_signed(&cert_path, &key_path)?;
+    if config.tls.is_none() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if !(cert_path.exists() && key_path.exists()) {
+            generate_self_signed(&cert_path, &key_path, now)?;
+        } else if renewal_due(&cert_path, now) {
+            tracing::info!(cert = %cert_path.display(), "the development certificate nears its end; making a new one");
+            generate_self_signed(&cert_path, &key_path, now)?;
+        }
     }
     let file_err = |path: &Path, message: String| TlsError::File {
         path: path.to_path_buf(),
@@ -62,14 +77,72 @@ pub fn server_config(config: &Config) -> Result<Arc<ServerConfig>, TlsError> {
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // The provider lists its suites strongest first; a client's preference for a weaker
+    // one does not win.
+    tls.ignore_client_order = true;
     Ok(Arc::new(tls))
 }
 
-/// Writes a self-signed certificate for `localhost` and `127.0.0.1`; the key file is
-/// created with mode 0600 in a directory of mode 0700.
-fn generate_self_signed(cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
-    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+/// How long a generated development certificate is valid.
+const LIFETIME_DAYS: i64 = 365;
+/// A generated certificate with fewer days left than this is made anew at start-up.
+pub const RENEW_BEFORE_DAYS: i64 = 30;
+
+/// Whether the generated certificate at `path` ends within [`RENEW_BEFORE_DAYS`] of
+/// `now` (Unix seconds), or cannot be read as one: then a new one is made.
+fn renewal_due(path: &Path, now: u64) -> bool {
+    let Some(der) = CertificateDer::pem_file_iter(path)
+        .ok()
+        .and_then(|mut i| i.next())
+        .and_then(Result::ok)
+    else {
+        return true;
+    };
+    match x509_parser::parse_x509_certificate(&der) {
+        Ok((_, cert)) => {
+            let left = cert.validity().not_after.timestamp() - i64::try_from(now).unwrap_or(i64::MAX);
+            left < RENEW_BEFORE_DAYS * 86_400
+        }
+        Err(_) => true,
+    }
+}
+
+/// The parameters of the development certificate, valid from a day before `now` (clocks
+/// of clients differ) for `days`.
+fn development_params(now: u64, days: i64) -> Result<rcgen::CertificateParams, TlsError> {
+    use rcgen::{DnType, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose, SerialNumber};
+    let generate = |e: rcgen::Error| TlsError::Generate(e.to_string());
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).map_err(generate)?;
+    let mut name = rcgen::DistinguishedName::new();
+    name.push(DnType::CommonName, "localhost");
+    name.push(DnType::OrganizationName, "Portcullis development certificate");
+    params.distinguished_name = name;
+    let now = time::OffsetDateTime::from_unix_timestamp(i64::try_from(now).unwrap_or(0))
         .map_err(|e| TlsError::Generate(e.to_string()))?;
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(days);
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let mut serial: [u8; 16] = rand::random();
+    serial[0] &= 0x7f; // positive, as RFC 5280 asks
+    params.serial_number = Some(SerialNumber::from_slice(&serial));
+    Ok(params)
+}
+
+/// Writes a development certificate for `localhost` and `127.0.0.1` with a new key; the
+/// key file is created with mode 0600 in a directory of mode 0700.
+fn generate_self_signed(cert_path: &Path, key_path: &Path, now: u64) -> Result<(), TlsError> {
+    write_development_cert(cert_path, key_path, now, LIFETIME_DAYS)
+}
+
+fn write_development_cert(cert_path: &Path, key_path: &Path, now: u64, days: i64) -> Result<(), TlsError> {
+    let generate = |e: rcgen::Error| TlsError::Generate(e.to_string());
+    let signing_key = rcgen::KeyPair::generate().map_err(generate)?;
+    let cert = development_params(now, days)?
+        .self_signed(&signing_key)
+        .map_err(generate)?;
     if let Some(dir) = key_path.parent() {
         fs::DirBuilder::new()
             .recursive(true)
@@ -80,9 +153,9 @@ fn generate_self_signed(cert_path: &Path, key_path: &Path) -> Result<(), TlsErro
                 message: format!("cannot create: {e}"),
             })?;
     }
-    write_file(key_path, generated.signing_key.serialize_pem().as_bytes(), 0o600)?;
-    write_file(cert_path, generated.cert.pem().as_bytes(), 0o644)?;
-    tracing::info!(cert = %cert_path.display(), "generated a self-signed certificate for localhost");
+    write_file(key_path, signing_key.serialize_pem().as_bytes(), 0o600)?;
+    write_file(cert_path, cert.pem().as_bytes(), 0o644)?;
+    tracing::info!(cert = %cert_path.display(), "generated a development certificate for localhost, valid for a year");
     Ok(())
 }
 
@@ -124,5 +197,73 @@ mod tests {
         let tls = server_config(&config).unwrap();
         assert_eq!(fs::read(&cert).unwrap(), first, "certificate regenerated");
         assert_eq!(tls.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+        assert!(tls.ignore_client_order, "the server's cipher order");
+    }
+
+    // The development certificate reads like a real server certificate: a year, not
+    // CA, server auth, digital signature, both names, a named subject.
+    #[test]
+    fn development_certificate() {
+        use x509_parser::extensions::GeneralName;
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("c.crt"), dir.path().join("c.key"));
+        let now = 1_800_000_000;
+        generate_self_signed(&cert, &key, now).unwrap();
+        let der = CertificateDer::pem_file_iter(&cert).unwrap().next().unwrap().unwrap();
+        let (_, x) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let days = (x.validity().not_after.timestamp() - now as i64) / 86_400;
+        assert_eq!(days, 365);
+        assert!(x.validity().not_before.timestamp() < now as i64);
+        let bc = x.basic_constraints().unwrap().unwrap().value;
+        assert!(!bc.ca);
+        let ku = x.key_usage().unwrap().unwrap().value;
+        assert!(ku.digital_signature() && !ku.key_cert_sign());
+        assert!(x.extended_key_usage().unwrap().unwrap().value.server_auth);
+        let sans: Vec<String> = x
+            .subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names
+            .iter()
+            .map(|n| match n {
+                GeneralName::DNSName(d) => (*d).to_owned(),
+                GeneralName::IPAddress(ip) => format!("{ip:?}"),
+                other => format!("{other}"),
+            })
+            .collect();
+        assert_eq!(sans, ["localhost", "[127, 0, 0, 1]"]);
+        let subject = x.subject().to_string();
+        assert!(
+            subject.contains("CN=localhost") && !subject.contains("rcgen"),
+            "{subject}"
+        );
+        assert!(!renewal_due(&cert, now));
+        assert!(!renewal_due(&cert, now + 334 * 86_400));
+        assert!(renewal_due(&cert, now + 336 * 86_400), "30 days before its end");
+    }
+
+    // A generated certificate near its end is made anew at start-up; a configured one
+    // is never touched.
+    #[test]
+    fn renewed_near_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://localhost\"\ndata_dir = \"{}\"\npolicies = \"p\"\n",
+            dir.path().display()
+        );
+        let config = Config::parse(&dir.path().join("g.toml"), &src).unwrap();
+        let (cert, key) = cert_paths(&config);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        fs::create_dir_all(cert.parent().unwrap()).unwrap();
+        write_development_cert(&cert, &key, now - 355 * 86_400, 365).unwrap();
+        let old = fs::read(&cert).unwrap();
+        assert!(renewal_due(&cert, now));
+        server_config(&config).unwrap();
+        assert_ne!(fs::read(&cert).unwrap(), old, "not renewed");
+        assert!(!renewal_due(&cert, now));
     }
 }
