@@ -11,6 +11,9 @@
 # Usage: bench/compare.sh [DURATION] [CONNECTIONS...]   (defaults: 10s, 32 256)
 # ROUNDS=N runs every row N times, the rounds one after another (so drift on the machine
 # touches every row alike), and prints each figure's median.
+# PORTCULLIS_BIN=PATH measures that build instead of target/release/portcullis;
+# BASELINE_BIN=PATH adds rows for a second build (e.g. the one before a change) in the
+# same run, on its own ports, data directory and token, so the two are compared in one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10s}
@@ -50,12 +53,18 @@ methods = ["GET"]
 path = "/api/orders"
 roles = ["customer"]
 TOML
-cat > "$work/gateway.toml" <<TOML
+password='Bench!Passw0rd7'
+# start_gateway BIN NAME TLS_PORT PLAIN_PORT: a gateway with its own data directory under
+# $work/NAME, one customer account, serving until the script ends.
+start_gateway() {
+  local bin=$1 name=$2 tls=$3 plain=$4
+  mkdir -p "$work/$name"
+  cat > "$work/$name/gateway.toml" <<TOML
 [server]
-listen = "127.0.0.1:19443"
-plain_listen = "127.0.0.1:19080"
-public_url = "https://localhost:19443"
-data_dir = "$work/data"
+listen = "127.0.0.1:$tls"
+plain_listen = "127.0.0.1:$plain"
+public_url = "https://localhost:$tls"
+data_dir = "$work/$name/data"
 policies = "$work/policies"
 [upstreams]
 backend = "http://127.0.0.1:19001"
@@ -67,12 +76,15 @@ algorithm = "ES256"
 [roles]
 customer = { description = "bench" }
 TOML
+  echo "$password" | $bin --config "$work/$name/gateway.toml" user add --email tester@example.com --role customer --password-stdin >/dev/null
+  RUST_LOG=warn $bin serve --config "$work/$name/gateway.toml" >/dev/null 2>&1 & pids+=($!)
+  for _ in $(seq 100); do [ -f "$work/$name/data/tls/gateway.key" ] && curl -s -o /dev/null "http://127.0.0.1:$plain/healthz" && break; sleep 0.1; done
+}
 gw=${PORTCULLIS_BIN:-target/release/portcullis}
-password='Bench!Passw0rd7'
-echo "$password" | $gw --config "$work/gateway.toml" user add --email tester@example.com --role customer --password-stdin >/dev/null
-$gw --config "$work/gateway.toml" keys public-pem > "$work/es256.pem"
-RUST_LOG=warn $gw serve --config "$work/gateway.toml" >/dev/null 2>&1 & pids+=($!)
-for _ in $(seq 100); do [ -f "$work/data/tls/gateway.key" ] && curl -s -o /dev/null http://127.0.0.1:19080/healthz && break; sleep 0.1; done
+start_gateway "$gw" gw 19443 19080
+ln -s "$work/gw/data" "$work/data"
+$gw --config "$work/gw/gateway.toml" keys public-pem > "$work/es256.pem"
+if [ -n "${BASELINE_BIN:-}" ]; then start_gateway "$BASELINE_BIN" base 19543 19180; fi
 cat "$work/data/tls/gateway.crt" "$work/data/tls/gateway.key" > "$work/combined.pem"
 
 # --- nginx: the backend and the plain reverse proxy ----------------------------------
@@ -151,8 +163,12 @@ for port in 19001 19002 19010 19080; do
   if [ $up = no ]; then echo "nothing answers on port $port" >&2; cat "$work/haproxy.log" "$work/nginx-error.log" >&2 2>/dev/null; exit 1; fi
 done
 
-token=$(curl -sk https://127.0.0.1:19443/auth/login -H 'content-type: application/json' \
-  -d "{\"email\":\"tester@example.com\",\"password\":\"$password\"}" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+login() {
+  curl -sk "https://127.0.0.1:$1/auth/login" -H 'content-type: application/json' \
+    -d "{\"email\":\"tester@example.com\",\"password\":\"$password\"}" | sed -E 's/.*"access_token":"([^"]+)".*/\1/'
+}
+token=$(login 19443)
+[ -n "${BASELINE_BIN:-}" ] && base_token=$(login 19543)
 hs_token=$(python3 - "$hs_secret" <<'PY'
 import base64, hashlib, hmac, json, sys, time
 b = lambda d: base64.urlsafe_b64encode(d).rstrip(b"=").decode()
@@ -163,7 +179,9 @@ print(f"{h}.{p}.{s}")
 PY
 )
 # Every JWT row must really verify: a refused token would make a proxy look fast.
-for check in "http://127.0.0.1:19010/api/orders|$hs_token" "http://127.0.0.1:19011/api/orders|$token" "http://127.0.0.1:19080/api/orders|$token"; do
+checks=("http://127.0.0.1:19010/api/orders|$hs_token" "http://127.0.0.1:19011/api/orders|$token" "http://127.0.0.1:19080/api/orders|$token")
+[ -n "${BASELINE_BIN:-}" ] && checks+=("http://127.0.0.1:19180/api/orders|$base_token")
+for check in "${checks[@]}"; do
   url=${check%%|*}; tok=${check#*|}
   code=$(curl -s -o /dev/null -w '%{http_code}' "$url" -H "Authorization: Bearer $tok")
   bad=$(curl -s -o /dev/null -w '%{http_code}' "$url" -H "Authorization: Bearer ${tok}x")
@@ -197,6 +215,14 @@ rows=(
   "Portcullis, public route|tls|https://127.0.0.1:19443/api/products/3|"
   "Portcullis, role route + token|tls|https://127.0.0.1:19443/api/orders|$token"
 )
+if [ -n "${BASELINE_BIN:-}" ]; then
+  rows+=(
+    "baseline build, public route|http|http://127.0.0.1:19180/api/products/3|"
+    "baseline build, role route|http|http://127.0.0.1:19180/api/orders|$base_token"
+    "baseline build, public route|tls|https://127.0.0.1:19543/api/products/3|"
+    "baseline build, role route|tls|https://127.0.0.1:19543/api/orders|$base_token"
+  )
+fi
 for ((round = 1; round <= rounds; round++)); do
   for conns in "${concurrencies[@]}"; do
     for row in "${rows[@]}"; do
