@@ -299,19 +299,30 @@ impl AuthService {
             .await
             .map_err(busy)?
             .ok_or_else(|| GatewayError::Internal("password hashing failed".into()))?;
-        let existing = self.store.user_by_email(&email)?;
+        let mut existing = self.store.user_by_email(&email)?;
         // A pending account takes the newest registration's password (and name): the
         // link mailed now is bound to it, and every earlier link dies, so the owner's
         // confirmation never activates a password someone else chose.
         let pending = match &existing {
-            Some(user) if !user.confirmed => self.store.try_update_user(&user.id, |u| {
-                if u.confirmed {
-                    return false;
+            Some(user) if !user.confirmed => {
+                let replaced = self.store.try_update_user(&user.id, |u| {
+                    if u.confirmed {
+                        return false;
+                    }
+                    u.password_hash.clone_from(&hash);
+                    name.trim().clone_into(&mut u.name);
+                    true
+                });
+                match replaced {
+                    Ok(p) => p,
+                    // The sweep removed the expired account meanwhile: register afresh.
+                    Err(StoreError::NoSuchUser) => {
+                        existing = None;
+                        None
+                    }
+                    Err(e) => return Err(e.into()),
                 }
-                u.password_hash.clone_from(&hash);
-                name.trim().clone_into(&mut u.name);
-                true
-            })?,
+            }
             _ => None,
         };
         let event = match (existing, pending) {
