@@ -115,6 +115,8 @@ pub struct AuthService {
     notices: DashMap<String, u64>,
     /// Set while one request makes room in the token cache, so others do not pile on.
     evicting: std::sync::atomic::AtomicBool,
+    /// [`TOKEN_CACHE_MAX`], smaller in tests.
+    token_cache_max: usize,
 }
 
 /// A verified access token and what requests need from it, made once per token and
@@ -216,6 +218,7 @@ impl AuthService {
             events: crate::metrics::AuthEventCounts::default(),
             notices: DashMap::new(),
             evicting: std::sync::atomic::AtomicBool::new(false),
+            token_cache_max: TOKEN_CACHE_MAX,
         };
         service
             .store
@@ -906,7 +909,7 @@ impl AuthService {
                     principal,
                     identity,
                 });
-                if self.verified.len() >= TOKEN_CACHE_MAX {
+                if self.verified.len() >= self.token_cache_max {
                     self.make_room(now);
                 }
                 self.verified.insert(token.to_owned(), v.clone());
@@ -934,7 +937,7 @@ impl AuthService {
         if self.evicting.swap(true, Ordering::Acquire) {
             return;
         }
-        evict(&self.verified, TOKEN_CACHE_MAX, |v| {
+        evict(&self.verified, self.token_cache_max, |v| {
             v.claims.exp + super::tokens::LEEWAY_SECS >= now
         });
         self.evicting.store(false, Ordering::Release);
@@ -1043,6 +1046,63 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A service on a temporary database, with a fake clock.
+    fn service(dir: &std::path::Path, clock: &crate::clock::ManualClock) -> AuthService {
+        let src = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://localhost\"\ndata_dir = \"{}\"\npolicies = \"p\"\n",
+            dir.display()
+        );
+        let config = Arc::new(Config::parse(&dir.join("g.toml"), &src).unwrap());
+        let store = Store::temporary().unwrap();
+        let clock: SharedClock = Arc::new(clock.clone());
+        let (audit, _task) = crate::audit::Audit::start(&store, clock.clone()).unwrap();
+        AuthService::new(config, store, clock, audit).unwrap()
+    }
+
+    fn token(auth: &AuthService, n: usize, ttl: u64) -> String {
+        let now = auth.clock.now();
+        auth.keys
+            .sign(&Claims {
+                iss: "https://localhost".into(),
+                sub: "u-1".into(),
+                email: "a@example.com".into(),
+                roles: vec!["customer".into()],
+                amr: vec!["pwd".into()],
+                iat: now,
+                nbf: now,
+                exp: now + ttl,
+                jti: format!("jti-{n}"),
+                sid: "s-1".into(),
+            })
+            .unwrap()
+    }
+
+    // A full token cache makes room by dropping expired tokens, then a few others; the
+    // tokens in use stay cached (it used to empty itself).
+    #[tokio::test]
+    async fn token_cache_evicts_instead_of_clearing() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = crate::clock::ManualClock::new();
+        let mut auth = service(dir.path(), &clock);
+        auth.token_cache_max = 16;
+        let short: Vec<String> = (0..8).map(|n| token(&auth, n, 10)).collect();
+        let long: Vec<String> = (8..16).map(|n| token(&auth, n, 300)).collect();
+        for t in short.iter().chain(&long) {
+            auth.verify_access(t).unwrap();
+        }
+        assert_eq!(auth.verified.len(), 16);
+        clock.advance(Duration::from_secs(60));
+        auth.verify_access(&token(&auth, 16, 300)).unwrap();
+        assert_eq!(auth.verified.len(), 9, "the expired tokens go first, and only they");
+        assert!(long.iter().all(|t| auth.verified.contains_key(t)));
+        for n in 17..24 {
+            auth.verify_access(&token(&auth, n, 300)).unwrap();
+        }
+        assert_eq!(auth.verified.len(), 16);
+        auth.verify_access(&token(&auth, 24, 300)).unwrap();
+        assert_eq!(auth.verified.len(), 15, "an eighth goes when nothing has expired");
+    }
 
     // A full cache drops expired entries first and never empties itself.
     #[test]
