@@ -616,8 +616,14 @@ async fn parallel_attempts_serialized() {
         .start()
         .await;
     gw.add_user("p@example.com", &["customer"]).await;
+    // The attempts are hashed one after another: the last waits for seventeen argon2
+    // hashes, which on a busy machine take longer than the usual client timeout.
+    let client = common::client_builder(&gw.ca_pem, gw.addr)
+        .timeout(Duration::from_secs(300))
+        .build()
+        .unwrap();
     let attempt = |password: &'static str| {
-        let client = gw.client.clone();
+        let client = client.clone();
         let url = gw.url("/auth/login");
         tokio::spawn(async move {
             let body = json!({ "email": "p@example.com", "password": password });
