@@ -7,40 +7,14 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use common::{start_shop, Recorder, Setup, TestGateway};
+use common::{confirmation_token, start_shop, Recorder, Setup, PASSWORD};
 use portcullis::auth::totp;
 use portcullis::clock::{Clock, ManualClock};
 use serde_json::{json, Value};
 
-const PASSWORD: &str = "Str0ng!Passw0rd";
-
-/// Adds a confirmed user directly, as `portcullis user add` does.
-async fn add_user(gw: &TestGateway, email: &str, roles: &[&str]) -> String {
-    gw.auth()
-        .add_user(
-            email,
-            roles.iter().map(|r| (*r).to_owned()).collect(),
-            PASSWORD.into(),
-            "Test",
-        )
-        .await
-        .unwrap()
-        .id
-}
-
-async fn login(gw: &TestGateway, email: &str, password: &str) -> (u16, Value) {
-    gw.post("/auth/login", json!({ "email": email, "password": password }))
-        .await
-}
-
 fn claims_of(token: &str) -> Value {
     let payload = token.split('.').nth(1).unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
-}
-
-fn token_from_outbox(mail: &str) -> String {
-    let at = mail.find("token=").expect("no confirmation link");
-    mail[at + 6..].split_whitespace().next().unwrap().to_owned()
 }
 
 // Register, confirm from the outbox, log in; a second registration of the same address
@@ -53,13 +27,13 @@ async fn register_confirm_login() {
     let (status, resp) = gw.post("/auth/register", body.clone()).await;
     assert_eq!((status, resp.clone()), (202, json!({ "status": "confirmation_sent" })));
 
-    let (status, resp) = login(&gw, "ann@example.com", PASSWORD).await;
+    let (status, resp) = gw.login("ann@example.com", PASSWORD).await;
     assert_eq!((status, resp["error"].as_str()), (403, Some("email_unconfirmed")));
 
     let mail = gw.outbox();
     assert_eq!(mail.len(), 1);
     assert!(mail[0].contains("To: <ann@example.com>") && mail[0].contains("https://localhost/auth/confirm?token="));
-    let token = token_from_outbox(&mail[0]);
+    let token = confirmation_token(&mail[0]);
     let resp = gw
         .client
         .get(gw.url(&format!("/auth/confirm?token={token}")))
@@ -77,7 +51,7 @@ async fn register_confirm_login() {
     assert_eq!(again.status(), 400);
     assert_eq!(again.json::<Value>().await.unwrap()["error"], "invalid_token");
 
-    let (status, tokens) = login(&gw, "ann@example.com", PASSWORD).await;
+    let (status, tokens) = gw.login("ann@example.com", PASSWORD).await;
     assert_eq!(status, 200, "{tokens}");
     assert_eq!(tokens["token_type"], "Bearer");
     assert_eq!(tokens["expires_in"], 300);
@@ -130,7 +104,7 @@ async fn register_validation() {
 async fn unknown_and_wrong_look_alike() {
     let shop = start_shop().await;
     let gw = Setup::shop(shop).start().await;
-    add_user(&gw, "known@example.com", &["customer"]).await;
+    gw.add_user("known@example.com", &["customer"]).await;
     let mut timings = [Duration::ZERO; 2];
     for round in 0..3 {
         for (i, email) in ["known@example.com", format!("nobody{round}@example.com").as_str()]
@@ -138,7 +112,7 @@ async fn unknown_and_wrong_look_alike() {
             .enumerate()
         {
             let started = Instant::now();
-            let (status, body) = login(&gw, email, "Wrong!Passw0rd").await;
+            let (status, body) = gw.login(email, "Wrong!Passw0rd").await;
             timings[i] += started.elapsed();
             assert_eq!(status, 401);
             assert_eq!(body["error"], "invalid_credentials");
@@ -159,9 +133,9 @@ async fn lockout() {
     let clock = ManualClock::new();
     let shop = start_shop().await;
     let gw = Setup::shop(shop).with_clock(&clock).start().await;
-    add_user(&gw, "lock@example.com", &["customer"]).await;
+    gw.add_user("lock@example.com", &["customer"]).await;
     for _ in 0..5 {
-        assert_eq!(login(&gw, "lock@example.com", "Wrong!Passw0rd").await.0, 401);
+        assert_eq!(gw.login("lock@example.com", "Wrong!Passw0rd").await.0, 401);
     }
     let resp = gw
         .client
@@ -175,15 +149,15 @@ async fn lockout() {
     assert_eq!(resp.json::<Value>().await.unwrap()["error"], "locked");
 
     clock.advance(Duration::from_secs(14 * 60));
-    assert_eq!(login(&gw, "lock@example.com", PASSWORD).await.0, 429);
+    assert_eq!(gw.login("lock@example.com", PASSWORD).await.0, 429);
     clock.advance(Duration::from_secs(61));
-    assert_eq!(login(&gw, "lock@example.com", PASSWORD).await.0, 200);
+    assert_eq!(gw.login("lock@example.com", PASSWORD).await.0, 200);
 
     // Unknown addresses lock the same way, so a lockout tells nothing.
     for _ in 0..5 {
-        assert_eq!(login(&gw, "ghost@example.com", PASSWORD).await.0, 401);
+        assert_eq!(gw.login("ghost@example.com", PASSWORD).await.0, 401);
     }
-    assert_eq!(login(&gw, "ghost@example.com", PASSWORD).await.0, 429);
+    assert_eq!(gw.login("ghost@example.com", PASSWORD).await.0, 429);
 }
 
 // Access tokens carry the pinned claims and are signed by the key in the JWKS.
@@ -191,8 +165,8 @@ async fn lockout() {
 async fn token_claims_and_jwks() {
     let shop = start_shop().await;
     let gw = Setup::shop(shop).start().await;
-    let id = add_user(&gw, "c@example.com", &["customer"]).await;
-    let (_, tokens) = login(&gw, "c@example.com", PASSWORD).await;
+    let id = gw.add_user("c@example.com", &["customer"]).await;
+    let (_, tokens) = gw.login("c@example.com", PASSWORD).await;
     let access = tokens["access_token"].as_str().unwrap();
     let c = claims_of(access);
     assert_eq!(c["sub"], id.as_str());
@@ -229,8 +203,8 @@ async fn token_claims_and_jwks() {
 async fn refresh_rotation_and_reuse() {
     let shop = start_shop().await;
     let gw = Setup::shop(shop).start().await;
-    add_user(&gw, "r@example.com", &["customer"]).await;
-    let (_, first) = login(&gw, "r@example.com", PASSWORD).await;
+    gw.add_user("r@example.com", &["customer"]).await;
+    let (_, first) = gw.login("r@example.com", PASSWORD).await;
     let (status, second) = gw
         .post("/auth/refresh", json!({ "refresh_token": first["refresh_token"] }))
         .await;
@@ -263,8 +237,8 @@ async fn refresh_rotation_and_reuse() {
 async fn logout_and_revoke() {
     let shop = start_shop().await;
     let gw = Setup::shop(shop).start().await;
-    let id = add_user(&gw, "l@example.com", &["customer"]).await;
-    let (_, t) = login(&gw, "l@example.com", PASSWORD).await;
+    let id = gw.add_user("l@example.com", &["customer"]).await;
+    let (_, t) = gw.login("l@example.com", PASSWORD).await;
     let access = t["access_token"].as_str().unwrap();
     let resp = gw
         .client
@@ -288,8 +262,8 @@ async fn logout_and_revoke() {
         401
     );
 
-    let (_, a) = login(&gw, "l@example.com", PASSWORD).await;
-    let (_, b) = login(&gw, "l@example.com", PASSWORD).await;
+    let (_, a) = gw.login("l@example.com", PASSWORD).await;
+    let (_, b) = gw.login("l@example.com", PASSWORD).await;
     gw.auth().revoke_user(&id).unwrap();
     for t in [&a, &b] {
         assert_eq!(
@@ -312,9 +286,9 @@ async fn staff_mfa_enrolment_and_login() {
     let clock = ManualClock::new();
     let shop = start_shop().await;
     let gw = Setup::shop(shop).with_clock(&clock).start().await;
-    add_user(&gw, "admin@example.com", &["admin"]).await;
+    gw.add_user("admin@example.com", &["admin"]).await;
 
-    let (status, first) = login(&gw, "admin@example.com", PASSWORD).await;
+    let (status, first) = gw.login("admin@example.com", PASSWORD).await;
     assert_eq!(status, 200);
     assert_eq!(first["mfa_enrollment_required"], true, "{first}");
     let (status, enrol) = gw
@@ -344,7 +318,7 @@ async fn staff_mfa_enrolment_and_login() {
     );
 
     // Enrol again from a fresh login, and finish with a valid code.
-    let (_, again) = login(&gw, "admin@example.com", PASSWORD).await;
+    let (_, again) = gw.login("admin@example.com", PASSWORD).await;
     let (_, enrol) = gw
         .post("/auth/totp/enroll", json!({ "mfa_token": again["mfa_token"] }))
         .await;
@@ -360,7 +334,7 @@ async fn staff_mfa_enrolment_and_login() {
     );
 
     // Enrolled now: login asks for a code; the code just used is refused as a replay.
-    let (_, next) = login(&gw, "admin@example.com", PASSWORD).await;
+    let (_, next) = gw.login("admin@example.com", PASSWORD).await;
     assert_eq!(next["mfa_required"], true, "{next}");
     assert_eq!(
         gw.post("/auth/mfa", json!({ "mfa_token": next["mfa_token"], "code": code }))
@@ -369,7 +343,7 @@ async fn staff_mfa_enrolment_and_login() {
         401
     );
     clock.advance(Duration::from_secs(30));
-    let (_, next) = login(&gw, "admin@example.com", PASSWORD).await;
+    let (_, next) = gw.login("admin@example.com", PASSWORD).await;
     let code = totp::code_at(&secret, clock.now()).unwrap();
     assert_eq!(
         gw.post("/auth/mfa", json!({ "mfa_token": next["mfa_token"], "code": code }))
@@ -379,7 +353,7 @@ async fn staff_mfa_enrolment_and_login() {
     );
 
     // A password alone cannot replace an enrolled second factor.
-    let (_, next) = login(&gw, "admin@example.com", PASSWORD).await;
+    let (_, next) = gw.login("admin@example.com", PASSWORD).await;
     assert_eq!(
         gw.post("/auth/totp/enroll", json!({ "mfa_token": next["mfa_token"] }))
             .await
@@ -388,7 +362,7 @@ async fn staff_mfa_enrolment_and_login() {
     );
 
     // An expired challenge is refused.
-    let (_, next) = login(&gw, "admin@example.com", PASSWORD).await;
+    let (_, next) = gw.login("admin@example.com", PASSWORD).await;
     clock.advance(Duration::from_secs(121));
     let code = totp::code_at(&secret, clock.now()).unwrap();
     assert_eq!(
@@ -411,8 +385,8 @@ async fn forged_tokens_refused() {
     let clock = ManualClock::new();
     let shop = start_shop().await;
     let gw = Setup::shop(shop).with_clock(&clock).start().await;
-    add_user(&gw, "f@example.com", &["customer"]).await;
-    let (_, t) = login(&gw, "f@example.com", PASSWORD).await;
+    gw.add_user("f@example.com", &["customer"]).await;
+    let (_, t) = gw.login("f@example.com", PASSWORD).await;
     let access = t["access_token"].as_str().unwrap().to_owned();
     let parts: Vec<&str> = access.split('.').collect();
     let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
@@ -499,14 +473,14 @@ async fn enforcement_on_the_shop() {
         .extra("[login]\nrequire_mfa_roles = []\n")
         .start()
         .await;
-    let alice = add_user(&gw, "alice@example.com", &["customer"]).await;
-    let bob = add_user(&gw, "bob@example.com", &["customer"]).await;
-    add_user(&gw, "clerk@example.com", &["inventory"]).await;
-    add_user(&gw, "boss@example.com", &["admin"]).await;
+    let alice = gw.add_user("alice@example.com", &["customer"]).await;
+    let bob = gw.add_user("bob@example.com", &["customer"]).await;
+    gw.add_user("clerk@example.com", &["inventory"]).await;
+    gw.add_user("boss@example.com", &["admin"]).await;
     let token = |email: &'static str| {
         let gw = &gw;
         async move {
-            login(gw, email, PASSWORD).await.1["access_token"]
+            gw.login(email, PASSWORD).await.1["access_token"]
                 .as_str()
                 .unwrap()
                 .to_owned()
@@ -596,8 +570,8 @@ async fn identity_headers_forwarded_token_kept() {
     let rec = Recorder::start().await;
     let policy = "upstream = \"rec\"\n[[route]]\nmethods = [\"GET\"]\npath = \"/who\"\nroles = [\"customer\"]\n";
     let gw = Setup::new(&[("rec", rec.url())], policy).start().await;
-    let id = add_user(&gw, "h@example.com", &["customer"]).await;
-    let (_, t) = login(&gw, "h@example.com", PASSWORD).await;
+    let id = gw.add_user("h@example.com", &["customer"]).await;
+    let (_, t) = gw.login("h@example.com", PASSWORD).await;
     let resp = gw
         .client
         .get(gw.url("/who"))
@@ -626,7 +600,7 @@ async fn auth_rate_limited_per_ip() {
         .start()
         .await;
     for _ in 0..3 {
-        assert_eq!(login(&gw, "x@example.com", "Wrong!Passw0rd").await.0, 401);
+        assert_eq!(gw.login("x@example.com", "Wrong!Passw0rd").await.0, 401);
     }
     let resp = gw.client.get(gw.url("/auth/me")).send().await.unwrap();
     assert_eq!(resp.status(), 429);
@@ -644,9 +618,15 @@ async fn parallel_attempts_serialized() {
         .extra("[rate_limit]\nauth_per_ip = \"1000/sec\"\n")
         .start()
         .await;
-    add_user(&gw, "p@example.com", &["customer"]).await;
+    gw.add_user("p@example.com", &["customer"]).await;
+    // The attempts are hashed one after another: the last waits for seventeen argon2
+    // hashes, which on a busy machine take longer than the usual client timeout.
+    let client = common::client_builder(&gw.ca_pem, gw.addr)
+        .timeout(Duration::from_secs(300))
+        .build()
+        .unwrap();
     let attempt = |password: &'static str| {
-        let client = gw.client.clone();
+        let client = client.clone();
         let url = gw.url("/auth/login");
         tokio::spawn(async move {
             let body = json!({ "email": "p@example.com", "password": password });

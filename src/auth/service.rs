@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
+use subtle::ConstantTimeEq;
 
 use super::mail::Mailer;
 use super::password::{broken_rules, Busy, Hasher};
@@ -20,10 +21,15 @@ use crate::error::GatewayError;
 use crate::policy::Principal;
 use crate::store::{Challenge, Confirmation, RefreshEntry, Session, Store, StoreError, User};
 
-/// Most verified tokens remembered; past it the cache starts afresh.
+/// Most verified tokens remembered; past it, expired entries and then an arbitrary
+/// eighth of the rest make room (see [`evict`]).
 const TOKEN_CACHE_MAX: usize = 50_000;
-/// How long a confirmation link works.
+/// How long a confirmation link works; an account never confirmed is removed when its
+/// latest link has expired.
 const CONFIRMATION_TTL_MS: u64 = 24 * 3600 * 1000;
+/// At most one "someone tried to register with your address" notice per address in this
+/// time.
+const NOTICE_INTERVAL_MS: u64 = 3600 * 1000;
 
 /// What a successful login or refresh hands the client.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -103,6 +109,14 @@ pub struct AuthService {
     attempts: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
     /// Security events by kind, for `GET /metrics`.
     events: crate::metrics::AuthEventCounts,
+    /// Confirmed address -> when its owner was last sent a registration notice (Unix
+    /// ms); entries older than [`NOTICE_INTERVAL_MS`] are swept. Only confirmed accounts
+    /// get notices, so this holds at most one entry per account.
+    notices: DashMap<String, u64>,
+    /// Set while one request makes room in the token cache, so others do not pile on.
+    evicting: std::sync::atomic::AtomicBool,
+    /// [`TOKEN_CACHE_MAX`], smaller in tests.
+    token_cache_max: usize,
 }
 
 /// A verified access token and what requests need from it, made once per token and
@@ -202,7 +216,14 @@ impl AuthService {
             verified: DashMap::with_hasher(foldhash::fast::RandomState::default()),
             attempts: DashMap::new(),
             events: crate::metrics::AuthEventCounts::default(),
+            notices: DashMap::new(),
+            evicting: std::sync::atomic::AtomicBool::new(false),
+            token_cache_max: TOKEN_CACHE_MAX,
         };
+        service
+            .store
+            .build_indexes(CONFIRMATION_TTL_MS)
+            .map_err(|e| e.to_string())?;
         service.load_revocations().map_err(|e| e.to_string())?;
         Ok(service)
     }
@@ -215,12 +236,19 @@ impl AuthService {
         for (sid, exp) in self.store.revoked_sessions(now)? {
             self.revoked.sessions.insert(sid, exp);
         }
-        for u in self.store.users()? {
-            if u.tokens_valid_after > 0 {
-                self.revoked.users.insert(u.id, u.tokens_valid_after);
-            }
+        for (id, after) in self
+            .store
+            .revoked_users(now.saturating_sub(self.user_revocation_span()))?
+        {
+            self.revoked.users.insert(id, after);
         }
         Ok(())
+    }
+
+    /// How long after `revoke_user` a token issued before it can still be unexpired; past
+    /// that, the refusal needs no memory (refresh checks the account itself).
+    fn user_revocation_span(&self) -> u64 {
+        self.config.tokens.access_ttl.as_secs() + super::tokens::LEEWAY_SECS
     }
 
     pub fn audit(&self) -> &crate::audit::Audit {
@@ -274,32 +302,62 @@ impl AuthService {
             .await
             .map_err(busy)?
             .ok_or_else(|| GatewayError::Internal("password hashing failed".into()))?;
-        let existing = self.store.user_by_email(&email)?;
-        let event = match existing {
-            Some(user) if user.confirmed => {
-                self.mail(
-                    &email,
-                    "Someone tried to register with your address",
-                    "Someone tried to create a new account with this email address, which already has one.\n\
-                     If it was you, log in instead. If not, you can ignore this message.",
-                )?;
+        let mut existing = self.store.user_by_email(&email)?;
+        // A pending account takes the newest registration's password (and name): the
+        // link mailed now is bound to it, and every earlier link dies, so the owner's
+        // confirmation never activates a password someone else chose.
+        let pending = match &existing {
+            Some(user) if !user.confirmed => {
+                let replaced = self.store.try_update_user(&user.id, |u| {
+                    if u.confirmed {
+                        return false;
+                    }
+                    u.password_hash.clone_from(&hash);
+                    name.trim().clone_into(&mut u.name);
+                    true
+                });
+                match replaced {
+                    Ok(p) => p,
+                    // The sweep removed the expired account meanwhile: register afresh.
+                    Err(StoreError::NoSuchUser) => {
+                        existing = None;
+                        None
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            _ => None,
+        };
+        let event = match (existing, pending) {
+            (Some(user), None) => {
+                let reason = if self.notice_due(&email) {
+                    self.mail(
+                        &email,
+                        "Someone tried to register with your address",
+                        "Someone tried to create a new account with this email address, which already has one.\n\
+                         If it was you, log in instead. If not, you can ignore this message.",
+                    )?;
+                    "address already registered; notice sent"
+                } else {
+                    "address already registered; notice already sent within the hour"
+                };
                 AuthEvent {
                     event: "register",
                     user_id: Some(user.id),
                     email: Some(email),
-                    reason: Some("address already registered; notice sent".into()),
+                    reason: Some(reason.into()),
                 }
             }
-            Some(user) => {
+            (_, Some(user)) => {
                 self.send_confirmation(&user)?;
                 AuthEvent {
                     event: "register",
                     user_id: Some(user.id),
                     email: Some(email),
-                    reason: Some("unconfirmed address; confirmation sent again".into()),
+                    reason: Some("unconfirmed address; registered again, earlier links void".into()),
                 }
             }
-            None => {
+            (None, _) => {
                 let user = new_user(
                     &email,
                     name.trim(),
@@ -333,41 +391,66 @@ impl AuthService {
             .map_err(|e| GatewayError::Internal(format!("cannot write mail: {e}").into()))
     }
 
+    /// Whether the owner of `email` may be sent a registration notice now (at most one
+    /// per [`NOTICE_INTERVAL_MS`]); notes the sending when it may.
+    fn notice_due(&self, email: &str) -> bool {
+        let now = self.clock.now_ms();
+        let mut last = self.notices.entry(email.to_owned()).or_insert(0);
+        if *last != 0 && now < last.saturating_add(NOTICE_INTERVAL_MS) {
+            return false;
+        }
+        *last = now;
+        true
+    }
+
+    /// Mails a confirmation link bound to the account's current password. The mail
+    /// carries nothing the registrant typed but the address itself.
     fn send_confirmation(&self, user: &User) -> Result<(), GatewayError> {
         let token = random_token();
+        let expires_ms = self.clock.now_ms() + CONFIRMATION_TTL_MS;
         self.store.put_confirmation(
             &token_hash(&token),
             &Confirmation {
                 user_id: user.id.clone(),
-                expires_ms: self.clock.now_ms() + CONFIRMATION_TTL_MS,
+                expires_ms,
+                password_hash: Some(user.password_hash.clone()),
             },
         )?;
+        self.store.put_pending(&user.id, expires_ms)?;
         let base = self.config.server.public_url.to_string();
         let link = format!("{}/auth/confirm?token={token}", base.trim_end_matches('/'));
         self.mail(
             &user.email,
             "Confirm your email address",
-            &format!(
-                "Welcome, {}.\n\nConfirm your address by opening this link within 24 hours:\n\n{link}\n",
-                user.name
-            ),
+            &format!("Welcome.\n\nConfirm your address by opening this link within 24 hours:\n\n{link}\n"),
         )
     }
 
-    /// Confirms an address with a single-use token.
+    /// Confirms an address with a single-use token, only while the password of the
+    /// registration that sent it is still the account's.
     pub async fn confirm(&self, token: &str) -> Result<AuthEvent, GatewayError> {
         let c = self
             .store
             .take_confirmation(&token_hash(token))?
             .filter(|c| c.expires_ms > self.clock.now_ms())
             .ok_or(GatewayError::InvalidConfirmation)?;
+        // A link from before links were bound to a registration confirms nothing.
+        let bound = c.password_hash.ok_or(GatewayError::InvalidConfirmation)?;
         let user = self
             .store
-            .update_user(&c.user_id, |u| u.confirmed = true)
+            .try_update_user(&c.user_id, |u| {
+                let same = bool::from(u.password_hash.as_bytes().ct_eq(bound.as_bytes()));
+                if same {
+                    u.confirmed = true;
+                }
+                same
+            })
             .map_err(|e| match e {
                 StoreError::NoSuchUser => GatewayError::InvalidConfirmation,
                 other => other.into(),
-            })?;
+            })?
+            .ok_or(GatewayError::InvalidConfirmation)?;
+        self.store.clear_pending(&user.id)?;
         self.store.flush().await?;
         Ok(AuthEvent {
             event: "email_confirmed",
@@ -389,10 +472,21 @@ impl AuthService {
         }
     }
 
+    /// The lockout, and also the window of failures: a failure older than it is forgotten.
+    fn lockout_ms(&self) -> u64 {
+        u64::try_from(self.config.login.lockout.as_millis()).unwrap_or(u64::MAX)
+    }
+
     fn record_failure(&self, email: &str) -> Result<(), StoreError> {
-        let lockout_ms = u64::try_from(self.config.login.lockout.as_millis()).unwrap_or(u64::MAX);
+        let lockout_ms = self.lockout_ms();
         self.store
-            .record_failure(email, self.config.login.max_failures, lockout_ms, self.clock.now_ms())
+            .record_failure(
+                email,
+                self.config.login.max_failures,
+                lockout_ms,
+                lockout_ms,
+                self.clock.now_ms(),
+            )
             .map(|_| ())
     }
 
@@ -447,9 +541,8 @@ impl AuthService {
                 "wrong email or password",
             ));
         };
-        // The password was right: the count starts afresh, whatever comes next.
-        self.store.clear_failures(&email).map_err(store_err)?;
-        self.store.flush().await.map_err(store_err)?;
+        // A right password alone does not reset the count: only a login that completes
+        // does (here, or in `mfa`), so wrong codes add up like wrong passwords.
         if !user.confirmed {
             return Err(fail(
                 GatewayError::EmailUnconfirmed,
@@ -473,23 +566,29 @@ impl AuthService {
             let (mfa_token, expires_in) = self.new_challenge(&user, None).map_err(store_err)?;
             LoginOutcome::EnrollmentRequired { mfa_token, expires_in }
         } else {
+            self.store.clear_failures(&email).map_err(store_err)?;
             LoginOutcome::Tokens(self.issue(&user, vec!["pwd".into()]).map_err(store_err)?)
         };
         self.store.flush().await.map_err(store_err)?;
         Ok((outcome, user))
     }
 
+    /// A challenge for a second factor. An enrolment challenge (one offering a secret)
+    /// replaces the user's previous one, so a caller cannot pile them up.
     fn new_challenge(&self, user: &User, pending_secret: Option<String>) -> Result<(String, u64), StoreError> {
         let token = random_token();
         let ttl = self.config.login.mfa_ttl;
-        self.store.put_challenge(
-            &token_hash(&token),
-            &Challenge {
-                user_id: user.id.clone(),
-                expires_ms: self.clock.now_ms() + u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
-                pending_secret,
-            },
-        )?;
+        let enrolment = pending_secret.is_some();
+        let challenge = Challenge {
+            user_id: user.id.clone(),
+            expires_ms: self.clock.now_ms() + u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+            pending_secret,
+        };
+        if enrolment {
+            self.store.put_enrolment(&token_hash(&token), &challenge)?;
+        } else {
+            self.store.put_challenge(&token_hash(&token), &challenge)?;
+        }
         Ok((token, ttl.as_secs()))
     }
 
@@ -545,12 +644,20 @@ impl AuthService {
             (e, ev("mfa_failure", None, Some(&reason)))
         };
         let challenge = self.take_challenge(mfa_token).map_err(err)?;
+        let email = self
+            .store
+            .user(&challenge.user_id)
+            .map_err(|e| err(e.into()))?
+            .ok_or_else(|| err(GatewayError::InvalidGrant))?
+            .email;
+        let _attempt = self.attempt_lock(&email).await;
+        // Everything decided from here on is read under the lock: a request that queued
+        // behind another for the same account sees the step that one accepted.
         let user = self
             .store
             .user(&challenge.user_id)
             .map_err(|e| err(e.into()))?
             .ok_or_else(|| err(GatewayError::InvalidGrant))?;
-        let _attempt = self.attempt_lock(&user.email).await;
         let now_ms = self.clock.now_ms();
         if let Some(until) = self
             .store
@@ -568,7 +675,25 @@ impl AuthService {
         let step = secret
             .as_deref()
             .and_then(|s| totp::verify(s, code, now_ms / 1000, user.totp_last_step));
-        let Some(step) = step.filter(|_| !user.disabled) else {
+        // The step is written only if it is still later than the stored one (checked
+        // again on the stored record, atomically), so one code passes once.
+        let accepted = match step.filter(|_| !user.disabled) {
+            Some(step) => self
+                .store
+                .try_update_user(&user.id, |u| {
+                    if u.totp_last_step >= step || u.disabled {
+                        return false;
+                    }
+                    u.totp_last_step = step;
+                    if enrolling {
+                        u.totp_secret.clone_from(&secret);
+                    }
+                    true
+                })
+                .map_err(|e| err(e.into()))?,
+            None => None,
+        };
+        let Some(user) = accepted else {
             // A failed code counts like a failed password; this may lock the account.
             self.record_failure(&user.email).map_err(|e| err(e.into()))?;
             self.store.flush().await.map_err(|e| err(e.into()))?;
@@ -577,15 +702,6 @@ impl AuthService {
                 ev("mfa_failure", Some(&user), Some("wrong or reused code")),
             ));
         };
-        let user = self
-            .store
-            .update_user(&user.id, |u| {
-                u.totp_last_step = step;
-                if enrolling {
-                    u.totp_secret = secret.clone();
-                }
-            })
-            .map_err(|e| err(e.into()))?;
         self.store.clear_failures(&user.email).map_err(|e| err(e.into()))?;
         let pair = self
             .issue(&user, vec!["pwd".into(), "otp".into()])
@@ -767,6 +883,7 @@ impl AuthService {
     pub fn revoke_user(&self, user_id: &str) -> Result<(), StoreError> {
         let now = self.clock.now();
         self.store.update_user(user_id, |u| u.tokens_valid_after = now)?;
+        self.store.revoke_user_tokens(user_id, now)?;
         self.revoked.users.insert(user_id.to_owned(), now);
         for s in self.store.sessions_of(user_id)? {
             if !s.revoked {
@@ -792,8 +909,8 @@ impl AuthService {
                     principal,
                     identity,
                 });
-                if self.verified.len() >= TOKEN_CACHE_MAX {
-                    self.verified.clear();
+                if self.verified.len() >= self.token_cache_max {
+                    self.make_room(now);
                 }
                 self.verified.insert(token.to_owned(), v.clone());
                 v
@@ -813,13 +930,41 @@ impl AuthService {
         Ok(verified)
     }
 
-    /// Drops expired entries from the in-memory revocation sets and the token cache.
+    /// Makes room in a full token cache; one request does it while the others go on.
+    #[cold]
+    fn make_room(&self, now: u64) {
+        use std::sync::atomic::Ordering;
+        if self.evicting.swap(true, Ordering::Acquire) {
+            return;
+        }
+        evict(&self.verified, self.token_cache_max, |v| {
+            v.claims.exp + super::tokens::LEEWAY_SECS >= now
+        });
+        self.evicting.store(false, Ordering::Release);
+    }
+
+    /// The periodic clean-up (every minute): drops what has expired from the in-memory
+    /// revocation sets, the token cache and the notice times, and from the database
+    /// every record that has run out (see [`Store::prune`]).
     pub fn sweep(&self) {
         let now = self.clock.now();
+        let now_ms = self.clock.now_ms();
         self.revoked.jti.retain(|_, exp| *exp > now);
         self.revoked.sessions.retain(|_, exp| *exp > now);
+        let span = self.user_revocation_span();
+        self.revoked.users.retain(|_, after| after.saturating_add(span) >= now);
         self.verified
             .retain(|_, v| v.claims.exp + super::tokens::LEEWAY_SECS >= now);
+        self.notices
+            .retain(|_, sent| sent.saturating_add(NOTICE_INTERVAL_MS) > now_ms);
+        match self.store.prune(now_ms, self.lockout_ms()) {
+            Ok(p) if p != crate::store::Pruned::default() => tracing::debug!(?p, "pruned expired records"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "pruning expired records failed"),
+        }
+        if let Err(e) = self.store.revoked_users(now.saturating_sub(span)) {
+            tracing::warn!(error = %e, "pruning user revocations failed");
+        }
     }
 
     /// The principal a verified token stands for.
@@ -875,9 +1020,106 @@ impl AuthService {
     }
 }
 
+/// Makes room in a cache that has reached `max`: drops the entries that are no longer
+/// `live`, then, if that freed less than an eighth, an arbitrary eighth of the rest (the
+/// map's order follows a random hash). Past `max`, inserting stays cheap on average: one
+/// pass over the map per `max / 8` insertions, and the entries in use stay.
+fn evict<K, V, S>(map: &DashMap<K, V, S>, max: usize, live: impl Fn(&V) -> bool)
+where
+    K: Eq + std::hash::Hash,
+    S: std::hash::BuildHasher + Clone,
+{
+    map.retain(|_, v| live(v));
+    let target = max - max / 8;
+    let mut excess = map.len().saturating_sub(target);
+    if excess > 0 {
+        map.retain(|_, _| {
+            if excess == 0 {
+                return true;
+            }
+            excess -= 1;
+            false
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A service on a temporary database, with a fake clock.
+    fn service(dir: &std::path::Path, clock: &crate::clock::ManualClock) -> AuthService {
+        let src = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://localhost\"\ndata_dir = \"{}\"\npolicies = \"p\"\n",
+            dir.display()
+        );
+        let config = Arc::new(Config::parse(&dir.join("g.toml"), &src).unwrap());
+        let store = Store::temporary().unwrap();
+        let clock: SharedClock = Arc::new(clock.clone());
+        let (audit, _task) = crate::audit::Audit::start(&store, clock.clone()).unwrap();
+        AuthService::new(config, store, clock, audit).unwrap()
+    }
+
+    fn token(auth: &AuthService, n: usize, ttl: u64) -> String {
+        let now = auth.clock.now();
+        auth.keys
+            .sign(&Claims {
+                iss: "https://localhost".into(),
+                sub: "u-1".into(),
+                email: "a@example.com".into(),
+                roles: vec!["customer".into()],
+                amr: vec!["pwd".into()],
+                iat: now,
+                nbf: now,
+                exp: now + ttl,
+                jti: format!("jti-{n}"),
+                sid: "s-1".into(),
+            })
+            .unwrap()
+    }
+
+    // A full token cache makes room by dropping expired tokens, then a few others; the
+    // tokens in use stay cached (it used to empty itself).
+    #[tokio::test]
+    async fn token_cache_evicts_instead_of_clearing() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = crate::clock::ManualClock::new();
+        let mut auth = service(dir.path(), &clock);
+        auth.token_cache_max = 16;
+        let short: Vec<String> = (0..8).map(|n| token(&auth, n, 10)).collect();
+        let long: Vec<String> = (8..16).map(|n| token(&auth, n, 300)).collect();
+        for t in short.iter().chain(&long) {
+            auth.verify_access(t).unwrap();
+        }
+        assert_eq!(auth.verified.len(), 16);
+        clock.advance(Duration::from_secs(60));
+        auth.verify_access(&token(&auth, 16, 300)).unwrap();
+        assert_eq!(auth.verified.len(), 9, "the expired tokens go first, and only they");
+        assert!(long.iter().all(|t| auth.verified.contains_key(t)));
+        for n in 17..24 {
+            auth.verify_access(&token(&auth, n, 300)).unwrap();
+        }
+        assert_eq!(auth.verified.len(), 16);
+        auth.verify_access(&token(&auth, 24, 300)).unwrap();
+        assert_eq!(auth.verified.len(), 15, "an eighth goes when nothing has expired");
+    }
+
+    // A full cache drops expired entries first and never empties itself.
+    #[test]
+    fn eviction_keeps_most() {
+        let map: DashMap<u32, bool> = DashMap::new();
+        for i in 0..800 {
+            map.insert(i, i % 8 != 0);
+        }
+        evict(&map, 800, |live| *live);
+        assert_eq!(map.len(), 700, "only the 100 expired entries go");
+        assert!(map.iter().all(|e| *e.value()));
+        for i in 800..900 {
+            map.insert(i, true);
+        }
+        evict(&map, 800, |live| *live);
+        assert_eq!(map.len(), 700, "an eighth goes when nothing has expired");
+    }
 
     // Addresses that could break a mail header or a log line are refused.
     #[test]

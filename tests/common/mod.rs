@@ -353,3 +353,36 @@ pub async fn closed_port() -> SocketAddr {
     drop(l);
     addr
 }
+
+/// The password test accounts are made with; it meets the default policy.
+pub const PASSWORD: &str = "Str0ng!Passw0rd";
+
+impl TestGateway {
+    /// Adds a confirmed user directly, as `portcullis user add` does; returns its id.
+    pub async fn add_user(&self, email: &str, roles: &[&str]) -> String {
+        self.auth()
+            .add_user(
+                email,
+                roles.iter().map(|r| (*r).to_owned()).collect(),
+                PASSWORD.into(),
+                "Test",
+            )
+            .await
+            .unwrap()
+            .id
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> (u16, serde_json::Value) {
+        self.post(
+            "/auth/login",
+            serde_json::json!({ "email": email, "password": password }),
+        )
+        .await
+    }
+}
+
+/// The token of the confirmation link in a mail.
+pub fn confirmation_token(mail: &str) -> String {
+    let at = mail.find("token=").expect("no confirmation link");
+    mail[at + 6..].split_whitespace().next().unwrap().to_owned()
+}
