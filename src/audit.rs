@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::SharedClock;
-use crate::store::{AuditTree, Store, StoreError};
+use crate::store::{AuditTree, CheckpointTree, Store, StoreError};
 
 /// Capacity of the high-volume queue.
 pub const QUEUE: usize = 8192;
@@ -296,8 +296,7 @@ impl Writer {
     }
 }
 
-/// The sled tree of signed checkpoints, keyed by the big-endian sequence number of the
-/// record each one names.
+/// The tree of signed checkpoints, as named in corruption errors.
 const CHECKPOINTS: &str = "audit_checkpoints";
 /// How often a running gateway signs a checkpoint of the head (when it moved): well
 /// within the promised minute.
@@ -349,10 +348,6 @@ impl Checkpoint {
     }
 }
 
-fn checkpoint_tree(store: &Store) -> Result<sled::Tree, StoreError> {
-    Ok(store.db().open_tree(CHECKPOINTS)?)
-}
-
 fn decode_checkpoint(bytes: &[u8]) -> Result<Checkpoint, StoreError> {
     serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
         tree: CHECKPOINTS,
@@ -362,7 +357,7 @@ fn decode_checkpoint(bytes: &[u8]) -> Result<Checkpoint, StoreError> {
 
 /// The newest stored checkpoint.
 pub fn latest_checkpoint(store: &Store) -> Result<Option<Checkpoint>, StoreError> {
-    checkpoint_tree(store)?
+    CheckpointTree::open(store)?
         .last()?
         .map(|(_, v)| decode_checkpoint(&v))
         .transpose()
@@ -408,7 +403,7 @@ pub async fn sign_checkpoint(
         tree: CHECKPOINTS,
         source,
     })?;
-    checkpoint_tree(store)?.insert(seq.to_be_bytes(), json)?;
+    CheckpointTree::open(store)?.insert(seq, &json)?;
     store.flush().await?;
     Ok(Some(checkpoint))
 }
@@ -464,7 +459,7 @@ pub fn verify_anchored(
     let first = tree.iter().next().transpose()?.map(|(seq, _)| seq);
     let last = tree.last()?.map(|(seq, _)| seq);
     let mut stored = Vec::new();
-    for item in checkpoint_tree(store)?.iter() {
+    for item in CheckpointTree::open(store)?.iter() {
         let (_, v) = item?;
         stored.push((decode_checkpoint(&v)?, false));
     }
@@ -658,10 +653,7 @@ pub fn prune(store: &Store, before_ms: u64) -> Result<usize, StoreError> {
     };
     // Checkpoints of records no longer kept cannot be checked: they go too.
     if let Some((first, _)) = tree.iter().next().transpose()? {
-        let checkpoints = checkpoint_tree(store)?;
-        for key in checkpoints.range(..first.to_be_bytes()).keys() {
-            checkpoints.remove(key?)?;
-        }
+        CheckpointTree::open(store)?.remove_before(first)?;
     }
     Ok(removed)
 }
@@ -713,6 +705,27 @@ pub fn escape(s: &str) -> String {
             '\t' => out.push_str("\\t"),
             c if must_escape(c) => out.push_str(&format!("\\u{{{:04x}}}", u32::from(c))),
             c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One record as one line of JSON (`audit list --json`), with every character that
+/// [`escape`] escapes written as a JSON `\uXXXX` escape: JSON leaves U+2028, U+202E and
+/// the like raw, which a terminal or a line-based reader would act on. The line parses
+/// to exactly the stored record.
+pub fn json_line(r: &Record) -> String {
+    let raw = serde_json::to_string(r).unwrap_or_default();
+    let mut out = String::with_capacity(raw.len());
+    // Such characters only occur inside JSON strings: the structure is ASCII.
+    for c in raw.chars() {
+        if must_escape(c) {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            out.push(c);
         }
     }
     out
@@ -979,6 +992,24 @@ mod tests {
         assert_eq!(field(Some("")), "\"\"");
         assert_eq!(field(Some("a b ip=1")), "\"a b ip=1\"");
         assert_eq!(field(Some("a\"b\\")), "\"a\\\"b\\\\\"");
+    }
+
+    // JSON lines escape separators and format characters too, and parse back exactly.
+    #[test]
+    fn json_lines_escaped() {
+        let mut ev = Event::new("login_failure", "failure");
+        ev.email = Some("a\u{2028}b\u{202e}c\u{85}d\u{e0041}\"e".into());
+        let r = Record {
+            seq: 1,
+            time: rfc3339(0),
+            event: ev,
+            prev_hash: GENESIS.into(),
+            hash: String::new(),
+        };
+        let line = json_line(&r);
+        assert!(line.is_ascii(), "{line}");
+        assert!(line.contains("\\u2028") && line.contains("\\udb40\\udc41"), "{line}");
+        assert_eq!(serde_json::from_str::<Record>(&line).unwrap(), r);
     }
 
     // Control characters are escaped in text output.

@@ -318,7 +318,7 @@ fn audit_command(config_path: &Path, command: AuditCommand) -> ExitCode {
                 Ok(records) => {
                     for r in &records {
                         if json {
-                            println!("{}", serde_json::to_string(r).unwrap_or_default());
+                            println!("{}", portcullis::audit::json_line(r));
                         } else {
                             println!("{}", portcullis::audit::format_line(r));
                         }

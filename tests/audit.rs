@@ -531,6 +531,16 @@ async fn forged_fields_and_separators_escaped() {
         let shown = field(&f, "email").unwrap();
         assert_eq!(unquote(shown), email.to_lowercase(), "{line}");
     }
+    // JSON lines: one per record, nothing raw, and each email exact once parsed.
+    let (ok, out) = portcullis(&config, &["audit", "list", "--json", "--event", "login_failure"]);
+    assert!(ok, "{out}");
+    let lines: Vec<&str> = out.split_terminator('\n').collect();
+    assert_eq!(lines.len(), forgeries.len(), "{out}");
+    for (line, email) in lines.iter().zip(forgeries) {
+        assert!(line.is_ascii(), "{line}");
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(record["email"], email.to_lowercase());
+    }
 }
 
 // Audited routes and refusals record the canonical path the policy judged, not the
