@@ -192,14 +192,12 @@ pub fn is_identity_header(name: &HeaderName) -> bool {
     n.len() >= 7 && folded_eq(&n[..7], b"x-auth-")
 }
 
-/// Whether a header name (lower-case, as hyper gives it) equals `want` (lower-case, `-`
-/// separated) with `_` read as `-`. No allocation: this runs for every request header.
+/// Whether a header name equals `want` (lower-case, `-` separated) with `_` read as `-`.
+/// `HeaderName`s are always lower-case (hyper folds HTTP/1.1 names; HTTP/2 refuses
+/// upper-case ones), so no case folding is needed. No allocation, and most names differ
+/// in length: this runs for every request header.
 fn folded_eq(name: &[u8], want: &[u8]) -> bool {
-    name.len() == want.len()
-        && name
-            .iter()
-            .zip(want)
-            .all(|(a, b)| a.to_ascii_lowercase() == *b || (*a == b'_' && *b == b'-'))
+    name.len() == want.len() && name.iter().zip(want).all(|(a, b)| a == b || (*a == b'_' && *b == b'-'))
 }
 
 /// Whether a client header is one the gateway removes (see [`STRIPPED`]).
