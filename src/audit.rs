@@ -9,8 +9,15 @@
 //!   flood overflows it the gateway keeps serving, counts what it dropped by kind, and
 //!   the writer records one `audit_overflow` record saying so: nothing is lost silently.
 //!
+//! The chain alone cannot tell a tail rewritten and re-hashed, or cut, from the real one:
+//! [`sign_checkpoint`] signs the head's `seq` and `hash` with the gateway's key (every
+//! [`CHECKPOINT_EVERY`] when it moved, and at shutdown) into a tree of their own, and
+//! [`verify_anchored`] holds the chain to every stored checkpoint and to one exported
+//! earlier.
+//!
 //! Records hold no secrets: no password, token, code or confirmation link ever reaches
-//! an [`Event`]. User-supplied text is stored as data and escaped when shown as text.
+//! an [`Event`]. User-supplied text is stored as data, and quoted and escaped when shown
+//! as text ([`format_line`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -301,6 +308,8 @@ const CHECKPOINTS: &str = "audit_checkpoints";
 /// How often a running gateway signs a checkpoint of the head (when it moved): well
 /// within the promised minute.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(30);
+// The promise is at least one checkpoint a minute while the head moves.
+const _: () = assert!(CHECKPOINT_EVERY.as_secs() <= 60);
 /// The first line of every checkpoint's signed text: what it is, and its version.
 pub const CHECKPOINT_FORMAT: &str = "portcullis-audit-checkpoint/1";
 
