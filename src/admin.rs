@@ -50,7 +50,13 @@ pub enum AdminRequest {
     AuditList {
         query: crate::audit::Query,
     },
-    AuditVerify,
+    AuditVerify {
+        /// A checkpoint exported earlier, to hold the chain to as well.
+        #[serde(default)]
+        checkpoint: Option<crate::audit::Checkpoint>,
+    },
+    /// Signs a checkpoint of the head when it moved, and returns the newest.
+    AuditCheckpoint,
 }
 
 pub fn socket_path(data_dir: &Path) -> PathBuf {
@@ -173,9 +179,19 @@ pub async fn execute(auth: &AuthService, req: AdminRequest) -> Result<Value, Str
             let records = crate::audit::list(auth.store(), &query).map_err(|e| e.to_string())?;
             serde_json::to_value(records).map_err(|e| e.to_string())
         }
-        AdminRequest::AuditVerify => {
-            let v = crate::audit::verify(auth.store()).map_err(|e| e.to_string())?;
-            serde_json::to_value(v).map_err(|e| e.to_string())
+        AdminRequest::AuditVerify { checkpoint } => {
+            let report = crate::audit::verify_anchored(auth.store(), auth.keys(), checkpoint.as_ref())
+                .map_err(|e| e.to_string())?;
+            serde_json::to_value(report).map_err(|e| e.to_string())
+        }
+        AdminRequest::AuditCheckpoint => {
+            crate::audit::sign_checkpoint(auth.store(), auth.keys(), auth.clock().now_ms())
+                .await
+                .map_err(|e| e.to_string())?;
+            match crate::audit::latest_checkpoint(auth.store()).map_err(|e| e.to_string())? {
+                Some(c) => serde_json::to_value(c).map_err(|e| e.to_string()),
+                None => Err("the audit trail is empty: there is nothing to sign".into()),
+            }
         }
         AdminRequest::Revoke { email } => {
             let user = find(&email)?;

@@ -9,8 +9,15 @@
 //!   flood overflows it the gateway keeps serving, counts what it dropped by kind, and
 //!   the writer records one `audit_overflow` record saying so: nothing is lost silently.
 //!
+//! The chain alone cannot tell a tail rewritten and re-hashed, or cut, from the real one:
+//! [`sign_checkpoint`] signs the head's `seq` and `hash` with the gateway's key (every
+//! [`CHECKPOINT_EVERY`] when it moved, and at shutdown) into a tree of their own, and
+//! [`verify_anchored`] holds the chain to every stored checkpoint and to one exported
+//! earlier.
+//!
 //! Records hold no secrets: no password, token, code or confirmation link ever reaches
-//! an [`Event`]. User-supplied text is stored as data and escaped when shown as text.
+//! an [`Event`]. User-supplied text is stored as data, and quoted and escaped when shown
+//! as text ([`format_line`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::SharedClock;
-use crate::store::{AuditTree, Store, StoreError};
+use crate::store::{AuditTree, CheckpointTree, Store, StoreError};
 
 /// Capacity of the high-volume queue.
 pub const QUEUE: usize = 8192;
@@ -296,6 +303,230 @@ impl Writer {
     }
 }
 
+/// The tree of signed checkpoints, as named in corruption errors.
+const CHECKPOINTS: &str = "audit_checkpoints";
+/// How often a running gateway signs a checkpoint of the head (when it moved): well
+/// within the promised minute.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(30);
+// The promise is at least one checkpoint a minute while the head moves.
+const _: () = assert!(CHECKPOINT_EVERY.as_secs() <= 60);
+/// The first line of every checkpoint's signed text: what it is, and its version.
+pub const CHECKPOINT_FORMAT: &str = "portcullis-audit-checkpoint/1";
+
+/// What signs and verifies checkpoints: the gateway's token signing key
+/// (`crate::auth::tokens::KeyRing`), behind a trait so that the audit trail depends on
+/// nothing above it.
+pub trait Signer {
+    /// The key's id (the JWKS `kid`), named in each checkpoint.
+    fn key_id(&self) -> &str;
+    /// A signature of `message`, base64url.
+    fn sign(&self, message: &[u8]) -> Option<String>;
+    /// Whether `signature` is this key's of `message`.
+    fn verify(&self, message: &[u8], signature: &str) -> bool;
+}
+
+/// A signed statement that record `seq` of the chain had hash `hash` at `time`. The
+/// chain alone cannot tell a rewritten-and-rehashed or cut tail from the real one; a
+/// checkpoint can, wherever it is kept. Self-contained: `audit checkpoint` prints one as
+/// JSON for the operator to keep off the machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub format: String,
+    pub seq: u64,
+    pub hash: String,
+    pub time: String,
+    pub kid: String,
+    pub signature: String,
+}
+
+impl Checkpoint {
+    /// The exact text that is signed.
+    fn message(&self) -> Vec<u8> {
+        format!(
+            "{}\nseq={}\nhash={}\ntime={}\nkid={}\n",
+            self.format, self.seq, self.hash, self.time, self.kid
+        )
+        .into_bytes()
+    }
+
+    /// Whether the checkpoint is in the known format and signed by `signer`'s key.
+    pub fn signed_by(&self, signer: &dyn Signer) -> bool {
+        self.format == CHECKPOINT_FORMAT
+            && self.kid == signer.key_id()
+            && signer.verify(&self.message(), &self.signature)
+    }
+}
+
+fn decode_checkpoint(bytes: &[u8]) -> Result<Checkpoint, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
+        tree: CHECKPOINTS,
+        source,
+    })
+}
+
+/// The newest stored checkpoint.
+pub fn latest_checkpoint(store: &Store) -> Result<Option<Checkpoint>, StoreError> {
+    CheckpointTree::open(store)?
+        .last()?
+        .map(|(_, v)| decode_checkpoint(&v))
+        .transpose()
+}
+
+/// The sequence number of the newest record, if any.
+pub fn head_seq(store: &Store) -> Result<Option<u64>, StoreError> {
+    Ok(AuditTree::open(store)?.last()?.map(|(seq, _)| seq))
+}
+
+/// Signs and stores a checkpoint of the chain's head when the head is past the newest
+/// checkpoint (the gateway calls this at least every minute and at shutdown). The
+/// records are flushed first, so a checkpoint never names a record a crash could lose.
+/// Returns the new checkpoint, or `None` when the head has not moved.
+pub async fn sign_checkpoint(
+    store: &Store,
+    signer: &(dyn Signer + Sync),
+    now_ms: u64,
+) -> Result<Option<Checkpoint>, StoreError> {
+    store.flush().await?;
+    let Some((seq, bytes)) = AuditTree::open(store)?.last()? else {
+        return Ok(None);
+    };
+    if latest_checkpoint(store)?.is_some_and(|c| c.seq >= seq) {
+        return Ok(None);
+    }
+    let head: Record =
+        serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt { tree: "audit", source })?;
+    let mut checkpoint = Checkpoint {
+        format: CHECKPOINT_FORMAT.to_owned(),
+        seq,
+        hash: head.hash,
+        time: rfc3339(now_ms),
+        kid: signer.key_id().to_owned(),
+        signature: String::new(),
+    };
+    let Some(signature) = signer.sign(&checkpoint.message()) else {
+        tracing::error!("cannot sign an audit checkpoint");
+        return Ok(None);
+    };
+    checkpoint.signature = signature;
+    let json = serde_json::to_vec(&checkpoint).map_err(|source| StoreError::Corrupt {
+        tree: CHECKPOINTS,
+        source,
+    })?;
+    CheckpointTree::open(store)?.insert(seq, &json)?;
+    store.flush().await?;
+    Ok(Some(checkpoint))
+}
+
+/// What `audit verify` found: the chain, and how many signed checkpoints it was held to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub verification: Verification,
+    /// Checkpoints checked (stored ones, and the exported one when given).
+    pub checkpoints: u64,
+    /// The newest checkpoint checked: its sequence number and time.
+    pub latest: Option<(u64, String)>,
+}
+
+/// [`verify`], then holds the chain to every stored checkpoint and to `exported` (one
+/// printed by `audit checkpoint` earlier): each must carry a good signature of the
+/// gateway's key, and the record it names must exist with the hash it names. A cut
+/// tail or a rewritten and re-hashed one fails here; deleting the stored checkpoints as
+/// well is caught only by an exported one. Stored checkpoints of pruned records are
+/// skipped; an exported one of a record no longer kept fails.
+pub fn verify_anchored(
+    store: &Store,
+    signer: &dyn Signer,
+    exported: Option<&Checkpoint>,
+) -> Result<Report, StoreError> {
+    let broken = |seq, reason: String, checkpoints| Report {
+        verification: Verification::Broken { seq, reason },
+        checkpoints,
+        latest: None,
+    };
+    if let Some(c) = exported {
+        if !c.signed_by(signer) {
+            let reason = if c.kid == signer.key_id() {
+                "the given checkpoint's signature does not verify".to_owned()
+            } else {
+                format!(
+                    "the given checkpoint is signed by another key ({:?}), or its signature does not verify",
+                    c.kid
+                )
+            };
+            return Ok(broken(c.seq, reason, 0));
+        }
+    }
+    let chain = verify(store)?;
+    if let Verification::Broken { .. } = chain {
+        return Ok(Report {
+            verification: chain,
+            checkpoints: 0,
+            latest: None,
+        });
+    }
+    let tree = AuditTree::open(store)?;
+    let first = tree.iter().next().transpose()?.map(|(seq, _)| seq);
+    let last = tree.last()?.map(|(seq, _)| seq);
+    let mut stored = Vec::new();
+    for item in CheckpointTree::open(store)?.iter() {
+        let (_, v) = item?;
+        stored.push((decode_checkpoint(&v)?, false));
+    }
+    stored.extend(exported.map(|c| (c.clone(), true)));
+    let mut checked = 0;
+    let mut latest: Option<(u64, String)> = None;
+    for (c, is_exported) in &stored {
+        let which = if *is_exported {
+            "the given checkpoint"
+        } else {
+            "a stored checkpoint"
+        };
+        if !is_exported && !c.signed_by(signer) {
+            return Ok(broken(
+                c.seq,
+                format!("{which} of {} has a bad signature", c.time),
+                checked,
+            ));
+        }
+        match tree.get(c.seq)? {
+            Some(bytes) => {
+                let r: Record =
+                    serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt { tree: "audit", source })?;
+                if r.hash != c.hash {
+                    return Ok(broken(
+                        c.seq,
+                        format!(
+                            "differs from {which} signed at {}: the records up to it were rewritten",
+                            c.time
+                        ),
+                        checked,
+                    ));
+                }
+            }
+            None if first.is_some_and(|f| c.seq < f) && !is_exported => continue,
+            None => {
+                let reason = match last {
+                    Some(last) if c.seq > last => format!(
+                        "missing: the chain ends at record {last}, but {which} signed at {} names record {}",
+                        c.time, c.seq
+                    ),
+                    _ => format!("missing: {which} signed at {} names it (cut or pruned)", c.time),
+                };
+                return Ok(broken(c.seq, reason, checked));
+            }
+        }
+        checked += 1;
+        if latest.as_ref().is_none_or(|(seq, _)| c.seq >= *seq) {
+            latest = Some((c.seq, c.time.clone()));
+        }
+    }
+    Ok(Report {
+        verification: chain,
+        checkpoints: checked,
+        latest,
+    })
+}
+
 /// Filters of `audit list`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Query {
@@ -421,18 +652,58 @@ pub fn prune(store: &Store, before_ms: u64) -> Result<usize, StoreError> {
             break;
         }
     }
-    match first_kept {
-        Some(seq) => tree.remove_before(seq),
+    let removed = match first_kept {
+        Some(seq) => tree.remove_before(seq)?,
         // Keep the newest record even when everything is old, so the chain has a head.
         None => match tree.last()? {
-            Some((seq, _)) => tree.remove_before(seq),
-            None => Ok(0),
+            Some((seq, _)) => tree.remove_before(seq)?,
+            None => 0,
         },
+    };
+    // Checkpoints of records no longer kept cannot be checked: they go too.
+    if let Some((first, _)) = tree.iter().next().transpose()? {
+        CheckpointTree::open(store)?.remove_before(first)?;
     }
+    Ok(removed)
 }
 
-/// Escapes control characters and backslashes, so text output shows data as data: a
-/// newline in an email cannot fake a second record.
+/// Whether a character must not reach a terminal raw: control characters (Cc), line
+/// and paragraph separators (Zl, Zp), format characters (Cf: bidi overrides and
+/// isolates, zero-width characters, the BOM, soft hyphen...), and whitespace other than
+/// the plain space (which could pass for a field separator).
+fn must_escape(c: char) -> bool {
+    c.is_control()
+        || (c.is_whitespace() && c != ' ')
+        || matches!(
+            c,
+            // Cf, as of Unicode 16.
+            '\u{00ad}'
+                | '\u{0600}'..='\u{0605}'
+                | '\u{061c}'
+                | '\u{06dd}'
+                | '\u{070f}'
+                | '\u{0890}'..='\u{0891}'
+                | '\u{08e2}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206f}'
+                | '\u{feff}'
+                | '\u{fff9}'..='\u{fffb}'
+                | '\u{110bd}'
+                | '\u{110cd}'
+                | '\u{13430}'..='\u{1343f}'
+                | '\u{1bca0}'..='\u{1bca3}'
+                | '\u{1d173}'..='\u{1d17a}'
+                | '\u{e0001}'
+                | '\u{e0020}'..='\u{e007f}'
+        )
+}
+
+/// Escapes backslashes, control characters, Unicode line and paragraph separators and
+/// format characters, so text output shows data as data: a newline or U+2028 in an
+/// email cannot fake a second record, and U+202E cannot reorder what follows it.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -441,32 +712,73 @@ pub fn escape(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{{{:04x}}}", u32::from(c))),
+            c if must_escape(c) => out.push_str(&format!("\\u{{{:04x}}}", u32::from(c))),
             c => out.push(c),
         }
     }
     out
 }
 
-/// One line of `audit list`'s table.
+/// One record as one line of JSON (`audit list --json`), with every character that
+/// [`escape`] escapes written as a JSON `\uXXXX` escape: JSON leaves U+2028, U+202E and
+/// the like raw, which a terminal or a line-based reader would act on. The line parses
+/// to exactly the stored record.
+pub fn json_line(r: &Record) -> String {
+    let raw = serde_json::to_string(r).unwrap_or_default();
+    let mut out = String::with_capacity(raw.len());
+    // Such characters only occur inside JSON strings: the structure is ASCII.
+    for c in raw.chars() {
+        if must_escape(c) {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A field value of `audit list`'s text: bare when it is plain (letters, digits and
+/// `@ . _ : / % + -`), otherwise in double quotes with `"` escaped as well as what
+/// [`escape`] escapes. A space, `=` or quote in user-supplied text cannot start a field
+/// of its own. Absent values are `-`; a value that is itself `-` is quoted.
+pub fn field(value: Option<&str>) -> String {
+    let Some(v) = value else {
+        return "-".to_owned();
+    };
+    let plain = !v.is_empty()
+        && v != "-"
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '@' | '.' | '_' | ':' | '/' | '%' | '+' | '-'));
+    if plain {
+        v.to_owned()
+    } else {
+        format!("\"{}\"", escape(v).replace('"', "\\\""))
+    }
+}
+
+/// One line of `audit list`'s table. Every value that a client or the policy supplied
+/// (email, user, method, path, route, reason) goes through [`field`].
 pub fn format_line(r: &Record) -> String {
     let e = &r.event;
-    let opt = |v: &Option<String>| v.as_deref().map_or_else(|| "-".to_owned(), escape);
+    let f = |v: &Option<String>| field(v.as_deref());
     let mut line = format!(
         "{:>6} {} {:<22} {:<8} user={} email={} ip={}",
         r.seq,
         r.time,
-        escape(&e.event),
-        escape(&e.outcome),
-        opt(&e.user_id),
-        opt(&e.email),
-        opt(&e.ip),
+        field(Some(&e.event)),
+        field(Some(&e.outcome)),
+        f(&e.user_id),
+        f(&e.email),
+        f(&e.ip),
     );
     if e.method.is_some() || e.path.is_some() {
-        line.push_str(&format!(" {} {}", opt(&e.method), opt(&e.path)));
+        line.push_str(&format!(" {} {}", f(&e.method), f(&e.path)));
     }
     if let Some(route) = &e.route {
-        line.push_str(&format!(" route={:?}", escape(route)));
+        line.push_str(&format!(" route=\"{}\"", escape(route).replace('"', "\\\"")));
     }
     if let Some(status) = e.status {
         line.push_str(&format!(" status={status}"));
@@ -475,10 +787,10 @@ pub fn format_line(r: &Record) -> String {
         line.push_str(&format!(" latency={ms}ms"));
     }
     if let Some(reason) = &e.reason {
-        line.push_str(&format!(" reason={:?}", escape(reason)));
+        line.push_str(&format!(" reason=\"{}\"", escape(reason).replace('"', "\\\"")));
     }
     if let Some(id) = &e.request_id {
-        line.push_str(&format!(" request={}", escape(id)));
+        line.push_str(&format!(" request={}", field(Some(id))));
     }
     line
 }
@@ -597,6 +909,116 @@ mod tests {
                 records: u64::try_from(written).unwrap() + 1
             }
         );
+    }
+
+    /// A stand-in for the gateway's key: "signs" with a keyed hash.
+    struct TestSigner(&'static str);
+
+    impl Signer for TestSigner {
+        fn key_id(&self) -> &str {
+            self.0
+        }
+        fn sign(&self, message: &[u8]) -> Option<String> {
+            let mut keyed = self.0.as_bytes().to_vec();
+            keyed.extend_from_slice(message);
+            Some(format!("{:?}", ring::digest::digest(&ring::digest::SHA256, &keyed)))
+        }
+        fn verify(&self, message: &[u8], signature: &str) -> bool {
+            self.sign(message).as_deref() == Some(signature)
+        }
+    }
+
+    // A checkpoint is signed only when the head moved past the newest one; it verifies
+    // under its key only, and pruning drops the checkpoints of pruned records.
+    #[tokio::test]
+    async fn checkpoints_follow_the_head() {
+        let store = Store::temporary().unwrap();
+        let clock = ManualClock::new();
+        let key = TestSigner("k1");
+        assert_eq!(
+            sign_checkpoint(&store, &key, 0).await.unwrap(),
+            None,
+            "an empty trail was signed"
+        );
+        let (audit, task) = Audit::start(&store, Arc::new(clock.clone())).unwrap();
+        for _ in 0..3 {
+            audit.durable(Event::new("logout", "success")).await;
+        }
+        let first = sign_checkpoint(&store, &key, clock.now_ms()).await.unwrap().unwrap();
+        assert_eq!(first.seq, 3);
+        assert_eq!(sign_checkpoint(&store, &key, clock.now_ms()).await.unwrap(), None);
+        clock.advance(Duration::from_secs(100 * 86_400));
+        audit.durable(Event::new("logout", "success")).await;
+        drop(audit);
+        task.await.unwrap();
+        let second = sign_checkpoint(&store, &key, clock.now_ms()).await.unwrap().unwrap();
+        assert_eq!(second.seq, 4);
+        assert!(second.signed_by(&key) && !second.signed_by(&TestSigner("k2")));
+        let report = verify_anchored(&store, &key, Some(&first)).unwrap();
+        assert_eq!(report.verification, Verification::Intact { records: 4 });
+        assert_eq!((report.checkpoints, report.latest.map(|l| l.0)), (3, Some(4)));
+        // Signed by another key: refused, stored or given.
+        let report = verify_anchored(&store, &TestSigner("k2"), None).unwrap();
+        assert!(
+            matches!(report.verification, Verification::Broken { seq: 3, .. }),
+            "{report:?}"
+        );
+
+        prune(&store, clock.now_ms() - 1000).unwrap();
+        let report = verify_anchored(&store, &key, None).unwrap();
+        assert_eq!(
+            (report.verification, report.checkpoints),
+            (Verification::Intact { records: 1 }, 1)
+        );
+        assert!(
+            matches!(
+                verify_anchored(&store, &key, Some(&first)).unwrap().verification,
+                Verification::Broken { seq: 3, .. }
+            ),
+            "a checkpoint of a record no longer kept passed"
+        );
+    }
+
+    // Unicode line and paragraph separators, format characters (bidi overrides,
+    // zero-width) and odd whitespace are escaped; text with a space, `=` or quote is
+    // quoted, plain values are not.
+    #[test]
+    fn separators_and_fields() {
+        assert_eq!(escape("a\u{2028}b\u{2029}c"), "a\\u{2028}b\\u{2029}c");
+        assert_eq!(
+            escape("\u{202e}x\u{200b}\u{feff}\u{2066}"),
+            "\\u{202e}x\\u{200b}\\u{feff}\\u{2066}"
+        );
+        assert_eq!(
+            escape("\u{85}\u{a0}\u{3000}\u{e0041}"),
+            "\\u{0085}\\u{00a0}\\u{3000}\\u{e0041}"
+        );
+        assert_eq!(escape("é ü 日本 🙂"), "é ü 日本 🙂");
+        assert_eq!(field(Some("a@b.example")), "a@b.example");
+        assert_eq!(field(Some("/api/x%20y")), "/api/x%20y");
+        assert_eq!(field(None), "-");
+        assert_eq!(field(Some("-")), "\"-\"");
+        assert_eq!(field(Some("")), "\"\"");
+        assert_eq!(field(Some("a b ip=1")), "\"a b ip=1\"");
+        assert_eq!(field(Some("a\"b\\")), "\"a\\\"b\\\\\"");
+    }
+
+    // JSON lines escape separators and format characters too, and parse back exactly.
+    #[test]
+    fn json_lines_escaped() {
+        let mut ev = Event::new("login_failure", "failure");
+        ev.email = Some("a\u{2028}b\u{202e}c\u{85}d\u{e0041}\"e".into());
+        let r = Record {
+            seq: 1,
+            time: rfc3339(0),
+            event: ev,
+            prev_hash: GENESIS.into(),
+            hash: String::new(),
+        };
+        let line = json_line(&r);
+        assert!(line.is_ascii(), "{line}");
+        assert!(line.contains("\\u2028") && line.contains("\\udb40\\udc41"), "{line}");
+        assert_eq!(serde_json::from_str::<Record>(&line).unwrap(), r);
     }
 
     // Control characters are escaped in text output.

@@ -108,8 +108,12 @@ struct RequestContext {
     route: Option<RouteRef>,
     /// The verified token of the request, when it has one.
     caller: Option<Arc<Verified>>,
-    /// The request was bound for an upstream (not a gateway endpoint).
+    /// A refusal of the request is audited: its canonical path is not under `/auth/`
+    /// (whose endpoints audit their own events), or the normalizer refused its target.
     proxied: bool,
+    /// The canonical path, when it differs from the path as received (rarely: escapes
+    /// decoded or re-encoded). Audit records name the path the policy judged.
+    canonical: Option<String>,
     /// The route that allowed it asks for every request to be audited.
     audit_route: bool,
     /// The metrics label of a request no route judged (gateway endpoints).
@@ -125,14 +129,16 @@ impl Handler for Inner {
             method: req.method().clone(),
             route: None,
             caller: None,
-            proxied: false,
+            // Until the target is judged canonical: a refused target is audited whatever
+            // its raw path looks like.
+            proxied: true,
+            canonical: None,
             audit_route: false,
             endpoint: None,
         };
         // A clone of the URI shares its bytes: no copy of the path for the log line.
         let uri = req.uri().clone();
         let raw_path = uri.path();
-        let is_auth = raw_path.starts_with("/auth/");
         let mut resp = match self.handle_inner(req, &mut ctx).await {
             Ok(resp) => {
                 if ctx.audit_route {
@@ -183,6 +189,7 @@ impl Handler for Inner {
                 err.to_response(&ctx.id)
             }
         };
+        let is_auth = ctx.endpoint == Some(crate::metrics::ROUTE_AUTH) || raw_path.starts_with("/auth/");
         let label = match (&ctx.route, ctx.endpoint) {
             (Some(route), _) => route.name(),
             (None, Some(endpoint)) => endpoint,
@@ -223,11 +230,22 @@ impl Inner {
         }
     }
 
-    /// Queues a high-volume audit record about a request.
+    /// Signs a checkpoint of the audit chain's head, when it moved since the last one.
+    async fn checkpoint_audit(&self) {
+        let now = self.auth.clock().now_ms();
+        match crate::audit::sign_checkpoint(self.auth.store(), self.auth.keys(), now).await {
+            Ok(Some(c)) => tracing::debug!(seq = c.seq, "audit checkpoint signed"),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "cannot sign an audit checkpoint"),
+        }
+    }
+
+    /// Queues a high-volume audit record about a request. `raw_path` is the path as
+    /// received; the record names the canonical one when the target was judged.
     fn audit_request(
         &self,
         ctx: &RequestContext,
-        path: &str,
+        raw_path: &str,
         event: &str,
         outcome: &str,
         status: u16,
@@ -240,6 +258,7 @@ impl Inner {
         }
         ev.ip = Some(ctx.conn.peer.ip().to_string());
         ev.method = Some(ctx.method.to_string());
+        let path = ctx.canonical.as_deref().unwrap_or(raw_path);
         ev.path = Some(path.chars().take(2048).collect());
         ev.route = ctx.route.as_ref().map(|r| r.name().to_owned());
         ev.status = Some(status);
@@ -254,10 +273,14 @@ impl Inner {
         req: Request<Incoming>,
         ctx: &mut RequestContext,
     ) -> Result<Response<GatewayBody>, GatewayError> {
-        // 1. normalize: everything below sees only the canonical target.
-        // Refusals of anything but the gateway's own endpoints are audited.
-        ctx.proxied = !req.uri().path().starts_with("/auth/");
+        // 1. normalize: everything below sees only the canonical target. A refusal here
+        // is audited (ctx.proxied starts true); from here on, refusals of anything but
+        // the gateway's own /auth/ endpoints are, classified on the canonical path.
         let target = normalize_request(req.method(), req.uri(), req.version(), req.headers())?;
+        ctx.proxied = !target.path.starts_with("/auth/");
+        if target.path != req.uri().path() {
+            ctx.canonical = Some(target.path.clone());
+        }
 
         // The gateway's own endpoints, matched on the canonical path.
         if target.path == "/healthz" {
@@ -666,6 +689,17 @@ impl Gateway {
                 }
             }
         });
+        let anchor = self.inner.clone();
+        let mut anchor_stop = stop.subscribe();
+        tasks.spawn(async move {
+            let mut every = tokio::time::interval(crate::audit::CHECKPOINT_EVERY);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => anchor.checkpoint_audit().await,
+                    _ = anchor_stop.changed() => return,
+                }
+            }
+        });
         tracing::info!(listen = %tls_addr, plain = ?plain_addr, "gateway serving");
         Ok(RunningGateway {
             tls_addr,
@@ -700,9 +734,11 @@ impl RunningGateway {
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
-        // Every request has finished: write what the audit queue holds, then stop.
+        // Every request has finished: write what the audit queue holds, then stop, and
+        // sign the head the trail stopped at.
         self.inner.auth.audit().close().await;
         let _ = self.audit_task.await;
+        self.inner.checkpoint_audit().await;
     }
 }
 

@@ -100,8 +100,15 @@ enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Check the hash chain; exit 1 naming the first broken record.
-    Verify,
+    /// Check the hash chain and its signed checkpoints; exit 1 naming the first broken record.
+    Verify {
+        /// Also hold the chain to a checkpoint printed earlier by `audit checkpoint`.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Sign a checkpoint of the chain's head (when it moved) and print the newest, as one
+    /// line of JSON to keep off the machine.
+    Checkpoint,
 }
 
 #[derive(Subcommand)]
@@ -311,7 +318,7 @@ fn audit_command(config_path: &Path, command: AuditCommand) -> ExitCode {
                 Ok(records) => {
                     for r in &records {
                         if json {
-                            println!("{}", serde_json::to_string(r).unwrap_or_default());
+                            println!("{}", portcullis::audit::json_line(r));
                         } else {
                             println!("{}", portcullis::audit::format_line(r));
                         }
@@ -324,25 +331,60 @@ fn audit_command(config_path: &Path, command: AuditCommand) -> ExitCode {
                 }
             }
         }
-        AuditCommand::Verify => {
-            let result = run_async_value(run_admin(config, AdminRequest::AuditVerify))
-                .and_then(|v| serde_json::from_value::<portcullis::audit::Verification>(v).map_err(|e| e.to_string()));
+        AuditCommand::Verify { checkpoint } => {
+            let checkpoint = match checkpoint.map(|path| read_checkpoint(&path)).transpose() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("portcullis: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let result = run_async_value(run_admin(config, AdminRequest::AuditVerify { checkpoint }))
+                .and_then(|v| serde_json::from_value::<portcullis::audit::Report>(v).map_err(|e| e.to_string()));
             match result {
-                Ok(portcullis::audit::Verification::Intact { records }) => {
-                    println!("ok: {records} records, the chain is intact");
-                    ExitCode::SUCCESS
-                }
-                Ok(portcullis::audit::Verification::Broken { seq, reason }) => {
-                    println!("BROKEN at record {seq}: {reason}");
-                    ExitCode::FAILURE
-                }
+                Ok(report) => match report.verification {
+                    portcullis::audit::Verification::Intact { records } => {
+                        match report.latest {
+                            Some((seq, time)) => println!(
+                                "ok: {records} records, the chain is intact and matches {} signed checkpoint(s), the newest of record {seq} at {time}",
+                                report.checkpoints
+                            ),
+                            None => println!("ok: {records} records, the chain is intact (no signed checkpoint to check it against)"),
+                        }
+                        ExitCode::SUCCESS
+                    }
+                    portcullis::audit::Verification::Broken { seq, reason } => {
+                        println!("BROKEN at record {seq}: {}", portcullis::audit::escape(&reason));
+                        ExitCode::FAILURE
+                    }
+                },
                 Err(e) => {
                     eprintln!("portcullis: {e}");
                     ExitCode::FAILURE
                 }
             }
         }
+        AuditCommand::Checkpoint => match run_async_value(run_admin(config, AdminRequest::AuditCheckpoint)) {
+            Ok(v) => {
+                println!("{v}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("portcullis: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
+}
+
+/// Reads a checkpoint printed by `audit checkpoint` (at most 64 KiB of JSON).
+fn read_checkpoint(path: &Path) -> Result<portcullis::audit::Checkpoint, String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(64 * 1024).read_to_string(&mut text))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(text.trim()).map_err(|e| format!("{}: not a checkpoint: {e}", path.display()))
 }
 
 fn run_async_value<T>(fut: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
@@ -368,10 +410,17 @@ async fn run_admin(config: Config, request: AdminRequest) -> Result<serde_json::
     })?;
     let clock: portcullis::clock::SharedClock = std::sync::Arc::new(portcullis::clock::SystemClock);
     let (audit, writer) = portcullis::audit::Audit::start(&store, clock.clone()).map_err(|e| e.to_string())?;
+    let head = portcullis::audit::head_seq(&store).map_err(|e| e.to_string())?;
     let auth = AuthService::new(std::sync::Arc::new(config), store, clock, audit.clone())?;
     let result = portcullis::admin::execute(&auth, request).await;
     audit.close().await;
     let _ = writer.await;
+    // What this command wrote is anchored like what a running gateway writes.
+    if portcullis::audit::head_seq(auth.store()).ok().flatten() != head {
+        if let Err(e) = portcullis::audit::sign_checkpoint(auth.store(), auth.keys(), auth.clock().now_ms()).await {
+            eprintln!("portcullis: cannot sign an audit checkpoint: {e}");
+        }
+    }
     result
 }
 

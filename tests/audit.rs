@@ -421,3 +421,361 @@ async fn crash_then_tamper() {
     assert!(!ok);
     assert!(out.contains("BROKEN at record 2"), "{out}");
 }
+
+/// Splits one `audit list` line into its fields: `key=value` pairs and bare words, a
+/// quoted value (`"..."`, with `\"` and `\\` escapes) being one field whatever it holds.
+fn fields(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                cur.push(c);
+            }
+            '\\' if quoted => {
+                cur.push(c);
+                cur.extend(chars.next());
+            }
+            ' ' if !quoted => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    out.extend((!cur.is_empty()).then_some(cur));
+    out
+}
+
+/// A quoted field value read back: quotes removed, escapes undone.
+fn unquote(shown: &str) -> String {
+    let inner = shown
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("{shown} is not quoted"));
+    let mut out = String::new();
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next().unwrap() {
+            'n' => out.push('\n'),
+            'r' => out.push('\r'),
+            't' => out.push('\t'),
+            'u' => {
+                let hex: String = chars.by_ref().skip(1).take_while(|&c| c != '}').collect();
+                out.push(char::from_u32(u32::from_str_radix(&hex, 16).unwrap()).unwrap());
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The value of `key=` among a line's fields, when there is exactly one such field.
+fn field<'a>(fields: &'a [String], key: &str) -> Option<&'a str> {
+    let prefix = format!("{key}=");
+    let found: Vec<&str> = fields.iter().filter_map(|f| f.strip_prefix(&prefix)).collect();
+    assert!(found.len() <= 1, "{key} appears {} times in {fields:?}", found.len());
+    found.first().copied()
+}
+
+// Emails with spaces and `key=value` text, line and paragraph separators, bidi
+// overrides and zero-width characters are each printed on one line of `audit list`,
+// inside their own field: no field is forged, no line is added, nothing is reordered.
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_fields_and_separators_escaped() {
+    let shop = start_shop().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = Setup::shop(shop).write(dir.path());
+    let gw = TestGateway::launch(dir, &config, None).await;
+    let forgeries = [
+        "a@example.com ip=6.6.6.6 user=u-admin status=200",
+        "b@example.com\u{2028}    99 2026-01-01T00:00:00.000Z login_success",
+        "c@example.com\u{2029}d",
+        "\u{202e}moc.elpmaxe@e",
+        "f\u{200b}@exa\u{85}mple.com\u{2066}\u{feff}",
+        "g\"@example.com ip=\"6.6.6.6\"",
+    ];
+    for email in forgeries {
+        gw.post("/auth/login", json!({ "email": email, "password": "Wrong!Passw0rd" }))
+            .await;
+    }
+    let (ok, out) = portcullis(&config, &["audit", "list", "--event", "login_failure"]);
+    assert!(ok, "{out}");
+    let lines: Vec<&str> = out.split_terminator('\n').collect();
+    assert_eq!(
+        lines.len(),
+        forgeries.len(),
+        "a record took more or fewer lines:\n{out}"
+    );
+    for (line, email) in lines.iter().zip(forgeries) {
+        for c in line.chars() {
+            assert!(
+                !c.is_control()
+                    && !matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+                    && !matches!(c, '\u{200b}'..='\u{200f}' | '\u{feff}'),
+                "{c:?} printed raw in {line:?}"
+            );
+        }
+        let f = fields(line);
+        assert_eq!(field(&f, "ip"), Some("127.0.0.1"), "{line}");
+        assert_eq!(field(&f, "user"), Some("-"), "{line}");
+        assert!(field(&f, "status").is_none(), "{line}");
+        let shown = field(&f, "email").unwrap();
+        assert_eq!(unquote(shown), email.to_lowercase(), "{line}");
+    }
+    // JSON lines: one per record, nothing raw, and each email exact once parsed.
+    let (ok, out) = portcullis(&config, &["audit", "list", "--json", "--event", "login_failure"]);
+    assert!(ok, "{out}");
+    let lines: Vec<&str> = out.split_terminator('\n').collect();
+    assert_eq!(lines.len(), forgeries.len(), "{out}");
+    for (line, email) in lines.iter().zip(forgeries) {
+        assert!(line.is_ascii(), "{line}");
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(record["email"], email.to_lowercase());
+    }
+}
+
+// Audited routes and refusals record the canonical path the policy judged, not the
+// target as the client spelled it.
+#[tokio::test]
+async fn canonical_path_recorded() {
+    let rec = Recorder::start().await;
+    let policy = r#"
+upstream = "rec"
+
+[[route]]
+name = "staff records"
+methods = ["GET"]
+path = "/staff/{id}"
+public = true
+audit = true
+
+[[route]]
+name = "members"
+methods = ["GET"]
+path = "/members/{id}"
+roles = ["customer"]
+"#;
+    let gw = Setup::new(&[("rec", rec.url())], policy).start().await;
+    let resp = gw
+        .raw("GET /%73taff/%37 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.head);
+    let resp = gw
+        .raw("GET /%6dembers/%41 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await;
+    assert_eq!(resp.status, 401, "{}", resp.head);
+    let requests = wait_for(&gw, "request", 1).await;
+    assert_eq!(requests[0].event.path.as_deref(), Some("/staff/7"));
+    let denied = wait_for(&gw, "access_denied", 1).await;
+    assert_eq!(denied[0].event.path.as_deref(), Some("/members/A"));
+}
+
+// A target under /auth/ that the normalizer refuses is audited as access_denied, like
+// any other refused target: the request is classified after normalization.
+#[tokio::test]
+async fn refused_auth_targets_audited() {
+    let rec = Recorder::start().await;
+    let gw = Setup::new(&[("rec", rec.url())], common::OPEN_POLICY).start().await;
+    for target in [
+        "/auth/%2e%2e/admin",
+        "/auth/..%2fstaff",
+        "/auth//me",
+        "/auth/%2E%2E/%2E%2E/x",
+    ] {
+        let resp = gw
+            .raw(&format!(
+                "GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+            ))
+            .await;
+        assert_eq!(resp.status, 400, "{target}: {}", resp.head);
+    }
+    let denied = wait_for(&gw, "access_denied", 4).await;
+    let paths: Vec<_> = denied
+        .iter()
+        .map(|r| r.event.path.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/auth/%2e%2e/admin",
+            "/auth/..%2fstaff",
+            "/auth//me",
+            "/auth/%2E%2E/%2E%2E/x"
+        ],
+        "{denied:?}"
+    );
+    assert!(denied.iter().all(|r| r.event.status == Some(400)));
+    assert!(rec.requests().is_empty());
+}
+
+/// Opens the stopped gateway's database in `dir`, runs `change` on its audit tree, and
+/// flushes.
+async fn offline<F: FnOnce(&portcullis::store::Store, &sled::Tree)>(dir: &Path, change: F) {
+    let store = portcullis::store::Store::open(&dir.join("data")).unwrap();
+    let tree = store.db().open_tree("audit").unwrap();
+    change(&store, &tree);
+    store.flush().await.unwrap();
+}
+
+/// Rewrites records `from..` of the chain with `forge` applied to the first, and
+/// re-hashes from there so the chain alone still verifies.
+fn rewrite_tail(tree: &sled::Tree, from: u64, forge: impl FnOnce(&mut Record)) {
+    let mut forge = Some(forge);
+    let mut prev: Option<String> = None;
+    for item in tree.range(from.to_be_bytes()..) {
+        let (k, v) = item.unwrap();
+        let mut r: Record = serde_json::from_slice(&v).unwrap();
+        if let Some(f) = forge.take() {
+            f(&mut r);
+        }
+        if let Some(p) = prev {
+            r.prev_hash = p;
+        }
+        r.hash = r.compute_hash();
+        prev = Some(r.hash.clone());
+        tree.insert(k, serde_json::to_vec(&r).unwrap()).unwrap();
+    }
+}
+
+/// Removes every record from `from` on.
+fn cut_tail(tree: &sled::Tree, from: u64) {
+    let keys: Vec<_> = tree.range(from.to_be_bytes()..).keys().map(Result::unwrap).collect();
+    for k in keys {
+        tree.remove(k).unwrap();
+    }
+}
+
+/// Writes one (durable) audit record: an admin unlock of `email`.
+async fn unlock(gw: &TestGateway, email: &str) {
+    execute(gw.auth(), AdminRequest::Unlock { email: email.into() })
+        .await
+        .unwrap();
+}
+
+/// Shuts the gateway down after closing the client's connections (a graceful shutdown
+/// waits for open ones), so that its database can be opened by the command line.
+async fn stop(gw: &mut TestGateway) {
+    gw.client = reqwest::Client::new();
+    gw.shutdown().await;
+}
+
+/// A gateway's directory with a few records written and a checkpoint signed at
+/// shutdown; returns the directory, the config path and the number of records.
+async fn checkpointed_trail() -> (tempfile::TempDir, std::path::PathBuf, u64) {
+    let shop = start_shop().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = Setup::shop(shop).write(dir.path());
+    let mut gw = TestGateway::launch(dir, &config, None).await;
+    for i in 0..4 {
+        unlock(&gw, &format!("nobody{i}@example.com")).await;
+    }
+    // Unlock records are written before the command answers: nothing is pending.
+    let n = list(gw.auth().store(), &Query::default()).unwrap().len() as u64;
+    stop(&mut gw).await;
+    let TestGateway { dir, .. } = gw;
+    (dir, config, n)
+}
+
+// The chain is anchored by signed checkpoints: the gateway stores one at shutdown, and
+// `audit verify` then detects a cut tail and a rewritten, re-hashed tail, which the
+// chain alone does not; `audit checkpoint` prints one (while the gateway runs, and
+// when it is stopped) that `audit verify --checkpoint FILE` checks later, even after
+// the stored checkpoints are deleted; a checkpoint whose signature fails is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn checkpoints_anchor_the_chain() {
+    // A cut tail, caught by the checkpoint stored at shutdown.
+    let (dir, config, n) = checkpointed_trail().await;
+    assert!(n >= 4);
+    let (ok, out) = portcullis(&config, &["audit", "verify"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("checkpoint"), "{out}");
+    offline(dir.path(), |_, tree| cut_tail(tree, n)).await;
+    let (ok, out) = portcullis(&config, &["audit", "verify"]);
+    assert!(!ok, "a cut tail passed: {out}");
+    assert!(out.contains(&format!("BROKEN at record {n}")), "{out}");
+
+    // A rewritten, re-hashed tail, caught by the stored checkpoint.
+    let (dir, config, n) = checkpointed_trail().await;
+    offline(dir.path(), |_, tree| {
+        rewrite_tail(tree, n - 1, |r| r.event.email = Some("someone-else@example.com".into()))
+    })
+    .await;
+    assert_eq!(
+        {
+            let store = portcullis::store::Store::open(&dir.path().join("data")).unwrap();
+            portcullis::audit::verify(&store).unwrap()
+        },
+        portcullis::audit::Verification::Intact { records: n },
+        "the forgery is not a consistent chain: the test proves nothing"
+    );
+    let (ok, out) = portcullis(&config, &["audit", "verify"]);
+    assert!(!ok, "a rewritten tail passed: {out}");
+    assert!(out.contains(&format!("BROKEN at record {n}")), "{out}");
+
+    // Exported while the gateway runs; tail rewritten and stored checkpoints deleted:
+    // only the exported checkpoint catches it.
+    let (dir, config, _) = checkpointed_trail().await;
+    let mut gw = TestGateway::launch(dir, &config, None).await;
+    unlock(&gw, "late@example.com").await;
+    let (ok, exported) = portcullis(&config, &["audit", "checkpoint"]);
+    assert!(ok, "{exported}");
+    let checkpoint: serde_json::Value = serde_json::from_str(exported.trim()).unwrap();
+    let seq = checkpoint["seq"].as_u64().unwrap();
+    assert_eq!(
+        seq,
+        gw.audit_events("user_unlocked").last().unwrap().seq,
+        "the checkpoint is not of the head"
+    );
+    stop(&mut gw).await;
+    let TestGateway { dir, .. } = gw;
+    let file = dir.path().join("checkpoint.json");
+    std::fs::write(&file, &exported).unwrap();
+    let file_arg = file.to_str().unwrap();
+    let (ok, out) = portcullis(&config, &["audit", "verify", "--checkpoint", file_arg]);
+    assert!(ok, "{out}");
+    offline(dir.path(), |store, tree| {
+        rewrite_tail(tree, seq, |r| r.event.email = Some("someone-else@example.com".into()));
+        store.db().drop_tree("audit_checkpoints").unwrap();
+    })
+    .await;
+    let (ok, out) = portcullis(&config, &["audit", "verify"]);
+    assert!(ok, "no stored checkpoint is left, the chain alone verifies: {out}");
+    let (ok, out) = portcullis(&config, &["audit", "verify", "--checkpoint", file_arg]);
+    assert!(!ok, "a rewritten tail passed the exported checkpoint: {out}");
+    assert!(out.contains(&format!("BROKEN at record {seq}")), "{out}");
+
+    // Exported while stopped; tail cut and stored checkpoints deleted.
+    let (dir, config, n) = checkpointed_trail().await;
+    let (ok, exported) = portcullis(&config, &["audit", "checkpoint"]);
+    assert!(ok, "{exported}");
+    let file = dir.path().join("checkpoint.json");
+    std::fs::write(&file, &exported).unwrap();
+    let file_arg = file.to_str().unwrap();
+    offline(dir.path(), |store, tree| {
+        cut_tail(tree, n);
+        store.db().drop_tree("audit_checkpoints").unwrap();
+    })
+    .await;
+    let (ok, out) = portcullis(&config, &["audit", "verify"]);
+    assert!(ok, "{out}");
+    let (ok, out) = portcullis(&config, &["audit", "verify", "--checkpoint", file_arg]);
+    assert!(!ok, "a cut tail passed the exported checkpoint: {out}");
+    assert!(out.contains(&format!("BROKEN at record {n}")), "{out}");
+
+    // A checkpoint edited to name another record fails its signature.
+    let mut forged: serde_json::Value = serde_json::from_str(exported.trim()).unwrap();
+    forged["seq"] = (n - 1).into();
+    std::fs::write(&file, forged.to_string()).unwrap();
+    let (ok, out) = portcullis(&config, &["audit", "verify", "--checkpoint", file_arg]);
+    assert!(!ok, "an edited checkpoint was accepted: {out}");
+    assert!(out.contains("signature"), "{out}");
+}

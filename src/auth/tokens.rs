@@ -96,6 +96,14 @@ pub struct KeyRing {
     jwk: serde_json::Value,
     /// SubjectPublicKeyInfo (DER) of the public key, for other verifiers.
     spki: Vec<u8>,
+    /// The same key, for signing what is not a token (audit checkpoints).
+    detached: DetachedKey,
+}
+
+/// The signing key as ring holds it, with its raw public key.
+enum DetachedKey {
+    Ed(Ed25519KeyPair),
+    Ec(EcdsaKeyPair),
 }
 
 impl KeyRing {
@@ -129,14 +137,18 @@ impl KeyRing {
             0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
         ];
         let mut spki = Vec::new();
-        let (public_jwk, decoding) = match alg {
+        let (public_jwk, decoding, detached) = match alg {
             KeyAlg::EdDsa => {
                 let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(|_| KeyError::Generate)?;
                 spki.extend_from_slice(ED25519_SPKI);
                 spki.extend_from_slice(pair.public_key().as_ref());
                 let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
                 let decoding = DecodingKey::from_ed_components(&x).map_err(|_| KeyError::Generate)?;
-                (serde_json::json!({ "crv": "Ed25519", "kty": "OKP", "x": x }), decoding)
+                (
+                    serde_json::json!({ "crv": "Ed25519", "kty": "OKP", "x": x }),
+                    decoding,
+                    DetachedKey::Ed(pair),
+                )
             }
             KeyAlg::Es256 => {
                 let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der, &SystemRandom::new())
@@ -153,6 +165,7 @@ impl KeyRing {
                 (
                     serde_json::json!({ "crv": "P-256", "kty": "EC", "x": x, "y": y }),
                     decoding,
+                    DetachedKey::Ec(pair),
                 )
             }
         };
@@ -189,7 +202,31 @@ impl KeyRing {
             validation,
             jwk,
             spki,
+            detached,
         })
+    }
+
+    /// Signs `message` with the token signing key (no JWT around it); base64url.
+    pub fn sign_detached(&self, message: &[u8]) -> Option<String> {
+        let signature = match &self.detached {
+            DetachedKey::Ed(pair) => pair.sign(message).as_ref().to_vec(),
+            DetachedKey::Ec(pair) => pair.sign(&SystemRandom::new(), message).ok()?.as_ref().to_vec(),
+        };
+        Some(URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    /// Whether `signature` (base64url) is this key's signature of `message`.
+    pub fn verify_detached(&self, message: &[u8], signature: &str) -> bool {
+        use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED, ED25519};
+        let Ok(signature) = URL_SAFE_NO_PAD.decode(signature.as_bytes()) else {
+            return false;
+        };
+        match &self.detached {
+            DetachedKey::Ed(pair) => UnparsedPublicKey::new(&ED25519, pair.public_key().as_ref()),
+            DetachedKey::Ec(pair) => UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, pair.public_key().as_ref()),
+        }
+        .verify(message, &signature)
+        .is_ok()
     }
 
     /// The public key as a PEM `PUBLIC KEY` block, for verifiers such as HAProxy.
@@ -250,6 +287,21 @@ impl KeyRing {
             return Err(TokenError::NotYetValid);
         }
         Ok(c)
+    }
+}
+
+/// Audit checkpoints are signed with the token signing key.
+impl crate::audit::Signer for KeyRing {
+    fn key_id(&self) -> &str {
+        &self.kid
+    }
+
+    fn sign(&self, message: &[u8]) -> Option<String> {
+        self.sign_detached(message)
+    }
+
+    fn verify(&self, message: &[u8], signature: &str) -> bool {
+        self.verify_detached(message, signature)
     }
 }
 
@@ -364,6 +416,19 @@ mod tests {
             v.validate_exp = false;
             v.set_issuer(&["https://gw"]);
             jsonwebtoken::decode::<Claims>(&t, &key, &v).unwrap();
+        }
+    }
+
+    // A detached signature verifies under its key only, and only for its message.
+    #[test]
+    fn detached_signatures() {
+        for alg in [KeyAlg::EdDsa, KeyAlg::Es256] {
+            let (ours, theirs) = (ring(alg), ring(alg));
+            let sig = ours.sign_detached(b"seq=7").unwrap();
+            assert!(ours.verify_detached(b"seq=7", &sig));
+            assert!(!ours.verify_detached(b"seq=8", &sig));
+            assert!(!theirs.verify_detached(b"seq=7", &sig));
+            assert!(!ours.verify_detached(b"seq=7", "not base64!"));
         }
     }
 

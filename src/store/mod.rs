@@ -1014,3 +1014,45 @@ impl AuditTree {
 fn key_seq(k: &[u8]) -> u64 {
     k.try_into().map(u64::from_be_bytes).unwrap_or(0)
 }
+
+/// Signed checkpoints of the audit chain, keyed by the big-endian sequence number of the
+/// record each names. Their encoding and signatures belong to `crate::audit`.
+#[derive(Clone)]
+pub struct CheckpointTree {
+    tree: sled::Tree,
+}
+
+impl CheckpointTree {
+    pub fn open(store: &Store) -> Result<Self> {
+        Ok(Self {
+            tree: store.db.open_tree("audit_checkpoints")?,
+        })
+    }
+
+    /// The newest checkpoint, if any.
+    pub fn last(&self) -> Result<Option<(u64, sled::IVec)>> {
+        Ok(self.tree.last()?.map(|(k, v)| (key_seq(&k), v)))
+    }
+
+    pub fn insert(&self, seq: u64, bytes: &[u8]) -> Result<()> {
+        self.tree.insert(seq.to_be_bytes(), bytes)?;
+        Ok(())
+    }
+
+    /// Every checkpoint, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = Result<(u64, sled::IVec)>> + '_ {
+        self.tree
+            .iter()
+            .map(|item| item.map(|(k, v)| (key_seq(&k), v)).map_err(StoreError::from))
+    }
+
+    /// Removes the checkpoints of records with a sequence number below `seq`.
+    pub fn remove_before(&self, seq: u64) -> Result<usize> {
+        let mut removed = 0;
+        for key in self.tree.range(..seq.to_be_bytes()).keys() {
+            self.tree.remove(key?)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+}
