@@ -228,35 +228,40 @@ pub async fn serve_socket(listener: UnixListener, gateway: Arc<Inner>) {
             }
         };
         let peer = stream.peer_cred().ok().map(|c| c.uid());
-        if !peer_allowed(peer, owner) {
+        let allowed = peer_allowed(peer, owner);
+        if !allowed {
             tracing::warn!(peer_uid = ?peer, owner_uid = ?owner, "admin socket: connection from another user refused");
-            tokio::spawn(async move {
-                let mut stream = stream;
-                let reply = json!({ "error": "the admin socket answers only the gateway's own user and root" });
-                let _ = stream.write_all(format!("{reply}\n").as_bytes()).await;
-            });
-            continue;
         }
         let gateway = gateway.clone();
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
             let mut line = String::new();
             let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_REQUEST));
-            let reply = match reader.read_line(&mut line).await {
-                Ok(_) => match serde_json::from_str::<AdminRequest>(&line) {
+            // The request is read whoever sent it (a refusal written over an unread
+            // request can reach the caller as a reset instead), but never acted on for
+            // another user; a caller that sends nothing is not waited for.
+            let read = tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line)).await;
+            let reply = match read {
+                Err(_) => json!({ "error": "no request received in time" }),
+                Ok(Err(e)) => json!({ "error": format!("cannot read: {e}") }),
+                Ok(Ok(_)) if !allowed => {
+                    json!({ "error": "the admin socket answers only the gateway's own user and root" })
+                }
+                Ok(Ok(_)) => match serde_json::from_str::<AdminRequest>(&line) {
                     Ok(req) => match execute(gateway.auth(), req).await {
                         Ok(v) => json!({ "ok": v }),
                         Err(e) => json!({ "error": e }),
                     },
                     Err(e) => json!({ "error": format!("bad request: {e}") }),
                 },
-                Err(e) => json!({ "error": format!("cannot read: {e}") }),
             };
             let _ = write.write_all(format!("{reply}\n").as_bytes()).await;
         });
     }
 }
 
+/// How long a caller has to send its request line.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 const ACCEPT_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 
