@@ -49,6 +49,7 @@ impl RouteStats {
 pub struct Metrics {
     routes: DashMap<Box<str>, RouteStats>,
     upstream_errors: DashMap<(Box<str>, &'static str), AtomicU64>,
+    panics: AtomicU64,
 }
 
 impl Metrics {
@@ -76,6 +77,11 @@ impl Metrics {
             .entry((upstream.into(), kind))
             .or_default()
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a request whose handler panicked (answered 500).
+    pub fn panic(&self) {
+        self.panics.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The exposition text, with the auth event counts of `auth`.
@@ -152,6 +158,13 @@ impl Metrics {
                 escape(&upstream)
             );
         }
+        out.push_str("# HELP portcullis_handler_panics_total Requests whose handler panicked (answered 500).\n");
+        out.push_str("# TYPE portcullis_handler_panics_total counter\n");
+        let _ = writeln!(
+            out,
+            "portcullis_handler_panics_total {}",
+            self.panics.load(Ordering::Relaxed)
+        );
         out
     }
 }

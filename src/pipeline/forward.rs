@@ -14,21 +14,17 @@ use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
-use http_body_util::{LengthLimitError, Limited};
-use hyper::body::Incoming;
+use http_body_util::Limited;
 
 use super::authz::Authorized;
 use super::pool::Pool;
-use crate::body::GatewayBody;
+use crate::body::{GatewayBody, RequestBody};
 use crate::config::{Config, Upstream};
 use crate::error::GatewayError;
 use crate::policy::Principal;
 
-/// How long an upstream connection may sit idle in a pool before it is closed.
-const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-
 /// The request body sent upstream: the client's, cut off at `max_body`.
-pub type UpstreamBody = Limited<Incoming>;
+pub type UpstreamBody = Limited<RequestBody>;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1, plus the legacy `Keep-Alive` and
 /// `Proxy-Connection`): meaningful for one connection only, never forwarded.
@@ -223,7 +219,7 @@ impl Upstreams {
                 );
                 let connect_timeout = config.limits.upstream_timeout.min(Duration::from_secs(10));
                 let pools = (0..config.server.workers.max(1))
-                    .map(|_| Arc::new(Pool::new(addr.clone(), connect_timeout, UPSTREAM_IDLE_TIMEOUT)))
+                    .map(|_| Arc::new(Pool::new(addr.clone(), connect_timeout, &config.limits)))
                     .collect();
                 (
                     name.clone(),
@@ -245,6 +241,15 @@ impl Upstreams {
         }
     }
 
+    /// Closes the upstream connections idle for longer than the upstream idle timeout.
+    pub fn reap(&self) {
+        for target in self.targets.values() {
+            for pool in &target.pools {
+                pool.reap();
+            }
+        }
+    }
+
     pub fn max_body(&self) -> u64 {
         self.max_body
     }
@@ -254,7 +259,7 @@ impl Upstreams {
     pub async fn forward(
         &self,
         authorized: &Authorized,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         client: &ClientInfo<'_>,
     ) -> Result<Response<GatewayBody>, GatewayError> {
         let name = &authorized.route().upstream;
@@ -294,8 +299,10 @@ impl Upstreams {
                 })
             }
             Ok(Err(e)) => {
-                if source_chain_has::<LengthLimitError>(&*e) {
-                    return Err(GatewayError::PayloadTooLarge { limit: self.max_body });
+                // The client's body failing (too long, too slow, malformed) is the
+                // client's fault, not the upstream's.
+                if let Some(client_fault) = crate::error::client_body_error(&*e, self.max_body) {
+                    return Err(client_fault);
                 }
                 return Err(GatewayError::UpstreamUnreachable {
                     upstream: name.clone(),
@@ -308,17 +315,6 @@ impl Upstreams {
         strip_hop_by_hop(&mut parts.headers);
         Ok(Response::from_parts(parts, GatewayBody::Upstream(body)))
     }
-}
-
-fn source_chain_has<E: std::error::Error + 'static>(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(err);
-    while let Some(e) = cur {
-        if e.is::<E>() {
-            return true;
-        }
-        cur = e.source();
-    }
-    false
 }
 
 #[cfg(test)]
