@@ -67,6 +67,24 @@ pub struct RequestBody {
     read_timeout: std::time::Duration,
     deadline: tokio::time::Instant,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    progress: Option<BodyProgress>,
+}
+
+/// Whether a request body is waiting on its client (asked for more, none came yet) or
+/// on whoever reads it: what tells a slow client from a slow upstream while the body
+/// streams upstream.
+#[derive(Clone, Default)]
+pub struct BodyProgress(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl BodyProgress {
+    /// The body was asked for more and the client has not sent it yet.
+    pub fn waiting_on_client(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn set(&self, waiting: bool) {
+        self.0.store(waiting, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Why a client's request body could not be read.
@@ -89,7 +107,17 @@ impl RequestBody {
             read_timeout,
             deadline,
             timer: None,
+            progress: None,
         }
+    }
+
+    /// A handle that tells whether the body waits on its client; `None` for a body that
+    /// is already complete (no allocation for requests without one).
+    pub fn progress(&mut self) -> Option<BodyProgress> {
+        if self.inner.is_end_stream() {
+            return None;
+        }
+        Some(self.progress.get_or_insert_with(BodyProgress::default).clone())
     }
 
     fn next_deadline(&self) -> tokio::time::Instant {
@@ -103,7 +131,11 @@ impl Body for RequestBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Some(p) = &this.progress {
+            p.set(polled.is_pending());
+        }
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 // Progress: the gap allowed before the next piece starts again.
                 let next = this.next_deadline();

@@ -43,28 +43,14 @@ async fn trickled_auth_body_hits_request_deadline() {
         .extra("[limits]\nbody_read_timeout = \"1s\"\nrequest_timeout = \"2s\"\n")
         .start()
         .await;
-    let mut tls = gw.tls_connect(b"http/1.1").await;
-    tls.write_all(b"POST /auth/login HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10000\r\n\r\n")
-        .await
-        .unwrap();
     let started = Instant::now();
-    let mut buf = Vec::new();
     // One byte every 300 ms: never a gap of a second, but never done.
-    for _ in 0..40 {
-        if tls.write_all(b" ").await.is_err() {
-            break;
-        }
-        let mut chunk = [0u8; 4096];
-        match tokio::time::timeout(Duration::from_millis(300), tls.read(&mut chunk)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => break,
-            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
-            Err(_) => {}
-        }
-        if !buf.is_empty() {
-            break;
-        }
-    }
-    let text = String::from_utf8_lossy(&buf);
+    let text = trickle(
+        &gw,
+        "POST /auth/login HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10000\r\n\r\n",
+        10000,
+    )
+    .await;
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
 }
@@ -82,6 +68,55 @@ async fn stalled_proxied_body_gets_408() {
         .raw("POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\nabc")
         .await;
     assert_eq!(resp.status, 408, "{}", resp.head);
+    let metrics = gw.metrics().await;
+    assert!(!metrics.contains("portcullis_upstream_errors_total{"), "{metrics}");
+    assert!(gw.audit_events("upstream_error").is_empty());
+}
+
+/// Sends `head`, then one byte every 300 ms (at most `bytes`), and returns what the
+/// gateway answered (empty if nothing came within 40 rounds).
+async fn trickle(gw: &TestGateway, head: &str, bytes: usize) -> String {
+    let mut tls = gw.tls_connect(b"http/1.1").await;
+    tls.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut sent = 0;
+    for _ in 0..40 {
+        if sent < bytes {
+            if tls.write_all(b" ").await.is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        let mut chunk = [0u8; 4096];
+        match tokio::time::timeout(Duration::from_millis(300), tls.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => {}
+        }
+        if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+// While the gateway waits on a client still sending a proxied body, the upstream's clock
+// does not run: a slow but steady upload outlasting the upstream timeout is forwarded,
+// and one that never ends is the client's fault (408), not an upstream timeout.
+#[tokio::test]
+async fn trickled_proxied_body_is_not_an_upstream_timeout() {
+    let rec = Recorder::start().await;
+    let gw = Setup::new(&[("rec", rec.url())], OPEN_POLICY)
+        .extra("[limits]\nbody_read_timeout = \"2s\"\nrequest_timeout = \"4s\"\nupstream_timeout = \"1500ms\"\n")
+        .start()
+        .await;
+    let slow = "POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 8\r\n\r\n";
+    let text = trickle(&gw, slow, 8).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert_eq!(rec.requests().len(), 1);
+    let endless = "POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10000\r\n\r\n";
+    let text = trickle(&gw, endless, 10000).await;
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     let metrics = gw.metrics().await;
     assert!(!metrics.contains("portcullis_upstream_errors_total{"), "{metrics}");
     assert!(gw.audit_events("upstream_error").is_empty());

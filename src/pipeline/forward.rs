@@ -268,7 +268,8 @@ impl Upstreams {
             GatewayError::Internal(format!("route names unknown upstream {name:?}").into())
         })?;
 
-        let (mut parts, body) = req.into_parts();
+        let (mut parts, mut body) = req.into_parts();
+        let progress = body.progress();
         if let Some(len) = parts.headers.get(header::CONTENT_LENGTH) {
             let len = len.to_str().ok().and_then(|s| s.parse::<u64>().ok());
             if len.is_some_and(|n| n > self.max_body) {
@@ -291,14 +292,30 @@ impl Upstreams {
         let upstream_req = Request::from_parts(parts, Limited::new(body, limit));
 
         let pool = &target.pools[client.worker % target.pools.len()];
-        let response = match tokio::time::timeout(self.timeout, pool.send(upstream_req)).await {
-            Err(_) => {
-                return Err(GatewayError::UpstreamTimeout {
-                    upstream: name.clone(),
-                    timeout: self.timeout,
-                })
+        // The upstream's time runs while the gateway waits on the upstream, not while
+        // it waits on a client still sending the body (the body's own deadlines bound
+        // that): the timer is re-armed whenever it finds the client the one awaited.
+        let send = pool.send(upstream_req);
+        tokio::pin!(send);
+        let timer = tokio::time::sleep(self.timeout);
+        tokio::pin!(timer);
+        let sent = loop {
+            tokio::select! {
+                sent = &mut send => break sent,
+                () = &mut timer => {
+                    if progress.as_ref().is_some_and(crate::body::BodyProgress::waiting_on_client) {
+                        timer.as_mut().reset(tokio::time::Instant::now() + self.timeout);
+                        continue;
+                    }
+                    return Err(GatewayError::UpstreamTimeout {
+                        upstream: name.clone(),
+                        timeout: self.timeout,
+                    });
+                }
             }
-            Ok(Err(e)) => {
+        };
+        let response = match sent {
+            Err(e) => {
                 // The client's body failing (too long, too slow, malformed) is the
                 // client's fault, not the upstream's.
                 if let Some(client_fault) = crate::error::client_body_error(&*e, self.max_body) {
@@ -309,7 +326,7 @@ impl Upstreams {
                     source: e,
                 });
             }
-            Ok(Ok(r)) => r,
+            Ok(r) => r,
         };
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
