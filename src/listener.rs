@@ -5,7 +5,8 @@
 //! the accept queue), a TLS handshake timeout, a header read timeout, header size and
 //! count limits, a limit on concurrent HTTP/2 streams, deadlines on request bodies (see
 //! [`RequestBody`]), and an idle timeout that closes a connection on which no request
-//! started or ended for a whole period and none is in flight. Only requests count as
+//! started or ended for a whole period and none is in flight (a request is in flight
+//! until its response body has been sent). Only requests count as
 //! activity: the server's own HTTP/2 keep-alive PINGs (and their answers) do not keep a
 //! connection open. hyper starts its HTTP/1 header timer as soon as it waits for a
 //! request head, so on HTTP/1.1 the header read timeout also bounds the wait between
@@ -253,7 +254,8 @@ async fn run_http<S, H>(
         let handler = handler.clone();
         let activity = service_activity.clone();
         async move {
-            let _in_flight = InFlight::new(&activity);
+            // In flight until the response body has been sent (or dropped).
+            let in_flight = InFlight::new(activity);
             let deadline = tokio::time::Instant::now() + request_timeout;
             let req = req.map(|body| RequestBody::new(body, body_read_timeout, deadline));
             // The handler does not mutate shared state half-way in a way a later request
@@ -270,7 +272,10 @@ async fn run_http<S, H>(
                     handler.panicked(info, message)
                 }
             };
-            Ok::<_, Infallible>(resp)
+            Ok::<_, Infallible>(resp.map(|body| Counted {
+                body,
+                _in_flight: in_flight,
+            }))
         }
     });
     let conn = builder.serve_connection(TokioIo::new(io), service);
@@ -326,20 +331,48 @@ struct Activity {
     in_flight: AtomicUsize,
 }
 
-struct InFlight<'a>(&'a Activity);
+/// One request in flight on a connection, from its head until its response body has
+/// been sent.
+struct InFlight(Arc<Activity>);
 
-impl<'a> InFlight<'a> {
-    fn new(a: &'a Activity) -> Self {
+impl InFlight {
+    fn new(a: Arc<Activity>) -> Self {
         a.in_flight.fetch_add(1, Ordering::Relaxed);
         a.events.fetch_add(1, Ordering::Relaxed);
         Self(a)
     }
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.0.events.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that keeps its request counted in flight until it is done.
+struct Counted {
+    body: GatewayBody,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for Counted {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 

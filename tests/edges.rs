@@ -462,3 +462,61 @@ async fn handler_panic_is_500() {
     drop(send);
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
 }
+
+/// An upstream whose responses stream four chunks, `gap` apart.
+async fn dribbling_upstream(gap: Duration) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| async move {
+                    let chunks = futures_util::stream::unfold(0u8, move |i| async move {
+                        if i == 4 {
+                            return None;
+                        }
+                        tokio::time::sleep(gap).await;
+                        let frame = hyper::body::Frame::data(Bytes::from_static(b"chunk "));
+                        Some((Ok::<_, std::convert::Infallible>(frame), i + 1))
+                    });
+                    Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::StreamBody::new(chunks)))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+// A response still streaming to the client keeps its request in flight: the idle
+// watchdog leaves the connection open, and it serves the next request.
+#[tokio::test]
+async fn streaming_response_is_not_idle() {
+    let up = dribbling_upstream(Duration::from_millis(700)).await;
+    let gw = Setup::new(&[("rec", up)], OPEN_POLICY)
+        .extra("[limits]\nidle_timeout = \"1s\"\nheader_read_timeout = \"30s\"\n")
+        .start()
+        .await;
+    let tls = gw.tls_connect(b"http/1.1").await;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    let req = || {
+        Request::get("/stream")
+            .header("host", "localhost")
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+    let resp = send.send_request(req()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers().get("connection"), None);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"chunk chunk chunk chunk ");
+    send.ready().await.unwrap();
+    let resp = send.send_request(req()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
