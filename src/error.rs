@@ -33,6 +33,8 @@ pub enum GatewayError {
     RouteRateLimited { retry_after: Duration, limit: u64 },
     #[error("request body not received in time")]
     RequestTimeout,
+    #[error("more than {limit} request headers")]
+    HeadersTooLarge { limit: usize },
     #[error("request body larger than {limit} bytes")]
     PayloadTooLarge { limit: u64 },
     #[error("upstream {upstream} unreachable")]
@@ -80,6 +82,7 @@ impl GatewayError {
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } | Self::RouteRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -106,6 +109,7 @@ impl GatewayError {
             Self::Forbidden { .. } => "forbidden",
             Self::RateLimited { .. } | Self::RouteRateLimited { .. } => "rate_limited",
             Self::RequestTimeout => "request_timeout",
+            Self::HeadersTooLarge { .. } => "headers_too_large",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UpstreamUnreachable { .. } => "bad_gateway",
             Self::UpstreamTimeout { .. } => "gateway_timeout",
@@ -132,6 +136,7 @@ impl GatewayError {
             Self::Forbidden { .. } => "you are not allowed to do this",
             Self::RateLimited { .. } | Self::RouteRateLimited { .. } => "too many requests; try again later",
             Self::RequestTimeout => "the request body did not arrive in time",
+            Self::HeadersTooLarge { .. } => "the request headers are too large",
             Self::PayloadTooLarge { .. } => "the request body is too large",
             Self::UpstreamUnreachable { .. } => "the service is unavailable",
             Self::UpstreamTimeout { .. } => "the service did not answer in time",
@@ -189,6 +194,7 @@ impl GatewayError {
             | Self::NoRoute
             | Self::Forbidden { .. }
             | Self::RequestTimeout
+            | Self::HeadersTooLarge { .. }
             | Self::PayloadTooLarge { .. }
             | Self::UpstreamUnreachable { .. }
             | Self::UpstreamTimeout { .. }

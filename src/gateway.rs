@@ -266,6 +266,12 @@ impl Inner {
         // 1. normalize: everything below sees only the canonical target.
         // Refusals of anything but the gateway's own endpoints are audited.
         ctx.proxied = !req.uri().path().starts_with("/auth/");
+        // hyper holds HTTP/1.1 to the header count (its own 431); HTTP/2 is held here.
+        if req.headers().len() > self.config.limits.max_headers {
+            return Err(GatewayError::HeadersTooLarge {
+                limit: self.config.limits.max_headers,
+            });
+        }
         let target = normalize_request(req.method(), req.uri(), req.version(), req.headers())?;
 
         // The gateway's own endpoints, matched on the canonical path.

@@ -522,3 +522,30 @@ async fn streaming_response_is_not_idle() {
     let resp = send.send_request(req()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
 }
+
+// HTTP/2 requests are held to the header count too, and the 431 carries the JSON body
+// (HTTP/1.1's is hyper's own, with an empty body).
+#[tokio::test]
+async fn h2_header_count_limited() {
+    let rec = Recorder::start().await;
+    let gw = Setup::new(&[("rec", rec.url())], OPEN_POLICY)
+        .extra("[limits]\nmax_headers = 20\n")
+        .start()
+        .await;
+    let (mut send, _conn) = h2_connect(&gw).await;
+    let mut req = Request::get(gw.url("/many")).body(Empty::new()).unwrap();
+    for i in 0..40 {
+        req.headers_mut().insert(
+            http::HeaderName::from_bytes(format!("x-filler-{i}").as_bytes()).unwrap(),
+            "v".parse().unwrap(),
+        );
+    }
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"], "headers_too_large");
+    assert!(rec.requests().is_empty());
+    let req = Request::get(gw.url("/few")).body(Empty::new()).unwrap();
+    assert_eq!(send.send_request(req).await.unwrap().status(), StatusCode::OK);
+}
