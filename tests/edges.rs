@@ -549,3 +549,36 @@ async fn h2_header_count_limited() {
     let req = Request::get(gw.url("/few")).body(Empty::new()).unwrap();
     assert_eq!(send.send_request(req).await.unwrap().status(), StatusCode::OK);
 }
+
+// A request waiting for a pooled connection waits within the upstream timeout: with one
+// connection allowed and a slow upstream, the second of two requests gets 504.
+#[tokio::test]
+async fn pool_wait_has_a_deadline() {
+    let up = Counter::start(Duration::from_millis(1000)).await;
+    let gw = Setup::new(&[("rec", up.url())], OPEN_POLICY)
+        .server("workers = 1")
+        .extra("[limits]\nupstream_max_connections = 1\nupstream_timeout = \"1500ms\"\n")
+        .start()
+        .await;
+    let (send, _conn) = h2_connect(&gw).await;
+    let mut tasks = Vec::new();
+    for i in 0..2 {
+        let mut send = send.clone();
+        let url = gw.url(&format!("/wait/{i}"));
+        tasks.push(tokio::spawn(async move {
+            send.ready().await.unwrap();
+            let resp = send
+                .send_request(Request::get(url).body(Empty::new()).unwrap())
+                .await
+                .unwrap();
+            resp.status().as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 504]);
+    assert_eq!(up.max_open.load(Ordering::SeqCst), 1);
+}
