@@ -211,6 +211,7 @@ mod tests {
         m.request("browse", 404, Duration::from_secs(20));
         m.request("say \"hi\"", 403, Duration::from_millis(1));
         m.upstream_error("shop", "timeout");
+        m.panic();
         let auth = AuthEventCounts::default();
         auth.count("login_failure");
         auth.count("login_failure");
@@ -228,6 +229,7 @@ mod tests {
             "portcullis_request_duration_seconds_count{route=\"browse\"} 3",
             "portcullis_request_duration_seconds_sum{route=\"browse\"} 20.0033",
             "portcullis_auth_events_total{event=\"login_failure\"} 2",
+            "portcullis_handler_panics_total 1",
             "portcullis_auth_events_total{event=\"login_success\"} 1",
             "portcullis_upstream_errors_total{upstream=\"shop\",kind=\"timeout\"} 1",
         ] {
