@@ -1,7 +1,9 @@
 //! The response body type: either bytes the gateway made, or the upstream's streamed body.
 //!
 //! An enum rather than a boxed trait object, so proxying allocates nothing for the body.
+//! Also the request body type, [`RequestBody`], which puts deadlines on what clients send.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -49,5 +51,119 @@ impl Body for GatewayBody {
             Self::Full(b) => b.size_hint(),
             Self::Upstream(b) => b.size_hint(),
         }
+    }
+}
+
+/// A request body as the client sends it, with deadlines: at most `read_timeout` between
+/// two pieces of it, and all of it before the request's deadline (set when its head
+/// arrived). A body that misses either ends with [`BodyError::TimedOut`]; one that is
+/// malformed (a bad chunk size, a connection cut mid-body) with [`BodyError::Malformed`].
+/// Both are the client's fault, told apart from the upstream's by their type.
+///
+/// The timer is made only when the client keeps the gateway waiting: a request without a
+/// body, or whose body is already buffered, costs no allocation.
+pub struct RequestBody {
+    inner: hyper::body::Incoming,
+    read_timeout: std::time::Duration,
+    deadline: tokio::time::Instant,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    progress: Option<BodyProgress>,
+}
+
+/// Whether a request body is waiting on its client (asked for more, none came yet) or
+/// on whoever reads it: what tells a slow client from a slow upstream while the body
+/// streams upstream.
+#[derive(Clone, Default)]
+pub struct BodyProgress(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl BodyProgress {
+    /// The body was asked for more and the client has not sent it yet.
+    pub fn waiting_on_client(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn set(&self, waiting: bool) {
+        self.0.store(waiting, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Why a client's request body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body not received in time")]
+    TimedOut,
+    #[error("malformed request body")]
+    Malformed(#[source] hyper::Error),
+}
+
+impl RequestBody {
+    pub fn new(
+        inner: hyper::body::Incoming,
+        read_timeout: std::time::Duration,
+        deadline: tokio::time::Instant,
+    ) -> Self {
+        Self {
+            inner,
+            read_timeout,
+            deadline,
+            timer: None,
+            progress: None,
+        }
+    }
+
+    /// A handle that tells whether the body waits on its client; `None` for a body that
+    /// is already complete (no allocation for requests without one).
+    pub fn progress(&mut self) -> Option<BodyProgress> {
+        if self.inner.is_end_stream() {
+            return None;
+        }
+        Some(self.progress.get_or_insert_with(BodyProgress::default).clone())
+    }
+
+    fn next_deadline(&self) -> tokio::time::Instant {
+        (tokio::time::Instant::now() + self.read_timeout).min(self.deadline)
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Some(p) = &this.progress {
+            p.set(polled.is_pending());
+        }
+        match polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                // Progress: the gap allowed before the next piece starts again.
+                let next = this.next_deadline();
+                if let Some(timer) = this.timer.as_mut() {
+                    timer.as_mut().reset(next);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Malformed(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                let next = this.next_deadline();
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(next)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(BodyError::TimedOut))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

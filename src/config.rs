@@ -19,6 +19,9 @@ use crate::units::{ByteSize, HumanDuration, Rate};
 /// The most connection workers `[server] workers` may ask for.
 const MAX_WORKERS: usize = 256;
 
+/// `[server] drain_timeout` when absent.
+const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
 // ---------------------------------------------------------------------------------------
 // Raw layer: exactly what the file says.
 
@@ -70,6 +73,7 @@ struct RawServer {
     data_dir: String,
     policies: String,
     workers: Option<Spanned<usize>>,
+    drain_timeout: Option<HumanDuration>,
 }
 
 #[derive(Deserialize)]
@@ -91,6 +95,10 @@ struct RawLimits {
     tls_handshake_timeout: Option<HumanDuration>,
     h2_max_streams: Option<u32>,
     max_connections: Option<usize>,
+    body_read_timeout: Option<HumanDuration>,
+    request_timeout: Option<HumanDuration>,
+    upstream_max_connections: Option<usize>,
+    upstream_idle_timeout: Option<HumanDuration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -184,6 +192,8 @@ pub struct Server {
     pub policies: PathBuf,
     /// Connection workers, one single-threaded runtime each (default: one per core).
     pub workers: usize,
+    /// How long shutdown waits for requests in flight before it closes their connections.
+    pub drain_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -213,6 +223,14 @@ pub struct Limits {
     pub tls_handshake_timeout: Duration,
     pub h2_max_streams: u32,
     pub max_connections: usize,
+    /// The longest wait for the next piece of a request body.
+    pub body_read_timeout: Duration,
+    /// The longest a client may take to send a whole request body, from its head.
+    pub request_timeout: Duration,
+    /// Connections to one upstream open at once, per connection worker.
+    pub upstream_max_connections: usize,
+    /// How long an upstream connection may sit idle before it is closed.
+    pub upstream_idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -227,6 +245,10 @@ impl Default for Limits {
             tls_handshake_timeout: Duration::from_secs(10),
             h2_max_streams: 100,
             max_connections: 10_000,
+            body_read_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(300),
+            upstream_max_connections: 256,
+            upstream_idle_timeout: Duration::from_secs(90),
         }
     }
 }
@@ -360,7 +382,12 @@ impl Config {
             tls_handshake_timeout: l.tls_handshake_timeout.map_or(defaults.tls_handshake_timeout, |d| d.0),
             h2_max_streams: l.h2_max_streams.unwrap_or(defaults.h2_max_streams),
             max_connections: l.max_connections.unwrap_or(defaults.max_connections),
+            body_read_timeout: l.body_read_timeout.map_or(defaults.body_read_timeout, |d| d.0),
+            request_timeout: l.request_timeout.map_or(defaults.request_timeout, |d| d.0),
+            upstream_max_connections: l.upstream_max_connections.unwrap_or(defaults.upstream_max_connections),
+            upstream_idle_timeout: l.upstream_idle_timeout.map_or(defaults.upstream_idle_timeout, |d| d.0),
         };
+        let drain_timeout = raw.server.drain_timeout.map_or(DEFAULT_DRAIN_TIMEOUT, |d| d.0);
         let positive = [
             ("[limits] upstream_timeout", limits.upstream_timeout.is_zero()),
             ("[limits] header_read_timeout", limits.header_read_timeout.is_zero()),
@@ -369,6 +396,14 @@ impl Config {
             ("[limits] max_headers", limits.max_headers == 0),
             ("[limits] h2_max_streams", limits.h2_max_streams == 0),
             ("[limits] max_connections", limits.max_connections == 0),
+            ("[limits] body_read_timeout", limits.body_read_timeout.is_zero()),
+            ("[limits] request_timeout", limits.request_timeout.is_zero()),
+            (
+                "[limits] upstream_max_connections",
+                limits.upstream_max_connections == 0,
+            ),
+            ("[limits] upstream_idle_timeout", limits.upstream_idle_timeout.is_zero()),
+            ("[server] drain_timeout", drain_timeout.is_zero()),
             ("[limits] max_header_bytes", limits.max_header_bytes < 8192),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, bad)| *bad) {
@@ -461,6 +496,7 @@ impl Config {
                 data_dir: resolve(&raw.server.data_dir),
                 policies: resolve(&raw.server.policies),
                 workers,
+                drain_timeout,
             },
             tls: raw.tls.map(|t| TlsFiles {
                 cert: resolve(&t.cert),
@@ -670,6 +706,45 @@ shop = "http://127.0.0.1:8081"
         let e = parse(&src).unwrap_err();
         assert_eq!(e.line, Some(12), "{e}");
         assert_eq!(e.key.as_deref(), Some("[limits] idle_timeout"));
+    }
+
+    // The body deadlines, the upstream connection cap and the drain deadline are read,
+    // default when absent, and a zero is refused at its line.
+    #[test]
+    fn edge_limits() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.limits.body_read_timeout, Duration::from_secs(30));
+        assert_eq!(c.limits.request_timeout, Duration::from_secs(300));
+        assert_eq!(c.limits.upstream_max_connections, 256);
+        assert_eq!(c.limits.upstream_idle_timeout, Duration::from_secs(90));
+        assert_eq!(c.server.drain_timeout, Duration::from_secs(30));
+        let src = format!(
+            "{}\n[limits]\nbody_read_timeout = \"5s\"\nrequest_timeout = \"1m\"\nupstream_max_connections = 8\nupstream_idle_timeout = \"10s\"\n",
+            MINIMAL.replace("policies = \"policies\"", "policies = \"policies\"\ndrain_timeout = \"3s\"")
+        );
+        let c = parse(&src).unwrap();
+        assert_eq!(c.limits.body_read_timeout, Duration::from_secs(5));
+        assert_eq!(c.limits.request_timeout, Duration::from_secs(60));
+        assert_eq!(c.limits.upstream_max_connections, 8);
+        assert_eq!(c.limits.upstream_idle_timeout, Duration::from_secs(10));
+        assert_eq!(c.server.drain_timeout, Duration::from_secs(3));
+        for (key, value) in [
+            ("body_read_timeout", "\"0s\""),
+            ("request_timeout", "\"0s\""),
+            ("upstream_max_connections", "0"),
+            ("upstream_idle_timeout", "\"0s\""),
+        ] {
+            let e = parse(&format!("{MINIMAL}\n[limits]\n{key} = {value}\n")).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(format!("[limits] {key}").as_str()), "{e}");
+            assert_eq!(e.line, Some(12), "{e}");
+        }
+        let e = parse(&MINIMAL.replace(
+            "policies = \"policies\"",
+            "policies = \"policies\"\ndrain_timeout = \"0s\"",
+        ))
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("[server] drain_timeout"), "{e}");
+        assert_eq!(e.line, Some(7), "{e}");
     }
 
     // A bad listen address names its key.

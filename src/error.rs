@@ -31,6 +31,10 @@ pub enum GatewayError {
     RateLimited { retry_after: Duration },
     #[error("route rate limit of {limit} reached")]
     RouteRateLimited { retry_after: Duration, limit: u64 },
+    #[error("request body not received in time")]
+    RequestTimeout,
+    #[error("more than {limit} request headers")]
+    HeadersTooLarge { limit: usize },
     #[error("request body larger than {limit} bytes")]
     PayloadTooLarge { limit: u64 },
     #[error("upstream {upstream} unreachable")]
@@ -77,6 +81,8 @@ impl GatewayError {
             Self::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } | Self::RouteRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -102,6 +108,8 @@ impl GatewayError {
             Self::Unauthenticated { .. } => "unauthenticated",
             Self::Forbidden { .. } => "forbidden",
             Self::RateLimited { .. } | Self::RouteRateLimited { .. } => "rate_limited",
+            Self::RequestTimeout => "request_timeout",
+            Self::HeadersTooLarge { .. } => "headers_too_large",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UpstreamUnreachable { .. } => "bad_gateway",
             Self::UpstreamTimeout { .. } => "gateway_timeout",
@@ -127,6 +135,8 @@ impl GatewayError {
             Self::Unauthenticated { .. } => "authentication is required",
             Self::Forbidden { .. } => "you are not allowed to do this",
             Self::RateLimited { .. } | Self::RouteRateLimited { .. } => "too many requests; try again later",
+            Self::RequestTimeout => "the request body did not arrive in time",
+            Self::HeadersTooLarge { .. } => "the request headers are too large",
             Self::PayloadTooLarge { .. } => "the request body is too large",
             Self::UpstreamUnreachable { .. } => "the service is unavailable",
             Self::UpstreamTimeout { .. } => "the service did not answer in time",
@@ -183,6 +193,8 @@ impl GatewayError {
             Self::BadTarget(_)
             | Self::NoRoute
             | Self::Forbidden { .. }
+            | Self::RequestTimeout
+            | Self::HeadersTooLarge { .. }
             | Self::PayloadTooLarge { .. }
             | Self::UpstreamUnreachable { .. }
             | Self::UpstreamTimeout { .. }
@@ -199,6 +211,27 @@ impl GatewayError {
         }
         resp
     }
+}
+
+/// What a client's request body error says, when `err` or one of its sources is one:
+/// the body was too long for `limit`, arrived too slowly, or was malformed.
+pub fn client_body_error(err: &(dyn std::error::Error + 'static), limit: u64) -> Option<GatewayError> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return Some(GatewayError::PayloadTooLarge { limit });
+        }
+        if let Some(body) = e.downcast_ref::<crate::body::BodyError>() {
+            return Some(match body {
+                crate::body::BodyError::TimedOut => GatewayError::RequestTimeout,
+                crate::body::BodyError::Malformed(_) => {
+                    GatewayError::Malformed(format!("request body unreadable: {body}"))
+                }
+            });
+        }
+        cur = e.source();
+    }
+    None
 }
 
 /// Whole seconds, rounded up, at least 1: for `Retry-After` and `RateLimit-Reset`.

@@ -12,17 +12,16 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use http::header::{HeaderValue, CACHE_CONTROL};
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::auth::service::{AuthService, Verified};
-use crate::body::GatewayBody;
+use crate::body::{GatewayBody, RequestBody};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::error::{json_response, GatewayError};
-use crate::listener::{self, ConnInfo, Handler};
+use crate::listener::{self, ConnInfo, Handler, Lifecycle};
 use crate::metrics::Metrics;
 use crate::pipeline::authn::authenticate;
 use crate::pipeline::authz::{authorize, RouteRef};
@@ -121,7 +120,7 @@ struct RequestContext {
 }
 
 impl Handler for Inner {
-    async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<GatewayBody> {
+    async fn handle(&self, req: Request<RequestBody>, conn: ConnInfo) -> Response<GatewayBody> {
         let mut ctx = RequestContext {
             id: self.ids.next(),
             conn,
@@ -214,6 +213,18 @@ impl Handler for Inner {
         );
         resp
     }
+
+    fn panicked(&self, conn: ConnInfo, message: &str) -> Response<GatewayBody> {
+        let id = self.ids.next();
+        tracing::error!(request_id = %id, peer = %conn.peer, panic = message, "request handler panicked");
+        self.metrics.panic();
+        let mut resp = GatewayError::Internal("handler panicked".into()).to_response(&id);
+        security_headers(&mut resp, conn.tls, false);
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            resp.headers_mut().insert(X_REQUEST_ID, v);
+        }
+        resp
+    }
 }
 
 impl Inner {
@@ -270,12 +281,18 @@ impl Inner {
 
     async fn handle_inner(
         &self,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         ctx: &mut RequestContext,
     ) -> Result<Response<GatewayBody>, GatewayError> {
         // 1. normalize: everything below sees only the canonical target. A refusal here
         // is audited (ctx.proxied starts true); from here on, refusals of anything but
         // the gateway's own /auth/ endpoints are, classified on the canonical path.
+        // hyper holds HTTP/1.1 to the header count (its own 431); HTTP/2 is held here.
+        if req.headers().len() > self.config.limits.max_headers {
+            return Err(GatewayError::HeadersTooLarge {
+                limit: self.config.limits.max_headers,
+            });
+        }
         let target = normalize_request(req.method(), req.uri(), req.version(), req.headers())?;
         ctx.proxied = !target.path.starts_with("/auth/");
         if target.path != req.uri().path() {
@@ -498,7 +515,7 @@ fn security_headers(resp: &mut Response<GatewayBody>, tls: bool, is_auth: bool) 
 /// Reloads the policy when a file in the policies directory changes (debounced) or on
 /// SIGHUP, until shutdown. Reads (access events) are ignored, and a reload whose files
 /// are byte for byte those already in force is skipped.
-async fn watch_policies(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+async fn watch_policies(inner: Arc<Inner>, mut stop: watch::Receiver<Lifecycle>) {
     use notify::{EventKind, RecursiveMode, Watcher};
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
     let dir = inner.config.server.policies.clone();
@@ -632,7 +649,7 @@ impl Gateway {
                 source: std::io::Error::new(source.kind(), format!("cannot start the connection workers: {source}")),
             })?,
         );
-        let (stop, stopped) = watch::channel(false);
+        let (stop, stopped) = watch::channel(Lifecycle::Serving);
         let mut tasks = JoinSet::new();
         let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.clone());
         tasks.spawn(listener::serve(
@@ -700,6 +717,21 @@ impl Gateway {
                 }
             }
         });
+        // Upstream connections idle too long are closed on a timer, not only when a
+        // request next looks at the pool.
+        let reaper = self.inner.clone();
+        let mut reap_stop = stop.subscribe();
+        let reap_every = (config.limits.upstream_idle_timeout / 4)
+            .clamp(std::time::Duration::from_millis(50), std::time::Duration::from_secs(15));
+        tasks.spawn(async move {
+            let mut every = tokio::time::interval(reap_every);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => reaper.upstreams.reap(),
+                    _ = reap_stop.changed() => return,
+                }
+            }
+        });
         tracing::info!(listen = %tls_addr, plain = ?plain_addr, "gateway serving");
         Ok(RunningGateway {
             tls_addr,
@@ -718,7 +750,7 @@ pub struct RunningGateway {
     pub tls_addr: SocketAddr,
     pub plain_addr: Option<SocketAddr>,
     inner: Arc<Inner>,
-    stop: watch::Sender<bool>,
+    stop: watch::Sender<Lifecycle>,
     tasks: JoinSet<()>,
     /// Stopped when this is dropped, after the listeners have drained.
     _workers: Arc<Workers>,
@@ -730,10 +762,18 @@ impl RunningGateway {
         &self.inner
     }
 
-    /// Stops accepting, lets in-flight requests finish, and returns when all have.
+    /// Stops accepting and lets in-flight requests finish, for at most `[server]
+    /// drain_timeout`; then closes the connections still open. Writes what the audit
+    /// queue holds and returns.
     pub async fn shutdown(mut self) {
-        let _ = self.stop.send(true);
-        while self.tasks.join_next().await.is_some() {}
+        let _ = self.stop.send(Lifecycle::Draining);
+        let deadline = self.inner.config.server.drain_timeout;
+        let drained = tokio::time::timeout(deadline, async { while self.tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!(?deadline, "drain deadline passed: closing the connections still open");
+            let _ = self.stop.send(Lifecycle::Closing);
+            while self.tasks.join_next().await.is_some() {}
+        }
         // Every request has finished: write what the audit queue holds, then stop, and
         // sign the head the trail stopped at.
         self.inner.auth.audit().close().await;

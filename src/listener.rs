@@ -3,21 +3,41 @@
 //!
 //! Bounds on what a client can hold: a cap on open connections (further clients wait in
 //! the accept queue), a TLS handshake timeout, a header read timeout, header size and
-//! count limits, a limit on concurrent HTTP/2 streams, and an idle timeout that closes a
-//! connection with no request in flight. hyper starts its HTTP/1 header timer as soon as
-//! it waits for a request head, so on HTTP/1.1 the header read timeout also bounds the
-//! wait between keep-alive requests.
+//! count limits, a limit on concurrent HTTP/2 streams, deadlines on request bodies (see
+//! [`RequestBody`]), and an idle timeout that closes a connection on which no request
+//! started or ended for a whole period and none is in flight (a request is in flight
+//! until its response body has been sent). Only requests count as
+//! activity: the server's own HTTP/2 keep-alive PINGs (and their answers) do not keep a
+//! connection open. hyper starts its HTTP/1 header timer as soon as it waits for a
+//! request head, so on HTTP/1.1 the header read timeout also bounds the wait between
+//! keep-alive requests.
+//!
+//! Over TLS the protocol is the one ALPN chose: HTTP/2 for `h2`, HTTP/1.1 for
+//! `http/1.1` or no ALPN, never the other by sniffing the first bytes. The plaintext
+//! listener (a trusted hop, off by default) keeps detecting HTTP/2 by its preface.
+//!
+//! A panic in a handler is caught: the client gets a 500 with the JSON error body and
+//! the connection goes on. When a connection closes, the gateway closes its own side
+//! first and then reads and discards what the client still sends for a bounded time
+//! ("lingering close", as nginx does): a client still uploading when it was refused
+//! early (413) then reads its answer instead of a connection reset.
+//!
+//! Shutdown has two steps: [`Lifecycle::Draining`] stops accepting and asks every
+//! connection to close once its requests are done; [`Lifecycle::Closing`] (after the
+//! drain deadline) closes whatever is left.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -28,7 +48,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
-use crate::body::GatewayBody;
+use crate::body::{GatewayBody, RequestBody};
 use crate::config::Limits;
 use crate::workers::Workers;
 
@@ -43,19 +63,42 @@ pub struct ConnInfo {
 
 /// Handles one request of a connection.
 pub trait Handler: Send + Sync + 'static {
-    fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> impl Future<Output = Response<GatewayBody>> + Send;
+    fn handle(&self, req: Request<RequestBody>, conn: ConnInfo) -> impl Future<Output = Response<GatewayBody>> + Send;
+
+    /// The answer when `handle` panicked: a 500 with the JSON error body. The panic's
+    /// message goes to the log, never to the client.
+    fn panicked(&self, conn: ConnInfo, message: &str) -> Response<GatewayBody> {
+        tracing::error!(peer = %conn.peer, panic = message, "request handler panicked");
+        crate::error::GatewayError::Internal("handler panicked".into()).to_response("-")
+    }
 }
 
-/// Accepts on `listener` until `shutdown` turns true, handing each connection to the
-/// next of `workers`; then lets in-flight requests finish (open connections are asked
-/// to close gracefully) and returns.
+/// Where the listeners are in their life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Lifecycle {
+    Serving,
+    /// Not accepting; connections close once their requests are done.
+    Draining,
+    /// The drain deadline has passed: connections close now.
+    Closing,
+}
+
+/// How long a closing connection goes on reading (and discarding) what the client sends.
+const LINGER_TIME: Duration = Duration::from_secs(5);
+/// The most bytes a closing connection reads and discards.
+const LINGER_BYTES: u64 = 256 << 20;
+
+/// Accepts on `listener` until `shutdown` leaves [`Lifecycle::Serving`], handing each
+/// connection to the next of `workers`; then lets in-flight requests finish (open
+/// connections are asked to close gracefully, and closed at [`Lifecycle::Closing`]) and
+/// returns.
 pub async fn serve<H: Handler>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     handler: Arc<H>,
     limits: Limits,
     workers: Arc<Workers>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<Lifecycle>,
 ) {
     let builder = http_builder(&limits);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -116,10 +159,15 @@ pub async fn serve<H: Handler>(
     tracker.wait().await;
 }
 
-/// Resolves once the shutdown flag is set (or its sender is gone).
-async fn stopped(rx: &mut watch::Receiver<bool>) {
+/// Resolves once shutdown has begun (or its sender is gone).
+async fn stopped(rx: &mut watch::Receiver<Lifecycle>) {
+    reached(rx, Lifecycle::Draining).await;
+}
+
+/// Resolves once the lifecycle is at `phase` or beyond (or its sender is gone).
+async fn reached(rx: &mut watch::Receiver<Lifecycle>, phase: Lifecycle) {
     loop {
-        if *rx.borrow_and_update() {
+        if *rx.borrow_and_update() >= phase {
             return;
         }
         if rx.changed().await.is_err() {
@@ -156,15 +204,30 @@ async fn serve_connection<H: Handler>(
     handler: Arc<H>,
     builder: auto::Builder<TokioExecutor>,
     limits: Limits,
-    shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<Lifecycle>,
 ) {
     let peer = info.peer;
     match tls {
-        Some(acceptor) => match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream)).await {
-            Ok(Ok(tls_stream)) => run_http(tls_stream, info, handler, builder, limits, shutdown).await,
-            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-        },
+        Some(acceptor) => {
+            let handshake = tokio::select! {
+                h = tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream)) => h,
+                () = reached(&mut shutdown, Lifecycle::Closing) => return,
+            };
+            match handshake {
+                Ok(Ok(tls_stream)) => {
+                    // Serve exactly what ALPN chose; without ALPN, HTTP/1.1 (RFC 7301;
+                    // RFC 9113 §3.3 allows HTTP/2 over TLS only after ALPN h2).
+                    let builder = if tls_stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        builder.http2_only()
+                    } else {
+                        builder.http1_only()
+                    };
+                    run_http(tls_stream, info, handler, builder, limits, shutdown).await
+                }
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        }
         None => run_http(stream, info, handler, builder, limits, shutdown).await,
     }
 }
@@ -175,23 +238,44 @@ async fn run_http<S, H>(
     handler: Arc<H>,
     builder: auto::Builder<TokioExecutor>,
     limits: Limits,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<Lifecycle>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Handler,
 {
     let activity = Arc::new(Activity::default());
-    let io = Tracked {
+    let io = Lingering {
         inner: io,
-        activity: activity.clone(),
+        state: Linger::Open,
     };
     let service_activity = activity.clone();
+    let (body_read_timeout, request_timeout) = (limits.body_read_timeout, limits.request_timeout);
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let handler = handler.clone();
         let activity = service_activity.clone();
         async move {
-            let _in_flight = InFlight::new(&activity);
-            Ok::<_, Infallible>(handler.handle(req, info).await)
+            // In flight until the response body has been sent (or dropped).
+            let in_flight = InFlight::new(activity);
+            let deadline = tokio::time::Instant::now() + request_timeout;
+            let req = req.map(|body| RequestBody::new(body, body_read_timeout, deadline));
+            // The handler does not mutate shared state half-way in a way a later request
+            // could observe broken (locks it holds are poison-tolerant), so a panic
+            // ends the request, not the connection.
+            let resp = match AssertUnwindSafe(handler.handle(req, info)).catch_unwind().await {
+                Ok(resp) => resp,
+                Err(panic) => {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .copied()
+                        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                        .unwrap_or("(not a string)");
+                    handler.panicked(info, message)
+                }
+            };
+            Ok::<_, Infallible>(resp.map(|body| Counted {
+                body,
+                _in_flight: in_flight,
+            }))
         }
     });
     let conn = builder.serve_connection(TokioIo::new(io), service);
@@ -199,8 +283,18 @@ async fn run_http<S, H>(
     let mut idle_check = tokio::time::interval(limits.idle_timeout);
     idle_check.tick().await;
     let mut last_seen = activity.events.load(Ordering::Relaxed);
+    let mut phase = *shutdown.borrow_and_update();
+    let mut watching = true;
     let mut closing = false;
     loop {
+        if phase == Lifecycle::Closing {
+            tracing::debug!(peer = %info.peer, "drain deadline passed: closing the connection");
+            return;
+        }
+        if phase == Lifecycle::Draining && !closing {
+            conn.as_mut().graceful_shutdown();
+            closing = true;
+        }
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(e) = result {
@@ -209,7 +303,7 @@ async fn run_http<S, H>(
                 return;
             }
             _ = idle_check.tick(), if !closing => {
-                // Idle: nothing read or written for a whole period and no request in flight.
+                // Idle: no request started or ended for a whole period and none in flight.
                 let now_seen = activity.events.load(Ordering::Relaxed);
                 if now_seen == last_seen && activity.in_flight.load(Ordering::Relaxed) == 0 {
                     tracing::debug!(peer = %info.peer, "closing idle connection");
@@ -218,61 +312,98 @@ async fn run_http<S, H>(
                 }
                 last_seen = now_seen;
             }
-            () = stopped(&mut shutdown), if !closing => {
-                conn.as_mut().graceful_shutdown();
-                closing = true;
-            }
+            changed = shutdown.changed(), if watching => match changed {
+                Ok(()) => phase = *shutdown.borrow_and_update(),
+                // The gateway is gone: drain.
+                Err(_) => {
+                    watching = false;
+                    phase = phase.max(Lifecycle::Draining);
+                }
+            },
         }
     }
 }
 
-/// Counts reads and writes on a connection, and requests in flight on it.
+/// Counts requests started and ended on a connection, and those in flight.
 #[derive(Default)]
 struct Activity {
     events: AtomicU64,
     in_flight: AtomicUsize,
 }
 
-struct InFlight<'a>(&'a Activity);
+/// One request in flight on a connection, from its head until its response body has
+/// been sent.
+struct InFlight(Arc<Activity>);
 
-impl<'a> InFlight<'a> {
-    fn new(a: &'a Activity) -> Self {
+impl InFlight {
+    fn new(a: Arc<Activity>) -> Self {
         a.in_flight.fetch_add(1, Ordering::Relaxed);
+        a.events.fetch_add(1, Ordering::Relaxed);
         Self(a)
     }
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.0.events.fetch_add(1, Ordering::Relaxed);
     }
 }
 
-/// An I/O stream that records activity for the idle timeout.
-struct Tracked<S> {
-    inner: S,
-    activity: Arc<Activity>,
+/// A response body that keeps its request counted in flight until it is done.
+struct Counted {
+    body: GatewayBody,
+    _in_flight: InFlight,
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() != before {
-            self.activity.events.fetch_add(1, Ordering::Relaxed);
-        }
-        r
+impl hyper::body::Body for Counted {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+/// An I/O stream whose shutdown lingers: it closes its own side (TLS close_notify, TCP
+/// FIN), then reads and discards what the peer still sends until the peer closes, for
+/// at most [`LINGER_TIME`] and [`LINGER_BYTES`]. Closing a socket with unread data
+/// makes the kernel send a reset, which can destroy the answer the client has not read
+/// yet; lingering lets it arrive.
+struct Lingering<S> {
+    inner: S,
+    state: Linger,
+}
+
+enum Linger {
+    Open,
+    Draining {
+        until: Pin<Box<tokio::time::Sleep>>,
+        read: u64,
+    },
+    Done,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Lingering<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Lingering<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.events.fetch_add(1, Ordering::Relaxed);
-        }
-        r
+        Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -280,11 +411,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.events.fetch_add(1, Ordering::Relaxed);
-        }
-        r
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -296,6 +423,35 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let this = &mut *self;
+        loop {
+            match &mut this.state {
+                Linger::Open => {
+                    if let Err(e) = std::task::ready!(Pin::new(&mut this.inner).poll_shutdown(cx)) {
+                        this.state = Linger::Done;
+                        return Poll::Ready(Err(e));
+                    }
+                    this.state = Linger::Draining {
+                        until: Box::pin(tokio::time::sleep(LINGER_TIME)),
+                        read: 0,
+                    };
+                }
+                Linger::Draining { until, read } => {
+                    if until.as_mut().poll(cx).is_ready() || *read >= LINGER_BYTES {
+                        this.state = Linger::Done;
+                        continue;
+                    }
+                    let mut scratch = [0u8; 8192];
+                    let mut buf = ReadBuf::new(&mut scratch);
+                    match Pin::new(&mut this.inner).poll_read(cx, &mut buf) {
+                        Poll::Ready(Ok(())) if !buf.filled().is_empty() => *read += buf.filled().len() as u64,
+                        // The peer closed, or the connection failed: nothing more to wait for.
+                        Poll::Ready(_) => this.state = Linger::Done,
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                Linger::Done => return Poll::Ready(Ok(())),
+            }
+        }
     }
 }

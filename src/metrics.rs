@@ -49,6 +49,7 @@ impl RouteStats {
 pub struct Metrics {
     routes: DashMap<Box<str>, RouteStats>,
     upstream_errors: DashMap<(Box<str>, &'static str), AtomicU64>,
+    panics: AtomicU64,
 }
 
 impl Metrics {
@@ -76,6 +77,11 @@ impl Metrics {
             .entry((upstream.into(), kind))
             .or_default()
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a request whose handler panicked (answered 500).
+    pub fn panic(&self) {
+        self.panics.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The exposition text, with the auth event counts of `auth`.
@@ -152,6 +158,13 @@ impl Metrics {
                 escape(&upstream)
             );
         }
+        out.push_str("# HELP portcullis_handler_panics_total Requests whose handler panicked (answered 500).\n");
+        out.push_str("# TYPE portcullis_handler_panics_total counter\n");
+        let _ = writeln!(
+            out,
+            "portcullis_handler_panics_total {}",
+            self.panics.load(Ordering::Relaxed)
+        );
         out
     }
 }
@@ -198,6 +211,7 @@ mod tests {
         m.request("browse", 404, Duration::from_secs(20));
         m.request("say \"hi\"", 403, Duration::from_millis(1));
         m.upstream_error("shop", "timeout");
+        m.panic();
         let auth = AuthEventCounts::default();
         auth.count("login_failure");
         auth.count("login_failure");
@@ -215,6 +229,7 @@ mod tests {
             "portcullis_request_duration_seconds_count{route=\"browse\"} 3",
             "portcullis_request_duration_seconds_sum{route=\"browse\"} 20.0033",
             "portcullis_auth_events_total{event=\"login_failure\"} 2",
+            "portcullis_handler_panics_total 1",
             "portcullis_auth_events_total{event=\"login_success\"} 1",
             "portcullis_upstream_errors_total{upstream=\"shop\",kind=\"timeout\"} 1",
         ] {

@@ -7,13 +7,12 @@
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::service::{AuthEvent, AuthService, LoginOutcome};
-use crate::body::GatewayBody;
+use crate::body::{GatewayBody, RequestBody};
 use crate::error::{json_response, GatewayError};
 use crate::pipeline::authn::authenticate;
 
@@ -64,11 +63,30 @@ async fn recorded<T>(
     }
 }
 
-async fn read_json<T: DeserializeOwned>(body: Incoming) -> Result<T, GatewayError> {
-    let bytes: Bytes = Limited::new(body, MAX_AUTH_BODY)
+/// Reads a JSON body of at most [`MAX_AUTH_BODY`] bytes. A body announced larger is
+/// refused (413) before any of it is read; one that turns out larger is 413 too, one
+/// that stalls 408 (the body's own deadlines), one that is malformed 400.
+async fn read_json<T: DeserializeOwned>(req: Request<RequestBody>) -> Result<T, GatewayError> {
+    let too_large = GatewayError::PayloadTooLarge {
+        limit: MAX_AUTH_BODY as u64,
+    };
+    if let Some(len) = req.headers().get(http::header::CONTENT_LENGTH) {
+        if len
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .is_none_or(|n| n > MAX_AUTH_BODY as u64)
+        {
+            return Err(too_large);
+        }
+    }
+    let bytes: Bytes = Limited::new(req.into_body(), MAX_AUTH_BODY)
         .collect()
         .await
-        .map_err(|_| GatewayError::Malformed("body unreadable or too large".into()))?
+        .map_err(|e| {
+            crate::error::client_body_error(&*e, MAX_AUTH_BODY as u64)
+                .unwrap_or_else(|| GatewayError::Malformed("body unreadable".into()))
+        })?
         .to_bytes();
     serde_json::from_slice(&bytes).map_err(|e| GatewayError::Malformed(format!("invalid JSON: {e}")))
 }
@@ -81,7 +99,7 @@ fn tokens(pair: &super::service::TokenPair) -> Response<GatewayBody> {
     ok(serde_json::to_value(pair).unwrap_or_default())
 }
 
-fn method_is(req: &Request<Incoming>, m: Method) -> Result<(), GatewayError> {
+fn method_is(req: &Request<RequestBody>, m: Method) -> Result<(), GatewayError> {
     if req.method() == m {
         Ok(())
     } else {
@@ -127,14 +145,14 @@ struct LogoutBody {
 pub async fn handle(
     auth: &AuthService,
     path: &str,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     request_id: &str,
     peer: std::net::IpAddr,
 ) -> Result<Response<GatewayBody>, GatewayError> {
     match path {
         "/auth/register" => {
             method_is(&req, Method::POST)?;
-            let b: RegisterBody = read_json(req.into_body()).await?;
+            let b: RegisterBody = read_json(req).await?;
             let event = auth.register(&b.email, b.password, &b.name).await?;
             record(auth, request_id, peer, &event).await;
             Ok(json_response(
@@ -157,7 +175,7 @@ pub async fn handle(
         }
         "/auth/login" => {
             method_is(&req, Method::POST)?;
-            let b: LoginBody = read_json(req.into_body()).await?;
+            let b: LoginBody = read_json(req).await?;
             if b.email.len() > 254 || b.password.len() > 1024 {
                 return Err(GatewayError::Malformed("field too long".into()));
             }
@@ -193,9 +211,9 @@ pub async fn handle(
             method_is(&req, Method::POST)?;
             let caller = authenticate(auth, req.headers())?;
             let b: EnrollBody = if caller.is_some() {
-                read_json(req.into_body()).await.unwrap_or_default()
+                read_json(req).await.unwrap_or_default()
             } else {
-                read_json(req.into_body()).await?
+                read_json(req).await?
             };
             let principal = caller.as_ref().map(|v| &*v.principal);
             let enrollment = auth.enroll(b.mfa_token.as_deref(), principal).await?;
@@ -203,13 +221,13 @@ pub async fn handle(
         }
         "/auth/mfa" => {
             method_is(&req, Method::POST)?;
-            let b: MfaBody = read_json(req.into_body()).await?;
+            let b: MfaBody = read_json(req).await?;
             let pair = recorded(auth, request_id, peer, auth.mfa(&b.mfa_token, b.code.trim()).await).await?;
             Ok(tokens(&pair))
         }
         "/auth/refresh" => {
             method_is(&req, Method::POST)?;
-            let b: RefreshBody = read_json(req.into_body()).await?;
+            let b: RefreshBody = read_json(req).await?;
             let pair = recorded(auth, request_id, peer, auth.refresh(&b.refresh_token).await).await?;
             Ok(tokens(&pair))
         }
@@ -219,7 +237,7 @@ pub async fn handle(
                 reason: "logout needs a token".into(),
                 invalid_token: false,
             })?;
-            let b: LogoutBody = read_json(req.into_body()).await.unwrap_or_default();
+            let b: LogoutBody = read_json(req).await.unwrap_or_default();
             auth.logout(&caller.claims, b.refresh_token.as_deref()).await?;
             let event = AuthEvent {
                 event: "logout",

@@ -17,21 +17,17 @@ use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
-use http_body_util::{LengthLimitError, Limited};
-use hyper::body::Incoming;
+use http_body_util::Limited;
 
 use super::authz::Authorized;
 use super::pool::Pool;
-use crate::body::GatewayBody;
+use crate::body::{GatewayBody, RequestBody};
 use crate::config::{Config, Upstream};
 use crate::error::GatewayError;
 use crate::policy::Principal;
 
-/// How long an upstream connection may sit idle in a pool before it is closed.
-const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-
 /// The request body sent upstream: the client's, cut off at `max_body`.
-pub type UpstreamBody = Limited<Incoming>;
+pub type UpstreamBody = Limited<RequestBody>;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1, plus the legacy `Keep-Alive` and
 /// `Proxy-Connection`): meaningful for one connection only, never forwarded.
@@ -394,7 +390,7 @@ impl Upstreams {
                 );
                 let connect_timeout = config.limits.upstream_timeout.min(Duration::from_secs(10));
                 let pools = (0..config.server.workers.max(1))
-                    .map(|_| Arc::new(Pool::new(addr.clone(), connect_timeout, UPSTREAM_IDLE_TIMEOUT)))
+                    .map(|_| Arc::new(Pool::new(addr.clone(), connect_timeout, &config.limits)))
                     .collect();
                 (
                     name.clone(),
@@ -416,6 +412,15 @@ impl Upstreams {
         }
     }
 
+    /// Closes the upstream connections idle for longer than the upstream idle timeout.
+    pub fn reap(&self) {
+        for target in self.targets.values() {
+            for pool in &target.pools {
+                pool.reap();
+            }
+        }
+    }
+
     pub fn max_body(&self) -> u64 {
         self.max_body
     }
@@ -425,7 +430,7 @@ impl Upstreams {
     pub async fn forward(
         &self,
         authorized: &Authorized,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         client: &ClientInfo<'_>,
     ) -> Result<Response<GatewayBody>, GatewayError> {
         let name = &authorized.route().upstream;
@@ -434,7 +439,8 @@ impl Upstreams {
             GatewayError::Internal(format!("route names unknown upstream {name:?}").into())
         })?;
 
-        let (mut parts, body) = req.into_parts();
+        let (mut parts, mut body) = req.into_parts();
+        let progress = body.progress();
         if let Some(len) = parts.headers.get(header::CONTENT_LENGTH) {
             let len = len.to_str().ok().and_then(|s| s.parse::<u64>().ok());
             if len.is_some_and(|n| n > self.max_body) {
@@ -457,39 +463,46 @@ impl Upstreams {
         let upstream_req = Request::from_parts(parts, Limited::new(body, limit));
 
         let pool = &target.pools[client.worker % target.pools.len()];
-        let response = match tokio::time::timeout(self.timeout, pool.send(upstream_req)).await {
-            Err(_) => {
-                return Err(GatewayError::UpstreamTimeout {
-                    upstream: name.clone(),
-                    timeout: self.timeout,
-                })
+        // The upstream's time runs while the gateway waits on the upstream, not while
+        // it waits on a client still sending the body (the body's own deadlines bound
+        // that): the timer is re-armed whenever it finds the client the one awaited.
+        let send = pool.send(upstream_req);
+        tokio::pin!(send);
+        let timer = tokio::time::sleep(self.timeout);
+        tokio::pin!(timer);
+        let sent = loop {
+            tokio::select! {
+                sent = &mut send => break sent,
+                () = &mut timer => {
+                    if progress.as_ref().is_some_and(crate::body::BodyProgress::waiting_on_client) {
+                        timer.as_mut().reset(tokio::time::Instant::now() + self.timeout);
+                        continue;
+                    }
+                    return Err(GatewayError::UpstreamTimeout {
+                        upstream: name.clone(),
+                        timeout: self.timeout,
+                    });
+                }
             }
-            Ok(Err(e)) => {
-                if source_chain_has::<LengthLimitError>(&*e) {
-                    return Err(GatewayError::PayloadTooLarge { limit: self.max_body });
+        };
+        let response = match sent {
+            Err(e) => {
+                // The client's body failing (too long, too slow, malformed) is the
+                // client's fault, not the upstream's.
+                if let Some(client_fault) = crate::error::client_body_error(&*e, self.max_body) {
+                    return Err(client_fault);
                 }
                 return Err(GatewayError::UpstreamUnreachable {
                     upstream: name.clone(),
                     source: e,
                 });
             }
-            Ok(Ok(r)) => r,
+            Ok(r) => r,
         };
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         Ok(Response::from_parts(parts, GatewayBody::Upstream(body)))
     }
-}
-
-fn source_chain_has<E: std::error::Error + 'static>(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(err);
-    while let Some(e) = cur {
-        if e.is::<E>() {
-            return true;
-        }
-        cur = e.source();
-    }
-    false
 }
 
 #[cfg(test)]

@@ -10,6 +10,11 @@
 //! backslashes, control characters including NUL, empty segments (`//`), escapes that do
 //! not decode to UTF-8, malformed escapes, the asterisk form, and absolute-form targets
 //! whose host disagrees with `Host`. `CONNECT` is refused with 405: this is not a tunnel.
+//!
+//! The host is checked too (400): an HTTP/1.1 request without `Host` (RFC 9112 §3.2), a
+//! request with more than one `Host` (each hop could pick a different one), and userinfo
+//! (`user:pw@`) in `Host` or in the target's authority, which HTTP/2 forbids in
+//! `:authority` (RFC 9113 §8.3.1) and which no `Host` may carry (RFC 9110 §7.2).
 
 use std::fmt;
 
@@ -29,6 +34,9 @@ pub enum Refusal {
     EmptySegment,
     BadEscape,
     InvalidUtf8,
+    MissingHost,
+    DuplicateHost,
+    UserInfo,
 }
 
 impl fmt::Display for Refusal {
@@ -43,6 +51,9 @@ impl fmt::Display for Refusal {
             Self::EmptySegment => "empty path segment",
             Self::BadEscape => "malformed percent-escape",
             Self::InvalidUtf8 => "invalid UTF-8 after decoding",
+            Self::MissingHost => "HTTP/1.1 request without Host",
+            Self::DuplicateHost => "more than one Host",
+            Self::UserInfo => "userinfo in the host",
         })
     }
 }
@@ -88,11 +99,26 @@ pub fn normalize_request(
     })
 }
 
-/// An absolute-form target (or HTTP/2 `:authority`) must agree with `Host`.
+/// One `Host` at most, required on HTTP/1.1, without userinfo; an absolute-form target
+/// (or HTTP/2 `:authority`) must have no userinfo and agree with `Host`.
 fn check_authority(uri: &Uri, version: Version, headers: &HeaderMap) -> Result<(), Refusal> {
+    let mut hosts = headers.get_all(http::header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(Refusal::DuplicateHost);
+    }
+    if host.is_some_and(|h| h.as_bytes().contains(&b'@')) {
+        return Err(Refusal::UserInfo);
+    }
     let Some(authority) = uri.authority() else {
+        if host.is_none() && version == Version::HTTP_11 {
+            return Err(Refusal::MissingHost);
+        }
         return Ok(());
     };
+    if authority.as_str().contains('@') {
+        return Err(Refusal::UserInfo);
+    }
     if !matches!(uri.scheme_str(), Some("http" | "https")) {
         return Err(Refusal::ForeignAuthority);
     }
@@ -307,6 +333,35 @@ mod tests {
         let t = req("/api/products?x=1&y=%2F", Some("localhost"), Version::HTTP_11).unwrap();
         assert_eq!(t.path_and_query_under(""), "/api/products?x=1&y=%2F");
         assert_eq!(t.path_and_query_under("/v1"), "/v1/api/products?x=1&y=%2F");
+    }
+
+    // HTTP/1.1 needs exactly one Host; no host carries userinfo, in Host or in the
+    // target's authority (HTTP/2 `:authority`).
+    #[test]
+    fn host_rules() {
+        assert!(matches!(
+            req("/api", None, Version::HTTP_11),
+            Err(GatewayError::BadTarget(Refusal::MissingHost))
+        ));
+        assert!(req("/api", None, Version::HTTP_10).is_ok());
+        assert!(req("/api", None, Version::HTTP_2).is_ok());
+        let mut two = HeaderMap::new();
+        two.append(http::header::HOST, "localhost".parse().unwrap());
+        two.append(http::header::HOST, "evil.example".parse().unwrap());
+        for version in [Version::HTTP_11, Version::HTTP_2] {
+            assert!(matches!(
+                normalize_request(&Method::GET, &"/api".parse().unwrap(), version, &two),
+                Err(GatewayError::BadTarget(Refusal::DuplicateHost))
+            ));
+        }
+        assert!(matches!(
+            req("/api", Some("user@localhost"), Version::HTTP_11),
+            Err(GatewayError::BadTarget(Refusal::UserInfo))
+        ));
+        assert!(matches!(
+            req("https://user:pw@evil.example/api", None, Version::HTTP_2),
+            Err(GatewayError::BadTarget(Refusal::UserInfo))
+        ));
     }
 
     // CONNECT is refused with 405.

@@ -10,6 +10,13 @@
 //!
 //! The connection tasks run on the worker that opened them, like the requests that use
 //! them, so neither the pool's lock nor the connections are shared between threads.
+//!
+//! A pool opens at most `[limits] upstream_max_connections` connections at once (idle
+//! ones included): a request that finds none idle and the cap reached waits until one
+//! comes back or closes, within the upstream timeout of the request (504 after it), so
+//! a burst of client streams cannot flood the upstream's accept queue. Connections idle
+//! for `[limits] upstream_idle_timeout` are closed by [`Pool::reap`], which the gateway
+//! runs on a timer.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -21,8 +28,10 @@ use http::{Request, Response};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::forward::UpstreamBody;
+use crate::config::Limits;
 use crate::error::BoxError;
 
 /// Idle connections kept per pool beyond those in use.
@@ -36,6 +45,11 @@ pub struct Pool {
     idle_timeout: Duration,
     /// Idle connections, the most recently used last.
     idle: Mutex<Vec<Idle>>,
+    /// One permit per connection that may be open; a connection holds its permit until
+    /// it closes.
+    slots: Arc<Semaphore>,
+    /// Told when a connection comes back to the pool or closes.
+    available: Arc<Notify>,
 }
 
 struct Idle {
@@ -44,23 +58,56 @@ struct Idle {
 }
 
 impl Pool {
-    pub fn new(addr: String, connect_timeout: Duration, idle_timeout: Duration) -> Self {
+    pub fn new(addr: String, connect_timeout: Duration, limits: &Limits) -> Self {
         Self {
             addr,
             connect_timeout,
-            idle_timeout,
+            idle_timeout: limits.upstream_idle_timeout,
             idle: Mutex::new(Vec::new()),
+            slots: Arc::new(Semaphore::new(limits.upstream_max_connections)),
+            available: Arc::new(Notify::new()),
         }
+    }
+
+    /// An idle connection, or a new one if the cap allows, or (waiting) whichever of the
+    /// two comes first.
+    async fn checkout(&self) -> Result<(SendRequest<UpstreamBody>, bool), BoxError> {
+        loop {
+            if let Some(s) = self.take_idle() {
+                return Ok((s, true));
+            }
+            if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+                return match self.connect(permit).await {
+                    Ok(s) => Ok((s, false)),
+                    Err(e) => {
+                        // The permit went back: let a waiter try.
+                        self.available.notify_one();
+                        Err(e)
+                    }
+                };
+            }
+            // A notification given while no one waited is kept, so none is lost between
+            // the checks above and this wait.
+            self.available.notified().await;
+        }
+    }
+
+    /// Closes the connections idle for longer than the idle timeout.
+    pub fn reap(&self) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let stale = idle
+            .iter()
+            .take_while(|e| e.sender.is_closed() || e.since.elapsed() >= self.idle_timeout)
+            .count();
+        idle.drain(..stale);
+        idle.retain(|e| !e.sender.is_closed());
     }
 
     /// Sends `req` and returns the response, whose body hands the connection back to
     /// the pool once it has been read to its end.
     pub async fn send(self: &Arc<Self>, mut req: Request<UpstreamBody>) -> Result<Response<PooledBody>, BoxError> {
         loop {
-            let (mut sender, reused) = match self.take_idle() {
-                Some(s) => (s, true),
-                None => (self.connect().await?, false),
-            };
+            let (mut sender, reused) = self.checkout().await?;
             // A reused connection may still be finishing its previous exchange.
             if let Err(e) = sender.ready().await {
                 if reused {
@@ -115,18 +162,24 @@ impl Pool {
                 since: Instant::now(),
             });
         }
+        drop(idle);
+        self.available.notify_one();
     }
 
-    async fn connect(&self) -> Result<SendRequest<UpstreamBody>, BoxError> {
+    async fn connect(&self, permit: OwnedSemaphorePermit) -> Result<SendRequest<UpstreamBody>, BoxError> {
         let stream = tokio::time::timeout(self.connect_timeout, open(&self.addr))
             .await
             .map_err(|_| format!("connecting to {} timed out", self.addr))??;
         let (sender, conn) = http1::Builder::new().handshake(TokioIo::new(stream)).await?;
         let addr = self.addr.clone();
+        let available = self.available.clone();
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(upstream = %addr, error = %e, "upstream connection ended with an error");
             }
+            // The connection's place is free for another.
+            drop(permit);
+            available.notify_one();
         });
         Ok(sender)
     }

@@ -144,6 +144,8 @@ pub struct Setup {
     pub policy_dir: Option<PathBuf>,
     /// The clock the gateway reads; the wall clock when absent.
     pub clock: Option<portcullis::clock::ManualClock>,
+    /// Extra lines of the `[server]` table (e.g. `workers = 1`).
+    pub server: String,
 }
 
 impl Setup {
@@ -154,6 +156,7 @@ impl Setup {
             extra: String::new(),
             policy_dir: None,
             clock: None,
+            server: String::new(),
         }
     }
 
@@ -166,6 +169,13 @@ impl Setup {
 
     pub fn with_clock(mut self, clock: &portcullis::clock::ManualClock) -> Self {
         self.clock = Some(clock.clone());
+        self
+    }
+
+    /// Adds lines to the `[server]` table.
+    pub fn server(mut self, toml: &str) -> Self {
+        self.server.push_str(toml);
+        self.server.push('\n');
         self
     }
 
@@ -187,9 +197,10 @@ impl Setup {
         };
         let upstreams: String = self.upstreams.iter().map(|(n, u)| format!("{n} = \"{u}\"\n")).collect();
         let config = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://localhost\"\ndata_dir = \"{}\"\npolicies = \"{}\"\n\n[upstreams]\n{upstreams}\n{}",
+            "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://localhost\"\ndata_dir = \"{}\"\npolicies = \"{}\"\n{}\n[upstreams]\n{upstreams}\n{}",
             dir.join("data").display(),
             policies.display(),
+            self.server,
             self.extra
         );
         let path = dir.join("gateway.toml");
@@ -256,6 +267,12 @@ impl TestGateway {
     /// Sends raw bytes over TLS (HTTP/1.1) and returns the raw response, read until the
     /// server closes or 5 s pass.
     pub async fn raw(&self, request: &str) -> RawResponse {
+        let tls = self.tls_connect(b"http/1.1").await;
+        RawResponse::parse(&read_after(tls, request.as_bytes()).await)
+    }
+
+    /// Opens a TLS connection to the gateway that offers `alpn` (nothing when empty).
+    pub async fn tls_connect(&self, alpn: &[u8]) -> tokio_rustls::client::TlsStream<TcpStream> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&self.ca_pem) {
             roots.add(cert.unwrap()).unwrap();
@@ -266,15 +283,25 @@ impl TestGateway {
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        if !alpn.is_empty() {
+            config.alpn_protocols = vec![alpn.to_vec()];
+        }
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
         let tcp = TcpStream::connect(self.addr).await.unwrap();
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let mut tls = connector.connect(name, tcp).await.unwrap();
-        tls.write_all(request.as_bytes()).await.unwrap();
-        let mut buf = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut buf)).await;
-        RawResponse::parse(&buf)
+        connector.connect(name, tcp).await.unwrap()
+    }
+
+    /// The gateway's metrics text (asked from loopback).
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     pub fn auth(&self) -> &portcullis::auth::service::AuthService {
@@ -320,6 +347,14 @@ impl TestGateway {
 }
 
 use rustls::pki_types::pem::PemObject;
+
+/// Writes `bytes` and reads until the peer closes or 5 s pass.
+pub async fn read_after<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut io: S, bytes: &[u8]) -> Vec<u8> {
+    io.write_all(bytes).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), io.read_to_end(&mut buf)).await;
+    buf
+}
 
 /// A response read off the wire.
 #[derive(Debug)]
@@ -385,4 +420,49 @@ impl TestGateway {
 pub fn confirmation_token(mail: &str) -> String {
     let at = mail.find("token=").expect("no confirmation link");
     mail[at + 6..].split_whitespace().next().unwrap().to_owned()
+}
+
+/// An upstream that counts its open connections (now and at most at once) and answers
+/// every request 200 after `delay`.
+#[derive(Clone)]
+pub struct Counter {
+    pub addr: SocketAddr,
+    pub open: Arc<std::sync::atomic::AtomicUsize>,
+    pub max_open: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Counter {
+    pub async fn start(delay: Duration) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = Arc::new(AtomicUsize::new(0));
+        let max_open = Arc::new(AtomicUsize::new(0));
+        let (o, m) = (open.clone(), max_open.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let now = o.fetch_add(1, Ordering::SeqCst) + 1;
+                m.fetch_max(now, Ordering::SeqCst);
+                let o = o.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |_req: Request<Incoming>| async move {
+                        tokio::time::sleep(delay).await;
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"{}"))))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                    o.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Self { addr, open, max_open }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
 }
