@@ -5,9 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portcullis::auth::http::{
-    EnrollBody, LoginBody, LogoutBody, MfaBody, RefreshBody, RegisterBody, MAX_AUTH_BODY,
-};
+use portcullis::auth::http::{EnrollBody, LoginBody, LogoutBody, MfaBody, RefreshBody, RegisterBody, MAX_AUTH_BODY};
 use portcullis::error::GatewayError;
 use serde::de::DeserializeOwned;
 

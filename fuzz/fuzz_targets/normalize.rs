@@ -36,7 +36,9 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(target.query.as_deref(), uri.query());
         // What the upstream receives is itself a target that normalizes to the same.
         let forwarded = target.path_and_query_under("");
-        let again: Uri = forwarded.parse().unwrap_or_else(|e| panic!("{forwarded:?} is not a URI: {e}"));
+        let again: Uri = forwarded
+            .parse()
+            .unwrap_or_else(|e| panic!("{forwarded:?} is not a URI: {e}"));
         let again = normalize_request(&Method::GET, &again, version, &HeaderMap::new())
             .unwrap_or_else(|e| panic!("{forwarded:?} is refused: {e}"));
         assert_eq!(again, target);

@@ -60,7 +60,11 @@ fuzz_target!(|data: &[u8]| {
         let path = path_for(route);
         let canonical = portcullis::pipeline::normalize::canonical_path(&path)
             .unwrap_or_else(|why| panic!("route {:?}: {path:?} is refused ({why})", route.path));
-        assert_eq!(canonical, path, "route {:?}: pattern literals are not canonical", route.path);
+        assert_eq!(
+            canonical, path,
+            "route {:?}: pattern literals are not canonical",
+            route.path
+        );
         let method = &route.methods[0];
         assert!(
             set.candidates(method, &path).any(|(r, _)| r.index == route.index),

@@ -86,7 +86,11 @@ pub fn check_canonical(path: &str) {
         let name = decoded.split(|b| *b == b';').next().unwrap_or(&decoded);
         assert!(name != b"." && name != b"..", "{path:?} has a dot segment");
     }
-    assert_eq!(canonical_path(path).as_deref(), Ok(path), "normalizing is not idempotent");
+    assert_eq!(
+        canonical_path(path).as_deref(),
+        Ok(path),
+        "normalizing is not idempotent"
+    );
 }
 
 /// A key ring over one of the fixed keys.
