@@ -9,7 +9,7 @@ use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
 use portcullis::policy::matcher::PatternSegment;
-use portcullis::policy::{lint, reload, run_case, Decision, PolicySet, Principal, Route};
+use portcullis::policy::{lint, reload, run_case, Decision, PolicySet, Principal, Refused, Route};
 
 /// A concrete request path the route's pattern matches.
 fn path_for(route: &Route) -> String {
@@ -19,7 +19,8 @@ fn path_for(route: &Route) -> String {
         match segment {
             PatternSegment::Literal(l) => path.push_str(l),
             PatternSegment::Param(_) => path.push_str("u-1"),
-            PatternSegment::CatchAll(_) => path.push_str("x/y"),
+            // A one-segment remainder, so an `owner` on a catch-all is the caller too.
+            PatternSegment::CatchAll(_) => path.push_str("u-1"),
         }
     }
     if path.is_empty() {
@@ -71,18 +72,45 @@ fuzz_target!(|data: &[u8]| {
             "route {:?} does not match {path:?}",
             route.path
         );
-        // A caller with every role the route names, its owner id and MFA is let through
-        // (an empty role list is left out: what it allows is the policy's own decision).
-        let caller = Principal {
+        // A caller who owns every `{param}`, passed MFA and holds the roles the refusals
+        // ask for is let through, unless a route refuses for an empty role list (which,
+        // by the policy's own rules, may allow nobody). The roles are learnt from the
+        // refusals so this holds whatever type the route keeps its role list in.
+        let mut caller = Principal {
             id: "u-1".into(),
             email: "u-1@example.com".into(),
-            roles: route.roles.clone(),
+            roles: Vec::new(),
             mfa: true,
         };
-        if !route.roles.is_empty() {
-            let decision = set.decide(method, &path, Some(&caller));
-            assert!(matches!(decision, Decision::Allow { .. }), "{path:?}: {decision:?}");
+        let mut settled = false;
+        for _ in 0..=set.routes.len() {
+            match set.decide(method, &path, Some(&caller)) {
+                Decision::Allow { .. } => {
+                    settled = true;
+                    break;
+                }
+                Decision::Forbidden {
+                    why: Refused::MissingRole { required },
+                    ..
+                } if !required.is_empty() => {
+                    // One of the roles is enough: a caller holding one is not refused for roles.
+                    assert!(
+                        !required.iter().any(|r| caller.roles.contains(r)),
+                        "{path:?}: {required:?}"
+                    );
+                    caller.roles.extend(required);
+                }
+                Decision::Forbidden {
+                    why: Refused::MissingRole { .. },
+                    ..
+                } => {
+                    settled = true;
+                    break;
+                }
+                other => panic!("{path:?}: {other:?} for a caller who owns the path"),
+            }
         }
+        assert!(settled, "{path:?}: the refusals never end");
         for who in [None, Some(&caller)] {
             let explained = set.explain(method, &path, who);
             let decided = set.decide(method, &path, who);
