@@ -108,36 +108,36 @@ fn method_is(req: &Request<RequestBody>, m: Method) -> Result<(), GatewayError> 
 }
 
 #[derive(Deserialize)]
-struct RegisterBody {
+pub struct RegisterBody {
     email: String,
     password: String,
     name: String,
 }
 
 #[derive(Deserialize)]
-struct LoginBody {
+pub struct LoginBody {
     email: String,
     password: String,
 }
 
 #[derive(Deserialize, Default)]
-struct EnrollBody {
+pub struct EnrollBody {
     mfa_token: Option<String>,
 }
 
 #[derive(Deserialize)]
-struct MfaBody {
+pub struct MfaBody {
     mfa_token: String,
     code: String,
 }
 
 #[derive(Deserialize)]
-struct RefreshBody {
+pub struct RefreshBody {
     refresh_token: String,
 }
 
 #[derive(Deserialize, Default)]
-struct LogoutBody {
+pub struct LogoutBody {
     refresh_token: Option<String>,
 }
 

@@ -280,10 +280,12 @@ impl KeyRing {
                 _ => TokenError::BadSignature,
             })?;
         let c = data.claims;
-        if now > c.exp + LEEWAY_SECS {
+        // Saturating: the claims are signed, but their times are still untrusted numbers.
+        if now > c.exp.saturating_add(LEEWAY_SECS) {
             return Err(TokenError::Expired);
         }
-        if c.nbf > now + LEEWAY_SECS || c.iat > now + LEEWAY_SECS {
+        let latest = now.saturating_add(LEEWAY_SECS);
+        if c.nbf > latest || c.iat > latest {
             return Err(TokenError::NotYetValid);
         }
         Ok(c)
@@ -430,6 +432,23 @@ mod tests {
             assert!(!theirs.verify_detached(b"seq=7", &sig));
             assert!(!ours.verify_detached(b"seq=7", "not base64!"));
         }
+    }
+
+    // Time claims at the top of the range are compared without overflow (found by the
+    // `tokens` fuzz target: `exp` = u64::MAX panicked in debug builds, wrapped in release).
+    #[test]
+    fn extreme_times_do_not_overflow() {
+        let k = ring(KeyAlg::EdDsa);
+        let mut c = claims(1000);
+        c.exp = u64::MAX;
+        let t = k.sign(&c).unwrap();
+        assert_eq!(k.verify(&t, 1000).unwrap().exp, u64::MAX);
+        assert_eq!(k.verify(&t, u64::MAX).unwrap().exp, u64::MAX);
+        let mut c = claims(1000);
+        c.nbf = u64::MAX;
+        let t = k.sign(&c).unwrap();
+        assert_eq!(k.verify(&t, u64::MAX - 1), Err(TokenError::Expired));
+        assert_eq!(k.verify(&t, 1000), Err(TokenError::NotYetValid));
     }
 
     // A key of the same kind but not ours fails even with our kid in the header.
