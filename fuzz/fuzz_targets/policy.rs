@@ -73,9 +73,8 @@ fuzz_target!(|data: &[u8]| {
             route.path
         );
         // A caller who owns every `{param}`, passed MFA and holds the roles the refusals
-        // ask for is let through, unless a route refuses for an empty role list (which,
-        // by the policy's own rules, may allow nobody). The roles are learnt from the
-        // refusals so this holds whatever type the route keeps its role list in.
+        // ask for is let through, unless a route refuses for an empty role list
+        // (`roles = []` allows nobody). The roles are learnt from the refusals.
         let mut caller = Principal {
             id: "u-1".into(),
             email: "u-1@example.com".into(),
@@ -100,8 +99,9 @@ fuzz_target!(|data: &[u8]| {
                     );
                     caller.roles.extend(required);
                 }
+                // `roles = []` allows nobody.
                 Decision::Forbidden {
-                    why: Refused::MissingRole { .. },
+                    why: Refused::NoRoleAllowed,
                     ..
                 } => {
                     settled = true;
