@@ -192,6 +192,22 @@ fn user_session_key(user_id: &str, session_id: &str) -> Vec<u8> {
     format!("{user_id}/{session_id}").into_bytes()
 }
 
+/// The entries of a tree of id -> time (big-endian u64) whose time is after `cutoff`;
+/// the others are removed as they are found (unless rewritten meanwhile).
+fn live_times(tree: &sled::Tree, cutoff: u64) -> Result<Vec<(String, u64)>> {
+    let mut out = Vec::new();
+    for item in tree.iter() {
+        let (k, v) = item?;
+        let time = be_u64(&v);
+        if time <= cutoff {
+            let _ = tree.compare_and_swap(&k, Some(v), None as Option<&[u8]>)?;
+        } else {
+            out.push((String::from_utf8_lossy(&k).into_owned(), time));
+        }
+    }
+    Ok(out)
+}
+
 fn be_u64(v: &[u8]) -> u64 {
     v.try_into().map(u64::from_be_bytes).unwrap_or(0)
 }
@@ -630,17 +646,7 @@ impl Store {
     /// Ids of revoked sessions that have not expired, with their expiry; expired ones are
     /// dropped as they are found.
     pub fn revoked_sessions(&self, now: u64) -> Result<Vec<(String, u64)>> {
-        let mut out = Vec::new();
-        for item in self.revoked_sessions.iter() {
-            let (k, v) = item?;
-            let exp = be_u64(&v);
-            if exp <= now {
-                self.revoked_sessions.remove(&k)?;
-            } else {
-                out.push((String::from_utf8_lossy(&k).into_owned(), exp));
-            }
-        }
-        Ok(out)
+        live_times(&self.revoked_sessions, now)
     }
 
     /// Notes that a user's access tokens issued at or before `after` are refused; kept
@@ -653,19 +659,7 @@ impl Store {
     /// Users whose tokens up to a time are refused, with that time, when it is later than
     /// `since`; older entries are dropped as they are found.
     pub fn revoked_users(&self, since: u64) -> Result<Vec<(String, u64)>> {
-        let mut out = Vec::new();
-        for item in self.revoked_users.iter() {
-            let (k, v) = item?;
-            let after = be_u64(&v);
-            if after <= since {
-                let _ = self
-                    .revoked_users
-                    .compare_and_swap(&k, Some(v), None as Option<&[u8]>)?;
-            } else {
-                out.push((String::from_utf8_lossy(&k).into_owned(), after));
-            }
-        }
-        Ok(out)
+        live_times(&self.revoked_users, since)
     }
 
     // --- pruning --------------------------------------------------------------------
@@ -755,17 +749,7 @@ impl Store {
 
     /// Revoked token ids still unexpired; expired ones are dropped as they are found.
     pub fn revoked_jtis(&self, now: u64) -> Result<Vec<(String, u64)>> {
-        let mut out = Vec::new();
-        for item in self.revoked_jti.iter() {
-            let (k, v) = item?;
-            let exp = v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
-            if exp <= now {
-                self.revoked_jti.remove(&k)?;
-            } else {
-                out.push((String::from_utf8_lossy(&k).into_owned(), exp));
-            }
-        }
-        Ok(out)
+        live_times(&self.revoked_jti, now)
     }
 }
 
