@@ -182,6 +182,35 @@ async fn h2_connect(
     (send, tokio::spawn(conn))
 }
 
+/// Sends a GET for each path at once, as streams of one HTTP/2 connection; the statuses
+/// in the order of `paths`.
+async fn h2_get_concurrently(
+    send: &hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    gw: &TestGateway,
+    paths: impl IntoIterator<Item = String>,
+) -> Vec<u16> {
+    let tasks: Vec<_> = paths
+        .into_iter()
+        .map(|path| {
+            let mut send = send.clone();
+            let url = gw.url(&path);
+            tokio::spawn(async move {
+                send.ready().await.unwrap();
+                let resp = send
+                    .send_request(Request::get(url).body(Empty::new()).unwrap())
+                    .await
+                    .unwrap();
+                resp.status().as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    statuses
+}
+
 // An idle HTTP/2 connection is closed after the idle timeout, although the gateway's own
 // keep-alive PINGs keep crossing it.
 #[tokio::test]
@@ -361,22 +390,8 @@ async fn upstream_connections_capped() {
         .start()
         .await;
     let (send, _conn) = h2_connect(&gw).await;
-    let mut tasks = Vec::new();
-    for i in 0..30 {
-        let mut send = send.clone();
-        let url = gw.url(&format!("/slow/{i}"));
-        tasks.push(tokio::spawn(async move {
-            send.ready().await.unwrap();
-            let resp = send
-                .send_request(Request::get(url).body(Empty::new()).unwrap())
-                .await
-                .unwrap();
-            resp.status()
-        }));
-    }
-    for t in tasks {
-        assert_eq!(t.await.unwrap(), StatusCode::OK);
-    }
+    let statuses = h2_get_concurrently(&send, &gw, (0..30).map(|i| format!("/slow/{i}"))).await;
+    assert_eq!(statuses, [200; 30]);
     let max = up.max_open.load(Ordering::SeqCst);
     assert!((1..=3).contains(&max), "{max} upstream connections at once");
 }
@@ -561,23 +576,7 @@ async fn pool_wait_has_a_deadline() {
         .start()
         .await;
     let (send, _conn) = h2_connect(&gw).await;
-    let mut tasks = Vec::new();
-    for i in 0..2 {
-        let mut send = send.clone();
-        let url = gw.url(&format!("/wait/{i}"));
-        tasks.push(tokio::spawn(async move {
-            send.ready().await.unwrap();
-            let resp = send
-                .send_request(Request::get(url).body(Empty::new()).unwrap())
-                .await
-                .unwrap();
-            resp.status().as_u16()
-        }));
-    }
-    let mut statuses = Vec::new();
-    for t in tasks {
-        statuses.push(t.await.unwrap());
-    }
+    let mut statuses = h2_get_concurrently(&send, &gw, (0..2).map(|i| format!("/wait/{i}"))).await;
     statuses.sort_unstable();
     assert_eq!(statuses, [200, 504]);
     assert_eq!(up.max_open.load(Ordering::SeqCst), 1);
