@@ -84,8 +84,8 @@ fn user_json(auth: &AuthService, u: &crate::store::User) -> Value {
 }
 
 /// Writes the audit record of an administrative change, before the command answers.
-async fn audited(auth: &AuthService, event: &str, user: &crate::store::User, reason: String) {
-    let mut ev = crate::audit::Event::new(event, "success");
+async fn audited(auth: &AuthService, event: crate::audit::EventKind, user: &crate::store::User, reason: String) {
+    let mut ev = crate::audit::Event::new(event);
     ev.user_id = Some(user.id.clone());
     ev.email = Some(user.email.clone());
     ev.reason = Some(reason);
@@ -114,7 +114,7 @@ pub async fn execute(auth: &AuthService, req: AdminRequest) -> Result<Value, Str
             let user = auth.add_user(&email, roles, password.clone(), &name).await?;
             audited(
                 auth,
-                "user_created",
+                crate::audit::EventKind::UserCreated,
                 &user,
                 format!("by admin command; roles [{}]", user.roles.join(", ")),
             )
@@ -134,7 +134,7 @@ pub async fn execute(auth: &AuthService, req: AdminRequest) -> Result<Value, Str
             let email = normalize_email(&email);
             auth.store().clear_failures(&email).map_err(|e| e.to_string())?;
             flush().await?;
-            let mut ev = crate::audit::Event::new("user_unlocked", "success");
+            let mut ev = crate::audit::Event::new(crate::audit::EventKind::UserUnlocked);
             ev.email = Some(email.clone());
             ev.reason = Some("by admin command".into());
             auth.audit().durable(ev).await;
@@ -156,7 +156,7 @@ pub async fn execute(auth: &AuthService, req: AdminRequest) -> Result<Value, Str
                 user.roles.join(", "),
                 roles.join(", ")
             );
-            audited(auth, "roles_changed", &user, change).await;
+            audited(auth, crate::audit::EventKind::RolesChanged, &user, change).await;
             Ok(json!({ "email": user.email, "roles": roles, "sessions_revoked": true }))
         }
         AdminRequest::Disable { email } => {
@@ -168,7 +168,7 @@ pub async fn execute(auth: &AuthService, req: AdminRequest) -> Result<Value, Str
             flush().await?;
             audited(
                 auth,
-                "user_disabled",
+                crate::audit::EventKind::UserDisabled,
                 &user,
                 "by admin command; sessions revoked".into(),
             )
@@ -197,7 +197,13 @@ pub async fn execute(auth: &AuthService, req: AdminRequest) -> Result<Value, Str
             let user = find(&email)?;
             auth.revoke_user(&user.id).map_err(|e| e.to_string())?;
             flush().await?;
-            audited(auth, "sessions_revoked", &user, "by admin command".into()).await;
+            audited(
+                auth,
+                crate::audit::EventKind::SessionsRevoked,
+                &user,
+                "by admin command".into(),
+            )
+            .await;
             Ok(json!({ "sessions_revoked": user.email }))
         }
     }

@@ -141,7 +141,13 @@ impl Handler for Inner {
         let mut resp = match self.handle_inner(req, &mut ctx).await {
             Ok(resp) => {
                 if ctx.audit_route {
-                    self.audit_request(&ctx, raw_path, "request", "success", resp.status().as_u16(), None);
+                    self.audit_request(
+                        &ctx,
+                        raw_path,
+                        crate::audit::EventKind::Request,
+                        resp.status().as_u16(),
+                        None,
+                    );
                 }
                 resp
             }
@@ -154,9 +160,13 @@ impl Handler for Inner {
                 }
                 let reason = err.to_string();
                 match &err {
-                    GatewayError::RateLimited { .. } | GatewayError::RouteRateLimited { .. } => {
-                        self.audit_request(&ctx, raw_path, "rate_limited", "denied", status.as_u16(), Some(reason))
-                    }
+                    GatewayError::RateLimited { .. } | GatewayError::RouteRateLimited { .. } => self.audit_request(
+                        &ctx,
+                        raw_path,
+                        crate::audit::EventKind::RateLimited,
+                        status.as_u16(),
+                        Some(reason),
+                    ),
                     GatewayError::BadTarget(_)
                     | GatewayError::MethodNotAllowed(_)
                     | GatewayError::NoRoute
@@ -164,7 +174,13 @@ impl Handler for Inner {
                     | GatewayError::Forbidden { .. }
                         if ctx.proxied =>
                     {
-                        self.audit_request(&ctx, raw_path, "access_denied", "denied", status.as_u16(), Some(reason))
+                        self.audit_request(
+                            &ctx,
+                            raw_path,
+                            crate::audit::EventKind::AccessDenied,
+                            status.as_u16(),
+                            Some(reason),
+                        )
                     }
                     GatewayError::UpstreamUnreachable { upstream, .. }
                     | GatewayError::UpstreamTimeout { upstream, .. } => {
@@ -177,8 +193,7 @@ impl Handler for Inner {
                         self.audit_request(
                             &ctx,
                             raw_path,
-                            "upstream_error",
-                            "failure",
+                            crate::audit::EventKind::UpstreamError,
                             status.as_u16(),
                             Some(reason),
                         );
@@ -257,12 +272,11 @@ impl Inner {
         &self,
         ctx: &RequestContext,
         raw_path: &str,
-        event: &str,
-        outcome: &str,
+        event: crate::audit::EventKind,
         status: u16,
         reason: Option<String>,
     ) {
-        let mut ev = crate::audit::Event::new(event, outcome);
+        let mut ev = crate::audit::Event::new(event);
         if let Some(c) = &ctx.caller {
             ev.user_id = Some(c.principal.id.clone());
             ev.email = Some(c.principal.email.clone());
@@ -353,8 +367,7 @@ impl Inner {
             self.audit_request(
                 ctx,
                 req.uri().path(),
-                "would_deny",
-                "allowed",
+                crate::audit::EventKind::WouldDeny,
                 status,
                 Some(reason.to_owned()),
             );
@@ -452,7 +465,7 @@ impl Inner {
                     .collect();
                 self.route_limiters.retain(|k, _| live.contains(k));
                 tracing::info!(%summary, "policy reloaded");
-                let mut ev = crate::audit::Event::new("policy_reload", "success");
+                let mut ev = crate::audit::Event::new(crate::audit::EventKind::PolicyReload);
                 ev.reason = Some(summary.to_string());
                 self.auth.audit().durable(ev).await;
                 Ok(summary)
@@ -461,7 +474,7 @@ impl Inner {
                 for e in &errors {
                     tracing::error!(error = %e, "policy reload refused; the previous policy stays in force");
                 }
-                let mut ev = crate::audit::Event::new("policy_reload_failed", "failure");
+                let mut ev = crate::audit::Event::new(crate::audit::EventKind::PolicyReloadFailed);
                 let text: Vec<String> = errors.iter().take(5).map(ToString::to_string).collect();
                 ev.reason = Some(format!(
                     "{} error(s), previous policy kept: {}",

@@ -631,7 +631,7 @@ async fn ensure_demo_users(auth: &AuthService, data_dir: &Path) -> Result<Vec<De
         let user = auth
             .add_user(email, vec![role.to_owned()], password.clone(), &name)
             .await?;
-        let mut ev = portcullis::audit::Event::new("user_created", "success");
+        let mut ev = portcullis::audit::Event::new(portcullis::audit::EventKind::UserCreated);
         ev.user_id = Some(user.id.clone());
         ev.email = Some(user.email.clone());
         ev.reason = Some(format!("demo account; roles [{role}]"));

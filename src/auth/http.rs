@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::service::{AuthEvent, AuthService, LoginOutcome};
+use crate::audit::EventKind;
 use crate::body::{GatewayBody, RequestBody};
 use crate::error::{json_response, GatewayError};
 use crate::pipeline::authn::authenticate;
@@ -23,11 +24,11 @@ pub const MAX_AUTH_BODY: usize = 16 * 1024;
 /// and in the log.
 pub async fn record(auth: &AuthService, request_id: &str, peer: std::net::IpAddr, e: &AuthEvent) {
     auth.audit().durable(e.to_audit(Some(peer), Some(request_id))).await;
-    auth.event_counts().count(e.event);
+    auth.event_counts().count(e.event.name());
     tracing::info!(
         target: "portcullis::audit",
         request_id,
-        event = e.event,
+        event = e.event.name(),
         user = e.user_id.as_deref().unwrap_or("-"),
         email = ?e.email.as_deref().unwrap_or("-"),
         reason = e.reason.as_deref().unwrap_or("-"),
@@ -183,7 +184,7 @@ pub async fn handle(
                 Err(e) => Err(refused(auth, request_id, peer, e).await),
                 Ok((outcome, user)) => {
                     let event = |reason: &str| AuthEvent {
-                        event: "login_success",
+                        event: EventKind::LoginSuccess,
                         user_id: Some(user.id.clone()),
                         email: Some(user.email.clone()),
                         reason: Some(reason.to_owned()),
@@ -240,7 +241,7 @@ pub async fn handle(
             let b: LogoutBody = read_json(req).await.unwrap_or_default();
             auth.logout(&caller.claims, b.refresh_token.as_deref()).await?;
             let event = AuthEvent {
-                event: "logout",
+                event: EventKind::Logout,
                 user_id: Some(caller.principal.id.clone()),
                 email: Some(caller.principal.email.clone()),
                 reason: None,

@@ -15,6 +15,7 @@ use super::mail::Mailer;
 use super::password::{broken_rules, Busy, Hasher};
 use super::tokens::{random_token, token_hash, Claims, KeyRing, TokenError};
 use super::totp;
+use crate::audit::EventKind;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::error::GatewayError;
@@ -59,7 +60,7 @@ pub struct Enrollment {
 /// An event worth recording, emitted by the service as it decides.
 #[derive(Debug, Clone)]
 pub struct AuthEvent {
-    pub event: &'static str,
+    pub event: EventKind,
     pub user_id: Option<String>,
     pub email: Option<String>,
     pub reason: Option<String>,
@@ -68,12 +69,7 @@ pub struct AuthEvent {
 impl AuthEvent {
     /// The audit record of this event, for a request from `ip`.
     pub fn to_audit(&self, ip: Option<std::net::IpAddr>, request_id: Option<&str>) -> crate::audit::Event {
-        let outcome = match self.event {
-            "login_failure" | "login_locked" | "mfa_failure" | "refresh_reuse" => "failure",
-            "token_refresh" if self.reason.is_some() => "failure",
-            _ => "success",
-        };
-        let mut ev = crate::audit::Event::new(self.event, outcome);
+        let mut ev = crate::audit::Event::new(self.event);
         ev.user_id.clone_from(&self.user_id);
         ev.email.clone_from(&self.email);
         ev.reason.clone_from(&self.reason);
@@ -342,7 +338,7 @@ impl AuthService {
                     "address already registered; notice already sent within the hour"
                 };
                 AuthEvent {
-                    event: "register",
+                    event: EventKind::Register,
                     user_id: Some(user.id),
                     email: Some(email),
                     reason: Some(reason.into()),
@@ -351,7 +347,7 @@ impl AuthService {
             (_, Some(user)) => {
                 self.send_confirmation(&user)?;
                 AuthEvent {
-                    event: "register",
+                    event: EventKind::Register,
                     user_id: Some(user.id),
                     email: Some(email),
                     reason: Some("unconfirmed address; registered again, earlier links void".into()),
@@ -373,7 +369,7 @@ impl AuthService {
                     Err(e) => return Err(e.into()),
                 }
                 AuthEvent {
-                    event: "register",
+                    event: EventKind::Register,
                     user_id: Some(user.id),
                     email: Some(email),
                     reason: None,
@@ -453,7 +449,7 @@ impl AuthService {
         self.store.clear_pending(&user.id)?;
         self.store.flush().await?;
         Ok(AuthEvent {
-            event: "email_confirmed",
+            event: EventKind::EmailConfirmed,
             user_id: Some(user.id),
             email: Some(user.email),
             reason: None,
@@ -504,7 +500,7 @@ impl AuthService {
         password: String,
     ) -> Result<(LoginOutcome, User), (GatewayError, AuthEvent)> {
         let email = normalize_email(email);
-        let fail = |err: GatewayError, event: &'static str, user: Option<&User>, reason: &str| {
+        let fail = |err: GatewayError, event: EventKind, user: Option<&User>, reason: &str| {
             (
                 err,
                 AuthEvent {
@@ -515,14 +511,14 @@ impl AuthService {
                 },
             )
         };
-        let store_err = |e: StoreError| fail(e.into(), "login_failure", None, "storage failure");
+        let store_err = |e: StoreError| fail(e.into(), EventKind::LoginFailure, None, "storage failure");
         let _attempt = self.attempt_lock(&email).await;
         if let Some(until) = self
             .store
             .locked_until(&email, self.clock.now_ms())
             .map_err(store_err)?
         {
-            return Err(fail(self.locked_error(until), "login_locked", None, "locked"));
+            return Err(fail(self.locked_error(until), EventKind::LoginLocked, None, "locked"));
         }
         let user = self.store.user_by_email(&email).map_err(store_err)?;
         // A full hashing queue is not a failed attempt: nothing is counted.
@@ -530,13 +526,13 @@ impl AuthService {
             .hasher
             .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
             .await
-            .map_err(|b| fail(busy(b), "login_failure", None, "hashing queue full"))?;
+            .map_err(|b| fail(busy(b), EventKind::LoginFailure, None, "hashing queue full"))?;
         let Some(user) = user.filter(|_| ok) else {
             self.record_failure(&email).map_err(store_err)?;
             self.store.flush().await.map_err(store_err)?;
             return Err(fail(
                 GatewayError::InvalidCredentials,
-                "login_failure",
+                EventKind::LoginFailure,
                 None,
                 "wrong email or password",
             ));
@@ -546,7 +542,7 @@ impl AuthService {
         if !user.confirmed {
             return Err(fail(
                 GatewayError::EmailUnconfirmed,
-                "login_failure",
+                EventKind::LoginFailure,
                 Some(&user),
                 "email unconfirmed",
             ));
@@ -554,7 +550,7 @@ impl AuthService {
         if user.disabled {
             return Err(fail(
                 GatewayError::AccountDisabled,
-                "login_failure",
+                EventKind::LoginFailure,
                 Some(&user),
                 "account disabled",
             ));
@@ -633,7 +629,7 @@ impl AuthService {
     /// Completes a login (or an enrolment) with a TOTP code. A wrong code spends the
     /// challenge and counts as a failed login.
     pub async fn mfa(&self, mfa_token: &str, code: &str) -> Result<(TokenPair, AuthEvent), (GatewayError, AuthEvent)> {
-        let ev = |event: &'static str, user: Option<&User>, reason: Option<&str>| AuthEvent {
+        let ev = |event: EventKind, user: Option<&User>, reason: Option<&str>| AuthEvent {
             event,
             user_id: user.map(|u| u.id.clone()),
             email: user.map(|u| u.email.clone()),
@@ -641,7 +637,7 @@ impl AuthService {
         };
         let err = |e: GatewayError| {
             let reason = e.to_string();
-            (e, ev("mfa_failure", None, Some(&reason)))
+            (e, ev(EventKind::MfaFailure, None, Some(&reason)))
         };
         let challenge = self.take_challenge(mfa_token).map_err(err)?;
         let email = self
@@ -667,7 +663,7 @@ impl AuthService {
             self.store.flush().await.map_err(|e| err(e.into()))?;
             return Err((
                 self.locked_error(until),
-                ev("login_locked", Some(&user), Some("locked")),
+                ev(EventKind::LoginLocked, Some(&user), Some("locked")),
             ));
         }
         let enrolling = challenge.pending_secret.is_some();
@@ -699,7 +695,7 @@ impl AuthService {
             self.store.flush().await.map_err(|e| err(e.into()))?;
             return Err((
                 GatewayError::InvalidCode,
-                ev("mfa_failure", Some(&user), Some("wrong or reused code")),
+                ev(EventKind::MfaFailure, Some(&user), Some("wrong or reused code")),
             ));
         };
         self.store.clear_failures(&user.email).map_err(|e| err(e.into()))?;
@@ -707,7 +703,11 @@ impl AuthService {
             .issue(&user, vec!["pwd".into(), "otp".into()])
             .map_err(|e| err(e.into()))?;
         self.store.flush().await.map_err(|e| err(e.into()))?;
-        let event = if enrolling { "mfa_enrolled" } else { "mfa_success" };
+        let event = if enrolling {
+            EventKind::MfaEnrolled
+        } else {
+            EventKind::MfaSuccess
+        };
         Ok((pair, ev(event, Some(&user), None)))
     }
 
@@ -762,17 +762,22 @@ impl AuthService {
 
     /// Rotates a refresh token. A spent token presented again revokes its whole family.
     pub async fn refresh(&self, refresh_token: &str) -> Result<(TokenPair, AuthEvent), (GatewayError, AuthEvent)> {
-        let ev = |event: &'static str, user: Option<&str>, reason: Option<&str>| AuthEvent {
+        let ev = |event: EventKind, user: Option<&str>, reason: Option<&str>| AuthEvent {
             event,
             user_id: user.map(str::to_owned),
             email: None,
             reason: reason.map(str::to_owned),
         };
-        let invalid = |reason: &str| (GatewayError::InvalidGrant, ev("token_refresh", None, Some(reason)));
+        let invalid = |reason: &str| {
+            (
+                GatewayError::InvalidGrant,
+                ev(EventKind::TokenRefreshRefused, None, Some(reason)),
+            )
+        };
         let store_err = |e: StoreError| {
             (
                 GatewayError::from(e),
-                ev("token_refresh", None, Some("storage failure")),
+                ev(EventKind::TokenRefreshRefused, None, Some("storage failure")),
             )
         };
         let now = self.clock.now();
@@ -796,7 +801,7 @@ impl AuthService {
             return Err((
                 GatewayError::InvalidGrant,
                 ev(
-                    "refresh_reuse",
+                    EventKind::RefreshReuse,
                     Some(&session.user_id),
                     Some("spent refresh token presented again; session revoked"),
                 ),
@@ -820,7 +825,7 @@ impl AuthService {
             return Err((
                 GatewayError::InvalidGrant,
                 ev(
-                    "refresh_reuse",
+                    EventKind::RefreshReuse,
                     Some(&user.id),
                     Some("concurrent reuse; session revoked"),
                 ),
@@ -844,7 +849,7 @@ impl AuthService {
                 token_type: "Bearer",
                 expires_in: self.config.tokens.access_ttl.as_secs(),
             },
-            ev("token_refresh", Some(&user.id), None),
+            ev(EventKind::TokenRefresh, Some(&user.id), None),
         ))
     }
 
