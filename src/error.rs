@@ -11,7 +11,7 @@ use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AU
 use http::{Response, StatusCode};
 
 use crate::body::GatewayBody;
-use crate::pipeline::normalize::Refusal;
+use crate::path::Refusal;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -24,6 +24,7 @@ pub mod error;
 pub mod gateway;
 pub mod listener;
 pub mod metrics;
+pub mod path;
 pub mod pipeline;
 pub mod policy;
 pub mod source;

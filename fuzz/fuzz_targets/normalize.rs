@@ -6,7 +6,8 @@
 
 use http::{HeaderMap, HeaderValue, Method, Uri, Version};
 use libfuzzer_sys::fuzz_target;
-use portcullis::pipeline::normalize::{canonical_path, normalize_request};
+use portcullis::path::canonical_path;
+use portcullis::pipeline::normalize::normalize_request;
 use portcullis_fuzz::{check_canonical, percent_decode};
 
 fuzz_target!(|data: &[u8]| {

@@ -59,7 +59,7 @@ fuzz_target!(|data: &[u8]| {
 
     for route in &set.routes {
         let path = path_for(route);
-        let canonical = portcullis::pipeline::normalize::canonical_path(&path)
+        let canonical = portcullis::path::canonical_path(&path)
             .unwrap_or_else(|why| panic!("route {:?}: {path:?} is refused ({why})", route.path));
         assert_eq!(
             canonical, path,

@@ -2,7 +2,7 @@
 //! with the tokens they issue (the keys in `keys/` are fuzzing fixtures, used nowhere else).
 
 use portcullis::auth::tokens::{Claims, KeyAlg, KeyRing};
-use portcullis::pipeline::normalize::canonical_path;
+use portcullis::path::canonical_path;
 
 /// The issuer the fixed key rings sign for.
 pub const ISSUER: &str = "https://localhost:8443";

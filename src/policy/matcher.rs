@@ -61,7 +61,7 @@ impl Pattern {
                 if seg.is_empty() && !last {
                     return Err(format!("path {path:?}: empty segment (//)"));
                 }
-                let canonical = crate::pipeline::normalize::canonical_path(&format!("/{seg}"))
+                let canonical = crate::path::canonical_path(&format!("/{seg}"))
                     .map_err(|why| format!("path {path:?}: segment {seg:?} is not a valid path segment ({why})"))?;
                 segments.push(PatternSegment::Literal(canonical[1..].to_owned()));
             }
