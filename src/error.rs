@@ -10,8 +10,8 @@ use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 
-use crate::body::GatewayBody;
 use crate::path::Refusal;
+use crate::upstream::body::GatewayBody;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -221,10 +221,10 @@ pub fn client_body_error(err: &(dyn std::error::Error + 'static), limit: u64) ->
         if e.is::<http_body_util::LengthLimitError>() {
             return Some(GatewayError::PayloadTooLarge { limit });
         }
-        if let Some(body) = e.downcast_ref::<crate::body::BodyError>() {
+        if let Some(body) = e.downcast_ref::<crate::upstream::request::BodyError>() {
             return Some(match body {
-                crate::body::BodyError::TimedOut => GatewayError::RequestTimeout,
-                crate::body::BodyError::Malformed(_) => {
+                crate::upstream::request::BodyError::TimedOut => GatewayError::RequestTimeout,
+                crate::upstream::request::BodyError::Malformed(_) => {
                     GatewayError::Malformed(format!("request body unreadable: {body}"))
                 }
             });

@@ -17,20 +17,22 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::auth::service::{AuthService, Verified};
-use crate::body::{GatewayBody, RequestBody};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::error::{json_response, GatewayError};
 use crate::listener::{self, ConnInfo, Handler, Lifecycle};
 use crate::metrics::Metrics;
 use crate::pipeline::authn::authenticate;
-use crate::pipeline::authz::{authorize, RouteRef};
-use crate::pipeline::forward::{ClientInfo, Upstreams, X_REQUEST_ID};
+use crate::pipeline::authz::{authorize, Judgement, RouteRef};
+use crate::pipeline::forward::{forward, ClientInfo, X_REQUEST_ID};
 use crate::pipeline::normalize::normalize_request;
 use crate::pipeline::ratelimit::{ip_key, Limiter, Verdict, DEFAULT_MAX_KEYS};
 use crate::policy::PolicySet;
 use crate::source::SourceError;
 use crate::tls::TlsError;
+use crate::upstream::body::GatewayBody;
+use crate::upstream::request::RequestBody;
+use crate::upstream::Upstreams;
 use crate::workers::Workers;
 
 /// Why the gateway did not start. Each variant names the file or address at fault.
@@ -350,33 +352,41 @@ impl Inner {
 
         // 2. authenticate: a bearer token, when there is one, must be valid.
         ctx.caller = authenticate(&self.auth, req.headers())?;
-        let principal = ctx.caller.as_ref().map(|c| c.principal.clone());
 
         // 3. authorize with the policy set in force when the request arrived.
-        let authorized = authorize(
+        let judgement = authorize(
             self.policy.load_full(),
-            req.method(),
+            req,
             target,
-            principal,
+            ctx.caller.clone(),
             self.config.shadow,
         )?;
-        ctx.route = Some(authorized.route_ref());
-        ctx.audit_route = authorized.route().audit;
-        if let Some((status, reason)) = authorized.would_deny() {
-            tracing::info!(request_id = %ctx.id, status, reason, "shadow mode: would deny, forwarding");
-            self.audit_request(
-                ctx,
-                req.uri().path(),
-                crate::audit::EventKind::WouldDeny,
+        ctx.route = Some(judgement.authorized().route_ref());
+        ctx.audit_route = judgement.authorized().route().audit;
+        let authorized = match judgement {
+            Judgement::Allowed(authorized) => authorized,
+            Judgement::WouldDeny {
+                authorized,
                 status,
-                Some(reason.to_owned()),
-            );
-        }
+                reason,
+            } => {
+                tracing::info!(request_id = %ctx.id, status, reason, "shadow mode: would deny, forwarding");
+                self.audit_request(
+                    ctx,
+                    authorized.request().uri().path(),
+                    crate::audit::EventKind::WouldDeny,
+                    status,
+                    Some(reason),
+                );
+                authorized
+            }
+        };
 
         // 4. rate-limit, per route and per caller.
         let quota = self.route_quota(authorized.route(), authorized.principal(), ctx)?;
 
         // 5. forward.
+        let req = authorized.request();
         let host = req.headers().get(http::header::HOST).cloned().or_else(|| {
             req.uri()
                 .authority()
@@ -388,9 +398,8 @@ impl Inner {
             host: host.as_ref(),
             request_id: &ctx.id,
             worker: ctx.conn.worker,
-            identity: ctx.caller.as_ref().map(|c| &c.identity),
         };
-        let mut resp = self.upstreams.forward(&authorized, req, &client).await?;
+        let mut resp = forward(&self.upstreams, authorized, &client).await?;
         if let Some((limit, remaining, reset)) = quota {
             let h = resp.headers_mut();
             h.insert("ratelimit-limit", HeaderValue::from(limit));

@@ -17,7 +17,6 @@
 pub mod admin;
 pub mod audit;
 pub mod auth;
-pub mod body;
 pub mod clock;
 pub mod config;
 pub mod error;
@@ -31,6 +30,7 @@ pub mod source;
 pub mod store;
 pub mod tls;
 pub mod units;
+pub mod upstream;
 pub mod workers;
 
 pub use config::Config;

@@ -48,8 +48,9 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
-use crate::body::{GatewayBody, RequestBody};
 use crate::config::Limits;
+use crate::upstream::body::GatewayBody;
+use crate::upstream::request::RequestBody;
 use crate::workers::Workers;
 
 /// What a connection's handler is told about the connection.

@@ -426,13 +426,13 @@ struct Panicky;
 impl portcullis::listener::Handler for Panicky {
     async fn handle(
         &self,
-        req: Request<portcullis::body::RequestBody>,
+        req: Request<portcullis::upstream::request::RequestBody>,
         _conn: portcullis::listener::ConnInfo,
-    ) -> http::Response<portcullis::body::GatewayBody> {
+    ) -> http::Response<portcullis::upstream::body::GatewayBody> {
         if req.uri().path() == "/panic" {
             panic!("handler bug");
         }
-        let mut resp = http::Response::new(portcullis::body::GatewayBody::empty());
+        let mut resp = http::Response::new(portcullis::upstream::body::GatewayBody::empty());
         *resp.status_mut() = StatusCode::NO_CONTENT;
         resp
     }

@@ -13,9 +13,10 @@ use serde_json::json;
 
 use super::service::{AuthEvent, AuthService, LoginOutcome};
 use crate::audit::EventKind;
-use crate::body::{GatewayBody, RequestBody};
 use crate::error::{json_response, GatewayError};
 use crate::pipeline::authn::authenticate;
+use crate::upstream::body::GatewayBody;
+use crate::upstream::request::RequestBody;
 
 /// Largest body an `/auth/*` endpoint reads.
 pub const MAX_AUTH_BODY: usize = 16 * 1024;

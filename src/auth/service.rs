@@ -121,7 +121,7 @@ pub struct Verified {
     pub claims: Claims,
     pub principal: Arc<Principal>,
     /// The identity headers the upstream receives for this caller.
-    pub identity: crate::pipeline::forward::IdentityHeaders,
+    pub identity: crate::upstream::identity::IdentityHeaders,
 }
 
 /// Holds the attempt lock of one email; removes the map entry when the last user is done.
@@ -908,7 +908,7 @@ impl AuthService {
             _ => {
                 let claims = self.keys.verify(token, now)?;
                 let principal = Arc::new(Self::principal(&claims));
-                let identity = crate::pipeline::forward::IdentityHeaders::of(&principal);
+                let identity = crate::upstream::identity::IdentityHeaders::of(&principal);
                 let v = Arc::new(Verified {
                     claims,
                     principal,

@@ -4,21 +4,22 @@
 //!
 //! Shadow mode is decided here too: when the route that refuses a request has
 //! `enforce = false` (or the gateway runs with `[policy] mode = "shadow"`), the request
-//! is let through marked with the reason it would have been refused, for the audit trail.
-//! A path that no route matches is refused even in shadow mode: there is no route to
-//! say where it would go.
+//! is let through as a [`Judgement::WouldDeny`], with the status and reason it would
+//! have been refused with, for the audit trail. A path that no route matches is refused
+//! even in shadow mode: there is no route to say where it would go.
+//!
+//! The decision itself is [`judge`], a pure function of the policy, the method, the
+//! canonical target and the principal: the gateway and `policy explain` both call it.
 
 use std::sync::Arc;
 
-use http::Method;
+use http::{Method, Request};
 
 use super::normalize::Target;
+use crate::auth::service::Verified;
 use crate::error::GatewayError;
 use crate::policy::{Decision, PolicySet, Principal, Route};
 
-/// A request the policy allowed: the route that allowed it, the caller, and the exact
-/// target that was judged.
-#[derive(Debug)]
 /// A route of a policy set, kept alive by the set it belongs to.
 #[derive(Clone)]
 pub struct RouteRef {
@@ -27,20 +28,73 @@ pub struct RouteRef {
 }
 
 impl RouteRef {
+    pub fn route(&self) -> &Route {
+        &self.policy.routes[self.index]
+    }
+
     pub fn name(&self) -> &str {
-        &self.policy.routes[self.index].name
+        &self.route().name
     }
 }
 
-pub struct Authorized {
-    policy: Arc<PolicySet>,
-    route: usize,
-    principal: Option<Arc<Principal>>,
-    target: Target,
-    would_deny: Option<(u16, String)>,
+/// What the policy decided about one request, before anything is forwarded.
+#[derive(Debug)]
+pub enum Verdict {
+    /// The route at this index of the policy's routes allows the request.
+    Allow { route: usize },
+    /// The route at this index would refuse the request, but it does not enforce
+    /// (shadow mode): the request goes through, audited with this refusal.
+    WouldDeny { route: usize, refusal: GatewayError },
+    /// Refused: no route matches (404), or the matching route refuses (401 / 403).
+    Deny(GatewayError),
 }
 
-impl Authorized {
+/// Decides a request with one policy set: the one decision the gateway and `policy
+/// explain` share. `target` is the canonical target; `shadow` is `[policy] mode =
+/// "shadow"` (a route with `enforce = false` is shadowed whatever it says).
+pub fn judge(
+    policy: &PolicySet,
+    method: &Method,
+    target: &Target,
+    principal: Option<&Principal>,
+    shadow: bool,
+) -> Verdict {
+    let (route, refusal) = match policy.decide(method, &target.path, principal) {
+        Decision::Allow { route } => return Verdict::Allow { route: route.index },
+        Decision::NotFound => return Verdict::Deny(GatewayError::NoRoute),
+        Decision::Unauthenticated { route } => (
+            route.index,
+            GatewayError::Unauthenticated {
+                reason: format!("route {:?} needs a token", route.name),
+                invalid_token: false,
+            },
+        ),
+        Decision::Forbidden { route, why } => (
+            route.index,
+            GatewayError::Forbidden {
+                reason: format!("route {:?}: {why}", route.name),
+            },
+        ),
+    };
+    if shadow || !policy.routes[route].enforce {
+        Verdict::WouldDeny { route, refusal }
+    } else {
+        Verdict::Deny(refusal)
+    }
+}
+
+/// A request the policy allowed, owned: the request itself, the exact target that was
+/// judged, the route that allowed it and the caller it was judged for. Made only by
+/// [`authorize`]; [`super::forward`] consumes it.
+pub struct Authorized<R> {
+    request: R,
+    target: Target,
+    policy: Arc<PolicySet>,
+    route: usize,
+    caller: Option<Arc<Verified>>,
+}
+
+impl<R> Authorized<R> {
     pub fn route(&self) -> &Route {
         &self.policy.routes[self.route]
     }
@@ -53,57 +107,89 @@ impl Authorized {
         }
     }
 
+    /// The caller the request was judged for; `None` for an anonymous request.
     pub fn principal(&self) -> Option<&Principal> {
-        self.principal.as_deref()
+        self.caller.as_deref().map(|c| &*c.principal)
     }
 
-    /// The status and reason the policy would have refused this request with, when
-    /// shadow mode let it through.
-    pub fn would_deny(&self) -> Option<(u16, &str)> {
-        self.would_deny.as_ref().map(|(s, r)| (*s, r.as_str()))
+    /// The verified token the request was judged with: its principal and the identity
+    /// headers made for it.
+    pub fn caller(&self) -> Option<&Verified> {
+        self.caller.as_deref()
+    }
+
+    /// The request that was judged.
+    pub fn request(&self) -> &R {
+        &self.request
     }
 
     /// The judged target; the upstream receives exactly this.
     pub fn target(&self) -> &Target {
         &self.target
     }
+
+    /// Takes the judgement apart for the forward phase, which consumes it: the request,
+    /// the judged target, the caller and the route that allowed it.
+    pub fn into_parts(self) -> (R, Target, Option<Arc<Verified>>, RouteRef) {
+        let route = RouteRef {
+            policy: self.policy,
+            index: self.route,
+        };
+        (self.request, self.target, self.caller, route)
+    }
 }
 
-/// Decides a request with one whole policy set (the set in force when it arrived).
-pub fn authorize(
+/// How the policy let a request through: allowed, or refused by a route that does not
+/// enforce (shadow mode). A refused request is never a bare [`Authorized`].
+pub enum Judgement<R> {
+    Allowed(Authorized<R>),
+    /// Shadow mode: forwarded, and audited with what the policy would have answered.
+    WouldDeny {
+        authorized: Authorized<R>,
+        status: u16,
+        reason: String,
+    },
+}
+
+impl<R> Judgement<R> {
+    /// The request as it is let through, whether allowed or shadowed.
+    pub fn authorized(&self) -> &Authorized<R> {
+        match self {
+            Self::Allowed(a) | Self::WouldDeny { authorized: a, .. } => a,
+        }
+    }
+}
+
+/// Decides a request with one whole policy set (the set in force when it arrived), for
+/// the caller of its verified token, if any. Refusals are errors; what is let through
+/// owns the request.
+pub fn authorize<B>(
     policy: Arc<PolicySet>,
-    method: &Method,
+    request: Request<B>,
     target: Target,
-    principal: Option<Arc<Principal>>,
+    caller: Option<Arc<Verified>>,
     shadow: bool,
-) -> Result<Authorized, GatewayError> {
-    let (route, refusal) = match policy.decide(method, &target.path, principal.as_deref()) {
-        Decision::Allow { route } => (route.index, None),
-        Decision::NotFound => return Err(GatewayError::NoRoute),
-        Decision::Unauthenticated { route } => (
-            route.index,
-            Some(GatewayError::Unauthenticated {
-                reason: format!("route {:?} needs a token", route.name),
-                invalid_token: false,
-            }),
-        ),
-        Decision::Forbidden { route, why } => (
-            route.index,
-            Some(GatewayError::Forbidden {
-                reason: format!("route {:?}: {why}", route.name),
-            }),
-        ),
+) -> Result<Judgement<Request<B>>, GatewayError> {
+    let principal = caller.as_deref().map(|c| &*c.principal);
+    let verdict = judge(&policy, request.method(), &target, principal, shadow);
+    let (route, would_deny) = match verdict {
+        Verdict::Allow { route } => (route, None),
+        Verdict::WouldDeny { route, refusal } => (route, Some(refusal)),
+        Verdict::Deny(refusal) => return Err(refusal),
     };
-    let would_deny = match refusal {
-        None => None,
-        Some(err) if shadow || !policy.routes[route].enforce => Some((err.status().as_u16(), err.to_string())),
-        Some(err) => return Err(err),
-    };
-    Ok(Authorized {
+    let authorized = Authorized {
+        request,
+        target,
         policy,
         route,
-        principal,
-        target,
-        would_deny,
+        caller,
+    };
+    Ok(match would_deny {
+        None => Judgement::Allowed(authorized),
+        Some(refusal) => Judgement::WouldDeny {
+            authorized,
+            status: refusal.status().as_u16(),
+            reason: refusal.to_string(),
+        },
     })
 }

@@ -4,5 +4,4 @@ pub mod authn;
 pub mod authz;
 pub mod forward;
 pub mod normalize;
-pub mod pool;
 pub mod ratelimit;

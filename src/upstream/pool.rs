@@ -30,9 +30,9 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-use super::forward::UpstreamBody;
+use super::request::UpstreamBody;
+use super::BoxError;
 use crate::config::Limits;
-use crate::error::BoxError;
 
 /// Idle connections kept per pool beyond those in use.
 const MAX_IDLE: usize = 1024;

@@ -1,58 +1,16 @@
-//! The response body type: either bytes the gateway made, or the upstream's streamed body.
-//!
-//! An enum rather than a boxed trait object, so proxying allocates nothing for the body.
-//! Also the request body type, [`RequestBody`], which puts deadlines on what clients send.
+//! The request body: what a client sends, with deadlines, and what goes upstream (the
+//! same body, cut off at `max_body`).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::Limited;
 use hyper::body::{Body, Frame, SizeHint};
 
-use crate::pipeline::pool::PooledBody;
-
-pub enum GatewayBody {
-    Full(Full<Bytes>),
-    Upstream(PooledBody),
-}
-
-impl GatewayBody {
-    pub fn full(bytes: impl Into<Bytes>) -> Self {
-        Self::Full(Full::new(bytes.into()))
-    }
-
-    pub fn empty() -> Self {
-        Self::Full(Full::new(Bytes::new()))
-    }
-}
-
-impl Body for GatewayBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            Self::Full(b) => Pin::new(b).poll_frame(cx).map_err(|never| match never {}),
-            Self::Upstream(b) => Pin::new(b).poll_frame(cx),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            Self::Full(b) => b.is_end_stream(),
-            Self::Upstream(b) => b.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            Self::Full(b) => b.size_hint(),
-            Self::Upstream(b) => b.size_hint(),
-        }
-    }
-}
+/// The request body sent upstream: the client's, cut off at `max_body`.
+pub type UpstreamBody = Limited<RequestBody>;
 
 /// A request body as the client sends it, with deadlines: at most `read_timeout` between
 /// two pieces of it, and all of it before the request's deadline (set when its head

@@ -1,0 +1,133 @@
+//! Tests of the forward phase's header rewrite.
+
+use super::*;
+use crate::auth::service::Verified;
+use crate::auth::tokens::Claims;
+use crate::pipeline::authz::{authorize, Judgement};
+use crate::pipeline::normalize::Target;
+use crate::policy::{PolicySet, Principal};
+use std::path::Path;
+use std::sync::Arc;
+
+/// A verified token for `p`, as the token cache holds it.
+fn verified(p: Principal) -> Arc<Verified> {
+    let claims = Claims {
+        iss: "https://localhost".into(),
+        sub: p.id.clone(),
+        email: p.email.clone(),
+        roles: p.roles.clone(),
+        amr: vec!["pwd".into()],
+        iat: 0,
+        nbf: 0,
+        exp: 0,
+        jti: "j".into(),
+        sid: "s".into(),
+    };
+    let identity = IdentityHeaders::of(&p);
+    Arc::new(Verified {
+        claims,
+        principal: Arc::new(p),
+        identity,
+    })
+}
+
+/// Authorizes a GET for `principal` (on a role route) or for nobody (on a public one).
+fn authorized(principal: Option<Principal>) -> Authorized<Request<()>> {
+    let src = "upstream = \"shop\"\n[[route]]\nmethods = [\"GET\"]\npath = \"/x\"\nroles = [\"customer\"]\n[[route]]\nmethods = [\"GET\"]\npath = \"/p\"\npublic = true\n";
+    let set = Arc::new(PolicySet::from_source(Path::new("t.toml"), src, &|_| true).unwrap());
+    let path = if principal.is_some() { "/x" } else { "/p" };
+    let target = Target {
+        path: path.into(),
+        query: None,
+    };
+    let req = Request::get(path).body(()).unwrap();
+    match authorize(set, req, target, principal.map(verified), false).unwrap() {
+        Judgement::Allowed(a) => a,
+        Judgement::WouldDeny { .. } => panic!("refused"),
+    }
+}
+
+/// The identity headers forwarded for an authorized request.
+fn identity_of(a: &Authorized<Request<()>>) -> Option<&IdentityHeaders> {
+    a.caller().map(|c| &c.identity)
+}
+
+// Spoofed identity, credentials, overrides and hop-by-hop headers are removed, and
+// the gateway's own forwarding and identity headers replace the client's.
+#[test]
+fn rewrite_removes_and_sets() {
+    let mut h = HeaderMap::new();
+    for (k, v) in [
+        ("x-auth-user", "admin"),
+        ("x_auth_roles", "admin"),
+        ("X-AUTH-EMAIL", "a@b"),
+        ("authorization", "Bearer secret"),
+        ("x-http-method-override", "DELETE"),
+        ("x-forwarded-for", "1.2.3.4"),
+        ("connection", "close, x-custom-hop"),
+        ("x-custom-hop", "1"),
+        ("keep-alive", "timeout=5"),
+        ("te", "trailers"),
+        ("upgrade", "websocket"),
+        ("accept", "application/json"),
+    ] {
+        h.append(
+            HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    let host: HeaderValue = "localhost:8443".parse().unwrap();
+    let client = ClientInfo {
+        peer_ip: "127.0.0.7".parse().unwrap(),
+        tls: true,
+        host: Some(&host),
+        request_id: "req-9",
+        worker: 0,
+    };
+    let who = Principal {
+        id: "u-1".into(),
+        email: "c@example.com".into(),
+        roles: vec!["customer".into()],
+        mfa: false,
+    };
+    let authorized = authorized(Some(who));
+    rewrite_request_headers(&mut h, &client, identity_of(&authorized));
+    for gone in [
+        "authorization",
+        "x-http-method-override",
+        "connection",
+        "x-custom-hop",
+        "keep-alive",
+        "te",
+        "upgrade",
+    ] {
+        assert!(!h.contains_key(gone), "{gone} kept");
+    }
+    assert_eq!(h["x-auth-user"], "u-1");
+    assert_eq!(h["x-auth-email"], "c@example.com");
+    assert_eq!(h["x-auth-roles"], "customer");
+    assert!(!h.contains_key("x_auth_roles"));
+    assert_eq!(h.get_all("x-forwarded-for").iter().collect::<Vec<_>>(), ["127.0.0.7"]);
+    assert_eq!(h["x-forwarded-proto"], "https");
+    assert_eq!(h["x-forwarded-host"], "localhost:8443");
+    assert_eq!(h["x-request-id"], "req-9");
+    assert_eq!(h["accept"], "application/json");
+}
+
+// An anonymous request on a public route carries no identity headers at all.
+#[test]
+fn anonymous_has_no_identity() {
+    let mut h = HeaderMap::new();
+    h.insert("x-auth-user", "admin".parse().unwrap());
+    let client = ClientInfo {
+        peer_ip: "127.0.0.1".parse().unwrap(),
+        tls: false,
+        host: None,
+        request_id: "r",
+        worker: 0,
+    };
+    let authorized = authorized(None);
+    rewrite_request_headers(&mut h, &client, identity_of(&authorized));
+    assert!(h.keys().all(|k| !k.as_str().starts_with("x-auth")));
+    assert_eq!(h["x-forwarded-proto"], "http");
+}

@@ -1,0 +1,156 @@
+//! The upstreams: keep-alive connection pools per upstream and connection worker, the
+//! body types on both sides of the gateway, and the upstream call with its timeout.
+//!
+//! Below the pipeline and the error map: nothing here knows about policies or about how
+//! a failure becomes a response. [`UpstreamTarget::send`] says what went wrong with a
+//! [`SendError`]; the forward phase turns it into a `GatewayError`.
+
+pub mod body;
+pub mod identity;
+pub mod pool;
+pub mod request;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::HeaderValue;
+use http::{Request, Response};
+
+use crate::config::{Config, Upstream};
+use pool::{Pool, PooledBody};
+use request::{BodyProgress, UpstreamBody};
+
+/// An error of any kind, sent between threads.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a request sent upstream got no response.
+#[derive(Debug)]
+pub enum SendError {
+    /// The upstream took longer than the upstream timeout (time spent waiting on the
+    /// client's body not counted).
+    TimedOut,
+    /// No connection, or the exchange failed; the client's own body failing is among
+    /// these, told apart by the error's type.
+    Failed(BoxError),
+}
+
+/// One configured upstream.
+pub struct UpstreamTarget {
+    upstream: Upstream,
+    /// `Host` for this upstream, made once (clones share the bytes).
+    host: HeaderValue,
+    /// One keep-alive pool per connection worker. A request uses its worker's pool, so
+    /// the upstream connection it gets runs on the same thread as the request.
+    pools: Vec<Arc<Pool>>,
+}
+
+impl UpstreamTarget {
+    /// The path prefix every request to this upstream is sent under (empty for none).
+    pub fn base_path(&self) -> &str {
+        &self.upstream.base_path
+    }
+
+    /// The upstream's own authority, as `Host`.
+    pub fn host(&self) -> &HeaderValue {
+        &self.host
+    }
+
+    /// Sends a request on the pool of connection worker `worker` and waits for the
+    /// response head for at most `timeout`. The upstream's time runs while the gateway
+    /// waits on the upstream, not while it waits on a client still sending the body
+    /// (the body's own deadlines bound that): the timer is re-armed whenever `progress`
+    /// finds the client the one awaited.
+    pub async fn send(
+        &self,
+        req: Request<UpstreamBody>,
+        worker: usize,
+        timeout: Duration,
+        progress: Option<BodyProgress>,
+    ) -> Result<Response<PooledBody>, SendError> {
+        let pool = &self.pools[worker % self.pools.len()];
+        let send = pool.send(req);
+        tokio::pin!(send);
+        let timer = tokio::time::sleep(timeout);
+        tokio::pin!(timer);
+        loop {
+            tokio::select! {
+                sent = &mut send => return sent.map_err(SendError::Failed),
+                () = &mut timer => {
+                    if progress.as_ref().is_some_and(BodyProgress::waiting_on_client) {
+                        timer.as_mut().reset(tokio::time::Instant::now() + timeout);
+                        continue;
+                    }
+                    return Err(SendError::TimedOut);
+                }
+            }
+        }
+    }
+}
+
+/// The upstreams of the configuration, each with keep-alive pools per connection worker.
+pub struct Upstreams {
+    targets: HashMap<String, UpstreamTarget>,
+    timeout: Duration,
+    max_body: u64,
+}
+
+impl Upstreams {
+    pub fn new(config: &Config) -> Self {
+        let targets = config
+            .upstreams
+            .iter()
+            .map(|(name, upstream)| {
+                let addr = format!(
+                    "{}:{}",
+                    upstream.authority.host(),
+                    upstream.authority.port_u16().unwrap_or(80)
+                );
+                let connect_timeout = config.limits.upstream_timeout.min(Duration::from_secs(10));
+                let pools = (0..config.server.workers.max(1))
+                    .map(|_| Arc::new(Pool::new(addr.clone(), connect_timeout, &config.limits)))
+                    .collect();
+                (
+                    name.clone(),
+                    UpstreamTarget {
+                        upstream: upstream.clone(),
+                        host: HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(
+                            upstream.authority.as_str().as_bytes(),
+                        ))
+                        .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
+                        pools,
+                    },
+                )
+            })
+            .collect();
+        Self {
+            targets,
+            timeout: config.limits.upstream_timeout,
+            max_body: config.limits.max_body,
+        }
+    }
+
+    /// The upstream configured under `name`.
+    pub fn get(&self, name: &str) -> Option<&UpstreamTarget> {
+        self.targets.get(name)
+    }
+
+    /// Closes the upstream connections idle for longer than the upstream idle timeout.
+    pub fn reap(&self) {
+        for target in self.targets.values() {
+            for pool in &target.pools {
+                pool.reap();
+            }
+        }
+    }
+
+    /// `[limits] max_body`: the most a request body may hold.
+    pub fn max_body(&self) -> u64 {
+        self.max_body
+    }
+
+    /// `[limits] upstream_timeout`: how long an upstream may take to answer.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
