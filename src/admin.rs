@@ -16,7 +16,6 @@ use tokio::net::{UnixListener, UnixStream};
 
 use crate::auth::service::{normalize_email, AuthService};
 use crate::auth::tokens::random_token;
-use crate::gateway::Inner;
 
 /// Longest request line the socket reads.
 const MAX_REQUEST: u64 = 64 * 1024;
@@ -209,8 +208,9 @@ pub async fn execute(auth: &AuthService, req: AdminRequest) -> Result<Value, Str
     }
 }
 
-/// Serves the admin socket until the listener is dropped.
-pub async fn serve_socket(listener: UnixListener, gateway: Arc<Inner>) {
+/// Serves the admin socket until the listener is dropped, with the gateway's identity
+/// service.
+pub async fn serve_socket(listener: UnixListener, auth: Arc<AuthService>) {
     // The socket file was made by this process, so its owner is the gateway's user.
     let owner = listener
         .local_addr()
@@ -238,7 +238,7 @@ pub async fn serve_socket(listener: UnixListener, gateway: Arc<Inner>) {
         if !allowed {
             tracing::warn!(peer_uid = ?peer, owner_uid = ?owner, "admin socket: connection from another user refused");
         }
-        let gateway = gateway.clone();
+        let auth = auth.clone();
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
             let mut line = String::new();
@@ -254,7 +254,7 @@ pub async fn serve_socket(listener: UnixListener, gateway: Arc<Inner>) {
                     json!({ "error": "the admin socket answers only the gateway's own user and root" })
                 }
                 Ok(Ok(_)) => match serde_json::from_str::<AdminRequest>(&line) {
-                    Ok(req) => match execute(gateway.auth(), req).await {
+                    Ok(req) => match execute(&auth, req).await {
                         Ok(v) => json!({ "ok": v }),
                         Err(e) => json!({ "error": e }),
                     },

@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 
 use common::{Recorder, Setup, OPEN_POLICY};
-use portcullis::gateway::StartError;
+use portcullis::server::StartError;
 use portcullis::{Config, Gateway};
 
 fn portcullis() -> Command {

@@ -1,7 +1,338 @@
-//! The phases of a proxied request, one module each, in the order a request meets them.
+//! The request path: the phases of a request, one module each, and the two handlers
+//! that run them.
+//!
+//! [`Pipeline::handle_inner`] reads as the phases in order, one call each:
+//! [`normalize`], the gateway's own [`endpoints`], [`authn`], [`authz`], [`ratelimit`],
+//! [`forward`]. It returns a `Result`; the outer handler (`Handler::handle`) alone turns
+//! an error into a response, writes at most one audit record per request (chosen by an
+//! exhaustive match over the error), counts the request in the metrics, adds the
+//! security headers and logs exactly one line. [`context`] holds what the phases learn
+//! about the request on the way.
 
 pub mod authn;
 pub mod authz;
+pub mod context;
+pub mod endpoints;
 pub mod forward;
 pub mod normalize;
 pub mod ratelimit;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::header::{HeaderValue, CACHE_CONTROL};
+use http::{Request, Response};
+
+use crate::audit::EventKind;
+use crate::auth::service::AuthService;
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::listener::{ConnInfo, Handler};
+use crate::metrics::Metrics;
+use crate::policy::PolicySet;
+use crate::source::SourceError;
+use crate::upstream::body::GatewayBody;
+use crate::upstream::request::RequestBody;
+use crate::upstream::Upstreams;
+use authz::{authorize, Judgement, RouteRef};
+use context::{RequestContext, RequestIds};
+use endpoints::{Endpoint, Endpoints};
+use forward::{forward, ClientInfo, X_REQUEST_ID};
+use ratelimit::RouteLimits;
+
+/// Everything a request needs, shared by all connections.
+pub struct Pipeline {
+    config: Arc<Config>,
+    policy: ArcSwap<PolicySet>,
+    upstreams: Upstreams,
+    ids: RequestIds,
+    auth: Arc<AuthService>,
+    endpoints: Endpoints,
+    route_limits: RouteLimits,
+    reloading: tokio::sync::Mutex<()>,
+    metrics: Metrics,
+}
+
+impl Pipeline {
+    /// A pipeline serving `policy` until the next reload.
+    pub fn new(
+        config: Arc<Config>,
+        policy: PolicySet,
+        upstreams: Upstreams,
+        auth: Arc<AuthService>,
+        clock: SharedClock,
+    ) -> Self {
+        Self {
+            endpoints: Endpoints::new(config.rate_limit.auth_per_ip, clock.clone()),
+            route_limits: RouteLimits::new(clock),
+            config,
+            policy: ArcSwap::from_pointee(policy),
+            upstreams,
+            ids: RequestIds::new(),
+            auth,
+            reloading: tokio::sync::Mutex::new(()),
+            metrics: Metrics::default(),
+        }
+    }
+
+    async fn handle_inner(
+        &self,
+        req: Request<RequestBody>,
+        ctx: &mut RequestContext,
+    ) -> Result<Response<GatewayBody>, GatewayError> {
+        // 1. normalize: everything below sees only the canonical target.
+        let target = normalize::normalize(&req, self.config.limits.max_headers)?;
+        ctx.judged(&target, req.uri().path());
+
+        // The gateway's own endpoints, matched on the canonical path.
+        if let Some(endpoint) = Endpoint::of(&target.path) {
+            let (auth, metrics) = (&*self.auth, &self.metrics);
+            return self
+                .endpoints
+                .serve(endpoint, auth, metrics, &target.path, req, ctx)
+                .await;
+        }
+
+        // 2. authenticate: a bearer token, when there is one, must be valid.
+        ctx.caller = authn::authenticate(&self.auth, req.headers())?;
+
+        // 3. authorize with the policy set in force when the request arrived.
+        let judgement = authorize(
+            self.policy.load_full(),
+            req,
+            target,
+            ctx.caller.clone(),
+            self.config.shadow,
+        )?;
+        let authorized = self.admit(judgement, ctx);
+
+        // 4. rate-limit, per route and per caller.
+        let quota = self
+            .route_limits
+            .check(authorized.route(), authorized.principal(), ctx.conn.peer.ip())?;
+
+        // 5. forward.
+        let host = forward::client_host(authorized.request());
+        let client = ClientInfo {
+            peer_ip: ctx.conn.peer.ip(),
+            tls: ctx.conn.tls,
+            host: host.as_ref(),
+            request_id: &ctx.id,
+            worker: ctx.conn.worker,
+        };
+        let mut resp = forward(&self.upstreams, authorized, &client).await?;
+        if let Some(quota) = quota {
+            quota.write(resp.headers_mut());
+        }
+        Ok(resp)
+    }
+
+    /// Notes the route that let a request through, and audits a shadowed refusal.
+    fn admit<R>(&self, judgement: Judgement<Request<R>>, ctx: &mut RequestContext) -> authz::Authorized<Request<R>> {
+        ctx.route = Some(judgement.authorized().route_ref());
+        ctx.audit_route = judgement.authorized().route().audit;
+        match judgement {
+            Judgement::Allowed(authorized) => authorized,
+            Judgement::WouldDeny {
+                authorized,
+                status,
+                reason,
+            } => {
+                tracing::info!(request_id = %ctx.id, status, reason, "shadow mode: would deny, forwarding");
+                let path = authorized.request().uri().path();
+                self.audit_request(ctx, path, EventKind::WouldDeny, status, Some(reason));
+                authorized
+            }
+        }
+    }
+
+    /// Queues a high-volume audit record about a request. `raw_path` is the path as
+    /// received; the record names the canonical one when the target was judged.
+    fn audit_request(
+        &self,
+        ctx: &RequestContext,
+        raw_path: &str,
+        event: EventKind,
+        status: u16,
+        reason: Option<String>,
+    ) {
+        let mut ev = crate::audit::Event::new(event);
+        if let Some(c) = &ctx.caller {
+            ev.user_id = Some(c.principal.id.clone());
+            ev.email = Some(c.principal.email.clone());
+        }
+        ev.ip = Some(ctx.conn.peer.ip().to_string());
+        ev.method = Some(ctx.method.to_string());
+        let path = ctx.canonical.as_deref().unwrap_or(raw_path);
+        ev.path = Some(path.chars().take(2048).collect());
+        ev.route = ctx.route.as_ref().map(|r| r.name().to_owned());
+        ev.status = Some(status);
+        ev.reason = reason;
+        ev.request_id = Some(ctx.id.clone());
+        ev.latency_ms = Some(u64::try_from(ctx.started.elapsed().as_millis()).unwrap_or(u64::MAX));
+        self.auth.audit().record(ev);
+    }
+
+    /// Re-reads the policies directory (see [`crate::policy::reload::reload`]); the
+    /// limiters of routes that are gone are dropped.
+    pub async fn reload_policy(&self) -> Result<crate::policy::reload::Summary, Vec<SourceError>> {
+        crate::policy::reload::reload(&self.policy, &self.config, self.auth.audit(), &self.reloading, |set| {
+            self.route_limits.prune(set)
+        })
+        .await
+    }
+
+    /// Drops the rate-limit state of callers whose budget is full again.
+    pub fn evict_idle(&self) {
+        self.endpoints.evict_idle();
+        self.route_limits.evict_idle();
+    }
+
+    /// The policy set in force.
+    pub fn policy(&self) -> Arc<PolicySet> {
+        self.policy.load_full()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn auth(&self) -> &AuthService {
+        &self.auth
+    }
+
+    /// The identity service, shared with the tasks that run beside the requests.
+    pub fn auth_shared(&self) -> &Arc<AuthService> {
+        &self.auth
+    }
+
+    pub fn upstreams(&self) -> &Upstreams {
+        &self.upstreams
+    }
+}
+
+/// The audit record a refused request gets, if any: every variant is listed, so a new
+/// refusal is filed by a decision, not by default. `proxied`: see
+/// [`RequestContext::proxied`].
+fn refusal_event(err: &GatewayError, proxied: bool) -> Option<EventKind> {
+    match err {
+        GatewayError::RateLimited { .. } | GatewayError::RouteRateLimited { .. } => Some(EventKind::RateLimited),
+        GatewayError::BadTarget(_)
+        | GatewayError::MethodNotAllowed(_)
+        | GatewayError::NoRoute
+        | GatewayError::Unauthenticated { .. }
+        | GatewayError::Forbidden { .. } => proxied.then_some(EventKind::AccessDenied),
+        GatewayError::UpstreamUnreachable { .. } | GatewayError::UpstreamTimeout { .. } => {
+            Some(EventKind::UpstreamError)
+        }
+        // Not audited, deliberately: the `/auth/` flows' refusals are audited by those
+        // flows with their own events; the rest are the client's framing or the
+        // gateway's own failure, not access decisions, and the log line and the metrics
+        // record them (auditing them would change the trail: a decision of its own).
+        GatewayError::PasswordPolicy { .. }
+        | GatewayError::InvalidConfirmation
+        | GatewayError::InvalidCredentials
+        | GatewayError::EmailUnconfirmed
+        | GatewayError::AccountDisabled
+        | GatewayError::Locked { .. }
+        | GatewayError::InvalidCode
+        | GatewayError::InvalidGrant
+        | GatewayError::RequestTimeout
+        | GatewayError::HeadersTooLarge { .. }
+        | GatewayError::PayloadTooLarge { .. }
+        | GatewayError::Malformed(_)
+        | GatewayError::Busy { .. }
+        | GatewayError::Store(_)
+        | GatewayError::Internal(_) => None,
+    }
+}
+
+impl Handler for Pipeline {
+    async fn handle(&self, req: Request<RequestBody>, conn: ConnInfo) -> Response<GatewayBody> {
+        let mut ctx = RequestContext::new(self.ids.next(), conn, req.method().clone());
+        // A clone of the URI shares its bytes: no copy of the path for the log line.
+        let uri = req.uri().clone();
+        let raw_path = uri.path();
+        let mut resp = match self.handle_inner(req, &mut ctx).await {
+            Ok(resp) => {
+                if ctx.audit_route {
+                    self.audit_request(&ctx, raw_path, EventKind::Request, resp.status().as_u16(), None);
+                }
+                resp
+            }
+            Err(err) => {
+                let status = err.status();
+                if status.is_server_error() {
+                    tracing::warn!(request_id = %ctx.id, error = %err, source = ?std::error::Error::source(&err), "request failed");
+                } else {
+                    tracing::info!(request_id = %ctx.id, reason = %err, "request refused");
+                }
+                if let GatewayError::UpstreamTimeout { upstream, .. } = &err {
+                    self.metrics.upstream_error(upstream, "timeout");
+                } else if let GatewayError::UpstreamUnreachable { upstream, .. } = &err {
+                    self.metrics.upstream_error(upstream, "unreachable");
+                }
+                if let Some(event) = refusal_event(&err, ctx.proxied) {
+                    self.audit_request(&ctx, raw_path, event, status.as_u16(), Some(err.to_string()));
+                }
+                err.to_response(&ctx.id)
+            }
+        };
+        let is_auth = ctx.endpoint == Some(crate::metrics::ROUTE_AUTH) || raw_path.starts_with("/auth/");
+        let label = match (&ctx.route, ctx.endpoint) {
+            (Some(route), _) => route.name(),
+            (None, Some(endpoint)) => endpoint,
+            (None, None) => crate::metrics::ROUTE_UNMATCHED,
+        };
+        self.metrics
+            .request(label, resp.status().as_u16(), ctx.started.elapsed());
+        security_headers(&mut resp, conn.tls, is_auth);
+        if let Ok(id) = HeaderValue::from_str(&ctx.id) {
+            resp.headers_mut().insert(X_REQUEST_ID, id);
+        }
+        tracing::info!(
+            request_id = %ctx.id,
+            peer = %ctx.conn.peer,
+            method = %ctx.method,
+            path = ?raw_path,
+            route = ctx.route.as_ref().map_or("-", RouteRef::name),
+            user = ctx.caller.as_ref().map_or("-", |c| c.principal.id.as_str()),
+            status = resp.status().as_u16(),
+            micros = ctx.started.elapsed().as_micros() as u64,
+            "request"
+        );
+        resp
+    }
+
+    fn panicked(&self, conn: ConnInfo, message: &str) -> Response<GatewayBody> {
+        let id = self.ids.next();
+        tracing::error!(request_id = %id, peer = %conn.peer, panic = message, "request handler panicked");
+        self.metrics.panic();
+        let mut resp = GatewayError::Internal("handler panicked".into()).to_response(&id);
+        security_headers(&mut resp, conn.tls, false);
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            resp.headers_mut().insert(X_REQUEST_ID, v);
+        }
+        resp
+    }
+}
+
+static HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000");
+static NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
+static DENY: HeaderValue = HeaderValue::from_static("DENY");
+static NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+
+/// Headers every response carries; an upstream's own values of the same headers are
+/// replaced, since the gateway answers for them. `/auth/` answers are never cached.
+fn security_headers(resp: &mut Response<GatewayBody>, tls: bool, is_auth: bool) {
+    let h = resp.headers_mut();
+    if tls {
+        h.insert(http::header::STRICT_TRANSPORT_SECURITY, HSTS.clone());
+    }
+    h.insert(http::header::X_CONTENT_TYPE_OPTIONS, NOSNIFF.clone());
+    h.insert(http::header::X_FRAME_OPTIONS, DENY.clone());
+    if is_auth {
+        h.insert(CACHE_CONTROL, NO_STORE.clone());
+    }
+}

@@ -45,6 +45,15 @@ impl Target {
     }
 }
 
+/// The normalize phase: holds HTTP/2 requests to `max_headers` (hyper holds HTTP/1.1 to
+/// the header count with its own 431), then checks method and target.
+pub fn normalize<B>(req: &http::Request<B>, max_headers: usize) -> Result<Target, GatewayError> {
+    if req.headers().len() > max_headers {
+        return Err(GatewayError::HeadersTooLarge { limit: max_headers });
+    }
+    normalize_request(req.method(), req.uri(), req.version(), req.headers())
+}
+
 /// Checks method and target of a request and returns its canonical form.
 pub fn normalize_request(
     method: &Method,

@@ -68,6 +68,16 @@ pub fn rewrite_request_headers(headers: &mut HeaderMap, client: &ClientInfo<'_>,
     }
 }
 
+/// The host the client asked for: `Host`, or the authority of an absolute-form target
+/// (HTTP/2 `:authority`).
+pub fn client_host<B>(req: &Request<B>) -> Option<HeaderValue> {
+    req.headers().get(header::HOST).cloned().or_else(|| {
+        req.uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    })
+}
+
 fn ip_header(ip: IpAddr) -> HeaderValue {
     use std::io::Write;
     // Formatted on the stack: the longest IPv6 text is 45 bytes. An IP address always

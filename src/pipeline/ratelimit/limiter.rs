@@ -1,4 +1,4 @@
-//! Phase 4: rate limits. A GCRA limiter (a token bucket stored as one timestamp per key)
+//! The rate limiter: a GCRA limiter (a token bucket stored as one timestamp per key)
 //! over a concurrent map with a hard cap on its size.
 //!
 //! At the cap, idle keys (whose bucket has refilled completely) are evicted first; if the
@@ -40,6 +40,7 @@ pub fn ip_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Requests counted per key against one rate, in a table of bounded size.
 pub struct Limiter<K: Eq + Hash> {
     /// Microseconds between requests at the steady rate.
     interval_us: u64,

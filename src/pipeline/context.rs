@@ -1,0 +1,88 @@
+//! What is known about one request as it passes the phases, and the request ids.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::Method;
+
+use super::authz::RouteRef;
+use super::normalize::Target;
+use crate::auth::service::Verified;
+use crate::listener::ConnInfo;
+
+/// Request ids: a random prefix per process and a counter, unique and cheap.
+pub struct RequestIds {
+    prefix: String,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    pub fn new() -> Self {
+        Self {
+            prefix: format!("{:08x}", rand::random::<u32>()),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    pub fn next(&self) -> String {
+        format!("{}-{:x}", self.prefix, self.next.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What is known about one request as it passes the phases; read once at the end for
+/// the audit record and the log line.
+pub struct RequestContext {
+    pub id: String,
+    pub conn: ConnInfo,
+    pub started: Instant,
+    pub method: Method,
+    pub route: Option<RouteRef>,
+    /// The verified token of the request, when it has one.
+    pub caller: Option<Arc<Verified>>,
+    /// A refusal of the request is audited: its canonical path is not under `/auth/`
+    /// (whose endpoints audit their own events), or the normalizer refused its target.
+    pub proxied: bool,
+    /// The canonical path, when it differs from the path as received (rarely: escapes
+    /// decoded or re-encoded). Audit records name the path the policy judged.
+    pub canonical: Option<String>,
+    /// The route that allowed it asks for every request to be audited.
+    pub audit_route: bool,
+    /// The metrics label of a request no route judged (gateway endpoints).
+    pub endpoint: Option<&'static str>,
+}
+
+impl RequestContext {
+    /// The context of a request that just arrived with `method` on `conn`.
+    pub fn new(id: String, conn: ConnInfo, method: Method) -> Self {
+        Self {
+            id,
+            conn,
+            started: Instant::now(),
+            method,
+            route: None,
+            caller: None,
+            // Until the target is judged canonical: a refused target is audited whatever
+            // its raw path looks like.
+            proxied: true,
+            canonical: None,
+            audit_route: false,
+            endpoint: None,
+        }
+    }
+
+    /// Notes the canonical target: from here on, refusals of anything but the gateway's
+    /// own `/auth/` endpoints are audited, and records name the canonical path.
+    pub fn judged(&mut self, target: &Target, raw_path: &str) {
+        self.proxied = !target.path.starts_with("/auth/");
+        if target.path != raw_path {
+            self.canonical = Some(target.path.clone());
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The gateway's own endpoints, matched on the canonical path before any route:
+//! `/healthz`, the JWKS, `/metrics` (loopback clients and admins only, see
+//! [`metrics_allowed`]) and the `/auth/` endpoints, which are rate-limited per client IP
+//! and then served by [`crate::auth::http::handle`].
+
+use std::net::IpAddr;
+
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use http::{Request, Response, StatusCode};
+
+use super::authn::authenticate;
+use super::context::RequestContext;
+use super::ratelimit::{ip_key, Limiter, Verdict, DEFAULT_MAX_KEYS};
+use crate::auth::service::AuthService;
+use crate::clock::SharedClock;
+use crate::error::{json_response, GatewayError};
+use crate::metrics::Metrics;
+use crate::policy::Principal;
+use crate::units::Rate;
+use crate::upstream::body::GatewayBody;
+use crate::upstream::request::RequestBody;
+
+/// One of the gateway's own endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `GET /healthz`: the gateway is up.
+    Health,
+    /// `/.well-known/jwks.json`: the public keys that verify the gateway's tokens.
+    Jwks,
+    /// `/metrics`: Prometheus text.
+    Metrics,
+    /// Anything under `/auth/`: registration, login, tokens, MFA.
+    Auth,
+}
+
+impl Endpoint {
+    /// The endpoint a canonical path names, if any.
+    pub fn of(path: &str) -> Option<Self> {
+        match path {
+            "/healthz" => Some(Self::Health),
+            "/.well-known/jwks.json" => Some(Self::Jwks),
+            "/metrics" => Some(Self::Metrics),
+            p if p.starts_with("/auth/") => Some(Self::Auth),
+            _ => None,
+        }
+    }
+}
+
+/// The state of the gateway's own endpoints: the per-IP limiter of `/auth/`.
+pub struct Endpoints {
+    auth_limiter: Limiter<IpAddr>,
+}
+
+impl Endpoints {
+    /// `auth_per_ip`: `[rate_limit] auth_per_ip`.
+    pub fn new(auth_per_ip: Rate, clock: SharedClock) -> Self {
+        Self {
+            auth_limiter: Limiter::new(auth_per_ip, DEFAULT_MAX_KEYS, clock),
+        }
+    }
+
+    /// Drops the clients whose `/auth/` budget is full again.
+    pub fn evict_idle(&self) {
+        self.auth_limiter.evict_idle();
+    }
+
+    /// Answers a request for one of the gateway's own endpoints; `path` is its
+    /// canonical path.
+    pub async fn serve(
+        &self,
+        endpoint: Endpoint,
+        auth: &AuthService,
+        metrics: &Metrics,
+        path: &str,
+        req: Request<RequestBody>,
+        ctx: &mut RequestContext,
+    ) -> Result<Response<GatewayBody>, GatewayError> {
+        match endpoint {
+            Endpoint::Health => {
+                ctx.endpoint = Some(crate::metrics::ROUTE_GATEWAY);
+                Ok(json_response(StatusCode::OK, &serde_json::json!({ "status": "ok" })))
+            }
+            Endpoint::Jwks => {
+                ctx.endpoint = Some(crate::metrics::ROUTE_GATEWAY);
+                Ok(json_response(StatusCode::OK, &auth.keys().jwks()))
+            }
+            Endpoint::Metrics => {
+                ctx.endpoint = Some(crate::metrics::ROUTE_GATEWAY);
+                let caller = authenticate(auth, req.headers())?;
+                if !metrics_allowed(ctx.conn.peer.ip(), caller.as_ref().map(|c| &*c.principal)) {
+                    return Err(GatewayError::Forbidden {
+                        reason: "metrics are served to loopback clients and admins only".into(),
+                    });
+                }
+                let text = metrics.render(auth.event_counts());
+                let mut resp = Response::new(GatewayBody::full(text));
+                resp.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                resp.headers_mut()
+                    .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                Ok(resp)
+            }
+            Endpoint::Auth => {
+                ctx.endpoint = Some(crate::metrics::ROUTE_AUTH);
+                if let Verdict::Limited { retry_after } = self.auth_limiter.check(&ip_key(ctx.conn.peer.ip())) {
+                    return Err(GatewayError::RateLimited { retry_after });
+                }
+                crate::auth::http::handle(auth, path, req, &ctx.id, ctx.conn.peer.ip()).await
+            }
+        }
+    }
+}
+
+/// `GET /metrics` is for the machine itself (a scraper on loopback) and for admins.
+pub fn metrics_allowed(peer: IpAddr, principal: Option<&Principal>) -> bool {
+    peer.to_canonical().is_loopback() || principal.is_some_and(|p| p.roles.iter().any(|r| r == "admin"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Metrics: loopback (IPv4, IPv6 and IPv4-mapped) always; elsewhere only an admin.
+    #[test]
+    fn metrics_access() {
+        let who = |role: &str| Principal {
+            id: "u-1".into(),
+            email: "a@example.com".into(),
+            roles: vec![role.into()],
+            mfa: true,
+        };
+        for ip in ["127.0.0.1", "::1", "::ffff:127.0.0.1"] {
+            assert!(metrics_allowed(ip.parse().unwrap(), None), "{ip}");
+        }
+        let remote = "192.0.2.7".parse().unwrap();
+        assert!(!metrics_allowed(remote, None));
+        assert!(!metrics_allowed(remote, Some(&who("support"))));
+        assert!(metrics_allowed(remote, Some(&who("admin"))));
+    }
+}

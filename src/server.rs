@@ -1,0 +1,328 @@
+//! Start-up, the tasks that run beside the requests, and shutdown.
+//!
+//! [`Gateway::new`] loads everything a request needs (policies, TLS material, the
+//! database, the signing keys) and refuses to build on any error; [`Gateway::start`]
+//! binds the listeners and spawns the tasks: the listeners themselves, the admin socket,
+//! the policy watcher, the minutely sweeper (expired state, idle limiter keys, audit
+//! retention), the audit checkpoints and the reaper of idle upstream connections.
+//! [`RunningGateway::shutdown`] drains, then writes and signs what the audit queue holds.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::auth::service::AuthService;
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Config;
+use crate::listener::{self, Lifecycle};
+use crate::pipeline::Pipeline;
+use crate::policy::PolicySet;
+use crate::source::SourceError;
+use crate::tls::TlsError;
+use crate::upstream::Upstreams;
+use crate::workers::Workers;
+
+/// Why the gateway did not start. Each variant names the file or address at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] SourceError),
+    #[error("{}", join_lines(.0))]
+    Policy(Vec<SourceError>),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("{}: {source}", .path.display())]
+    Store {
+        path: std::path::PathBuf,
+        #[source]
+        source: crate::store::StoreError,
+    },
+    #[error(transparent)]
+    DataDir(#[from] crate::store::dir::DirError),
+    #[error("{0}")]
+    Keys(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn join_lines(errors: &[SourceError]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+}
+
+/// A configured gateway, ready to bind its listeners.
+pub struct Gateway {
+    inner: Arc<Pipeline>,
+    tls: Arc<rustls::ServerConfig>,
+    audit_task: tokio::task::JoinHandle<()>,
+}
+
+impl Gateway {
+    /// Loads policies, TLS material, the database and the signing key; refuses to
+    /// build on any error.
+    pub fn new(config: Config) -> Result<Self, StartError> {
+        Self::with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// Like [`Gateway::new`], reading time from `clock` (tests move it by hand).
+    pub fn with_clock(config: Config, clock: SharedClock) -> Result<Self, StartError> {
+        match crate::store::dir::secure(&config.server.data_dir)? {
+            0 => {}
+            n => tracing::warn!(
+                dir = %config.server.data_dir.display(),
+                changed = n,
+                "the data directory was readable by other users; made it private"
+            ),
+        }
+        let policy = PolicySet::load_dir(&config.server.policies, &config).map_err(StartError::Policy)?;
+        let tls = crate::tls::server_config(&config)?;
+        let store = crate::store::Store::open(&config.server.data_dir).map_err(|source| StartError::Store {
+            path: config.server.data_dir.join("db"),
+            source,
+        })?;
+        let upstreams = Upstreams::new(&config);
+        let config = Arc::new(config);
+        let (audit, audit_task) = crate::audit::Audit::start_with_queue(&store, clock.clone(), config.audit_queue)
+            .map_err(|source| StartError::Store {
+                path: config.server.data_dir.join("db"),
+                source,
+            })?;
+        let auth = AuthService::new(config.clone(), store, clock.clone(), audit).map_err(StartError::Keys)?;
+        Ok(Self {
+            inner: Arc::new(Pipeline::new(config, policy, upstreams, Arc::new(auth), clock)),
+            tls,
+            audit_task,
+        })
+    }
+
+    pub fn inner(&self) -> &Arc<Pipeline> {
+        &self.inner
+    }
+
+    /// Binds the TLS listener (and the plain one when configured) and starts serving.
+    pub async fn start(self) -> Result<RunningGateway, StartError> {
+        let config = self.inner.config().clone();
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })
+        };
+        let tls_listener = bind(config.server.listen).await?;
+        let plain_listener = match config.server.plain_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        let tls_addr = tls_listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.server.listen,
+            source,
+        })?;
+        let plain_addr = plain_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let workers = Arc::new(
+            Workers::start(config.server.workers, "portcullis-worker").map_err(|source| StartError::Bind {
+                addr: tls_addr,
+                source: std::io::Error::new(source.kind(), format!("cannot start the connection workers: {source}")),
+            })?,
+        );
+        let (stop, stopped) = watch::channel(Lifecycle::Serving);
+        let mut tasks = JoinSet::new();
+        let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.clone());
+        tasks.spawn(listener::serve(
+            tls_listener,
+            Some(acceptor),
+            self.inner.clone(),
+            config.limits.clone(),
+            workers.clone(),
+            stopped.clone(),
+        ));
+        if let Some(l) = plain_listener {
+            tasks.spawn(listener::serve(
+                l,
+                None,
+                self.inner.clone(),
+                config.limits.clone(),
+                workers.clone(),
+                stopped,
+            ));
+        }
+        let admin = crate::admin::bind_socket(&config.server.data_dir).map_err(|source| StartError::Bind {
+            addr: tls_addr,
+            source: std::io::Error::new(
+                source.kind(),
+                format!("admin socket in {}: {source}", config.server.data_dir.display()),
+            ),
+        })?;
+        spawn_admin(&mut tasks, admin, &self.inner, &config, &stop);
+        let watched = self.inner.clone();
+        tasks.spawn(crate::policy::reload::watch(
+            config.server.policies.clone(),
+            stop.subscribe(),
+            move || {
+                let watched = watched.clone();
+                async move {
+                    let _ = watched.reload_policy().await;
+                }
+            },
+        ));
+        spawn_sweeper(&mut tasks, &self.inner, &stop);
+        spawn_checkpoints(&mut tasks, &self.inner, &stop);
+        spawn_reaper(&mut tasks, &self.inner, &stop);
+        tracing::info!(listen = %tls_addr, plain = ?plain_addr, "gateway serving");
+        Ok(RunningGateway {
+            tls_addr,
+            plain_addr,
+            inner: self.inner,
+            stop,
+            tasks,
+            _workers: workers,
+            audit_task: self.audit_task,
+        })
+    }
+}
+
+/// Serves the admin socket until shutdown, then removes its file.
+fn spawn_admin(
+    tasks: &mut JoinSet<()>,
+    admin: tokio::net::UnixListener,
+    inner: &Pipeline,
+    config: &Config,
+    stop: &watch::Sender<Lifecycle>,
+) {
+    let auth = inner.auth_shared().clone();
+    let mut admin_stop = stop.subscribe();
+    let admin_path = crate::admin::socket_path(&config.server.data_dir);
+    tasks.spawn(async move {
+        tokio::select! {
+            () = crate::admin::serve_socket(admin, auth) => {}
+            _ = admin_stop.changed() => {}
+        }
+        let _ = std::fs::remove_file(admin_path);
+    });
+}
+
+/// Every minute: expired tokens, sessions and attempts, idle limiter keys, and audit
+/// records past `[audit] retain`. The store work is synchronous sled work, so it runs on
+/// a blocking thread rather than on the runtime's.
+fn spawn_sweeper(tasks: &mut JoinSet<()>, inner: &Arc<Pipeline>, stop: &watch::Sender<Lifecycle>) {
+    let sweeper = inner.clone();
+    let mut sweep_stop = stop.subscribe();
+    tasks.spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = every.tick() => {
+                    let auth = sweeper.auth_shared().clone();
+                    let retain = sweeper.config().audit_retain;
+                    let swept = tokio::task::spawn_blocking(move || {
+                        auth.sweep();
+                        prune_audit(&auth, retain);
+                    });
+                    sweeper.evict_idle();
+                    if let Err(e) = swept.await {
+                        tracing::error!(error = %e, "the sweep failed");
+                    }
+                }
+                _ = sweep_stop.changed() => return,
+            }
+        }
+    });
+}
+
+/// Signs a checkpoint of the audit chain every [`crate::audit::CHECKPOINT_EVERY`].
+fn spawn_checkpoints(tasks: &mut JoinSet<()>, inner: &Arc<Pipeline>, stop: &watch::Sender<Lifecycle>) {
+    let anchor = inner.clone();
+    let mut anchor_stop = stop.subscribe();
+    tasks.spawn(async move {
+        let mut every = tokio::time::interval(crate::audit::CHECKPOINT_EVERY);
+        loop {
+            tokio::select! {
+                _ = every.tick() => checkpoint_audit(anchor.auth()).await,
+                _ = anchor_stop.changed() => return,
+            }
+        }
+    });
+}
+
+/// Upstream connections idle too long are closed on a timer, not only when a request
+/// next looks at the pool.
+fn spawn_reaper(tasks: &mut JoinSet<()>, inner: &Arc<Pipeline>, stop: &watch::Sender<Lifecycle>) {
+    let reaper = inner.clone();
+    let mut reap_stop = stop.subscribe();
+    let reap_every =
+        (inner.config().limits.upstream_idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(15));
+    tasks.spawn(async move {
+        let mut every = tokio::time::interval(reap_every);
+        loop {
+            tokio::select! {
+                _ = every.tick() => reaper.upstreams().reap(),
+                _ = reap_stop.changed() => return,
+            }
+        }
+    });
+}
+
+/// Drops audit records older than `retain`; the chain stays verifiable.
+fn prune_audit(auth: &AuthService, retain: Option<Duration>) {
+    if let Some(retain) = retain {
+        let now = auth.clock().now_ms();
+        let cutoff = now.saturating_sub(u64::try_from(retain.as_millis()).unwrap_or(u64::MAX));
+        match crate::audit::prune(auth.store(), cutoff) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "pruned old audit records"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune the audit trail"),
+        }
+    }
+}
+
+/// Signs a checkpoint of the audit chain's head, when it moved since the last one.
+async fn checkpoint_audit(auth: &AuthService) {
+    let now = auth.clock().now_ms();
+    match crate::audit::sign_checkpoint(auth.store(), auth.keys(), now).await {
+        Ok(Some(c)) => tracing::debug!(seq = c.seq, "audit checkpoint signed"),
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = %e, "cannot sign an audit checkpoint"),
+    }
+}
+
+/// A gateway that is serving.
+pub struct RunningGateway {
+    pub tls_addr: SocketAddr,
+    pub plain_addr: Option<SocketAddr>,
+    inner: Arc<Pipeline>,
+    stop: watch::Sender<Lifecycle>,
+    tasks: JoinSet<()>,
+    /// Stopped when this is dropped, after the listeners have drained.
+    _workers: Arc<Workers>,
+    audit_task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningGateway {
+    pub fn inner(&self) -> &Arc<Pipeline> {
+        &self.inner
+    }
+
+    /// Stops accepting and lets in-flight requests finish, for at most `[server]
+    /// drain_timeout`; then closes the connections still open. Writes what the audit
+    /// queue holds and returns.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(Lifecycle::Draining);
+        let deadline = self.inner.config().server.drain_timeout;
+        let drained = tokio::time::timeout(deadline, async { while self.tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!(?deadline, "drain deadline passed: closing the connections still open");
+            let _ = self.stop.send(Lifecycle::Closing);
+            while self.tasks.join_next().await.is_some() {}
+        }
+        // Every request has finished: write what the audit queue holds, then stop, and
+        // sign the head the trail stopped at.
+        self.inner.auth().audit().close().await;
+        let _ = self.audit_task.await;
+        checkpoint_audit(self.inner.auth()).await;
+    }
+}
