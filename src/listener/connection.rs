@@ -1,35 +1,11 @@
-//! Accepting connections: TCP accept, the rustls handshake (bounded in time), HTTP/1.1
-//! and HTTP/2 through hyper-util's auto builder, and graceful shutdown.
-//!
-//! Bounds on what a client can hold: a cap on open connections (further clients wait in
-//! the accept queue), a TLS handshake timeout, a header read timeout, header size and
-//! count limits, a limit on concurrent HTTP/2 streams, deadlines on request bodies (see
-//! [`RequestBody`]), and an idle timeout that closes a connection on which no request
-//! started or ended for a whole period and none is in flight (a request is in flight
-//! until its response body has been sent). Only requests count as
-//! activity: the server's own HTTP/2 keep-alive PINGs (and their answers) do not keep a
-//! connection open. hyper starts its HTTP/1 header timer as soon as it waits for a
-//! request head, so on HTTP/1.1 the header read timeout also bounds the wait between
-//! keep-alive requests.
-//!
-//! Over TLS the protocol is the one ALPN chose: HTTP/2 for `h2`, HTTP/1.1 for
-//! `http/1.1` or no ALPN, never the other by sniffing the first bytes. The plaintext
-//! listener (a trusted hop, off by default) keeps detecting HTTP/2 by its preface.
-//!
-//! A panic in a handler is caught: the client gets a 500 with the JSON error body and
-//! the connection goes on. When a connection closes, the gateway closes its own side
-//! first and then reads and discards what the client still sends for a bounded time
-//! ("lingering close", as nginx does): a client still uploading when it was refused
-//! early (413) then reads its answer instead of a connection reset.
-//!
-//! Shutdown has two steps: [`Lifecycle::Draining`] stops accepting and asks every
-//! connection to close once its requests are done; [`Lifecycle::Closing`] (after the
-//! drain deadline) closes whatever is left.
+//! One HTTP connection's life, once accepted (and TLS-terminated): its requests, with
+//! deadlines on their bodies and panics caught; its idle timeout, counting requests
+//! only; graceful close on drain and a hard close at the drain deadline; and the
+//! lingering close that lets a client refused early read its answer.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -38,202 +14,26 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use http::{Request, Response};
+use http::Request;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
-use tokio_rustls::TlsAcceptor;
-use tokio_util::task::TaskTracker;
+use tokio::sync::watch;
 
+use super::{ConnInfo, Handler, Lifecycle};
 use crate::config::Limits;
 use crate::upstream::body::GatewayBody;
 use crate::upstream::request::RequestBody;
-use crate::workers::Workers;
-
-/// What a connection's handler is told about the connection.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnInfo {
-    pub peer: SocketAddr,
-    pub tls: bool,
-    /// The worker the connection runs on (see [`Workers`]).
-    pub worker: usize,
-}
-
-/// Handles one request of a connection.
-pub trait Handler: Send + Sync + 'static {
-    fn handle(&self, req: Request<RequestBody>, conn: ConnInfo) -> impl Future<Output = Response<GatewayBody>> + Send;
-
-    /// The answer when `handle` panicked: a 500 with the JSON error body. The panic's
-    /// message goes to the log, never to the client.
-    fn panicked(&self, conn: ConnInfo, message: &str) -> Response<GatewayBody> {
-        tracing::error!(peer = %conn.peer, panic = message, "request handler panicked");
-        crate::error::GatewayError::Internal("handler panicked".into()).to_response("-")
-    }
-}
-
-/// Where the listeners are in their life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Lifecycle {
-    Serving,
-    /// Not accepting; connections close once their requests are done.
-    Draining,
-    /// The drain deadline has passed: connections close now.
-    Closing,
-}
 
 /// How long a closing connection goes on reading (and discarding) what the client sends.
 const LINGER_TIME: Duration = Duration::from_secs(5);
 /// The most bytes a closing connection reads and discards.
 const LINGER_BYTES: u64 = 256 << 20;
 
-/// Accepts on `listener` until `shutdown` leaves [`Lifecycle::Serving`], handing each
-/// connection to the next of `workers`; then lets in-flight requests finish (open
-/// connections are asked to close gracefully, and closed at [`Lifecycle::Closing`]) and
-/// returns.
-pub async fn serve<H: Handler>(
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    handler: Arc<H>,
-    limits: Limits,
-    workers: Arc<Workers>,
-    mut shutdown: watch::Receiver<Lifecycle>,
-) {
-    let builder = http_builder(&limits);
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let tracker = TaskTracker::new();
-    loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            () = stopped(&mut shutdown) => break,
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off briefly, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = stopped(&mut shutdown) => break,
-        };
-        let _ = stream.set_nodelay(true);
-        // Leave this runtime's reactor; the worker registers the socket with its own.
-        let stream = match stream.into_std() {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "cannot hand the connection to a worker");
-                continue;
-            }
-        };
-        let (worker, runtime) = workers.next();
-        let builder = builder.clone();
-        let handler = handler.clone();
-        let tls = tls.clone();
-        let shutdown = shutdown.clone();
-        let limits = limits.clone();
-        let info = ConnInfo {
-            peer,
-            tls: tls.is_some(),
-            worker,
-        };
-        tracker.spawn_on(
-            async move {
-                let _permit = permit;
-                match TcpStream::from_std(stream) {
-                    Ok(stream) => serve_connection(stream, info, tls, handler, builder, limits, shutdown).await,
-                    Err(e) => tracing::debug!(%peer, error = %e, "cannot register the connection"),
-                }
-            },
-            runtime,
-        );
-    }
-    drop(listener);
-    tracker.close();
-    tracker.wait().await;
-}
-
-/// Resolves once shutdown has begun (or its sender is gone).
-async fn stopped(rx: &mut watch::Receiver<Lifecycle>) {
-    reached(rx, Lifecycle::Draining).await;
-}
-
-/// Resolves once the lifecycle is at `phase` or beyond (or its sender is gone).
-async fn reached(rx: &mut watch::Receiver<Lifecycle>, phase: Lifecycle) {
-    loop {
-        if *rx.borrow_and_update() >= phase {
-            return;
-        }
-        if rx.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
-fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .max_headers(limits.max_headers)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(limits.h2_max_streams)
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_pending_accept_reset_streams(Some(20))
-        .max_local_error_reset_streams(Some(256))
-        .keep_alive_interval(Some(limits.idle_timeout / 2))
-        .keep_alive_timeout(Duration::from_secs(20));
-    builder
-}
-
-async fn serve_connection<H: Handler>(
-    stream: TcpStream,
-    info: ConnInfo,
-    tls: Option<TlsAcceptor>,
-    handler: Arc<H>,
-    builder: auto::Builder<TokioExecutor>,
-    limits: Limits,
-    mut shutdown: watch::Receiver<Lifecycle>,
-) {
-    let peer = info.peer;
-    match tls {
-        Some(acceptor) => {
-            let handshake = tokio::select! {
-                h = tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream)) => h,
-                () = reached(&mut shutdown, Lifecycle::Closing) => return,
-            };
-            match handshake {
-                Ok(Ok(tls_stream)) => {
-                    // Serve exactly what ALPN chose; without ALPN, HTTP/1.1 (RFC 7301;
-                    // RFC 9113 §3.3 allows HTTP/2 over TLS only after ALPN h2).
-                    let builder = if tls_stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                        builder.http2_only()
-                    } else {
-                        builder.http1_only()
-                    };
-                    run_http(tls_stream, info, handler, builder, limits, shutdown).await
-                }
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-            }
-        }
-        None => run_http(stream, info, handler, builder, limits, shutdown).await,
-    }
-}
-
-async fn run_http<S, H>(
+/// Serves HTTP on one connection until it closes, the gateway drains it, or the drain
+/// deadline passes.
+pub(super) async fn run_http<S, H>(
     io: S,
     info: ConnInfo,
     handler: Arc<H>,
