@@ -1,18 +1,28 @@
 //! Portcullis: a TLS-terminating, authenticating reverse proxy.
 //!
-//! A request meets these phases, in this order, each in its own module:
+//! A connection is accepted by [`listener`] (TLS by [`tls`]) and served on one of the
+//! per-core [`workers`]. Each request then meets these phases, in this order, each in
+//! its own module under [`pipeline`]:
 //!
-//! 1. [`pipeline::normalize`]: the request target becomes one canonical path, or 400.
-//! 2. authenticate: a bearer token becomes a [`policy::Principal`], or the caller is anonymous.
+//! 1. [`pipeline::normalize`]: the request target becomes one canonical path
+//!    ([`path`]), or 400. The gateway's own endpoints ([`pipeline::endpoints`]:
+//!    `/healthz`, JWKS, `/metrics`, the `/auth/` endpoints of [`auth`]) answer next,
+//!    matched on that path.
+//! 2. [`pipeline::authn`]: a bearer token becomes a [`policy::Principal`], or the caller
+//!    is anonymous.
 //! 3. [`pipeline::authz`]: the [`policy::PolicySet`] decides; only an
-//!    [`pipeline::authz::Authorized`] value can be forwarded (404 / 401 / 403 otherwise).
-//! 4. rate-limit: per route and per caller (429).
-//! 5. [`pipeline::forward`]: header hygiene, identity headers, the upstream call.
-//! 6. audit: one record for every security decision.
+//!    [`pipeline::authz::Authorized`] request, which owns the request it judged, can be
+//!    forwarded (404 / 401 / 403 otherwise).
+//! 4. [`pipeline::ratelimit`]: per route and per caller (429).
+//! 5. [`pipeline::forward`]: header hygiene, identity headers, and the upstream call
+//!    over the connection pools of [`upstream`].
 //!
-//! [`gateway`] holds the per-request context and the outer/inner handler that runs the
-//! phases and turns every error into exactly one response; [`listener`] accepts TLS and
-//! plain connections and hands each to one of the per-core [`workers`]; [`config`] and [`policy`] read the files an operator writes.
+//! [`pipeline`]'s outer handler turns every error ([`error`]) into exactly one response
+//! and at most one [`audit`] record, and logs one line. [`server`] starts the gateway,
+//! runs the tasks beside the requests (sweeper, audit checkpoints, the [`admin`] socket,
+//! the policy watcher of [`policy::reload`]) and shuts it down. [`config`] and [`policy`]
+//! read the files an operator writes; [`store`] keeps accounts, sessions and the audit
+//! trail.
 
 pub mod admin;
 pub mod audit;

@@ -27,7 +27,7 @@
 //! drain deadline) closes whatever is left.
 //!
 //! This module accepts, hands each connection to a worker and terminates TLS; the life
-//! of one connection after that is in [`connection`].
+//! of one connection after that is in `listener/connection.rs`.
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,5 +1,5 @@
 //! Phase 3: the policy decides. The only way to obtain an [`Authorized`] request is
-//! [`authorize`], and [`super::forward`] accepts nothing else: a request that was not
+//! [`authorize`], and [`forward`](super::forward::forward) accepts nothing else: a request that was not
 //! allowed cannot reach an upstream.
 //!
 //! Shadow mode is decided here too: when the route that refuses a request has
@@ -85,7 +85,7 @@ pub fn judge(
 
 /// A request the policy allowed, owned: the request itself, the exact target that was
 /// judged, the route that allowed it and the caller it was judged for. Made only by
-/// [`authorize`]; [`super::forward`] consumes it.
+/// [`authorize`]; [`forward`](super::forward::forward) consumes it.
 pub struct Authorized<R> {
     request: R,
     target: Target,

@@ -1,13 +1,13 @@
 //! The request path: the phases of a request, one module each, and the two handlers
 //! that run them.
 //!
-//! [`Pipeline::handle_inner`] reads as the phases in order, one call each:
+//! `Pipeline::handle_inner` reads as the phases in order, one call each:
 //! [`normalize`], the gateway's own [`endpoints`], [`authn`], [`authz`], [`ratelimit`],
-//! [`forward`]. It returns a `Result`; the outer handler (`Handler::handle`) alone turns
-//! an error into a response, writes at most one audit record per request (chosen by an
-//! exhaustive match over the error), counts the request in the metrics, adds the
-//! security headers and logs exactly one line. [`context`] holds what the phases learn
-//! about the request on the way.
+//! [`forward`](mod@forward). It returns a `Result`; the outer handler
+//! (`Handler::handle`) alone turns an error into a response, writes at most one audit
+//! record per request (chosen by an exhaustive match over the error), counts the
+//! request in the metrics, adds the security headers and logs exactly one line.
+//! [`context`] holds what the phases learn about the request on the way.
 
 pub mod authn;
 pub mod authz;

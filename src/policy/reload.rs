@@ -1,5 +1,5 @@
 //! Hot reload: the policies directory is watched (debounced) and SIGHUP asks for a
-//! reload too ([`watch`]). A reload ([`reload`]) parses and validates the whole set;
+//! reload too ([`watch`](fn@watch)). A reload ([`reload`]) parses and validates the whole set;
 //! only a valid set replaces the one in force, in one atomic swap, so no request ever
 //! sees half of each. A broken set leaves the old policy in force; the failure is logged
 //! with file, line and column and audited as `policy_reload_failed`. A good one is

@@ -203,7 +203,7 @@ pub fn strip(headers: &mut HeaderMap, unwanted: impl Fn(&HeaderName) -> bool) {
     }
 }
 
-/// Whether a `Host` (or `:authority`) is a plain host[:port] fit to forward as
+/// Whether a `Host` (or `:authority`) is a plain `host[:port]` fit to forward as
 /// `X-Forwarded-Host`: a DNS name or IPv4 address (letters, digits, `-`, `.`, `_`), or an
 /// IPv6 address in brackets, then optionally `:` and a port of 1 to 5 digits up to 65535.
 /// Userinfo (`evil@x`), paths, lists and spaces are not hosts, and are not forwarded.

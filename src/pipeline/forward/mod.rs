@@ -5,7 +5,7 @@
 //! named in `Connection`; `Authorization`; method overrides; path rewrites; client-IP and
 //! remote-user claims; httpoxy's `Proxy`; forwarding headers), plus every header that
 //! reads as `x-auth-*`. Then the gateway adds its own `X-Forwarded-*`
-//! (`X-Forwarded-Host` only when the client's host is a valid host[:port]),
+//! (`X-Forwarded-Host` only when the client's host is a valid `host[:port]`),
 //! `X-Request-Id`, and the identity headers of the principal the request was authorized
 //! for. Bodies stream both ways; the request body is bounded by `max_body`. The
 //! connection and the upstream's timeout are [`crate::upstream`]'s.
