@@ -193,3 +193,73 @@ pub fn authorize<B>(
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn policy() -> PolicySet {
+        let src = "upstream = \"s\"\n[[route]]\nname = \"trial\"\nmethods = [\"GET\"]\npath = \"/trial\"\nroles = [\"admin\"]\nenforce = false\n[[route]]\nname = \"strict\"\nmethods = [\"GET\"]\npath = \"/strict\"\nroles = [\"admin\"]\n[[route]]\nname = \"open\"\nmethods = [\"GET\"]\npath = \"/open\"\npublic = true\n";
+        PolicySet::from_source(Path::new("t.toml"), src, &|_| true).unwrap()
+    }
+
+    fn target(path: &str) -> Target {
+        Target {
+            path: path.into(),
+            query: None,
+        }
+    }
+
+    // Allowed, refused, and shadowed (by the route's `enforce = false` or by shadow
+    // mode); a path no route matches is refused even in shadow mode.
+    #[test]
+    fn judge_outcomes() {
+        let p = policy();
+        let get = Method::GET;
+        assert!(matches!(
+            judge(&p, &get, &target("/open"), None, false),
+            Verdict::Allow { route: 2 }
+        ));
+        assert!(matches!(
+            judge(&p, &get, &target("/strict"), None, false),
+            Verdict::Deny(GatewayError::Unauthenticated { .. })
+        ));
+        assert!(matches!(
+            judge(&p, &get, &target("/trial"), None, false),
+            Verdict::WouldDeny {
+                route: 0,
+                refusal: GatewayError::Unauthenticated { .. }
+            }
+        ));
+        assert!(matches!(
+            judge(&p, &get, &target("/strict"), None, true),
+            Verdict::WouldDeny { route: 1, .. }
+        ));
+        assert!(matches!(
+            judge(&p, &get, &target("/nowhere"), None, true),
+            Verdict::Deny(GatewayError::NoRoute)
+        ));
+    }
+
+    // A shadowed refusal is a WouldDeny carrying the status and reason, never Allowed.
+    #[test]
+    fn shadowed_is_not_allowed() {
+        let req = Request::get("/trial").body(()).unwrap();
+        let judged = authorize(Arc::new(policy()), req, target("/trial"), None, false).unwrap();
+        let Judgement::WouldDeny {
+            authorized,
+            status,
+            reason,
+        } = judged
+        else {
+            panic!("a refused request was allowed");
+        };
+        assert_eq!(status, 401);
+        assert!(reason.contains("trial"), "{reason}");
+        assert_eq!(authorized.route().name, "trial");
+        assert_eq!(authorized.request().uri().path(), "/trial");
+        let req = Request::get("/strict").body(()).unwrap();
+        assert!(authorize(Arc::new(policy()), req, target("/strict"), None, false).is_err());
+    }
+}

@@ -15,6 +15,9 @@
 //! request with more than one `Host` (each hop could pick a different one), and userinfo
 //! (`user:pw@`) in `Host` or in the target's authority, which HTTP/2 forbids in
 //! `:authority` (RFC 9113 §8.3.1) and which no `Host` may carry (RFC 9110 §7.2).
+//!
+//! An HTTP/2 request with more than `[limits] max_headers` headers is refused here with
+//! 431 (hyper holds HTTP/1.1 to the count itself). The path rules are [`crate::path`]'s.
 
 use http::{HeaderMap, Method, Uri, Version};
 
