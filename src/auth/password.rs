@@ -10,7 +10,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::{Algorithm, Argon2, Params, Version};
 use tokio::sync::oneshot;
 
-use crate::config::{CharClass, PasswordPolicy};
+use crate::config::{default_hash_concurrency, CharClass, PasswordPolicy};
 
 /// Longest password accepted: argon2 cost does not depend on it, but bodies are bounded
 /// and nobody types more.
@@ -76,9 +76,9 @@ pub struct Hasher {
 }
 
 impl Hasher {
-    /// A pool of [`default_concurrency`] hashing threads.
+    /// A pool of [`default_hash_concurrency`] hashing threads (one per core).
     pub fn new() -> Self {
-        Self::with_concurrency(default_concurrency())
+        Self::with_concurrency(default_hash_concurrency())
     }
 
     /// A pool of `slots` hashing threads (at least one). The threads end when the last
@@ -183,14 +183,6 @@ fn lower_priority() {
     if let Err(e) = result {
         tracing::debug!(error = ?e, "hashing threads keep the normal priority");
     }
-}
-
-/// One hashing thread per core. Proxying is protected by the threads' lower priority
-/// rather than by fewer threads: on 2 cores, one thread at normal priority let the login
-/// queue outlast client timeouts (under 1 login/s), while two niced threads keep about
-/// 28 logins/s and three quarters of the idle proxying rate during a login flood.
-pub fn default_concurrency() -> usize {
-    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
 }
 
 pub fn hash_now(password: &str) -> Option<String> {

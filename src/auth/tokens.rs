@@ -36,25 +36,21 @@ pub struct Claims {
     pub sid: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyAlg {
-    EdDsa,
-    Es256,
+pub use crate::config::KeyAlg;
+
+/// The file in `data_dir/keys/` that holds the key of `alg`.
+fn key_file(alg: KeyAlg) -> &'static str {
+    match alg {
+        KeyAlg::EdDsa => "signing-ed25519.pk8",
+        KeyAlg::Es256 => "signing-es256.pk8",
+    }
 }
 
-impl KeyAlg {
-    fn file(self) -> &'static str {
-        match self {
-            Self::EdDsa => "signing-ed25519.pk8",
-            Self::Es256 => "signing-es256.pk8",
-        }
-    }
-
-    fn jwt(self) -> Algorithm {
-        match self {
-            Self::EdDsa => Algorithm::EdDSA,
-            Self::Es256 => Algorithm::ES256,
-        }
+/// The JWT `alg` of `alg`.
+fn jwt_alg(alg: KeyAlg) -> Algorithm {
+    match alg {
+        KeyAlg::EdDsa => Algorithm::EdDSA,
+        KeyAlg::Es256 => Algorithm::ES256,
     }
 }
 
@@ -109,7 +105,7 @@ enum DetachedKey {
 impl KeyRing {
     /// Loads the key for `alg` from `dir`, generating it on first start.
     pub fn load_or_generate(dir: &Path, alg: KeyAlg, issuer: &str) -> Result<Self, KeyError> {
-        let path = dir.join(alg.file());
+        let path = dir.join(key_file(alg));
         let display = path.display().to_string();
         let der = if path.exists() {
             fs::read(&path).map_err(|e| KeyError::File {
@@ -175,11 +171,11 @@ impl KeyRing {
         let kid = URL_SAFE_NO_PAD.encode(thumbprint.as_ref());
         let mut jwk = public_jwk;
         jwk["kid"] = kid.clone().into();
-        jwk["alg"] = format!("{:?}", alg.jwt()).into();
+        jwk["alg"] = format!("{:?}", jwt_alg(alg)).into();
         jwk["use"] = "sig".into();
 
-        let mut validation = Validation::new(alg.jwt());
-        validation.algorithms = vec![alg.jwt()];
+        let mut validation = Validation::new(jwt_alg(alg));
+        validation.algorithms = vec![jwt_alg(alg)];
         // Time claims are checked against the gateway's clock, below.
         validation.validate_exp = false;
         validation.validate_nbf = false;
@@ -258,7 +254,7 @@ impl KeyRing {
 
     /// Signs claims into a JWT.
     pub fn sign(&self, claims: &Claims) -> Option<String> {
-        let mut header = Header::new(self.alg.jwt());
+        let mut header = Header::new(jwt_alg(self.alg));
         header.kid = Some(self.kid.clone());
         header.typ = Some("at+jwt".to_owned());
         jsonwebtoken::encode(&header, claims, &self.encoding).ok()
@@ -271,7 +267,7 @@ impl KeyRing {
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         // The algorithm and key are ours to choose, never the token's.
-        if header.alg != self.alg.jwt() || header.kid.as_deref() != Some(self.kid.as_str()) {
+        if header.alg != jwt_alg(self.alg) || header.kid.as_deref() != Some(self.kid.as_str()) {
             return Err(TokenError::UnknownKey);
         }
         let data =
@@ -414,7 +410,7 @@ mod tests {
                 KeyAlg::EdDsa => DecodingKey::from_ed_pem(pem.as_bytes()).unwrap(),
                 KeyAlg::Es256 => DecodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
             };
-            let mut v = Validation::new(alg.jwt());
+            let mut v = Validation::new(jwt_alg(alg));
             v.validate_exp = false;
             v.set_issuer(&["https://gw"]);
             jsonwebtoken::decode::<Claims>(&t, &key, &v).unwrap();
