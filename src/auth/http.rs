@@ -24,7 +24,7 @@ pub const MAX_AUTH_BODY: usize = 16 * 1024;
 /// and in the log.
 pub async fn record(auth: &AuthService, request_id: &str, peer: std::net::IpAddr, e: &AuthEvent) {
     auth.audit().durable(e.to_audit(Some(peer), Some(request_id))).await;
-    auth.event_counts().count(e.event.name());
+    auth.event_counts().count(e.event);
     tracing::info!(
         target: "portcullis::audit",
         request_id,
