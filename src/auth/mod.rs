@@ -8,6 +8,7 @@
 
 pub mod flow;
 pub mod http;
+pub mod identity;
 pub mod jwt_crypto;
 pub mod login;
 pub mod mail;

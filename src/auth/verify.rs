@@ -11,10 +11,10 @@ use dashmap::DashMap;
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
 
+use super::identity::IdentityHeaders;
 use super::service::AuthService;
 use super::tokens::{Claims, TokenError, LEEWAY_SECS};
 use crate::error::GatewayError;
-use crate::pipeline::forward::IdentityHeaders;
 use crate::policy::Principal;
 use crate::store::StoreError;
 
@@ -42,7 +42,7 @@ pub struct Verified {
     pub claims: Claims,
     pub principal: Arc<Principal>,
     /// The identity headers the upstream receives for this caller.
-    pub identity: crate::pipeline::forward::IdentityHeaders,
+    pub identity: IdentityHeaders,
 }
 
 /// The bearer token of a request, if it has one. More than one `Authorization` header,

@@ -21,10 +21,10 @@ use http_body_util::Limited;
 
 use super::authz::Authorized;
 use super::pool::Pool;
+pub use crate::auth::identity::{IdentityHeaders, X_AUTH_EMAIL, X_AUTH_ROLES, X_AUTH_USER};
 use crate::body::{GatewayBody, RequestBody};
 use crate::config::{Config, Upstream};
 use crate::error::GatewayError;
-use crate::policy::Principal;
 
 /// The request body sent upstream: the client's, cut off at `max_body`.
 pub type UpstreamBody = Limited<RequestBody>;
@@ -173,9 +173,6 @@ pub const STRIPPED: [Stripped; 39] = [
     any("proxy", "httpoxy: becomes HTTP_PROXY in CGI-style upstreams"),
 ];
 
-pub const X_AUTH_USER: HeaderName = HeaderName::from_static("x-auth-user");
-pub const X_AUTH_EMAIL: HeaderName = HeaderName::from_static("x-auth-email");
-pub const X_AUTH_ROLES: HeaderName = HeaderName::from_static("x-auth-roles");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -290,40 +287,6 @@ pub struct ClientInfo<'a> {
     /// The caller's identity headers, made when its token was first verified; without
     /// them they are made from the authorized principal.
     pub identity: Option<&'a IdentityHeaders>,
-}
-
-/// `X-Auth-User`, `X-Auth-Email` and `X-Auth-Roles` for one caller. Ids, emails and role
-/// names are validated when accounts are made; a value that still cannot be a header is
-/// left out rather than forwarded half-formed.
-#[derive(Debug, Clone, Default)]
-pub struct IdentityHeaders {
-    user: Option<HeaderValue>,
-    email: Option<HeaderValue>,
-    roles: Option<HeaderValue>,
-}
-
-impl IdentityHeaders {
-    pub fn of(p: &Principal) -> Self {
-        // Shared bytes: every request that clones these shares one copy.
-        let value = |s: &str| HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(s.as_bytes())).ok();
-        Self {
-            user: value(&p.id),
-            email: value(&p.email),
-            roles: value(&p.roles.join(",")),
-        }
-    }
-
-    fn insert_into(&self, headers: &mut HeaderMap) {
-        for (name, value) in [
-            (X_AUTH_USER, &self.user),
-            (X_AUTH_EMAIL, &self.email),
-            (X_AUTH_ROLES, &self.roles),
-        ] {
-            if let Some(v) = value {
-                headers.insert(name, v.clone());
-            }
-        }
-    }
 }
 
 /// Rewrites a client's request headers into what the upstream receives.
