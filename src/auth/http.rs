@@ -1,8 +1,9 @@
-//! The `/auth/*` endpoints and the JWKS document, over [`AuthService`].
+//! The `/auth/*` endpoints over [`AuthService`]: read the request, run one flow, record
+//! its event (`finish`), answer.
 //!
-//! Bodies are JSON and bounded ([`MAX_AUTH_BODY`]); every answer is `no-store`. Secrets
-//! (passwords, tokens, codes) never reach a log line: events carry ids, emails and
-//! reasons only.
+//! Bodies are JSON and bounded ([`MAX_AUTH_BODY`]); the gateway marks every answer
+//! `no-store`. Secrets (passwords, tokens, codes) never reach a log line: events carry
+//! ids, emails and reasons only.
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -80,14 +81,17 @@ async fn read_json<T: DeserializeOwned>(req: Request<RequestBody>) -> Result<T, 
     serde_json::from_slice(&bytes).map_err(|e| GatewayError::Malformed(format!("invalid JSON: {e}")))
 }
 
+/// 200 with a JSON body.
 fn ok(value: serde_json::Value) -> Response<GatewayBody> {
     json_response(StatusCode::OK, &value)
 }
 
+/// 200 with a token pair.
 fn tokens(pair: &TokenPair) -> Response<GatewayBody> {
     ok(serde_json::to_value(pair).unwrap_or_default())
 }
 
+/// 405 unless the request's method is `m`.
 fn method_is(req: &Request<RequestBody>, m: Method) -> Result<(), GatewayError> {
     if req.method() == m {
         Ok(())
@@ -96,6 +100,7 @@ fn method_is(req: &Request<RequestBody>, m: Method) -> Result<(), GatewayError> 
     }
 }
 
+/// `POST /auth/register`.
 #[derive(Deserialize)]
 pub struct RegisterBody {
     email: String,
@@ -103,28 +108,33 @@ pub struct RegisterBody {
     name: String,
 }
 
+/// `POST /auth/login`.
 #[derive(Deserialize)]
 pub struct LoginBody {
     email: String,
     password: String,
 }
 
+/// `POST /auth/totp/enroll`: a challenge, or nothing from a signed-in caller.
 #[derive(Deserialize, Default)]
 pub struct EnrollBody {
     mfa_token: Option<String>,
 }
 
+/// `POST /auth/mfa`.
 #[derive(Deserialize)]
 pub struct MfaBody {
     mfa_token: String,
     code: String,
 }
 
+/// `POST /auth/refresh`.
 #[derive(Deserialize)]
 pub struct RefreshBody {
     refresh_token: String,
 }
 
+/// `POST /auth/logout`: optionally the refresh token to revoke with the session.
 #[derive(Deserialize, Default)]
 pub struct LogoutBody {
     refresh_token: Option<String>,

@@ -48,17 +48,20 @@ const HASH_NICENESS: u8 = 10;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Busy;
 
+/// What a hashing thread is asked to do.
 enum Work {
     Hash(String),
     Verify { password: String, phc: String },
 }
 
+/// A hashing thread's answer: [`Outcome::Busy`] when the job waited too long.
 enum Outcome {
     Hash(Option<String>),
     Verify(bool),
     Busy,
 }
 
+/// One job in the queue, with when it was queued and where the answer goes.
 struct Job {
     work: Work,
     queued: Instant,
@@ -122,7 +125,7 @@ impl Hasher {
     pub async fn hash(&self, password: String) -> Result<Option<String>, Busy> {
         match self.run(Work::Hash(password)).await? {
             Outcome::Hash(h) => Ok(h),
-            _ => Ok(None),
+            Outcome::Verify(_) | Outcome::Busy => Ok(None),
         }
     }
 
@@ -142,6 +145,7 @@ impl Default for Hasher {
     }
 }
 
+/// A hashing thread: takes jobs until every [`Hasher`] is gone.
 fn hash_thread(queue: &Mutex<mpsc::Receiver<Job>>, max_wait: Duration) {
     lower_priority();
     loop {
@@ -185,6 +189,8 @@ fn lower_priority() {
     }
 }
 
+/// An argon2id PHC string for `password`, hashed on the calling thread (a hashing
+/// thread's job; `None` if hashing failed).
 pub fn hash_now(password: &str) -> Option<String> {
     let salt = SaltString::generate(&mut OsRng);
     argon2()
@@ -193,6 +199,7 @@ pub fn hash_now(password: &str) -> Option<String> {
         .map(|h| h.to_string())
 }
 
+/// Whether `password` matches the PHC string `phc`, checked on the calling thread.
 fn verify_now(password: &str, phc: &str) -> bool {
     let Ok(parsed) = PasswordHash::new(phc) else {
         return false;

@@ -4,7 +4,9 @@
 //!
 //! Verification pins the algorithm and the key by `kid`; headers such as `jwk`, `jku`
 //! and `x5u` are never followed. `exp`, `nbf` and `iat` are checked against the
-//! gateway's clock with at most 30 s of leeway, and `iss` must be ours.
+//! gateway's clock with at most 30 s of leeway, and `iss` must be ours. The same key
+//! signs audit checkpoints (detached signatures). Also here: the random opaque tokens
+//! (refresh, MFA, confirmation) and the hash under which they are stored.
 
 use std::fs;
 use std::io::Write;
@@ -18,6 +20,7 @@ use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde::{Deserialize, Serialize};
 
+/// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
 pub const LEEWAY_SECS: u64 = 30;
 
 /// The claims of an access token.
@@ -54,6 +57,7 @@ fn jwt_alg(alg: KeyAlg) -> Algorithm {
     }
 }
 
+/// Why the signing key could not be loaded or made.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("{path}: {message}")]
@@ -239,10 +243,12 @@ impl KeyRing {
         )
     }
 
+    /// The key id: the RFC 7638 thumbprint of the public key.
     pub fn kid(&self) -> &str {
         &self.kid
     }
 
+    /// The `iss` of every token: the public URL without a trailing `/`.
     pub fn issuer(&self) -> &str {
         &self.issuer
     }
@@ -303,6 +309,7 @@ impl crate::audit::Signer for KeyRing {
     }
 }
 
+/// A new PKCS#8 key for `alg`.
 fn generate(alg: KeyAlg) -> Result<Vec<u8>, KeyError> {
     let rng = SystemRandom::new();
     let doc = match alg {
@@ -314,6 +321,7 @@ fn generate(alg: KeyAlg) -> Result<Vec<u8>, KeyError> {
     Ok(doc.as_ref().to_vec())
 }
 
+/// Writes key material readable by the owner only (directory 0700, file 0600).
 fn write_private(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     let mut f = fs::OpenOptions::new()
