@@ -279,6 +279,7 @@ impl KeyRing {
         let data =
             jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+                // `ErrorKind` is non-exhaustive: every other kind is a bad token.
                 _ => TokenError::BadSignature,
             })?;
         let c = data.claims;
