@@ -71,7 +71,7 @@ struct Job {
 /// Hashes and verifies passwords on a few dedicated threads (one per core by default)
 /// that run below the priority of the connection workers. Jobs wait in a bounded
 /// queue; a full queue answers [`Busy`] at once, and a job whose requester has gone or
-/// that waited more than [`MAX_QUEUE_WAIT`] is dropped without hashing. argon2's
+/// that waited more than `MAX_QUEUE_WAIT` (3 s) is dropped without hashing. argon2's
 /// 19 MiB per hash thus exists at most once per thread.
 #[derive(Clone)]
 pub struct Hasher {
