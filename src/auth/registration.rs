@@ -17,6 +17,9 @@ pub(super) const CONFIRMATION_TTL_MS: u64 = 24 * 3600 * 1000;
 /// At most one "someone tried to register with your address" notice per address in this
 /// time.
 const NOTICE_INTERVAL_MS: u64 = 3600 * 1000;
+/// The role a self-registered account gets (the shop's customers; accounts with other
+/// roles are made by an administrator).
+const SELF_REGISTERED_ROLE: &str = "customer";
 
 /// An address as accounts are keyed: trimmed and lower-cased.
 pub fn normalize_email(email: &str) -> String {
@@ -143,7 +146,7 @@ impl AuthService {
                     &email,
                     name.trim(),
                     hash,
-                    vec!["customer".into()],
+                    vec![SELF_REGISTERED_ROLE.into()],
                     false,
                     self.clock.now(),
                 );
