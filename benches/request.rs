@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderName, HeaderValue};
+use portcullis::auth::identity::IdentityHeaders;
 use portcullis::auth::service::AuthService;
 use portcullis::auth::tokens::{Claims, KeyAlg, KeyRing};
 use portcullis::clock::{Clock, SystemClock};
 use portcullis::pipeline::forward::{rewrite_request_headers, ClientInfo};
 use portcullis::policy::Principal;
-use portcullis::upstream::identity::IdentityHeaders;
 
 fn tokens(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()

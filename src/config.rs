@@ -262,7 +262,16 @@ pub struct RateLimits {
 pub struct Tokens {
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
-    pub algorithm: crate::auth::tokens::KeyAlg,
+    pub algorithm: KeyAlg,
+}
+
+/// The algorithm of the token signing key (`[tokens] algorithm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAlg {
+    /// Ed25519 (`EdDSA`), the default.
+    EdDsa,
+    /// ECDSA P-256 with SHA-256 (`ES256`).
+    Es256,
 }
 
 #[derive(Debug, Clone)]
@@ -273,6 +282,15 @@ pub struct Login {
     pub require_mfa_roles: Vec<String>,
     /// Passwords hashed at once, at most (argon2 takes a core and 19 MiB each).
     pub hash_concurrency: usize,
+}
+
+/// One hashing thread per core: the default of `hash_concurrency`. Proxying is protected
+/// by the threads' lower priority rather than by fewer threads: on 2 cores, one thread at
+/// normal priority let the login queue outlast client timeouts (under 1 login/s), while
+/// two niced threads keep about 28 logins/s and three quarters of the idle proxying rate
+/// during a login flood.
+pub fn default_hash_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
 }
 
 /// A character class a password must contain.
@@ -438,8 +456,8 @@ impl Config {
         };
 
         let algorithm = match raw.tokens.algorithm.as_ref().map(|a| (a.get_ref().as_str(), a.span())) {
-            None | Some(("EdDSA", _)) => crate::auth::tokens::KeyAlg::EdDsa,
-            Some(("ES256", _)) => crate::auth::tokens::KeyAlg::Es256,
+            None | Some(("EdDSA", _)) => KeyAlg::EdDsa,
+            Some(("ES256", _)) => KeyAlg::Es256,
             Some((other, span)) => {
                 return Err(at(
                     span,
@@ -526,7 +544,7 @@ impl Config {
                 hash_concurrency: raw
                     .login
                     .hash_concurrency
-                    .unwrap_or_else(crate::auth::password::default_concurrency)
+                    .unwrap_or_else(default_hash_concurrency)
                     .max(1),
             },
             password,

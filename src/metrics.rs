@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 
+use crate::audit::EventKind;
+
 /// Upper bounds of the latency buckets, in microseconds (0.5 ms to 10 s).
 const BUCKETS_US: [u64; 14] = [
     500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000,
@@ -177,7 +179,10 @@ pub struct AuthEventCounts {
 }
 
 impl AuthEventCounts {
-    pub fn count(&self, event: &'static str) {
+    /// Counts one event of `kind`, under its name in the trail (so the refused and the
+    /// granted refresh share `token_refresh`).
+    pub fn count(&self, kind: EventKind) {
+        let event = kind.name();
         if let Some(n) = self.counts.get(event) {
             n.fetch_add(1, Ordering::Relaxed);
             return;
@@ -213,9 +218,9 @@ mod tests {
         m.upstream_error("shop", "timeout");
         m.panic();
         let auth = AuthEventCounts::default();
-        auth.count("login_failure");
-        auth.count("login_failure");
-        auth.count("login_success");
+        auth.count(EventKind::LoginFailure);
+        auth.count(EventKind::LoginFailure);
+        auth.count(EventKind::LoginSuccess);
         let text = m.render(&auth);
         for line in [
             "portcullis_requests_total{route=\"browse\",status=\"200\"} 2",

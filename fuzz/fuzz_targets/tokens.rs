@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 use portcullis::auth::tokens::{Claims, KeyAlg, KeyRing, TokenError, LEEWAY_SECS};
-use portcullis::pipeline::authn::bearer;
+use portcullis::auth::verify::bearer;
 use portcullis_fuzz::{issued_tokens, key_ring, ISSUER, NOW};
 
 struct Fixture {

@@ -1,8 +1,9 @@
-//! The `/auth/*` endpoints and the JWKS document, over [`AuthService`].
+//! The `/auth/*` endpoints over [`AuthService`]: read the request, run one flow, record
+//! its event (`finish`), answer.
 //!
-//! Bodies are JSON and bounded ([`MAX_AUTH_BODY`]); every answer is `no-store`. Secrets
-//! (passwords, tokens, codes) never reach a log line: events carry ids, emails and
-//! reasons only.
+//! Bodies are JSON and bounded ([`MAX_AUTH_BODY`]); the gateway marks every answer
+//! `no-store`. Secrets (passwords, tokens, codes) never reach a log line: events carry
+//! ids, emails and reasons only.
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -11,21 +12,22 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::service::{AuthEvent, AuthService, LoginOutcome};
-use crate::audit::EventKind;
+use super::flow::{AuthEvent, Flow};
+use super::login::LoginOutcome;
+use super::service::AuthService;
+use super::sessions::TokenPair;
 use crate::error::{json_response, GatewayError};
-use crate::pipeline::authn::authenticate;
 use crate::upstream::body::GatewayBody;
 use crate::upstream::request::RequestBody;
 
 /// Largest body an `/auth/*` endpoint reads.
 pub const MAX_AUTH_BODY: usize = 16 * 1024;
 
-/// Records a security event in the audit trail (on disk before the response goes out)
-/// and in the log.
+/// Records a security event in the audit trail (on disk before the response goes out),
+/// in the metrics and in the log.
 pub async fn record(auth: &AuthService, request_id: &str, peer: std::net::IpAddr, e: &AuthEvent) {
-    auth.audit().durable(e.to_audit(Some(peer), Some(request_id))).await;
-    auth.event_counts().count(e.event.name());
+    auth.audit.durable(e.to_audit(Some(peer), Some(request_id))).await;
+    auth.events.count(e.event);
     tracing::info!(
         target: "portcullis::audit",
         request_id,
@@ -38,31 +40,18 @@ pub async fn record(auth: &AuthService, request_id: &str, peer: std::net::IpAddr
     );
 }
 
-/// Records the event of a refused request, then hands back the error to answer with.
-async fn refused(
+/// How every flow's end is handled: its event, if it has one, is recorded, then its
+/// result is passed on to be answered.
+async fn finish<T>(
     auth: &AuthService,
     request_id: &str,
     peer: std::net::IpAddr,
-    (err, event): (GatewayError, AuthEvent),
-) -> GatewayError {
-    record(auth, request_id, peer, &event).await;
-    err
-}
-
-/// Records the event of an outcome, success or failure, and passes the outcome on.
-async fn recorded<T>(
-    auth: &AuthService,
-    request_id: &str,
-    peer: std::net::IpAddr,
-    outcome: Result<(T, AuthEvent), (GatewayError, AuthEvent)>,
+    flow: Flow<T>,
 ) -> Result<T, GatewayError> {
-    match outcome {
-        Ok((value, event)) => {
-            record(auth, request_id, peer, &event).await;
-            Ok(value)
-        }
-        Err(e) => Err(refused(auth, request_id, peer, e).await),
+    if let Some(event) = &flow.event {
+        record(auth, request_id, peer, event).await;
     }
+    flow.result
 }
 
 /// Reads a JSON body of at most [`MAX_AUTH_BODY`] bytes. A body announced larger is
@@ -93,14 +82,17 @@ async fn read_json<T: DeserializeOwned>(req: Request<RequestBody>) -> Result<T, 
     serde_json::from_slice(&bytes).map_err(|e| GatewayError::Malformed(format!("invalid JSON: {e}")))
 }
 
+/// 200 with a JSON body.
 fn ok(value: serde_json::Value) -> Response<GatewayBody> {
     json_response(StatusCode::OK, &value)
 }
 
-fn tokens(pair: &super::service::TokenPair) -> Response<GatewayBody> {
+/// 200 with a token pair.
+fn tokens(pair: &TokenPair) -> Response<GatewayBody> {
     ok(serde_json::to_value(pair).unwrap_or_default())
 }
 
+/// 405 unless the request's method is `m`.
 fn method_is(req: &Request<RequestBody>, m: Method) -> Result<(), GatewayError> {
     if req.method() == m {
         Ok(())
@@ -109,6 +101,7 @@ fn method_is(req: &Request<RequestBody>, m: Method) -> Result<(), GatewayError> 
     }
 }
 
+/// `POST /auth/register`.
 #[derive(Deserialize)]
 pub struct RegisterBody {
     email: String,
@@ -116,28 +109,33 @@ pub struct RegisterBody {
     name: String,
 }
 
+/// `POST /auth/login`.
 #[derive(Deserialize)]
 pub struct LoginBody {
     email: String,
     password: String,
 }
 
+/// `POST /auth/totp/enroll`: a challenge, or nothing from a signed-in caller.
 #[derive(Deserialize, Default)]
 pub struct EnrollBody {
     mfa_token: Option<String>,
 }
 
+/// `POST /auth/mfa`.
 #[derive(Deserialize)]
 pub struct MfaBody {
     mfa_token: String,
     code: String,
 }
 
+/// `POST /auth/refresh`.
 #[derive(Deserialize)]
 pub struct RefreshBody {
     refresh_token: String,
 }
 
+/// `POST /auth/logout`: optionally the refresh token to revoke with the session.
 #[derive(Deserialize, Default)]
 pub struct LogoutBody {
     refresh_token: Option<String>,
@@ -155,8 +153,8 @@ pub async fn handle(
         "/auth/register" => {
             method_is(&req, Method::POST)?;
             let b: RegisterBody = read_json(req).await?;
-            let event = auth.register(&b.email, b.password, &b.name).await?;
-            record(auth, request_id, peer, &event).await;
+            let flow = auth.register(&b.email, b.password, &b.name).await;
+            finish(auth, request_id, peer, flow).await?;
             Ok(json_response(
                 StatusCode::ACCEPTED,
                 &json!({ "status": "confirmation_sent" }),
@@ -171,8 +169,8 @@ pub async fn handle(
                 .split('&')
                 .find_map(|kv| kv.strip_prefix("token="))
                 .ok_or(GatewayError::InvalidConfirmation)?;
-            let event = auth.confirm(token).await?;
-            record(auth, request_id, peer, &event).await;
+            let flow = auth.confirm(token).await;
+            finish(auth, request_id, peer, flow).await?;
             Ok(ok(json!({ "status": "confirmed" })))
         }
         "/auth/login" => {
@@ -181,90 +179,64 @@ pub async fn handle(
             if b.email.len() > 254 || b.password.len() > 1024 {
                 return Err(GatewayError::Malformed("field too long".into()));
             }
-            match auth.login(&b.email, b.password).await {
-                Err(e) => Err(refused(auth, request_id, peer, e).await),
-                Ok((outcome, user)) => {
-                    let event = |reason: &str| AuthEvent {
-                        event: EventKind::LoginSuccess,
-                        user_id: Some(user.id.clone()),
-                        email: Some(user.email.clone()),
-                        reason: Some(reason.to_owned()),
-                    };
-                    Ok(match outcome {
-                        LoginOutcome::Tokens(pair) => {
-                            record(auth, request_id, peer, &event("password")).await;
-                            tokens(&pair)
-                        }
-                        LoginOutcome::MfaRequired { mfa_token, expires_in } => {
-                            record(auth, request_id, peer, &event("password; TOTP code required")).await;
-                            ok(json!({ "mfa_required": true, "mfa_token": mfa_token, "expires_in": expires_in }))
-                        }
-                        LoginOutcome::EnrollmentRequired { mfa_token, expires_in } => {
-                            record(auth, request_id, peer, &event("password; TOTP enrolment required")).await;
-                            ok(
-                                json!({ "mfa_enrollment_required": true, "mfa_token": mfa_token, "expires_in": expires_in }),
-                            )
-                        }
-                    })
+            let flow = auth.login(&b.email, b.password).await;
+            Ok(match finish(auth, request_id, peer, flow).await? {
+                LoginOutcome::Tokens(pair) => tokens(&pair),
+                LoginOutcome::MfaRequired { mfa_token, expires_in } => {
+                    ok(json!({ "mfa_required": true, "mfa_token": mfa_token, "expires_in": expires_in }))
                 }
-            }
+                LoginOutcome::EnrollmentRequired { mfa_token, expires_in } => {
+                    ok(json!({ "mfa_enrollment_required": true, "mfa_token": mfa_token, "expires_in": expires_in }))
+                }
+            })
         }
         "/auth/totp/enroll" => {
             method_is(&req, Method::POST)?;
-            let caller = authenticate(auth, req.headers())?;
+            let caller = auth.authenticate(req.headers())?;
             let b: EnrollBody = if caller.is_some() {
                 read_json(req).await.unwrap_or_default()
             } else {
                 read_json(req).await?
             };
             let principal = caller.as_ref().map(|v| &*v.principal);
-            let enrollment = auth.enroll(b.mfa_token.as_deref(), principal).await?;
+            let flow = auth.enroll(b.mfa_token.as_deref(), principal).await;
+            let enrollment = finish(auth, request_id, peer, flow).await?;
             Ok(ok(serde_json::to_value(&enrollment).unwrap_or_default()))
         }
         "/auth/mfa" => {
             method_is(&req, Method::POST)?;
             let b: MfaBody = read_json(req).await?;
-            let pair = recorded(auth, request_id, peer, auth.mfa(&b.mfa_token, b.code.trim()).await).await?;
+            let flow = auth.mfa(&b.mfa_token, b.code.trim()).await;
+            let pair = finish(auth, request_id, peer, flow).await?;
             Ok(tokens(&pair))
         }
         "/auth/refresh" => {
             method_is(&req, Method::POST)?;
             let b: RefreshBody = read_json(req).await?;
-            let pair = recorded(auth, request_id, peer, auth.refresh(&b.refresh_token).await).await?;
+            let flow = auth.refresh(&b.refresh_token).await;
+            let pair = finish(auth, request_id, peer, flow).await?;
             Ok(tokens(&pair))
         }
         "/auth/logout" => {
             method_is(&req, Method::POST)?;
-            let caller = authenticate(auth, req.headers())?.ok_or(GatewayError::Unauthenticated {
+            let caller = auth.authenticate(req.headers())?.ok_or(GatewayError::Unauthenticated {
                 reason: "logout needs a token".into(),
                 invalid_token: false,
             })?;
             let b: LogoutBody = read_json(req).await.unwrap_or_default();
-            auth.logout(&caller.claims, b.refresh_token.as_deref()).await?;
-            let event = AuthEvent {
-                event: EventKind::Logout,
-                user_id: Some(caller.principal.id.clone()),
-                email: Some(caller.principal.email.clone()),
-                reason: None,
-            };
-            record(auth, request_id, peer, &event).await;
+            let flow = auth.logout(&caller, b.refresh_token.as_deref()).await;
+            finish(auth, request_id, peer, flow).await?;
             let mut resp = Response::new(GatewayBody::empty());
             *resp.status_mut() = StatusCode::NO_CONTENT;
             Ok(resp)
         }
         "/auth/me" => {
             method_is(&req, Method::GET)?;
-            let caller = authenticate(auth, req.headers())?.ok_or(GatewayError::Unauthenticated {
+            let caller = auth.authenticate(req.headers())?.ok_or(GatewayError::Unauthenticated {
                 reason: "me needs a token".into(),
                 invalid_token: false,
             })?;
-            let user = auth
-                .store()
-                .user(&caller.principal.id)?
-                .ok_or(GatewayError::Unauthenticated {
-                    reason: "no such user".into(),
-                    invalid_token: true,
-                })?;
+            let user = auth.account(&caller)?;
             Ok(ok(json!({
                 "id": user.id,
                 "email": user.email,

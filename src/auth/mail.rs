@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use crate::clock::SharedClock;
 
+/// Writes messages from `no-reply@<from_domain>` into the outbox directory.
 #[derive(Clone)]
 pub struct Mailer {
     outbox: PathBuf,
@@ -16,6 +17,7 @@ pub struct Mailer {
 }
 
 impl Mailer {
+    /// A mailer writing into `outbox` (made on first use), dating messages by `clock`.
     pub fn new(outbox: PathBuf, from_domain: String, clock: SharedClock) -> Self {
         Self {
             outbox,

@@ -10,7 +10,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::{Algorithm, Argon2, Params, Version};
 use tokio::sync::oneshot;
 
-use crate::config::{CharClass, PasswordPolicy};
+use crate::config::{default_hash_concurrency, CharClass, PasswordPolicy};
 
 /// Longest password accepted: argon2 cost does not depend on it, but bodies are bounded
 /// and nobody types more.
@@ -48,17 +48,20 @@ const HASH_NICENESS: u8 = 10;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Busy;
 
+/// What a hashing thread is asked to do.
 enum Work {
     Hash(String),
     Verify { password: String, phc: String },
 }
 
+/// A hashing thread's answer: [`Outcome::Busy`] when the job waited too long.
 enum Outcome {
     Hash(Option<String>),
     Verify(bool),
     Busy,
 }
 
+/// One job in the queue, with when it was queued and where the answer goes.
 struct Job {
     work: Work,
     queued: Instant,
@@ -68,7 +71,7 @@ struct Job {
 /// Hashes and verifies passwords on a few dedicated threads (one per core by default)
 /// that run below the priority of the connection workers. Jobs wait in a bounded
 /// queue; a full queue answers [`Busy`] at once, and a job whose requester has gone or
-/// that waited more than [`MAX_QUEUE_WAIT`] is dropped without hashing. argon2's
+/// that waited more than `MAX_QUEUE_WAIT` (3 s) is dropped without hashing. argon2's
 /// 19 MiB per hash thus exists at most once per thread.
 #[derive(Clone)]
 pub struct Hasher {
@@ -76,9 +79,9 @@ pub struct Hasher {
 }
 
 impl Hasher {
-    /// A pool of [`default_concurrency`] hashing threads.
+    /// A pool of [`default_hash_concurrency`] hashing threads (one per core).
     pub fn new() -> Self {
-        Self::with_concurrency(default_concurrency())
+        Self::with_concurrency(default_hash_concurrency())
     }
 
     /// A pool of `slots` hashing threads (at least one). The threads end when the last
@@ -122,7 +125,7 @@ impl Hasher {
     pub async fn hash(&self, password: String) -> Result<Option<String>, Busy> {
         match self.run(Work::Hash(password)).await? {
             Outcome::Hash(h) => Ok(h),
-            _ => Ok(None),
+            Outcome::Verify(_) | Outcome::Busy => Ok(None),
         }
     }
 
@@ -142,6 +145,7 @@ impl Default for Hasher {
     }
 }
 
+/// A hashing thread: takes jobs until every [`Hasher`] is gone.
 fn hash_thread(queue: &Mutex<mpsc::Receiver<Job>>, max_wait: Duration) {
     lower_priority();
     loop {
@@ -185,14 +189,8 @@ fn lower_priority() {
     }
 }
 
-/// One hashing thread per core. Proxying is protected by the threads' lower priority
-/// rather than by fewer threads: on 2 cores, one thread at normal priority let the login
-/// queue outlast client timeouts (under 1 login/s), while two niced threads keep about
-/// 28 logins/s and three quarters of the idle proxying rate during a login flood.
-pub fn default_concurrency() -> usize {
-    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
-}
-
+/// An argon2id PHC string for `password`, hashed on the calling thread (a hashing
+/// thread's job; `None` if hashing failed).
 pub fn hash_now(password: &str) -> Option<String> {
     let salt = SaltString::generate(&mut OsRng);
     argon2()
@@ -201,6 +199,7 @@ pub fn hash_now(password: &str) -> Option<String> {
         .map(|h| h.to_string())
 }
 
+/// Whether `password` matches the PHC string `phc`, checked on the calling thread.
 fn verify_now(password: &str, phc: &str) -> bool {
     let Ok(parsed) = PasswordHash::new(phc) else {
         return false;

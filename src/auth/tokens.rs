@@ -4,7 +4,9 @@
 //!
 //! Verification pins the algorithm and the key by `kid`; headers such as `jwk`, `jku`
 //! and `x5u` are never followed. `exp`, `nbf` and `iat` are checked against the
-//! gateway's clock with at most 30 s of leeway, and `iss` must be ours.
+//! gateway's clock with at most 30 s of leeway, and `iss` must be ours. The same key
+//! signs audit checkpoints (detached signatures). Also here: the random opaque tokens
+//! (refresh, MFA, confirmation) and the hash under which they are stored.
 
 use std::fs;
 use std::io::Write;
@@ -18,6 +20,7 @@ use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde::{Deserialize, Serialize};
 
+/// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
 pub const LEEWAY_SECS: u64 = 30;
 
 /// The claims of an access token.
@@ -36,28 +39,25 @@ pub struct Claims {
     pub sid: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyAlg {
-    EdDsa,
-    Es256,
-}
+pub use crate::config::KeyAlg;
 
-impl KeyAlg {
-    fn file(self) -> &'static str {
-        match self {
-            Self::EdDsa => "signing-ed25519.pk8",
-            Self::Es256 => "signing-es256.pk8",
-        }
-    }
-
-    fn jwt(self) -> Algorithm {
-        match self {
-            Self::EdDsa => Algorithm::EdDSA,
-            Self::Es256 => Algorithm::ES256,
-        }
+/// The file in `data_dir/keys/` that holds the key of `alg`.
+fn key_file(alg: KeyAlg) -> &'static str {
+    match alg {
+        KeyAlg::EdDsa => "signing-ed25519.pk8",
+        KeyAlg::Es256 => "signing-es256.pk8",
     }
 }
 
+/// The JWT `alg` of `alg`.
+fn jwt_alg(alg: KeyAlg) -> Algorithm {
+    match alg {
+        KeyAlg::EdDsa => Algorithm::EdDSA,
+        KeyAlg::Es256 => Algorithm::ES256,
+    }
+}
+
+/// Why the signing key could not be loaded or made.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("{path}: {message}")]
@@ -109,7 +109,7 @@ enum DetachedKey {
 impl KeyRing {
     /// Loads the key for `alg` from `dir`, generating it on first start.
     pub fn load_or_generate(dir: &Path, alg: KeyAlg, issuer: &str) -> Result<Self, KeyError> {
-        let path = dir.join(alg.file());
+        let path = dir.join(key_file(alg));
         let display = path.display().to_string();
         let der = if path.exists() {
             fs::read(&path).map_err(|e| KeyError::File {
@@ -175,11 +175,11 @@ impl KeyRing {
         let kid = URL_SAFE_NO_PAD.encode(thumbprint.as_ref());
         let mut jwk = public_jwk;
         jwk["kid"] = kid.clone().into();
-        jwk["alg"] = format!("{:?}", alg.jwt()).into();
+        jwk["alg"] = format!("{:?}", jwt_alg(alg)).into();
         jwk["use"] = "sig".into();
 
-        let mut validation = Validation::new(alg.jwt());
-        validation.algorithms = vec![alg.jwt()];
+        let mut validation = Validation::new(jwt_alg(alg));
+        validation.algorithms = vec![jwt_alg(alg)];
         // Time claims are checked against the gateway's clock, below.
         validation.validate_exp = false;
         validation.validate_nbf = false;
@@ -243,10 +243,12 @@ impl KeyRing {
         )
     }
 
+    /// The key id: the RFC 7638 thumbprint of the public key.
     pub fn kid(&self) -> &str {
         &self.kid
     }
 
+    /// The `iss` of every token: the public URL without a trailing `/`.
     pub fn issuer(&self) -> &str {
         &self.issuer
     }
@@ -258,7 +260,7 @@ impl KeyRing {
 
     /// Signs claims into a JWT.
     pub fn sign(&self, claims: &Claims) -> Option<String> {
-        let mut header = Header::new(self.alg.jwt());
+        let mut header = Header::new(jwt_alg(self.alg));
         header.kid = Some(self.kid.clone());
         header.typ = Some("at+jwt".to_owned());
         jsonwebtoken::encode(&header, claims, &self.encoding).ok()
@@ -271,12 +273,13 @@ impl KeyRing {
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         // The algorithm and key are ours to choose, never the token's.
-        if header.alg != self.alg.jwt() || header.kid.as_deref() != Some(self.kid.as_str()) {
+        if header.alg != jwt_alg(self.alg) || header.kid.as_deref() != Some(self.kid.as_str()) {
             return Err(TokenError::UnknownKey);
         }
         let data =
             jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+                // `ErrorKind` is non-exhaustive: every other kind is a bad token.
                 _ => TokenError::BadSignature,
             })?;
         let c = data.claims;
@@ -307,6 +310,7 @@ impl crate::audit::Signer for KeyRing {
     }
 }
 
+/// A new PKCS#8 key for `alg`.
 fn generate(alg: KeyAlg) -> Result<Vec<u8>, KeyError> {
     let rng = SystemRandom::new();
     let doc = match alg {
@@ -318,6 +322,7 @@ fn generate(alg: KeyAlg) -> Result<Vec<u8>, KeyError> {
     Ok(doc.as_ref().to_vec())
 }
 
+/// Writes key material readable by the owner only (directory 0700, file 0600).
 fn write_private(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     let mut f = fs::OpenOptions::new()
@@ -346,119 +351,4 @@ pub fn token_hash(token: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn claims(now: u64) -> Claims {
-        Claims {
-            iss: "https://gw".into(),
-            sub: "u-1".into(),
-            email: "a@b.c".into(),
-            roles: vec!["customer".into()],
-            amr: vec!["pwd".into()],
-            iat: now,
-            nbf: now,
-            exp: now + 300,
-            jti: "j1".into(),
-            sid: "s1".into(),
-        }
-    }
-
-    fn ring(alg: KeyAlg) -> KeyRing {
-        KeyRing::from_pkcs8(alg, &generate(alg).unwrap(), "https://gw").unwrap()
-    }
-
-    // Both algorithms sign and verify, and the kid is the RFC 7638 thumbprint.
-    #[test]
-    fn sign_verify_both_algorithms() {
-        for alg in [KeyAlg::EdDsa, KeyAlg::Es256] {
-            let k = ring(alg);
-            let t = k.sign(&claims(1000)).unwrap();
-            assert_eq!(k.verify(&t, 1000).unwrap().sub, "u-1");
-            assert_eq!(k.jwks()["keys"][0]["kid"], k.kid());
-        }
-    }
-
-    // RFC 7638's thumbprint of the RFC 8037 Ed25519 example key.
-    #[test]
-    fn thumbprint_rfc8037() {
-        let jwk = serde_json::json!({"crv":"Ed25519","kty":"OKP","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
-        let d = ring::digest::digest(&ring::digest::SHA256, jwk.to_string().as_bytes());
-        assert_eq!(
-            URL_SAFE_NO_PAD.encode(d.as_ref()),
-            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
-        );
-    }
-
-    // Expiry, not-before and issuer are enforced against the given time.
-    #[test]
-    fn time_and_issuer() {
-        let k = ring(KeyAlg::EdDsa);
-        let t = k.sign(&claims(1000)).unwrap();
-        assert_eq!(k.verify(&t, 1000 + 300 + LEEWAY_SECS + 1), Err(TokenError::Expired));
-        assert_eq!(k.verify(&t, 1000 - LEEWAY_SECS - 1), Err(TokenError::NotYetValid));
-        let mut other = claims(1000);
-        other.iss = "https://elsewhere".into();
-        let t = k.sign(&other).unwrap();
-        assert_eq!(k.verify(&t, 1000), Err(TokenError::WrongIssuer));
-    }
-
-    // The exported PEM is the key the JWKS publishes, and other verifiers accept it.
-    #[test]
-    fn public_pem_verifies() {
-        for alg in [KeyAlg::EdDsa, KeyAlg::Es256] {
-            let k = ring(alg);
-            let t = k.sign(&claims(1000)).unwrap();
-            let pem = k.public_pem();
-            let key = match alg {
-                KeyAlg::EdDsa => DecodingKey::from_ed_pem(pem.as_bytes()).unwrap(),
-                KeyAlg::Es256 => DecodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
-            };
-            let mut v = Validation::new(alg.jwt());
-            v.validate_exp = false;
-            v.set_issuer(&["https://gw"]);
-            jsonwebtoken::decode::<Claims>(&t, &key, &v).unwrap();
-        }
-    }
-
-    // A detached signature verifies under its key only, and only for its message.
-    #[test]
-    fn detached_signatures() {
-        for alg in [KeyAlg::EdDsa, KeyAlg::Es256] {
-            let (ours, theirs) = (ring(alg), ring(alg));
-            let sig = ours.sign_detached(b"seq=7").unwrap();
-            assert!(ours.verify_detached(b"seq=7", &sig));
-            assert!(!ours.verify_detached(b"seq=8", &sig));
-            assert!(!theirs.verify_detached(b"seq=7", &sig));
-            assert!(!ours.verify_detached(b"seq=7", "not base64!"));
-        }
-    }
-
-    // Time claims at the top of the range are compared without overflow (found by the
-    // `tokens` fuzz target: `exp` = u64::MAX panicked in debug builds, wrapped in release).
-    #[test]
-    fn extreme_times_do_not_overflow() {
-        let k = ring(KeyAlg::EdDsa);
-        let mut c = claims(1000);
-        c.exp = u64::MAX;
-        let t = k.sign(&c).unwrap();
-        assert_eq!(k.verify(&t, 1000).unwrap().exp, u64::MAX);
-        assert_eq!(k.verify(&t, u64::MAX).unwrap().exp, u64::MAX);
-        let mut c = claims(1000);
-        c.nbf = u64::MAX;
-        let t = k.sign(&c).unwrap();
-        assert_eq!(k.verify(&t, u64::MAX - 1), Err(TokenError::Expired));
-        assert_eq!(k.verify(&t, 1000), Err(TokenError::NotYetValid));
-    }
-
-    // A key of the same kind but not ours fails even with our kid in the header.
-    #[test]
-    fn foreign_key_refused() {
-        let ours = ring(KeyAlg::EdDsa);
-        let theirs = ring(KeyAlg::EdDsa);
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(ours.kid().to_owned());
-        let forged = jsonwebtoken::encode(&header, &claims(1000), &theirs.encoding).unwrap();
-        assert_eq!(ours.verify(&forged, 1000), Err(TokenError::BadSignature));
-    }
-}
+mod tests;

@@ -4,9 +4,12 @@
 use subtle::ConstantTimeEq;
 use totp_rs::{Algorithm, Secret, TOTP};
 
+/// Seconds per TOTP step.
 pub const STEP: u64 = 30;
+/// The issuer an authenticator app shows beside the account.
 const ISSUER: &str = "Portcullis";
 
+/// The generator for a base32 secret (`None` if the secret does not decode).
 fn totp(secret_b32: &str, account: &str) -> Option<TOTP> {
     let bytes = Secret::Encoded(secret_b32.to_owned()).to_bytes().ok()?;
     TOTP::new(
@@ -34,7 +37,7 @@ pub fn otpauth_uri(secret_b32: &str, email: &str) -> Option<String> {
     totp(secret_b32, email).map(|t| t.get_url())
 }
 
-/// The code for a Unix time (for tests and the `totp` helper command).
+/// The code for a Unix time (for tests and the `portcullis totp` command).
 pub fn code_at(secret_b32: &str, unix_secs: u64) -> Option<String> {
     totp(secret_b32, "x").map(|t| t.generate(unix_secs))
 }

@@ -6,7 +6,6 @@
 //! [`SendError`]; the forward phase turns it into a `GatewayError`.
 
 pub mod body;
-pub mod identity;
 pub mod pool;
 pub mod request;
 

@@ -21,9 +21,9 @@ use http::{Request, Response, Uri, Version};
 use http_body_util::Limited;
 
 use super::authz::Authorized;
+use crate::auth::identity::IdentityHeaders;
 use crate::error::GatewayError;
 use crate::upstream::body::GatewayBody;
-use crate::upstream::identity::IdentityHeaders;
 use crate::upstream::request::RequestBody;
 use crate::upstream::{SendError, Upstreams};
 use hygiene::{is_stripped, is_valid_host, strip, strip_hop_by_hop};

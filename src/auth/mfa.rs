@@ -1,0 +1,182 @@
+//! The second factor: TOTP challenges, enrolment, and the code that completes a login.
+
+use super::flow::{AuthEvent, Flow};
+use super::service::AuthService;
+use super::sessions::TokenPair;
+use super::tokens::{random_token, token_hash};
+use super::totp;
+use crate::audit::EventKind;
+use crate::error::GatewayError;
+use crate::policy::Principal;
+use crate::store::{Challenge, StoreError, User};
+
+/// What an enrolment hands the client.
+#[derive(Debug, serde::Serialize)]
+pub struct Enrollment {
+    pub secret: String,
+    pub otpauth_uri: String,
+    pub mfa_token: String,
+}
+
+impl AuthService {
+    /// A challenge for a second factor. An enrolment challenge (one offering a secret)
+    /// replaces the user's previous one, so a caller cannot pile them up.
+    pub(super) fn new_challenge(
+        &self,
+        user: &User,
+        pending_secret: Option<String>,
+    ) -> Result<(String, u64), StoreError> {
+        let token = random_token();
+        let ttl = self.config.login.mfa_ttl;
+        let enrolment = pending_secret.is_some();
+        let challenge = Challenge {
+            user_id: user.id.clone(),
+            expires_ms: self.clock.now_ms() + u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+            pending_secret,
+        };
+        if enrolment {
+            self.store.put_enrolment(&token_hash(&token), &challenge)?;
+        } else {
+            self.store.put_challenge(&token_hash(&token), &challenge)?;
+        }
+        Ok((token, ttl.as_secs()))
+    }
+
+    /// Takes a challenge: spent whether or not it is still valid.
+    fn take_challenge(&self, mfa_token: &str) -> Result<Challenge, GatewayError> {
+        self.store
+            .take_challenge(&token_hash(mfa_token))?
+            .filter(|c| c.expires_ms > self.clock.now_ms())
+            .ok_or(GatewayError::InvalidGrant)
+    }
+
+    /// Starts TOTP enrolment, from an MFA challenge (first login of staff) or for a
+    /// signed-in caller. An account that already has TOTP can only re-enrol from a
+    /// session that passed TOTP, so a password alone never replaces the second factor.
+    pub async fn enroll(&self, mfa_token: Option<&str>, caller: Option<&Principal>) -> Flow<Enrollment> {
+        Flow::unaudited(self.try_enroll(mfa_token, caller).await)
+    }
+
+    async fn try_enroll(
+        &self,
+        mfa_token: Option<&str>,
+        caller: Option<&Principal>,
+    ) -> Result<Enrollment, GatewayError> {
+        let user_id = match (mfa_token, caller) {
+            (Some(t), _) => self.take_challenge(t)?.user_id,
+            (None, Some(p)) => p.id.clone(),
+            (None, None) => return Err(GatewayError::InvalidGrant),
+        };
+        let user = self.store.user(&user_id)?.ok_or(GatewayError::InvalidGrant)?;
+        let reenrol_allowed = caller.is_some_and(|p| p.mfa && mfa_token.is_none());
+        if user.disabled || (user.mfa_enabled() && !reenrol_allowed) {
+            self.store.flush().await?;
+            return Err(GatewayError::InvalidGrant);
+        }
+        let secret = totp::generate_secret();
+        let uri = totp::otpauth_uri(&secret, &user.email).ok_or_else(|| GatewayError::Internal("totp".into()))?;
+        let (token, _) = self.new_challenge(&user, Some(secret.clone()))?;
+        self.store.flush().await?;
+        Ok(Enrollment {
+            secret,
+            otpauth_uri: uri,
+            mfa_token: token,
+        })
+    }
+
+    /// Completes a login (or an enrolment) with a TOTP code. A wrong code spends the
+    /// challenge and counts as a failed login.
+    pub async fn mfa(&self, mfa_token: &str, code: &str) -> Flow<TokenPair> {
+        Flow::audited(self.try_mfa(mfa_token, code).await)
+    }
+
+    async fn try_mfa(&self, mfa_token: &str, code: &str) -> Result<(TokenPair, AuthEvent), (GatewayError, AuthEvent)> {
+        let ev = |event: EventKind, user: Option<&User>, reason: Option<&str>| AuthEvent {
+            event,
+            user_id: user.map(|u| u.id.clone()),
+            email: user.map(|u| u.email.clone()),
+            reason: reason.map(str::to_owned),
+        };
+        let err = |e: GatewayError| {
+            let reason = e.to_string();
+            (e, ev(EventKind::MfaFailure, None, Some(&reason)))
+        };
+        let challenge = self.take_challenge(mfa_token).map_err(err)?;
+        let email = self
+            .store
+            .user(&challenge.user_id)
+            .map_err(|e| err(e.into()))?
+            .ok_or_else(|| err(GatewayError::InvalidGrant))?
+            .email;
+        let _attempt = self.attempt_lock(&email).await;
+        // Everything decided from here on is read under the lock: a request that queued
+        // behind another for the same account sees the step that one accepted.
+        let user = self
+            .store
+            .user(&challenge.user_id)
+            .map_err(|e| err(e.into()))?
+            .ok_or_else(|| err(GatewayError::InvalidGrant))?;
+        let now_ms = self.clock.now_ms();
+        if let Some(until) = self
+            .store
+            .locked_until(&user.email, now_ms)
+            .map_err(|e| err(e.into()))?
+        {
+            self.store.flush().await.map_err(|e| err(e.into()))?;
+            return Err((
+                self.locked_error(until),
+                ev(EventKind::LoginLocked, Some(&user), Some("locked")),
+            ));
+        }
+        let enrolling = challenge.pending_secret.is_some();
+        let secret = challenge.pending_secret.clone().or_else(|| user.totp_secret.clone());
+        let step = secret
+            .as_deref()
+            .and_then(|s| totp::verify(s, code, now_ms / 1000, user.totp_last_step));
+        // The step is written only if it is still later than the stored one (checked
+        // again on the stored record, atomically), so one code passes once.
+        let accepted = match step.filter(|_| !user.disabled) {
+            Some(step) => self
+                .store
+                .try_update_user(&user.id, |u| {
+                    if u.totp_last_step >= step || u.disabled {
+                        return false;
+                    }
+                    u.totp_last_step = step;
+                    if enrolling {
+                        u.totp_secret.clone_from(&secret);
+                    }
+                    true
+                })
+                .map_err(|e| err(e.into()))?,
+            None => None,
+        };
+        let Some(user) = accepted else {
+            // A failed code counts like a failed password; this may lock the account.
+            self.record_failure(&user.email).map_err(|e| err(e.into()))?;
+            self.store.flush().await.map_err(|e| err(e.into()))?;
+            return Err((
+                GatewayError::InvalidCode,
+                ev(EventKind::MfaFailure, Some(&user), Some("wrong or reused code")),
+            ));
+        };
+        self.store.clear_failures(&user.email).map_err(|e| err(e.into()))?;
+        let pair = self
+            .issue(&user, vec!["pwd".into(), "otp".into()])
+            .map_err(|e| err(e.into()))?;
+        self.store.flush().await.map_err(|e| err(e.into()))?;
+        let event = if enrolling {
+            EventKind::MfaEnrolled
+        } else {
+            EventKind::MfaSuccess
+        };
+        Ok((pair, ev(event, Some(&user), None)))
+    }
+
+    /// Sets a user's TOTP secret directly (demo users are created enrolled).
+    pub async fn set_totp(&self, user_id: &str, secret: &str) -> Result<(), StoreError> {
+        self.store
+            .update_user(user_id, |u| u.totp_secret = Some(secret.to_owned()))?;
+        self.store.flush().await
+    }
+}

@@ -1,0 +1,237 @@
+//! Sessions: a refresh-token family per sign-in, token issue, refresh rotation (with
+//! reuse detection), logout and revocation of a user's every token.
+
+use super::flow::{AuthEvent, Flow};
+use super::service::AuthService;
+use super::tokens::{random_token, token_hash, Claims};
+use super::verify::Verified;
+use crate::audit::EventKind;
+use crate::error::GatewayError;
+use crate::store::{RefreshEntry, Session, StoreError, User};
+
+/// What a successful login or refresh hands the client.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+}
+
+impl AuthService {
+    /// A signed access token for `user` in session `sid`.
+    fn access_token(&self, user: &User, amr: &[String], sid: &str) -> Result<String, StoreError> {
+        let now = self.clock.now();
+        let claims = Claims {
+            iss: self.keys.issuer().to_owned(),
+            sub: user.id.clone(),
+            email: user.email.clone(),
+            roles: user.roles.clone(),
+            amr: amr.to_vec(),
+            iat: now,
+            nbf: now,
+            exp: now + self.config.tokens.access_ttl.as_secs(),
+            jti: random_token(),
+            sid: sid.to_owned(),
+        };
+        // Signing with a loaded key does not fail; if it ever did, the pair would carry an
+        // empty access token, which every verifier refuses (the refresh token still works).
+        Ok(self.keys.sign(&claims).unwrap_or_default())
+    }
+
+    /// A new session (refresh-token family) and its first tokens.
+    pub(super) fn issue(&self, user: &User, amr: Vec<String>) -> Result<TokenPair, StoreError> {
+        let now = self.clock.now();
+        let refresh = random_token();
+        let session = Session {
+            id: format!("s-{}", &token_hash(&random_token())[..32]),
+            user_id: user.id.clone(),
+            current_refresh: token_hash(&refresh),
+            amr,
+            created: now,
+            expires: now + self.config.tokens.refresh_ttl.as_secs(),
+            revoked: false,
+        };
+        self.store.put_session(&session)?;
+        self.store.put_refresh(
+            &session.current_refresh,
+            &RefreshEntry {
+                session_id: session.id.clone(),
+                expires: session.expires,
+            },
+        )?;
+        Ok(TokenPair {
+            access_token: self.access_token(user, &session.amr, &session.id)?,
+            refresh_token: refresh,
+            token_type: "Bearer",
+            expires_in: self.config.tokens.access_ttl.as_secs(),
+        })
+    }
+
+    /// Rotates a refresh token. A spent token presented again revokes its whole family.
+    pub async fn refresh(&self, refresh_token: &str) -> Flow<TokenPair> {
+        Flow::audited(self.try_refresh(refresh_token).await)
+    }
+
+    async fn try_refresh(&self, refresh_token: &str) -> Result<(TokenPair, AuthEvent), (GatewayError, AuthEvent)> {
+        let ev = |event: EventKind, user: Option<&str>, reason: Option<&str>| AuthEvent {
+            event,
+            user_id: user.map(str::to_owned),
+            email: None,
+            reason: reason.map(str::to_owned),
+        };
+        let invalid = |reason: &str| {
+            (
+                GatewayError::InvalidGrant,
+                ev(EventKind::TokenRefreshRefused, None, Some(reason)),
+            )
+        };
+        let store_err = |e: StoreError| {
+            (
+                GatewayError::from(e),
+                ev(EventKind::TokenRefreshRefused, None, Some("storage failure")),
+            )
+        };
+        let now = self.clock.now();
+        let hash = token_hash(refresh_token);
+        let entry = self
+            .store
+            .refresh_entry(&hash)
+            .map_err(store_err)?
+            .ok_or_else(|| invalid("unknown refresh token"))?;
+        let session = self
+            .store
+            .session(&entry.session_id)
+            .map_err(store_err)?
+            .ok_or_else(|| invalid("unknown session"))?;
+        if session.revoked || session.expires <= now {
+            return Err(invalid("session revoked or expired"));
+        }
+        if session.current_refresh != hash {
+            self.revoke_session(&session).map_err(store_err)?;
+            self.store.flush().await.map_err(store_err)?;
+            return Err((
+                GatewayError::InvalidGrant,
+                ev(
+                    EventKind::RefreshReuse,
+                    Some(&session.user_id),
+                    Some("spent refresh token presented again; session revoked"),
+                ),
+            ));
+        }
+        let user = self
+            .store
+            .user(&session.user_id)
+            .map_err(store_err)?
+            .ok_or_else(|| invalid("unknown user"))?;
+        if user.disabled || user.tokens_valid_after >= session.created {
+            return Err(invalid("user disabled or sessions revoked"));
+        }
+        let new_refresh = random_token();
+        let mut rotated = session.clone();
+        rotated.current_refresh = token_hash(&new_refresh);
+        if !self.store.swap_session(&session, &rotated).map_err(store_err)? {
+            // Another request rotated the same token first: this is a reuse.
+            self.revoke_session(&rotated).map_err(store_err)?;
+            self.store.flush().await.map_err(store_err)?;
+            return Err((
+                GatewayError::InvalidGrant,
+                ev(
+                    EventKind::RefreshReuse,
+                    Some(&user.id),
+                    Some("concurrent reuse; session revoked"),
+                ),
+            ));
+        }
+        self.store
+            .put_refresh(
+                &rotated.current_refresh,
+                &RefreshEntry {
+                    session_id: rotated.id.clone(),
+                    expires: rotated.expires,
+                },
+            )
+            .map_err(store_err)?;
+        let access = self.access_token(&user, &rotated.amr, &rotated.id).map_err(store_err)?;
+        self.store.flush().await.map_err(store_err)?;
+        Ok((
+            TokenPair {
+                access_token: access,
+                refresh_token: new_refresh,
+                token_type: "Bearer",
+                expires_in: self.config.tokens.access_ttl.as_secs(),
+            },
+            ev(EventKind::TokenRefresh, Some(&user.id), None),
+        ))
+    }
+
+    /// Marks a session revoked, in the store and in memory.
+    fn revoke_session(&self, session: &Session) -> Result<(), StoreError> {
+        let mut s = self.store.session(&session.id)?.unwrap_or_else(|| session.clone());
+        s.revoked = true;
+        self.store.put_session(&s)?;
+        self.revoked.sessions.insert(s.id.clone(), s.expires);
+        Ok(())
+    }
+
+    /// Logout: revokes the caller's access token and its session (and the session of a
+    /// refresh token given with it, when it is the caller's).
+    pub async fn logout(&self, caller: &Verified, refresh_token: Option<&str>) -> Flow<()> {
+        let outcome = self.revoke_for_logout(&caller.claims, refresh_token).await;
+        Flow::audited_success(outcome.map(|()| {
+            let event = AuthEvent {
+                event: EventKind::Logout,
+                user_id: Some(caller.principal.id.clone()),
+                email: Some(caller.principal.email.clone()),
+                reason: None,
+            };
+            ((), event)
+        }))
+    }
+
+    async fn revoke_for_logout(&self, claims: &Claims, refresh_token: Option<&str>) -> Result<(), GatewayError> {
+        self.store.revoke_jti(&claims.jti, claims.exp)?;
+        self.revoked.jti.insert(claims.jti.clone(), claims.exp);
+        if let Some(s) = self.store.session(&claims.sid)? {
+            self.revoke_session(&s)?;
+        }
+        if let Some(rt) = refresh_token {
+            if let Some(entry) = self.store.refresh_entry(&token_hash(rt))? {
+                if let Some(s) = self
+                    .store
+                    .session(&entry.session_id)?
+                    .filter(|s| s.user_id == claims.sub)
+                {
+                    self.revoke_session(&s)?;
+                }
+            }
+        }
+        self.store.flush().await?;
+        Ok(())
+    }
+
+    /// Ends every session and every outstanding access token of a user at once.
+    pub fn revoke_user(&self, user_id: &str) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        self.store.update_user(user_id, |u| u.tokens_valid_after = now)?;
+        self.store.revoke_user_tokens(user_id, now)?;
+        self.revoked.users.insert(user_id.to_owned(), now);
+        for s in self.store.sessions_of(user_id)? {
+            if !s.revoked {
+                self.revoke_session(&s)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The account of a signed-in caller (`GET /auth/me`); a token whose account is
+    /// gone is refused.
+    pub fn account(&self, caller: &Verified) -> Result<User, GatewayError> {
+        self.store
+            .user(&caller.principal.id)?
+            .ok_or(GatewayError::Unauthenticated {
+                reason: "no such user".into(),
+                invalid_token: true,
+            })
+    }
+}
