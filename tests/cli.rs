@@ -4,21 +4,10 @@
 
 mod common;
 
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::{run_cli, start_shop, Setup, TestGateway};
+use common::{cli, cli_stdin, start_shop, CliOut, Setup, TestGateway};
 use serde_json::json;
-
-fn portcullis(config: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = run_cli(config, args);
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn field(out: &str, name: &str) -> String {
     out.lines()
@@ -35,17 +24,21 @@ async fn user_commands_direct_and_over_socket() {
     let config = Setup::shop(shop).write(dir.path());
 
     // Gateway stopped: straight to the database. A password is generated when none is given.
-    let (ok, out, err) = portcullis(
+    let CliOut {
+        ok,
+        stdout: out,
+        stderr: err,
+        ..
+    } = cli(
         &config,
         &["user", "add", "--email", "Clerk@Example.com", "--role", "inventory"],
     );
     assert!(ok, "{err}");
     let password = field(&out, "password");
     assert!(field(&out, "id").starts_with("u-"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .arg("--config")
-        .arg(&config)
-        .args([
+    let out = cli_stdin(
+        &config,
+        &[
             "user",
             "add",
             "--email",
@@ -53,19 +46,12 @@ async fn user_commands_direct_and_over_socket() {
             "--role",
             "customer",
             "--password-stdin",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"Chosen!Passw0rd\n").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    assert!(
-        !String::from_utf8_lossy(&out.stdout).contains("password"),
-        "printed a chosen password"
+        ],
+        b"Chosen!Passw0rd\n",
     );
-    let (ok, _, err) = portcullis(
+    assert!(out.ok, "{}", out.stderr);
+    assert!(!out.stdout.contains("password"), "printed a chosen password");
+    let CliOut { ok, stderr: err, .. } = cli(
         &config,
         &["user", "add", "--email", "cust@example.com", "--role", "customer"],
     );
@@ -73,7 +59,12 @@ async fn user_commands_direct_and_over_socket() {
 
     // Gateway running: the same commands go through its socket.
     let gw = TestGateway::launch(dir, &config, None).await;
-    let (ok, out, err) = portcullis(&config, &["user", "list"]);
+    let CliOut {
+        ok,
+        stdout: out,
+        stderr: err,
+        ..
+    } = cli(&config, &["user", "list"]);
     assert!(ok, "{err}");
     assert!(
         out.contains("clerk@example.com") && out.contains("cust@example.com"),
@@ -98,7 +89,7 @@ async fn user_commands_direct_and_over_socket() {
     assert_eq!(status, 200);
     let access = t["access_token"].as_str().unwrap().to_owned();
     assert_eq!(gw.get_with("/auth/me", &access).await.0, 200);
-    let (ok, _, err) = portcullis(&config, &["user", "revoke", "cust@example.com"]);
+    let CliOut { ok, stderr: err, .. } = cli(&config, &["user", "revoke", "cust@example.com"]);
     assert!(ok, "{err}");
     assert_eq!(
         gw.get_with("/auth/me", &access).await.0,
@@ -113,7 +104,7 @@ async fn user_commands_direct_and_over_socket() {
         )
         .await;
     }
-    let (_, out, _) = portcullis(&config, &["user", "show", "cust@example.com"]);
+    let CliOut { stdout: out, .. } = cli(&config, &["user", "show", "cust@example.com"]);
     assert!(out.contains("locked"), "{out}");
     assert_eq!(
         gw.post(
@@ -124,7 +115,7 @@ async fn user_commands_direct_and_over_socket() {
         .0,
         429
     );
-    let (ok, _, _) = portcullis(&config, &["user", "unlock", "cust@example.com"]);
+    let CliOut { ok, .. } = cli(&config, &["user", "unlock", "cust@example.com"]);
     assert!(ok);
     assert_eq!(
         gw.post(
@@ -136,11 +127,11 @@ async fn user_commands_direct_and_over_socket() {
         200
     );
 
-    let (ok, _, _) = portcullis(&config, &["user", "roles", "cust@example.com", "support"]);
+    let CliOut { ok, .. } = cli(&config, &["user", "roles", "cust@example.com", "support"]);
     assert!(ok);
-    let (_, out, _) = portcullis(&config, &["user", "show", "cust@example.com"]);
+    let CliOut { stdout: out, .. } = cli(&config, &["user", "show", "cust@example.com"]);
     assert!(out.contains("support"), "{out}");
-    let (ok, _, _) = portcullis(&config, &["user", "disable", "cust@example.com"]);
+    let CliOut { ok, .. } = cli(&config, &["user", "disable", "cust@example.com"]);
     assert!(ok);
     let (status, body) = gw
         .post(
