@@ -22,14 +22,14 @@ mod sled;
 #[cfg(test)]
 mod tests;
 
-pub use self::sled::{AuditTree, CheckpointTree, Store, PRUNE_BATCH};
+pub use self::sled::{AuditTree, Bytes, CheckpointTree, DbError, Store, PRUNE_BATCH};
 pub use records::{Challenge, Confirmation, Counts, Failures, Pruned, RefreshEntry, Session, User};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
-    Db(#[from] ::sled::Error),
+    Db(#[from] DbError),
     #[error("corrupt record in {tree}: {source}")]
     Corrupt {
         tree: &'static str,

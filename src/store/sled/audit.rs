@@ -1,7 +1,27 @@
 //! The audit trail's trees: records and signed checkpoints, keyed by sequence number.
 
+use std::ops::Deref;
+
 use super::Store;
 use crate::store::{Result, StoreError};
+
+/// A stored value as the backend hands it out, without a copy: read it as `&[u8]`.
+#[derive(Debug, Clone)]
+pub struct Bytes(sled::IVec);
+
+impl Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl AsRef<[u8]> for Bytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
 
 /// The audit tree: records keyed by big-endian sequence number, oldest first. The record
 /// encoding and the hash chain belong to `crate::audit`; this is storage only.
@@ -18,8 +38,8 @@ impl AuditTree {
     }
 
     /// The newest record, if any.
-    pub fn last(&self) -> Result<Option<(u64, sled::IVec)>> {
-        Ok(self.tree.last()?.map(|(k, v)| (key_seq(&k), v)))
+    pub fn last(&self) -> Result<Option<(u64, Bytes)>> {
+        Ok(self.tree.last()?.map(|(k, v)| (key_seq(&k), Bytes(v))))
     }
 
     pub fn insert(&self, seq: u64, bytes: &[u8]) -> Result<()> {
@@ -32,15 +52,15 @@ impl AuditTree {
         self.insert(seq, bytes)
     }
 
-    pub fn get(&self, seq: u64) -> Result<Option<sled::IVec>> {
-        Ok(self.tree.get(seq.to_be_bytes())?)
+    pub fn get(&self, seq: u64) -> Result<Option<Bytes>> {
+        Ok(self.tree.get(seq.to_be_bytes())?.map(Bytes))
     }
 
     /// Every record, oldest first.
-    pub fn iter(&self) -> impl Iterator<Item = Result<(u64, sled::IVec)>> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = Result<(u64, Bytes)>> + '_ {
         self.tree
             .iter()
-            .map(|item| item.map(|(k, v)| (key_seq(&k), v)).map_err(StoreError::from))
+            .map(|item| item.map(|(k, v)| (key_seq(&k), Bytes(v))).map_err(StoreError::from))
     }
 
     /// Removes the records with a sequence number below `seq`.
@@ -79,8 +99,8 @@ impl CheckpointTree {
     }
 
     /// The newest checkpoint, if any.
-    pub fn last(&self) -> Result<Option<(u64, sled::IVec)>> {
-        Ok(self.tree.last()?.map(|(k, v)| (key_seq(&k), v)))
+    pub fn last(&self) -> Result<Option<(u64, Bytes)>> {
+        Ok(self.tree.last()?.map(|(k, v)| (key_seq(&k), Bytes(v))))
     }
 
     pub fn insert(&self, seq: u64, bytes: &[u8]) -> Result<()> {
@@ -89,10 +109,10 @@ impl CheckpointTree {
     }
 
     /// Every checkpoint, oldest first.
-    pub fn iter(&self) -> impl Iterator<Item = Result<(u64, sled::IVec)>> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = Result<(u64, Bytes)>> + '_ {
         self.tree
             .iter()
-            .map(|item| item.map(|(k, v)| (key_seq(&k), v)).map_err(StoreError::from))
+            .map(|item| item.map(|(k, v)| (key_seq(&k), Bytes(v))).map_err(StoreError::from))
     }
 
     /// Removes the checkpoints of records with a sequence number below `seq`.

@@ -1,6 +1,6 @@
 //! The sled backend: the database, its trees and the encoding of keys and values. Nothing
-//! outside this module names sled, except [`StoreError::Db`](super::StoreError) and the
-//! `IVec` the audit trees hand back.
+//! outside this module names sled, except [`Store::db`], which hands the database to
+//! tests that tamper with it offline.
 
 mod audit;
 mod confirm;
@@ -15,8 +15,19 @@ use serde::Serialize;
 
 use super::{Challenge, Confirmation, Counts, RefreshEntry, Result, Session, StoreError};
 
-pub use audit::{AuditTree, CheckpointTree};
+pub use audit::{AuditTree, Bytes, CheckpointTree};
 pub use prune::PRUNE_BATCH;
+
+/// An error of the database itself (I/O, corruption found by sled), shown as sled says it.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct DbError(sled::Error);
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        Self::Db(DbError(e))
+    }
+}
 
 /// The database and its trees.
 #[derive(Clone)]
@@ -231,7 +242,8 @@ impl Store {
         Ok(())
     }
 
-    /// The underlying database, for modules that own trees of their own (the audit log).
+    /// The sled database itself: only the tamper tests use it, to change the audit trail
+    /// behind the store's back.
     pub fn db(&self) -> &sled::Db {
         &self.db
     }
