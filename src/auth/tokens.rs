@@ -36,11 +36,7 @@ pub struct Claims {
     pub sid: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyAlg {
-    EdDsa,
-    Es256,
-}
+pub use crate::config::KeyAlg;
 
 impl KeyAlg {
     fn file(self) -> &'static str {

@@ -72,13 +72,13 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-/// A backend the gateway forwards to.
+/// A backend the gateway forwards to: `http://host:port`, possibly with a path prefix.
 #[derive(Debug, Clone)]
 pub struct Upstream {
     pub name: String,
-    /// `http://host:port`, possibly with a path prefix (without a trailing slash).
     pub scheme: http::uri::Scheme,
     pub authority: http::uri::Authority,
+    /// The path prefix, without a trailing slash (empty when there is none).
     pub base_path: String,
 }
 
@@ -132,7 +132,16 @@ pub struct RateLimits {
 pub struct Tokens {
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
-    pub algorithm: crate::auth::tokens::KeyAlg,
+    pub algorithm: KeyAlg,
+}
+
+/// The algorithm access tokens are signed with (`[tokens] algorithm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAlg {
+    /// `"EdDSA"`, Ed25519: the default.
+    EdDsa,
+    /// `"ES256"`, ECDSA on P-256 with SHA-256.
+    Es256,
 }
 
 #[derive(Debug, Clone)]

@@ -139,8 +139,8 @@ impl Config {
         };
 
         let algorithm = match raw.tokens.algorithm.as_ref().map(|a| (a.get_ref().as_str(), a.span())) {
-            None | Some(("EdDSA", _)) => crate::auth::tokens::KeyAlg::EdDsa,
-            Some(("ES256", _)) => crate::auth::tokens::KeyAlg::Es256,
+            None | Some(("EdDSA", _)) => KeyAlg::EdDsa,
+            Some(("ES256", _)) => KeyAlg::Es256,
             Some((other, span)) => {
                 return Err(at(
                     span,
