@@ -273,8 +273,7 @@ async fn control_characters_escaped() {
     let config = Setup::shop(shop).write(dir.path());
     let gw = TestGateway::launch(dir, &config, None).await;
     let forged = "x@example.com\n     99 2026-01-01T00:00:00.000Z login_success";
-    gw.post("/auth/login", json!({ "email": forged, "password": "Wrong!Passw0rd" }))
-        .await;
+    gw.login(forged, "Wrong!Passw0rd").await;
     let CliOut { ok, text: out, .. } = cli(&config, &["audit", "list", "--event", "login_failure"]);
     assert!(ok, "{out}");
     assert_eq!(
@@ -462,8 +461,7 @@ async fn forged_fields_and_separators_escaped() {
         "g\"@example.com ip=\"6.6.6.6\"",
     ];
     for email in forgeries {
-        gw.post("/auth/login", json!({ "email": email, "password": "Wrong!Passw0rd" }))
-            .await;
+        gw.login(email, "Wrong!Passw0rd").await;
     }
     let CliOut { ok, text: out, .. } = cli(&config, &["audit", "list", "--event", "login_failure"]);
     assert!(ok, "{out}");

@@ -7,7 +7,6 @@ mod common;
 use std::process::Command;
 
 use common::{cli, cli_stdin, start_shop, CliOut, Setup, TestGateway};
-use serde_json::json;
 
 fn field(out: &str, name: &str) -> String {
     out.lines()
@@ -71,21 +70,11 @@ async fn user_commands_direct_and_over_socket() {
         "{out}"
     );
 
-    let (status, body) = gw
-        .post(
-            "/auth/login",
-            json!({ "email": "clerk@example.com", "password": password }),
-        )
-        .await;
+    let (status, body) = gw.login("clerk@example.com", &password).await;
     assert_eq!(status, 200);
     assert_eq!(body["mfa_enrollment_required"], true, "inventory staff must enrol");
 
-    let (status, t) = gw
-        .post(
-            "/auth/login",
-            json!({ "email": "cust@example.com", "password": "Chosen!Passw0rd" }),
-        )
-        .await;
+    let (status, t) = gw.login("cust@example.com", "Chosen!Passw0rd").await;
     assert_eq!(status, 200);
     let access = t["access_token"].as_str().unwrap().to_owned();
     assert_eq!(gw.get_with("/auth/me", &access).await.0, 200);
@@ -98,34 +87,14 @@ async fn user_commands_direct_and_over_socket() {
     );
 
     for _ in 0..5 {
-        gw.post(
-            "/auth/login",
-            json!({ "email": "cust@example.com", "password": "Wrong!Passw0rd" }),
-        )
-        .await;
+        gw.login("cust@example.com", "Wrong!Passw0rd").await;
     }
     let CliOut { stdout: out, .. } = cli(&config, &["user", "show", "cust@example.com"]);
     assert!(out.contains("locked"), "{out}");
-    assert_eq!(
-        gw.post(
-            "/auth/login",
-            json!({ "email": "cust@example.com", "password": "Chosen!Passw0rd" })
-        )
-        .await
-        .0,
-        429
-    );
+    assert_eq!(gw.login("cust@example.com", "Chosen!Passw0rd").await.0, 429);
     let CliOut { ok, .. } = cli(&config, &["user", "unlock", "cust@example.com"]);
     assert!(ok);
-    assert_eq!(
-        gw.post(
-            "/auth/login",
-            json!({ "email": "cust@example.com", "password": "Chosen!Passw0rd" })
-        )
-        .await
-        .0,
-        200
-    );
+    assert_eq!(gw.login("cust@example.com", "Chosen!Passw0rd").await.0, 200);
 
     let CliOut { ok, .. } = cli(&config, &["user", "roles", "cust@example.com", "support"]);
     assert!(ok);
@@ -133,12 +102,7 @@ async fn user_commands_direct_and_over_socket() {
     assert!(out.contains("support"), "{out}");
     let CliOut { ok, .. } = cli(&config, &["user", "disable", "cust@example.com"]);
     assert!(ok);
-    let (status, body) = gw
-        .post(
-            "/auth/login",
-            json!({ "email": "cust@example.com", "password": "Chosen!Passw0rd" }),
-        )
-        .await;
+    let (status, body) = gw.login("cust@example.com", "Chosen!Passw0rd").await;
     assert_eq!((status, body["error"].as_str()), (403, Some("account_disabled")));
 
     let mode = std::os::unix::fs::PermissionsExt::mode(
