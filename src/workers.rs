@@ -61,11 +61,6 @@ impl Workers {
     }
 }
 
-/// The number of workers when `[server] workers` is not set: one per core.
-pub fn default_count() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,6 +26,11 @@ const MAX_WORKERS: usize = 256;
 /// `[server] drain_timeout` when absent.
 const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// `[server] workers` when absent: one connection worker per core.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 // ---------------------------------------------------------------------------------------
 // Typed layer: what the engine reads.
 

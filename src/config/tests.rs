@@ -50,7 +50,7 @@ fn unknown_key() {
 // Workers default to one per core; zero or an absurd count is refused at its line.
 #[test]
 fn workers_bounds() {
-    assert_eq!(parse(MINIMAL).unwrap().server.workers, crate::workers::default_count());
+    assert_eq!(parse(MINIMAL).unwrap().server.workers, default_workers());
     let src = MINIMAL.replace("policies = \"policies\"", "policies = \"policies\"\nworkers = 3");
     assert_eq!(parse(&src).unwrap().server.workers, 3);
     for bad in ["0", "1000"] {

@@ -56,7 +56,7 @@ impl Config {
         }
 
         let workers = match &raw.server.workers {
-            None => crate::workers::default_count(),
+            None => default_workers(),
             Some(w) if (1..=MAX_WORKERS).contains(w.get_ref()) => *w.get_ref(),
             Some(w) => {
                 return Err(SourceError::at(
