@@ -173,12 +173,10 @@ fn module_of(path: &str) -> (Vec<String>, bool) {
     }
 }
 
-/// The code of a file: comments removed, and nothing from an inline `mod tests {` on.
+/// The code of a file: comments removed, and nothing from an inline test module
+/// (`#[cfg(test)] mod NAME {`) on.
 fn code_of(text: &str) -> String {
-    let text = match text.find("#[cfg(test)]\nmod tests {") {
-        Some(at) => &text[..at],
-        None => text,
-    };
+    let text = &text[..inline_tests(text).unwrap_or(text.len())];
     text.lines()
         .map(|l| match l.find("//") {
             // A `//` inside a string literal is rare in paths; cutting it costs nothing here.
@@ -187,6 +185,25 @@ fn code_of(text: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Where a file's inline test module (`#[cfg(test)] mod NAME {`) starts, if it has one.
+fn inline_tests(text: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(at) = text[from..].find("#[cfg(test)]") {
+        let at = from + at;
+        from = at + "#[cfg(test)]".len();
+        let next = text[from..].trim_start();
+        let next = next.strip_prefix("pub(crate) ").unwrap_or(next);
+        let Some(decl) = next.strip_prefix("mod ") else {
+            continue;
+        };
+        let name_len = decl.chars().take_while(|c| c.is_alphanumeric() || *c == '_').count();
+        if decl[name_len..].trim_start().starts_with('{') {
+            return Some(at);
+        }
+    }
+    None
 }
 
 /// `name` for each `#[cfg(test)] mod name;` of a file: test-only files.
@@ -644,7 +661,8 @@ fn allowed_cycles_still_exist() {
     assert!(stale.is_empty(), "gone, take them out of ALLOWED_CYCLES: {stale:?}");
 }
 
-// The checker itself: a cycle is found and printed, a line is a line.
+// The checker itself: a cycle is found and printed, `use` trees are expanded, comments
+// and inline tests are left out.
 #[test]
 fn checker_finds_a_cycle() {
     let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -664,4 +682,17 @@ fn checker_finds_a_cycle() {
             vec!["crate", "e"]
         ]
     );
+    let code = code_of(
+        "use crate::a::B; // crate::y\nfn f() { crate::c::d(); }\n#[cfg(test)]\nmod tests {\n    use crate::z::Z;\n}\n",
+    );
+    let paths = paths_in(&code);
+    assert!(
+        paths.contains(&vec!["crate".to_owned(), "a".into(), "B".into()]),
+        "{paths:?}"
+    );
+    assert!(
+        paths.contains(&vec!["crate".to_owned(), "c".into(), "d".into()]),
+        "{paths:?}"
+    );
+    assert!(!paths.iter().flatten().any(|s| s == "z" || s == "y"), "{paths:?}");
 }
