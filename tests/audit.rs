@@ -309,11 +309,7 @@ async fn crash_then_tamper() {
         &["user", "add", "--email", "k@example.com", "--role", "customer"],
     );
     assert!(ok, "{out}");
-    let password = out
-        .lines()
-        .find_map(|l| l.strip_prefix("password: "))
-        .unwrap()
-        .to_owned();
+    let password = common::field(&out, "password");
 
     let mut child = common::serve(&config);
     let ca = dir.path().join("data/tls/gateway.crt");

@@ -6,14 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{cli, cli_stdin, start_shop, CliOut, Setup, TestGateway};
-
-fn field(out: &str, name: &str) -> String {
-    out.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-        .unwrap_or_else(|| panic!("no {name} in {out}"))
-        .to_owned()
-}
+use common::{cli, cli_stdin, field, start_shop, CliOut, Setup, TestGateway};
 
 // User commands, before and while the gateway runs.
 #[tokio::test(flavor = "multi_thread")]

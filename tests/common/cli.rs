@@ -33,6 +33,15 @@ impl From<Output> for CliOut {
     }
 }
 
+/// The value of a `NAME: value` line of a command's output (e.g. the generated password
+/// `user add` prints).
+pub fn field(out: &str, name: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .unwrap_or_else(|| panic!("no {name} in {out}"))
+        .to_owned()
+}
+
 /// Runs `portcullis --config CONFIG ARGS…` to completion, with nothing on its input.
 pub fn cli(config: &Path, args: &[&str]) -> CliOut {
     portcullis_bin()

@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub use accounts::{confirmation_token, PASSWORD};
-pub use cli::{cli, cli_stdin, portcullis_bin, serve, CliOut};
+pub use cli::{cli, cli_stdin, field, portcullis_bin, serve, CliOut};
 pub use upstreams::{closed_port, start_shop, Counter, Recorded, Recorder};
 
 /// A policy that forwards everything to the `rec` upstream, publicly.
