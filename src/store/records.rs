@@ -93,7 +93,7 @@ pub struct Counts {
     pub failures: usize,
 }
 
-/// What one [`Store::prune`] removed.
+/// What one [`Store::prune`](super::Store::prune) removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pruned {
     pub confirmations: usize,
