@@ -1,6 +1,7 @@
-//! The house kept in shape: file sizes, `main.rs`'s size, no import cycle between modules
-//! (nor between the files of one module), and no audit event name written as a string
-//! literal outside `src/audit/event.rs`. Pure file reading: no build of anything.
+//! The house kept in shape: file sizes, `main.rs`'s size, a `//!` line atop every file, no
+//! import cycle between modules (nor between the files of one module), and no audit event
+//! name written as a string literal outside `src/audit/event.rs`. Pure file reading: no
+//! build of anything.
 //!
 //! The cycle check reads every `crate::…` (and, in the binary, `portcullis::…`) path and
 //! every `super::`/`self::` path of `src/**/*.rs`, test code left out (a file declared as
@@ -100,6 +101,17 @@ fn no_file_over_400_lines() {
         stale.is_empty(),
         "no longer over {MAX_LINES} lines, take them out of ALLOWED_OVERSIZE: {stale:?}"
     );
+}
+
+// Every file starts with a `//!` line saying what it owns.
+#[test]
+fn every_file_says_what_it_owns() {
+    let missing: Vec<String> = sources()
+        .into_iter()
+        .filter(|(_, text)| !text.starts_with("//!"))
+        .map(|(path, _)| path)
+        .collect();
+    assert!(missing.is_empty(), "files without a leading `//!` line: {missing:?}");
 }
 
 #[test]
