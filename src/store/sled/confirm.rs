@@ -4,8 +4,6 @@ use super::{encode, expiry_key, take, Kind, Store};
 use crate::store::{Challenge, Confirmation, Result};
 
 impl Store {
-    // --- confirmations and challenges -----------------------------------------------
-
     pub fn put_confirmation(&self, token_hash: &str, c: &Confirmation) -> Result<()> {
         self.expiry
             .insert(expiry_key(c.expires_ms, Kind::Confirmation, token_hash), &[])?;

@@ -8,8 +8,6 @@ use crate::store::{Challenge, Confirmation, Failures, Pruned, RefreshEntry, Resu
 pub const PRUNE_BATCH: usize = 20_000;
 
 impl Store {
-    // --- pruning --------------------------------------------------------------------
-
     /// Removes what has run out by `now_ms`: confirmations, challenges, sessions (with
     /// their index entries), refresh tokens, accounts never confirmed whose last link has
     /// expired, and failure counts outside `failure_window_ms`. At most [`PRUNE_BATCH`]

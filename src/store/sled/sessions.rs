@@ -5,8 +5,6 @@ use super::{encode, expiry_key, get, live_times, user_session_key, Kind, Store};
 use crate::store::{RefreshEntry, Result, Session};
 
 impl Store {
-    // --- sessions and refresh tokens ------------------------------------------------
-
     /// Stores a new or revoked session (a rotation goes through [`Store::swap_session`]).
     pub fn put_session(&self, s: &Session) -> Result<()> {
         self.index_session(s)?;
