@@ -3,8 +3,8 @@
 //! The listeners accept on the main runtime and hand every accepted connection to the
 //! next worker in turn. From then on the connection, the requests on it and the upstream
 //! connections those requests open all run on that worker's thread: no request is woken
-//! on one thread and continued on another, and each worker keeps its own upstream pool
-//! (see [`crate::pipeline::forward::Upstreams`]), so the pool lock is never contended.
+//! on one thread and continued on another, and each worker keeps its own pool of
+//! upstream connections, so the pool lock is never contended.
 //! This is the shape nginx and HAProxy have (a process or thread per core, each with its
 //! own connections) and, measured on two cores, it is what removed most of the kernel
 //! time the work-stealing scheduler spent waking workers.
