@@ -3,8 +3,8 @@
 //! The listeners accept on the main runtime and hand every accepted connection to the
 //! next worker in turn. From then on the connection, the requests on it and the upstream
 //! connections those requests open all run on that worker's thread: no request is woken
-//! on one thread and continued on another, and each worker keeps its own upstream pool
-//! (see [`crate::upstream::Upstreams`]), so the pool lock is never contended.
+//! on one thread and continued on another, and each worker keeps its own pool of
+//! upstream connections, so the pool lock is never contended.
 //! This is the shape nginx and HAProxy have (a process or thread per core, each with its
 //! own connections) and, measured on two cores, it is what removed most of the kernel
 //! time the work-stealing scheduler spent waking workers.
@@ -59,11 +59,6 @@ impl Workers {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len();
         (i, &self.handles[i])
     }
-}
-
-/// The number of workers when `[server] workers` is not set: one per core.
-pub fn default_count() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 #[cfg(test)]

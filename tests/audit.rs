@@ -5,39 +5,14 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use common::{closed_port, run_cli, start_shop, Recorder, Setup, TestGateway};
+use common::{cli, closed_port, confirmation_token, start_shop, CliOut, Recorder, Setup, TestGateway, PASSWORD};
 use portcullis::admin::{execute, AdminRequest};
-use portcullis::audit::{list, Query, Record};
+use portcullis::audit::{list, EventKind, Query, Record};
 use portcullis::auth::totp;
 use portcullis::clock::{Clock, ManualClock};
 use serde_json::json;
-
-const PASSWORD: &str = "Str0ng!Passw0rd";
-
-/// Waits (bounded) for queued records to be written.
-async fn wait_for(gw: &TestGateway, event: &str, n: usize) -> Vec<Record> {
-    for _ in 0..100 {
-        let found = gw.audit_events(event);
-        if found.len() >= n {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    gw.audit_events(event)
-}
-
-fn portcullis(config: &Path, args: &[&str]) -> (bool, String) {
-    let out = run_cli(config, args);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
 
 // Identity and administration events, each from the flow that causes it.
 #[tokio::test]
@@ -59,27 +34,15 @@ async fn identity_events_recorded() {
         json!({ "email": "new@example.com", "password": PASSWORD, "name": "N" }),
     )
     .await;
-    let mail = gw.outbox().pop().unwrap();
-    let token = mail[mail.find("token=").unwrap() + 6..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
-    gw.client
-        .get(gw.url(&format!("/auth/confirm?token={token}")))
-        .send()
-        .await
-        .unwrap();
+    let token = confirmation_token(&gw.outbox().pop().unwrap());
+    gw.confirm(&token).await;
 
-    let login = |email: &'static str, password: &'static str| {
-        gw.post("/auth/login", json!({ "email": email, "password": password }))
-    };
-    let (_, t) = login("cust@example.com", PASSWORD).await;
+    let (_, t) = gw.login("cust@example.com", PASSWORD).await;
     gw.post("/auth/refresh", json!({ "refresh_token": t["refresh_token"] }))
         .await;
     gw.post("/auth/refresh", json!({ "refresh_token": t["refresh_token"] }))
         .await;
-    let (_, t) = login("cust@example.com", PASSWORD).await;
+    let (_, t) = gw.login("cust@example.com", PASSWORD).await;
     gw.client
         .post(gw.url("/auth/logout"))
         .bearer_auth(t["access_token"].as_str().unwrap())
@@ -87,7 +50,7 @@ async fn identity_events_recorded() {
         .await
         .unwrap();
     for _ in 0..6 {
-        login("cust@example.com", "Wrong!Passw0rd").await;
+        gw.login("cust@example.com", "Wrong!Passw0rd").await;
     }
     execute(
         gw.auth(),
@@ -98,7 +61,7 @@ async fn identity_events_recorded() {
     .await
     .unwrap();
 
-    let (_, first) = login("boss@example.com", PASSWORD).await;
+    let (_, first) = gw.login("boss@example.com", PASSWORD).await;
     let (_, enrol) = gw
         .post("/auth/totp/enroll", json!({ "mfa_token": first["mfa_token"] }))
         .await;
@@ -107,10 +70,10 @@ async fn identity_events_recorded() {
     gw.post("/auth/mfa", json!({ "mfa_token": enrol["mfa_token"], "code": code }))
         .await;
     clock.advance(Duration::from_secs(30));
-    let (_, next) = login("boss@example.com", PASSWORD).await;
+    let (_, next) = gw.login("boss@example.com", PASSWORD).await;
     gw.post("/auth/mfa", json!({ "mfa_token": next["mfa_token"], "code": "000000" }))
         .await;
-    let (_, next) = login("boss@example.com", PASSWORD).await;
+    let (_, next) = gw.login("boss@example.com", PASSWORD).await;
     let code = totp::code_at(&secret, clock.now()).unwrap();
     gw.post("/auth/mfa", json!({ "mfa_token": next["mfa_token"], "code": code }))
         .await;
@@ -143,29 +106,29 @@ async fn identity_events_recorded() {
     gw.client.get(gw.url("/api/orders")).send().await.unwrap();
 
     for event in [
-        "user_created",
-        "register",
-        "email_confirmed",
-        "login_success",
-        "token_refresh",
-        "refresh_reuse",
-        "logout",
-        "login_failure",
-        "login_locked",
-        "user_unlocked",
-        "mfa_enrolled",
-        "mfa_failure",
-        "mfa_success",
-        "roles_changed",
-        "sessions_revoked",
-        "user_disabled",
+        EventKind::UserCreated,
+        EventKind::Register,
+        EventKind::EmailConfirmed,
+        EventKind::LoginSuccess,
+        EventKind::TokenRefresh,
+        EventKind::RefreshReuse,
+        EventKind::Logout,
+        EventKind::LoginFailure,
+        EventKind::LoginLocked,
+        EventKind::UserUnlocked,
+        EventKind::MfaEnrolled,
+        EventKind::MfaFailure,
+        EventKind::MfaSuccess,
+        EventKind::RolesChanged,
+        EventKind::SessionsRevoked,
+        EventKind::UserDisabled,
     ] {
         assert!(!gw.audit_events(event).is_empty(), "no {event} record");
     }
-    let denied = wait_for(&gw, "access_denied", 1).await;
+    let denied = gw.wait_for_events(EventKind::AccessDenied, 1).await;
     assert_eq!(denied[0].event.status, Some(401));
     assert_eq!(denied[0].event.path.as_deref(), Some("/api/orders"));
-    let failures = gw.audit_events("login_failure");
+    let failures = gw.audit_events(EventKind::LoginFailure);
     assert_eq!(failures.len(), 5);
     assert_eq!(failures[0].event.email.as_deref(), Some("cust@example.com"));
     assert!(failures[0].event.ip.is_some() && failures[0].event.request_id.is_some());
@@ -229,7 +192,7 @@ upstream = "dead"
     gw.client.get(gw.url("/auth/me")).send().await.unwrap();
     gw.client.get(gw.url("/auth/me")).send().await.unwrap();
 
-    let requests = wait_for(&gw, "request", 1).await;
+    let requests = gw.wait_for_events(EventKind::Request, 1).await;
     assert_eq!(requests.len(), 1, "only the audited route is recorded");
     let r = &requests[0].event;
     assert_eq!(
@@ -237,8 +200,14 @@ upstream = "dead"
         (Some("staff records"), Some(200), Some("/staff/7"))
     );
     assert!(r.latency_ms.is_some());
-    assert_eq!(wait_for(&gw, "upstream_error", 1).await[0].event.status, Some(502));
-    assert_eq!(wait_for(&gw, "rate_limited", 1).await[0].event.status, Some(429));
+    assert_eq!(
+        gw.wait_for_events(EventKind::UpstreamError, 1).await[0].event.status,
+        Some(502)
+    );
+    assert_eq!(
+        gw.wait_for_events(EventKind::RateLimited, 1).await[0].event.status,
+        Some(429)
+    );
 }
 
 // A flood that overflows the queue is served in full and accounted for in one record.
@@ -264,8 +233,8 @@ async fn flood_overflows_into_one_record() {
     // recorded or counted in an overflow record.
     let mut accounted = (0, 0, 0);
     for _ in 0..100 {
-        let overflow = gw.audit_events("audit_overflow");
-        let written = gw.audit_events("access_denied").len();
+        let overflow = gw.audit_events(EventKind::AuditOverflow);
+        let written = gw.audit_events(EventKind::AccessDenied).len();
         let dropped: usize = overflow
             .iter()
             .map(|r| {
@@ -304,9 +273,8 @@ async fn control_characters_escaped() {
     let config = Setup::shop(shop).write(dir.path());
     let gw = TestGateway::launch(dir, &config, None).await;
     let forged = "x@example.com\n     99 2026-01-01T00:00:00.000Z login_success";
-    gw.post("/auth/login", json!({ "email": forged, "password": "Wrong!Passw0rd" }))
-        .await;
-    let (ok, out) = portcullis(&config, &["audit", "list", "--event", "login_failure"]);
+    gw.login(forged, "Wrong!Passw0rd").await;
+    let CliOut { ok, text: out, .. } = cli(&config, &["audit", "list", "--event", "login_failure"]);
     assert!(ok, "{out}");
     assert_eq!(
         out.lines().count(),
@@ -314,7 +282,7 @@ async fn control_characters_escaped() {
         "a newline in an email made a second line:\n{out}"
     );
     assert!(out.contains("x@example.com\\n"), "{out}");
-    let (ok, out) = portcullis(&config, &["audit", "list", "--json", "--event", "login_failure"]);
+    let CliOut { ok, text: out, .. } = cli(&config, &["audit", "list", "--json", "--event", "login_failure"]);
     assert!(ok);
     let record: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert_eq!(
@@ -336,25 +304,14 @@ async fn crash_then_tamper() {
         .unwrap()
         .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
     std::fs::write(&config, text).unwrap();
-    let (ok, out) = portcullis(
+    let CliOut { ok, text: out, .. } = cli(
         &config,
         &["user", "add", "--email", "k@example.com", "--role", "customer"],
     );
     assert!(ok, "{out}");
-    let password = out
-        .lines()
-        .find_map(|l| l.strip_prefix("password: "))
-        .unwrap()
-        .to_owned();
+    let password = common::field(&out, "password");
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = common::serve(&config);
     let ca = dir.path().join("data/tls/gateway.crt");
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut client = None;
@@ -390,7 +347,7 @@ async fn crash_then_tamper() {
     child.kill().unwrap(); // SIGKILL: no shutdown, no last flush.
     child.wait().unwrap();
 
-    let (ok, out) = portcullis(&config, &["audit", "list", "--json"]);
+    let CliOut { ok, text: out, .. } = cli(&config, &["audit", "list", "--json"]);
     assert!(ok, "{out}");
     let names: Vec<String> = out
         .lines()
@@ -402,22 +359,18 @@ async fn crash_then_tamper() {
         })
         .collect();
     assert!(
-        names.contains(&"login_success".to_owned()) && names.contains(&"logout".to_owned()),
+        names.contains(&EventKind::LoginSuccess.to_string()) && names.contains(&EventKind::Logout.to_string()),
         "{names:?}"
     );
-    let (ok, out) = portcullis(&config, &["audit", "verify"]);
+    let CliOut { ok, text: out, .. } = cli(&config, &["audit", "verify"]);
     assert!(ok, "{out}");
 
     // Tamper with record 2 offline.
-    {
-        let store = portcullis::store::Store::open(&dir.path().join("data")).unwrap();
-        let tree = portcullis::store::AuditTree::open(&store).unwrap();
-        let mut r: Record = serde_json::from_slice(&tree.get(2).unwrap().unwrap()).unwrap();
-        r.event.user_id = Some("u-someone-else".into());
-        tree.overwrite(2, &serde_json::to_vec(&r).unwrap()).unwrap();
-        store.flush().await.unwrap();
-    }
-    let (ok, out) = portcullis(&config, &["audit", "verify"]);
+    offline(dir.path(), |_, tree| {
+        edit_record(tree, 2, |r| r.event.user_id = Some("u-someone-else".into()))
+    })
+    .await;
+    let CliOut { ok, text: out, .. } = cli(&config, &["audit", "verify"]);
     assert!(!ok);
     assert!(out.contains("BROKEN at record 2"), "{out}");
 }
@@ -504,10 +457,9 @@ async fn forged_fields_and_separators_escaped() {
         "g\"@example.com ip=\"6.6.6.6\"",
     ];
     for email in forgeries {
-        gw.post("/auth/login", json!({ "email": email, "password": "Wrong!Passw0rd" }))
-            .await;
+        gw.login(email, "Wrong!Passw0rd").await;
     }
-    let (ok, out) = portcullis(&config, &["audit", "list", "--event", "login_failure"]);
+    let CliOut { ok, text: out, .. } = cli(&config, &["audit", "list", "--event", "login_failure"]);
     assert!(ok, "{out}");
     let lines: Vec<&str> = out.split_terminator('\n').collect();
     assert_eq!(
@@ -532,7 +484,7 @@ async fn forged_fields_and_separators_escaped() {
         assert_eq!(unquote(shown), email.to_lowercase(), "{line}");
     }
     // JSON lines: one per record, nothing raw, and each email exact once parsed.
-    let (ok, out) = portcullis(&config, &["audit", "list", "--json", "--event", "login_failure"]);
+    let CliOut { ok, text: out, .. } = cli(&config, &["audit", "list", "--json", "--event", "login_failure"]);
     assert!(ok, "{out}");
     let lines: Vec<&str> = out.split_terminator('\n').collect();
     assert_eq!(lines.len(), forgeries.len(), "{out}");
@@ -573,9 +525,9 @@ roles = ["customer"]
         .raw("GET /%6dembers/%41 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await;
     assert_eq!(resp.status, 401, "{}", resp.head);
-    let requests = wait_for(&gw, "request", 1).await;
+    let requests = gw.wait_for_events(EventKind::Request, 1).await;
     assert_eq!(requests[0].event.path.as_deref(), Some("/staff/7"));
-    let denied = wait_for(&gw, "access_denied", 1).await;
+    let denied = gw.wait_for_events(EventKind::AccessDenied, 1).await;
     assert_eq!(denied[0].event.path.as_deref(), Some("/members/A"));
 }
 
@@ -598,7 +550,7 @@ async fn refused_auth_targets_audited() {
             .await;
         assert_eq!(resp.status, 400, "{target}: {}", resp.head);
     }
-    let denied = wait_for(&gw, "access_denied", 4).await;
+    let denied = gw.wait_for_events(EventKind::AccessDenied, 4).await;
     let paths: Vec<_> = denied
         .iter()
         .map(|r| r.event.path.clone().unwrap_or_default())
@@ -624,6 +576,13 @@ async fn offline<F: FnOnce(&portcullis::store::Store, &sled::Tree)>(dir: &Path, 
     let tree = store.db().open_tree("audit").unwrap();
     change(&store, &tree);
     store.flush().await.unwrap();
+}
+
+/// Changes one record in place, leaving its hash as it was.
+fn edit_record(tree: &sled::Tree, seq: u64, change: impl FnOnce(&mut Record)) {
+    let mut r: Record = serde_json::from_slice(&tree.get(seq.to_be_bytes()).unwrap().unwrap()).unwrap();
+    change(&mut r);
+    tree.insert(seq.to_be_bytes(), serde_json::to_vec(&r).unwrap()).unwrap();
 }
 
 /// Rewrites records `from..` of the chain with `forge` applied to the first, and
@@ -695,11 +654,11 @@ async fn checkpoints_anchor_the_chain() {
     // A cut tail, caught by the checkpoint stored at shutdown.
     let (dir, config, n) = checkpointed_trail().await;
     assert!(n >= 4);
-    let (ok, out) = portcullis(&config, &["audit", "verify"]);
+    let CliOut { ok, text: out, .. } = cli(&config, &["audit", "verify"]);
     assert!(ok, "{out}");
     assert!(out.contains("checkpoint"), "{out}");
     offline(dir.path(), |_, tree| cut_tail(tree, n)).await;
-    let (ok, out) = portcullis(&config, &["audit", "verify"]);
+    let CliOut { ok, text: out, .. } = cli(&config, &["audit", "verify"]);
     assert!(!ok, "a cut tail passed: {out}");
     assert!(out.contains(&format!("BROKEN at record {n}")), "{out}");
 
@@ -717,7 +676,7 @@ async fn checkpoints_anchor_the_chain() {
         portcullis::audit::Verification::Intact { records: n },
         "the forgery is not a consistent chain: the test proves nothing"
     );
-    let (ok, out) = portcullis(&config, &["audit", "verify"]);
+    let CliOut { ok, text: out, .. } = cli(&config, &["audit", "verify"]);
     assert!(!ok, "a rewritten tail passed: {out}");
     assert!(out.contains(&format!("BROKEN at record {n}")), "{out}");
 
@@ -726,13 +685,13 @@ async fn checkpoints_anchor_the_chain() {
     let (dir, config, _) = checkpointed_trail().await;
     let mut gw = TestGateway::launch(dir, &config, None).await;
     unlock(&gw, "late@example.com").await;
-    let (ok, exported) = portcullis(&config, &["audit", "checkpoint"]);
+    let CliOut { ok, text: exported, .. } = cli(&config, &["audit", "checkpoint"]);
     assert!(ok, "{exported}");
     let checkpoint: serde_json::Value = serde_json::from_str(exported.trim()).unwrap();
     let seq = checkpoint["seq"].as_u64().unwrap();
     assert_eq!(
         seq,
-        gw.audit_events("user_unlocked").last().unwrap().seq,
+        gw.audit_events(EventKind::UserUnlocked).last().unwrap().seq,
         "the checkpoint is not of the head"
     );
     stop(&mut gw).await;
@@ -740,22 +699,22 @@ async fn checkpoints_anchor_the_chain() {
     let file = dir.path().join("checkpoint.json");
     std::fs::write(&file, &exported).unwrap();
     let file_arg = file.to_str().unwrap();
-    let (ok, out) = portcullis(&config, &["audit", "verify", "--checkpoint", file_arg]);
+    let CliOut { ok, text: out, .. } = cli(&config, &["audit", "verify", "--checkpoint", file_arg]);
     assert!(ok, "{out}");
     offline(dir.path(), |store, tree| {
         rewrite_tail(tree, seq, |r| r.event.email = Some("someone-else@example.com".into()));
         store.db().drop_tree("audit_checkpoints").unwrap();
     })
     .await;
-    let (ok, out) = portcullis(&config, &["audit", "verify"]);
+    let CliOut { ok, text: out, .. } = cli(&config, &["audit", "verify"]);
     assert!(ok, "no stored checkpoint is left, the chain alone verifies: {out}");
-    let (ok, out) = portcullis(&config, &["audit", "verify", "--checkpoint", file_arg]);
+    let CliOut { ok, text: out, .. } = cli(&config, &["audit", "verify", "--checkpoint", file_arg]);
     assert!(!ok, "a rewritten tail passed the exported checkpoint: {out}");
     assert!(out.contains(&format!("BROKEN at record {seq}")), "{out}");
 
     // Exported while stopped; tail cut and stored checkpoints deleted.
     let (dir, config, n) = checkpointed_trail().await;
-    let (ok, exported) = portcullis(&config, &["audit", "checkpoint"]);
+    let CliOut { ok, text: exported, .. } = cli(&config, &["audit", "checkpoint"]);
     assert!(ok, "{exported}");
     let file = dir.path().join("checkpoint.json");
     std::fs::write(&file, &exported).unwrap();
@@ -765,9 +724,9 @@ async fn checkpoints_anchor_the_chain() {
         store.db().drop_tree("audit_checkpoints").unwrap();
     })
     .await;
-    let (ok, out) = portcullis(&config, &["audit", "verify"]);
+    let CliOut { ok, text: out, .. } = cli(&config, &["audit", "verify"]);
     assert!(ok, "{out}");
-    let (ok, out) = portcullis(&config, &["audit", "verify", "--checkpoint", file_arg]);
+    let CliOut { ok, text: out, .. } = cli(&config, &["audit", "verify", "--checkpoint", file_arg]);
     assert!(!ok, "a cut tail passed the exported checkpoint: {out}");
     assert!(out.contains(&format!("BROKEN at record {n}")), "{out}");
 
@@ -775,7 +734,7 @@ async fn checkpoints_anchor_the_chain() {
     let mut forged: serde_json::Value = serde_json::from_str(exported.trim()).unwrap();
     forged["seq"] = (n - 1).into();
     std::fs::write(&file, forged.to_string()).unwrap();
-    let (ok, out) = portcullis(&config, &["audit", "verify", "--checkpoint", file_arg]);
+    let CliOut { ok, text: out, .. } = cli(&config, &["audit", "verify", "--checkpoint", file_arg]);
     assert!(!ok, "an edited checkpoint was accepted: {out}");
     assert!(out.contains("signature"), "{out}");
 }

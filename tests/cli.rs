@@ -4,28 +4,9 @@
 
 mod common;
 
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::{run_cli, start_shop, Setup, TestGateway};
-use serde_json::json;
-
-fn portcullis(config: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = run_cli(config, args);
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn field(out: &str, name: &str) -> String {
-    out.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-        .unwrap_or_else(|| panic!("no {name} in {out}"))
-        .to_owned()
-}
+use common::{cli, cli_stdin, field, start_shop, CliOut, Setup, TestGateway};
 
 // User commands, before and while the gateway runs.
 #[tokio::test(flavor = "multi_thread")]
@@ -35,17 +16,21 @@ async fn user_commands_direct_and_over_socket() {
     let config = Setup::shop(shop).write(dir.path());
 
     // Gateway stopped: straight to the database. A password is generated when none is given.
-    let (ok, out, err) = portcullis(
+    let CliOut {
+        ok,
+        stdout: out,
+        stderr: err,
+        ..
+    } = cli(
         &config,
         &["user", "add", "--email", "Clerk@Example.com", "--role", "inventory"],
     );
     assert!(ok, "{err}");
     let password = field(&out, "password");
     assert!(field(&out, "id").starts_with("u-"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .arg("--config")
-        .arg(&config)
-        .args([
+    let out = cli_stdin(
+        &config,
+        &[
             "user",
             "add",
             "--email",
@@ -53,19 +38,12 @@ async fn user_commands_direct_and_over_socket() {
             "--role",
             "customer",
             "--password-stdin",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"Chosen!Passw0rd\n").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    assert!(
-        !String::from_utf8_lossy(&out.stdout).contains("password"),
-        "printed a chosen password"
+        ],
+        b"Chosen!Passw0rd\n",
     );
-    let (ok, _, err) = portcullis(
+    assert!(out.ok, "{}", out.stderr);
+    assert!(!out.stdout.contains("password"), "printed a chosen password");
+    let CliOut { ok, stderr: err, .. } = cli(
         &config,
         &["user", "add", "--email", "cust@example.com", "--role", "customer"],
     );
@@ -73,32 +51,27 @@ async fn user_commands_direct_and_over_socket() {
 
     // Gateway running: the same commands go through its socket.
     let gw = TestGateway::launch(dir, &config, None).await;
-    let (ok, out, err) = portcullis(&config, &["user", "list"]);
+    let CliOut {
+        ok,
+        stdout: out,
+        stderr: err,
+        ..
+    } = cli(&config, &["user", "list"]);
     assert!(ok, "{err}");
     assert!(
         out.contains("clerk@example.com") && out.contains("cust@example.com"),
         "{out}"
     );
 
-    let (status, body) = gw
-        .post(
-            "/auth/login",
-            json!({ "email": "clerk@example.com", "password": password }),
-        )
-        .await;
+    let (status, body) = gw.login("clerk@example.com", &password).await;
     assert_eq!(status, 200);
     assert_eq!(body["mfa_enrollment_required"], true, "inventory staff must enrol");
 
-    let (status, t) = gw
-        .post(
-            "/auth/login",
-            json!({ "email": "cust@example.com", "password": "Chosen!Passw0rd" }),
-        )
-        .await;
+    let (status, t) = gw.login("cust@example.com", "Chosen!Passw0rd").await;
     assert_eq!(status, 200);
     let access = t["access_token"].as_str().unwrap().to_owned();
     assert_eq!(gw.get_with("/auth/me", &access).await.0, 200);
-    let (ok, _, err) = portcullis(&config, &["user", "revoke", "cust@example.com"]);
+    let CliOut { ok, stderr: err, .. } = cli(&config, &["user", "revoke", "cust@example.com"]);
     assert!(ok, "{err}");
     assert_eq!(
         gw.get_with("/auth/me", &access).await.0,
@@ -107,47 +80,22 @@ async fn user_commands_direct_and_over_socket() {
     );
 
     for _ in 0..5 {
-        gw.post(
-            "/auth/login",
-            json!({ "email": "cust@example.com", "password": "Wrong!Passw0rd" }),
-        )
-        .await;
+        gw.login("cust@example.com", "Wrong!Passw0rd").await;
     }
-    let (_, out, _) = portcullis(&config, &["user", "show", "cust@example.com"]);
+    let CliOut { stdout: out, .. } = cli(&config, &["user", "show", "cust@example.com"]);
     assert!(out.contains("locked"), "{out}");
-    assert_eq!(
-        gw.post(
-            "/auth/login",
-            json!({ "email": "cust@example.com", "password": "Chosen!Passw0rd" })
-        )
-        .await
-        .0,
-        429
-    );
-    let (ok, _, _) = portcullis(&config, &["user", "unlock", "cust@example.com"]);
+    assert_eq!(gw.login("cust@example.com", "Chosen!Passw0rd").await.0, 429);
+    let CliOut { ok, .. } = cli(&config, &["user", "unlock", "cust@example.com"]);
     assert!(ok);
-    assert_eq!(
-        gw.post(
-            "/auth/login",
-            json!({ "email": "cust@example.com", "password": "Chosen!Passw0rd" })
-        )
-        .await
-        .0,
-        200
-    );
+    assert_eq!(gw.login("cust@example.com", "Chosen!Passw0rd").await.0, 200);
 
-    let (ok, _, _) = portcullis(&config, &["user", "roles", "cust@example.com", "support"]);
+    let CliOut { ok, .. } = cli(&config, &["user", "roles", "cust@example.com", "support"]);
     assert!(ok);
-    let (_, out, _) = portcullis(&config, &["user", "show", "cust@example.com"]);
+    let CliOut { stdout: out, .. } = cli(&config, &["user", "show", "cust@example.com"]);
     assert!(out.contains("support"), "{out}");
-    let (ok, _, _) = portcullis(&config, &["user", "disable", "cust@example.com"]);
+    let CliOut { ok, .. } = cli(&config, &["user", "disable", "cust@example.com"]);
     assert!(ok);
-    let (status, body) = gw
-        .post(
-            "/auth/login",
-            json!({ "email": "cust@example.com", "password": "Chosen!Passw0rd" }),
-        )
-        .await;
+    let (status, body) = gw.login("cust@example.com", "Chosen!Passw0rd").await;
     assert_eq!((status, body["error"].as_str()), (403, Some("account_disabled")));
 
     let mode = std::os::unix::fs::PermissionsExt::mode(

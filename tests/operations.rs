@@ -6,12 +6,11 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{start_shop, Recorder, Setup, TestGateway};
+use common::{cli, Recorder, Setup, TestGateway};
+use portcullis::audit::EventKind;
 use portcullis::clock::ManualClock;
 use portcullis::policy::{Decision, PolicySet, Principal};
 use serde_json::{json, Value};
-
-const PASSWORD: &str = "Str0ng!Passw0rd";
 
 fn public(name: &str, path: &str, upstream: &str) -> String {
     format!("[[route]]\nname = \"{name}\"\nmethods = [\"GET\"]\npath = \"{path}\"\npublic = true\nupstream = \"{upstream}\"\n")
@@ -24,10 +23,6 @@ fn write_policy(gw: &TestGateway, text: &str) {
     std::fs::rename(dir.join(".test.toml.tmp"), dir.join("test.toml")).unwrap();
 }
 
-async fn status(gw: &TestGateway, path: &str) -> u16 {
-    gw.client.get(gw.url(path)).send().await.unwrap().status().as_u16()
-}
-
 // A good edit is in force within a second; a broken one changes nothing, and both are
 // audited.
 #[tokio::test(flavor = "multi_thread")]
@@ -36,19 +31,19 @@ async fn reload_good_and_broken() {
     let gw = Setup::new(&[("rec", rec.url())], &public("a", "/a", "rec"))
         .start()
         .await;
-    assert_eq!((status(&gw, "/a").await, status(&gw, "/b").await), (200, 404));
+    assert_eq!((gw.status("/a").await, gw.status("/b").await), (200, 404));
 
     let edited = Instant::now();
     write_policy(&gw, &public("b", "/b", "rec"));
-    while status(&gw, "/b").await != 200 {
+    while gw.status("/b").await != 200 {
         assert!(
             edited.elapsed() < Duration::from_secs(1),
             "the edit was not in force within a second"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(status(&gw, "/a").await, 404);
-    let reload = gw.audit_events("policy_reload");
+    assert_eq!(gw.status("/a").await, 404);
+    let reload = gw.audit_events(EventKind::PolicyReload);
     assert!(reload
         .last()
         .unwrap()
@@ -59,13 +54,7 @@ async fn reload_good_and_broken() {
         .contains("added [b]; removed [a]"));
 
     write_policy(&gw, &format!("{}\n[[route]\nbroken", public("c", "/c", "rec")));
-    for _ in 0..50 {
-        if !gw.audit_events("policy_reload_failed").is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let failed = gw.audit_events("policy_reload_failed");
+    let failed = gw.wait_for_events(EventKind::PolicyReloadFailed, 1).await;
     assert_eq!(failed.len(), 1, "the broken edit was not reported once");
     assert!(
         failed[0].event.reason.as_deref().unwrap().contains("test.toml:"),
@@ -73,7 +62,7 @@ async fn reload_good_and_broken() {
         failed[0].event.reason
     );
     assert_eq!(
-        (status(&gw, "/b").await, status(&gw, "/c").await),
+        (gw.status("/b").await, gw.status("/c").await),
         (200, 404),
         "a broken edit changed the policy"
     );
@@ -125,26 +114,15 @@ async fn reload_under_load() {
         "reloads did not take effect"
     );
     assert!(
-        gw.audit_events("policy_reload").len() >= 30,
+        gw.audit_events(EventKind::PolicyReload).len() >= 30,
         "too few reloads took effect"
     );
-    assert!(gw.audit_events("policy_reload_failed").iter().all(|r| r
+    assert!(gw.audit_events(EventKind::PolicyReloadFailed).iter().all(|r| r
         .event
         .reason
         .as_deref()
         .unwrap_or("")
         .contains("changed during")));
-}
-
-async fn customer_token(gw: &TestGateway, email: &str) -> String {
-    gw.auth()
-        .add_user(email, vec!["customer".into()], PASSWORD.into(), "C")
-        .await
-        .unwrap();
-    let (_, t) = gw
-        .post("/auth/login", json!({ "email": email, "password": PASSWORD }))
-        .await;
-    t["access_token"].as_str().unwrap().to_owned()
 }
 
 // The N+1th request in the window is 429 with Retry-After and RateLimit headers; the
@@ -186,34 +164,30 @@ async fn route_rate_limits() {
         ("0", "20")
     );
     assert_eq!(resp.json::<Value>().await.unwrap()["error"], "rate_limited");
-    assert_eq!(status(&gw, "/other").await, 200, "routes share a bucket");
+    assert_eq!(gw.status("/other").await, 200, "routes share a bucket");
     clock.advance(Duration::from_secs(20));
-    assert_eq!(status(&gw, "/limited").await, 200, "the window did not refill");
-    assert_eq!(status(&gw, "/limited").await, 429);
+    assert_eq!(gw.status("/limited").await, 200, "the window did not refill");
+    assert_eq!(gw.status("/limited").await, 429);
 
     let (t1, t2) = (
-        customer_token(&gw, "one@example.com").await,
-        customer_token(&gw, "two@example.com").await,
+        gw.signed_in("one@example.com", &["customer"]).await.1,
+        gw.signed_in("two@example.com", &["customer"]).await.1,
     );
     for _ in 0..2 {
         assert_eq!(gw.get_with("/mine", &t1).await.0, 200);
     }
     assert_eq!(gw.get_with("/mine", &t1).await.0, 429);
     assert_eq!(gw.get_with("/mine", &t2).await.0, 200, "users share a bucket");
-    assert!(
-        !gw.audit_events("rate_limited").is_empty() || {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            !gw.audit_events("rate_limited").is_empty()
-        }
-    );
+    assert!(!gw.wait_for_events(EventKind::RateLimited, 1).await.is_empty());
 }
 
 // `policy explain` and the live gateway agree on every request of a table of methods,
-// paths and callers, over the shipped policies and the demo shop.
+// paths and callers, over the shipped policies: what explain allows reaches the upstream
+// (that method, that path, once), what it refuses gets its status and reaches nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn explain_agrees_with_gateway() {
-    let shop = start_shop().await;
-    let gw = Setup::shop(shop)
+    let upstream = Recorder::start().await;
+    let gw = Setup::shop(upstream.addr)
         .extra("[login]\nrequire_mfa_roles = []\n")
         .start()
         .await;
@@ -224,21 +198,14 @@ async fn explain_agrees_with_gateway() {
         ("s@example.com", "support"),
         ("a@example.com", "admin"),
     ] {
-        let user = gw
-            .auth()
-            .add_user(email, vec![role.into()], PASSWORD.into(), "X")
-            .await
-            .unwrap();
-        let (_, t) = gw
-            .post("/auth/login", json!({ "email": email, "password": PASSWORD }))
-            .await;
+        let (id, token) = gw.signed_in(email, &[role]).await;
         let principal = Principal {
-            id: user.id,
+            id,
             email: email.into(),
             roles: vec![role.into()],
             mfa: false,
         };
-        callers.push((Some(principal), Some(t["access_token"].as_str().unwrap().to_owned())));
+        callers.push((Some(principal), Some(token)));
     }
     let customer_id = callers[1].0.as_ref().unwrap().id.clone();
     let set = PolicySet::load_dir_with(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"), &|_| true).unwrap();
@@ -278,15 +245,15 @@ async fn explain_agrees_with_gateway() {
                 if let Some(t) = token {
                     req = req.bearer_auth(t);
                 }
-                let resp = req.json(&json!({})).send().await.unwrap();
-                let code = resp.status().as_u16();
-                let body: Value = resp.json().await.unwrap_or(Value::Null);
-                let live = if body.get("request_id").is_some() {
-                    code.to_string()
-                } else {
-                    "forwarded".into()
-                };
                 let who = principal.as_ref().map_or("anonymous".to_owned(), |p| p.roles.join(","));
+                let before = upstream.requests().len();
+                let code = req.json(&json!({})).send().await.unwrap().status().as_u16();
+                let received = upstream.requests().split_off(before);
+                let live = match received.as_slice() {
+                    [] => code.to_string(),
+                    [r] if r.method == method.as_str() && r.target == *path => "forwarded".into(),
+                    other => panic!("{method} {path} as {who}: the upstream received {other:?}"),
+                };
                 assert_eq!(live, expected, "{method} {path} as {who}");
                 checked += 1;
             }
@@ -302,17 +269,10 @@ async fn shadow_mode() {
     let rec = Recorder::start().await;
     let policy = "upstream = \"rec\"\n[[route]]\nname = \"trial\"\nmethods = [\"GET\"]\npath = \"/trial\"\nroles = [\"admin\"]\nenforce = false\n[[route]]\nname = \"strict\"\nmethods = [\"GET\"]\npath = \"/strict\"\nroles = [\"admin\"]\n";
     let gw = Setup::new(&[("rec", rec.url())], policy).start().await;
-    assert_eq!(status(&gw, "/trial").await, 200);
-    assert_eq!(status(&gw, "/strict").await, 401);
+    assert_eq!(gw.status("/trial").await, 200);
+    assert_eq!(gw.status("/strict").await, 401);
     assert_eq!(rec.requests().len(), 1);
-    let mut would = Vec::new();
-    for _ in 0..50 {
-        would = gw.audit_events("would_deny");
-        if !would.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let would = gw.wait_for_events(EventKind::WouldDeny, 1).await;
     assert_eq!(would.len(), 1);
     assert_eq!(
         (would[0].event.status, would[0].event.route.as_deref()),
@@ -323,8 +283,8 @@ async fn shadow_mode() {
         .extra("[policy]\nmode = \"shadow\"\n")
         .start()
         .await;
-    assert_eq!(status(&gw, "/strict").await, 200);
-    assert_eq!(status(&gw, "/nowhere").await, 404);
+    assert_eq!(gw.status("/strict").await, 200);
+    assert_eq!(gw.status("/nowhere").await, 404);
 }
 
 // An emptied `roles` list allows nobody through the live gateway (403 for every signed-in
@@ -338,25 +298,16 @@ async fn empty_roles_allow_nobody() {
         .extra("[login]\nrequire_mfa_roles = []\n")
         .start()
         .await;
-    gw.auth()
-        .add_user("e@example.com", vec!["admin".into()], PASSWORD.into(), "X")
-        .await
-        .unwrap();
-    let (_, t) = gw
-        .post("/auth/login", json!({ "email": "e@example.com", "password": PASSWORD }))
-        .await;
-    let token = t["access_token"].as_str().unwrap();
-    assert_eq!(gw.get_with("/emptied", token).await.0, 403);
-    assert_eq!(gw.get_with("/signed-in", token).await.0, 200);
+    let (_, token) = gw.signed_in("e@example.com", &["admin"]).await;
+    assert_eq!(gw.get_with("/emptied", &token).await.0, 403);
+    assert_eq!(gw.get_with("/signed-in", &token).await.0, 200);
     assert_eq!(rec.requests().len(), 1, "only the route without `roles` forwarded");
 
     let config = gw.dir.path().join("gateway.toml");
-    let out = common::run_cli(&config, &["policy", "explain", "GET", "/emptied", "--role", "admin"]);
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = cli(&config, &["policy", "explain", "GET", "/emptied", "--role", "admin"]).stdout;
     assert!(text.contains("roles = [] allows nobody"), "{text}");
     assert!(text.contains("decision: 403"), "{text}");
     let policies = gw.dir.path().join("policies");
-    let out = common::run_cli(&config, &["policy", "check", policies.to_str().unwrap()]);
-    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    let text = cli(&config, &["policy", "check", policies.to_str().unwrap()]).text;
     assert!(text.contains("roles = [] allows nobody"), "{text}");
 }

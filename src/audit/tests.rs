@@ -19,6 +19,27 @@ async fn with_records(n: usize) -> Store {
     store
 }
 
+/// Record 1 of a trail: a login failure for `email`, not hashed.
+fn failure_record(email: &str) -> Record {
+    let mut event = Event::new(EventKind::LoginFailure);
+    event.email = Some(email.into());
+    Record {
+        seq: 1,
+        time: rfc3339(0),
+        event,
+        prev_hash: GENESIS.into(),
+        hash: String::new(),
+    }
+}
+
+/// Changes record `seq` in place, as someone with the database file could.
+fn tamper(store: &Store, seq: u64, change: impl FnOnce(&mut Record)) {
+    let tree = AuditTree::open(store).unwrap();
+    let mut r: Record = serde_json::from_slice(&tree.get(seq).unwrap().unwrap()).unwrap();
+    change(&mut r);
+    tree.overwrite(seq, &serde_json::to_vec(&r).unwrap()).unwrap();
+}
+
 // Records chain from the genesis hash, and an intact chain verifies.
 #[tokio::test]
 async fn chain_verifies() {
@@ -34,18 +55,14 @@ async fn chain_verifies() {
 #[tokio::test]
 async fn tampering_detected() {
     let store = with_records(5).await;
-    let tree = AuditTree::open(&store).unwrap();
-    let mut r: Record = serde_json::from_slice(&tree.get(3).unwrap().unwrap()).unwrap();
-    r.event.email = Some("someone-else@example.com".into());
-    tree.overwrite(3, &serde_json::to_vec(&r).unwrap()).unwrap();
+    tamper(&store, 3, |r| r.event.email = Some("someone-else@example.com".into()));
     assert!(matches!(verify(&store).unwrap(), Verification::Broken { seq: 3, .. }));
 
     let store = with_records(5).await;
-    let tree = AuditTree::open(&store).unwrap();
-    let mut r: Record = serde_json::from_slice(&tree.get(2).unwrap().unwrap()).unwrap();
-    r.event.reason = Some("forged".into());
-    r.hash = r.compute_hash();
-    tree.overwrite(2, &serde_json::to_vec(&r).unwrap()).unwrap();
+    tamper(&store, 2, |r| {
+        r.event.reason = Some("forged".into());
+        r.hash = r.compute_hash();
+    });
     assert!(
         matches!(verify(&store).unwrap(), Verification::Broken { seq: 3, .. }),
         "a re-hashed record went unnoticed"
@@ -212,15 +229,7 @@ fn separators_and_fields() {
 // JSON lines escape separators and format characters too, and parse back exactly.
 #[test]
 fn json_lines_escaped() {
-    let mut ev = Event::new(EventKind::LoginFailure);
-    ev.email = Some("a\u{2028}b\u{202e}c\u{85}d\u{e0041}\"e".into());
-    let r = Record {
-        seq: 1,
-        time: rfc3339(0),
-        event: ev,
-        prev_hash: GENESIS.into(),
-        hash: String::new(),
-    };
+    let r = failure_record("a\u{2028}b\u{202e}c\u{85}d\u{e0041}\"e");
     let line = json_line(&r);
     assert!(line.is_ascii(), "{line}");
     assert!(line.contains("\\u2028") && line.contains("\\udb40\\udc41"), "{line}");
@@ -230,15 +239,7 @@ fn json_lines_escaped() {
 // Control characters are escaped in text output.
 #[test]
 fn escaping() {
-    let mut ev = Event::new(EventKind::LoginFailure);
-    ev.email = Some("a@b.c\n    7 2026-01-01T00:00:00Z login_success".into());
-    let r = Record {
-        seq: 1,
-        time: rfc3339(0),
-        event: ev,
-        prev_hash: GENESIS.into(),
-        hash: String::new(),
-    };
+    let r = failure_record("a@b.c\n    7 2026-01-01T00:00:00Z login_success");
     let line = format_line(&r);
     assert!(!line.contains('\n') && line.contains("a@b.c\\n"), "{line}");
     assert_eq!(escape("tab\there\u{1b}[31m"), "tab\\there\\u{001b}[31m");

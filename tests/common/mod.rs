@@ -1,112 +1,30 @@
 //! Test harness: starts upstreams and the gateway in-process on `127.0.0.1:0` over real
 //! TLS. Clients trust the certificate the gateway generated, nothing else.
+//!
+//! `upstreams` holds the upstreams tests put behind the gateway, `accounts` the one way
+//! to make users and sign them in, `cli` the one way to run the binary.
 
-#![allow(dead_code)]
+// Each test file uses part of the harness.
+#![allow(dead_code, unused_imports)]
 
-use std::convert::Infallible;
+mod accounts;
+mod cli;
+mod upstreams;
+
+use std::fmt::Display;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderMap, Request, Response};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use portcullis::{Config, Gateway, RunningGateway};
+use rustls::pki_types::pem::PemObject;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-/// Starts the demo shop on a free port.
-pub async fn start_shop() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(upstream_demo::serve(
-        listener,
-        upstream_demo::Shop::seeded(),
-        std::future::pending(),
-    ));
-    addr
-}
-
-/// One request as an upstream received it.
-#[derive(Debug, Clone)]
-pub struct Recorded {
-    pub method: String,
-    pub target: String,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
-/// An upstream that records every request and answers 200 with a small JSON body.
-/// A path starting with `/slow` answers after 3 s.
-#[derive(Clone)]
-pub struct Recorder {
-    pub addr: SocketAddr,
-    pub seen: Arc<Mutex<Vec<Recorded>>>,
-}
-
-impl Recorder {
-    pub async fn start() -> Self {
-        Self::start_named("recorder").await
-    }
-
-    /// A recorder that names itself in an `x-upstream` response header.
-    pub async fn start_named(name: &'static str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let seen: Arc<Mutex<Vec<Recorded>>> = Arc::default();
-        let store = seen.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let store = store.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let store = store.clone();
-                        async move {
-                            let (parts, body) = req.into_parts();
-                            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                            let target = parts.uri.path_and_query().map(ToString::to_string).unwrap_or_default();
-                            let slow = target.starts_with("/slow");
-                            store.lock().unwrap().push(Recorded {
-                                method: parts.method.to_string(),
-                                target: target.clone(),
-                                headers: parts.headers,
-                                body,
-                            });
-                            if slow {
-                                tokio::time::sleep(Duration::from_secs(3)).await;
-                            }
-                            let resp = Response::builder()
-                                .header("content-type", "application/json")
-                                .header("x-upstream", name)
-                                .header("keep-alive", "timeout=5")
-                                .body(Full::new(Bytes::from(format!("{{\"target\":{target:?}}}"))))
-                                .unwrap();
-                            Ok::<_, Infallible>(resp)
-                        }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
-        Self { addr, seen }
-    }
-
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
+pub use accounts::{confirmation_token, PASSWORD};
+pub use cli::{cli, cli_stdin, field, portcullis_bin, serve, CliOut};
+pub use upstreams::{closed_port, start_shop, Counter, Recorded, Recorder};
 
 /// A policy that forwards everything to the `rec` upstream, publicly.
 pub const OPEN_POLICY: &str = r#"
@@ -160,7 +78,8 @@ impl Setup {
         }
     }
 
-    /// The shipped policies in front of the given shop.
+    /// The shipped policies in front of the upstream they call `shop` (the demo shop, or
+    /// a recorder).
     pub fn shop(shop: SocketAddr) -> Self {
         let mut s = Self::new(&[("shop", format!("http://{shop}"))], "");
         s.policy_dir = Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"));
@@ -239,16 +158,6 @@ impl TestGateway {
 
 /// A reqwest client that trusts only the gateway's certificate and resolves `localhost`
 /// to the gateway's address.
-/// Runs the `portcullis` binary with `--config config` and `args`, to completion.
-pub fn run_cli(config: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 pub fn client_builder(ca_pem: &[u8], addr: SocketAddr) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .use_rustls_tls()
@@ -308,13 +217,33 @@ impl TestGateway {
         self.running.as_ref().unwrap().inner().auth()
     }
 
-    /// The audit records of one event kind, oldest first.
-    pub fn audit_events(&self, event: &str) -> Vec<portcullis::audit::Record> {
+    /// The audit records of one event kind (an `EventKind` or its name), oldest first.
+    pub fn audit_events(&self, event: impl Display) -> Vec<portcullis::audit::Record> {
         let query = portcullis::audit::Query {
-            event: Some(event.into()),
+            event: Some(event.to_string()),
             ..portcullis::audit::Query::default()
         };
         portcullis::audit::list(self.auth().store(), &query).unwrap()
+    }
+
+    /// The audit records of one kind once there are at least `n` of them, or what there
+    /// is after 2 s. Queued records are written by a task of their own, beside the
+    /// request path: this waits for that task, not for any clock.
+    pub async fn wait_for_events(&self, event: impl Display, n: usize) -> Vec<portcullis::audit::Record> {
+        let event = event.to_string();
+        for _ in 0..100 {
+            let found = self.audit_events(&event);
+            if found.len() >= n {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.audit_events(&event)
+    }
+
+    /// The status of a plain `GET`, without a token.
+    pub async fn status(&self, path: &str) -> u16 {
+        self.client.get(self.url(path)).send().await.unwrap().status().as_u16()
     }
 
     /// The messages in the outbox, oldest first.
@@ -346,8 +275,6 @@ impl TestGateway {
     }
 }
 
-use rustls::pki_types::pem::PemObject;
-
 /// Writes `bytes` and reads until the peer closes or 5 s pass.
 pub async fn read_after<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut io: S, bytes: &[u8]) -> Vec<u8> {
     io.write_all(bytes).await.unwrap();
@@ -378,91 +305,5 @@ impl RawResponse {
 
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(self.body.trim()).unwrap_or(serde_json::Value::Null)
-    }
-}
-
-/// A port on which nothing listens.
-pub async fn closed_port() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    drop(l);
-    addr
-}
-
-/// The password test accounts are made with; it meets the default policy.
-pub const PASSWORD: &str = "Str0ng!Passw0rd";
-
-impl TestGateway {
-    /// Adds a confirmed user directly, as `portcullis user add` does; returns its id.
-    pub async fn add_user(&self, email: &str, roles: &[&str]) -> String {
-        self.auth()
-            .add_user(
-                email,
-                roles.iter().map(|r| (*r).to_owned()).collect(),
-                PASSWORD.into(),
-                "Test",
-            )
-            .await
-            .unwrap()
-            .id
-    }
-
-    pub async fn login(&self, email: &str, password: &str) -> (u16, serde_json::Value) {
-        self.post(
-            "/auth/login",
-            serde_json::json!({ "email": email, "password": password }),
-        )
-        .await
-    }
-}
-
-/// The token of the confirmation link in a mail.
-pub fn confirmation_token(mail: &str) -> String {
-    let at = mail.find("token=").expect("no confirmation link");
-    mail[at + 6..].split_whitespace().next().unwrap().to_owned()
-}
-
-/// An upstream that counts its open connections (now and at most at once) and answers
-/// every request 200 after `delay`.
-#[derive(Clone)]
-pub struct Counter {
-    pub addr: SocketAddr,
-    pub open: Arc<std::sync::atomic::AtomicUsize>,
-    pub max_open: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl Counter {
-    pub async fn start(delay: Duration) -> Self {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let open = Arc::new(AtomicUsize::new(0));
-        let max_open = Arc::new(AtomicUsize::new(0));
-        let (o, m) = (open.clone(), max_open.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let now = o.fetch_add(1, Ordering::SeqCst) + 1;
-                m.fetch_max(now, Ordering::SeqCst);
-                let o = o.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |_req: Request<Incoming>| async move {
-                        tokio::time::sleep(delay).await;
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"{}"))))
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                    o.fetch_sub(1, Ordering::SeqCst);
-                });
-            }
-        });
-        Self { addr, open, max_open }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
     }
 }

@@ -1,0 +1,142 @@
+//! The configuration's parsing and validation, file:line:key errors included.
+
+use std::path::Path;
+
+use super::*;
+use crate::source::SourceError;
+
+pub(crate) const MINIMAL: &str = r#"
+[server]
+listen = "127.0.0.1:8443"
+public_url = "https://localhost:8443"
+data_dir = "data"
+policies = "policies"
+
+[upstreams]
+shop = "http://127.0.0.1:8081"
+"#;
+
+fn parse(src: &str) -> Result<Config, SourceError> {
+    Config::parse(Path::new("/etc/portcullis/gateway.toml"), src)
+}
+
+// A minimal file gets the documented defaults and paths relative to the file.
+#[test]
+fn minimal_defaults() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.limits.max_body, 10 << 20);
+    assert_eq!(c.limits.upstream_timeout, Duration::from_secs(30));
+    assert_eq!(c.server.data_dir, PathBuf::from("/etc/portcullis/data"));
+    assert_eq!(c.login.max_failures, 5);
+    assert_eq!(c.upstreams["shop"].authority.as_str(), "127.0.0.1:8081");
+}
+
+// The shipped gateway.toml is valid.
+#[test]
+fn shipped_config_parses() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.toml");
+    Config::load(&path).unwrap();
+}
+
+// An unknown key is an error naming the key and its line.
+#[test]
+fn unknown_key() {
+    let src = MINIMAL.replace("[upstreams]", "[limits]\nmax_bodee = \"1MiB\"\n\n[upstreams]");
+    let e = parse(&src).unwrap_err().to_string();
+    assert!(e.contains("gateway.toml:9:1:"), "{e}");
+    assert!(e.contains("max_bodee"), "{e}");
+}
+
+// Workers default to one per core; zero or an absurd count is refused at its line.
+#[test]
+fn workers_bounds() {
+    assert_eq!(parse(MINIMAL).unwrap().server.workers, default_workers());
+    let src = MINIMAL.replace("policies = \"policies\"", "policies = \"policies\"\nworkers = 3");
+    assert_eq!(parse(&src).unwrap().server.workers, 3);
+    for bad in ["0", "1000"] {
+        let src = MINIMAL.replace(
+            "policies = \"policies\"",
+            &format!("policies = \"policies\"\nworkers = {bad}"),
+        );
+        let e = parse(&src).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("[server] workers"), "{e}");
+        assert_eq!(e.line, Some(7), "{e}");
+    }
+}
+
+// A bad duration names the key, the line and the value.
+#[test]
+fn bad_duration() {
+    let src = format!("{MINIMAL}\n[login]\nlockout = \"15 minutes\"\n");
+    let e = parse(&src).unwrap_err();
+    assert_eq!(e.line, Some(12), "{e}");
+    assert_eq!(e.key.as_deref(), Some("[login] lockout"), "{e}");
+    assert!(e.message.contains("invalid duration"), "{e}");
+}
+
+// An upstream that is not a valid http URL stops start-up.
+#[test]
+fn bad_upstream_url() {
+    for bad in ["not a url", "ftp://x", "127.0.0.1:8081", "http://u:p@host"] {
+        let src = MINIMAL.replace("http://127.0.0.1:8081", bad);
+        let e = parse(&src).unwrap_err();
+        assert_eq!(e.line, Some(9), "{bad}: {e}");
+        assert_eq!(e.key.as_deref(), Some("[upstreams] shop"), "{bad}: {e}");
+    }
+}
+
+// A zero limit is refused rather than taken to mean "none".
+#[test]
+fn zero_limit() {
+    let src = format!("{MINIMAL}\n[limits]\nidle_timeout = \"0s\"\n");
+    let e = parse(&src).unwrap_err();
+    assert_eq!(e.line, Some(12), "{e}");
+    assert_eq!(e.key.as_deref(), Some("[limits] idle_timeout"));
+}
+
+// The body deadlines, the upstream connection cap and the drain deadline are read,
+// default when absent, and a zero is refused at its line.
+#[test]
+fn edge_limits() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.limits.body_read_timeout, Duration::from_secs(30));
+    assert_eq!(c.limits.request_timeout, Duration::from_secs(300));
+    assert_eq!(c.limits.upstream_max_connections, 256);
+    assert_eq!(c.limits.upstream_idle_timeout, Duration::from_secs(90));
+    assert_eq!(c.server.drain_timeout, Duration::from_secs(30));
+    let src = format!(
+        "{}\n[limits]\nbody_read_timeout = \"5s\"\nrequest_timeout = \"1m\"\nupstream_max_connections = 8\nupstream_idle_timeout = \"10s\"\n",
+        MINIMAL.replace("policies = \"policies\"", "policies = \"policies\"\ndrain_timeout = \"3s\"")
+    );
+    let c = parse(&src).unwrap();
+    assert_eq!(c.limits.body_read_timeout, Duration::from_secs(5));
+    assert_eq!(c.limits.request_timeout, Duration::from_secs(60));
+    assert_eq!(c.limits.upstream_max_connections, 8);
+    assert_eq!(c.limits.upstream_idle_timeout, Duration::from_secs(10));
+    assert_eq!(c.server.drain_timeout, Duration::from_secs(3));
+    for (key, value) in [
+        ("body_read_timeout", "\"0s\""),
+        ("request_timeout", "\"0s\""),
+        ("upstream_max_connections", "0"),
+        ("upstream_idle_timeout", "\"0s\""),
+    ] {
+        let e = parse(&format!("{MINIMAL}\n[limits]\n{key} = {value}\n")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some(format!("[limits] {key}").as_str()), "{e}");
+        assert_eq!(e.line, Some(12), "{e}");
+    }
+    let e = parse(&MINIMAL.replace(
+        "policies = \"policies\"",
+        "policies = \"policies\"\ndrain_timeout = \"0s\"",
+    ))
+    .unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("[server] drain_timeout"), "{e}");
+    assert_eq!(e.line, Some(7), "{e}");
+}
+
+// A bad listen address names its key.
+#[test]
+fn bad_listen() {
+    let e = parse(&MINIMAL.replace("127.0.0.1:8443", "localhost")).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("[server] listen"), "{e}");
+    assert_eq!(e.line, Some(3));
+}

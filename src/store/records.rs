@@ -1,0 +1,106 @@
+//! The records the store keeps, as every backend stores them (JSON-encoded values).
+
+use serde::{Deserialize, Serialize};
+
+/// An account.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct User {
+    /// Random and unguessable: `u-` and 32 hex digits (128 random bits).
+    pub id: String,
+    /// Lower-cased.
+    pub email: String,
+    pub name: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    pub roles: Vec<String>,
+    pub confirmed: bool,
+    pub disabled: bool,
+    /// Base32 TOTP secret, once enrolment completed.
+    pub totp_secret: Option<String>,
+    /// The last TOTP time step accepted: a code is never accepted twice.
+    pub totp_last_step: u64,
+    /// Access tokens issued before this (Unix seconds) are no longer accepted.
+    pub tokens_valid_after: u64,
+    pub created_at: u64,
+}
+
+impl User {
+    pub fn mfa_enabled(&self) -> bool {
+        self.totp_secret.is_some()
+    }
+}
+
+/// Failed logins for one normalized email, whether an account exists or not.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Failures {
+    pub count: u32,
+    /// Unix ms until which every attempt is refused; 0 when not locked.
+    pub locked_until_ms: u64,
+    /// Unix ms of the latest failure: a count whose window has passed starts afresh.
+    #[serde(default)]
+    pub last_ms: u64,
+}
+
+/// A pending email confirmation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Confirmation {
+    pub user_id: String,
+    pub expires_ms: u64,
+    /// The password hash of the registration that sent this link: the link confirms the
+    /// account only while that password is still the pending one, so a later
+    /// registration of the address kills it.
+    #[serde(default)]
+    pub password_hash: Option<String>,
+}
+
+/// An MFA challenge: issued after a correct password, spent by one code.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Challenge {
+    pub user_id: String,
+    pub expires_ms: u64,
+    /// A secret offered by enrolment, activated by the first valid code.
+    pub pending_secret: Option<String>,
+}
+
+/// A login session: one family of refresh tokens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Session {
+    pub id: String,
+    pub user_id: String,
+    /// Hash of the one refresh token of this family that may still be used.
+    pub current_refresh: String,
+    pub amr: Vec<String>,
+    pub created: u64,
+    pub expires: u64,
+    pub revoked: bool,
+}
+
+/// What a refresh-token hash points to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RefreshEntry {
+    pub session_id: String,
+    pub expires: u64,
+}
+
+/// How many records some trees hold: what an attacker could try to grow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub users: usize,
+    pub confirmations: usize,
+    pub challenges: usize,
+    pub sessions: usize,
+    pub refresh: usize,
+    pub failures: usize,
+}
+
+/// What one [`Store::prune`](super::Store::prune) removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub confirmations: usize,
+    pub challenges: usize,
+    pub sessions: usize,
+    pub refresh: usize,
+    /// Accounts never confirmed, whose last confirmation link has expired.
+    pub pending_users: usize,
+    pub failures: usize,
+}

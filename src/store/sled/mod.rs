@@ -1,0 +1,263 @@
+//! The sled backend: the database, its trees and the encoding of keys and values. Nothing
+//! outside this module names sled, except [`Store::db`], which hands the database to
+//! tests that tamper with it offline.
+
+mod audit;
+mod confirm;
+mod prune;
+mod sessions;
+mod users;
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{Challenge, Confirmation, Counts, RefreshEntry, Result, Session, StoreError};
+
+pub use audit::{AuditTree, Bytes, CheckpointTree};
+pub use prune::PRUNE_BATCH;
+
+/// An error of the database itself (I/O, corruption found by sled), shown as sled says it.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct DbError(sled::Error);
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        Self::Db(DbError(e))
+    }
+}
+
+/// The database and its trees.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    users: sled::Tree,
+    emails: sled::Tree,
+    confirmations: sled::Tree,
+    challenges: sled::Tree,
+    sessions: sled::Tree,
+    refresh: sled::Tree,
+    revoked_jti: sled::Tree,
+    failures: sled::Tree,
+    /// `expires_ms` (big-endian) + kind + id -> empty: what to prune, soonest first.
+    expiry: sled::Tree,
+    /// `user_id/session_id` -> empty.
+    user_sessions: sled::Tree,
+    /// Session id -> expiry (Unix s, big-endian), for revoked sessions.
+    revoked_sessions: sled::Tree,
+    /// User id -> `tokens_valid_after` (Unix s, big-endian), while it matters.
+    revoked_users: sled::Tree,
+    /// User id -> hash of that user's one live enrolment challenge.
+    enrolments: sled::Tree,
+    /// Unconfirmed user id -> when its latest confirmation link expires (Unix ms, BE).
+    pending: sled::Tree,
+    meta: sled::Tree,
+}
+
+/// What an `expiry` key points to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Confirmation = 1,
+    Challenge = 2,
+    Session = 3,
+    Refresh = 4,
+    /// An account made by registration and not confirmed yet.
+    Pending = 5,
+}
+
+impl Kind {
+    fn of(b: u8) -> Option<Self> {
+        Some(match b {
+            1 => Self::Confirmation,
+            2 => Self::Challenge,
+            3 => Self::Session,
+            4 => Self::Refresh,
+            5 => Self::Pending,
+            _ => return None,
+        })
+    }
+}
+
+fn expiry_key(expires_ms: u64, kind: Kind, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + id.len());
+    k.extend_from_slice(&expires_ms.to_be_bytes());
+    k.push(kind as u8);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn user_session_key(user_id: &str, session_id: &str) -> Vec<u8> {
+    format!("{user_id}/{session_id}").into_bytes()
+}
+
+/// The entries of a tree of id -> time (big-endian u64) whose time is after `cutoff`;
+/// the others are removed as they are found (unless rewritten meanwhile).
+fn live_times(tree: &sled::Tree, cutoff: u64) -> Result<Vec<(String, u64)>> {
+    let mut out = Vec::new();
+    for item in tree.iter() {
+        let (k, v) = item?;
+        let time = be_u64(&v);
+        if time <= cutoff {
+            let _ = tree.compare_and_swap(&k, Some(v), None as Option<&[u8]>)?;
+        } else {
+            out.push((String::from_utf8_lossy(&k).into_owned(), time));
+        }
+    }
+    Ok(out)
+}
+
+fn be_u64(v: &[u8]) -> u64 {
+    v.try_into().map(u64::from_be_bytes).unwrap_or(0)
+}
+
+fn get<T: DeserializeOwned>(tree: &sled::Tree, name: &'static str, key: &[u8]) -> Result<Option<T>> {
+    match tree.get(key)? {
+        None => Ok(None),
+        Some(v) => serde_json::from_slice(&v)
+            .map(Some)
+            .map_err(|source| StoreError::Corrupt { tree: name, source }),
+    }
+}
+
+/// Every record of a tree, decoded.
+fn all<T: DeserializeOwned>(tree: &sled::Tree, name: &'static str) -> Result<Vec<T>> {
+    tree.iter()
+        .values()
+        .map(|v| serde_json::from_slice(&v?).map_err(|source| StoreError::Corrupt { tree: name, source }))
+        .collect()
+}
+
+/// Removes a record and returns it decoded: for single-use entries.
+fn take<T: DeserializeOwned>(tree: &sled::Tree, name: &'static str, key: &[u8]) -> Result<Option<T>> {
+    match tree.remove(key)? {
+        None => Ok(None),
+        Some(v) => serde_json::from_slice(&v)
+            .map(Some)
+            .map_err(|source| StoreError::Corrupt { tree: name, source }),
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing these plain structs to JSON cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+impl Store {
+    /// Opens (or creates) the database under `data_dir/db`.
+    pub fn open(data_dir: &Path) -> Result<Self> {
+        let db = sled::Config::new()
+            .path(data_dir.join("db"))
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        Self::from_db(db)
+    }
+
+    /// A throwaway in-memory database, for tests.
+    pub fn temporary() -> Result<Self> {
+        Self::from_db(sled::Config::new().temporary(true).open()?)
+    }
+
+    fn from_db(db: sled::Db) -> Result<Self> {
+        Ok(Self {
+            users: db.open_tree("users")?,
+            emails: db.open_tree("emails")?,
+            confirmations: db.open_tree("confirmations")?,
+            challenges: db.open_tree("challenges")?,
+            sessions: db.open_tree("sessions")?,
+            refresh: db.open_tree("refresh")?,
+            revoked_jti: db.open_tree("revoked_jti")?,
+            failures: db.open_tree("failures")?,
+            expiry: db.open_tree("expiry")?,
+            user_sessions: db.open_tree("user_sessions")?,
+            revoked_sessions: db.open_tree("revoked_sessions")?,
+            revoked_users: db.open_tree("revoked_users")?,
+            enrolments: db.open_tree("enrolments")?,
+            pending: db.open_tree("pending")?,
+            meta: db.open_tree("meta")?,
+            db,
+        })
+    }
+
+    /// Builds the indexes from the records, once, for a database written before they
+    /// existed; accounts pending since then expire `pending_ttl_ms` after creation.
+    pub fn build_indexes(&self, pending_ttl_ms: u64) -> Result<()> {
+        const MARK: &[u8] = b"indexes_v1";
+        if self.meta.contains_key(MARK)? {
+            return Ok(());
+        }
+        for s in all::<Session>(&self.sessions, "sessions")? {
+            self.index_session(&s)?;
+        }
+        for item in self.refresh.iter() {
+            let (k, v) = item?;
+            let e: RefreshEntry = serde_json::from_slice(&v).map_err(|source| StoreError::Corrupt {
+                tree: "refresh",
+                source,
+            })?;
+            let hash = String::from_utf8_lossy(&k);
+            self.expiry
+                .insert(expiry_key(e.expires.saturating_mul(1000), Kind::Refresh, &hash), &[])?;
+        }
+        for item in self.confirmations.iter() {
+            let (k, v) = item?;
+            let c: Confirmation = serde_json::from_slice(&v).map_err(|source| StoreError::Corrupt {
+                tree: "confirmations",
+                source,
+            })?;
+            self.expiry.insert(
+                expiry_key(c.expires_ms, Kind::Confirmation, &String::from_utf8_lossy(&k)),
+                &[],
+            )?;
+        }
+        for item in self.challenges.iter() {
+            let (k, v) = item?;
+            let c: Challenge = serde_json::from_slice(&v).map_err(|source| StoreError::Corrupt {
+                tree: "challenges",
+                source,
+            })?;
+            self.expiry.insert(
+                expiry_key(c.expires_ms, Kind::Challenge, &String::from_utf8_lossy(&k)),
+                &[],
+            )?;
+        }
+        for u in self.users()? {
+            if !u.confirmed {
+                let ends = u.created_at.saturating_mul(1000).saturating_add(pending_ttl_ms);
+                self.put_pending(&u.id, ends)?;
+            }
+            if u.tokens_valid_after > 0 {
+                self.revoked_users
+                    .insert(u.id.as_bytes(), &u.tokens_valid_after.to_be_bytes())?;
+            }
+        }
+        self.meta.insert(MARK, &[])?;
+        Ok(())
+    }
+
+    /// Makes every write so far durable.
+    pub async fn flush(&self) -> Result<()> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// The sled database itself: only the tamper tests use it, to change the audit trail
+    /// behind the store's back.
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// The number of records in the trees an attacker could grow (a count walks a tree:
+    /// for tests and diagnostics, not the request path).
+    pub fn counts(&self) -> Result<Counts> {
+        Ok(Counts {
+            users: self.users.len(),
+            confirmations: self.confirmations.len(),
+            challenges: self.challenges.len(),
+            sessions: self.sessions.len(),
+            refresh: self.refresh.len(),
+            failures: self.failures.len(),
+        })
+    }
+}

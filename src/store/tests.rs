@@ -1,0 +1,183 @@
+//! The store's behaviour, through its public API only (any backend must pass these).
+
+use super::*;
+
+fn user(id: &str, email: &str) -> User {
+    User {
+        id: id.into(),
+        email: email.into(),
+        name: "N".into(),
+        password_hash: "x".into(),
+        roles: vec!["customer".into()],
+        confirmed: false,
+        disabled: false,
+        totp_secret: None,
+        totp_last_step: 0,
+        tokens_valid_after: 0,
+        created_at: 0,
+    }
+}
+
+// An email is unique across accounts.
+#[test]
+fn email_unique() {
+    let s = Store::temporary().unwrap();
+    s.create_user(&user("u-1", "a@example.com")).unwrap();
+    assert!(matches!(
+        s.create_user(&user("u-2", "a@example.com")),
+        Err(StoreError::EmailTaken)
+    ));
+    assert_eq!(s.user_by_email("a@example.com").unwrap().unwrap().id, "u-1");
+}
+
+// Confirmations and challenges are single use.
+#[test]
+fn single_use() {
+    let s = Store::temporary().unwrap();
+    s.put_challenge(
+        "h",
+        &Challenge {
+            user_id: "u".into(),
+            expires_ms: 1,
+            pending_secret: None,
+        },
+    )
+    .unwrap();
+    assert!(s.take_challenge("h").unwrap().is_some());
+    assert!(s.take_challenge("h").unwrap().is_none());
+}
+
+// The max-th failure locks until the lockout passes; then the count starts afresh.
+#[test]
+fn failures_lock() {
+    let s = Store::temporary().unwrap();
+    for _ in 0..4 {
+        s.record_failure("a@b", 5, 1000, 1000, 0).unwrap();
+    }
+    assert_eq!(s.locked_until("a@b", 0).unwrap(), None);
+    s.record_failure("a@b", 5, 1000, 1000, 0).unwrap();
+    assert_eq!(s.locked_until("a@b", 10).unwrap(), Some(1000));
+    assert_eq!(s.locked_until("a@b", 1000).unwrap(), None, "the lock expires");
+    assert_eq!(s.record_failure("a@b", 5, 1000, 1000, 1000).unwrap().count, 1);
+}
+
+// Failures older than the window are forgotten, by the count and by the sweep.
+#[test]
+fn failures_window() {
+    let s = Store::temporary().unwrap();
+    for t in [0, 100, 200, 300] {
+        s.record_failure("a@b", 5, 1000, 500, t).unwrap();
+    }
+    assert_eq!(s.record_failure("a@b", 5, 1000, 500, 800).unwrap().count, 1);
+    s.record_failure("x@y", 5, 1000, 500, 800).unwrap();
+    assert_eq!(s.prune(1299, 500).unwrap().failures, 0, "inside the window");
+    assert_eq!(s.prune(1300, 500).unwrap().failures, 2);
+    assert_eq!(s.counts().unwrap().failures, 0);
+    // A lock outlives the window.
+    for _ in 0..5 {
+        s.record_failure("l@m", 5, 10_000, 500, 2000).unwrap();
+    }
+    assert_eq!(s.prune(3000, 500).unwrap().failures, 0);
+    assert_eq!(s.locked_until("l@m", 3000).unwrap(), Some(12_000));
+}
+
+fn session(id: &str, user: &str, expires: u64) -> Session {
+    Session {
+        id: id.into(),
+        user_id: user.into(),
+        current_refresh: format!("r-{id}"),
+        amr: vec![],
+        created: 0,
+        expires,
+        revoked: false,
+    }
+}
+
+// A user's sessions are found through the index; expired ones are pruned with it.
+#[test]
+fn sessions_indexed_and_pruned() {
+    let s = Store::temporary().unwrap();
+    s.put_session(&session("s-1", "u-1", 10)).unwrap();
+    s.put_session(&session("s-2", "u-1", 20)).unwrap();
+    s.put_session(&session("s-3", "u-10", 20)).unwrap();
+    let mut mine: Vec<String> = s.sessions_of("u-1").unwrap().into_iter().map(|x| x.id).collect();
+    mine.sort();
+    assert_eq!(mine, ["s-1", "s-2"]);
+    let mut revoked = session("s-2", "u-1", 20);
+    revoked.revoked = true;
+    s.put_session(&revoked).unwrap();
+    assert_eq!(s.revoked_sessions(0).unwrap(), vec![("s-2".to_owned(), 20)]);
+    assert_eq!(s.prune(10_000, 0).unwrap().sessions, 1);
+    assert_eq!(s.sessions_of("u-1").unwrap().len(), 1);
+    assert_eq!(s.prune(20_000, 0).unwrap().sessions, 2);
+    assert!(s.sessions_of("u-1").unwrap().is_empty());
+    assert!(s.revoked_sessions(0).unwrap().is_empty());
+    assert_eq!(s.counts().unwrap().sessions, 0);
+}
+
+// A user holds one enrolment challenge: a new one replaces the one before.
+#[test]
+fn one_enrolment_per_user() {
+    let s = Store::temporary().unwrap();
+    let c = Challenge {
+        user_id: "u".into(),
+        expires_ms: 100,
+        pending_secret: Some("S".into()),
+    };
+    for h in ["h1", "h2", "h3"] {
+        s.put_enrolment(h, &c).unwrap();
+    }
+    assert_eq!(s.counts().unwrap().challenges, 1);
+    assert!(s.take_challenge("h3").unwrap().is_some());
+}
+
+// An account never confirmed goes when its latest link has expired, freeing the
+// address; a later registration moves that end; a confirmed one stays.
+#[test]
+fn pending_accounts_pruned() {
+    let s = Store::temporary().unwrap();
+    s.create_user(&user("u-1", "a@example.com")).unwrap();
+    s.put_pending("u-1", 100).unwrap();
+    s.put_pending("u-1", 200).unwrap();
+    s.create_user(&user("u-2", "b@example.com")).unwrap();
+    s.put_pending("u-2", 100).unwrap();
+    s.update_user("u-2", |u| u.confirmed = true).unwrap();
+    assert_eq!(s.prune(150, 0).unwrap().pending_users, 0);
+    assert!(s.user("u-1").unwrap().is_some());
+    assert_eq!(s.prune(200, 0).unwrap().pending_users, 1);
+    assert!(s.user("u-1").unwrap().is_none());
+    assert!(s.user_by_email("a@example.com").unwrap().is_none());
+    assert!(s.user("u-2").unwrap().is_some());
+    s.create_user(&user("u-3", "a@example.com")).unwrap();
+}
+
+// A change that declines writes nothing; a change is never lost to a concurrent one.
+#[test]
+fn user_updates_atomic() {
+    let s = Store::temporary().unwrap();
+    s.create_user(&user("u-1", "a@example.com")).unwrap();
+    assert!(s.try_update_user("u-1", |_| false).unwrap().is_none());
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    s.update_user("u-1", |u| u.totp_last_step += 1).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(s.user("u-1").unwrap().unwrap().totp_last_step, 200);
+}
+
+// Expired revocations are forgotten; live ones are kept.
+#[test]
+fn revoked_jti_expiry() {
+    let s = Store::temporary().unwrap();
+    s.revoke_jti("old", 10).unwrap();
+    s.revoke_jti("live", 100).unwrap();
+    assert_eq!(s.revoked_jtis(50).unwrap(), vec![("live".to_owned(), 100)]);
+}
