@@ -1,0 +1,13 @@
+//! The `portcullis` command line, one module per command group; printing lives here.
+//!
+//! A module of the binary, not of the library: nothing in it is shared with the tests,
+//! which run the built binary (`tests/common::run_cli`).
+
+pub mod args;
+pub mod audit;
+pub mod demo;
+pub mod keys;
+pub mod policy;
+pub mod serve;
+mod shared;
+pub mod user;

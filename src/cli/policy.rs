@@ -1,0 +1,239 @@
+//! `portcullis policy ...`: check, test and explain policy files, and print the results.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::ExitCode;
+
+use http::Method;
+
+use portcullis::pipeline::normalize::canonical_path;
+use portcullis::policy::lint::KnownRoles;
+use portcullis::policy::{run_case, Decision, PolicySet, Principal};
+use portcullis::Config;
+
+use super::args::PolicyCommand;
+
+/// Runs one `policy` command.
+pub fn run(config_path: &Path, command: PolicyCommand) -> ExitCode {
+    match command {
+        PolicyCommand::Check { dir } => check(config_path, dir.as_deref()),
+        PolicyCommand::Test { dir } => test(config_path, dir.as_deref()),
+        PolicyCommand::Explain {
+            method,
+            path,
+            roles,
+            user,
+            mfa,
+            dir,
+        } => explain(config_path, dir.as_deref(), &method, &path, roles, user, mfa),
+    }
+}
+
+/// Prints which routes match a request, how each judged it, and the gateway's decision.
+#[allow(clippy::too_many_arguments)]
+fn explain(
+    config_path: &Path,
+    dir: Option<&Path>,
+    method: &str,
+    path: &str,
+    roles: Vec<String>,
+    user: Option<String>,
+    mfa: bool,
+) -> ExitCode {
+    let Some((set, _)) = policies_or_report(config_path, dir) else {
+        return ExitCode::FAILURE;
+    };
+    let shadow = Config::load(config_path).is_ok_and(|c| c.shadow);
+    let Ok(method) = method.to_ascii_uppercase().parse::<Method>() else {
+        eprintln!("portcullis: {method:?} is not an HTTP method");
+        return ExitCode::FAILURE;
+    };
+    let caller = (user.is_some() || !roles.is_empty()).then(|| Principal {
+        id: user.unwrap_or_else(|| "u-explain".into()),
+        email: String::new(),
+        roles,
+        mfa,
+    });
+    match &caller {
+        None => println!("{method} {path} as an anonymous caller"),
+        Some(p) => println!(
+            "{method} {path} as user {} with roles [{}], {}",
+            p.id,
+            p.roles.join(", "),
+            if p.mfa { "after TOTP" } else { "without TOTP" }
+        ),
+    }
+
+    if method == Method::CONNECT {
+        println!("decision: 405, CONNECT is never proxied");
+        return ExitCode::SUCCESS;
+    }
+    let raw_path = path.split('?').next().unwrap_or("");
+    let canonical = match canonical_path(raw_path) {
+        Ok(c) => c,
+        Err(why) => {
+            println!("decision: 400, the target is refused before any route is consulted ({why})");
+            return ExitCode::SUCCESS;
+        }
+    };
+    if canonical != raw_path {
+        println!("canonical path: {canonical}");
+    }
+    let explanation = set.explain(&method, &canonical, caller.as_ref());
+    let mut others = 0;
+    for (i, step) in explanation.steps.iter().enumerate() {
+        let r = step.route;
+        let at = format!("{}:{}", r.file.display(), r.line);
+        let verdict = match (&step.outcome, step.path_matched) {
+            (_, false) => {
+                others += 1;
+                continue;
+            }
+            (None, true) => format!(
+                "path matches; method {method} is not one of [{}]",
+                r.methods.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            ),
+            (Some(Ok(())), true) => "matches; allows".to_owned(),
+            (Some(Err(why)), true) => format!("matches; refuses: {why}"),
+        };
+        let shadowed = if !r.enforce { " [enforce = false]" } else { "" };
+        println!("  {:>3}. {:?} ({at}){shadowed}: {verdict}", i + 1, r.name);
+    }
+    if others > 0 {
+        println!("  ({others} other routes do not match the path)");
+    }
+    let (status, text, route) = match &explanation.decision {
+        Decision::Allow { route } => (
+            200,
+            format!("allow: forwarded to upstream {:?}", route.upstream),
+            Some(*route),
+        ),
+        Decision::NotFound => (404, "deny: no route matches (deny by default)".to_owned(), None),
+        Decision::Unauthenticated { route } => (
+            401,
+            format!("unauthenticated: {:?} needs a token", route.name),
+            Some(*route),
+        ),
+        Decision::Forbidden { route, why } => (403, format!("deny by {:?}: {why}", route.name), Some(*route)),
+    };
+    let shadowed = matches!(status, 401 | 403) && (shadow || route.is_some_and(|r| !r.enforce));
+    if shadowed {
+        println!("decision: would be {status} ({text}); shadow mode forwards it and audits it as would_deny");
+    } else if status == 200 {
+        println!("decision: {text}");
+    } else {
+        println!("decision: {status} ({text})");
+    }
+    ExitCode::SUCCESS
+}
+
+/// Loads the policies of `dir` (default: the configured directory), checking upstream
+/// names against the configuration when there is one; with the roles it declares.
+fn load_policies(config_path: &Path, dir: Option<&Path>) -> Result<(PolicySet, KnownRoles), Vec<String>> {
+    let config = if config_path.exists() {
+        Some(Config::load(config_path).map_err(|e| vec![e.to_string()])?)
+    } else {
+        if dir.is_none() {
+            return Err(vec![format!(
+                "{}: no such configuration file; name a policy directory",
+                config_path.display()
+            )]);
+        }
+        eprintln!(
+            "warning: {} not found; upstream names are not checked",
+            config_path.display()
+        );
+        None
+    };
+    let dir = match (dir, &config) {
+        (Some(d), _) => d.to_path_buf(),
+        (None, Some(c)) => c.server.policies.clone(),
+        (None, None) => unreachable!("checked above"),
+    };
+    let exists = |name: &str| config.as_ref().is_none_or(|c| c.upstreams.contains_key(name));
+    let known = config.as_ref().filter(|c| !c.roles.is_empty()).map(|c| {
+        let mut roles: BTreeSet<String> = c.roles.keys().cloned().collect();
+        roles.insert("customer".into());
+        roles
+    });
+    PolicySet::load_dir_with(&dir, &exists)
+        .map(|set| (set, known))
+        .map_err(|errs| errs.iter().map(ToString::to_string).collect())
+}
+
+/// The policies, or `None` after printing every error.
+fn policies_or_report(config_path: &Path, dir: Option<&Path>) -> Option<(PolicySet, KnownRoles)> {
+    load_policies(config_path, dir)
+        .map_err(|errors| {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+        })
+        .ok()
+}
+
+/// `policy check`: every error with its place, or the counts and the lint's warnings.
+fn check(config_path: &Path, dir: Option<&Path>) -> ExitCode {
+    match load_policies(config_path, dir) {
+        Ok((set, known)) => {
+            let warnings = portcullis::policy::lint::lint(&set, &known);
+            for w in &warnings {
+                println!("warning: {w}");
+            }
+            println!(
+                "ok: {} routes, {} test cases, {} warning(s)",
+                set.routes.len(),
+                set.tests.len(),
+                warnings.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            eprintln!("{} error(s)", errors.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `policy test`: runs every `[[test]]` case and prints the failures.
+fn test(config_path: &Path, dir: Option<&Path>) -> ExitCode {
+    let Some((set, _)) = policies_or_report(config_path, dir) else {
+        return ExitCode::FAILURE;
+    };
+    let mut failed = 0;
+    for case in &set.tests {
+        let (got, why) = run_case(&set, case);
+        if got != case.expect {
+            failed += 1;
+            let who = case.identity.as_ref().map_or_else(
+                || "anonymous".to_owned(),
+                |i| {
+                    format!(
+                        "user {} roles [{}]{}",
+                        i.user,
+                        i.roles.join(", "),
+                        if i.mfa { " with mfa" } else { "" }
+                    )
+                },
+            );
+            println!(
+                "FAIL {}:{}: {} {} as {who}: expected {}, got {got} ({why})",
+                case.file.display(),
+                case.line,
+                case.method,
+                case.target,
+                case.expect
+            );
+        }
+    }
+    let passed = set.tests.len() - failed;
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
