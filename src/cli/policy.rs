@@ -1,12 +1,21 @@
 //! `portcullis policy ...`: check, test and explain policy files, and print the results.
+//!
+//! `explain` prints what the gateway's own phases decide: the target goes through
+//! [`normalize_request`] and the decision through [`authorize`] (which asks
+//! [`PolicySet::decide`]); the route-by-route view comes from [`PolicySet::explain`].
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use http::Method;
+use http::uri::PathAndQuery;
+use http::{HeaderMap, Method, Uri, Version};
 
-use portcullis::pipeline::normalize::canonical_path;
+use portcullis::audit::EventKind;
+use portcullis::error::GatewayError;
+use portcullis::pipeline::authz::authorize;
+use portcullis::pipeline::normalize::{canonical_path, normalize_request, Target};
 use portcullis::policy::lint::KnownRoles;
 use portcullis::policy::{run_case, Decision, PolicySet, Principal};
 use portcullis::Config;
@@ -43,6 +52,7 @@ fn explain(
     let Some((set, _)) = policies_or_report(config_path, dir) else {
         return ExitCode::FAILURE;
     };
+    let set = Arc::new(set);
     let shadow = Config::load(config_path).is_ok_and(|c| c.shadow);
     let Ok(method) = method.to_ascii_uppercase().parse::<Method>() else {
         eprintln!("portcullis: {method:?} is not an HTTP method");
@@ -64,22 +74,39 @@ fn explain(
         ),
     }
 
-    if method == Method::CONNECT {
-        println!("decision: 405, CONNECT is never proxied");
-        return ExitCode::SUCCESS;
-    }
+    // Phase 1, as the gateway runs it, on a request with the given path and query and
+    // no authority (HTTP/2 without `Host`), so that only the path is judged. A path no
+    // request line can carry as written (a space, a `#`, nothing at all) still gets the
+    // normalizer's verdict on exactly what was typed.
     let raw_path = path.split('?').next().unwrap_or("");
-    let canonical = match canonical_path(raw_path) {
-        Ok(c) => c,
-        Err(why) => {
-            println!("decision: 400, the target is refused before any route is consulted ({why})");
+    let no_headers = HeaderMap::new();
+    let target = match PathAndQuery::try_from(path).ok().filter(|pq| pq.path() == raw_path) {
+        Some(pq) => normalize_request(&method, &Uri::from(pq), Version::HTTP_2, &no_headers),
+        None => normalize_request(&method, &Uri::from_static("/"), Version::HTTP_2, &no_headers).and_then(|_| {
+            let path = canonical_path(raw_path).map_err(GatewayError::BadTarget)?;
+            Ok(Target { path, query: None })
+        }),
+    };
+    let target = match target {
+        Ok(target) => target,
+        Err(e) => {
+            let status = e.status().as_u16();
+            match e {
+                GatewayError::MethodNotAllowed(_) => println!("decision: {status}, CONNECT is never proxied"),
+                GatewayError::BadTarget(why) => {
+                    println!("decision: {status}, the target is refused before any route is consulted ({why})")
+                }
+                other => println!("decision: {status}, {other}"),
+            }
             return ExitCode::SUCCESS;
         }
     };
-    if canonical != raw_path {
-        println!("canonical path: {canonical}");
+    if target.path != raw_path {
+        println!("canonical path: {}", target.path);
     }
-    let explanation = set.explain(&method, &canonical, caller.as_ref());
+
+    // Every route's view of the canonical path.
+    let explanation = set.explain(&method, &target.path, caller.as_ref());
     let mut others = 0;
     for (i, step) in explanation.steps.iter().enumerate() {
         let r = step.route;
@@ -102,27 +129,23 @@ fn explain(
     if others > 0 {
         println!("  ({others} other routes do not match the path)");
     }
-    let (status, text, route) = match &explanation.decision {
-        Decision::Allow { route } => (
-            200,
-            format!("allow: forwarded to upstream {:?}", route.upstream),
-            Some(*route),
-        ),
-        Decision::NotFound => (404, "deny: no route matches (deny by default)".to_owned(), None),
-        Decision::Unauthenticated { route } => (
-            401,
-            format!("unauthenticated: {:?} needs a token", route.name),
-            Some(*route),
-        ),
-        Decision::Forbidden { route, why } => (403, format!("deny by {:?}: {why}", route.name), Some(*route)),
+
+    // Phase 3, as the gateway runs it: the status and shadow mode come from `authorize`.
+    let text = match &explanation.decision {
+        Decision::Allow { route } => format!("allow: forwarded to upstream {:?}", route.upstream),
+        Decision::NotFound => "deny: no route matches (deny by default)".to_owned(),
+        Decision::Unauthenticated { route } => format!("unauthenticated: {:?} needs a token", route.name),
+        Decision::Forbidden { route, why } => format!("deny by {:?}: {why}", route.name),
     };
-    let shadowed = matches!(status, 401 | 403) && (shadow || route.is_some_and(|r| !r.enforce));
-    if shadowed {
-        println!("decision: would be {status} ({text}); shadow mode forwards it and audits it as would_deny");
-    } else if status == 200 {
-        println!("decision: {text}");
-    } else {
-        println!("decision: {status} ({text})");
+    match authorize(set.clone(), &method, target, caller.map(Arc::new), shadow) {
+        Ok(authorized) => match authorized.would_deny() {
+            Some((status, _)) => println!(
+                "decision: would be {status} ({text}); shadow mode forwards it and audits it as {}",
+                EventKind::WouldDeny
+            ),
+            None => println!("decision: {text}"),
+        },
+        Err(e) => println!("decision: {} ({text})", e.status().as_u16()),
     }
     ExitCode::SUCCESS
 }
