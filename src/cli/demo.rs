@@ -1,5 +1,9 @@
 //! `portcullis demo`: the demo shop and the gateway together, the demo accounts, and the
 //! printed walkthrough.
+//!
+//! The accounts are the demo's own data ([`ACCOUNTS`]): each says which part of the
+//! walkthrough it plays; whether it is enrolled in TOTP follows the configuration's
+//! `[login] require_mfa_roles`.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -14,6 +18,53 @@ use portcullis::Config;
 use super::args::LogFormat;
 use super::serve::{build, init_logging, start, wait_then_shut_down};
 use super::shared::{load_config, run_async};
+
+/// A demo account, created on the first start.
+struct Account {
+    email: &'static str,
+    role: &'static str,
+    name: &'static str,
+    /// The part of the printed walkthrough this account plays, if any.
+    part: Option<Part>,
+}
+
+/// The parts of the printed walkthrough.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// Logs in, edits and reads their own particulars, and is refused the staff
+    /// account's particulars.
+    Shopper,
+    /// Logs in (with TOTP when its role requires it) and reads the staff records.
+    Staff,
+}
+
+/// One account per role of the demo shop.
+const ACCOUNTS: [Account; 4] = [
+    Account {
+        email: "customer@shop.example",
+        role: "customer",
+        name: "Customer",
+        part: Some(Part::Shopper),
+    },
+    Account {
+        email: "clerk@shop.example",
+        role: "inventory",
+        name: "Inventory",
+        part: None,
+    },
+    Account {
+        email: "support@shop.example",
+        role: "support",
+        name: "Support",
+        part: None,
+    },
+    Account {
+        email: "admin@shop.example",
+        role: "admin",
+        name: "Admin",
+        part: Some(Part::Staff),
+    },
+];
 
 /// The upstream the demo serves the shop on.
 const SHOP_UPSTREAM: &str = "shop";
@@ -45,7 +96,7 @@ pub fn run(config_path: &Path, log_format: LogFormat) -> ExitCode {
         let Some(gateway) = build(config.clone()) else {
             return ExitCode::FAILURE;
         };
-        let users = match ensure_demo_users(gateway.inner().auth(), &config.server.data_dir).await {
+        let users = match ensure_demo_users(gateway.inner().auth(), &config).await {
             Ok(users) => users,
             Err(e) => {
                 eprintln!("portcullis: cannot create the demo users: {e}");
@@ -90,41 +141,41 @@ async fn start_shop(
     Ok((stop, task))
 }
 
-/// Creates one user per role on first start and remembers their credentials in
-/// `data_dir/demo-users.json`; staff are enrolled in TOTP already.
-async fn ensure_demo_users(auth: &AuthService, data_dir: &Path) -> Result<Vec<DemoUser>, String> {
-    let path = data_dir.join("demo-users.json");
+/// Creates the [`ACCOUNTS`] on first start and remembers their credentials in
+/// `data_dir/demo-users.json`; accounts whose role is in `require_mfa_roles` are enrolled
+/// in TOTP already.
+async fn ensure_demo_users(auth: &AuthService, config: &Config) -> Result<Vec<DemoUser>, String> {
+    let path = config.server.data_dir.join("demo-users.json");
     if let Ok(text) = std::fs::read_to_string(&path) {
         return serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()));
     }
     let mut users = Vec::new();
-    for (email, role) in [
-        ("customer@shop.example", "customer"),
-        ("clerk@shop.example", "inventory"),
-        ("support@shop.example", "support"),
-        ("admin@shop.example", "admin"),
-    ] {
+    for account in &ACCOUNTS {
         let password = portcullis::admin::generate_password();
-        let name = role[..1].to_uppercase() + &role[1..];
         let user = auth
-            .add_user(email, vec![role.to_owned()], password.clone(), &name)
+            .add_user(
+                account.email,
+                vec![account.role.to_owned()],
+                password.clone(),
+                account.name,
+            )
             .await?;
         let mut ev = Event::new(EventKind::UserCreated);
         ev.user_id = Some(user.id.clone());
         ev.email = Some(user.email.clone());
-        ev.reason = Some(format!("demo account; roles [{role}]"));
+        ev.reason = Some(format!("demo account; roles [{}]", account.role));
         auth.audit().durable(ev).await;
-        let totp_secret = if role == "customer" {
-            None
-        } else {
+        let totp_secret = if config.login.require_mfa_roles.iter().any(|r| r == account.role) {
             let secret = portcullis::auth::totp::generate_secret();
             auth.set_totp(&user.id, &secret).await.map_err(|e| e.to_string())?;
             Some(secret)
+        } else {
+            None
         };
         users.push(DemoUser {
             id: user.id,
-            email: email.to_owned(),
-            role: role.to_owned(),
+            email: account.email.to_owned(),
+            role: account.role.to_owned(),
             password,
             totp_secret,
         });
@@ -139,6 +190,12 @@ async fn ensure_demo_users(auth: &AuthService, data_dir: &Path) -> Result<Vec<De
     f.write_all(json.as_bytes())
         .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(users)
+}
+
+/// The demo user who plays `part` in the walkthrough.
+fn playing(users: &[DemoUser], part: Part) -> Option<&DemoUser> {
+    let account = ACCOUNTS.iter().find(|a| a.part == Some(part))?;
+    users.iter().find(|u| u.email == account.email)
 }
 
 /// Prints the accounts and ready-to-paste curl lines.
@@ -179,10 +236,7 @@ fn print_demo(config: &Config, addr: SocketAddr, users: &[DemoUser]) {
     println!("  curl -k -i {base}/api/orders                  # needs a token: 401");
     println!("  curl -k -i {base}/api/nothing-here            # no route: 404");
     println!("  curl -k -i '{base}/api/%2e%2e/staff'          # ambiguous path: 400, never forwarded");
-    if let (Some(c), Some(a)) = (
-        users.iter().find(|u| u.role == "customer"),
-        users.iter().find(|u| u.role == "admin"),
-    ) {
+    if let (Some(c), Some(a)) = (playing(users, Part::Shopper), playing(users, Part::Staff)) {
         let field = |name: &str| format!("sed -E 's/.*\"{name}\":\"([^\"]+)\".*/\\1/'");
         let login = |u: &DemoUser, name: &str| {
             format!(
@@ -208,13 +262,20 @@ fn print_demo(config: &Config, addr: SocketAddr, users: &[DemoUser]) {
             a.id
         );
         println!();
-        println!("Log in as the {} with TOTP and read the staff records:", a.role);
-        println!("  MFA=$({})", login(a, "mfa_token"));
-        println!(
-            "  ADMIN=$(curl -sk {base}/auth/mfa -H 'content-type: application/json' -d \"{{\\\"mfa_token\\\":\\\"$MFA\\\",\\\"code\\\":\\\"$({me} totp {})\\\"}}\" | {})",
-            a.totp_secret.as_deref().unwrap_or(""),
-            field("access_token")
-        );
+        match a.totp_secret.as_deref() {
+            Some(secret) => {
+                println!("Log in as the {} with TOTP and read the staff records:", a.role);
+                println!("  MFA=$({})", login(a, "mfa_token"));
+                println!(
+                    "  ADMIN=$(curl -sk {base}/auth/mfa -H 'content-type: application/json' -d \"{{\\\"mfa_token\\\":\\\"$MFA\\\",\\\"code\\\":\\\"$({me} totp {secret})\\\"}}\" | {})",
+                    field("access_token")
+                );
+            }
+            None => {
+                println!("Log in as the {} and read the staff records:", a.role);
+                println!("  ADMIN=$({})", login(a, "access_token"));
+            }
+        }
         println!("  curl -k {base}/api/staff -H \"Authorization: Bearer $ADMIN\"");
     }
     println!();

@@ -22,6 +22,10 @@ use portcullis::Config;
 
 use super::args::PolicyCommand;
 
+/// The role a self-registered account gets (`POST /auth/register`): policies may name it
+/// even when `[roles]` does not declare it.
+const SELF_REGISTERED_ROLE: &str = "customer";
+
 /// Runs one `policy` command.
 pub fn run(config_path: &Path, command: PolicyCommand) -> ExitCode {
     match command {
@@ -176,7 +180,7 @@ fn load_policies(config_path: &Path, dir: Option<&Path>) -> Result<(PolicySet, K
     let exists = |name: &str| config.as_ref().is_none_or(|c| c.upstreams.contains_key(name));
     let known = config.as_ref().filter(|c| !c.roles.is_empty()).map(|c| {
         let mut roles: BTreeSet<String> = c.roles.keys().cloned().collect();
-        roles.insert("customer".into());
+        roles.insert(SELF_REGISTERED_ROLE.into());
         roles
     });
     PolicySet::load_dir_with(&dir, &exists)
