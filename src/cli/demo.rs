@@ -1,5 +1,5 @@
 //! `portcullis demo`: the demo shop and the gateway together, the demo accounts, and the
-//! printed walkthrough.
+//! printed walkthrough. Only in builds with the `demo` feature (the default).
 //!
 //! The accounts are the demo's own data ([`ACCOUNTS`]): each says which part of the
 //! walkthrough it plays; whether it is enrolled in TOTP follows the configuration's

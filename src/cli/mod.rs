@@ -5,9 +5,26 @@
 
 pub mod args;
 pub mod audit;
-pub mod demo;
 pub mod keys;
 pub mod policy;
 pub mod serve;
 mod shared;
 pub mod user;
+
+#[cfg(feature = "demo")]
+pub mod demo;
+
+/// `portcullis demo` in a build without the demo shop.
+#[cfg(not(feature = "demo"))]
+pub mod demo {
+    use std::path::Path;
+    use std::process::ExitCode;
+
+    use super::args::LogFormat;
+
+    /// Refuses: the shop is not in this build.
+    pub fn run(_config_path: &Path, _log_format: LogFormat) -> ExitCode {
+        eprintln!("portcullis: this build has no demo shop; build with --features demo");
+        ExitCode::FAILURE
+    }
+}
