@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use portcullis::admin::AdminRequest;
-use portcullis::audit::Verification;
+use portcullis::audit::{EventKind, Verification};
 
 use super::args::AuditCommand;
 use super::shared::{fail, load_config, run_admin, run_async_value};
@@ -26,7 +26,7 @@ pub fn run(config_path: &Path, command: AuditCommand) -> ExitCode {
             let query = match (parse_time("since", since), parse_time("until", until)) {
                 (Ok(since_ms), Ok(until_ms)) => portcullis::audit::Query {
                     user,
-                    event,
+                    event: event.map(event_filter),
                     since_ms,
                     until_ms,
                     limit,
@@ -83,6 +83,16 @@ pub fn run(config_path: &Path, command: AuditCommand) -> ExitCode {
             }
             Err(e) => fail(e),
         },
+    }
+}
+
+/// The `--event` filter, read through [`EventKind`]: the trail's name of a known kind.
+/// A name no kind has is passed on as given and matches no record, so the list is empty
+/// and the command still succeeds.
+fn event_filter(name: String) -> String {
+    match EventKind::ALL.into_iter().find(|kind| kind.name() == name) {
+        Some(kind) => kind.name().to_owned(),
+        None => name,
     }
 }
 
