@@ -281,3 +281,41 @@ fn print_demo(config: &Config, addr: SocketAddr, users: &[DemoUser]) {
     println!();
     println!("Press Ctrl-C to stop.");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Each part of the walkthrough is played by exactly one account, and no two accounts
+    // share an email.
+    #[test]
+    fn every_part_has_one_player() {
+        for part in [Part::Shopper, Part::Staff] {
+            assert_eq!(ACCOUNTS.iter().filter(|a| a.part == Some(part)).count(), 1);
+        }
+        let mut emails: Vec<&str> = ACCOUNTS.iter().map(|a| a.email).collect();
+        emails.sort_unstable();
+        emails.dedup();
+        assert_eq!(emails.len(), ACCOUNTS.len());
+    }
+
+    // The walkthrough finds its players among the users read back from the file.
+    #[test]
+    fn players_are_found_by_email() {
+        let users: Vec<DemoUser> = ACCOUNTS
+            .iter()
+            .map(|a| DemoUser {
+                id: format!("u-{}", a.name),
+                email: a.email.to_owned(),
+                role: a.role.to_owned(),
+                password: String::new(),
+                totp_secret: None,
+            })
+            .collect();
+        for part in [Part::Shopper, Part::Staff] {
+            let player = playing(&users, part).expect("a player");
+            assert!(ACCOUNTS.iter().any(|a| a.email == player.email && a.part == Some(part)));
+        }
+        assert!(playing(&[], Part::Shopper).is_none());
+    }
+}
