@@ -144,20 +144,25 @@ pub enum PolicyCommand {
     /// Run the [[test]] cases of the policy files. Exit 1 on a failed case.
     Test { dir: Option<PathBuf> },
     /// Which routes match a request, which condition of each passes or fails, and the decision.
-    Explain {
-        method: String,
-        path: String,
-        /// A role of the caller (repeatable); with no role and no user, the caller is anonymous.
-        #[arg(long = "role")]
-        roles: Vec<String>,
-        /// The caller's user id.
-        #[arg(long)]
-        user: Option<String>,
-        /// The caller's login passed TOTP.
-        #[arg(long)]
-        mfa: bool,
-        /// Policy directory (default: the configured one).
-        #[arg(long)]
-        dir: Option<PathBuf>,
-    },
+    Explain(ExplainArgs),
+}
+
+// The request `policy explain` judges, and where the policies are. (A doc comment here
+// would replace the variant's in `--help`.)
+#[derive(clap::Args)]
+pub struct ExplainArgs {
+    pub method: String,
+    pub path: String,
+    /// A role of the caller (repeatable); with no role and no user, the caller is anonymous.
+    #[arg(long = "role")]
+    pub roles: Vec<String>,
+    /// The caller's user id.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// The caller's login passed TOTP.
+    #[arg(long)]
+    pub mfa: bool,
+    /// Policy directory (default: the configured one).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }

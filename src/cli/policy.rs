@@ -20,7 +20,7 @@ use portcullis::policy::lint::KnownRoles;
 use portcullis::policy::{run_case, Decision, PolicySet, Principal};
 use portcullis::Config;
 
-use super::args::PolicyCommand;
+use super::args::{ExplainArgs, PolicyCommand};
 
 /// The role a self-registered account gets (`POST /auth/register`): policies may name it
 /// even when `[roles]` does not declare it.
@@ -31,29 +31,22 @@ pub fn run(config_path: &Path, command: PolicyCommand) -> ExitCode {
     match command {
         PolicyCommand::Check { dir } => check(config_path, dir.as_deref()),
         PolicyCommand::Test { dir } => test(config_path, dir.as_deref()),
-        PolicyCommand::Explain {
-            method,
-            path,
-            roles,
-            user,
-            mfa,
-            dir,
-        } => explain(config_path, dir.as_deref(), &method, &path, roles, user, mfa),
+        PolicyCommand::Explain(args) => explain(config_path, args),
     }
 }
 
 /// Prints which routes match a request, how each judged it, and the gateway's decision.
-#[allow(clippy::too_many_arguments)]
-fn explain(
-    config_path: &Path,
-    dir: Option<&Path>,
-    method: &str,
-    path: &str,
-    roles: Vec<String>,
-    user: Option<String>,
-    mfa: bool,
-) -> ExitCode {
-    let Some((set, _)) = policies_or_report(config_path, dir) else {
+fn explain(config_path: &Path, args: ExplainArgs) -> ExitCode {
+    let ExplainArgs {
+        method,
+        path,
+        roles,
+        user,
+        mfa,
+        dir,
+    } = args;
+    let path = path.as_str();
+    let Some((set, _)) = policies_or_report(config_path, dir.as_deref()) else {
         return ExitCode::FAILURE;
     };
     let set = Arc::new(set);
