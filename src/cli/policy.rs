@@ -93,6 +93,8 @@ fn explain(config_path: &Path, args: ExplainArgs) -> ExitCode {
                 GatewayError::BadTarget(why) => {
                     println!("decision: {status}, the target is refused before any route is consulted ({why})")
                 }
+                // `normalize_request` refuses with the two above; any other error would be
+                // printed with its own status and message.
                 other => println!("decision: {status}, {other}"),
             }
             return ExitCode::SUCCESS;
