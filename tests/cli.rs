@@ -146,3 +146,15 @@ async fn admin_socket_refuses_other_users() {
     let owner = ask(0);
     assert!(owner.contains("\"ok\""), "{owner}");
 }
+
+// A build without the `demo` feature has no shop: `portcullis demo` says so and fails.
+#[cfg(not(feature = "demo"))]
+#[test]
+fn demo_needs_the_demo_feature() {
+    let (ok, _, err) = portcullis(Path::new("gateway.toml"), &["demo"]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("this build has no demo shop; build with --features demo"),
+        "{err}"
+    );
+}

@@ -1,0 +1,168 @@
+//! The command line's shape: every command, subcommand and flag, as clap types.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+// No doc comments on the clap types themselves: clap would print them in `--help`.
+#[derive(Parser)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "A TLS-terminating, authenticating reverse proxy"
+)]
+pub struct Cli {
+    /// The gateway configuration.
+    #[arg(long, global = true, default_value = "gateway.toml")]
+    pub config: PathBuf,
+    /// How `serve` and `demo` write their log lines to standard output.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "PORTCULLIS_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line per event, for people (colours only on a terminal).
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve,
+    /// Start the demo shop and the gateway together, and print ready-to-paste curl lines.
+    Demo,
+    /// Check and test policy files.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Manage accounts (works whether or not the gateway is running).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Query and verify the audit trail (works whether or not the gateway is running).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Print the current TOTP code for a base32 secret (for trying the demo with curl).
+    Totp { secret: String },
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Print the public signing key as PEM (for other verifiers, e.g. HAProxy's jwt_verify).
+    PublicPem,
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Audit records, oldest first.
+    List {
+        /// A user id or email.
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        event: Option<String>,
+        /// RFC 3339 time, e.g. 2026-11-24T08:00:00Z (inclusive).
+        #[arg(long)]
+        since: Option<String>,
+        /// RFC 3339 time (exclusive).
+        #[arg(long)]
+        until: Option<String>,
+        /// Only the newest N matching records.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the hash chain and its signed checkpoints; exit 1 naming the first broken record.
+    Verify {
+        /// Also hold the chain to a checkpoint printed earlier by `audit checkpoint`.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Sign a checkpoint of the chain's head (when it moved) and print the newest, as one
+    /// line of JSON to keep off the machine.
+    Checkpoint,
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create a confirmed account; prints its id, and a generated password when none is given.
+    Add {
+        #[arg(long)]
+        email: String,
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Every account: roles, MFA, lock and disabled state.
+    List,
+    /// One account.
+    Show { email: String },
+    /// Clear a lockout.
+    Unlock { email: String },
+    /// Set the roles of an account (its sessions are revoked).
+    Roles {
+        email: String,
+        #[arg(required = true)]
+        roles: Vec<String>,
+    },
+    /// Disable an account and revoke its sessions.
+    Disable { email: String },
+    /// Revoke every session and access token of an account.
+    Revoke { email: String },
+}
+
+#[derive(Subcommand)]
+pub enum PolicyCommand {
+    /// Validate policy files; errors name file, line and column. Exit 1 on any error.
+    Check { dir: Option<PathBuf> },
+    /// Run the [[test]] cases of the policy files. Exit 1 on a failed case.
+    Test { dir: Option<PathBuf> },
+    /// Which routes match a request, which condition of each passes or fails, and the decision.
+    Explain(ExplainArgs),
+}
+
+// The request `policy explain` judges, and where the policies are. (A doc comment here
+// would replace the variant's in `--help`.)
+#[derive(clap::Args)]
+pub struct ExplainArgs {
+    pub method: String,
+    pub path: String,
+    /// A role of the caller (repeatable); with no role and no user, the caller is anonymous.
+    #[arg(long = "role")]
+    pub roles: Vec<String>,
+    /// The caller's user id.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// The caller's login passed TOTP.
+    #[arg(long)]
+    pub mfa: bool,
+    /// Policy directory (default: the configured one).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}

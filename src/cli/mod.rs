@@ -1,0 +1,30 @@
+//! The `portcullis` command line, one module per command group; printing lives here.
+//!
+//! A module of the binary, not of the library: nothing in it is shared with the tests,
+//! which run the built binary (`tests/common::run_cli`).
+
+pub mod args;
+pub mod audit;
+pub mod keys;
+pub mod policy;
+pub mod serve;
+mod shared;
+pub mod user;
+
+#[cfg(feature = "demo")]
+pub mod demo;
+
+/// `portcullis demo` in a build without the demo shop.
+#[cfg(not(feature = "demo"))]
+pub mod demo {
+    use std::path::Path;
+    use std::process::ExitCode;
+
+    use super::args::LogFormat;
+
+    /// Refuses: the shop is not in this build.
+    pub fn run(_config_path: &Path, _log_format: LogFormat) -> ExitCode {
+        eprintln!("portcullis: this build has no demo shop; build with --features demo");
+        ExitCode::FAILURE
+    }
+}

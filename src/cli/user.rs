@@ -1,0 +1,107 @@
+//! `portcullis user ...`: account commands, sent to the admin socket, and their tables.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use portcullis::admin::AdminRequest;
+
+use super::args::UserCommand;
+use super::shared::{fail, load_config, run_admin, run_async_value};
+
+/// Runs one `user` command and prints its answer.
+pub fn run(config_path: &Path, command: UserCommand) -> ExitCode {
+    let Some(config) = load_config(config_path) else {
+        return ExitCode::FAILURE;
+    };
+    let show_list = matches!(command, UserCommand::List);
+    let request = match command {
+        UserCommand::Add {
+            email,
+            roles,
+            password_stdin,
+            name,
+        } => {
+            let password = if password_stdin {
+                let mut line = String::new();
+                if std::io::stdin().read_line(&mut line).is_err() || line.trim_end_matches(['\r', '\n']).is_empty() {
+                    eprintln!("portcullis: no password on standard input");
+                    return ExitCode::FAILURE;
+                }
+                Some(line.trim_end_matches(['\r', '\n']).to_owned())
+            } else {
+                None
+            };
+            AdminRequest::Add {
+                email,
+                roles,
+                password,
+                name,
+            }
+        }
+        UserCommand::List => AdminRequest::List,
+        UserCommand::Show { email } => AdminRequest::Show { email },
+        UserCommand::Unlock { email } => AdminRequest::Unlock { email },
+        UserCommand::Roles { email, roles } => AdminRequest::Roles { email, roles },
+        UserCommand::Disable { email } => AdminRequest::Disable { email },
+        UserCommand::Revoke { email } => AdminRequest::Revoke { email },
+    };
+    match run_async_value(run_admin(config, request)) {
+        Ok(value) => {
+            print_admin(&value, show_list);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// Prints an admin answer: a table of accounts, one account's row, or `key: value` lines.
+fn print_admin(value: &serde_json::Value, list: bool) {
+    match value {
+        serde_json::Value::Array(users) if list => {
+            println!("{:<36} {:<32} {:<24} {:<9} state", "id", "email", "roles", "mfa");
+            for u in users {
+                println!("{}", row(u));
+            }
+        }
+        v if v.get("mfa_enabled").is_some() => println!("{}", row(v)),
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                match v {
+                    serde_json::Value::String(s) => println!("{k}: {s}"),
+                    other => println!("{k}: {other}"),
+                }
+            }
+        }
+        other => println!("{other}"),
+    }
+}
+
+/// One account as a table row: id, email, roles, MFA and its state.
+fn row(u: &serde_json::Value) -> String {
+    let roles: Vec<&str> = u["roles"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|r| r.as_str()).collect())
+        .unwrap_or_default();
+    let mut state = Vec::new();
+    if u["confirmed"] == false {
+        state.push("unconfirmed".to_owned());
+    }
+    if u["disabled"] == true {
+        state.push("disabled".to_owned());
+    }
+    if let Some(secs) = u["locked_for_secs"].as_u64() {
+        state.push(format!("locked {secs}s"));
+    }
+    format!(
+        "{:<36} {:<32} {:<24} mfa={:<5} {}",
+        u["id"].as_str().unwrap_or(""),
+        u["email"].as_str().unwrap_or(""),
+        roles.join(","),
+        u["mfa_enabled"],
+        if state.is_empty() {
+            "active".to_owned()
+        } else {
+            state.join(", ")
+        }
+    )
+}
