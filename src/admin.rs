@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::auth::service::{normalize_email, AuthService};
 use crate::auth::tokens::random_token;
+use crate::auth::{normalize_email, AuthService};
 
 /// Longest request line the socket reads.
 const MAX_REQUEST: u64 = 64 * 1024;

@@ -17,6 +17,15 @@ pub mod password;
 pub mod registration;
 pub mod service;
 pub mod sessions;
+mod state;
 pub mod tokens;
 pub mod totp;
 pub mod verify;
+
+pub use self::flow::{AuthEvent, Flow};
+pub use self::login::LoginOutcome;
+pub use self::mfa::Enrollment;
+pub use self::registration::normalize_email;
+pub use self::service::AuthService;
+pub use self::sessions::TokenPair;
+pub use self::state::Verified;

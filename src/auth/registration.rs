@@ -5,15 +5,12 @@ use subtle::ConstantTimeEq;
 
 use super::flow::{AuthEvent, Flow};
 use super::password::broken_rules;
-use super::service::{busy, AuthService};
+use super::service::{busy, AuthService, CONFIRMATION_TTL_MS};
 use super::tokens::{random_token, token_hash};
 use crate::audit::EventKind;
 use crate::error::GatewayError;
 use crate::store::{Confirmation, StoreError, User};
 
-/// How long a confirmation link works; an account never confirmed is removed when its
-/// latest link has expired.
-pub(super) const CONFIRMATION_TTL_MS: u64 = 24 * 3600 * 1000;
 /// At most one "someone tried to register with your address" notice per address in this
 /// time.
 const NOTICE_INTERVAL_MS: u64 = 3600 * 1000;

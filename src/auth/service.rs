@@ -16,19 +16,12 @@ use dashmap::DashMap;
 
 use super::mail::Mailer;
 use super::password::{Busy, Hasher};
+use super::state::{Revocations, TokenCache, TOKEN_CACHE_MAX};
 use super::tokens::KeyRing;
-use super::verify::{Revocations, TokenCache, TOKEN_CACHE_MAX};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::store::Store;
-
-pub use super::flow::{AuthEvent, Flow};
-pub use super::login::LoginOutcome;
-pub use super::mfa::Enrollment;
-pub use super::registration::normalize_email;
-pub use super::sessions::TokenPair;
-pub use super::verify::Verified;
 
 /// The identity service: one per gateway, shared by every connection.
 pub struct AuthService {
@@ -60,6 +53,10 @@ pub struct AuthService {
     /// [`TOKEN_CACHE_MAX`], smaller in tests.
     pub(super) token_cache_max: usize,
 }
+
+/// How long a confirmation link works; an account never confirmed is removed when its
+/// latest link has expired.
+pub(super) const CONFIRMATION_TTL_MS: u64 = 24 * 3600 * 1000;
 
 /// The answer when the password hashing queue is full: 503, try again in a second.
 pub(super) fn busy(_: Busy) -> GatewayError {
@@ -103,7 +100,7 @@ impl AuthService {
         };
         service
             .store
-            .build_indexes(super::registration::CONFIRMATION_TTL_MS)
+            .build_indexes(CONFIRMATION_TTL_MS)
             .map_err(|e| e.to_string())?;
         service.load_revocations().map_err(|e| e.to_string())?;
         Ok(service)

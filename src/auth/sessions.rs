@@ -3,8 +3,8 @@
 
 use super::flow::{AuthEvent, Flow};
 use super::service::AuthService;
+use super::state::Verified;
 use super::tokens::{random_token, token_hash, Claims};
-use super::verify::Verified;
 use crate::audit::EventKind;
 use crate::error::GatewayError;
 use crate::store::{RefreshEntry, Session, StoreError, User};

@@ -13,37 +13,11 @@ use http::HeaderMap;
 
 use super::identity::IdentityHeaders;
 use super::service::AuthService;
+use super::state::Verified;
 use super::tokens::{Claims, TokenError, LEEWAY_SECS};
 use crate::error::GatewayError;
 use crate::policy::Principal;
 use crate::store::StoreError;
-
-/// Most verified tokens remembered; past it, expired entries and then an arbitrary
-/// eighth of the rest make room (see [`evict`]).
-pub(super) const TOKEN_CACHE_MAX: usize = 50_000;
-
-/// Verified tokens by the whole token, with a fast hasher.
-pub(super) type TokenCache = DashMap<String, Arc<Verified>, foldhash::fast::RandomState>;
-
-/// Revocations still in force, as the request path checks them.
-#[derive(Default)]
-pub(super) struct Revocations {
-    /// Token id -> its expiry (Unix seconds).
-    pub(super) jti: DashMap<String, u64>,
-    /// Session id -> its expiry (Unix seconds).
-    pub(super) sessions: DashMap<String, u64>,
-    /// User id -> tokens issued at or before this second are refused.
-    pub(super) users: DashMap<String, u64>,
-}
-
-/// A verified access token and what requests need from it, made once per token and
-/// shared by every request that presents it.
-pub struct Verified {
-    pub claims: Claims,
-    pub principal: Arc<Principal>,
-    /// The identity headers the upstream receives for this caller.
-    pub identity: IdentityHeaders,
-}
 
 /// The bearer token of a request, if it has one. More than one `Authorization` header,
 /// or one that is not `Bearer <token>`, is refused.

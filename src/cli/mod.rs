@@ -16,15 +16,5 @@ pub mod demo;
 
 /// `portcullis demo` in a build without the demo shop.
 #[cfg(not(feature = "demo"))]
-pub mod demo {
-    use std::path::Path;
-    use std::process::ExitCode;
-
-    use super::args::LogFormat;
-
-    /// Refuses: the shop is not in this build.
-    pub fn run(_config_path: &Path, _log_format: LogFormat) -> ExitCode {
-        eprintln!("portcullis: this build has no demo shop; build with --features demo");
-        ExitCode::FAILURE
-    }
-}
+#[path = "no_demo.rs"]
+pub mod demo;

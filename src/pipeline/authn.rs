@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
-use crate::auth::service::{AuthService, Verified};
+use crate::auth::{AuthService, Verified};
 use crate::error::GatewayError;
 
 /// Verifies the bearer token of a request, when there is one.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use http::{Method, Request};
 
 use super::normalize::Target;
-use crate::auth::service::Verified;
+use crate::auth::Verified;
 use crate::error::GatewayError;
 use crate::policy::{Decision, PolicySet, Principal, Route};
 

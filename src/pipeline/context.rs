@@ -8,7 +8,7 @@ use http::Method;
 
 use super::authz::RouteRef;
 use super::normalize::Target;
-use crate::auth::service::Verified;
+use crate::auth::Verified;
 use crate::listener::ConnInfo;
 
 /// Request ids: a random prefix per process and a counter, unique and cheap.

@@ -47,7 +47,7 @@ impl std::fmt::Display for TestExpect {
 /// What a test case got, as a [`TestExpect`], with the deciding route and reason.
 pub fn run_case(set: &PolicySet, case: &TestCase) -> (TestExpect, String) {
     let path = case.target.split('?').next().unwrap_or("");
-    let path = match crate::pipeline::normalize::canonical_path(path) {
+    let path = match crate::path::canonical_path(path) {
         Ok(p) => p,
         Err(why) => return (TestExpect::Deny, format!("400: the target is refused ({why})")),
     };

@@ -1,8 +1,8 @@
 //! Tests of the forward phase's header rewrite.
 
 use super::*;
-use crate::auth::service::Verified;
 use crate::auth::tokens::Claims;
+use crate::auth::Verified;
 use crate::pipeline::authz::{authorize, Judgement};
 use crate::pipeline::normalize::Target;
 use crate::policy::{PolicySet, Principal};
