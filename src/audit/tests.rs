@@ -102,7 +102,7 @@ async fn overflow_recorded() {
     let overflow = list(
         &store,
         &Query {
-            event: Some("audit_overflow".into()),
+            event: Some(EventKind::AuditOverflow.name().into()),
             ..Query::default()
         },
     )
@@ -111,7 +111,7 @@ async fn overflow_recorded() {
     let written = list(
         &store,
         &Query {
-            event: Some("access_denied".into()),
+            event: Some(EventKind::AccessDenied.name().into()),
             ..Query::default()
         },
     )
