@@ -151,10 +151,12 @@ async fn admin_socket_refuses_other_users() {
 #[cfg(not(feature = "demo"))]
 #[test]
 fn demo_needs_the_demo_feature() {
-    let (ok, _, err) = portcullis(Path::new("gateway.toml"), &["demo"]);
-    assert!(!ok, "{err}");
+    let out = cli(std::path::Path::new("gateway.toml"), &["demo"]);
+    assert!(!out.ok, "{}", out.text);
     assert!(
-        err.contains("this build has no demo shop; build with --features demo"),
-        "{err}"
+        out.stderr
+            .contains("this build has no demo shop; build with --features demo"),
+        "{}",
+        out.text
     );
 }
