@@ -38,10 +38,6 @@ async fn mfa(gw: &TestGateway, token: &Value, code: &str) -> u16 {
         .0
 }
 
-async fn get(gw: &TestGateway, path: &str) -> u16 {
-    gw.client.get(gw.url(path)).send().await.unwrap().status().as_u16()
-}
-
 // A right password followed by wrong codes counts toward the lockout: after five, even a
 // right password and a right code are refused, until the lockout has passed.
 #[tokio::test]
@@ -170,10 +166,10 @@ async fn pending_registration_not_hijacked() {
     let (first, latest) = (confirmation_token(&mail[0]), confirmation_token(&mail[1]));
 
     // The older link, the one the first registrant's registration sent, is dead.
-    assert_eq!(get(&gw, &format!("/auth/confirm?token={first}")).await, 400);
+    assert_eq!(gw.confirm(&first).await, 400);
     assert_ne!(gw.login("owner@example.com", attacker).await.0, 200);
 
-    assert_eq!(get(&gw, &format!("/auth/confirm?token={latest}")).await, 200);
+    assert_eq!(gw.confirm(&latest).await, 200);
     assert_eq!(gw.login("owner@example.com", attacker).await.0, 401);
     assert_eq!(gw.login("owner@example.com", PASSWORD).await.0, 200);
     assert_eq!(gw.auth().store().users().unwrap().len(), 1);
@@ -304,6 +300,6 @@ async fn sweep_prunes_what_an_attacker_can_grow() {
     // The address is free again: a new registration makes an account that confirms.
     assert_eq!(gw.post("/auth/register", body).await.0, 202);
     let token = confirmation_token(gw.outbox().last().unwrap());
-    assert_eq!(get(&gw, &format!("/auth/confirm?token={token}")).await, 200);
+    assert_eq!(gw.confirm(&token).await, 200);
     assert_eq!(gw.login("pending@example.com", PASSWORD).await.0, 200);
 }

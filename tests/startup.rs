@@ -3,15 +3,9 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{Recorder, Setup, OPEN_POLICY};
+use common::{portcullis_bin, Recorder, Setup, OPEN_POLICY};
 use portcullis::server::StartError;
 use portcullis::{Config, Gateway};
-
-fn portcullis() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_portcullis"))
-}
 
 // A bad gateway.toml stops start-up with the file, the key and the line.
 #[tokio::test]
@@ -28,7 +22,12 @@ async fn bad_config_named() {
         "{err}"
     );
 
-    let out = portcullis().arg("serve").arg("--config").arg(&path).output().unwrap();
+    let out = portcullis_bin()
+        .arg("serve")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("[limits] upstream_timeout"), "{stderr}");
@@ -56,7 +55,12 @@ async fn bad_policy_named() {
     let broken = OPEN_POLICY.replace("[[route]]\nname = \"members\"", "[[route]\nname = \"members\"");
     let dir = tempfile::tempdir().unwrap();
     let path = Setup::new(&[("rec", rec.url())], &broken).write(dir.path());
-    let out = portcullis().arg("serve").arg("--config").arg(&path).output().unwrap();
+    let out = portcullis_bin()
+        .arg("serve")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("test.toml:10:"), "{stderr}");
@@ -67,14 +71,14 @@ async fn bad_policy_named() {
 #[test]
 fn policy_tools() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let out = portcullis()
+    let out = portcullis_bin()
         .current_dir(root)
         .args(["policy", "check", "policies/"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
-    let out = portcullis()
+    let out = portcullis_bin()
         .current_dir(root)
         .args(["policy", "test", "policies/"])
         .output()
@@ -87,7 +91,7 @@ fn policy_tools() {
     let shop = std::fs::read_to_string(format!("{root}/policies/shop.toml")).unwrap();
     let wrong = shop.replacen("expect = \"deny\"", "expect = \"allow\"", 1);
     std::fs::write(dir.path().join("shop.toml"), wrong).unwrap();
-    let out = portcullis()
+    let out = portcullis_bin()
         .current_dir(root)
         .args(["policy", "test"])
         .arg(dir.path())
@@ -104,7 +108,7 @@ fn policy_tools() {
         "upstream = \"shop\"\n[[route]]\nname = \"open\"\nmethods = [\"GET\"]\npath = \"/o\"\n[[route]]\nname = \"typo\"\nmethods = [\"GET\"]\npath = \"/t\"\nroles = [\"amdin\"]\n",
     )
     .unwrap();
-    let out = portcullis()
+    let out = portcullis_bin()
         .current_dir(root)
         .args(["policy", "check"])
         .arg(lint_dir.path())
@@ -123,7 +127,7 @@ fn policy_tools() {
         "upstream = \"shop\"\n[[route]]\nmethods = [\"GET\"]\npath = \"x\"\n",
     )
     .unwrap();
-    let out = portcullis()
+    let out = portcullis_bin()
         .current_dir(root)
         .args(["policy", "check"])
         .arg(dir.path())
@@ -168,7 +172,7 @@ async fn data_dir_made_private() {
 /// stops it; returns what it wrote.
 fn serve_output(args: &[&str], config: &std::path::Path) -> String {
     use std::io::BufRead;
-    let mut child = portcullis()
+    let mut child = portcullis_bin()
         .args(args)
         .arg("serve")
         .arg("--config")
