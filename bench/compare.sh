@@ -10,7 +10,8 @@
 # everything it started.
 # Usage: bench/compare.sh [DURATION] [CONNECTIONS...]   (defaults: 10s, 32 256)
 # ROUNDS=N runs every row N times, the rounds one after another (so drift on the machine
-# touches every row alike), and prints each figure's median.
+# touches every row alike), each round starting at another row, and prints each figure's
+# median.
 # PORTCULLIS_BIN=PATH measures that build instead of target/release/portcullis;
 # BASELINE_BIN=PATH adds rows for a second build (e.g. the one before a change) in the
 # same run, on its own ports, data directory and token, so the two are compared in one run.
@@ -223,9 +224,14 @@ if [ -n "${BASELINE_BIN:-}" ]; then
     "baseline build, role route|tls|https://127.0.0.1:19543/api/orders|$base_token"
   )
 fi
+# Each round starts the list at another row, so no row always runs in the same slot (a
+# row's place in the sequence alone moved it by up to 10% on this 2-core machine).
+nrows=${#rows[@]}
 for ((round = 1; round <= rounds; round++)); do
+  offset=$(( (round - 1) * nrows / rounds ))
   for conns in "${concurrencies[@]}"; do
-    for row in "${rows[@]}"; do
+    for ((i = 0; i < nrows; i++)); do
+      row=${rows[$(( (i + offset) % nrows ))]}
       IFS='|' read -r name transport url tok <<<"$row"
       args=("$url")
       [ -n "$tok" ] && args=(-H "Authorization: Bearer $tok" "$url")
