@@ -13,6 +13,7 @@
 # touches every row alike), each round starting at another row, and prints each figure's
 # median.
 # PORTCULLIS_BIN=PATH measures that build instead of target/release/portcullis;
+# ONLY=REGEX keeps just the rows whose name matches.
 # BASELINE_BIN=PATH adds rows for a second build (e.g. the one before a change) in the
 # same run, on its own ports, data directory and token, so the two are compared in one run.
 set -euo pipefail
@@ -224,6 +225,13 @@ if [ -n "${BASELINE_BIN:-}" ]; then
     "baseline build, role route|tls|https://127.0.0.1:19543/api/orders|$base_token"
   )
 fi
+# ONLY=REGEX measures just the rows whose name matches (e.g. ONLY='Portcullis|baseline'
+# for a before/after comparison of two builds, every row still checked first).
+if [ -n "${ONLY:-}" ]; then
+  kept=()
+  for row in "${rows[@]}"; do [[ ${row%%|*} =~ $ONLY ]] && kept+=("$row"); done
+  rows=("${kept[@]}")
+fi
 # Each round starts the list at another row, so no row always runs in the same slot (a
 # row's place in the sequence alone moved it by up to 10% on this 2-core machine).
 nrows=${#rows[@]}
@@ -257,6 +265,6 @@ for conns in "${concurrencies[@]}"; do
     hk="$conns|$transport|HAProxy + JWT HS256"
     nk="$conns|$transport|nginx proxy, no auth"
     printf '| %-32s | %-5s | %10s | %8s | %8s | %9s | %9s | %11s |\n' "$name" "$transport" "${rps[$k]}" "${p50[$k]}" "${p99[$k]}" \
-      "$(ratio "${rps[$k]}" "${rps[$hk]}")" "$(ratio "${rps[$k]}" "${rps[$nk]}")" "$(ratio "${p99[$k]}" "${p99[$hk]}")"
+      "$(ratio "${rps[$k]}" "${rps[$hk]:-}")" "$(ratio "${rps[$k]}" "${rps[$nk]:-}")" "$(ratio "${p99[$k]}" "${p99[$hk]:-}")"
   done
 done
