@@ -23,21 +23,21 @@ impl AsRef<[u8]> for Bytes {
     }
 }
 
-/// The audit tree: records keyed by big-endian sequence number, oldest first. The record
-/// encoding and the hash chain belong to `crate::audit`; this is storage only.
+/// A tree of values keyed by big-endian sequence number, oldest first: the storage under
+/// both the audit records and their signed checkpoints.
 #[derive(Clone)]
-pub struct AuditTree {
+pub struct SeqTree {
     tree: sled::Tree,
 }
 
-impl AuditTree {
-    pub fn open(store: &Store) -> Result<Self> {
+impl SeqTree {
+    fn open(store: &Store, name: &str) -> Result<Self> {
         Ok(Self {
-            tree: store.db.open_tree("audit")?,
+            tree: store.db.open_tree(name)?,
         })
     }
 
-    /// The newest record, if any.
+    /// The newest value, if any.
     pub fn last(&self) -> Result<Option<(u64, Bytes)>> {
         Ok(self.tree.last()?.map(|(k, v)| (key_seq(&k), Bytes(v))))
     }
@@ -47,7 +47,7 @@ impl AuditTree {
         Ok(())
     }
 
-    /// Overwrites a record in place (only the tamper tests do this).
+    /// Overwrites a value in place (only the tamper tests do this).
     pub fn overwrite(&self, seq: u64, bytes: &[u8]) -> Result<()> {
         self.insert(seq, bytes)
     }
@@ -56,19 +56,18 @@ impl AuditTree {
         Ok(self.tree.get(seq.to_be_bytes())?.map(Bytes))
     }
 
-    /// Every record, oldest first.
+    /// Every value, oldest first.
     pub fn iter(&self) -> impl Iterator<Item = Result<(u64, Bytes)>> + '_ {
         self.tree
             .iter()
             .map(|item| item.map(|(k, v)| (key_seq(&k), Bytes(v))).map_err(StoreError::from))
     }
 
-    /// Removes the records with a sequence number below `seq`.
+    /// Removes the values with a sequence number below `seq`.
     pub fn remove_before(&self, seq: u64) -> Result<usize> {
         let mut removed = 0;
-        for item in self.tree.range(..seq.to_be_bytes()) {
-            let (k, _) = item?;
-            self.tree.remove(k)?;
+        for key in self.tree.range(..seq.to_be_bytes()).keys() {
+            self.tree.remove(key?)?;
             removed += 1;
         }
         Ok(removed)
@@ -84,44 +83,40 @@ fn key_seq(k: &[u8]) -> u64 {
     k.try_into().map(u64::from_be_bytes).unwrap_or(0)
 }
 
-/// Signed checkpoints of the audit chain, keyed by the big-endian sequence number of the
-/// record each names. Their encoding and signatures belong to `crate::audit`.
+/// The audit tree: records keyed by sequence number. The record encoding and the hash
+/// chain belong to `crate::audit`; this is storage only.
 #[derive(Clone)]
-pub struct CheckpointTree {
-    tree: sled::Tree,
+pub struct AuditTree(SeqTree);
+
+impl AuditTree {
+    pub fn open(store: &Store) -> Result<Self> {
+        SeqTree::open(store, "audit").map(Self)
+    }
 }
+
+impl Deref for AuditTree {
+    type Target = SeqTree;
+
+    fn deref(&self) -> &SeqTree {
+        &self.0
+    }
+}
+
+/// Signed checkpoints of the audit chain, keyed by the sequence number of the record
+/// each names. Their encoding and signatures belong to `crate::audit`.
+#[derive(Clone)]
+pub struct CheckpointTree(SeqTree);
 
 impl CheckpointTree {
     pub fn open(store: &Store) -> Result<Self> {
-        Ok(Self {
-            tree: store.db.open_tree("audit_checkpoints")?,
-        })
+        SeqTree::open(store, "audit_checkpoints").map(Self)
     }
+}
 
-    /// The newest checkpoint, if any.
-    pub fn last(&self) -> Result<Option<(u64, Bytes)>> {
-        Ok(self.tree.last()?.map(|(k, v)| (key_seq(&k), Bytes(v))))
-    }
+impl Deref for CheckpointTree {
+    type Target = SeqTree;
 
-    pub fn insert(&self, seq: u64, bytes: &[u8]) -> Result<()> {
-        self.tree.insert(seq.to_be_bytes(), bytes)?;
-        Ok(())
-    }
-
-    /// Every checkpoint, oldest first.
-    pub fn iter(&self) -> impl Iterator<Item = Result<(u64, Bytes)>> + '_ {
-        self.tree
-            .iter()
-            .map(|item| item.map(|(k, v)| (key_seq(&k), Bytes(v))).map_err(StoreError::from))
-    }
-
-    /// Removes the checkpoints of records with a sequence number below `seq`.
-    pub fn remove_before(&self, seq: u64) -> Result<usize> {
-        let mut removed = 0;
-        for key in self.tree.range(..seq.to_be_bytes()).keys() {
-            self.tree.remove(key?)?;
-            removed += 1;
-        }
-        Ok(removed)
+    fn deref(&self) -> &SeqTree {
+        &self.0
     }
 }
