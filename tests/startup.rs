@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{portcullis_bin, Recorder, Setup, OPEN_POLICY};
+use common::{cli, portcullis_bin, Recorder, Setup, OPEN_POLICY};
 use portcullis::server::StartError;
 use portcullis::{Config, Gateway};
 
@@ -22,14 +22,9 @@ async fn bad_config_named() {
         "{err}"
     );
 
-    let out = portcullis_bin()
-        .arg("serve")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let out = cli(&path, &["serve"]);
+    assert!(!out.ok);
+    let stderr = out.stderr;
     assert!(stderr.contains("[limits] upstream_timeout"), "{stderr}");
 }
 
@@ -55,14 +50,9 @@ async fn bad_policy_named() {
     let broken = OPEN_POLICY.replace("[[route]]\nname = \"members\"", "[[route]\nname = \"members\"");
     let dir = tempfile::tempdir().unwrap();
     let path = Setup::new(&[("rec", rec.url())], &broken).write(dir.path());
-    let out = portcullis_bin()
-        .arg("serve")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let out = cli(&path, &["serve"]);
+    assert!(!out.ok);
+    let stderr = out.stderr;
     assert!(stderr.contains("test.toml:10:"), "{stderr}");
 }
 
