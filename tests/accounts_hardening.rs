@@ -95,11 +95,7 @@ async fn one_code_accepted_once() {
     const PARALLEL: usize = 3;
     let clock = ManualClock::new();
     let shop = start_shop().await;
-    let gw = Setup::shop(shop)
-        .extra("[rate_limit]\nauth_per_ip = \"1000/sec\"\n")
-        .with_clock(&clock)
-        .start()
-        .await;
+    let gw = Setup::shop(shop).many_auth_requests().with_clock(&clock).start().await;
     enrolled(&gw, "race@example.com").await;
     for round in 0..3 {
         clock.advance(Duration::from_secs(30));
@@ -224,11 +220,7 @@ async fn name_left_out_of_mail() {
 async fn sweep_prunes_what_an_attacker_can_grow() {
     let clock = ManualClock::new();
     let shop = start_shop().await;
-    let gw = Setup::shop(shop)
-        .extra("[rate_limit]\nauth_per_ip = \"1000/sec\"\n")
-        .with_clock(&clock)
-        .start()
-        .await;
+    let gw = Setup::shop(shop).many_auth_requests().with_clock(&clock).start().await;
     let store = gw.auth().store();
     gw.add_user("c@example.com", &["customer"]).await;
     for i in 0..3 {

@@ -614,10 +614,7 @@ async fn auth_rate_limited_per_ip() {
 #[tokio::test(flavor = "multi_thread")]
 async fn parallel_attempts_serialized() {
     let shop = start_shop().await;
-    let gw = Setup::shop(shop)
-        .extra("[rate_limit]\nauth_per_ip = \"1000/sec\"\n")
-        .start()
-        .await;
+    let gw = Setup::shop(shop).many_auth_requests().start().await;
     gw.add_user("p@example.com", &["customer"]).await;
     // The attempts are hashed one after another: the last waits for seventeen argon2
     // hashes, which on a busy machine take longer than the usual client timeout.

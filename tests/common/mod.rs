@@ -86,6 +86,12 @@ impl Setup {
         s
     }
 
+    /// Lifts `[rate_limit] auth_per_ip`, for tests that make many `/auth/*` requests from
+    /// one address.
+    pub fn many_auth_requests(self) -> Self {
+        self.extra("[rate_limit]\nauth_per_ip = \"1000/sec\"\n")
+    }
+
     pub fn with_clock(mut self, clock: &portcullis::clock::ManualClock) -> Self {
         self.clock = Some(clock.clone());
         self
