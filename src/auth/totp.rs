@@ -1,8 +1,7 @@
 //! TOTP (RFC 6238): SHA-1, 6 digits, 30-second steps, one step of clock skew either way,
 //! and a code never accepted twice (the last accepted step is remembered per user).
 
-use subtle::ConstantTimeEq;
-use totp_rs::{Algorithm, Secret, TOTP};
+use totp_rs::{Algorithm, Builder, Secret, Totp};
 
 /// Seconds per TOTP step.
 pub const STEP: u64 = 30;
@@ -10,55 +9,42 @@ pub const STEP: u64 = 30;
 const ISSUER: &str = "Portcullis";
 
 /// The generator for a base32 secret (`None` if the secret does not decode).
-fn totp(secret_b32: &str, account: &str) -> Option<TOTP> {
-    let bytes = Secret::Encoded(secret_b32.to_owned()).to_bytes().ok()?;
-    TOTP::new(
-        Algorithm::SHA1,
-        6,
-        1,
-        STEP,
-        bytes,
-        Some(ISSUER.to_owned()),
-        account.to_owned(),
-    )
-    .ok()
+fn totp(secret_b32: &str, account: &str) -> Option<Totp> {
+    let secret = Secret::try_from_base32(secret_b32).ok()?;
+    Builder::new()
+        .with_algorithm(Algorithm::SHA1)
+        .with_digits(6)
+        .with_skew(1)
+        .with_step_duration(STEP)
+        .with_secret(secret)
+        .with_issuer(Some(ISSUER))
+        .with_account_name(account)
+        .build()
+        .ok()
 }
 
 /// A fresh random secret (160 bits), base32 without padding.
 pub fn generate_secret() -> String {
-    match Secret::generate_secret().to_encoded() {
-        Secret::Encoded(s) => s,
-        Secret::Raw(_) => unreachable!("to_encoded returns an encoded secret"),
-    }
+    Secret::generate().to_base32()
 }
 
 /// `otpauth://totp/Portcullis:<email>?secret=...&issuer=Portcullis`.
 pub fn otpauth_uri(secret_b32: &str, email: &str) -> Option<String> {
-    totp(secret_b32, email).map(|t| t.get_url())
+    totp(secret_b32, email)?.to_url().ok()
 }
 
 /// The code for a Unix time (for tests and the `portcullis totp` command).
 pub fn code_at(secret_b32: &str, unix_secs: u64) -> Option<String> {
-    totp(secret_b32, "x").map(|t| t.generate(unix_secs))
+    totp(secret_b32, "x").map(|t| t.generate(unix_secs).to_string())
 }
 
 /// Checks `code` at `now` (Unix seconds). Returns the step it matched when that step is
-/// later than `last_step`; a replayed or stale code, or a wrong one, gives `None`.
+/// later than `last_step`; a replayed or stale code, or a wrong one, gives `None`. The
+/// library compares codes in constant time and reports the matched step; refusing a step
+/// already used is ours (RFC 6238 §5.2).
 pub fn verify(secret_b32: &str, code: &str, now: u64, last_step: u64) -> Option<u64> {
-    if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let t = totp(secret_b32, "x")?;
-    let current = now / STEP;
-    let mut matched = None;
-    // Check every candidate step without stopping early, so timing does not tell which.
-    for step in [current.saturating_sub(1), current, current + 1] {
-        let expected = t.generate(step * STEP);
-        if bool::from(expected.as_bytes().ct_eq(code.as_bytes())) && step > last_step {
-            matched = Some(step);
-        }
-    }
-    matched
+    let step = totp(secret_b32, "x")?.check(code, now)?;
+    (step > last_step).then_some(step)
 }
 
 #[cfg(test)]
@@ -68,10 +54,7 @@ mod tests {
     // RFC 6238 Appendix B, SHA-1 (the 8-digit vectors' last 6 digits).
     #[test]
     fn rfc6238_vectors() {
-        let secret = match Secret::Raw(b"12345678901234567890".to_vec()).to_encoded() {
-            Secret::Encoded(s) => s,
-            Secret::Raw(_) => unreachable!(),
-        };
+        let secret = Secret::from(b"12345678901234567890".to_vec()).to_base32();
         for (time, code8) in [
             (59, "94287082"),
             (1_111_111_109, "07081804"),
