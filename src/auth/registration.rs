@@ -117,7 +117,8 @@ impl AuthService {
                         "Someone tried to register with your address",
                         "Someone tried to create a new account with this email address, which already has one.\n\
                          If it was you, log in instead. If not, you can ignore this message.",
-                    )?;
+                    )
+                    .await?;
                     "address already registered; notice sent"
                 } else {
                     "address already registered; notice already sent within the hour"
@@ -130,7 +131,7 @@ impl AuthService {
                 }
             }
             (_, Some(user)) => {
-                self.send_confirmation(&user)?;
+                self.send_confirmation(&user).await?;
                 AuthEvent {
                     event: EventKind::Register,
                     user_id: Some(user.id),
@@ -148,7 +149,7 @@ impl AuthService {
                     self.clock.now(),
                 );
                 match self.store.create_user(&user) {
-                    Ok(()) => self.send_confirmation(&user)?,
+                    Ok(()) => self.send_confirmation(&user).await?,
                     // Lost a race with another registration of the same address.
                     Err(StoreError::EmailTaken) => {}
                     Err(e) => return Err(e.into()),
@@ -165,13 +166,6 @@ impl AuthService {
         Ok(event)
     }
 
-    fn mail(&self, to: &str, subject: &str, body: &str) -> Result<(), GatewayError> {
-        self.mailer
-            .send(to, subject, body)
-            .map(|_| ())
-            .map_err(|e| GatewayError::Internal(format!("cannot write mail: {e}").into()))
-    }
-
     /// Whether the owner of `email` may be sent a registration notice now (at most one
     /// per [`NOTICE_INTERVAL_MS`]); notes the sending when it may.
     fn notice_due(&self, email: &str) -> bool {
@@ -186,7 +180,7 @@ impl AuthService {
 
     /// Mails a confirmation link bound to the account's current password. The mail
     /// carries nothing the registrant typed but the address itself.
-    fn send_confirmation(&self, user: &User) -> Result<(), GatewayError> {
+    async fn send_confirmation(&self, user: &User) -> Result<(), GatewayError> {
         let token = random_token();
         let expires_ms = self.clock.now_ms() + CONFIRMATION_TTL_MS;
         self.store.put_confirmation(
@@ -205,6 +199,7 @@ impl AuthService {
             "Confirm your email address",
             &format!("Welcome.\n\nConfirm your address by opening this link within 24 hours:\n\n{link}\n"),
         )
+        .await
     }
 
     /// Confirms an address with a single-use token, only while the password of the

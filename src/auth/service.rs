@@ -137,6 +137,18 @@ impl AuthService {
         &self.hasher
     }
 
+    /// Hands one message to the mailer: durable on disk when this returns. The write and
+    /// its sync run on the blocking pool, never on a connection worker.
+    pub(super) async fn mail(&self, to: &str, subject: &str, body: &str) -> Result<(), GatewayError> {
+        let mailer = self.mailer.clone();
+        let (to, subject, body) = (to.to_owned(), subject.to_owned(), body.to_owned());
+        tokio::task::spawn_blocking(move || mailer.send(&to, &subject, &body))
+            .await
+            .map_err(|e| GatewayError::Internal(format!("mail task failed: {e}").into()))?
+            .map(|_| ())
+            .map_err(|e| GatewayError::Internal(format!("cannot write mail: {e}").into()))
+    }
+
     /// The periodic clean-up (every minute): drops what has expired from the in-memory
     /// revocation sets, the token cache and the notice times, and from the database
     /// every record that has run out (see [`Store::prune`]).
