@@ -31,6 +31,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod listener;
+pub mod mail;
 pub mod metrics;
 pub mod path;
 pub mod pipeline;

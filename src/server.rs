@@ -4,7 +4,8 @@
 //! database, the signing keys) and refuses to build on any error; [`Gateway::start`]
 //! binds the listeners and spawns the tasks: the listeners themselves, the admin socket,
 //! the policy watcher, the minutely sweeper (expired state, idle limiter keys, audit
-//! retention), the audit checkpoints and the reaper of idle upstream connections.
+//! retention), the audit checkpoints, the reaper of idle upstream connections, and with
+//! `[email.smtp]` the mail sender.
 //! [`RunningGateway::shutdown`] drains, then writes and signs what the audit queue holds.
 
 use std::net::SocketAddr;
@@ -45,6 +46,8 @@ pub enum StartError {
     DataDir(#[from] crate::store::dir::DirError),
     #[error("{0}")]
     Keys(String),
+    #[error("{0}")]
+    Mail(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -62,6 +65,8 @@ pub struct Gateway {
     inner: Arc<Pipeline>,
     tls: Arc<rustls::ServerConfig>,
     audit_task: tokio::task::JoinHandle<()>,
+    /// The TLS mode the mail sender connects with, with `[email.smtp]`.
+    smtp: Option<lettre::transport::smtp::client::Tls>,
 }
 
 impl Gateway {
@@ -88,6 +93,15 @@ impl Gateway {
             source,
         })?;
         let upstreams = Upstreams::new(&config);
+        if let Some(missing) = config.email.smtp.as_ref().and_then(|s| s.missing_password.clone()) {
+            return Err(StartError::Mail(missing));
+        }
+        let smtp = match &config.email.smtp {
+            Some(smtp) => {
+                Some(crate::mail::sender::tls(smtp).map_err(|e| StartError::Mail(format!("[email.smtp]: {e}")))?)
+            }
+            None => None,
+        };
         let config = Arc::new(config);
         let (audit, audit_task) = crate::audit::Audit::start_with_queue(&store, clock.clone(), config.audit_queue)
             .map_err(|source| StartError::Store {
@@ -99,6 +113,7 @@ impl Gateway {
             inner: Arc::new(Pipeline::new(config, policy, upstreams, Arc::new(auth), clock)),
             tls,
             audit_task,
+            smtp,
         })
     }
 
@@ -173,6 +188,9 @@ impl Gateway {
         spawn_sweeper(&mut tasks, &self.inner, &stop);
         spawn_checkpoints(&mut tasks, &self.inner, &stop);
         spawn_reaper(&mut tasks, &self.inner, &stop);
+        if let Some(tls) = self.smtp {
+            spawn_mail_sender(&mut tasks, &self.inner, tls, &stop);
+        }
         tracing::info!(listen = %tls_addr, plain = ?plain_addr, "gateway serving");
         Ok(RunningGateway {
             tls_addr,
@@ -265,6 +283,30 @@ fn spawn_reaper(tasks: &mut JoinSet<()>, inner: &Arc<Pipeline>, stop: &watch::Se
             }
         }
     });
+}
+
+/// Delivers the mail spool over SMTP until shutdown (see [`crate::mail::sender`]). It
+/// stops at once when the drain begins: what it has not delivered stays in the spool.
+fn spawn_mail_sender(
+    tasks: &mut JoinSet<()>,
+    inner: &Arc<Pipeline>,
+    tls: lettre::transport::smtp::client::Tls,
+    stop: &watch::Sender<Lifecycle>,
+) {
+    let auth = inner.auth();
+    let (Some(spool), Some(smtp)) = (auth.mailer().spool(), inner.config().email.smtp.clone()) else {
+        return;
+    };
+    let mut mail_stop = stop.subscribe();
+    tasks.spawn(crate::mail::sender::run(
+        spool.clone(),
+        crate::mail::sender::transport(&smtp, tls),
+        smtp,
+        auth.audit().clone(),
+        async move {
+            let _ = mail_stop.changed().await;
+        },
+    ));
 }
 
 /// Drops audit records older than `retain`; the chain stays verifiable.

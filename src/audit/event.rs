@@ -66,6 +66,10 @@ pub enum EventKind {
     UserDisabled,
     /// An administrator revoked an account's sessions.
     SessionsRevoked,
+
+    // Mail.
+    /// The mail server refused a message for good (5xx): it is not retried.
+    MailUndeliverable,
 }
 
 /// How an event ended, as the trail records it.
@@ -92,7 +96,7 @@ impl Outcome {
 
 impl EventKind {
     /// Every kind, for listing and parsing names.
-    pub const ALL: [Self; 25] = [
+    pub const ALL: [Self; 26] = [
         Self::Request,
         Self::AccessDenied,
         Self::WouldDeny,
@@ -118,6 +122,7 @@ impl EventKind {
         Self::RolesChanged,
         Self::UserDisabled,
         Self::SessionsRevoked,
+        Self::MailUndeliverable,
     ];
 
     /// The event's name in the trail and in metrics.
@@ -147,6 +152,7 @@ impl EventKind {
             Self::RolesChanged => "roles_changed",
             Self::UserDisabled => "user_disabled",
             Self::SessionsRevoked => "sessions_revoked",
+            Self::MailUndeliverable => "mail_undeliverable",
         }
     }
 
@@ -174,7 +180,8 @@ impl EventKind {
             | Self::RefreshReuse
             | Self::UpstreamError
             | Self::PolicyReloadFailed
-            | Self::AuditOverflow => Outcome::Failure,
+            | Self::AuditOverflow
+            | Self::MailUndeliverable => Outcome::Failure,
             Self::AccessDenied | Self::RateLimited => Outcome::Denied,
             Self::WouldDeny => Outcome::Allowed,
         }

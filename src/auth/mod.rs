@@ -1,17 +1,16 @@
 //! Identity: the `/auth/*` endpoints over [`service::AuthService`], its flows (one file
-//! each), and below them passwords, TOTP, tokens and mail.
+//! each), and below them passwords, TOTP and tokens. Mail goes through [`crate::mail`].
 //!
 //! `http` reads requests and records each flow's event; `service` holds the state the
 //! flows share; `registration`, `login`, `mfa`, `sessions` and `verify` are the flows,
-//! each answering with a [`flow::Flow`]; `tokens`, `jwt_crypto`, `password`, `totp` and
-//! `mail` know nothing of accounts.
+//! each answering with a [`flow::Flow`]; `tokens`, `jwt_crypto`, `password` and `totp`
+//! know nothing of accounts.
 
 pub mod flow;
 pub mod http;
 pub mod identity;
 pub mod jwt_crypto;
 pub mod login;
-pub mod mail;
 pub mod mfa;
 pub mod password;
 pub mod registration;

@@ -14,13 +14,13 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 
-use super::mail::Mailer;
 use super::password::{Busy, Hasher};
 use super::state::{Revocations, TokenCache, TOKEN_CACHE_MAX};
 use super::tokens::KeyRing;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::error::GatewayError;
+use crate::mail::{Mailer, SpoolError};
 use crate::store::Store;
 
 /// The identity service: one per gateway, shared by every connection.
@@ -30,6 +30,7 @@ pub struct AuthService {
     pub(super) store: Store,
     pub(super) hasher: Hasher,
     pub(super) keys: KeyRing,
+    /// The outbox, or the SMTP spool (see [`crate::mail`]).
     pub(super) mailer: Mailer,
     pub(super) clock: SharedClock,
     /// Revoked token ids, sessions and users still in force, kept in memory (as well as
@@ -79,8 +80,8 @@ impl AuthService {
         let alg = config.tokens.algorithm;
         let keys =
             KeyRing::load_or_generate(&config.server.data_dir.join("keys"), alg, &issuer).map_err(|e| e.to_string())?;
-        let domain = config.server.public_url.host().unwrap_or("localhost").to_owned();
-        let mailer = Mailer::new(config.email.outbox.clone(), domain, clock.clone());
+        let mailer = Mailer::new(&config, clock.clone())
+            .map_err(|e| format!("mail spool in {}: {e}", config.server.data_dir.display()))?;
         let hasher = Hasher::with_concurrency(config.login.hash_concurrency);
         let service = Self {
             config,
@@ -132,21 +133,35 @@ impl AuthService {
         &self.events
     }
 
+    /// Where mail goes: the outbox, or the SMTP spool the sender delivers.
+    pub fn mailer(&self) -> &Mailer {
+        &self.mailer
+    }
+
     /// The password hashing pool (its queue bounds concurrent logins).
     pub fn hasher(&self) -> &Hasher {
         &self.hasher
     }
 
-    /// Hands one message to the mailer: durable on disk when this returns. The write and
-    /// its sync run on the blocking pool, never on a connection worker.
+    /// Hands one message to the mailer: durable on disk when this returns (in the outbox,
+    /// or in the SMTP spool, whose sender is woken). The write and its sync run on the
+    /// blocking pool, never on a connection worker. A full spool answers 503 busy.
     pub(super) async fn mail(&self, to: &str, subject: &str, body: &str) -> Result<(), GatewayError> {
         let mailer = self.mailer.clone();
         let (to, subject, body) = (to.to_owned(), subject.to_owned(), body.to_owned());
-        tokio::task::spawn_blocking(move || mailer.send(&to, &subject, &body))
+        let sent = tokio::task::spawn_blocking(move || mailer.send(&to, &subject, &body))
             .await
-            .map_err(|e| GatewayError::Internal(format!("mail task failed: {e}").into()))?
-            .map(|_| ())
-            .map_err(|e| GatewayError::Internal(format!("cannot write mail: {e}").into()))
+            .map_err(|e| GatewayError::Internal(format!("mail task failed: {e}").into()))?;
+        match sent {
+            Ok(()) => Ok(()),
+            Err(SpoolError::Full(max)) => {
+                tracing::warn!(max, "the mail spool is full: is the mail server down?");
+                Err(GatewayError::Busy {
+                    retry_after: Duration::from_secs(30),
+                })
+            }
+            Err(e) => Err(GatewayError::Internal(format!("cannot write mail: {e}").into())),
+        }
     }
 
     /// The periodic clean-up (every minute): drops what has expired from the in-memory

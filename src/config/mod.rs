@@ -9,6 +9,7 @@
 //! layer below (what the engine reads).
 
 mod raw;
+mod smtp;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -19,6 +20,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::units::Rate;
+
+pub use self::smtp::{Smtp, SmtpPassword, SmtpTls, SMTP_PASSWORD_ENV};
 
 /// The most connection workers `[server] workers` may ask for.
 const MAX_WORKERS: usize = 256;
@@ -187,15 +190,4 @@ pub struct PasswordPolicy {
 pub struct Email {
     pub outbox: PathBuf,
     pub smtp: Option<Smtp>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Smtp {
-    pub host: String,
-    pub port: u16,
-    pub username: Option<String>,
-    /// The name of the environment variable holding the password: the secret itself
-    /// never sits in the configuration file.
-    pub password_env: Option<String>,
-    pub from: String,
 }

@@ -124,11 +124,15 @@ pub(super) struct RawEmail {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSmtp {
-    pub(super) host: String,
+    pub(super) host: Spanned<String>,
     pub(super) port: Option<u16>,
-    pub(super) username: Option<String>,
-    pub(super) password_env: Option<String>,
-    pub(super) from: String,
+    pub(super) tls: Option<Spanned<String>>,
+    pub(super) username: Option<Spanned<String>>,
+    /// Refused with a message pointing at the environment variable: the password is
+    /// never read from the file.
+    pub(super) password: Option<Spanned<toml::Value>>,
+    pub(super) from: Spanned<String>,
+    pub(super) ca: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

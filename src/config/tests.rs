@@ -140,3 +140,20 @@ fn bad_listen() {
     assert_eq!(e.key.as_deref(), Some("[server] listen"), "{e}");
     assert_eq!(e.line, Some(3));
 }
+
+// `[email.smtp]` errors name the file, the line and the key.
+#[test]
+fn smtp_errors_name_file_line_and_key() {
+    let src = format!(
+        "{MINIMAL}\n[email.smtp]\nhost = \"mail.example.com\"\ntls = \"none\"\nfrom = \"no-reply@shop.example\"\n"
+    );
+    let e = parse(&src).unwrap_err().to_string();
+    assert!(e.starts_with("/etc/portcullis/gateway.toml:13:"), "{e}");
+    assert!(e.contains("tls") && e.contains("loopback"), "{e}");
+    let src =
+        format!("{MINIMAL}\n[email.smtp]\nhost = \"localhost\"\npassword = \"x\"\nfrom = \"no-reply@shop.example\"\n");
+    let e = parse(&src).unwrap_err().to_string();
+    assert!(e.contains(":13:") && e.contains("PORTCULLIS_SMTP_PASSWORD"), "{e}");
+    let src = format!("{MINIMAL}\n[email.smtp]\nhost = \"localhost\"\nfrom = \"no-reply@shop.example\"\n");
+    assert!(parse(&src).unwrap().email.smtp.is_some());
+}

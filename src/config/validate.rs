@@ -148,18 +148,6 @@ impl Config {
                 ))
             }
         };
-        if let Some(span) = raw
-            .email
-            .as_ref()
-            .and_then(|e| e.smtp.as_ref())
-            .and(find_key_span(src, "[email.smtp]"))
-        {
-            return Err(at(
-                span,
-                "SMTP delivery is not available in this version; use `outbox`".to_owned(),
-            ));
-        }
-
         let shadow = match raw.policy.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
             None | Some(("enforce", _)) => false,
             Some(("shadow", _)) => true,
@@ -171,22 +159,22 @@ impl Config {
             }
         };
 
-        let email = match raw.email {
-            None => Email {
-                outbox: resolve(&format!("{}/outbox", raw.server.data_dir)),
-                smtp: None,
-            },
-            Some(e) => Email {
-                outbox: resolve(&e.outbox.unwrap_or_else(|| format!("{}/outbox", raw.server.data_dir))),
-                smtp: e.smtp.map(|s| Smtp {
-                    host: s.host,
-                    port: s.port.unwrap_or(587),
-                    username: s.username,
-                    password_env: s.password_env,
-                    from: s.from,
-                }),
-            },
+        let outbox = resolve(
+            &raw.email
+                .as_ref()
+                .and_then(|e| e.outbox.clone())
+                .unwrap_or_else(|| format!("{}/outbox", raw.server.data_dir)),
+        );
+        let smtp = match raw.email.and_then(|e| e.smtp) {
+            Some(s) => Some(
+                super::smtp::validate(s, &resolve, &|k| std::env::var(k).ok(), &|span, m| {
+                    at(span, m).to_string()
+                })
+                .map_err(|(span, m)| at(span, m))?,
+            ),
+            None => None,
         };
+        let email = Email { outbox, smtp };
 
         Ok(Self {
             source: path.to_path_buf(),
@@ -281,19 +269,6 @@ fn parse_upstream(name: &str, url: &str) -> Result<Upstream, String> {
         authority,
         base_path,
     })
-}
-
-/// Byte span of a table header line, e.g. `[email.smtp]`.
-fn find_key_span(src: &str, header: &str) -> Option<std::ops::Range<usize>> {
-    let mut offset = 0;
-    for line in src.split_inclusive('\n') {
-        if line.trim().split('#').next().unwrap_or("").trim() == header {
-            let start = offset + (line.len() - line.trim_start().len());
-            return Some(start..start + 1);
-        }
-        offset += line.len();
-    }
-    Some(0..1)
 }
 
 /// Byte span of `key = ` inside `[table]` in `src`, for keys validated after parsing.

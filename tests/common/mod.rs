@@ -9,6 +9,7 @@
 
 mod accounts;
 mod cli;
+pub mod smtp;
 mod upstreams;
 
 use std::fmt::Display;
@@ -138,12 +139,31 @@ impl Setup {
         let path = self.write(dir.path());
         TestGateway::launch(dir, &path, self.clock).await
     }
+
+    /// Like [`Setup::start`], with `edit` applied to the loaded configuration (for what
+    /// no file key sets, e.g. the SMTP password or the mail retry wait).
+    pub async fn start_with(self, edit: impl FnOnce(&mut Config)) -> TestGateway {
+        let dir = tempfile::tempdir().unwrap();
+        let path = self.write(dir.path());
+        TestGateway::launch_with(dir, &path, self.clock, edit).await
+    }
 }
 
 impl TestGateway {
     /// Starts a gateway from a configuration already written into `dir`.
     pub async fn launch(dir: tempfile::TempDir, path: &Path, clock: Option<portcullis::clock::ManualClock>) -> Self {
-        let config = Config::load(path).unwrap();
+        Self::launch_with(dir, path, clock, |_| {}).await
+    }
+
+    /// Like [`TestGateway::launch`], with `edit` applied to the loaded configuration.
+    pub async fn launch_with(
+        dir: tempfile::TempDir,
+        path: &Path,
+        clock: Option<portcullis::clock::ManualClock>,
+        edit: impl FnOnce(&mut Config),
+    ) -> Self {
+        let mut config = Config::load(path).unwrap();
+        edit(&mut config);
         let gateway = match clock {
             Some(c) => Gateway::with_clock(config, Arc::new(c)).unwrap(),
             None => Gateway::new(config).unwrap(),
@@ -257,6 +277,21 @@ impl TestGateway {
         let dir = self.dir.path().join("data/outbox");
         let mut files: Vec<_> = std::fs::read_dir(dir)
             .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        files.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
+    }
+
+    /// The messages waiting in the SMTP spool (`data/spool`), oldest first.
+    pub fn spool(&self) -> Vec<String> {
+        let dir = self.dir.path().join("data/spool");
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                    .collect()
+            })
             .unwrap_or_default();
         files.sort();
         files.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()

@@ -1,5 +1,6 @@
-//! Outgoing mail: one RFC 5322 `.eml` file per message in the outbox directory (mode
-//! 0600: messages carry confirmation links).
+//! The outbox, used without `[email.smtp]`: one RFC 5322 `.eml` file per message in the
+//! outbox directory (mode 0600: messages carry confirmation links), synced before
+//! [`Outbox::send`] returns. Nothing sends these files anywhere.
 
 use std::fs;
 use std::io::Write;
@@ -10,14 +11,14 @@ use crate::clock::SharedClock;
 
 /// Writes messages from `no-reply@<from_domain>` into the outbox directory.
 #[derive(Clone)]
-pub struct Mailer {
+pub struct Outbox {
     outbox: PathBuf,
     from_domain: String,
     clock: SharedClock,
 }
 
-impl Mailer {
-    /// A mailer writing into `outbox` (made on first use), dating messages by `clock`.
+impl Outbox {
+    /// An outbox writing into `outbox` (made on first use), dating messages by `clock`.
     pub fn new(outbox: PathBuf, from_domain: String, clock: SharedClock) -> Self {
         Self {
             outbox,
@@ -30,7 +31,7 @@ impl Mailer {
     pub fn send(&self, to: &str, subject: &str, body: &str) -> std::io::Result<PathBuf> {
         fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.outbox)?;
         let now_ms = self.clock.now_ms();
-        let id = super::tokens::random_token();
+        let id = super::random_id();
         let date = httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(now_ms));
         let message = format!(
             "From: Portcullis <no-reply@{domain}>\r\n\
