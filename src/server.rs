@@ -78,6 +78,9 @@ impl Gateway {
 
     /// Like [`Gateway::new`], reading time from `clock` (tests move it by hand).
     pub fn with_clock(config: Config, clock: SharedClock) -> Result<Self, StartError> {
+        if let Some(missing) = config.email.smtp.as_ref().and_then(|s| s.missing_password.clone()) {
+            return Err(StartError::Mail(missing));
+        }
         match crate::store::dir::secure(&config.server.data_dir)? {
             0 => {}
             n => tracing::warn!(
@@ -93,9 +96,6 @@ impl Gateway {
             source,
         })?;
         let upstreams = Upstreams::new(&config);
-        if let Some(missing) = config.email.smtp.as_ref().and_then(|s| s.missing_password.clone()) {
-            return Err(StartError::Mail(missing));
-        }
         let smtp = match &config.email.smtp {
             Some(smtp) => {
                 Some(crate::mail::sender::tls(smtp).map_err(|e| StartError::Mail(format!("[email.smtp]: {e}")))?)
