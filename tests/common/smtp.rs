@@ -175,9 +175,8 @@ impl SmtpServer {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let notified = self.state.arrived.notified();
-            let got = self.received();
-            if got.len() >= n {
-                return got;
+            if self.state.received.lock().unwrap().len() >= n {
+                return self.received();
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return self.received();
