@@ -250,6 +250,60 @@ async fn refused_for_good_is_given_up_and_the_next_is_sent() {
     assert!(line.contains("message_id="), "{line}");
 }
 
+// A 5xx to the greeting or to AUTH refuses the gateway (a server in trouble, a wrong
+// password), not the message: nothing is given up, and the mail goes out once the
+// server takes the gateway again.
+#[tokio::test(flavor = "multi_thread")]
+async fn refusing_the_gateway_itself_gives_up_nothing() {
+    logs();
+    let mut server = SmtpServer::start(Mode::Plain).await;
+    let shop = start_shop().await;
+    let gw = common::Setup::shop(shop)
+        .extra(&plain_smtp(&server))
+        .start_with(|c| {
+            quick_retries(c);
+            let smtp = c.email.smtp.as_mut().unwrap();
+            smtp.username = Some("portcullis".to_owned());
+            smtp.password = Some(SmtpPassword::new(SECRET));
+        })
+        .await;
+    for (stage, code, to) in [
+        (Stage::Connect, 554, "greeting@example.com"),
+        (Stage::Auth, 535, "auth@example.com"),
+    ] {
+        // New connections only: a pooled one is past its greeting and AUTH.
+        server.stop();
+        server.resume().await;
+        let before = server.received().len();
+        server.fail(stage, code, None);
+        assert_eq!(register(&gw, to).await.0, 202);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(
+            gw.spool().len(),
+            1,
+            "a {code} to {stage:?} made the sender give up the message"
+        );
+        assert!(
+            gw.audit_events(EventKind::MailUndeliverable).is_empty(),
+            "a message was given up"
+        );
+        server.clear_faults();
+        let got = server.wait_for(before + 1, Duration::from_secs(10)).await;
+        assert_eq!(
+            got.len(),
+            before + 1,
+            "the mail did not go out once the server took the gateway"
+        );
+        assert_eq!(got[before].to, [to]);
+        assert_eq!(got[before].auth.as_ref().map(|a| a.0.as_str()), Some("portcullis"));
+    }
+    assert!(spool_drained(&gw).await.is_empty());
+    assert!(
+        gw.audit_events(EventKind::MailUndeliverable).is_empty(),
+        "a message was given up"
+    );
+}
+
 // The spool is bounded: when it is full (the server is down), mail() fails and the API
 // answers 503 busy; nothing already spooled is dropped.
 #[tokio::test(flavor = "multi_thread")]

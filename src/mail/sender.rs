@@ -7,7 +7,10 @@
 //! - A 5xx reply: the server refuses the message for good. The sender logs a warning with
 //!   the message id and the reply code (never the message), records
 //!   `mail_undeliverable` in the audit trail with the recipient, removes the message
-//!   (its body holds a live link: it is not kept), and goes on with the next one.
+//!   (its body holds a live link: it is not kept), and goes on with the next one. Unless
+//!   the server refuses the gateway itself (a 5xx to the greeting, EHLO or AUTH, e.g. a
+//!   wrong password): the sender checks that a new session still opens before it gives up
+//!   on a message, and otherwise logs an error and retries as for a 4xx.
 //!
 //! The task sleeps while the spool is empty and wakes when a message is spooled. When the
 //! gateway stops it returns at once, even mid-delivery: a message whose delivery was
@@ -102,8 +105,13 @@ pub async fn run(
                 Ok(Err(e)) => {
                     // Unreadable: it could never be sent; keeping it would block the spool.
                     tracing::error!(message_id = message_id(&name), error = %e, "unreadable message removed from the mail spool");
-                    give_up(&spool, &audit, &name, None, "unreadable").await;
-                    continue;
+                    if give_up(&spool, &audit, &name, None, "unreadable").await {
+                        continue;
+                    }
+                    if !back_off(&mut wait, smtp.retry_max, stop.as_mut()).await {
+                        return;
+                    }
+                    break;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "the mail spool task failed");
@@ -114,49 +122,76 @@ pub async fn run(
                 r = transport.send_raw(&message.envelope, &message.bytes) => r,
                 () = &mut stop => return,
             };
-            match sent {
+            let retry = match sent {
                 Ok(_) => {
                     tracing::debug!(message_id = message_id(&name), "mail delivered");
-                    remove(&spool, &name).await;
                     wait = smtp.retry_first;
+                    !remove(&spool, &name).await
                 }
                 Err(e) if e.is_permanent() => {
-                    let code = e.status().map(|c| c.to_string()).unwrap_or_else(|| "5xx".to_owned());
-                    tracing::warn!(message_id = message_id(&name), code = %code, "the mail server refused a message for good; not retried");
-                    give_up(&spool, &audit, &name, Some(message.recipient()), &code).await;
+                    let code = e.status().map_or_else(|| "5xx".to_owned(), |c| c.to_string());
+                    // A 5xx to the greeting, EHLO or AUTH refuses the gateway, not this
+                    // message: only when the server still takes a session is it final.
+                    let session = tokio::select! {
+                        r = transport.test_connection() => matches!(r, Ok(true)),
+                        () = &mut stop => return,
+                    };
+                    if session {
+                        tracing::warn!(message_id = message_id(&name), code = %code, "the mail server refused a message for good; not retried");
+                        !give_up(&spool, &audit, &name, Some(message.recipient()), &code).await
+                    } else {
+                        tracing::error!(message_id = message_id(&name), code = %code, error = %e, retry_in = ?wait, "the mail server refuses the gateway (greeting, TLS or AUTH): check [email.smtp]; will retry");
+                        true
+                    }
                 }
                 Err(e) => {
                     let code = e.status().map(|c| c.to_string());
                     tracing::warn!(message_id = message_id(&name), code = ?code, error = %e, retry_in = ?wait, "mail delivery failed; will retry");
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        () = &mut stop => return,
-                    }
-                    wait = (wait * 2).min(smtp.retry_max);
-                    break;
+                    true
                 }
+            };
+            if retry {
+                if !back_off(&mut wait, smtp.retry_max, stop.as_mut()).await {
+                    return;
+                }
+                break;
             }
         }
     }
 }
 
-/// Removes a delivered message from the spool.
-async fn remove(spool: &Arc<Spool>, name: &str) {
+/// Waits `wait` (unless `stop` completes first: then `false`), and doubles it up to `max`.
+async fn back_off(wait: &mut Duration, max: Duration, stop: std::pin::Pin<&mut impl Future<Output = ()>>) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(*wait) => {}
+        () = stop => return false,
+    }
+    *wait = (*wait * 2).min(max);
+    true
+}
+
+/// Removes a delivered message from the spool; `false` when it could not (the caller
+/// waits before going on, rather than sending it again at once).
+async fn remove(spool: &Arc<Spool>, name: &str) -> bool {
     let (spool, owned) = (spool.clone(), name.to_owned());
     match tokio::task::spawn_blocking(move || spool.remove(&owned)).await {
-        Ok(Ok(())) => {}
+        Ok(Ok(())) => true,
         Ok(Err(e)) => {
-            tracing::error!(message_id = message_id(name), error = %e, "cannot remove a message from the mail spool")
+            tracing::error!(message_id = message_id(name), error = %e, "cannot remove a message from the mail spool");
+            false
         }
-        Err(e) => tracing::error!(error = %e, "the mail spool task failed"),
+        Err(e) => {
+            tracing::error!(error = %e, "the mail spool task failed");
+            false
+        }
     }
 }
 
 /// Gives up on a message: audited as `mail_undeliverable`, then removed.
-async fn give_up(spool: &Arc<Spool>, audit: &Audit, name: &str, recipient: Option<String>, reason: &str) {
+async fn give_up(spool: &Arc<Spool>, audit: &Audit, name: &str, recipient: Option<String>, reason: &str) -> bool {
     let mut event = Event::new(EventKind::MailUndeliverable);
     event.email = recipient;
     event.reason = Some(reason.to_owned());
     audit.durable(event).await;
-    remove(spool, name).await;
+    remove(spool, name).await
 }

@@ -34,6 +34,8 @@ pub struct Received {
 pub enum Stage {
     /// The greeting (the server then closes).
     Connect,
+    /// The answer to AUTH.
+    Auth,
     Mail,
     Rcpt,
     /// The answer after the message's final dot.
@@ -117,10 +119,21 @@ impl SmtpServer {
 
     /// Listens again on the same port.
     pub async fn resume(&mut self) {
-        let socket = TcpSocket::new_v4().unwrap();
-        socket.set_reuseaddr(true).unwrap();
-        socket.bind(self.addr).unwrap();
-        let listener = socket.listen(64).unwrap();
+        // The stopped listener closes when its aborted task is next polled: try again
+        // for a moment.
+        let mut tries = 0;
+        let listener = loop {
+            let socket = TcpSocket::new_v4().unwrap();
+            socket.set_reuseaddr(true).unwrap();
+            match socket.bind(self.addr).and_then(|()| socket.listen(64)) {
+                Ok(l) => break l,
+                Err(_) if tries < 100 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("cannot listen on {} again: {e}", self.addr),
+            }
+        };
         self.addr = listener.local_addr().unwrap();
         let (state, acceptor, mode) = (self.state.clone(), self.acceptor.clone(), self.mode);
         self.task = Some(tokio::spawn(accept(listener, state, acceptor, mode)));
@@ -300,6 +313,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 io.flush().await?;
                 return Ok(End::StartTls(io));
             }
+            "AUTH" if fault(state, Stage::Auth, "").is_some() => reply(535, "authentication failed"),
             "AUTH" => {
                 let mut parts = arg.split_whitespace();
                 match (parts.next().map(str::to_ascii_uppercase).as_deref(), parts.next()) {
