@@ -161,6 +161,16 @@ async fn outage_then_delivery_and_4xx_retried() {
     assert!(spool_drained(&gw).await.is_empty());
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(server.received().len(), 2, "a message was delivered twice");
+
+    // A server that keeps answering 4xx is tried again and again, at growing intervals
+    // (50 ms doubling to 200 ms here: about 7 tries a second), never in a tight loop.
+    server.refuse_rcpt("patient", 451);
+    assert_eq!(register(&gw, "patient@example.com").await.0, 202);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let tries = server.rcpts().iter().filter(|r| r.starts_with("patient")).count();
+    assert!((3..=12).contains(&tries), "{tries} tries in a second");
+    server.clear_faults();
+    assert_eq!(server.wait_for(3, Duration::from_secs(10)).await.len(), 3);
     assert!(gw.audit_events(EventKind::MailUndeliverable).is_empty());
 }
 
