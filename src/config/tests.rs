@@ -156,4 +156,18 @@ fn smtp_errors_name_file_line_and_key() {
     assert!(e.contains(":13:") && e.contains("PORTCULLIS_SMTP_PASSWORD"), "{e}");
     let src = format!("{MINIMAL}\n[email.smtp]\nhost = \"localhost\"\nfrom = \"no-reply@shop.example\"\n");
     assert!(parse(&src).unwrap().email.smtp.is_some());
+    let src = format!("{MINIMAL}\n[email.smtp]\nhost = \"localhost\"\nfrom = \"no-reply@shop.example\"\nca = \"/nonexistent/ca.pem\"\n");
+    let e = parse(&src).unwrap_err().to_string();
+    assert!(
+        e.contains(":14:") && e.contains("[email.smtp] ca") && e.contains("cannot read"),
+        "{e}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), "not a certificate").unwrap();
+    let src = format!(
+        "{MINIMAL}\n[email.smtp]\nhost = \"localhost\"\nfrom = \"no-reply@shop.example\"\nca = \"{}\"\n",
+        dir.path().join("ca.pem").display()
+    );
+    let e = parse(&src).unwrap_err().to_string();
+    assert!(e.contains("no PEM certificate"), "{e}");
 }
