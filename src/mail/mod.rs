@@ -43,6 +43,19 @@ impl Mailer {
                 )?)))
             }
             None => {
+                let left = std::fs::read_dir(config.server.data_dir.join("spool"))
+                    .map(|d| {
+                        d.filter_map(Result::ok)
+                            .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+                            .count()
+                    })
+                    .unwrap_or(0);
+                if left > 0 {
+                    tracing::warn!(
+                        messages = left,
+                        "mail waits in the spool but [email.smtp] is not set: it is sent once SMTP is configured again"
+                    );
+                }
                 let domain = config.server.public_url.host().unwrap_or("localhost").to_owned();
                 Ok(Self::Outbox(Outbox::new(config.email.outbox.clone(), domain, clock)))
             }
