@@ -48,6 +48,18 @@ pub enum EventKind {
     RefreshReuse,
     /// A session ended at the client's request.
     Logout,
+    /// `/auth/password/forgot` was asked (whether a mail went out is in the reason).
+    PasswordResetRequested,
+    /// A reset token set a new password.
+    PasswordReset,
+    /// A reset token was refused (unknown, spent, expired); the trail names it
+    /// `password_reset`, with a reason.
+    PasswordResetRefused,
+    /// An account's password was changed (by its owner, or by an administrator).
+    PasswordChanged,
+    /// A password change was refused (wrong current password, policy); the trail names
+    /// it `password_changed`, with a reason.
+    PasswordChangeRefused,
 
     // Operations.
     /// A new policy set is in force.
@@ -66,6 +78,8 @@ pub enum EventKind {
     UserDisabled,
     /// An administrator revoked an account's sessions.
     SessionsRevoked,
+    /// An administrator enabled a disabled account.
+    UserEnabled,
 }
 
 /// How an event ended, as the trail records it.
@@ -92,7 +106,7 @@ impl Outcome {
 
 impl EventKind {
     /// Every kind, for listing and parsing names.
-    pub const ALL: [Self; 25] = [
+    pub const ALL: [Self; 31] = [
         Self::Request,
         Self::AccessDenied,
         Self::WouldDeny,
@@ -118,6 +132,12 @@ impl EventKind {
         Self::RolesChanged,
         Self::UserDisabled,
         Self::SessionsRevoked,
+        Self::PasswordResetRequested,
+        Self::PasswordReset,
+        Self::PasswordResetRefused,
+        Self::PasswordChanged,
+        Self::PasswordChangeRefused,
+        Self::UserEnabled,
     ];
 
     /// The event's name in the trail and in metrics.
@@ -147,6 +167,10 @@ impl EventKind {
             Self::RolesChanged => "roles_changed",
             Self::UserDisabled => "user_disabled",
             Self::SessionsRevoked => "sessions_revoked",
+            Self::PasswordResetRequested => "password_reset_requested",
+            Self::PasswordReset | Self::PasswordResetRefused => "password_reset",
+            Self::PasswordChanged | Self::PasswordChangeRefused => "password_changed",
+            Self::UserEnabled => "user_enabled",
         }
     }
 
@@ -166,12 +190,18 @@ impl EventKind {
             | Self::UserUnlocked
             | Self::RolesChanged
             | Self::UserDisabled
-            | Self::SessionsRevoked => Outcome::Success,
+            | Self::SessionsRevoked
+            | Self::PasswordResetRequested
+            | Self::PasswordReset
+            | Self::PasswordChanged
+            | Self::UserEnabled => Outcome::Success,
             Self::LoginFailure
             | Self::LoginLocked
             | Self::MfaFailure
             | Self::TokenRefreshRefused
             | Self::RefreshReuse
+            | Self::PasswordResetRefused
+            | Self::PasswordChangeRefused
             | Self::UpstreamError
             | Self::PolicyReloadFailed
             | Self::AuditOverflow => Outcome::Failure,
@@ -203,7 +233,12 @@ mod tests {
         names.sort_unstable();
         let before = names.len();
         names.dedup();
-        assert_eq!(before - names.len(), 1, "only token_refresh has two kinds");
+        let shared = ["password_changed", "password_reset", "token_refresh"];
+        assert_eq!(
+            before - names.len(),
+            shared.len(),
+            "only {shared:?} have two kinds each"
+        );
         let mut kinds = EventKind::ALL.to_vec();
         kinds.sort_unstable();
         kinds.dedup();

@@ -51,13 +51,23 @@ pub struct Busy;
 /// What a hashing thread is asked to do.
 enum Work {
     Hash(String),
-    Verify { password: String, phc: String },
+    Verify {
+        password: String,
+        phc: String,
+    },
+    /// The policy check, common-password estimate included (it can take milliseconds).
+    Check {
+        policy: PasswordPolicy,
+        password: String,
+        inputs: Vec<String>,
+    },
 }
 
 /// A hashing thread's answer: [`Outcome::Busy`] when the job waited too long.
 enum Outcome {
     Hash(Option<String>),
     Verify(bool),
+    Rules(Vec<String>),
     Busy,
 }
 
@@ -125,7 +135,7 @@ impl Hasher {
     pub async fn hash(&self, password: String) -> Result<Option<String>, Busy> {
         match self.run(Work::Hash(password)).await? {
             Outcome::Hash(h) => Ok(h),
-            Outcome::Verify(_) | Outcome::Busy => Ok(None),
+            Outcome::Verify(_) | Outcome::Rules(_) | Outcome::Busy => Ok(None),
         }
     }
 
@@ -136,6 +146,29 @@ impl Hasher {
         let phc = phc.unwrap_or_else(|| DUMMY_PHC.to_owned());
         let ok = matches!(self.run(Work::Verify { password, phc }).await?, Outcome::Verify(true));
         Ok(ok && known)
+    }
+
+    /// Every rule of `policy` that `password` breaks ([`broken_rules`] and, with
+    /// `reject_common`, [`COMMON_RULE`]), checked on a hashing thread. `inputs[0]` is the
+    /// account's email; the others (its name) are words the password must not lean on.
+    pub async fn check(
+        &self,
+        policy: &PasswordPolicy,
+        password: String,
+        inputs: Vec<String>,
+    ) -> Result<Vec<String>, Busy> {
+        let policy = policy.clone();
+        match self
+            .run(Work::Check {
+                policy,
+                password,
+                inputs,
+            })
+            .await?
+        {
+            Outcome::Rules(rules) => Ok(rules),
+            Outcome::Hash(_) | Outcome::Verify(_) | Outcome::Busy => Err(Busy),
+        }
     }
 }
 
@@ -166,6 +199,11 @@ fn hash_thread(queue: &Mutex<mpsc::Receiver<Job>>, max_wait: Duration) {
             match job.work {
                 Work::Hash(password) => Outcome::Hash(hash_now(&password)),
                 Work::Verify { password, phc } => Outcome::Verify(verify_now(&password, &phc)),
+                Work::Check {
+                    policy,
+                    password,
+                    inputs,
+                } => Outcome::Rules(checked_rules(&policy, &password, &inputs)),
             }
         };
         let _ = job.reply.send(outcome);
@@ -238,6 +276,30 @@ pub fn broken_rules(policy: &PasswordPolicy, password: &str, email: &str) -> Vec
     broken
 }
 
+/// The rule a common or easily guessed password breaks (`[password] reject_common`).
+pub const COMMON_RULE: &str = "common";
+
+/// The zxcvbn score a password needs: `Three` is "safely unguessable" (about 10^8
+/// guesses and more), which `Password1!` and `Qwerty123!` are not.
+const MIN_SCORE: zxcvbn::Score = zxcvbn::Score::Three;
+
+/// [`broken_rules`] for the account of `inputs` (its email first, then its name), and
+/// [`COMMON_RULE`] when the policy rejects common passwords and zxcvbn finds this one
+/// easy to guess. zxcvbn runs only on a password within the length limit.
+pub fn checked_rules(policy: &PasswordPolicy, password: &str, inputs: &[String]) -> Vec<String> {
+    let email = inputs.first().map_or("", String::as_str);
+    let mut broken = broken_rules(policy, password, email);
+    if policy.reject_common && password.chars().count() <= MAX_PASSWORD && !password.is_empty() {
+        let local = email.split('@').next().unwrap_or("");
+        let mut words: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        words.push(local);
+        if zxcvbn::zxcvbn(password, &words).score() < MIN_SCORE {
+            broken.push(COMMON_RULE.to_owned());
+        }
+    }
+    broken
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,7 +321,45 @@ mod tests {
         PasswordPolicy {
             min_length: 8,
             require: vec![CharClass::Upper, CharClass::Lower, CharClass::Digit, CharClass::Symbol],
+            reject_common: true,
+            reset_ttl: Duration::from_secs(1800),
         }
+    }
+
+    // Common passwords break rule `common` though they meet every class rule; the
+    // passwords of the tests, the README and generated ones pass; the user's own name
+    // and address count as guessable words; `reject_common = false` turns it off.
+    #[test]
+    fn common_passwords() {
+        let inputs = |e: &str, n: &str| vec![e.to_owned(), n.to_owned()];
+        for weak in ["Password1!", "Qwerty123!", "Welcome1!", "P@ssw0rd123"] {
+            let started = Instant::now();
+            let rules = checked_rules(&policy(), weak, &inputs("ann@example.com", "Ann"));
+            eprintln!("zxcvbn on {weak:?}: {:?}", started.elapsed());
+            assert_eq!(rules, vec![COMMON_RULE.to_owned()], "{weak}");
+        }
+        let long = "Aa1!xY".repeat(21);
+        let started = Instant::now();
+        let _ = checked_rules(&policy(), &long, &inputs("ann@example.com", "Ann"));
+        eprintln!("zxcvbn on 126 characters: {:?}", started.elapsed());
+        for good in [
+            "Str0ng!Passw0rd",
+            "Corr3ct-Horse",
+            "Att4cker!Passw0rd",
+            "Other!Passw0rd",
+            "Chosen!Passw0rd",
+            &crate::admin::generate_password(),
+        ] {
+            let rules = checked_rules(&policy(), good, &inputs("ann@example.com", "Ann"));
+            assert!(rules.is_empty(), "{good}: {rules:?}");
+        }
+        let personal = checked_rules(&policy(), "Hildegard2024!", &inputs("hk@example.com", "Hildegard"));
+        assert!(personal.contains(&COMMON_RULE.to_owned()), "{personal:?}");
+        let off = PasswordPolicy {
+            reject_common: false,
+            ..policy()
+        };
+        assert!(checked_rules(&off, "Password1!", &inputs("ann@example.com", "Ann")).is_empty());
     }
 
     // A good password breaks no rule; a bad one lists every rule it breaks.
