@@ -2,9 +2,8 @@
 //! each), and below them passwords, TOTP, tokens and mail.
 //!
 //! `http` reads requests and records each flow's event; `service` holds the state the
-//! flows share; `registration`, `login`, `mfa`, `password_reset`, `password_change`, `sessions` and
-//! `verify` are the flows,
-//! each answering with a [`flow::Flow`]; `tokens`, `jwt_crypto`, `password`, `totp` and
+//! flows share; `registration`, `login`, `mfa`, `password_reset`, `password_change`,
+//! `sessions` and `verify` are the flows, each answering with a [`flow::Flow`]; `tokens`, `jwt_crypto`, `password`, `totp` and
 //! `mail` know nothing of accounts.
 
 pub mod flow;
@@ -16,6 +15,7 @@ pub mod mail;
 pub mod mfa;
 pub mod password;
 pub mod password_change;
+pub mod password_policy;
 pub mod password_reset;
 pub mod registration;
 pub mod service;

@@ -76,11 +76,7 @@ impl Store {
                         )?;
                     }
                 }
-                Some(Kind::Reset) => {
-                    if self.prune_reset(&id, now_ms)? {
-                        pruned.resets += 1;
-                    }
-                }
+                Some(Kind::Reset) => pruned.resets += usize::from(self.prune_reset(&id, now_ms)?),
                 None => {}
             }
             self.expiry.remove(&key)?;
