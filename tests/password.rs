@@ -73,7 +73,8 @@ fn reasons(gw: &TestGateway, kind: EventKind) -> Vec<(String, String)> {
 
 // Known and unknown addresses get the same answer; the known one gets one mail with a
 // link under public_url, a second request within the minute sends none, one after the
-// minute sends another; malformed JSON is 400. The trail tells the cases apart.
+// minute sends another; unconfirmed and disabled accounts get none; malformed JSON is
+// 400. The trail tells the cases apart.
 #[tokio::test]
 async fn forgot_answers_alike_and_mails_once_a_minute() {
     let clock = ManualClock::new();
@@ -108,6 +109,15 @@ async fn forgot_answers_alike_and_mails_once_a_minute() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 400);
 
+    // Neither an unconfirmed nor a disabled account gets a mail; both get the same 202.
+    let body = json!({ "email": "pending@example.com", "password": PASSWORD, "name": "P" });
+    assert_eq!(gw.post("/auth/register", body).await.0, 202);
+    let off = gw.add_user("off@example.com", &["customer"]).await;
+    gw.auth().store().update_user(&off, |u| u.disabled = true).unwrap();
+    assert_eq!(forgot(&gw, "pending@example.com").await, known);
+    assert_eq!(forgot(&gw, "off@example.com").await, known);
+    assert_eq!(reset_mails(&gw).len(), 2);
+
     let trail = reasons(&gw, EventKind::PasswordResetRequested);
     let said: Vec<&str> = trail.iter().map(|(_, r)| r.as_str()).collect();
     assert_eq!(
@@ -116,7 +126,9 @@ async fn forgot_answers_alike_and_mails_once_a_minute() {
             "mail sent",
             "no such account",
             "already sent within a minute",
-            "mail sent"
+            "mail sent",
+            "account unconfirmed; no mail",
+            "account disabled; no mail",
         ]
     );
     let all = gw.audit_events(EventKind::PasswordResetRequested);

@@ -70,14 +70,20 @@ impl AuthService {
         Ok(event(user.as_ref(), reason))
     }
 
-    /// Writes and syncs one fixed file of a mail's size in `data_dir` (replaced each time,
-    /// so nothing grows), on the blocking pool: what handing over a mail costs, for the
+    /// Writes and syncs one fixed file of a mail's size, `data_dir/reset-decoy` (mode
+    /// 0600, replaced each time, so nothing grows), on the blocking pool: what handing over a mail costs, for the
     /// requests that send none. Its failure changes nothing but the timing.
     async fn write_decoy(&self) {
         let path = self.config.server.data_dir.join("reset-decoy");
         let written = tokio::task::spawn_blocking(move || {
             use std::io::Write;
-            let mut f = std::fs::File::create(path)?;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(path)?;
             f.write_all(&[b'.'; 900])?;
             f.sync_all()
         })
