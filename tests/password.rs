@@ -191,7 +191,7 @@ async fn reset_works_once_revokes_and_unlocks() {
 }
 
 // A token older than reset_ttl is refused; so is one issued before a newer one, and one
-// whose account changed its password since.
+// whose account changed its password since. A sign-in in the second of a reset works.
 #[tokio::test]
 async fn reset_token_expires_and_dies_with_the_password() {
     let clock = ManualClock::new();
@@ -233,7 +233,21 @@ async fn reset_token_expires_and_dies_with_the_password() {
         400,
         "a token outlived a password change"
     );
-    sign_in(&gw, "e@example.com", NEW_PASSWORD).await;
+
+    // A reset and a sign-in within the same second (the clock stands still): the new
+    // session works, the one from before the reset does not.
+    clock.advance(Duration::from_secs(61));
+    let (before, _) = sign_in(&gw, "e@example.com", NEW_PASSWORD).await;
+    forgot(&gw, "e@example.com").await;
+    let token = confirmation_token(reset_mails(&gw).last().unwrap());
+    assert_eq!(reset(&gw, &token, "Third!Keyp4d-Orchard").await.0, 200);
+    let (after, _) = sign_in(&gw, "e@example.com", "Third!Keyp4d-Orchard").await;
+    assert_eq!(
+        gw.get_with("/auth/me", &after).await.0,
+        200,
+        "a sign-in right after a reset is refused"
+    );
+    assert_eq!(gw.get_with("/auth/me", &before).await.0, 401);
 }
 
 // Two concurrent resets with one token: exactly one wins.

@@ -113,7 +113,7 @@ impl AuthService {
             .map_err(store_err)?
             .ok_or_else(|| refused(GatewayError::InvalidCredentials, "password changed meanwhile"))?;
         self.store.clear_failures(&user.email).map_err(store_err)?;
-        self.revoke_other_sessions(&user.id, &caller.claims.sid)
+        self.revoke_sessions_except(&user.id, Some(&caller.claims.sid))
             .map_err(store_err)?;
         self.store.flush().await.map_err(store_err)?;
         Ok(event(
@@ -122,10 +122,16 @@ impl AuthService {
         ))
     }
 
-    /// Revokes every session of a user but `keep`, with their access tokens.
-    fn revoke_other_sessions(&self, user_id: &str, keep: &str) -> Result<(), StoreError> {
+    /// Revokes every session of a user but `keep`, with their access and refresh tokens.
+    ///
+    /// After a new password, sessions are revoked one by one rather than by
+    /// `revoke_user`'s "every token issued up to this second": that would also kill a
+    /// session signed in with the new password within the same second. Callers hold the
+    /// account's attempt lock, so no login with the old password is between its check
+    /// and its session meanwhile.
+    pub(super) fn revoke_sessions_except(&self, user_id: &str, keep: Option<&str>) -> Result<(), StoreError> {
         for s in self.store.sessions_of(user_id)? {
-            if !s.revoked && s.id != keep {
+            if !s.revoked && Some(s.id.as_str()) != keep {
                 self.revoke_session(&s)?;
             }
         }
@@ -149,11 +155,12 @@ impl AuthService {
             .await
             .map_err(|_| "the password hashing queue is full; try again")?
             .ok_or("password hashing failed")?;
+        let _attempt = self.attempt_lock(&user.email).await;
         let user = self
             .store
             .update_user(&user.id, |u| u.password_hash.clone_from(&hash))
             .map_err(|e| e.to_string())?;
-        self.revoke_user(&user.id).map_err(|e| e.to_string())?;
+        self.revoke_sessions_except(&user.id, None).map_err(|e| e.to_string())?;
         self.store.clear_failures(&user.email).map_err(|e| e.to_string())?;
         self.store.flush().await.map_err(|e| e.to_string())?;
         Ok(user)

@@ -197,6 +197,9 @@ impl AuthService {
                 let e = GatewayError::Internal("password hashing failed".into());
                 (e, event(EventKind::PasswordResetRefused, Some(&user), "hashing failed"))
             })?;
+        // No login of this account is between its password check and its session while
+        // the password changes and the sessions are revoked.
+        let _attempt = self.attempt_lock(&user.email).await;
         // Spending is atomic: of two requests with one token, one takes it.
         self.store
             .take_reset(&hash)
@@ -212,7 +215,7 @@ impl AuthService {
             })
             .map_err(store_err)?
             .ok_or_else(|| refused(Some(&user), "password changed since the token was issued"))?;
-        self.revoke_user(&user.id).map_err(store_err)?;
+        self.revoke_sessions_except(&user.id, None).map_err(store_err)?;
         self.store.clear_failures(&user.email).map_err(store_err)?;
         self.store.flush().await.map_err(store_err)?;
         Ok(event(
