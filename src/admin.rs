@@ -46,6 +46,14 @@ pub enum AdminRequest {
     Revoke {
         email: String,
     },
+    /// Sets a password (a generated one when `None`).
+    Password {
+        email: String,
+        password: Option<String>,
+    },
+    Enable {
+        email: String,
+    },
     AuditList {
         query: crate::audit::Query,
     },
@@ -173,6 +181,29 @@ pub async fn execute(auth: &AuthService, req: AdminRequest) -> Result<Value, Str
             )
             .await;
             Ok(json!({ "disabled": user.email }))
+        }
+        AdminRequest::Password { email, password } => {
+            let generated = password.is_none();
+            let password = password.unwrap_or_else(generate_password);
+            let user = auth.set_password(&email, password.clone()).await?;
+            let why = "by admin command; every session revoked, lockout cleared".into();
+            audited(auth, crate::audit::EventKind::PasswordChanged, &user, why).await;
+            let mut out = json!({ "email": user.email, "sessions_revoked": true });
+            if generated {
+                out["password"] = password.into();
+            }
+            Ok(out)
+        }
+        AdminRequest::Enable { email } => {
+            let user = auth.enable_user(&email).await?;
+            audited(
+                auth,
+                crate::audit::EventKind::UserEnabled,
+                &user,
+                "by admin command".into(),
+            )
+            .await;
+            Ok(json!({ "enabled": user.email }))
         }
         AdminRequest::AuditList { query } => {
             let records = crate::audit::list(auth.store(), &query).map_err(|e| e.to_string())?;

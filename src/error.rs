@@ -51,6 +51,8 @@ pub enum GatewayError {
     PasswordPolicy { rules: Vec<String> },
     #[error("confirmation token unknown, used or expired")]
     InvalidConfirmation,
+    #[error("password reset token unknown, used, expired or no longer bound to the password")]
+    InvalidResetToken,
     #[error("invalid credentials")]
     InvalidCredentials,
     #[error("email not confirmed")]
@@ -86,7 +88,7 @@ impl GatewayError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::Malformed(_) | Self::InvalidConfirmation => StatusCode::BAD_REQUEST,
+            Self::Malformed(_) | Self::InvalidConfirmation | Self::InvalidResetToken => StatusCode::BAD_REQUEST,
             Self::PasswordPolicy { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::InvalidCredentials | Self::InvalidCode | Self::InvalidGrant => StatusCode::UNAUTHORIZED,
             Self::EmailUnconfirmed | Self::AccountDisabled => StatusCode::FORBIDDEN,
@@ -115,7 +117,7 @@ impl GatewayError {
             Self::UpstreamTimeout { .. } => "gateway_timeout",
             Self::Malformed(_) => "bad_request",
             Self::PasswordPolicy { .. } => "password_policy",
-            Self::InvalidConfirmation | Self::InvalidGrant => "invalid_token",
+            Self::InvalidConfirmation | Self::InvalidResetToken | Self::InvalidGrant => "invalid_token",
             Self::InvalidCredentials => "invalid_credentials",
             Self::EmailUnconfirmed => "email_unconfirmed",
             Self::AccountDisabled => "account_disabled",
@@ -142,7 +144,9 @@ impl GatewayError {
             Self::UpstreamTimeout { .. } => "the service did not answer in time",
             Self::Malformed(_) => "the request body is malformed",
             Self::PasswordPolicy { .. } => "the password does not meet the policy",
-            Self::InvalidConfirmation | Self::InvalidGrant => "the token is invalid or expired",
+            Self::InvalidConfirmation | Self::InvalidResetToken | Self::InvalidGrant => {
+                "the token is invalid or expired"
+            }
             Self::InvalidCredentials => "invalid email or password",
             Self::EmailUnconfirmed => "confirm your email address first",
             Self::AccountDisabled => "this account is disabled",
@@ -201,6 +205,7 @@ impl GatewayError {
             | Self::Malformed(_)
             | Self::PasswordPolicy { .. }
             | Self::InvalidConfirmation
+            | Self::InvalidResetToken
             | Self::InvalidCredentials
             | Self::EmailUnconfirmed
             | Self::AccountDisabled

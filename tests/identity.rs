@@ -84,7 +84,13 @@ async fn register_validation() {
     assert_eq!(resp["error"], "password_policy");
     assert_eq!(
         resp["rules"],
-        json!(["at least 8 characters", "an upper-case letter", "a digit", "a symbol"]),
+        json!([
+            "at least 8 characters",
+            "an upper-case letter",
+            "a digit",
+            "a symbol",
+            "common"
+        ]),
         "{resp}"
     );
     let resp = gw

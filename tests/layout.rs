@@ -28,6 +28,7 @@ const NOT_EVENTS: &[&str] = &[
     "=> \"rate_limited\"",
     "key(\"request\")",
     "\"request\"\n",
+    "\"status\": \"password_changed\"",
 ];
 
 /// Files that map errors to responses or events to outcomes: no `_ =>` arm in them, so a

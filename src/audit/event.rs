@@ -48,6 +48,18 @@ pub enum EventKind {
     RefreshReuse,
     /// A session ended at the client's request.
     Logout,
+    /// `/auth/password/forgot` was asked (whether a mail went out is in the reason).
+    PasswordResetRequested,
+    /// A reset token set a new password.
+    PasswordReset,
+    /// A reset token was refused (unknown, spent, expired); the trail names it
+    /// `password_reset`, with a reason.
+    PasswordResetRefused,
+    /// An account's password was changed (by its owner, or by an administrator).
+    PasswordChanged,
+    /// A password change was refused (wrong current password, policy); the trail names
+    /// it `password_changed`, with a reason.
+    PasswordChangeRefused,
 
     // Operations.
     /// A new policy set is in force.
@@ -70,6 +82,8 @@ pub enum EventKind {
     // Mail.
     /// The mail server refused a message for good (5xx): it is not retried.
     MailUndeliverable,
+    /// An administrator enabled a disabled account.
+    UserEnabled,
 }
 
 /// How an event ended, as the trail records it.
@@ -96,7 +110,7 @@ impl Outcome {
 
 impl EventKind {
     /// Every kind, for listing and parsing names.
-    pub const ALL: [Self; 26] = [
+    pub const ALL: [Self; 32] = [
         Self::Request,
         Self::AccessDenied,
         Self::WouldDeny,
@@ -123,6 +137,12 @@ impl EventKind {
         Self::UserDisabled,
         Self::SessionsRevoked,
         Self::MailUndeliverable,
+        Self::PasswordResetRequested,
+        Self::PasswordReset,
+        Self::PasswordResetRefused,
+        Self::PasswordChanged,
+        Self::PasswordChangeRefused,
+        Self::UserEnabled,
     ];
 
     /// The event's name in the trail and in metrics.
@@ -153,6 +173,10 @@ impl EventKind {
             Self::UserDisabled => "user_disabled",
             Self::SessionsRevoked => "sessions_revoked",
             Self::MailUndeliverable => "mail_undeliverable",
+            Self::PasswordResetRequested => "password_reset_requested",
+            Self::PasswordReset | Self::PasswordResetRefused => "password_reset",
+            Self::PasswordChanged | Self::PasswordChangeRefused => "password_changed",
+            Self::UserEnabled => "user_enabled",
         }
     }
 
@@ -172,12 +196,18 @@ impl EventKind {
             | Self::UserUnlocked
             | Self::RolesChanged
             | Self::UserDisabled
-            | Self::SessionsRevoked => Outcome::Success,
+            | Self::SessionsRevoked
+            | Self::PasswordResetRequested
+            | Self::PasswordReset
+            | Self::PasswordChanged
+            | Self::UserEnabled => Outcome::Success,
             Self::LoginFailure
             | Self::LoginLocked
             | Self::MfaFailure
             | Self::TokenRefreshRefused
             | Self::RefreshReuse
+            | Self::PasswordResetRefused
+            | Self::PasswordChangeRefused
             | Self::UpstreamError
             | Self::PolicyReloadFailed
             | Self::AuditOverflow
@@ -210,7 +240,12 @@ mod tests {
         names.sort_unstable();
         let before = names.len();
         names.dedup();
-        assert_eq!(before - names.len(), 1, "only token_refresh has two kinds");
+        let shared = ["password_changed", "password_reset", "token_refresh"];
+        assert_eq!(
+            before - names.len(),
+            shared.len(),
+            "only {shared:?} have two kinds each"
+        );
         let mut kinds = EventKind::ALL.to_vec();
         kinds.sort_unstable();
         kinds.dedup();

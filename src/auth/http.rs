@@ -141,6 +141,33 @@ pub struct LogoutBody {
     refresh_token: Option<String>,
 }
 
+/// `POST /auth/password/forgot`.
+#[derive(Deserialize)]
+pub struct ForgotBody {
+    email: String,
+}
+
+/// `POST /auth/password/reset`.
+#[derive(Deserialize)]
+pub struct ResetBody {
+    token: String,
+    password: String,
+}
+
+/// `POST /auth/password/change`.
+#[derive(Deserialize)]
+pub struct ChangeBody {
+    current_password: String,
+    new_password: String,
+}
+
+/// 204, no body.
+fn no_content() -> Response<GatewayBody> {
+    let mut resp = Response::new(GatewayBody::empty());
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    resp
+}
+
 /// Answers one `/auth/*` request (`path` is canonical).
 pub async fn handle(
     auth: &AuthService,
@@ -243,6 +270,34 @@ pub async fn handle(
                 "roles": user.roles,
                 "mfa_enabled": user.mfa_enabled(),
             })))
+        }
+        "/auth/password/forgot" => {
+            method_is(&req, Method::POST)?;
+            let b: ForgotBody = read_json(req).await?;
+            if b.email.len() > 254 {
+                return Err(GatewayError::Malformed("field too long".into()));
+            }
+            let flow = auth.forgot_password(&b.email).await;
+            finish(auth, request_id, peer, flow).await?;
+            Ok(json_response(StatusCode::ACCEPTED, &json!({ "status": "reset_sent" })))
+        }
+        "/auth/password/reset" => {
+            method_is(&req, Method::POST)?;
+            let b: ResetBody = read_json(req).await?;
+            let flow = auth.reset_password(&b.token, b.password).await;
+            finish(auth, request_id, peer, flow).await?;
+            Ok(ok(json!({ "status": "password_changed" })))
+        }
+        "/auth/password/change" => {
+            method_is(&req, Method::POST)?;
+            let caller = auth.authenticate(req.headers())?.ok_or(GatewayError::Unauthenticated {
+                reason: "a password change needs a token".into(),
+                invalid_token: false,
+            })?;
+            let b: ChangeBody = read_json(req).await?;
+            let flow = auth.change_password(&caller, b.current_password, b.new_password).await;
+            finish(auth, request_id, peer, flow).await?;
+            Ok(no_content())
         }
         _ => Err(GatewayError::NoRoute),
     }

@@ -2,9 +2,10 @@
 //! each), and below them passwords, TOTP and tokens. Mail goes through [`crate::mail`].
 //!
 //! `http` reads requests and records each flow's event; `service` holds the state the
-//! flows share; `registration`, `login`, `mfa`, `sessions` and `verify` are the flows,
-//! each answering with a [`flow::Flow`]; `tokens`, `jwt_crypto`, `password` and `totp`
-//! know nothing of accounts.
+//! flows share; `registration`, `login`, `mfa`, `password_reset`, `password_change`,
+//! `sessions` and `verify` are the flows, each answering with a [`flow::Flow`];
+//! `tokens`, `jwt_crypto`, `password`, `password_policy` and `totp` know nothing of
+//! accounts.
 
 pub mod flow;
 pub mod http;
@@ -13,6 +14,9 @@ pub mod jwt_crypto;
 pub mod login;
 pub mod mfa;
 pub mod password;
+pub mod password_change;
+pub mod password_policy;
+pub mod password_reset;
 pub mod registration;
 pub mod service;
 pub mod sessions;

@@ -10,11 +10,8 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::{Algorithm, Argon2, Params, Version};
 use tokio::sync::oneshot;
 
-use crate::config::{default_hash_concurrency, CharClass, PasswordPolicy};
-
-/// Longest password accepted: argon2 cost does not depend on it, but bodies are bounded
-/// and nobody types more.
-pub const MAX_PASSWORD: usize = 128;
+pub use super::password_policy::{broken_rules, checked_rules, COMMON_RULE, MAX_PASSWORD};
+use crate::config::{default_hash_concurrency, PasswordPolicy};
 
 /// OWASP's argon2id minimum: m = 19 MiB, t = 2, p = 1.
 fn argon2() -> Argon2<'static> {
@@ -51,13 +48,23 @@ pub struct Busy;
 /// What a hashing thread is asked to do.
 enum Work {
     Hash(String),
-    Verify { password: String, phc: String },
+    Verify {
+        password: String,
+        phc: String,
+    },
+    /// The policy check, common-password estimate included (it can take milliseconds).
+    Check {
+        policy: PasswordPolicy,
+        password: String,
+        inputs: Vec<String>,
+    },
 }
 
 /// A hashing thread's answer: [`Outcome::Busy`] when the job waited too long.
 enum Outcome {
     Hash(Option<String>),
     Verify(bool),
+    Rules(Vec<String>),
     Busy,
 }
 
@@ -125,7 +132,7 @@ impl Hasher {
     pub async fn hash(&self, password: String) -> Result<Option<String>, Busy> {
         match self.run(Work::Hash(password)).await? {
             Outcome::Hash(h) => Ok(h),
-            Outcome::Verify(_) | Outcome::Busy => Ok(None),
+            Outcome::Verify(_) | Outcome::Rules(_) | Outcome::Busy => Ok(None),
         }
     }
 
@@ -136,6 +143,29 @@ impl Hasher {
         let phc = phc.unwrap_or_else(|| DUMMY_PHC.to_owned());
         let ok = matches!(self.run(Work::Verify { password, phc }).await?, Outcome::Verify(true));
         Ok(ok && known)
+    }
+
+    /// Every rule of `policy` that `password` breaks ([`broken_rules`] and, with
+    /// `reject_common`, [`COMMON_RULE`]), checked on a hashing thread. `inputs[0]` is the
+    /// account's email; the others (its name) are words the password must not lean on.
+    pub async fn check(
+        &self,
+        policy: &PasswordPolicy,
+        password: String,
+        inputs: Vec<String>,
+    ) -> Result<Vec<String>, Busy> {
+        let policy = policy.clone();
+        match self
+            .run(Work::Check {
+                policy,
+                password,
+                inputs,
+            })
+            .await?
+        {
+            Outcome::Rules(rules) => Ok(rules),
+            Outcome::Hash(_) | Outcome::Verify(_) | Outcome::Busy => Err(Busy),
+        }
     }
 }
 
@@ -166,6 +196,11 @@ fn hash_thread(queue: &Mutex<mpsc::Receiver<Job>>, max_wait: Duration) {
             match job.work {
                 Work::Hash(password) => Outcome::Hash(hash_now(&password)),
                 Work::Verify { password, phc } => Outcome::Verify(verify_now(&password, &phc)),
+                Work::Check {
+                    policy,
+                    password,
+                    inputs,
+                } => Outcome::Rules(checked_rules(&policy, &password, &inputs)),
             }
         };
         let _ = job.reply.send(outcome);
@@ -207,37 +242,6 @@ fn verify_now(password: &str, phc: &str) -> bool {
     argon2().verify_password(password.as_bytes(), &parsed).is_ok()
 }
 
-/// Every rule of the policy that `password` breaks, as human-readable sentences.
-pub fn broken_rules(policy: &PasswordPolicy, password: &str, email: &str) -> Vec<String> {
-    let mut broken = Vec::new();
-    let len = password.chars().count();
-    if len < policy.min_length {
-        broken.push(format!("at least {} characters", policy.min_length));
-    }
-    if len > MAX_PASSWORD {
-        broken.push(format!("at most {MAX_PASSWORD} characters"));
-    }
-    for class in &policy.require {
-        let (ok, rule) = match class {
-            CharClass::Upper => (password.chars().any(char::is_uppercase), "an upper-case letter"),
-            CharClass::Lower => (password.chars().any(char::is_lowercase), "a lower-case letter"),
-            CharClass::Digit => (password.chars().any(|c| c.is_ascii_digit()), "a digit"),
-            CharClass::Symbol => (
-                password.chars().any(|c| !c.is_alphanumeric() && !c.is_whitespace()),
-                "a symbol",
-            ),
-        };
-        if !ok {
-            broken.push(rule.to_owned());
-        }
-    }
-    let local = email.split('@').next().unwrap_or("").to_lowercase();
-    if local.chars().count() >= 3 && password.to_lowercase().contains(&local) {
-        broken.push("must not contain the email address's name".to_owned());
-    }
-    broken
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,27 +257,6 @@ mod tests {
         assert_eq!(dummy.params, real.params);
         assert_eq!(dummy.hash.map(|h| h.len()), real.hash.map(|h| h.len()));
         assert!(verify_now("portcullis-dummy-password", DUMMY_PHC));
-    }
-
-    fn policy() -> PasswordPolicy {
-        PasswordPolicy {
-            min_length: 8,
-            require: vec![CharClass::Upper, CharClass::Lower, CharClass::Digit, CharClass::Symbol],
-        }
-    }
-
-    // A good password breaks no rule; a bad one lists every rule it breaks.
-    #[test]
-    fn policy_rules() {
-        assert!(broken_rules(&policy(), "Corr3ct-Horse", "ann@example.com").is_empty());
-        let broken = broken_rules(&policy(), "abc", "ann@example.com");
-        assert_eq!(broken.len(), 4, "{broken:?}");
-        let long = "Aa1!".repeat(40);
-        assert!(broken_rules(&policy(), &long, "a@b.c")
-            .iter()
-            .any(|r| r.contains("at most")));
-        let mine = broken_rules(&policy(), "Annabel-2024!", "annabel@example.com");
-        assert!(mine.iter().any(|r| r.contains("email")), "{mine:?}");
     }
 
     // Hashes are argon2id with the OWASP parameters, and verify only the right password.

@@ -4,7 +4,6 @@
 use subtle::ConstantTimeEq;
 
 use super::flow::{AuthEvent, Flow};
-use super::password::broken_rules;
 use super::service::{busy, AuthService, CONFIRMATION_TTL_MS};
 use super::tokens::{random_token, token_hash};
 use crate::audit::EventKind;
@@ -73,10 +72,7 @@ impl AuthService {
         if name.trim().is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
             return Err(GatewayError::Malformed("invalid name".into()));
         }
-        let rules = broken_rules(&self.config.password, &password, &email);
-        if !rules.is_empty() {
-            return Err(GatewayError::PasswordPolicy { rules });
-        }
+        self.check_password(&password, &email, name.trim()).await?;
         let hash = self
             .hasher
             .hash(password)
@@ -265,7 +261,10 @@ impl AuthService {
         {
             return Err("roles must be non-empty names of letters, digits, - and _".into());
         }
-        let rules = broken_rules(&self.config.password, &password, &email);
+        let rules = self
+            .password_rules(&password, &email, name)
+            .await
+            .map_err(|_| "the password hashing queue is full; try again")?;
         if !rules.is_empty() {
             return Err(format!("the password breaks the policy: {}", rules.join("; ")));
         }

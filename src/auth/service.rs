@@ -49,6 +49,9 @@ pub struct AuthService {
     /// ms); entries older than the notice interval are swept. Only confirmed accounts
     /// get notices, so this holds at most one entry per account.
     pub(super) notices: DashMap<String, u64>,
+    /// Account address -> when it was last sent a password reset mail (Unix ms); swept
+    /// after a minute. Only real, confirmed, enabled accounts get entries.
+    pub(super) resets_sent: DashMap<String, u64>,
     /// Set while one request makes room in the token cache, so others do not pile on.
     pub(super) evicting: AtomicBool,
     /// [`TOKEN_CACHE_MAX`], smaller in tests.
@@ -96,6 +99,7 @@ impl AuthService {
             attempts: DashMap::new(),
             events: crate::metrics::AuthEventCounts::default(),
             notices: DashMap::new(),
+            resets_sent: DashMap::new(),
             evicting: AtomicBool::new(false),
             token_cache_max: TOKEN_CACHE_MAX,
         };
@@ -172,6 +176,7 @@ impl AuthService {
         let now_ms = self.clock.now_ms();
         self.sweep_verification(now);
         self.sweep_notices(now_ms);
+        self.sweep_resets_sent(now_ms);
         match self.store.prune(now_ms, self.lockout_ms()) {
             Ok(p) if p != crate::store::Pruned::default() => tracing::debug!(?p, "pruned expired records"),
             Ok(_) => {}

@@ -166,7 +166,7 @@ impl AuthService {
     }
 
     /// Marks a session revoked, in the store and in memory.
-    fn revoke_session(&self, session: &Session) -> Result<(), StoreError> {
+    pub(super) fn revoke_session(&self, session: &Session) -> Result<(), StoreError> {
         let mut s = self.store.session(&session.id)?.unwrap_or_else(|| session.clone());
         s.revoked = true;
         self.store.put_session(&s)?;

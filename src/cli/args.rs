@@ -120,9 +120,18 @@ pub enum UserCommand {
         name: Option<String>,
     },
     /// Every account: roles, MFA, lock and disabled state.
-    List,
+    List {
+        /// One JSON array on standard output (no secret fields).
+        #[arg(long)]
+        json: bool,
+    },
     /// One account.
-    Show { email: String },
+    Show {
+        email: String,
+        /// One JSON object on standard output (no secret fields).
+        #[arg(long)]
+        json: bool,
+    },
     /// Clear a lockout.
     Unlock { email: String },
     /// Set the roles of an account (its sessions are revoked).
@@ -135,6 +144,16 @@ pub enum UserCommand {
     Disable { email: String },
     /// Revoke every session and access token of an account.
     Revoke { email: String },
+    /// Set an account's password (every session is revoked and the lockout cleared);
+    /// prints a generated password when none is given.
+    Password {
+        email: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Enable a disabled account.
+    Enable { email: String },
 }
 
 #[derive(Subcommand)]

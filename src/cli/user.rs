@@ -13,7 +13,11 @@ pub fn run(config_path: &Path, command: UserCommand) -> ExitCode {
     let Some(config) = load_config(config_path) else {
         return ExitCode::FAILURE;
     };
-    let show_list = matches!(command, UserCommand::List);
+    let show_list = matches!(command, UserCommand::List { .. });
+    let json = matches!(
+        command,
+        UserCommand::List { json: true } | UserCommand::Show { json: true, .. }
+    );
     let request = match command {
         UserCommand::Add {
             email,
@@ -21,15 +25,8 @@ pub fn run(config_path: &Path, command: UserCommand) -> ExitCode {
             password_stdin,
             name,
         } => {
-            let password = if password_stdin {
-                let mut line = String::new();
-                if std::io::stdin().read_line(&mut line).is_err() || line.trim_end_matches(['\r', '\n']).is_empty() {
-                    eprintln!("portcullis: no password on standard input");
-                    return ExitCode::FAILURE;
-                }
-                Some(line.trim_end_matches(['\r', '\n']).to_owned())
-            } else {
-                None
+            let Ok(password) = stdin_password(password_stdin) else {
+                return ExitCode::FAILURE;
             };
             AdminRequest::Add {
                 email,
@@ -38,20 +35,45 @@ pub fn run(config_path: &Path, command: UserCommand) -> ExitCode {
                 name,
             }
         }
-        UserCommand::List => AdminRequest::List,
-        UserCommand::Show { email } => AdminRequest::Show { email },
+        UserCommand::Password { email, password_stdin } => {
+            let Ok(password) = stdin_password(password_stdin) else {
+                return ExitCode::FAILURE;
+            };
+            AdminRequest::Password { email, password }
+        }
+        UserCommand::Enable { email } => AdminRequest::Enable { email },
+        UserCommand::List { .. } => AdminRequest::List,
+        UserCommand::Show { email, .. } => AdminRequest::Show { email },
         UserCommand::Unlock { email } => AdminRequest::Unlock { email },
         UserCommand::Roles { email, roles } => AdminRequest::Roles { email, roles },
         UserCommand::Disable { email } => AdminRequest::Disable { email },
         UserCommand::Revoke { email } => AdminRequest::Revoke { email },
     };
     match run_async_value(run_admin(config, request)) {
+        Ok(value) if json => {
+            println!("{value}");
+            ExitCode::SUCCESS
+        }
         Ok(value) => {
             print_admin(&value, show_list);
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),
     }
+}
+
+/// The password on the first line of standard input when `from_stdin`, else `None`;
+/// `Err` (after saying so) when standard input has none.
+fn stdin_password(from_stdin: bool) -> Result<Option<String>, ()> {
+    if !from_stdin {
+        return Ok(None);
+    }
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err() || line.trim_end_matches(['\r', '\n']).is_empty() {
+        eprintln!("portcullis: no password on standard input");
+        return Err(());
+    }
+    Ok(Some(line.trim_end_matches(['\r', '\n']).to_owned()))
 }
 
 /// Prints an admin answer: a table of accounts, one account's row, or `key: value` lines.

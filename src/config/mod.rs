@@ -184,6 +184,10 @@ pub enum CharClass {
 pub struct PasswordPolicy {
     pub min_length: usize,
     pub require: Vec<CharClass>,
+    /// Refuse passwords that are common or easily guessed (zxcvbn), as rule `common`.
+    pub reject_common: bool,
+    /// How long a password reset token works (`reset_ttl`, default 30 minutes).
+    pub reset_ttl: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -112,6 +112,8 @@ pub(super) struct RawLogin {
 pub(super) struct RawPassword {
     pub(super) min_length: Option<usize>,
     pub(super) require: Option<Vec<Spanned<String>>>,
+    pub(super) reject_common: Option<bool>,
+    pub(super) reset_ttl: Option<HumanDuration>,
 }
 
 #[derive(Deserialize)]

@@ -171,3 +171,19 @@ fn smtp_errors_name_file_line_and_key() {
     let e = parse(&src).unwrap_err().to_string();
     assert!(e.contains("no PEM certificate"), "{e}");
 }
+
+// `[password] reject_common` defaults to on and `reset_ttl` to 30 minutes; both are read,
+// and a zero reset_ttl is refused at its line.
+#[test]
+fn password_reset_keys() {
+    let c = parse(MINIMAL).unwrap();
+    assert!(c.password.reject_common);
+    assert_eq!(c.password.reset_ttl, Duration::from_secs(1800));
+    let src = format!("{MINIMAL}\n[password]\nreject_common = false\nreset_ttl = \"10m\"\n");
+    let c = parse(&src).unwrap();
+    assert!(!c.password.reject_common);
+    assert_eq!(c.password.reset_ttl, Duration::from_secs(600));
+    let e = parse(&format!("{MINIMAL}\n[password]\nreset_ttl = \"0s\"\n")).unwrap_err();
+    assert_eq!(e.line, Some(12), "{e}");
+    assert_eq!(e.key.as_deref(), Some("[password] reset_ttl"));
+}

@@ -136,7 +136,19 @@ impl Config {
                     })
                     .collect::<Result<_, _>>()?,
             },
+            reject_common: raw.password.reject_common.unwrap_or(true),
+            reset_ttl: raw.password.reset_ttl.map_or(Duration::from_secs(30 * 60), |d| d.0),
         };
+        if password.reset_ttl.is_zero() {
+            let key = "[password] reset_ttl";
+            return Err(SourceError::at(
+                path,
+                src,
+                find_key(src, key),
+                Some(key.into()),
+                "must be positive",
+            ));
+        }
 
         let algorithm = match raw.tokens.algorithm.as_ref().map(|a| (a.get_ref().as_str(), a.span())) {
             None | Some(("EdDSA", _)) => KeyAlg::EdDsa,

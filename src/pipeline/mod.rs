@@ -232,6 +232,7 @@ fn refusal_event(err: &GatewayError, proxied: bool) -> Option<EventKind> {
         // record them (auditing them would change the trail: a decision of its own).
         GatewayError::PasswordPolicy { .. }
         | GatewayError::InvalidConfirmation
+        | GatewayError::InvalidResetToken
         | GatewayError::InvalidCredentials
         | GatewayError::EmailUnconfirmed
         | GatewayError::AccountDisabled

@@ -23,7 +23,7 @@ mod sled;
 mod tests;
 
 pub use self::sled::{AuditTree, Bytes, CheckpointTree, DbError, Store, PRUNE_BATCH};
-pub use records::{Challenge, Confirmation, Counts, Failures, Pruned, RefreshEntry, Session, User};
+pub use records::{Challenge, Confirmation, Counts, Failures, PasswordReset, Pruned, RefreshEntry, Session, User};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

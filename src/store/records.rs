@@ -53,6 +53,15 @@ pub struct Confirmation {
     pub password_hash: Option<String>,
 }
 
+/// A password reset token (keyed by its hash): single use, bound to the password the
+/// account had when it was issued, so any change of password kills it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PasswordReset {
+    pub user_id: String,
+    pub expires_ms: u64,
+    pub password_hash: String,
+}
+
 /// An MFA challenge: issued after a correct password, spent by one code.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Challenge {
@@ -91,6 +100,7 @@ pub struct Counts {
     pub sessions: usize,
     pub refresh: usize,
     pub failures: usize,
+    pub resets: usize,
 }
 
 /// What one [`Store::prune`](super::Store::prune) removed.
@@ -103,4 +113,5 @@ pub struct Pruned {
     /// Accounts never confirmed, whose last confirmation link has expired.
     pub pending_users: usize,
     pub failures: usize,
+    pub resets: usize,
 }

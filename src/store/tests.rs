@@ -181,3 +181,31 @@ fn revoked_jti_expiry() {
     s.revoke_jti("live", 100).unwrap();
     assert_eq!(s.revoked_jtis(50).unwrap(), vec![("live".to_owned(), 100)]);
 }
+
+// A reset token is single use, a newer one voids the older, and expired ones are pruned
+// (with their index entry).
+#[test]
+fn reset_tokens() {
+    let s = Store::temporary().unwrap();
+    let reset = |expires_ms| PasswordReset {
+        user_id: "u-1".into(),
+        expires_ms,
+        password_hash: "x".into(),
+    };
+    s.put_reset("h1", &reset(1000)).unwrap();
+    assert!(s.reset("h1").unwrap().is_some(), "looking does not spend it");
+    assert!(s.take_reset("h1").unwrap().is_some());
+    assert!(s.take_reset("h1").unwrap().is_none(), "single use");
+    s.put_reset("h2", &reset(1000)).unwrap();
+    s.put_reset("h3", &reset(5000)).unwrap();
+    assert!(s.reset("h2").unwrap().is_none(), "a newer token voids the older");
+    assert_eq!(s.counts().unwrap().resets, 1);
+    assert_eq!(s.prune(2000, 1).unwrap().resets, 0);
+    assert_eq!(s.prune(6000, 1).unwrap().resets, 1);
+    assert_eq!(s.counts().unwrap().resets, 0);
+    s.put_reset("h4", &reset(9000)).unwrap();
+    assert!(
+        s.take_reset("h4").unwrap().is_some(),
+        "the index let go of the pruned token"
+    );
+}

@@ -5,6 +5,7 @@
 mod audit;
 mod confirm;
 mod prune;
+mod resets;
 mod sessions;
 mod users;
 
@@ -53,6 +54,10 @@ pub struct Store {
     enrolments: sled::Tree,
     /// Unconfirmed user id -> when its latest confirmation link expires (Unix ms, BE).
     pending: sled::Tree,
+    /// Password reset token hash -> [`PasswordReset`](crate::store::PasswordReset).
+    resets: sled::Tree,
+    /// User id -> hash of that user's one live reset token.
+    user_resets: sled::Tree,
     meta: sled::Tree,
 }
 
@@ -65,6 +70,8 @@ enum Kind {
     Refresh = 4,
     /// An account made by registration and not confirmed yet.
     Pending = 5,
+    /// A password reset token.
+    Reset = 6,
 }
 
 impl Kind {
@@ -75,6 +82,7 @@ impl Kind {
             3 => Self::Session,
             4 => Self::Refresh,
             5 => Self::Pending,
+            6 => Self::Reset,
             _ => return None,
         })
     }
@@ -175,6 +183,8 @@ impl Store {
             revoked_users: db.open_tree("revoked_users")?,
             enrolments: db.open_tree("enrolments")?,
             pending: db.open_tree("pending")?,
+            resets: db.open_tree("resets")?,
+            user_resets: db.open_tree("user_resets")?,
             meta: db.open_tree("meta")?,
             db,
         })
@@ -258,6 +268,7 @@ impl Store {
             sessions: self.sessions.len(),
             refresh: self.refresh.len(),
             failures: self.failures.len(),
+            resets: self.resets.len(),
         })
     }
 }

@@ -10,7 +10,7 @@ pub const PRUNE_BATCH: usize = 20_000;
 impl Store {
     /// Removes what has run out by `now_ms`: confirmations, challenges, sessions (with
     /// their index entries), refresh tokens, accounts never confirmed whose last link has
-    /// expired, and failure counts outside `failure_window_ms`. At most [`PRUNE_BATCH`]
+    /// expired, password reset tokens, and failure counts outside `failure_window_ms`. At most [`PRUNE_BATCH`]
     /// expired records per call.
     pub fn prune(&self, now_ms: u64, failure_window_ms: u64) -> Result<Pruned> {
         let mut pruned = Pruned::default();
@@ -76,6 +76,7 @@ impl Store {
                         )?;
                     }
                 }
+                Some(Kind::Reset) => pruned.resets += usize::from(self.prune_reset(&id, now_ms)?),
                 None => {}
             }
             self.expiry.remove(&key)?;
