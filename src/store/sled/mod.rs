@@ -5,14 +5,17 @@
 mod audit;
 mod confirm;
 mod prune;
+mod secrets;
 mod sessions;
 mod users;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::sealed::SecretKey;
 use super::{Challenge, Confirmation, Counts, RefreshEntry, Result, Session, StoreError};
 
 pub use audit::{AuditTree, Bytes, CheckpointTree};
@@ -54,6 +57,8 @@ pub struct Store {
     /// Unconfirmed user id -> when its latest confirmation link expires (Unix ms, BE).
     pending: sled::Tree,
     meta: sled::Tree,
+    /// Seals TOTP secrets as records are written, opens them as they are read.
+    sealer: Arc<SecretKey>,
 }
 
 /// What an `expiry` key points to.
@@ -139,27 +144,38 @@ fn take<T: DeserializeOwned>(tree: &sled::Tree, name: &'static str, key: &[u8]) 
     }
 }
 
+/// Opens (or creates) the sled database in `path`.
+fn open_db(path: &Path) -> Result<sled::Db> {
+    Ok(sled::Config::new().path(path).mode(sled::Mode::HighThroughput).open()?)
+}
+
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Serializing these plain structs to JSON cannot fail.
     serde_json::to_vec(value).unwrap_or_default()
 }
 
 impl Store {
-    /// Opens (or creates) the database under `data_dir/db`.
+    /// Opens (or creates) the database under `data_dir/db`, with the secret key from
+    /// `PORTCULLIS_SECRET_KEY` or `data_dir/keys/secret.key` (made on first start).
+    /// A database holding TOTP secrets in clear is migrated first.
     pub fn open(data_dir: &Path) -> Result<Self> {
-        let db = sled::Config::new()
-            .path(data_dir.join("db"))
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
-        Self::from_db(db)
+        Self::open_with_key(data_dir, SecretKey::from_environment(data_dir)?)
+    }
+
+    /// Like [`Store::open`], with the secret key given.
+    pub fn open_with_key(data_dir: &Path, key: SecretKey) -> Result<Self> {
+        secrets::open(data_dir, key)
     }
 
     /// A throwaway in-memory database, for tests.
     pub fn temporary() -> Result<Self> {
-        Self::from_db(sled::Config::new().temporary(true).open()?)
+        Self::from_db(
+            sled::Config::new().temporary(true).open()?,
+            Arc::new(SecretKey::random()),
+        )
     }
 
-    fn from_db(db: sled::Db) -> Result<Self> {
+    fn from_db(db: sled::Db, sealer: Arc<SecretKey>) -> Result<Self> {
         Ok(Self {
             users: db.open_tree("users")?,
             emails: db.open_tree("emails")?,
@@ -176,6 +192,7 @@ impl Store {
             enrolments: db.open_tree("enrolments")?,
             pending: db.open_tree("pending")?,
             meta: db.open_tree("meta")?,
+            sealer,
             db,
         })
     }
