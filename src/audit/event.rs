@@ -48,6 +48,8 @@ pub enum EventKind {
     RefreshReuse,
     /// A session ended at the client's request.
     Logout,
+    /// A session unused for `[tokens] idle_timeout` was ended.
+    SessionExpired,
 
     // Operations.
     /// A new policy set is in force.
@@ -92,7 +94,7 @@ impl Outcome {
 
 impl EventKind {
     /// Every kind, for listing and parsing names.
-    pub const ALL: [Self; 25] = [
+    pub const ALL: [Self; 26] = [
         Self::Request,
         Self::AccessDenied,
         Self::WouldDeny,
@@ -110,6 +112,7 @@ impl EventKind {
         Self::TokenRefreshRefused,
         Self::RefreshReuse,
         Self::Logout,
+        Self::SessionExpired,
         Self::PolicyReload,
         Self::PolicyReloadFailed,
         Self::AuditOverflow,
@@ -139,6 +142,7 @@ impl EventKind {
             Self::TokenRefresh | Self::TokenRefreshRefused => "token_refresh",
             Self::RefreshReuse => "refresh_reuse",
             Self::Logout => "logout",
+            Self::SessionExpired => "session_expired",
             Self::PolicyReload => "policy_reload",
             Self::PolicyReloadFailed => "policy_reload_failed",
             Self::AuditOverflow => "audit_overflow",
@@ -161,6 +165,7 @@ impl EventKind {
             | Self::MfaSuccess
             | Self::TokenRefresh
             | Self::Logout
+            | Self::SessionExpired
             | Self::PolicyReload
             | Self::UserCreated
             | Self::UserUnlocked

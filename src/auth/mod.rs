@@ -6,9 +6,11 @@
 //! each answering with a [`flow::Flow`]; `tokens`, `jwt_crypto`, `password`, `totp` and
 //! `mail` know nothing of accounts.
 
+pub mod activity;
 pub mod flow;
 pub mod http;
 pub mod identity;
+pub mod idle;
 pub mod jwt_crypto;
 pub mod login;
 pub mod mail;

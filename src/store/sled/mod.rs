@@ -2,6 +2,7 @@
 //! outside this module names sled, except [`Store::db`], which hands the database to
 //! tests that tamper with it offline.
 
+mod activity;
 mod audit;
 mod confirm;
 mod prune;
@@ -57,6 +58,8 @@ pub struct Store {
     /// Unconfirmed user id -> when its latest confirmation link expires (Unix ms, BE).
     pending: sled::Tree,
     meta: sled::Tree,
+    /// Session id -> when it was last used (Unix s, big-endian), for `idle_timeout`.
+    activity: sled::Tree,
     /// Seals TOTP secrets as records are written, opens them as they are read.
     sealer: Arc<SecretKey>,
 }
@@ -192,6 +195,7 @@ impl Store {
             enrolments: db.open_tree("enrolments")?,
             pending: db.open_tree("pending")?,
             meta: db.open_tree("meta")?,
+            activity: db.open_tree("session_activity")?,
             sealer,
             db,
         })
