@@ -220,3 +220,36 @@ async fn wrong_secret_key_fails_closed() {
     assert!(out.contains("k@example.com"), "{out}");
     assert_eq!(holding(&data, SECRET.as_bytes()), Vec::<String>::new());
 }
+
+// A sealed secret copied into another account's record does not decrypt there (the
+// account id is its associated data): that account's login fails closed, it is never
+// let in as if it had no second factor, and the answer shows nothing of the record.
+#[tokio::test]
+async fn moved_secret_fails_closed() {
+    let clock = ManualClock::new();
+    let shop = start_shop().await;
+    let gw = Setup::shop(shop).with_clock(&clock).start().await;
+    let staff = gw.add_user("staff@example.com", &["admin"]).await;
+    gw.auth().set_totp(&staff, SECRET).await.unwrap();
+    let customer = gw.add_user("customer@example.com", &["customer"]).await;
+    assert_eq!(gw.login("customer@example.com", PASSWORD).await.0, 200);
+
+    let users = gw.auth().store().db().open_tree("users").unwrap();
+    let record = |id: &str| -> serde_json::Value { serde_json::from_slice(&users.get(id).unwrap().unwrap()).unwrap() };
+    let sealed = record(&staff)["totp_secret"].as_str().unwrap().to_owned();
+    assert!(sealed.starts_with("v1:") && !sealed.contains(SECRET), "{sealed}");
+    let mut moved = record(&customer);
+    moved["totp_secret"] = sealed.clone().into();
+    users
+        .insert(customer.as_bytes(), serde_json::to_vec(&moved).unwrap())
+        .unwrap();
+
+    let (status, body) = gw.login("customer@example.com", PASSWORD).await;
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.get("access_token").is_none() && body.get("mfa_token").is_none(),
+        "{body}"
+    );
+    assert!(!body.to_string().contains(&sealed[3..20]), "{body}");
+    assert_eq!(login_with_totp(&gw, &clock, "staff@example.com", SECRET).await, 200);
+}
