@@ -10,6 +10,7 @@
 //! a database without the mark of a finished migration is migrated again (idempotent).
 
 use std::fs;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -135,6 +136,17 @@ impl Store {
 pub(super) fn open(data_dir: &Path, key: SecretKey) -> Result<Store> {
     let key = Arc::new(key);
     let live = data_dir.join("db");
+    // One process at a time recovers or migrates (a command run while a gateway starts
+    // waits here); once the database is open, sled's own lock keeps others out.
+    let lock_path = data_dir.join("db.lock");
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(io_err(&lock_path))?;
+    lock.lock().map_err(io_err(&lock_path))?;
     recover(data_dir)?;
     let store = Store::from_db(super::open_db(&live)?, key.clone())?;
     store.check_key()?;
