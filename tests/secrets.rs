@@ -213,8 +213,15 @@ async fn wrong_secret_key_fails_closed() {
         assert!(!out.contains(bad), "the value was shown: {out}");
     }
 
-    // The key of the file, given in the variable, opens the same secrets.
+    // A lost key file is named, and not replaced by a new key.
     let right = std::fs::read_to_string(data.join("keys/secret.key")).unwrap();
+    std::fs::remove_file(data.join("keys/secret.key")).unwrap();
+    let out = common::cli(&config, &["user", "list"]);
+    assert!(!out.ok, "{}", out.text);
+    assert!(out.text.contains("secret.key: missing"), "{}", out.text);
+    assert!(!data.join("keys/secret.key").exists());
+
+    // The key of the file, given in the variable, opens the same secrets.
     let (ok, out) = with_key(&config, right.trim(), &["user", "list"]);
     assert!(ok, "{out}");
     assert!(out.contains("k@example.com"), "{out}");

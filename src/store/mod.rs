@@ -55,6 +55,12 @@ pub enum StoreError {
         sealed::KEY_FILE
     )]
     WrongKey,
+    #[error(
+        "{}: missing, and this database's TOTP secrets were sealed with a key: restore the file from a backup, or set {}",
+        .0.display(),
+        sealed::KEY_ENV
+    )]
+    KeyMissing(std::path::PathBuf),
     #[error("{}: {source}", .path.display())]
     Io {
         path: std::path::PathBuf,

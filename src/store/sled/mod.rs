@@ -162,7 +162,17 @@ impl Store {
     /// `PORTCULLIS_SECRET_KEY` or `data_dir/keys/secret.key` (made on first start).
     /// A database holding TOTP secrets in clear is migrated first.
     pub fn open(data_dir: &Path) -> Result<Self> {
-        Self::open_with_key(data_dir, SecretKey::from_environment(data_dir)?)
+        let file = data_dir.join("keys").join(super::sealed::KEY_FILE);
+        let made = std::env::var_os(super::sealed::KEY_ENV).is_none() && !file.exists();
+        match Self::open_with_key(data_dir, SecretKey::from_environment(data_dir)?) {
+            // A key made just now cannot be the one a sealed database needs: its own key
+            // file was lost. The new one goes, so restoring the old one is all it takes.
+            Err(StoreError::WrongKey) if made => {
+                let _ = std::fs::remove_file(&file);
+                Err(StoreError::KeyMissing(file))
+            }
+            other => other,
+        }
     }
 
     /// Like [`Store::open`], with the secret key given.
