@@ -361,8 +361,11 @@ impl RunningGateway {
             let _ = self.stop.send(Lifecycle::Closing);
             while self.tasks.join_next().await.is_some() {}
         }
-        // Every request has finished: write what the audit queue holds, then stop, and
-        // sign the head the trail stopped at.
+        // Every request has finished: keep when sessions were last used, write what the
+        // audit queue holds, then stop, and sign the head the trail stopped at.
+        if let Err(e) = self.inner.auth().save_activity() {
+            tracing::warn!(error = %e, "saving session activity failed");
+        }
         self.inner.auth().audit().close().await;
         let _ = self.audit_task.await;
         checkpoint_audit(self.inner.auth()).await;

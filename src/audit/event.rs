@@ -60,6 +60,8 @@ pub enum EventKind {
     /// A password change was refused (wrong current password, policy); the trail names
     /// it `password_changed`, with a reason.
     PasswordChangeRefused,
+    /// A session unused for `[tokens] idle_timeout` was ended.
+    SessionExpired,
 
     // Operations.
     /// A new policy set is in force.
@@ -110,7 +112,7 @@ impl Outcome {
 
 impl EventKind {
     /// Every kind, for listing and parsing names.
-    pub const ALL: [Self; 32] = [
+    pub const ALL: [Self; 33] = [
         Self::Request,
         Self::AccessDenied,
         Self::WouldDeny,
@@ -128,6 +130,7 @@ impl EventKind {
         Self::TokenRefreshRefused,
         Self::RefreshReuse,
         Self::Logout,
+        Self::SessionExpired,
         Self::PolicyReload,
         Self::PolicyReloadFailed,
         Self::AuditOverflow,
@@ -164,6 +167,7 @@ impl EventKind {
             Self::TokenRefresh | Self::TokenRefreshRefused => "token_refresh",
             Self::RefreshReuse => "refresh_reuse",
             Self::Logout => "logout",
+            Self::SessionExpired => "session_expired",
             Self::PolicyReload => "policy_reload",
             Self::PolicyReloadFailed => "policy_reload_failed",
             Self::AuditOverflow => "audit_overflow",
@@ -191,6 +195,7 @@ impl EventKind {
             | Self::MfaSuccess
             | Self::TokenRefresh
             | Self::Logout
+            | Self::SessionExpired
             | Self::PolicyReload
             | Self::UserCreated
             | Self::UserUnlocked

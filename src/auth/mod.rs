@@ -7,9 +7,11 @@
 //! `tokens`, `jwt_crypto`, `password`, `password_policy` and `totp` know nothing of
 //! accounts.
 
+pub mod activity;
 pub mod flow;
 pub mod http;
 pub mod identity;
+pub mod idle;
 pub mod jwt_crypto;
 pub mod login;
 pub mod mfa;

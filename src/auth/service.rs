@@ -56,6 +56,8 @@ pub struct AuthService {
     pub(super) evicting: AtomicBool,
     /// [`TOKEN_CACHE_MAX`], smaller in tests.
     pub(super) token_cache_max: usize,
+    /// `[tokens] idle_timeout` and when each session was last used.
+    pub(super) idle: super::activity::IdleSessions,
 }
 
 /// How long a confirmation link works; an account never confirmed is removed when its
@@ -86,6 +88,7 @@ impl AuthService {
         let mailer = Mailer::new(&config, clock.clone())
             .map_err(|e| format!("mail spool in {}: {e}", config.server.data_dir.display()))?;
         let hasher = Hasher::with_concurrency(config.login.hash_concurrency);
+        let idle = super::activity::IdleSessions::new(config.tokens.idle_timeout);
         let service = Self {
             config,
             audit,
@@ -102,12 +105,14 @@ impl AuthService {
             resets_sent: DashMap::new(),
             evicting: AtomicBool::new(false),
             token_cache_max: TOKEN_CACHE_MAX,
+            idle,
         };
         service
             .store
             .build_indexes(CONFIRMATION_TTL_MS)
             .map_err(|e| e.to_string())?;
         service.load_revocations().map_err(|e| e.to_string())?;
+        service.load_activity().map_err(|e| e.to_string())?;
         Ok(service)
     }
 
@@ -177,6 +182,7 @@ impl AuthService {
         self.sweep_verification(now);
         self.sweep_notices(now_ms);
         self.sweep_resets_sent(now_ms);
+        self.sweep_idle();
         match self.store.prune(now_ms, self.lockout_ms()) {
             Ok(p) if p != crate::store::Pruned::default() => tracing::debug!(?p, "pruned expired records"),
             Ok(_) => {}

@@ -53,6 +53,7 @@ impl AuthService {
             revoked: false,
         };
         self.store.put_session(&session)?;
+        self.session_used(&session.id);
         self.store.put_refresh(
             &session.current_refresh,
             &RefreshEntry {
@@ -107,6 +108,14 @@ impl AuthService {
         if session.revoked || session.expires <= now {
             return Err(invalid("session revoked or expired"));
         }
+        let issued = entry.expires.saturating_sub(self.config.tokens.refresh_ttl.as_secs());
+        if let Some(ended) = self.end_if_idle(&session.id, issued).map_err(store_err)? {
+            self.store.flush().await.map_err(store_err)?;
+            return Err(match ended {
+                Some(event) => (GatewayError::InvalidGrant, event),
+                None => invalid("session idle"),
+            });
+        }
         if session.current_refresh != hash {
             self.revoke_session(&session).map_err(store_err)?;
             self.store.flush().await.map_err(store_err)?;
@@ -153,6 +162,7 @@ impl AuthService {
             )
             .map_err(store_err)?;
         let access = self.access_token(&user, &rotated.amr, &rotated.id).map_err(store_err)?;
+        self.session_used(&rotated.id);
         self.store.flush().await.map_err(store_err)?;
         Ok((
             TokenPair {
@@ -171,6 +181,7 @@ impl AuthService {
         s.revoked = true;
         self.store.put_session(&s)?;
         self.revoked.sessions.insert(s.id.clone(), s.expires);
+        self.forget_activity(&s.id)?;
         Ok(())
     }
 

@@ -34,4 +34,6 @@ pub struct Verified {
     pub principal: Arc<Principal>,
     /// The identity headers the upstream receives for this caller.
     pub identity: IdentityHeaders,
+    /// When its session was last used, with `[tokens] idle_timeout` on.
+    pub activity: Option<Arc<super::activity::Activity>>,
 }

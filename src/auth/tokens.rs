@@ -83,6 +83,8 @@ pub enum TokenError {
     Expired,
     #[error("not yet valid")]
     NotYetValid,
+    #[error("session idle too long")]
+    Idle,
 }
 
 /// The signing key and what verification needs.

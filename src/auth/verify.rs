@@ -69,10 +69,12 @@ impl AuthService {
                 let claims = self.keys.verify(token, now)?;
                 let principal = Arc::new(Self::principal(&claims));
                 let identity = IdentityHeaders::of(&principal);
+                let activity = self.idle.attach(&claims);
                 let v = Arc::new(Verified {
                     claims,
                     principal,
                     identity,
+                    activity,
                 });
                 if self.verified.len() >= self.token_cache_max {
                     self.make_room(now);
@@ -91,6 +93,11 @@ impl AuthService {
                 .is_some_and(|after| claims.iat <= *after);
         if revoked {
             return Err(TokenError::BadSignature);
+        }
+        if let Some(activity) = &verified.activity {
+            if !activity.touch(now, self.idle.timeout) {
+                return Err(TokenError::Idle);
+            }
         }
         Ok(verified)
     }

@@ -150,6 +150,8 @@ pub struct Tokens {
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
     pub algorithm: KeyAlg,
+    /// `[tokens] idle_timeout`: a session unused for this long is ended; off when absent.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// The algorithm access tokens are signed with (`[tokens] algorithm`).

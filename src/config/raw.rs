@@ -95,6 +95,7 @@ pub(super) struct RawTokens {
     pub(super) access_ttl: Option<HumanDuration>,
     pub(super) refresh_ttl: Option<HumanDuration>,
     pub(super) algorithm: Option<Spanned<String>>,
+    pub(super) idle_timeout: Option<HumanDuration>,
 }
 
 #[derive(Deserialize, Default)]

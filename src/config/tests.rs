@@ -187,3 +187,19 @@ fn password_reset_keys() {
     assert_eq!(e.line, Some(12), "{e}");
     assert_eq!(e.key.as_deref(), Some("[password] reset_ttl"));
 }
+
+// `[tokens] idle_timeout` is off by default, read as a duration, and refused when zero
+// with the file, line and key named.
+#[test]
+fn idle_timeout() {
+    assert_eq!(parse(MINIMAL).unwrap().tokens.idle_timeout, None);
+    let c = parse(&format!("{MINIMAL}\n[tokens]\nidle_timeout = \"5m\"\n")).unwrap();
+    assert_eq!(c.tokens.idle_timeout, Some(Duration::from_secs(300)));
+    let e = parse(&format!("{MINIMAL}\n[tokens]\nidle_timeout = \"0s\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("gateway.toml") && e.contains("idle_timeout") && e.contains(":12:"),
+        "{e}"
+    );
+}

@@ -105,6 +105,10 @@ impl Config {
             ),
             ("[limits] upstream_idle_timeout", limits.upstream_idle_timeout.is_zero()),
             ("[server] drain_timeout", drain_timeout.is_zero()),
+            (
+                "[tokens] idle_timeout",
+                raw.tokens.idle_timeout.as_ref().is_some_and(|d| d.0.as_secs() == 0),
+            ),
             ("[limits] max_header_bytes", limits.max_header_bytes < 8192),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, bad)| *bad) {
@@ -215,6 +219,7 @@ impl Config {
                 access_ttl: raw.tokens.access_ttl.map_or(Duration::from_secs(300), |d| d.0),
                 refresh_ttl: raw.tokens.refresh_ttl.map_or(Duration::from_secs(12 * 3600), |d| d.0),
                 algorithm,
+                idle_timeout: raw.tokens.idle_timeout.map(|d| d.0),
             },
             login: Login {
                 max_failures: raw.login.max_failures.unwrap_or(5),

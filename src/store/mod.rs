@@ -5,7 +5,9 @@
 //! in `records`, free of any backend.
 //!
 //! Secrets handed to clients (confirmation, MFA and refresh tokens) are stored only as
-//! SHA-256 hashes. Writes that change security state are followed by [`Store::flush`]
+//! SHA-256 hashes. TOTP secrets are sealed with an AEAD key as records are written and
+//! opened as they are read (`sealed`), so the flows see them in clear and the files never
+//! do. Writes that change security state are followed by [`Store::flush`]
 //! before the response that reports them goes out, so a crash never forgets a lockout,
 //! a revocation or a spent refresh token.
 //!
@@ -18,6 +20,7 @@
 
 pub mod dir;
 mod records;
+pub mod sealed;
 mod sled;
 #[cfg(test)]
 mod tests;
@@ -40,6 +43,30 @@ pub enum StoreError {
     EmailTaken,
     #[error("no such user")]
     NoSuchUser,
+    #[error(transparent)]
+    Key(#[from] sealed::KeyError),
+    /// A sealed TOTP secret that does not open: the record is refused, never read as if
+    /// it had no secret.
+    #[error("the TOTP secret of {tree} record {id} does not open (wrong key, or the record was altered)")]
+    Sealed { tree: &'static str, id: String },
+    #[error(
+        "the secret key ({} or keys/{}) is not the one this database's TOTP secrets were sealed with",
+        sealed::KEY_ENV,
+        sealed::KEY_FILE
+    )]
+    WrongKey,
+    #[error(
+        "{}: missing, and this database's TOTP secrets were sealed with a key: restore the file from a backup, or set {}",
+        .0.display(),
+        sealed::KEY_ENV
+    )]
+    KeyMissing(std::path::PathBuf),
+    #[error("{}: {source}", .path.display())]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

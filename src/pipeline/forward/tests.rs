@@ -28,6 +28,7 @@ fn verified(p: Principal) -> Arc<Verified> {
         claims,
         principal: Arc::new(p),
         identity,
+        activity: None,
     })
 }
 

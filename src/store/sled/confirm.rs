@@ -19,7 +19,8 @@ impl Store {
     pub fn put_challenge(&self, token_hash: &str, c: &Challenge) -> Result<()> {
         self.expiry
             .insert(expiry_key(c.expires_ms, Kind::Challenge, token_hash), &[])?;
-        self.challenges.insert(token_hash.as_bytes(), encode(c))?;
+        self.challenges
+            .insert(token_hash.as_bytes(), self.encode_challenge(token_hash, c))?;
         Ok(())
     }
 
@@ -36,6 +37,9 @@ impl Store {
 
     /// Removes and returns a challenge: whatever happens next, it is spent.
     pub fn take_challenge(&self, token_hash: &str) -> Result<Option<Challenge>> {
-        take(&self.challenges, "challenges", token_hash.as_bytes())
+        match self.challenges.remove(token_hash.as_bytes())? {
+            None => Ok(None),
+            Some(v) => self.decode_challenge(token_hash, &v).map(Some),
+        }
     }
 }

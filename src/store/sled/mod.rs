@@ -2,18 +2,22 @@
 //! outside this module names sled, except [`Store::db`], which hands the database to
 //! tests that tamper with it offline.
 
+mod activity;
 mod audit;
 mod confirm;
 mod prune;
 mod resets;
+mod secrets;
 mod sessions;
 mod users;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::sealed::SecretKey;
 use super::{Challenge, Confirmation, Counts, RefreshEntry, Result, Session, StoreError};
 
 pub use audit::{AuditTree, Bytes, CheckpointTree};
@@ -59,6 +63,10 @@ pub struct Store {
     /// User id -> hash of that user's one live reset token.
     user_resets: sled::Tree,
     meta: sled::Tree,
+    /// Session id -> when it was last used (Unix s, big-endian), for `idle_timeout`.
+    activity: sled::Tree,
+    /// Seals TOTP secrets as records are written, opens them as they are read.
+    sealer: Arc<SecretKey>,
 }
 
 /// What an `expiry` key points to.
@@ -147,27 +155,48 @@ fn take<T: DeserializeOwned>(tree: &sled::Tree, name: &'static str, key: &[u8]) 
     }
 }
 
+/// Opens (or creates) the sled database in `path`.
+fn open_db(path: &Path) -> Result<sled::Db> {
+    Ok(sled::Config::new().path(path).mode(sled::Mode::HighThroughput).open()?)
+}
+
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Serializing these plain structs to JSON cannot fail.
     serde_json::to_vec(value).unwrap_or_default()
 }
 
 impl Store {
-    /// Opens (or creates) the database under `data_dir/db`.
+    /// Opens (or creates) the database under `data_dir/db`, with the secret key from
+    /// `PORTCULLIS_SECRET_KEY` or `data_dir/keys/secret.key` (made on first start).
+    /// A database holding TOTP secrets in clear is migrated first.
     pub fn open(data_dir: &Path) -> Result<Self> {
-        let db = sled::Config::new()
-            .path(data_dir.join("db"))
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
-        Self::from_db(db)
+        let file = data_dir.join("keys").join(super::sealed::KEY_FILE);
+        let made = std::env::var_os(super::sealed::KEY_ENV).is_none() && !file.exists();
+        match Self::open_with_key(data_dir, SecretKey::from_environment(data_dir)?) {
+            // A key made just now cannot be the one a sealed database needs: its own key
+            // file was lost. The new one goes, so restoring the old one is all it takes.
+            Err(StoreError::WrongKey) if made => {
+                let _ = std::fs::remove_file(&file);
+                Err(StoreError::KeyMissing(file))
+            }
+            other => other,
+        }
+    }
+
+    /// Like [`Store::open`], with the secret key given.
+    pub fn open_with_key(data_dir: &Path, key: SecretKey) -> Result<Self> {
+        secrets::open(data_dir, key)
     }
 
     /// A throwaway in-memory database, for tests.
     pub fn temporary() -> Result<Self> {
-        Self::from_db(sled::Config::new().temporary(true).open()?)
+        Self::from_db(
+            sled::Config::new().temporary(true).open()?,
+            Arc::new(SecretKey::random()),
+        )
     }
 
-    fn from_db(db: sled::Db) -> Result<Self> {
+    fn from_db(db: sled::Db, sealer: Arc<SecretKey>) -> Result<Self> {
         Ok(Self {
             users: db.open_tree("users")?,
             emails: db.open_tree("emails")?,
@@ -186,6 +215,8 @@ impl Store {
             resets: db.open_tree("resets")?,
             user_resets: db.open_tree("user_resets")?,
             meta: db.open_tree("meta")?,
+            activity: db.open_tree("session_activity")?,
+            sealer,
             db,
         })
     }

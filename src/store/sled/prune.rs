@@ -52,6 +52,7 @@ impl Store {
                         self.sessions.remove(id.as_bytes())?;
                         self.user_sessions.remove(user_session_key(&s.user_id, &s.id))?;
                         self.revoked_sessions.remove(id.as_bytes())?;
+                        self.activity.remove(id.as_bytes())?;
                         pruned.sessions += 1;
                     }
                 }

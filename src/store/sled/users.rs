@@ -1,6 +1,6 @@
 //! Accounts, the email index, pending (unconfirmed) accounts and login failures (lockout).
 
-use super::{all, encode, expiry_key, get, Kind, Store};
+use super::{encode, expiry_key, get, Kind, Store};
 use crate::store::{Failures, Result, StoreError, User};
 
 impl Store {
@@ -14,12 +14,15 @@ impl Store {
         if claimed.is_err() {
             return Err(StoreError::EmailTaken);
         }
-        self.users.insert(user.id.as_bytes(), encode(user))?;
+        self.users.insert(user.id.as_bytes(), self.encode_user(user))?;
         Ok(())
     }
 
     pub fn user(&self, id: &str) -> Result<Option<User>> {
-        get(&self.users, "users", id.as_bytes())
+        match self.users.get(id.as_bytes())? {
+            None => Ok(None),
+            Some(v) => self.decode_user(&v).map(Some),
+        }
     }
 
     pub fn user_by_email(&self, email: &str) -> Result<Option<User>> {
@@ -30,7 +33,7 @@ impl Store {
     }
 
     pub fn put_user(&self, user: &User) -> Result<()> {
-        self.users.insert(user.id.as_bytes(), encode(user))?;
+        self.users.insert(user.id.as_bytes(), self.encode_user(user))?;
         Ok(())
     }
 
@@ -49,14 +52,13 @@ impl Store {
     pub fn try_update_user(&self, id: &str, mut change: impl FnMut(&mut User) -> bool) -> Result<Option<User>> {
         loop {
             let old = self.users.get(id.as_bytes())?.ok_or(StoreError::NoSuchUser)?;
-            let mut user: User =
-                serde_json::from_slice(&old).map_err(|source| StoreError::Corrupt { tree: "users", source })?;
+            let mut user = self.decode_user(&old)?;
             if !change(&mut user) {
                 return Ok(None);
             }
             let swapped = self
                 .users
-                .compare_and_swap(id.as_bytes(), Some(old), Some(encode(&user)))?;
+                .compare_and_swap(id.as_bytes(), Some(old), Some(self.encode_user(&user)))?;
             if swapped.is_ok() {
                 return Ok(Some(user));
             }
@@ -102,7 +104,7 @@ impl Store {
     }
 
     pub fn users(&self) -> Result<Vec<User>> {
-        all(&self.users, "users")
+        self.users.iter().values().map(|v| self.decode_user(&v?)).collect()
     }
 
     // --- login failures -------------------------------------------------------------

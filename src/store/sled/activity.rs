@@ -1,0 +1,37 @@
+//! When each session was last used (`[tokens] idle_timeout`): written in batches by the
+//! sweep, read once at start-up, never on the request path.
+
+use super::{be_u64, Store};
+use crate::store::Result;
+
+impl Store {
+    /// Stores the last-used times (Unix seconds) of some sessions, in one batch.
+    pub fn put_activity(&self, times: &[(String, u64)]) -> Result<()> {
+        if times.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for (sid, last) in times {
+            batch.insert(sid.as_bytes(), &last.to_be_bytes());
+        }
+        self.activity.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Every session's stored last-used time.
+    pub fn activity(&self) -> Result<Vec<(String, u64)>> {
+        self.activity
+            .iter()
+            .map(|item| {
+                let (k, v) = item?;
+                Ok((String::from_utf8_lossy(&k).into_owned(), be_u64(&v)))
+            })
+            .collect()
+    }
+
+    /// Forgets a session's last-used time (it has ended).
+    pub fn remove_activity(&self, sid: &str) -> Result<()> {
+        self.activity.remove(sid.as_bytes())?;
+        Ok(())
+    }
+}
