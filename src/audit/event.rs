@@ -48,6 +48,15 @@ pub enum EventKind {
     RefreshReuse,
     /// A session ended at the client's request.
     Logout,
+    /// A recovery code stood in for a TOTP code (at login or step-up); the reason says
+    /// how many are left.
+    RecoveryCodeUsed,
+    /// A signed-in caller replaced their recovery codes.
+    RecoveryCodesRegenerated,
+    /// A signed-in caller passed the second factor again (RFC 9470 step-up).
+    StepUp,
+    /// A step-up was refused; the trail names it `step_up`, with a reason.
+    StepUpRefused,
 
     // Operations.
     /// A new policy set is in force.
@@ -66,6 +75,8 @@ pub enum EventKind {
     UserDisabled,
     /// An administrator revoked an account's sessions.
     SessionsRevoked,
+    /// An administrator removed an account's TOTP and recovery codes.
+    MfaReset,
 }
 
 /// How an event ended, as the trail records it.
@@ -92,7 +103,7 @@ impl Outcome {
 
 impl EventKind {
     /// Every kind, for listing and parsing names.
-    pub const ALL: [Self; 25] = [
+    pub const ALL: [Self; 30] = [
         Self::Request,
         Self::AccessDenied,
         Self::WouldDeny,
@@ -118,6 +129,11 @@ impl EventKind {
         Self::RolesChanged,
         Self::UserDisabled,
         Self::SessionsRevoked,
+        Self::RecoveryCodeUsed,
+        Self::RecoveryCodesRegenerated,
+        Self::StepUp,
+        Self::StepUpRefused,
+        Self::MfaReset,
     ];
 
     /// The event's name in the trail and in metrics.
@@ -147,6 +163,10 @@ impl EventKind {
             Self::RolesChanged => "roles_changed",
             Self::UserDisabled => "user_disabled",
             Self::SessionsRevoked => "sessions_revoked",
+            Self::RecoveryCodeUsed => "recovery_code_used",
+            Self::RecoveryCodesRegenerated => "recovery_codes_regenerated",
+            Self::StepUp | Self::StepUpRefused => "step_up",
+            Self::MfaReset => "mfa_reset",
         }
     }
 
@@ -166,12 +186,17 @@ impl EventKind {
             | Self::UserUnlocked
             | Self::RolesChanged
             | Self::UserDisabled
-            | Self::SessionsRevoked => Outcome::Success,
+            | Self::SessionsRevoked
+            | Self::RecoveryCodeUsed
+            | Self::RecoveryCodesRegenerated
+            | Self::StepUp
+            | Self::MfaReset => Outcome::Success,
             Self::LoginFailure
             | Self::LoginLocked
             | Self::MfaFailure
             | Self::TokenRefreshRefused
             | Self::RefreshReuse
+            | Self::StepUpRefused
             | Self::UpstreamError
             | Self::PolicyReloadFailed
             | Self::AuditOverflow => Outcome::Failure,
@@ -196,14 +221,15 @@ impl fmt::Display for EventKind {
 mod tests {
     use super::*;
 
-    // ALL lists every kind once; names are unique except the two faces of a refresh.
+    // ALL lists every kind once; names are unique except the two faces of a refresh
+    // and of a step-up.
     #[test]
     fn all_kinds_named_once() {
         let mut names: Vec<_> = EventKind::ALL.iter().map(|k| k.name()).collect();
         names.sort_unstable();
         let before = names.len();
         names.dedup();
-        assert_eq!(before - names.len(), 1, "only token_refresh has two kinds");
+        assert_eq!(before - names.len(), 2, "only token_refresh and step_up have two kinds");
         let mut kinds = EventKind::ALL.to_vec();
         kinds.sort_unstable();
         kinds.dedup();

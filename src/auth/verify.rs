@@ -148,6 +148,7 @@ impl AuthService {
             email: claims.email.clone(),
             roles: claims.roles.clone(),
             mfa: claims.amr.iter().any(|a| a == "otp"),
+            auth_time: claims.auth_time,
         }
     }
 }
@@ -211,6 +212,7 @@ mod tests {
                 exp: now + ttl,
                 jti: format!("jti-{n}"),
                 sid: "s-1".into(),
+                auth_time: now,
             })
             .unwrap()
     }

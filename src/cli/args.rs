@@ -135,6 +135,8 @@ pub enum UserCommand {
     Disable { email: String },
     /// Revoke every session and access token of an account.
     Revoke { email: String },
+    /// Remove an account's TOTP and recovery codes and revoke its sessions (it enrols again at its next login if its roles require MFA).
+    ResetMfa { email: String },
 }
 
 #[derive(Subcommand)]
@@ -162,6 +164,9 @@ pub struct ExplainArgs {
     /// The caller's login passed TOTP.
     #[arg(long)]
     pub mfa: bool,
+    /// How long ago the caller passed TOTP, e.g. 10m (for routes with mfa_max_age; default: just now).
+    #[arg(long, value_name = "DURATION")]
+    pub auth_age: Option<portcullis::units::HumanDuration>,
     /// Policy directory (default: the configured one).
     #[arg(long)]
     pub dir: Option<PathBuf>,

@@ -42,6 +42,7 @@ fn who(id: &str, roles: &[&str], mfa: bool) -> Principal {
         email: format!("{id}@example.com"),
         roles: roles.iter().map(|r| (*r).to_string()).collect(),
         mfa,
+        auth_time: 0,
     }
 }
 
