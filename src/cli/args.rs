@@ -41,7 +41,11 @@ pub enum Command {
     /// Run the gateway.
     Serve,
     /// Start the demo shop and the gateway together, and print ready-to-paste curl lines.
-    Demo,
+    Demo {
+        /// Also draw the staff accounts' TOTP QR codes, to scan with an authenticator app.
+        #[arg(long)]
+        show_qr: bool,
+    },
     /// Check and test policy files.
     Policy {
         #[command(subcommand)]
