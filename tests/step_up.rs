@@ -207,3 +207,45 @@ async fn step_up_with_a_recovery_code() {
         .await;
     assert_eq!(status, 401);
 }
+
+// `policy explain --auth-age` and `policy test` with `auth_age` cases judge
+// `mfa_max_age` as the gateway does: fresh passes, stale is the 401 challenge.
+#[test]
+fn policy_commands_know_mfa_max_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    let cases = "\n[[test]]\nrequest = \"POST /api/transfers\"\nas = { user = \"u-1\", roles = [\"customer\"], mfa = true }\nauth_age = \"4m\"\nexpect = \"allow\"\n\n[[test]]\nrequest = \"POST /api/transfers\"\nas = { user = \"u-1\", roles = [\"customer\"], mfa = true }\nauth_age = \"6m\"\nexpect = \"unauthenticated\"\n";
+    std::fs::write(policies.join("p.toml"), format!("{POLICY}{cases}")).unwrap();
+    let config = dir.path().join("none.toml");
+    let dir_arg = policies.to_str().unwrap();
+    let explain = |age: &str| {
+        common::cli(
+            &config,
+            &[
+                "policy",
+                "explain",
+                "POST",
+                "/api/transfers",
+                "--role",
+                "customer",
+                "--mfa",
+                "--auth-age",
+                age,
+                "--dir",
+                dir_arg,
+            ],
+        )
+    };
+    let fresh = explain("1m");
+    assert!(fresh.stdout.contains("decision: allow"), "{}", fresh.text);
+    let stale = explain("10m");
+    assert!(stale.stdout.contains("decision: 401"), "{}", stale.text);
+    assert!(stale.stdout.contains("within the last 300s"), "{}", stale.text);
+    let test = common::cli(&config, &["policy", "test", dir_arg]);
+    assert!(test.ok && test.stdout.contains("2 passed, 0 failed"), "{}", test.text);
+    let wrong = format!("{POLICY}{}", cases.replace("\"6m\"", "\"2m\""));
+    std::fs::write(policies.join("p.toml"), wrong).unwrap();
+    let test = common::cli(&config, &["policy", "test", dir_arg]);
+    assert!(!test.ok && test.stdout.contains("1 passed, 1 failed"), "{}", test.text);
+}
