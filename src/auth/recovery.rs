@@ -186,4 +186,50 @@ mod tests {
         assert!(looks_like_recovery("abcd-efgh-jkmn-pqrs"));
         assert!(!looks_like_recovery("123456"));
     }
+
+    // Many threads spending one code at once: the compare-and-swap lets exactly one
+    // through, whatever lock the HTTP flows hold around it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_spends_have_one_winner() {
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let src = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://localhost\"\ndata_dir = \"{}\"\npolicies = \"p\"\n",
+            dir.path().display()
+        );
+        let config = Arc::new(crate::config::Config::parse(&dir.path().join("g.toml"), &src).unwrap());
+        let store = crate::store::Store::temporary().unwrap();
+        let clock: crate::clock::SharedClock = Arc::new(crate::clock::ManualClock::new());
+        let (audit, _task) = crate::audit::Audit::start(&store, clock.clone()).unwrap();
+        let auth = Arc::new(AuthService::new(config, store, clock, audit).unwrap());
+        let user = auth
+            .add_user("a@example.com", vec!["admin".into()], "Str0ng!Passw0rd".into(), "A")
+            .await
+            .unwrap();
+        auth.set_totp(&user.id, "JBSWY3DPEHPK3PXP").await.unwrap();
+        let (codes, hashes) = new_set(&user.id);
+        auth.store
+            .update_user(&user.id, |u| u.recovery_codes.clone_from(&hashes))
+            .unwrap();
+        for code in codes.iter().take(3) {
+            let spends: Vec<_> = (0..8)
+                .map(|_| {
+                    let (auth, id, code) = (auth.clone(), user.id.clone(), code.clone());
+                    std::thread::spawn(move || auth.spend_recovery_code(&id, &code).unwrap())
+                })
+                .collect();
+            let won: Vec<usize> = spends
+                .into_iter()
+                .filter_map(|t| t.join().unwrap().map(|(_, left)| left))
+                .collect();
+            assert_eq!(won.len(), 1, "{won:?}");
+        }
+        assert_eq!(
+            auth.store.user(&user.id).unwrap().unwrap().recovery_codes.len(),
+            CODES - 3
+        );
+        // Without TOTP (after `user reset-mfa`) no code works.
+        auth.store.update_user(&user.id, |u| u.totp_secret = None).unwrap();
+        assert!(auth.spend_recovery_code(&user.id, &codes[5]).unwrap().is_none());
+    }
 }
