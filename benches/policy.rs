@@ -40,6 +40,7 @@ fn matching(c: &mut Criterion) {
         email: "a@b.c".into(),
         roles: vec!["customer".into()],
         mfa: false,
+        auth_time: 0,
     };
     let mut group = c.benchmark_group("decide");
     for n in [10, 100, 1000] {

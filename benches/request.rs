@@ -41,6 +41,7 @@ fn tokens(c: &mut Criterion) {
         exp: now + 300,
         jti: "R1LxqFbK7bqGmAj2cYJ9hOa0P4T3nQe8sWvZ5uXyD6k".into(),
         sid: "s-0123456789abcdef0123456789abcdef".into(),
+        auth_time: 0,
     };
     let token = auth.keys().sign(&claims).unwrap();
     c.bench_function("token: verify EdDSA signature (first sight)", |b| {
@@ -63,6 +64,7 @@ fn headers(c: &mut Criterion) {
         email: "customer@example.com".into(),
         roles: vec!["customer".into()],
         mfa: false,
+        auth_time: 0,
     };
     // As in the gateway: the identity headers were made when the token was first verified.
     let identity = IdentityHeaders::of(&who);

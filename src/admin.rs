@@ -54,6 +54,10 @@ pub enum AdminRequest {
     Enable {
         email: String,
     },
+    /// Removes the account's TOTP and recovery codes and revokes every session.
+    ResetMfa {
+        email: String,
+    },
     AuditList {
         query: crate::audit::Query,
     },
@@ -235,6 +239,28 @@ pub async fn execute(auth: &AuthService, req: AdminRequest) -> Result<Value, Str
             )
             .await;
             Ok(json!({ "sessions_revoked": user.email }))
+        }
+        AdminRequest::ResetMfa { email } => {
+            let user = find(&email)?;
+            // The secret goes, so the replay guard of its codes can go with it: the next
+            // enrolment's codes are checked against a new secret.
+            auth.store()
+                .update_user(&user.id, |u| {
+                    u.totp_secret = None;
+                    u.totp_last_step = 0;
+                    u.recovery_codes.clear();
+                })
+                .map_err(|e| e.to_string())?;
+            auth.revoke_user(&user.id).map_err(|e| e.to_string())?;
+            flush().await?;
+            audited(
+                auth,
+                crate::audit::EventKind::MfaReset,
+                &user,
+                "by admin command; TOTP and recovery codes removed, sessions revoked".into(),
+            )
+            .await;
+            Ok(json!({ "mfa_reset": user.email, "sessions_revoked": true }))
         }
     }
 }

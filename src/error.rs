@@ -27,6 +27,9 @@ pub enum GatewayError {
     Unauthenticated { reason: String, invalid_token: bool },
     #[error("forbidden: {reason}")]
     Forbidden { reason: String },
+    /// RFC 9470: the route needs a second factor passed within `max_age` seconds.
+    #[error("step-up required: {reason}")]
+    InsufficientUserAuthentication { max_age: u64, reason: String },
     #[error("rate limited")]
     RateLimited { retry_after: Duration },
     #[error("route rate limit of {limit} reached")]
@@ -80,7 +83,7 @@ impl GatewayError {
             Self::BadTarget(_) => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::NoRoute => StatusCode::NOT_FOUND,
-            Self::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            Self::Unauthenticated { .. } | Self::InsufficientUserAuthentication { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } | Self::RouteRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -108,6 +111,7 @@ impl GatewayError {
                 invalid_token: true, ..
             } => "invalid_token",
             Self::Unauthenticated { .. } => "unauthenticated",
+            Self::InsufficientUserAuthentication { .. } => "insufficient_user_authentication",
             Self::Forbidden { .. } => "forbidden",
             Self::RateLimited { .. } | Self::RouteRateLimited { .. } => "rate_limited",
             Self::RequestTimeout => "request_timeout",
@@ -135,6 +139,9 @@ impl GatewayError {
             Self::MethodNotAllowed(_) => "this method is not allowed",
             Self::NoRoute => "no such resource",
             Self::Unauthenticated { .. } => "authentication is required",
+            Self::InsufficientUserAuthentication { .. } => {
+                "pass the second factor again (POST /auth/step-up), then retry"
+            }
             Self::Forbidden { .. } => "you are not allowed to do this",
             Self::RateLimited { .. } | Self::RouteRateLimited { .. } => "too many requests; try again later",
             Self::RequestTimeout => "the request body did not arrive in time",
@@ -177,6 +184,12 @@ impl GatewayError {
                     HeaderValue::from_static("Bearer")
                 };
                 headers.insert(WWW_AUTHENTICATE, value);
+            }
+            Self::InsufficientUserAuthentication { max_age, .. } => {
+                let value = format!("Bearer error=\"insufficient_user_authentication\", max_age={max_age}");
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    headers.insert(WWW_AUTHENTICATE, value);
+                }
             }
             Self::RateLimited { retry_after } | Self::Locked { retry_after } | Self::Busy { retry_after } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(ceil_secs(*retry_after)));
@@ -293,6 +306,21 @@ mod tests {
         assert_eq!(
             bad.to_response("r").headers()[WWW_AUTHENTICATE],
             "Bearer error=\"invalid_token\""
+        );
+    }
+
+    // RFC 9470: a stale second factor is a 401 that names the error and the age needed.
+    #[test]
+    fn step_up_challenge() {
+        let e = GatewayError::InsufficientUserAuthentication {
+            max_age: 300,
+            reason: "stale".into(),
+        };
+        let resp = e.to_response("r");
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            resp.headers()[WWW_AUTHENTICATE],
+            "Bearer error=\"insufficient_user_authentication\", max_age=300"
         );
     }
 

@@ -14,7 +14,7 @@ fn main() -> ExitCode {
     let config = args.config.as_path();
     match args.command {
         Command::Serve => cli::serve::run(config, args.log_format),
-        Command::Demo => cli::demo::run(config, args.log_format),
+        Command::Demo { show_qr } => cli::demo::run(config, args.log_format, show_qr),
         Command::Policy { command } => cli::policy::run(config, command),
         Command::User { command } => cli::user::run(config, command),
         Command::Audit { command } => cli::audit::run(config, command),

@@ -204,6 +204,7 @@ async fn explain_agrees_with_gateway() {
             email: email.into(),
             roles: vec![role.into()],
             mfa: false,
+            auth_time: 0,
         };
         callers.push((Some(principal), Some(token)));
     }

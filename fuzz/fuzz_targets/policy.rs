@@ -80,6 +80,7 @@ fuzz_target!(|data: &[u8]| {
             email: "u-1@example.com".into(),
             roles: Vec::new(),
             mfa: true,
+            auth_time: 0,
         };
         let mut settled = false;
         for _ in 0..=set.routes.len() {

@@ -115,6 +115,7 @@ pub fn claims(sub: &str, roles: &[&str], amr: &[&str]) -> Claims {
         exp: NOW + 290,
         jti: format!("jti-{sub}"),
         sid: format!("sid-{sub}"),
+        auth_time: NOW - 10,
     }
 }
 

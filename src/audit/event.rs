@@ -62,6 +62,15 @@ pub enum EventKind {
     PasswordChangeRefused,
     /// A session unused for `[tokens] idle_timeout` was ended.
     SessionExpired,
+    /// A recovery code stood in for a TOTP code (at login or step-up); the reason says
+    /// how many are left.
+    RecoveryCodeUsed,
+    /// A signed-in caller replaced their recovery codes.
+    RecoveryCodesRegenerated,
+    /// A signed-in caller passed the second factor again (RFC 9470 step-up).
+    StepUp,
+    /// A step-up was refused; the trail names it `step_up`, with a reason.
+    StepUpRefused,
 
     // Operations.
     /// A new policy set is in force.
@@ -86,6 +95,8 @@ pub enum EventKind {
     MailUndeliverable,
     /// An administrator enabled a disabled account.
     UserEnabled,
+    /// An administrator removed an account's TOTP and recovery codes.
+    MfaReset,
 }
 
 /// How an event ended, as the trail records it.
@@ -112,7 +123,7 @@ impl Outcome {
 
 impl EventKind {
     /// Every kind, for listing and parsing names.
-    pub const ALL: [Self; 33] = [
+    pub const ALL: [Self; 38] = [
         Self::Request,
         Self::AccessDenied,
         Self::WouldDeny,
@@ -146,6 +157,11 @@ impl EventKind {
         Self::PasswordChanged,
         Self::PasswordChangeRefused,
         Self::UserEnabled,
+        Self::RecoveryCodeUsed,
+        Self::RecoveryCodesRegenerated,
+        Self::StepUp,
+        Self::StepUpRefused,
+        Self::MfaReset,
     ];
 
     /// The event's name in the trail and in metrics.
@@ -181,6 +197,10 @@ impl EventKind {
             Self::PasswordReset | Self::PasswordResetRefused => "password_reset",
             Self::PasswordChanged | Self::PasswordChangeRefused => "password_changed",
             Self::UserEnabled => "user_enabled",
+            Self::RecoveryCodeUsed => "recovery_code_used",
+            Self::RecoveryCodesRegenerated => "recovery_codes_regenerated",
+            Self::StepUp | Self::StepUpRefused => "step_up",
+            Self::MfaReset => "mfa_reset",
         }
     }
 
@@ -205,7 +225,11 @@ impl EventKind {
             | Self::PasswordResetRequested
             | Self::PasswordReset
             | Self::PasswordChanged
-            | Self::UserEnabled => Outcome::Success,
+            | Self::UserEnabled
+            | Self::RecoveryCodeUsed
+            | Self::RecoveryCodesRegenerated
+            | Self::StepUp
+            | Self::MfaReset => Outcome::Success,
             Self::LoginFailure
             | Self::LoginLocked
             | Self::MfaFailure
@@ -213,6 +237,7 @@ impl EventKind {
             | Self::RefreshReuse
             | Self::PasswordResetRefused
             | Self::PasswordChangeRefused
+            | Self::StepUpRefused
             | Self::UpstreamError
             | Self::PolicyReloadFailed
             | Self::AuditOverflow
@@ -238,14 +263,15 @@ impl fmt::Display for EventKind {
 mod tests {
     use super::*;
 
-    // ALL lists every kind once; names are unique except the two faces of a refresh.
+    // ALL lists every kind once; names are unique except the two faces of a refresh
+    // and of a step-up.
     #[test]
     fn all_kinds_named_once() {
         let mut names: Vec<_> = EventKind::ALL.iter().map(|k| k.name()).collect();
         names.sort_unstable();
         let before = names.len();
         names.dedup();
-        let shared = ["password_changed", "password_reset", "token_refresh"];
+        let shared = ["password_changed", "password_reset", "step_up", "token_refresh"];
         assert_eq!(
             before - names.len(),
             shared.len(),

@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::flow::{AuthEvent, Flow};
 use super::login::LoginOutcome;
+use super::mfa::MfaCode;
 use super::service::AuthService;
 use super::sessions::TokenPair;
 use crate::error::{json_response, GatewayError};
@@ -122,11 +123,18 @@ pub struct EnrollBody {
     mfa_token: Option<String>,
 }
 
-/// `POST /auth/mfa`.
+/// `POST /auth/mfa`: a TOTP code or a recovery code, exactly one of them.
 #[derive(Deserialize)]
 pub struct MfaBody {
     mfa_token: String,
-    code: String,
+    code: Option<String>,
+    recovery_code: Option<String>,
+}
+
+/// `POST /auth/step-up`: a TOTP code or a recovery code.
+#[derive(Deserialize)]
+pub struct StepUpBody {
+    code: Option<String>,
 }
 
 /// `POST /auth/refresh`.
@@ -233,7 +241,37 @@ pub async fn handle(
         "/auth/mfa" => {
             method_is(&req, Method::POST)?;
             let b: MfaBody = read_json(req).await?;
-            let flow = auth.mfa(&b.mfa_token, b.code.trim()).await;
+            let code = match (&b.code, &b.recovery_code) {
+                (Some(c), None) => MfaCode::Totp(c.trim()),
+                (None, Some(c)) => MfaCode::Recovery(c.trim()),
+                _ => return Err(GatewayError::Malformed("give either code or recovery_code".into())),
+            };
+            let flow = auth.mfa(&b.mfa_token, code).await;
+            let grant = finish(auth, request_id, peer, flow).await?;
+            Ok(ok(serde_json::to_value(&grant).unwrap_or_default()))
+        }
+        "/auth/totp/recovery-codes" => {
+            method_is(&req, Method::POST)?;
+            let caller = auth.authenticate(req.headers())?.ok_or(GatewayError::Unauthenticated {
+                reason: "recovery codes need a token".into(),
+                invalid_token: false,
+            })?;
+            let flow = auth.regenerate_recovery_codes(&caller).await;
+            let codes = finish(auth, request_id, peer, flow).await?;
+            Ok(ok(json!({ "recovery_codes": codes })))
+        }
+        "/auth/step-up" => {
+            method_is(&req, Method::POST)?;
+            let caller = auth.authenticate(req.headers())?.ok_or(GatewayError::Unauthenticated {
+                reason: "step-up needs a token".into(),
+                invalid_token: false,
+            })?;
+            let b: StepUpBody = read_json(req).await?;
+            let code = b
+                .code
+                .filter(|c| !c.trim().is_empty())
+                .ok_or_else(|| GatewayError::Malformed("code is required".into()))?;
+            let flow = auth.step_up(&caller, code.trim()).await;
             let pair = finish(auth, request_id, peer, flow).await?;
             Ok(tokens(&pair))
         }

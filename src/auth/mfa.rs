@@ -1,6 +1,7 @@
 //! The second factor: TOTP challenges, enrolment, and the code that completes a login.
 
 use super::flow::{AuthEvent, Flow};
+use super::recovery;
 use super::service::AuthService;
 use super::sessions::TokenPair;
 use super::tokens::{random_token, token_hash};
@@ -15,7 +16,26 @@ use crate::store::{Challenge, StoreError, User};
 pub struct Enrollment {
     pub secret: String,
     pub otpauth_uri: String,
+    /// A QR code of `otpauth_uri`: a PNG, in standard base64.
+    pub qr_png: String,
     pub mfa_token: String,
+}
+
+/// The second factor presented at `/auth/mfa`.
+#[derive(Debug, Clone, Copy)]
+pub enum MfaCode<'a> {
+    Totp(&'a str),
+    Recovery(&'a str),
+}
+
+/// What a completed second factor hands the client: tokens, and when it completed an
+/// enrolment, the new recovery codes (shown this once).
+#[derive(Debug, serde::Serialize)]
+pub struct MfaGrant {
+    #[serde(flatten)]
+    pub tokens: TokenPair,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery_codes: Option<Vec<String>>,
 }
 
 impl AuthService {
@@ -75,22 +95,57 @@ impl AuthService {
         }
         let secret = totp::generate_secret();
         let uri = totp::otpauth_uri(&secret, &user.email).ok_or_else(|| GatewayError::Internal("totp".into()))?;
+        let qr_png = totp::qr_png_base64(&secret, &user.email).ok_or_else(|| GatewayError::Internal("qr".into()))?;
         let (token, _) = self.new_challenge(&user, Some(secret.clone()))?;
         self.store.flush().await?;
         Ok(Enrollment {
             secret,
             otpauth_uri: uri,
+            qr_png,
             mfa_token: token,
         })
     }
 
-    /// Completes a login (or an enrolment) with a TOTP code. A wrong code spends the
-    /// challenge and counts as a failed login.
-    pub async fn mfa(&self, mfa_token: &str, code: &str) -> Flow<TokenPair> {
+    /// Completes a login (or an enrolment) with a TOTP code or a recovery code. A wrong
+    /// code spends the challenge and counts as a failed login.
+    pub async fn mfa(&self, mfa_token: &str, code: MfaCode<'_>) -> Flow<MfaGrant> {
         Flow::audited(self.try_mfa(mfa_token, code).await)
     }
 
-    async fn try_mfa(&self, mfa_token: &str, code: &str) -> Result<(TokenPair, AuthEvent), (GatewayError, AuthEvent)> {
+    /// Checks a TOTP code against `secret` (the account's, or the one an enrolment
+    /// offers) and accepts it at most once: the step is written only if it is still later
+    /// than the stored one (checked again on the stored record, atomically). Completing
+    /// an enrolment stores the secret and the hashes of its recovery codes with it.
+    pub(super) fn spend_totp(
+        &self,
+        user: &User,
+        secret: Option<&str>,
+        code: &str,
+        now_ms: u64,
+        enrolment: Option<&[String]>,
+    ) -> Result<Option<User>, StoreError> {
+        let step = secret.and_then(|s| totp::verify(s, code, now_ms / 1000, user.totp_last_step));
+        let Some(step) = step.filter(|_| !user.disabled) else {
+            return Ok(None);
+        };
+        self.store.try_update_user(&user.id, |u| {
+            if u.totp_last_step >= step || u.disabled {
+                return false;
+            }
+            u.totp_last_step = step;
+            if let Some(hashes) = enrolment {
+                u.totp_secret = secret.map(str::to_owned);
+                u.recovery_codes = hashes.to_vec();
+            }
+            true
+        })
+    }
+
+    async fn try_mfa(
+        &self,
+        mfa_token: &str,
+        code: MfaCode<'_>,
+    ) -> Result<(MfaGrant, AuthEvent), (GatewayError, AuthEvent)> {
         let ev = |event: EventKind, user: Option<&User>, reason: Option<&str>| AuthEvent {
             event,
             user_id: user.map(|u| u.id.clone()),
@@ -129,48 +184,55 @@ impl AuthService {
             ));
         }
         let enrolling = challenge.pending_secret.is_some();
-        let secret = challenge.pending_secret.clone().or_else(|| user.totp_secret.clone());
-        let step = secret
-            .as_deref()
-            .and_then(|s| totp::verify(s, code, now_ms / 1000, user.totp_last_step));
-        // The step is written only if it is still later than the stored one (checked
-        // again on the stored record, atomically), so one code passes once.
-        let accepted = match step.filter(|_| !user.disabled) {
-            Some(step) => self
-                .store
-                .try_update_user(&user.id, |u| {
-                    if u.totp_last_step >= step || u.disabled {
-                        return false;
-                    }
-                    u.totp_last_step = step;
-                    if enrolling {
-                        u.totp_secret.clone_from(&secret);
-                    }
-                    true
-                })
-                .map_err(|e| err(e.into()))?,
-            None => None,
+        // Completing an enrolment hands out a fresh set of recovery codes.
+        let new_codes = enrolling.then(|| recovery::new_set(&user.id));
+        let accepted = match code {
+            MfaCode::Totp(code) => {
+                let secret = challenge.pending_secret.clone().or_else(|| user.totp_secret.clone());
+                let hashes = new_codes.as_ref().map(|(_, h)| h.as_slice());
+                self.spend_totp(&user, secret.as_deref(), code, now_ms, hashes)
+                    .map_err(|e| err(e.into()))?
+                    .map(|u| (u, None))
+            }
+            // A recovery code stands in for the account's TOTP, never for an enrolment.
+            MfaCode::Recovery(_) if enrolling => None,
+            MfaCode::Recovery(code) => self
+                .spend_recovery_code(&user.id, code)
+                .map_err(|e| err(e.into()))?
+                .map(|(u, left)| (u, Some(left))),
         };
-        let Some(user) = accepted else {
+        let Some((user, codes_left)) = accepted else {
             // A failed code counts like a failed password; this may lock the account.
             self.record_failure(&user.email).map_err(|e| err(e.into()))?;
             self.store.flush().await.map_err(|e| err(e.into()))?;
+            let reason = match code {
+                MfaCode::Totp(_) => "wrong or reused code",
+                MfaCode::Recovery(_) => "wrong or used recovery code",
+            };
             return Err((
                 GatewayError::InvalidCode,
-                ev(EventKind::MfaFailure, Some(&user), Some("wrong or reused code")),
+                ev(EventKind::MfaFailure, Some(&user), Some(reason)),
             ));
         };
         self.store.clear_failures(&user.email).map_err(|e| err(e.into()))?;
-        let pair = self
+        let tokens = self
             .issue(&user, vec!["pwd".into(), "otp".into()])
             .map_err(|e| err(e.into()))?;
         self.store.flush().await.map_err(|e| err(e.into()))?;
-        let event = if enrolling {
-            EventKind::MfaEnrolled
-        } else {
-            EventKind::MfaSuccess
+        let event = match codes_left {
+            Some(left) => ev(
+                EventKind::RecoveryCodeUsed,
+                Some(&user),
+                Some(&format!("login; {left} recovery codes left")),
+            ),
+            None if enrolling => ev(EventKind::MfaEnrolled, Some(&user), None),
+            None => ev(EventKind::MfaSuccess, Some(&user), None),
         };
-        Ok((pair, ev(event, Some(&user), None)))
+        let grant = MfaGrant {
+            tokens,
+            recovery_codes: new_codes.map(|(codes, _)| codes),
+        };
+        Ok((grant, event))
     }
 
     /// Sets a user's TOTP secret directly (demo users are created enrolled).

@@ -52,6 +52,7 @@ fn new_user(email: &str, name: &str, password_hash: String, roles: Vec<String>, 
         disabled: false,
         totp_secret: None,
         totp_last_step: 0,
+        recovery_codes: Vec::new(),
         tokens_valid_after: 0,
         created_at: now,
     }

@@ -19,8 +19,15 @@ pub struct TokenPair {
 }
 
 impl AuthService {
-    /// A signed access token for `user` in session `sid`.
-    fn access_token(&self, user: &User, amr: &[String], sid: &str) -> Result<String, StoreError> {
+    /// A signed access token for `user` in session `sid`, whose second factor (or
+    /// password) was passed at `auth_time`.
+    pub(super) fn access_token(
+        &self,
+        user: &User,
+        amr: &[String],
+        sid: &str,
+        auth_time: u64,
+    ) -> Result<String, StoreError> {
         let now = self.clock.now();
         let claims = Claims {
             iss: self.keys.issuer().to_owned(),
@@ -33,6 +40,7 @@ impl AuthService {
             exp: now + self.config.tokens.access_ttl.as_secs(),
             jti: random_token(),
             sid: sid.to_owned(),
+            auth_time,
         };
         // Signing with a loaded key does not fail; if it ever did, the pair would carry an
         // empty access token, which every verifier refuses (the refresh token still works).
@@ -49,6 +57,7 @@ impl AuthService {
             current_refresh: token_hash(&refresh),
             amr,
             created: now,
+            auth_time: now,
             expires: now + self.config.tokens.refresh_ttl.as_secs(),
             revoked: false,
         };
@@ -62,7 +71,7 @@ impl AuthService {
             },
         )?;
         Ok(TokenPair {
-            access_token: self.access_token(user, &session.amr, &session.id)?,
+            access_token: self.access_token(user, &session.amr, &session.id, session.auth_time)?,
             refresh_token: refresh,
             token_type: "Bearer",
             expires_in: self.config.tokens.access_ttl.as_secs(),
@@ -161,7 +170,9 @@ impl AuthService {
                 },
             )
             .map_err(store_err)?;
-        let access = self.access_token(&user, &rotated.amr, &rotated.id).map_err(store_err)?;
+        let access = self
+            .access_token(&user, &rotated.amr, &rotated.id, rotated.last_auth())
+            .map_err(store_err)?;
         self.session_used(&rotated.id);
         self.store.flush().await.map_err(store_err)?;
         Ok((

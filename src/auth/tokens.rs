@@ -37,6 +37,10 @@ pub struct Claims {
     pub jti: String,
     /// The session (refresh-token family) the token belongs to.
     pub sid: String,
+    /// When the user last passed the second factor (or the password, for an account
+    /// without one), Unix seconds (RFC 9470). 0 in tokens made before it was recorded.
+    #[serde(default)]
+    pub auth_time: u64,
 }
 
 pub use crate::config::KeyAlg;

@@ -33,6 +33,11 @@ pub fn otpauth_uri(secret_b32: &str, email: &str) -> Option<String> {
     totp(secret_b32, email)?.to_url().ok()
 }
 
+/// A QR code of [`otpauth_uri`], as a PNG in standard base64 (no `data:` prefix).
+pub fn qr_png_base64(secret_b32: &str, email: &str) -> Option<String> {
+    totp(secret_b32, email)?.to_qr_base64().ok()
+}
+
 /// The code for a Unix time (for tests and the `portcullis totp` command).
 pub fn code_at(secret_b32: &str, unix_secs: u64) -> Option<String> {
     totp(secret_b32, "x").map(|t| t.generate(unix_secs).to_string())

@@ -155,6 +155,7 @@ impl AuthService {
             email: claims.email.clone(),
             roles: claims.roles.clone(),
             mfa: claims.amr.iter().any(|a| a == "otp"),
+            auth_time: claims.auth_time,
         }
     }
 }
@@ -218,6 +219,7 @@ mod tests {
                 exp: now + ttl,
                 jti: format!("jti-{n}"),
                 sid: "s-1".into(),
+                auth_time: now,
             })
             .unwrap()
     }

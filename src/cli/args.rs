@@ -41,7 +41,11 @@ pub enum Command {
     /// Run the gateway.
     Serve,
     /// Start the demo shop and the gateway together, and print ready-to-paste curl lines.
-    Demo,
+    Demo {
+        /// Also draw the staff accounts' TOTP QR codes, to scan with an authenticator app.
+        #[arg(long)]
+        show_qr: bool,
+    },
     /// Check and test policy files.
     Policy {
         #[command(subcommand)]
@@ -154,6 +158,8 @@ pub enum UserCommand {
     },
     /// Enable a disabled account.
     Enable { email: String },
+    /// Remove an account's TOTP and recovery codes and revoke its sessions (it enrols again at its next login if its roles require MFA).
+    ResetMfa { email: String },
 }
 
 #[derive(Subcommand)]
@@ -181,6 +187,9 @@ pub struct ExplainArgs {
     /// The caller's login passed TOTP.
     #[arg(long)]
     pub mfa: bool,
+    /// How long ago the caller passed TOTP, e.g. 10m (for routes with mfa_max_age; default: just now).
+    #[arg(long, value_name = "DURATION")]
+    pub auth_age: Option<portcullis::units::HumanDuration>,
     /// Policy directory (default: the configured one).
     #[arg(long)]
     pub dir: Option<PathBuf>,

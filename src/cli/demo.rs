@@ -80,7 +80,7 @@ struct DemoUser {
 }
 
 /// Starts the shop and the gateway, prints the walkthrough, and runs until a signal.
-pub fn run(config_path: &Path, log_format: LogFormat) -> ExitCode {
+pub fn run(config_path: &Path, log_format: LogFormat, show_qr: bool) -> ExitCode {
     run_async(async {
         let _flush_logs = init_logging(log_format);
         let Some(config) = load_config(config_path) else {
@@ -106,7 +106,7 @@ pub fn run(config_path: &Path, log_format: LogFormat) -> ExitCode {
         let Some(running) = start(gateway).await else {
             return ExitCode::FAILURE;
         };
-        print_demo(&config, running.tls_addr, &users);
+        print_demo(&config, running.tls_addr, &users, show_qr);
         wait_then_shut_down(running).await;
         let _ = stop.send(());
         let _ = shop.await;
@@ -199,7 +199,7 @@ fn playing(users: &[DemoUser], part: Part) -> Option<&DemoUser> {
 }
 
 /// Prints the accounts and ready-to-paste curl lines.
-fn print_demo(config: &Config, addr: SocketAddr, users: &[DemoUser]) {
+fn print_demo(config: &Config, addr: SocketAddr, users: &[DemoUser], show_qr: bool) {
     let host = config
         .server
         .public_url
@@ -229,6 +229,19 @@ fn print_demo(config: &Config, addr: SocketAddr, users: &[DemoUser]) {
                 .map(|s| format!("  TOTP secret {s}"))
                 .unwrap_or_default()
         );
+    }
+    if show_qr {
+        for u in users {
+            let uri = u
+                .totp_secret
+                .as_deref()
+                .and_then(|s| portcullis::auth::totp::otpauth_uri(s, &u.email));
+            if let Some(qr) = uri.as_deref().and_then(qr_text) {
+                println!();
+                println!("TOTP of {} (scan with an authenticator app):", u.email);
+                print!("{qr}");
+            }
+        }
     }
     println!();
     println!("Public routes and refusals:");
@@ -282,6 +295,27 @@ fn print_demo(config: &Config, addr: SocketAddr, users: &[DemoUser]) {
     println!("Press Ctrl-C to stop.");
 }
 
+/// A QR code of `text` drawn with half blocks (two rows of modules per line, a quiet
+/// zone of two modules), light modules drawn: right on a dark terminal.
+fn qr_text(text: &str) -> Option<String> {
+    let qr = qrcodegen::QrCode::encode_text(text, qrcodegen::QrCodeEcc::Medium).ok()?;
+    let (quiet, size) = (2, qr.size());
+    let light = |x: i32, y: i32| !qr.get_module(x, y);
+    let mut out = String::new();
+    for y in (-quiet..size + quiet).step_by(2) {
+        for x in -quiet..size + quiet {
+            out.push(match (light(x, y), light(x, y + 1)) {
+                (true, true) => '█',
+                (true, false) => '▀',
+                (false, true) => '▄',
+                (false, false) => ' ',
+            });
+        }
+        out.push('\n');
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,5 +351,29 @@ mod tests {
             assert!(ACCOUNTS.iter().any(|a| a.email == player.email && a.part == Some(part)));
         }
         assert!(playing(&[], Part::Shopper).is_none());
+    }
+
+    // The terminal drawing is a QR code a scanner reads back to the text.
+    #[test]
+    fn terminal_qr_decodes() {
+        let uri = "otpauth://totp/Portcullis:admin%40shop.example?secret=JBSWY3DPEHPK3PXP&issuer=Portcullis";
+        let text = super::qr_text(uri).unwrap();
+        let lines: Vec<Vec<char>> = text.lines().map(|l| l.chars().collect()).collect();
+        let (w, h, scale) = (lines[0].len() as u32, lines.len() as u32 * 2, 4);
+        let img = image::GrayImage::from_fn(w * scale, h * scale, |x, y| {
+            let c = lines[(y / scale / 2) as usize][(x / scale) as usize];
+            let top = (y / scale) % 2 == 0;
+            let light = match c {
+                '█' => true,
+                '▀' => top,
+                '▄' => !top,
+                _ => false,
+            };
+            image::Luma([if light { 255 } else { 0 }])
+        });
+        let mut prepared = rqrr::PreparedImage::prepare(img);
+        let grids = prepared.detect_grids();
+        assert_eq!(grids.len(), 1);
+        assert_eq!(grids[0].decode().unwrap().1, uri);
     }
 }

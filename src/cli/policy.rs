@@ -43,8 +43,11 @@ fn explain(config_path: &Path, args: ExplainArgs) -> ExitCode {
         roles,
         user,
         mfa,
+        auth_age,
         dir,
     } = args;
+    // The caller passed its second factor at time 0, and is judged `auth_age` later.
+    let now = auth_age.map_or(0, |a| a.0.as_secs());
     let path = path.as_str();
     let Some((set, _)) = policies_or_report(config_path, dir.as_deref()) else {
         return ExitCode::FAILURE;
@@ -59,6 +62,7 @@ fn explain(config_path: &Path, args: ExplainArgs) -> ExitCode {
         email: String::new(),
         roles,
         mfa,
+        auth_time: 0,
     });
     match &caller {
         None => println!("{method} {path} as an anonymous caller"),
@@ -66,7 +70,11 @@ fn explain(config_path: &Path, args: ExplainArgs) -> ExitCode {
             "{method} {path} as user {} with roles [{}], {}",
             p.id,
             p.roles.join(", "),
-            if p.mfa { "after TOTP" } else { "without TOTP" }
+            if p.mfa {
+                format!("after TOTP {now}s ago")
+            } else {
+                "without TOTP".to_owned()
+            }
         ),
     }
 
@@ -104,7 +112,7 @@ fn explain(config_path: &Path, args: ExplainArgs) -> ExitCode {
     }
 
     // Every route's view of the canonical path.
-    let explanation = set.explain(&method, &target.path, caller.as_ref());
+    let explanation = set.explain_at(&method, &target.path, caller.as_ref(), now);
     let mut others = 0;
     for (i, step) in explanation.steps.iter().enumerate() {
         let r = step.route;
@@ -136,7 +144,7 @@ fn explain(config_path: &Path, args: ExplainArgs) -> ExitCode {
         Decision::Unauthenticated { route } => format!("unauthenticated: {:?} needs a token", route.name),
         Decision::Forbidden { route, why } => format!("deny by {:?}: {why}", route.name),
     };
-    match judge(&set, &method, &target, caller.as_ref(), shadow) {
+    match judge(&set, &method, &target, caller.as_ref(), now, shadow) {
         Verdict::Allow { .. } => println!("decision: {text}"),
         Verdict::WouldDeny { refusal, .. } => println!(
             "decision: would be {} ({text}); shadow mode forwards it and audits it as {}",

@@ -48,6 +48,7 @@ pub fn run(config_path: &Path, command: UserCommand) -> ExitCode {
         UserCommand::Roles { email, roles } => AdminRequest::Roles { email, roles },
         UserCommand::Disable { email } => AdminRequest::Disable { email },
         UserCommand::Revoke { email } => AdminRequest::Revoke { email },
+        UserCommand::ResetMfa { email } => AdminRequest::ResetMfa { email },
     };
     match run_async_value(run_admin(config, request)) {
         Ok(value) if json => {

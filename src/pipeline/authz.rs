@@ -18,7 +18,7 @@ use http::{Method, Request};
 use super::normalize::Target;
 use crate::auth::Verified;
 use crate::error::GatewayError;
-use crate::policy::{Decision, PolicySet, Principal, Route};
+use crate::policy::{Decision, PolicySet, Principal, Refused, Route};
 
 /// A route of a policy set, kept alive by the set it belongs to.
 #[derive(Clone)]
@@ -50,16 +50,18 @@ pub enum Verdict {
 }
 
 /// Decides a request with one policy set: the one decision the gateway and `policy
-/// explain` share. `target` is the canonical target; `shadow` is `[policy] mode =
-/// "shadow"` (a route with `enforce = false` is shadowed whatever it says).
+/// explain` share. `target` is the canonical target; `now` the time (Unix seconds) a
+/// route's `mfa_max_age` is held to; `shadow` is `[policy] mode = "shadow"` (a route
+/// with `enforce = false` is shadowed whatever it says).
 pub fn judge(
     policy: &PolicySet,
     method: &Method,
     target: &Target,
     principal: Option<&Principal>,
+    now: u64,
     shadow: bool,
 ) -> Verdict {
-    let (route, refusal) = match policy.decide(method, &target.path, principal) {
+    let (route, refusal) = match policy.decide_at(method, &target.path, principal, now) {
         Decision::Allow { route } => return Verdict::Allow { route: route.index },
         Decision::NotFound => return Verdict::Deny(GatewayError::NoRoute),
         Decision::Unauthenticated { route } => (
@@ -67,6 +69,16 @@ pub fn judge(
             GatewayError::Unauthenticated {
                 reason: format!("route {:?} needs a token", route.name),
                 invalid_token: false,
+            },
+        ),
+        Decision::Forbidden {
+            route,
+            why: Refused::StaleMfa { max_age },
+        } => (
+            route.index,
+            GatewayError::InsufficientUserAuthentication {
+                max_age,
+                reason: format!("route {:?} needs a second factor passed within {max_age}s", route.name),
             },
         ),
         Decision::Forbidden { route, why } => (
@@ -161,17 +173,18 @@ impl<R> Judgement<R> {
 }
 
 /// Decides a request with one whole policy set (the set in force when it arrived), for
-/// the caller of its verified token, if any. Refusals are errors; what is let through
-/// owns the request.
+/// the caller of its verified token, if any, at `now` (Unix seconds). Refusals are
+/// errors; what is let through owns the request.
 pub fn authorize<B>(
     policy: Arc<PolicySet>,
     request: Request<B>,
     target: Target,
     caller: Option<Arc<Verified>>,
+    now: u64,
     shadow: bool,
 ) -> Result<Judgement<Request<B>>, GatewayError> {
     let principal = caller.as_deref().map(|c| &*c.principal);
-    let verdict = judge(&policy, request.method(), &target, principal, shadow);
+    let verdict = judge(&policy, request.method(), &target, principal, now, shadow);
     let (route, would_deny) = match verdict {
         Verdict::Allow { route } => (route, None),
         Verdict::WouldDeny { route, refusal } => (route, Some(refusal)),
@@ -218,26 +231,26 @@ mod tests {
         let p = policy();
         let get = Method::GET;
         assert!(matches!(
-            judge(&p, &get, &target("/open"), None, false),
+            judge(&p, &get, &target("/open"), None, 0, false),
             Verdict::Allow { route: 2 }
         ));
         assert!(matches!(
-            judge(&p, &get, &target("/strict"), None, false),
+            judge(&p, &get, &target("/strict"), None, 0, false),
             Verdict::Deny(GatewayError::Unauthenticated { .. })
         ));
         assert!(matches!(
-            judge(&p, &get, &target("/trial"), None, false),
+            judge(&p, &get, &target("/trial"), None, 0, false),
             Verdict::WouldDeny {
                 route: 0,
                 refusal: GatewayError::Unauthenticated { .. }
             }
         ));
         assert!(matches!(
-            judge(&p, &get, &target("/strict"), None, true),
+            judge(&p, &get, &target("/strict"), None, 0, true),
             Verdict::WouldDeny { route: 1, .. }
         ));
         assert!(matches!(
-            judge(&p, &get, &target("/nowhere"), None, true),
+            judge(&p, &get, &target("/nowhere"), None, 0, true),
             Verdict::Deny(GatewayError::NoRoute)
         ));
     }
@@ -246,7 +259,7 @@ mod tests {
     #[test]
     fn shadowed_is_not_allowed() {
         let req = Request::get("/trial").body(()).unwrap();
-        let judged = authorize(Arc::new(policy()), req, target("/trial"), None, false).unwrap();
+        let judged = authorize(Arc::new(policy()), req, target("/trial"), None, 0, false).unwrap();
         let Judgement::WouldDeny {
             authorized,
             status,
@@ -260,6 +273,6 @@ mod tests {
         assert_eq!(authorized.route().name, "trial");
         assert_eq!(authorized.request().uri().path(), "/trial");
         let req = Request::get("/strict").body(()).unwrap();
-        assert!(authorize(Arc::new(policy()), req, target("/strict"), None, false).is_err());
+        assert!(authorize(Arc::new(policy()), req, target("/strict"), None, 0, false).is_err());
     }
 }

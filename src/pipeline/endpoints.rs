@@ -130,6 +130,7 @@ mod tests {
             email: "a@example.com".into(),
             roles: vec![role.into()],
             mfa: true,
+            auth_time: 0,
         };
         for ip in ["127.0.0.1", "::1", "::ffff:127.0.0.1"] {
             assert!(metrics_allowed(ip.parse().unwrap(), None), "{ip}");

@@ -97,12 +97,19 @@ impl Pipeline {
         // 2. authenticate: a bearer token, when there is one, must be valid.
         ctx.caller = authn::authenticate(&self.auth, req.headers())?;
 
-        // 3. authorize with the policy set in force when the request arrived.
+        // 3. authorize with the policy set in force when the request arrived (the time
+        // is read only for a caller: `mfa_max_age` is held to it).
+        let now = if ctx.caller.is_some() {
+            self.auth.clock().now()
+        } else {
+            0
+        };
         let judgement = authorize(
             self.policy.load_full(),
             req,
             target,
             ctx.caller.clone(),
+            now,
             self.config.shadow,
         )?;
         let authorized = self.admit(judgement, ctx);
@@ -222,6 +229,7 @@ fn refusal_event(err: &GatewayError, proxied: bool) -> Option<EventKind> {
         | GatewayError::MethodNotAllowed(_)
         | GatewayError::NoRoute
         | GatewayError::Unauthenticated { .. }
+        | GatewayError::InsufficientUserAuthentication { .. }
         | GatewayError::Forbidden { .. } => proxied.then_some(EventKind::AccessDenied),
         GatewayError::UpstreamUnreachable { .. } | GatewayError::UpstreamTimeout { .. } => {
             Some(EventKind::UpstreamError)

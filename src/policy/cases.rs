@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use http::Method;
 
-use super::{Decision, PolicySet, Principal};
+use super::{Decision, PolicySet, Principal, Refused};
 
 /// One `[[test]]` case of a policy file.
 #[derive(Debug, Clone)]
@@ -15,6 +15,9 @@ pub struct TestCase {
     pub target: String,
     pub identity: Option<TestIdentity>,
     pub expect: TestExpect,
+    /// `auth_age`: how many seconds ago the caller passed the second factor (for routes
+    /// with `mfa_max_age`); none means just now.
+    pub auth_age: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -56,11 +59,18 @@ pub fn run_case(set: &PolicySet, case: &TestCase) -> (TestExpect, String) {
         email: i.email.clone().unwrap_or_default(),
         roles: i.roles.clone(),
         mfa: i.mfa,
+        auth_time: 0,
     });
-    match set.decide(&case.method, &path, principal.as_ref()) {
+    // The caller passed its second factor at time 0; the case is judged `auth_age` later.
+    match set.decide_at(&case.method, &path, principal.as_ref(), case.auth_age.unwrap_or(0)) {
         Decision::Allow { route } => (TestExpect::Allow, format!("allowed by {:?}", route.name)),
         Decision::NotFound => (TestExpect::NotFound, "no route matches".into()),
         Decision::Unauthenticated { route } => (TestExpect::Unauthenticated, format!("{:?} needs a token", route.name)),
+        // The gateway answers a stale second factor with 401 and a step-up challenge.
+        Decision::Forbidden {
+            route,
+            why: why @ Refused::StaleMfa { .. },
+        } => (TestExpect::Unauthenticated, format!("{:?}: {why}", route.name)),
         Decision::Forbidden { route, why } => (TestExpect::Deny, format!("{:?}: {why}", route.name)),
     }
 }

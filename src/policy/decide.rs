@@ -17,6 +17,9 @@ pub enum Refused {
     NotOwner { param: String },
     /// The route needs a login that passed TOTP.
     NeedsMfa,
+    /// The route has `mfa_max_age`: the caller's token has no second factor, or passed it
+    /// more than `max_age` seconds ago (RFC 9470: 401, step up and retry).
+    StaleMfa { max_age: u64 },
 }
 
 impl std::fmt::Display for Refused {
@@ -29,6 +32,9 @@ impl std::fmt::Display for Refused {
             Self::NoRoleAllowed => write!(f, "roles = [] allows nobody"),
             Self::NotOwner { param } => write!(f, "the {{{param}}} segment is not the caller's id"),
             Self::NeedsMfa => write!(f, "needs a login that passed two-factor authentication"),
+            Self::StaleMfa { max_age } => {
+                write!(f, "needs the second factor passed within the last {max_age}s (step-up)")
+            }
         }
     }
 }
@@ -42,8 +48,9 @@ pub enum Decision<'a> {
     Forbidden { route: &'a Route, why: Refused },
 }
 
-/// Checks one matching route's conditions against a caller.
-pub fn evaluate(route: &Route, captures: &[&str], caller: Option<&Principal>) -> Result<(), Refused> {
+/// Checks one matching route's conditions against a caller, at `now` (Unix seconds, the
+/// gateway's clock; `mfa_max_age` is held to it without any leeway).
+pub fn evaluate(route: &Route, captures: &[&str], caller: Option<&Principal>, now: u64) -> Result<(), Refused> {
     if route.public {
         return Ok(());
     }
@@ -72,6 +79,11 @@ pub fn evaluate(route: &Route, captures: &[&str], caller: Option<&Principal>) ->
             return Err(Refused::NotOwner { param: param.clone() });
         }
     }
+    if let Some(max_age) = route.mfa_max_age {
+        if !p.mfa || now.saturating_sub(p.auth_time) > max_age {
+            return Err(Refused::StaleMfa { max_age });
+        }
+    }
     if route.mfa && !p.mfa {
         return Err(Refused::NeedsMfa);
     }
@@ -80,10 +92,17 @@ pub fn evaluate(route: &Route, captures: &[&str], caller: Option<&Principal>) ->
 
 impl PolicySet {
     /// The policy decision for a request. `path` must be canonical (see `normalize`).
+    /// The caller is taken to have just passed its second factor (see
+    /// [`PolicySet::decide_at`] for the decision at a given time).
     pub fn decide(&self, method: &Method, path: &str, caller: Option<&Principal>) -> Decision<'_> {
+        self.decide_at(method, path, caller, caller.map_or(0, |p| p.auth_time))
+    }
+
+    /// The policy decision for a request at `now` (Unix seconds): what the gateway asks.
+    pub fn decide_at(&self, method: &Method, path: &str, caller: Option<&Principal>, now: u64) -> Decision<'_> {
         let mut first_refusal: Option<(&Route, Refused)> = None;
         for (route, captures) in self.candidates(method, path) {
-            match evaluate(route, &captures, caller) {
+            match evaluate(route, &captures, caller, now) {
                 Ok(()) => return Decision::Allow { route },
                 Err(why) => {
                     first_refusal.get_or_insert((route, why));

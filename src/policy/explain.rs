@@ -24,7 +24,13 @@ pub struct Explanation<'a> {
 impl PolicySet {
     /// Explains a decision route by route. The final decision is [`PolicySet::decide`]'s,
     /// and each route's conditions are checked by the same [`evaluate`] the gateway uses.
+    /// The caller is taken to have just passed its second factor.
     pub fn explain(&self, method: &Method, path: &str, caller: Option<&Principal>) -> Explanation<'_> {
+        self.explain_at(method, path, caller, caller.map_or(0, |p| p.auth_time))
+    }
+
+    /// Like [`PolicySet::explain`], at `now` (Unix seconds).
+    pub fn explain_at(&self, method: &Method, path: &str, caller: Option<&Principal>, now: u64) -> Explanation<'_> {
         let found = self.matcher.find(path);
         let steps = self
             .routes
@@ -36,13 +42,15 @@ impl PolicySet {
                     route,
                     path_matched: captures.is_some(),
                     method_matched,
-                    outcome: captures.filter(|_| method_matched).map(|c| evaluate(route, c, caller)),
+                    outcome: captures
+                        .filter(|_| method_matched)
+                        .map(|c| evaluate(route, c, caller, now)),
                 }
             })
             .collect();
         Explanation {
             steps,
-            decision: self.decide(method, path, caller),
+            decision: self.decide_at(method, path, caller, now),
         }
     }
 }

@@ -9,7 +9,7 @@ use toml::Spanned;
 use super::matcher::Pattern;
 use super::{Route, TestCase, TestExpect, TestIdentity};
 use crate::source::SourceError;
-use crate::units::Rate;
+use crate::units::{HumanDuration, Rate};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,6 +34,7 @@ struct RawRoute {
     owner: Option<Spanned<String>>,
     #[serde(default)]
     mfa: bool,
+    mfa_max_age: Option<Spanned<HumanDuration>>,
     rate_limit: Option<Rate>,
     upstream: Option<Spanned<String>>,
     #[serde(default = "yes")]
@@ -53,6 +54,8 @@ struct RawTest {
     #[serde(rename = "as")]
     identity: Option<RawIdentity>,
     expect: Spanned<String>,
+    /// How long ago the caller passed the second factor (for `mfa_max_age` routes).
+    auth_age: Option<HumanDuration>,
 }
 
 #[derive(Deserialize)]
@@ -173,6 +176,26 @@ pub fn parse_file(
                 );
             }
         }
+        let mfa_max_age = r.mfa_max_age.as_ref().and_then(|age| {
+            let secs = age.get_ref().0.as_secs();
+            if r.public {
+                err(
+                    age.span(),
+                    key("mfa_max_age"),
+                    "a public route has no caller to hold to an age".into(),
+                );
+                None
+            } else if secs == 0 || age.get_ref().0.subsec_nanos() != 0 {
+                err(
+                    age.span(),
+                    key("mfa_max_age"),
+                    "mfa_max_age must be a whole number of seconds, at least 1s".into(),
+                );
+                None
+            } else {
+                Some(secs)
+            }
+        });
         if roles.iter().flatten().any(|r| r.is_empty()) {
             let span = r.roles.as_ref().map_or(spanned.span(), |s| s.span());
             err(span, key("roles"), "a role name cannot be empty".into());
@@ -213,6 +236,7 @@ pub fn parse_file(
                 roles,
                 owner: r.owner.as_ref().map(|o| o.get_ref().clone()),
                 mfa: r.mfa,
+                mfa_max_age,
                 rate_limit: r.rate_limit,
                 upstream,
                 enforce: r.enforce,
@@ -268,6 +292,7 @@ pub fn parse_file(
                 email: a.email.clone(),
             }),
             expect,
+            auth_age: t.auth_age.map(|a| a.0.as_secs()),
         });
     }
 

@@ -55,6 +55,8 @@ pub struct Route {
     /// The path parameter that must equal the caller's id.
     pub owner: Option<String>,
     pub mfa: bool,
+    /// `mfa_max_age`, in seconds: the caller's second factor must be at most this old.
+    pub mfa_max_age: Option<u64>,
     pub rate_limit: Option<Rate>,
     pub upstream: String,
     pub enforce: bool,
@@ -77,6 +79,9 @@ pub struct Principal {
     pub roles: Vec<String>,
     /// The token comes from a login that passed TOTP.
     pub mfa: bool,
+    /// When the caller last passed the second factor (or the password, without one),
+    /// Unix seconds: what a route's `mfa_max_age` is held to.
+    pub auth_time: u64,
 }
 
 /// A compiled, immutable set of routes (and the test cases that came with them).

@@ -42,6 +42,7 @@ fn who(id: &str, roles: &[&str], mfa: bool) -> Principal {
         email: format!("{id}@example.com"),
         roles: roles.iter().map(|r| (*r).to_string()).collect(),
         mfa,
+        auth_time: 0,
     }
 }
 
@@ -226,4 +227,116 @@ fn empty_roles_allow_nobody() {
 fn syntax_error_located() {
     let errs = PolicySet::from_source(Path::new("p.toml"), "upstream = \"shop\"\n[[route]\n", &|_| true).unwrap_err();
     assert_eq!(errs[0].line, Some(2), "{}", errs[0]);
+}
+
+const STEP_UP: &str = r#"
+upstream = "shop"
+
+[[route]]
+name = "transfers"
+methods = ["POST"]
+path = "/api/transfers"
+roles = ["customer"]
+mfa_max_age = "5m"
+
+[[test]]
+request = "POST /api/transfers"
+as = { user = "u-1", roles = ["customer"], mfa = true }
+expect = "allow"
+
+[[test]]
+request = "POST /api/transfers"
+as = { user = "u-1", roles = ["customer"], mfa = true }
+auth_age = "5m"
+expect = "allow"
+
+[[test]]
+request = "POST /api/transfers"
+as = { user = "u-1", roles = ["customer"], mfa = true }
+auth_age = "10m"
+expect = "unauthenticated"
+
+[[test]]
+request = "POST /api/transfers"
+as = { user = "u-1", roles = ["customer"] }
+expect = "unauthenticated"
+
+[[test]]
+request = "POST /api/transfers"
+as = { user = "u-1", roles = ["support"], mfa = true }
+expect = "deny"
+"#;
+
+// `mfa_max_age`: a second factor at most that old passes; an older one, or none, is the
+// step-up refusal (not a plain 403), at the time given and with no leeway.
+#[test]
+fn mfa_max_age_decisions() {
+    let set = PolicySet::from_source(Path::new("p.toml"), STEP_UP, &|_| true).unwrap();
+    assert_eq!(set.routes[0].mfa_max_age, Some(300));
+    let post = Method::POST;
+    let mut caller = who("u-1", &["customer"], true);
+    caller.auth_time = 1_000;
+    for (now, allowed) in [(1_000, true), (1_300, true), (1_301, false), (5_000, false)] {
+        match set.decide_at(&post, "/api/transfers", Some(&caller), now) {
+            Decision::Allow { .. } => assert!(allowed, "allowed at {now}"),
+            Decision::Forbidden { why, .. } => {
+                assert!(!allowed, "refused at {now}");
+                assert_eq!(why, Refused::StaleMfa { max_age: 300 });
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // `decide` (explain and tests without a time) takes the second factor as fresh.
+    assert!(matches!(
+        set.decide(&post, "/api/transfers", Some(&caller)),
+        Decision::Allow { .. }
+    ));
+    caller.mfa = false;
+    assert!(matches!(
+        set.decide_at(&post, "/api/transfers", Some(&caller), 1_000),
+        Decision::Forbidden {
+            why: Refused::StaleMfa { max_age: 300 },
+            ..
+        }
+    ));
+    let e = set.explain_at(&post, "/api/transfers", Some(&caller), 1_000);
+    assert_eq!(e.steps[0].outcome, Some(Err(Refused::StaleMfa { max_age: 300 })));
+}
+
+// `policy test` cases with `auth_age`: fresh and at the limit pass, older is a 401, and
+// each case's expectation is what the run gets.
+#[test]
+fn auth_age_cases() {
+    let set = PolicySet::from_source(Path::new("p.toml"), STEP_UP, &|_| true).unwrap();
+    assert_eq!(set.tests.len(), 5);
+    assert_eq!(set.tests[2].auth_age, Some(600));
+    for case in &set.tests {
+        let (got, why) = run_case(&set, case);
+        assert_eq!(got, case.expect, "line {}: {why}", case.line);
+    }
+    let mut stale = set.tests[1].clone();
+    stale.auth_age = Some(301);
+    assert_eq!(run_case(&set, &stale).0, TestExpect::Unauthenticated);
+}
+
+// `mfa_max_age` is checked where it is written: not on a public route, not zero.
+#[test]
+fn mfa_max_age_validated() {
+    let src = "upstream = \"shop\"\n[[route]]\nmethods = [\"GET\"]\npath = \"/p\"\npublic = true\nmfa_max_age = \"5m\"\n[[route]]\nmethods = [\"GET\"]\npath = \"/z\"\nmfa_max_age = \"0s\"\n[[route]]\nmethods = [\"GET\"]\npath = \"/b\"\nmfa_max_age = \"soon\"\n";
+    let errs = PolicySet::from_source(Path::new("p.toml"), src, &|_| true).unwrap_err();
+    let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
+    assert!(text.iter().any(|t| t.contains("invalid duration")), "{text:#?}");
+    let src = "upstream = \"shop\"\n[[route]]\nmethods = [\"GET\"]\npath = \"/p\"\npublic = true\nmfa_max_age = \"5m\"\n[[route]]\nmethods = [\"GET\"]\npath = \"/z\"\nmfa_max_age = \"0s\"\n";
+    let errs = PolicySet::from_source(Path::new("p.toml"), src, &|_| true).unwrap_err();
+    let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
+    assert!(
+        text.iter()
+            .any(|t| t.starts_with("p.toml:6:15: route[1].mfa_max_age: a public route")),
+        "{text:#?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.starts_with("p.toml:10:15: route[2].mfa_max_age: mfa_max_age must be")),
+        "{text:#?}"
+    );
 }

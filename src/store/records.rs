@@ -19,6 +19,9 @@ pub struct User {
     pub totp_secret: Option<String>,
     /// The last TOTP time step accepted: a code is never accepted twice.
     pub totp_last_step: u64,
+    /// Hashes of the recovery codes not used yet (see `auth::recovery`); each works once.
+    #[serde(default)]
+    pub recovery_codes: Vec<String>,
     /// Access tokens issued before this (Unix seconds) are no longer accepted.
     pub tokens_valid_after: u64,
     pub created_at: u64,
@@ -80,8 +83,24 @@ pub struct Session {
     pub current_refresh: String,
     pub amr: Vec<String>,
     pub created: u64,
+    /// When the user last passed the second factor in this session (or the password, for
+    /// an account without one), Unix seconds; 0 in sessions made before it was recorded,
+    /// which count from `created`.
+    #[serde(default)]
+    pub auth_time: u64,
     pub expires: u64,
     pub revoked: bool,
+}
+
+impl Session {
+    /// When the user last passed the second factor (or the password) in this session.
+    pub fn last_auth(&self) -> u64 {
+        if self.auth_time == 0 {
+            self.created
+        } else {
+            self.auth_time
+        }
+    }
 }
 
 /// What a refresh-token hash points to.

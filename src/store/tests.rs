@@ -13,6 +13,7 @@ fn user(id: &str, email: &str) -> User {
         disabled: false,
         totp_secret: None,
         totp_last_step: 0,
+        recovery_codes: Vec::new(),
         tokens_valid_after: 0,
         created_at: 0,
     }
@@ -88,6 +89,7 @@ fn session(id: &str, user: &str, expires: u64) -> Session {
         current_refresh: format!("r-{id}"),
         amr: vec![],
         created: 0,
+        auth_time: 0,
         expires,
         revoked: false,
     }

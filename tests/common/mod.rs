@@ -9,6 +9,7 @@
 
 mod accounts;
 mod cli;
+mod mfa;
 pub mod smtp;
 mod upstreams;
 
@@ -25,6 +26,7 @@ use tokio::net::TcpStream;
 
 pub use accounts::{confirmation_token, PASSWORD};
 pub use cli::{cli, cli_stdin, field, portcullis_bin, serve, CliOut};
+pub use mfa::Enrolled;
 pub use upstreams::{closed_port, start_shop, Counter, Recorded, Recorder};
 
 /// A policy that forwards everything to the `rec` upstream, publicly.

@@ -14,6 +14,7 @@ fn claims(now: u64) -> Claims {
         exp: now + 300,
         jti: "j1".into(),
         sid: "s1".into(),
+        auth_time: now,
     }
 }
 

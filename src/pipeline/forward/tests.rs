@@ -22,6 +22,7 @@ fn verified(p: Principal) -> Arc<Verified> {
         exp: 0,
         jti: "j".into(),
         sid: "s".into(),
+        auth_time: 0,
     };
     let identity = IdentityHeaders::of(&p);
     Arc::new(Verified {
@@ -42,7 +43,7 @@ fn authorized(principal: Option<Principal>) -> Authorized<Request<()>> {
         query: None,
     };
     let req = Request::get(path).body(()).unwrap();
-    match authorize(set, req, target, principal.map(verified), false).unwrap() {
+    match authorize(set, req, target, principal.map(verified), 0, false).unwrap() {
         Judgement::Allowed(a) => a,
         Judgement::WouldDeny { .. } => panic!("refused"),
     }
@@ -90,6 +91,7 @@ fn rewrite_removes_and_sets() {
         email: "c@example.com".into(),
         roles: vec!["customer".into()],
         mfa: false,
+        auth_time: 0,
     };
     let authorized = authorized(Some(who));
     rewrite_request_headers(&mut h, &client, identity_of(&authorized));
