@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{cli, cli_stdin, confirmation_token, field, start_shop, CliOut, Setup, TestGateway, PASSWORD};
 use portcullis::audit::EventKind;
-use portcullis::clock::ManualClock;
+use portcullis::clock::{Clock, ManualClock};
 use serde_json::{json, Value};
 
 const NEW_PASSWORD: &str = "Fresh!Keyp4d-Lantern";
@@ -456,4 +456,37 @@ async fn user_password_enable_and_json() {
         .iter()
         .all(|(o, r)| o == "success" && r.contains("by admin command")));
     assert_eq!(gw.audit_events(EventKind::UserEnabled).len(), 1);
+}
+
+// A second-factor challenge opened by the old password dies with it: after a reset, the
+// mfa_token from before is refused even with a valid code, while the new password's
+// login completes.
+#[tokio::test]
+async fn reset_voids_open_mfa_challenges() {
+    let clock = ManualClock::new();
+    let shop = start_shop().await;
+    let gw = Setup::shop(shop).with_clock(&clock).start().await;
+    let staff = gw.enrolled(&clock, "staff@example.com", &["admin"]).await;
+
+    let (status, before) = gw.login("staff@example.com", PASSWORD).await;
+    assert_eq!(status, 200, "{before}");
+    assert_eq!(before["mfa_required"], true, "{before}");
+    forgot(&gw, "staff@example.com").await;
+    let token = confirmation_token(&reset_mails(&gw)[0]);
+    assert_eq!(reset(&gw, &token, NEW_PASSWORD).await.0, 200);
+
+    clock.advance(Duration::from_secs(30));
+    let code = portcullis::auth::totp::code_at(&staff.secret, clock.now()).unwrap();
+    let (status, body) = gw
+        .post("/auth/mfa", json!({ "mfa_token": before["mfa_token"], "code": code }))
+        .await;
+    assert_eq!(status, 401, "a challenge of the old password completed: {body}");
+    assert_eq!(body["error"], "invalid_token", "{body}");
+
+    let (status, after) = gw.login("staff@example.com", NEW_PASSWORD).await;
+    assert_eq!(status, 200, "{after}");
+    let (status, grant) = gw
+        .post("/auth/mfa", json!({ "mfa_token": after["mfa_token"], "code": code }))
+        .await;
+    assert_eq!(status, 200, "{grant}");
 }

@@ -10,6 +10,7 @@ use crate::audit::EventKind;
 use crate::error::GatewayError;
 use crate::policy::Principal;
 use crate::store::{Challenge, StoreError, User};
+use subtle::ConstantTimeEq;
 
 /// What an enrolment hands the client.
 #[derive(Debug, serde::Serialize)]
@@ -53,6 +54,7 @@ impl AuthService {
             user_id: user.id.clone(),
             expires_ms: self.clock.now_ms() + u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
             pending_secret,
+            password_hash: Some(user.password_hash.clone()),
         };
         if enrolment {
             self.store.put_enrolment(&token_hash(&token), &challenge)?;
@@ -70,6 +72,15 @@ impl AuthService {
             .ok_or(GatewayError::InvalidGrant)
     }
 
+    /// Whether `challenge` was opened by `user`'s current password: one opened before the
+    /// password changed no longer counts.
+    fn opened_by_current_password(challenge: &Challenge, user: &User) -> bool {
+        challenge
+            .password_hash
+            .as_ref()
+            .is_none_or(|h| bool::from(h.as_bytes().ct_eq(user.password_hash.as_bytes())))
+    }
+
     /// Starts TOTP enrolment, from an MFA challenge (first login of staff) or for a
     /// signed-in caller. An account that already has TOTP can only re-enrol from a
     /// session that passed TOTP, so a password alone never replaces the second factor.
@@ -82,12 +93,20 @@ impl AuthService {
         mfa_token: Option<&str>,
         caller: Option<&Principal>,
     ) -> Result<Enrollment, GatewayError> {
-        let user_id = match (mfa_token, caller) {
-            (Some(t), _) => self.take_challenge(t)?.user_id,
+        let challenge = mfa_token.map(|t| self.take_challenge(t)).transpose()?;
+        let user_id = match (&challenge, caller) {
+            (Some(c), _) => c.user_id.clone(),
             (None, Some(p)) => p.id.clone(),
             (None, None) => return Err(GatewayError::InvalidGrant),
         };
         let user = self.store.user(&user_id)?.ok_or(GatewayError::InvalidGrant)?;
+        if challenge
+            .as_ref()
+            .is_some_and(|c| !Self::opened_by_current_password(c, &user))
+        {
+            self.store.flush().await?;
+            return Err(GatewayError::InvalidGrant);
+        }
         let reenrol_allowed = caller.is_some_and(|p| p.mfa && mfa_token.is_none());
         if user.disabled || (user.mfa_enabled() && !reenrol_allowed) {
             self.store.flush().await?;
@@ -171,6 +190,17 @@ impl AuthService {
             .user(&challenge.user_id)
             .map_err(|e| err(e.into()))?
             .ok_or_else(|| err(GatewayError::InvalidGrant))?;
+        if !Self::opened_by_current_password(&challenge, &user) {
+            self.store.flush().await.map_err(|e| err(e.into()))?;
+            return Err((
+                GatewayError::InvalidGrant,
+                ev(
+                    EventKind::MfaFailure,
+                    Some(&user),
+                    Some("the password changed since the challenge"),
+                ),
+            ));
+        }
         let now_ms = self.clock.now_ms();
         if let Some(until) = self
             .store

@@ -72,6 +72,10 @@ pub struct Challenge {
     pub expires_ms: u64,
     /// A secret offered by enrolment, activated by the first valid code.
     pub pending_secret: Option<String>,
+    /// The account's password hash when the challenge was issued: a new password (a
+    /// reset, a change, `user password`) voids every challenge the old one opened.
+    #[serde(default)]
+    pub password_hash: Option<String>,
 }
 
 /// A login session: one family of refresh tokens.

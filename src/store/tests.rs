@@ -41,6 +41,7 @@ fn single_use() {
             user_id: "u".into(),
             expires_ms: 1,
             pending_secret: None,
+            password_hash: None,
         },
     )
     .unwrap();
@@ -125,6 +126,7 @@ fn one_enrolment_per_user() {
         user_id: "u".into(),
         expires_ms: 100,
         pending_secret: Some("S".into()),
+        password_hash: None,
     };
     for h in ["h1", "h2", "h3"] {
         s.put_enrolment(h, &c).unwrap();
