@@ -1,5 +1,6 @@
 //! Per-request cost of the policy phase: matching and deciding at 10, 100 and 1,000
-//! routes, path normalization, and a whole reload of the shipped policies.
+//! routes, the step-up check (`mfa_max_age`), path normalization, and a whole reload of
+//! the shipped policies.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -57,6 +58,32 @@ fn matching(c: &mut Criterion) {
     group.finish();
 }
 
+/// The step-up check: the same role route decided with and without `mfa_max_age`, for a
+/// caller who passed TOTP a minute ago.
+fn step_up(c: &mut Criterion) {
+    let now = 1_700_000_000;
+    let caller = Principal {
+        id: "u-1".into(),
+        email: "a@b.c".into(),
+        roles: vec!["admin".into()],
+        mfa: true,
+        auth_time: now - 60,
+    };
+    let route = |extra: &str| {
+        format!(
+            "upstream = \"api\"\n[[route]]\nname = \"transfer\"\nmethods = [\"POST\"]\npath = \"/api/transfers/{{id}}\"\nroles = [\"admin\"]\n{extra}\n"
+        )
+    };
+    let mut group = c.benchmark_group("step-up");
+    for (name, extra) in [("role route", ""), ("role route, mfa_max_age = 5m", "mfa_max_age = \"5m\"")] {
+        let set = PolicySet::from_source(Path::new("bench.toml"), &route(extra), &|_| true).unwrap();
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(set.decide_at(&Method::POST, black_box("/api/transfers/t-9"), Some(&caller), now)))
+        });
+    }
+    group.finish();
+}
+
 fn normalizing(c: &mut Criterion) {
     c.bench_function("normalize /api/customers/u-42/orders", |b| {
         b.iter(|| black_box(canonical_path(black_box("/api/customers/u-42/orders"))))
@@ -73,5 +100,5 @@ fn reloading(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, matching, normalizing, reloading);
+criterion_group!(benches, matching, step_up, normalizing, reloading);
 criterion_main!(benches);

@@ -51,6 +51,23 @@ fn tokens(c: &mut Criterion) {
     c.bench_function("token: verify from cache, with revocation checks", |b| {
         b.iter(|| black_box(auth.verify_access(black_box(&token)).unwrap()))
     });
+    // The same, on a gateway with `[tokens] idle_timeout`: each request also notes the
+    // session's use (one relaxed atomic load and compare, a store at most once a second).
+    let idle_dir = tempfile::tempdir().unwrap();
+    let idle_src = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://localhost\"\ndata_dir = \"{}\"\npolicies = \"p\"\n[tokens]\nidle_timeout = \"5m\"\n",
+        idle_dir.path().display()
+    );
+    let idle_config = Arc::new(portcullis::Config::parse(&idle_dir.path().join("g.toml"), &idle_src).unwrap());
+    let idle_store = portcullis::store::Store::temporary().unwrap();
+    let idle_clock: portcullis::clock::SharedClock = Arc::new(SystemClock);
+    let (idle_audit, _idle_task) = portcullis::audit::Audit::start(&idle_store, idle_clock.clone()).unwrap();
+    let idle_auth = AuthService::new(idle_config, idle_store, idle_clock, idle_audit).unwrap();
+    let idle_token = idle_auth.keys().sign(&claims).unwrap();
+    idle_auth.verify_access(&idle_token).unwrap();
+    c.bench_function("token: verify from cache, with revocation and idle checks", |b| {
+        b.iter(|| black_box(idle_auth.verify_access(black_box(&idle_token)).unwrap()))
+    });
     let es = KeyRing::load_or_generate(&dir.path().join("es"), KeyAlg::Es256, "https://localhost").unwrap();
     let es_token = es.sign(&claims).unwrap();
     c.bench_function("token: verify ES256 signature (first sight)", |b| {
