@@ -5,12 +5,24 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portcullis::auth::http::{EnrollBody, LoginBody, LogoutBody, MfaBody, RefreshBody, RegisterBody, MAX_AUTH_BODY};
+use portcullis::auth::http::{
+    ChangeBody, EnrollBody, ForgotBody, LoginBody, LogoutBody, MfaBody, RefreshBody, RegisterBody, ResetBody, StepUpBody,
+    MAX_AUTH_BODY,
+};
 use portcullis::error::GatewayError;
 use serde::de::DeserializeOwned;
 
 /// The fields that hold secrets.
-const SECRETS: &[&str] = &["password", "mfa_token", "code", "refresh_token"];
+const SECRETS: &[&str] = &[
+    "password",
+    "mfa_token",
+    "code",
+    "recovery_code",
+    "refresh_token",
+    "token",
+    "current_password",
+    "new_password",
+];
 
 /// Decodes a body the way `read_json` does, and checks a refusal's message.
 fn decode<T: DeserializeOwned>(data: &[u8], secrets: &[String]) -> Option<T> {
@@ -61,4 +73,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = decode::<MfaBody>(data, &secrets);
     let _ = decode::<RefreshBody>(data, &secrets);
     let _ = decode::<LogoutBody>(data, &secrets);
+    let _ = decode::<StepUpBody>(data, &secrets);
+    let _ = decode::<ForgotBody>(data, &secrets);
+    let _ = decode::<ResetBody>(data, &secrets);
+    let _ = decode::<ChangeBody>(data, &secrets);
 });
