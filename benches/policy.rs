@@ -75,7 +75,10 @@ fn step_up(c: &mut Criterion) {
         )
     };
     let mut group = c.benchmark_group("step-up");
-    for (name, extra) in [("role route", ""), ("role route, mfa_max_age = 5m", "mfa_max_age = \"5m\"")] {
+    for (name, extra) in [
+        ("role route", ""),
+        ("role route, mfa_max_age = 5m", "mfa_max_age = \"5m\""),
+    ] {
         let set = PolicySet::from_source(Path::new("bench.toml"), &route(extra), &|_| true).unwrap();
         group.bench_function(name, |b| {
             b.iter(|| black_box(set.decide_at(&Method::POST, black_box("/api/transfers/t-9"), Some(&caller), now)))
