@@ -9,7 +9,8 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// How deep below the data directory modes are tightened (`db/blobs/...` is the deepest).
@@ -22,6 +23,19 @@ pub struct DirError {
     pub path: PathBuf,
     #[source]
     pub source: io::Error,
+}
+
+/// Writes key material readable by the owner only (directory 0700, file 0600), synced;
+/// never over an existing file.
+pub fn write_private(dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }
 
 /// Creates `data_dir` (mode 0700) or tightens it and everything in it; returns how many
