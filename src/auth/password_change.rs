@@ -35,6 +35,26 @@ impl AuthService {
         }
     }
 
+    /// For the administrator's commands (`user add`, `user password`): the argon2id hash
+    /// of `password` once it meets the policy, or the message the command prints.
+    pub(super) async fn admin_password_hash(
+        &self,
+        password: String,
+        email: &str,
+        name: &str,
+    ) -> Result<String, String> {
+        let full = "the password hashing queue is full; try again";
+        let rules = self.password_rules(&password, email, name).await.map_err(|_| full)?;
+        if !rules.is_empty() {
+            return Err(format!("the password breaks the policy: {}", rules.join("; ")));
+        }
+        self.hasher
+            .hash(password)
+            .await
+            .map_err(|_| full)?
+            .ok_or_else(|| "password hashing failed".to_owned())
+    }
+
     /// `POST /auth/password/change`: the current password, then the new one. A wrong
     /// current password counts toward the lockout exactly like a failed login; success
     /// revokes every other session of the account (the caller's stays).
@@ -142,19 +162,7 @@ impl AuthService {
     /// revokes every session and clears the lockout.
     pub async fn set_password(&self, email: &str, password: String) -> Result<User, String> {
         let user = self.account_by_email(email)?;
-        let rules = self
-            .password_rules(&password, &user.email, &user.name)
-            .await
-            .map_err(|_| "the password hashing queue is full; try again")?;
-        if !rules.is_empty() {
-            return Err(format!("the password breaks the policy: {}", rules.join("; ")));
-        }
-        let hash = self
-            .hasher
-            .hash(password)
-            .await
-            .map_err(|_| "the password hashing queue is full; try again")?
-            .ok_or("password hashing failed")?;
+        let hash = self.admin_password_hash(password, &user.email, &user.name).await?;
         let _attempt = self.attempt_lock(&user.email).await;
         let user = self
             .store

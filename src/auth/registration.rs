@@ -262,19 +262,7 @@ impl AuthService {
         {
             return Err("roles must be non-empty names of letters, digits, - and _".into());
         }
-        let rules = self
-            .password_rules(&password, &email, name)
-            .await
-            .map_err(|_| "the password hashing queue is full; try again")?;
-        if !rules.is_empty() {
-            return Err(format!("the password breaks the policy: {}", rules.join("; ")));
-        }
-        let hash = self
-            .hasher
-            .hash(password)
-            .await
-            .map_err(|_| "the password hashing queue is full; try again")?
-            .ok_or("password hashing failed")?;
+        let hash = self.admin_password_hash(password, &email, name).await?;
         let user = new_user(&email, name, hash, roles, true, self.clock.now());
         self.store.create_user(&user).map_err(|e| e.to_string())?;
         self.store.flush().await.map_err(|e| e.to_string())?;
