@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 )]
 pub struct Cli {
     /// The gateway configuration.
-    #[arg(long, global = true, default_value = "gateway.toml")]
+    #[arg(long, global = true, env = "PORTCULLIS_CONFIG", default_value = "gateway.toml")]
     pub config: PathBuf,
     /// How `serve` and `demo` write their log lines to standard output.
     #[arg(
@@ -68,6 +68,32 @@ pub enum Command {
     },
     /// Print the current TOTP code for a base32 secret (for trying the demo with curl).
     Totp { secret: String },
+    /// Write a commented gateway.toml and a starter policy for an upstream API into DIR.
+    Init(InitArgs),
+    /// Print a shell completion script (e.g. `portcullis completions bash > /etc/bash_completion.d/portcullis`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `portcullis man > portcullis.1`.
+    Man,
+}
+
+// What `portcullis init` writes, and for which upstream.
+#[derive(clap::Args)]
+pub struct InitArgs {
+    /// Where to write gateway.toml and policies/ (created if missing).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// The API to put behind the gateway, e.g. http://127.0.0.1:8000 (plain HTTP, optionally with a path prefix).
+    #[arg(long)]
+    pub upstream: String,
+    /// The upstream's name in [upstreams] and the policy file's name.
+    #[arg(long, default_value = "api")]
+    pub name: String,
+    /// The gateway's TLS listener.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub listen: std::net::SocketAddr,
 }
 
 #[derive(Subcommand)]
