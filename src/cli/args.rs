@@ -94,6 +94,9 @@ pub struct InitArgs {
     /// The gateway's TLS listener.
     #[arg(long, default_value = "127.0.0.1:8443")]
     pub listen: std::net::SocketAddr,
+    /// The data directory (database, keys, certificate, outbox); relative to DIR, e.g. /var/lib/portcullis for systemd or Docker.
+    #[arg(long, default_value = "data")]
+    pub data_dir: String,
 }
 
 #[derive(Subcommand)]

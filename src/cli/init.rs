@@ -51,6 +51,7 @@ fn init(args: &InitArgs) -> Result<Written, String> {
         upstream: &args.upstream,
         listen: args.listen,
         config: &config_path,
+        data_dir: &args.data_dir,
     };
     let gateway_toml = values.render(GATEWAY_TEMPLATE);
     let policy_toml = values.render(POLICY_TEMPLATE);
@@ -136,19 +137,37 @@ struct Values<'a> {
     upstream: &'a str,
     listen: SocketAddr,
     config: &'a Path,
+    data_dir: &'a str,
 }
 
 impl Values<'_> {
     fn render(&self, template: &str) -> String {
         // A TOML string, escaped: the URL is checked only after rendering.
-        let upstream_toml = toml::Value::String(self.upstream.to_owned()).to_string();
+        let toml_string = |s: &str| toml::Value::String(s.to_owned()).to_string();
+        let outbox = format!("{}/outbox", self.data_dir.trim_end_matches('/'));
         template
             .replace("{{name}}", self.name)
-            .replace("{{upstream_toml}}", &upstream_toml)
+            .replace("{{upstream_toml}}", &toml_string(self.upstream))
+            .replace("{{data_dir_toml}}", &toml_string(self.data_dir))
+            .replace("{{outbox_toml}}", &toml_string(&outbox))
+            .replace("{{data_dir}}", &single_line(self.data_dir.trim_end_matches('/')))
             .replace("{{upstream}}", &single_line(self.upstream))
             .replace("{{listen}}", &self.listen.to_string())
             .replace("{{public_url}}", &format!("https://localhost:{}", self.listen.port()))
             .replace("{{config}}", &single_line(&self.config.display().to_string()))
+    }
+}
+
+/// Where the gateway generates its certificate, as seen from here.
+fn cert_path(args: &InitArgs) -> PathBuf {
+    let data_dir = Path::new(&args.data_dir);
+    if data_dir.is_absolute() {
+        data_dir.join("tls/gateway.crt")
+    } else {
+        shown(
+            &args.dir,
+            &format!("{}/tls/gateway.crt", args.data_dir.trim_end_matches('/')),
+        )
     }
 }
 
@@ -160,7 +179,7 @@ fn single_line(text: &str) -> String {
 fn print_next_steps(args: &InitArgs, written: &Written) {
     let config = written.config.display();
     let port = args.listen.port();
-    let cert = shown(&args.dir, "data/tls/gateway.crt");
+    let cert = cert_path(args);
     println!(
         "wrote {config} and {} for the upstream {} = {}",
         written.policy.display(),
