@@ -267,3 +267,29 @@ fn completions_and_man_page_name_the_commands() {
         assert!(out.stdout.contains(shown), "the man page lacks {shown:?}");
     }
 }
+
+// A first `user add` before the first start (as the README's walk-through does) leaves
+// nothing in the data directory readable by others, so `serve` has nothing to tighten.
+#[test]
+fn user_add_before_the_first_start_leaves_the_data_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    assert!(init(dir.path(), &["--upstream", "http://127.0.0.1:9000"]).ok);
+    let out = cli(
+        &dir.path().join("gateway.toml"),
+        &["user", "add", "--email", "reader@example.com", "--role", "reader"],
+    );
+    assert!(out.ok, "{}", out.text);
+    let mut open = Vec::new();
+    let mut stack = vec![dir.path().join("data")];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if meta.permissions().mode() & 0o077 != 0 {
+            open.push(path.clone());
+        }
+        if meta.is_dir() {
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    assert!(open.is_empty(), "readable by others: {open:?}");
+}

@@ -193,5 +193,10 @@ fn print_next_steps(args: &InitArgs, written: &Written) {
     println!("  portcullis --config {config} serve");
     println!("  curl --cacert {} https://localhost:{port}/health", cert.display());
     println!();
-    println!("(or export PORTCULLIS_CONFIG={config} and leave out --config)");
+    // The variable outlives a change of directory: an absolute path.
+    let absolute = std::fs::canonicalize(&written.config).unwrap_or_else(|_| written.config.clone());
+    println!(
+        "(or export PORTCULLIS_CONFIG={} and leave out --config)",
+        absolute.display()
+    );
 }
