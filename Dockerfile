@@ -3,8 +3,8 @@
 #
 #   portcullis init deploy --upstream http://api:8000 --listen 0.0.0.0:8443 --data-dir /var/lib/portcullis
 #   docker build -t portcullis .
-#   docker run -d -p 8443:8443 -v "$PWD/deploy:/etc/portcullis:ro" -v portcullis-data:/var/lib/portcullis portcullis
-#   docker exec -it CONTAINER portcullis user add --email you@example.com --role editor
+#   docker run -d --name portcullis -p 8443:8443 -v "$PWD/deploy:/etc/portcullis:ro" -v portcullis-data:/var/lib/portcullis portcullis
+#   docker exec portcullis portcullis user add --email you@example.com --role editor
 #
 # The configuration is /etc/portcullis/gateway.toml (PORTCULLIS_CONFIG), the data
 # directory the volume /var/lib/portcullis; secrets come from the environment
