@@ -200,3 +200,18 @@ fn print_next_steps(args: &InitArgs, written: &Written) {
         absolute.display()
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::check_name;
+
+    #[test]
+    fn upstream_names_are_bare_keys_and_file_names() {
+        for good in ["api", "orders-v2", "a_b", "x"] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "API", "2api", "../x", "a/b", "a b", "a.b", "a\"b", &"a".repeat(33)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

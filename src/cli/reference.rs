@@ -81,3 +81,17 @@ fn write_stdout(bytes: &[u8]) -> ExitCode {
         Err(e) => fail(format!("cannot write to standard output: {e}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::roff;
+
+    #[test]
+    fn roff_text_cannot_start_a_request_or_an_escape() {
+        assert_eq!(roff(".SH evil"), "\\&.SH evil");
+        assert_eq!(roff("'x"), "\\&'x");
+        assert_eq!(roff("a\\fBb"), "a\\efBb");
+        assert_eq!(roff("two\n.lines"), "two .lines");
+        assert_eq!(roff("reset-mfa"), "reset\\-mfa");
+    }
+}
