@@ -156,6 +156,7 @@ impl AuthService {
             roles: claims.roles.clone(),
             mfa: claims.amr.iter().any(|a| a == "otp"),
             auth_time: claims.auth_time,
+            attributes: claims.attrs.clone(),
         }
     }
 }

@@ -221,6 +221,9 @@ pub struct ExplainArgs {
     /// How long ago the caller passed TOTP, e.g. 10m (for routes with mfa_max_age; default: just now).
     #[arg(long, value_name = "DURATION")]
     pub auth_age: Option<portcullis::units::HumanDuration>,
+    /// An attribute of the caller, KEY=VALUE (repeatable), for owner-by-attribute routes.
+    #[arg(long = "attr", value_name = "KEY=VALUE", value_parser = parse_attr)]
+    pub attrs: Vec<(String, String)>,
     /// Policy directory (default: the configured one).
     #[arg(long)]
     pub dir: Option<PathBuf>,
