@@ -221,6 +221,7 @@ mod tests {
                 jti: format!("jti-{n}"),
                 sid: "s-1".into(),
                 auth_time: now,
+                attrs: Default::default(),
             })
             .unwrap()
     }
