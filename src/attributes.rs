@@ -42,7 +42,9 @@ pub fn check_key(key: &str) -> Result<(), String> {
 /// removed, not emptied, so an owner check never meets an empty value.
 pub fn check_value(key: &str, value: &str) -> Result<(), String> {
     if value.is_empty() {
-        return Err(format!("attribute {key:?}: the value is empty (use `user attr unset` to remove it)"));
+        return Err(format!(
+            "attribute {key:?}: the value is empty (use `user attr unset` to remove it)"
+        ));
     }
     if value.len() > MAX_VALUE {
         return Err(format!("attribute {key:?}: the value is longer than {MAX_VALUE} bytes"));
@@ -69,9 +71,7 @@ pub fn check(attrs: &Attributes) -> Result<(), String> {
 
 /// Parses `KEY=VALUE` (the command line's form).
 pub fn parse_assignment(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s
-        .split_once('=')
-        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
     check_key(k)?;
     check_value(k, v)?;
     Ok((k.to_owned(), v.to_owned()))
@@ -101,7 +101,10 @@ mod tests {
         }
         let many: Attributes = (0..33).map(|i| (format!("k{i}"), "v".to_owned())).collect();
         assert!(check(&many).is_err());
-        assert_eq!(parse_assignment("customer_id=4=2").unwrap(), ("customer_id".into(), "4=2".into()));
+        assert_eq!(
+            parse_assignment("customer_id=4=2").unwrap(),
+            ("customer_id".into(), "4=2".into())
+        );
         assert!(parse_assignment("customer_id").is_err());
         assert_eq!(header_name("customer_id"), "x-auth-attr-customer-id");
     }

@@ -34,7 +34,10 @@ expect = "deny"
 "#;
 
 async fn gateway(rec: &Recorder) -> TestGateway {
-    Setup::new(&[("rec", rec.url())], POLICY).many_auth_requests().start().await
+    Setup::new(&[("rec", rec.url())], POLICY)
+        .many_auth_requests()
+        .start()
+        .await
 }
 
 /// Sets attributes as `portcullis user attr set` does.
@@ -88,10 +91,18 @@ async fn ownership_by_attribute() {
     ] {
         assert_eq!(raw_get(&gw, trick, &t42).await, 400, "{trick}");
     }
-    assert_eq!(raw_get(&gw, "/api/users/42/", &t42).await, 404, "a trailing slash is no route");
+    assert_eq!(
+        raw_get(&gw, "/api/users/42/", &t42).await,
+        404,
+        "a trailing slash is no route"
+    );
     assert_eq!(raw_get(&gw, "/api/users/43?id=42", &t42).await, 403);
     assert_eq!(raw_get(&gw, "/api/users/42;43", &t42).await, 403);
-    assert_eq!(raw_get(&gw, "/api/users/%34%32", &t42).await, 200, "the canonical form of 42");
+    assert_eq!(
+        raw_get(&gw, "/api/users/%34%32", &t42).await,
+        200,
+        "the canonical form of 42"
+    );
     assert_eq!(raw_get(&gw, "/api/users/%34%33", &t42).await, 403);
     let targets: Vec<String> = rec.requests().iter().map(|r| r.target.clone()).collect();
     assert_eq!(targets, ["/api/users/42", "/api/users/42"]);
@@ -114,7 +125,17 @@ async fn cli_while_running_and_stopped() {
     let (old, refresh) = tokens(&gw, "ann@example.com").await;
     assert_eq!(gw.get_with("/api/users/k9-zz", &old).await.0, 403);
 
-    let out = cli(&config, &["user", "attr", "set", "ann@example.com", "customer_id=k9-zz", "tier=gold"]);
+    let out = cli(
+        &config,
+        &[
+            "user",
+            "attr",
+            "set",
+            "ann@example.com",
+            "customer_id=k9-zz",
+            "tier=gold",
+        ],
+    );
     assert!(out.ok, "{}", out.text);
     assert_eq!(gw.get_with("/auth/me", &old).await.0, 401, "the old token is stale");
     let (status, pair) = gw.post("/auth/refresh", json!({ "refresh_token": refresh })).await;
@@ -159,7 +180,11 @@ async fn cli_while_running_and_stopped() {
     let out = cli(&config, &["user", "attr", "set", "ann@example.com", "customer_id=77"]);
     assert!(out.ok, "{}", out.text);
     let gw = TestGateway::launch(dir, &config, None).await;
-    assert_eq!(gw.get_with("/api/users/k9-zz", &before).await.0, 401, "stale after a restart too");
+    assert_eq!(
+        gw.get_with("/api/users/k9-zz", &before).await.0,
+        401,
+        "stale after a restart too"
+    );
     let (status, pair) = gw.post("/auth/refresh", json!({ "refresh_token": refresh })).await;
     assert_eq!(status, 200, "{pair}");
     let fresh = pair["access_token"].as_str().unwrap();
@@ -227,7 +252,11 @@ fn policy_commands_understand_attributes() {
     };
     let allowed = explain(&["--attr", "customer_id=42"]);
     assert!(allowed.ok, "{}", allowed.text);
-    assert!(allowed.stdout.contains("attributes [customer_id=42]"), "{}", allowed.stdout);
+    assert!(
+        allowed.stdout.contains("attributes [customer_id=42]"),
+        "{}",
+        allowed.stdout
+    );
     assert!(allowed.stdout.contains("decision: allow"), "{}", allowed.stdout);
     let refused = explain(&["--attr", "customer_id=43"]);
     assert!(refused.stdout.contains("decision: 403"), "{}", refused.stdout);

@@ -41,9 +41,22 @@ async fn answer(gw: &common::TestGateway, req: reqwest::RequestBuilder) -> (u16,
 #[tokio::test(flavor = "multi_thread")]
 async fn off_is_not_found() {
     let rec = Recorder::start().await;
-    let gw = Setup::new(&[("rec", rec.url())], POLICY).registration(None).start().await;
-    let register = answer(&gw, gw.client.post(gw.url("/auth/register")).json(&register_body("a@example.com"))).await;
-    let unrouted = answer(&gw, gw.client.post(gw.url("/nowhere")).json(&register_body("a@example.com"))).await;
+    let gw = Setup::new(&[("rec", rec.url())], POLICY)
+        .registration(None)
+        .start()
+        .await;
+    let register = answer(
+        &gw,
+        gw.client
+            .post(gw.url("/auth/register"))
+            .json(&register_body("a@example.com")),
+    )
+    .await;
+    let unrouted = answer(
+        &gw,
+        gw.client.post(gw.url("/nowhere")).json(&register_body("a@example.com")),
+    )
+    .await;
     assert_eq!(register.0, 404);
     assert_eq!(register.1["error"], "not_found");
     assert_eq!(register, unrouted);
@@ -99,7 +112,13 @@ async fn allowed_domains() {
         .start()
         .await;
     gw.add_user("staff@other.example", &["customer"]).await;
-    let refused = answer(&gw, gw.client.post(gw.url("/auth/register")).json(&register_body("nobody@other.example"))).await;
+    let refused = answer(
+        &gw,
+        gw.client
+            .post(gw.url("/auth/register"))
+            .json(&register_body("nobody@other.example")),
+    )
+    .await;
     assert_eq!(refused.0, 403);
     assert_eq!(refused.1["error"], "domain_not_allowed");
     for email in [
@@ -109,7 +128,11 @@ async fn allowed_domains() {
         "x@hop.example",
         "shop.example@evil.example",
     ] {
-        let got = answer(&gw, gw.client.post(gw.url("/auth/register")).json(&register_body(email))).await;
+        let got = answer(
+            &gw,
+            gw.client.post(gw.url("/auth/register")).json(&register_body(email)),
+        )
+        .await;
         assert_eq!(got, refused, "{email}");
     }
     assert!(gw.outbox().is_empty(), "no mail for a refused domain");

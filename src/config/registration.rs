@@ -101,7 +101,8 @@ pub(super) fn validate(
             return Err((
                 domains.span(),
                 "[registration] allowed_domains",
-                "an empty list lets nobody register: remove the key to allow every domain, or set enabled = false".into(),
+                "an empty list lets nobody register: remove the key to allow every domain, or set enabled = false"
+                    .into(),
             ));
         }
         for d in domains.get_ref() {
@@ -158,7 +159,12 @@ mod tests {
             ..Registration::default()
         };
         assert!(r.domain_allowed("x@shop.example"));
-        for bad in ["x@evil.shop.example", "x@shop.example.evil", "x@hop.example", "shop.example"] {
+        for bad in [
+            "x@evil.shop.example",
+            "x@shop.example.evil",
+            "x@hop.example",
+            "shop.example",
+        ] {
             assert!(!r.domain_allowed(bad), "{bad}");
         }
         assert!(Registration::default().domain_allowed("x@anything.example"));

@@ -232,10 +232,7 @@ impl Config {
                 max_failures: raw.login.max_failures.unwrap_or(5),
                 lockout: raw.login.lockout.map_or(Duration::from_secs(900), |d| d.0),
                 mfa_ttl: raw.login.mfa_ttl.map_or(Duration::from_secs(120), |d| d.0),
-                require_mfa_roles: raw
-                    .login
-                    .require_mfa_roles
-                    .unwrap_or_default(),
+                require_mfa_roles: raw.login.require_mfa_roles.unwrap_or_default(),
                 hash_concurrency: raw
                     .login
                     .hash_concurrency

@@ -35,7 +35,10 @@ impl std::fmt::Display for Refused {
             Self::NotOwner {
                 param,
                 attribute: Some(a),
-            } => write!(f, "the {{{param}}} segment is not the caller's attribute {a:?} (or the caller has none)"),
+            } => write!(
+                f,
+                "the {{{param}}} segment is not the caller's attribute {a:?} (or the caller has none)"
+            ),
             Self::NeedsMfa => write!(f, "needs a login that passed two-factor authentication"),
             Self::StaleMfa { max_age } => {
                 write!(f, "needs the second factor passed within the last {max_age}s (step-up)")

@@ -6,7 +6,8 @@ use super::matcher::{Pattern, PatternSegment};
 use super::Owner;
 
 /// What an `owner` value must look like, for messages.
-const FORMS: &str = "owner is \"param\" (compared with the caller's id) or { segment = \"param\", attribute = \"key\" }";
+const FORMS: &str =
+    "owner is \"param\" (compared with the caller's id) or { segment = \"param\", attribute = \"key\" }";
 
 /// Validates an `owner` value against the route's path.
 pub(super) fn compile(value: &toml::Value, pattern: &Pattern, path: &str) -> Result<Owner, String> {
@@ -34,7 +35,9 @@ pub(super) fn compile(value: &toml::Value, pattern: &Pattern, path: &str) -> Res
         PatternSegment::Literal(_) => false,
     });
     match (segment, &owner) {
-        (None, _) => Err(format!("owner names {{{param}}}, which the path {path:?} does not have")),
+        (None, _) => Err(format!(
+            "owner names {{{param}}}, which the path {path:?} does not have"
+        )),
         // An attribute may hold `/`: compared with a remainder of several segments it
         // could own paths nobody meant it to.
         (Some(PatternSegment::CatchAll(_)), Owner::Attribute { .. }) => Err(format!(
@@ -121,7 +124,11 @@ expect = "deny"
         assert_eq!(refusal(&s, "/api/users/042", &c42), not_owner);
         assert_eq!(refusal(&s, "/api/users/42", &caller(&[])), not_owner);
         assert_eq!(refusal(&s, "/api/users/42", &caller(&[("other", "42")])), not_owner);
-        assert_eq!(refusal(&s, "/api/users/u-1", &caller(&[])), not_owner, "the user id is not the attribute");
+        assert_eq!(
+            refusal(&s, "/api/users/u-1", &caller(&[])),
+            not_owner,
+            "the user id is not the attribute"
+        );
         assert!(not_owner.unwrap().to_string().contains("customer_id"));
         // `owner = "id"` still compares the user id, never an attribute.
         assert_eq!(refusal(&s, "/api/accounts/u-1", &c42), None);
@@ -153,10 +160,22 @@ expect = "deny"
             format!("upstream = \"api\"\n[[route]]\nmethods = [\"GET\"]\npath = \"{path}\"\nowner = {owner}\n")
         };
         for (owner, path, want) in [
-            (r#"{ segment = "nope", attribute = "customer_id" }"#, "/u/{id}", "owner names {nope}"),
-            (r#"{ segment = "id", attribute = "Customer-Id" }"#, "/u/{id}", "attribute key \"Customer-Id\""),
+            (
+                r#"{ segment = "nope", attribute = "customer_id" }"#,
+                "/u/{id}",
+                "owner names {nope}",
+            ),
+            (
+                r#"{ segment = "id", attribute = "Customer-Id" }"#,
+                "/u/{id}",
+                "attribute key \"Customer-Id\"",
+            ),
             (r#"{ segment = "id" }"#, "/u/{id}", "attribute is missing"),
-            (r#"{ segment = "id", attribute = "a", extra = 1 }"#, "/u/{id}", "unknown key \"extra\""),
+            (
+                r#"{ segment = "id", attribute = "a", extra = 1 }"#,
+                "/u/{id}",
+                "unknown key \"extra\"",
+            ),
             (r#"{ segment = "rest", attribute = "a" }"#, "/u/{*rest}", "a catch-all"),
             ("42", "/u/{id}", "owner is \"param\""),
         ] {

@@ -100,7 +100,13 @@ fn refusal_reason() {
     match s.decide(&Method::PUT, "/api/customers/u-bob", Some(&alice)) {
         Decision::Forbidden { route, why } => {
             assert_eq!(route.name, "own particulars");
-            assert_eq!(why, Refused::NotOwner { param: "id".into(), attribute: None });
+            assert_eq!(
+                why,
+                Refused::NotOwner {
+                    param: "id".into(),
+                    attribute: None
+                }
+            );
         }
         other => panic!("{other:?}"),
     }
