@@ -129,7 +129,9 @@ expect = "deny"
             not_owner,
             "the user id is not the attribute"
         );
-        assert!(not_owner.unwrap().to_string().contains("customer_id"));
+        assert!(not_owner
+            .as_ref()
+            .is_some_and(|r| r.to_string().contains("customer_id")));
         // `owner = "id"` still compares the user id, never an attribute.
         assert_eq!(refusal(&s, "/api/accounts/u-1", &c42), None);
         assert!(refusal(&s, "/api/accounts/42", &c42).is_some());
