@@ -156,6 +156,7 @@ impl AuthService {
             roles: claims.roles.clone(),
             mfa: claims.amr.iter().any(|a| a == "otp"),
             auth_time: claims.auth_time,
+            attributes: claims.attrs.clone(),
         }
     }
 }
@@ -220,6 +221,7 @@ mod tests {
                 jti: format!("jti-{n}"),
                 sid: "s-1".into(),
                 auth_time: now,
+                attrs: Default::default(),
             })
             .unwrap()
     }

@@ -189,6 +189,37 @@ pub enum UserCommand {
     Enable { email: String },
     /// Remove an account's TOTP and recovery codes and revoke its sessions (it enrols again at its next login if its roles require MFA).
     ResetMfa { email: String },
+    /// An account's attributes (compared by `owner` rules, forwarded as X-Auth-Attr-*).
+    #[command(subcommand)]
+    Attr(AttrCommand),
+}
+
+#[derive(Subcommand)]
+pub enum AttrCommand {
+    /// Set attributes, KEY=VALUE each (keys: a-z, 0-9, _; values up to 256 bytes). The
+    /// account's access tokens stop working; its sessions refresh with the new values.
+    Set {
+        email: String,
+        #[arg(required = true, value_name = "KEY=VALUE", value_parser = parse_attr)]
+        pairs: Vec<(String, String)>,
+    },
+    /// Remove attributes by key (access tokens go stale as for `set`).
+    Unset {
+        email: String,
+        #[arg(required = true, value_name = "KEY")]
+        keys: Vec<String>,
+    },
+    /// An account's attributes, one `key=value` a line.
+    List {
+        email: String,
+        /// One JSON object on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_attr(s: &str) -> Result<(String, String), String> {
+    portcullis::attributes::parse_assignment(s)
 }
 
 #[derive(Subcommand)]
@@ -219,6 +250,9 @@ pub struct ExplainArgs {
     /// How long ago the caller passed TOTP, e.g. 10m (for routes with mfa_max_age; default: just now).
     #[arg(long, value_name = "DURATION")]
     pub auth_age: Option<portcullis::units::HumanDuration>,
+    /// An attribute of the caller, KEY=VALUE (repeatable), for owner-by-attribute routes.
+    #[arg(long = "attr", value_name = "KEY=VALUE", value_parser = parse_attr)]
+    pub attrs: Vec<(String, String)>,
     /// Policy directory (default: the configured one).
     #[arg(long)]
     pub dir: Option<PathBuf>,
