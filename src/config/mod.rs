@@ -8,10 +8,12 @@
 //! `raw` holds the serde layer (what the file says), `validate` turns it into the typed
 //! layer below (what the engine reads).
 
+pub mod cors;
 mod raw;
 mod smtp;
 #[cfg(test)]
 mod tests;
+pub mod totp;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -21,6 +23,7 @@ use std::time::Duration;
 
 use crate::units::Rate;
 
+pub use self::cors::{Cors, CorsOrigins};
 pub use self::smtp::{Smtp, SmtpPassword, SmtpTls, SMTP_PASSWORD_ENV};
 
 /// The most connection workers `[server] workers` may ask for.
@@ -68,6 +71,10 @@ pub struct Config {
     pub audit_queue: usize,
     /// `[policy] mode = "shadow"`: refusals are let through and audited as `would_deny`.
     pub shadow: bool,
+    /// `[cors]`: which browser origins may call through the gateway; none when absent.
+    pub cors: Option<Cors>,
+    /// `[totp]`: the issuer authenticator apps show.
+    pub totp: totp::Totp,
 }
 
 #[derive(Debug, Clone)]
@@ -195,5 +202,9 @@ pub struct PasswordPolicy {
 #[derive(Debug, Clone)]
 pub struct Email {
     pub outbox: PathBuf,
+    /// `[email] from`: the `From` of every message (outbox and SMTP, unless
+    /// `[email.smtp] from` says otherwise); `Portcullis <no-reply@HOST>` by default, HOST
+    /// from `public_url`.
+    pub from: lettre::message::Mailbox,
     pub smtp: Option<Smtp>,
 }

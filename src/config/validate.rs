@@ -181,16 +181,26 @@ impl Config {
                 .and_then(|e| e.outbox.clone())
                 .unwrap_or_else(|| format!("{}/outbox", raw.server.data_dir)),
         );
+        let from = match raw.email.as_ref().and_then(|e| e.from.as_ref()) {
+            Some(f) => super::smtp::parse_from(f).map_err(|(span, m)| at(span, m))?,
+            None => super::smtp::default_from(public_url.host().unwrap_or("localhost")),
+        };
+        let cors = raw
+            .cors
+            .map(super::cors::validate)
+            .transpose()
+            .map_err(|(span, key, m)| SourceError::at(path, src, Some(span), Some(key), m))?;
+        let totp = super::totp::validate(raw.totp).map_err(|(span, m)| at(span, m))?;
         let smtp = match raw.email.and_then(|e| e.smtp) {
             Some(s) => Some(
-                super::smtp::validate(s, &resolve, &|k| std::env::var(k).ok(), &|span, m| {
+                super::smtp::validate(s, &from, &resolve, &|k| std::env::var(k).ok(), &|span, m| {
                     at(span, m).to_string()
                 })
                 .map_err(|(span, m)| at(span, m))?,
             ),
             None => None,
         };
-        let email = Email { outbox, smtp };
+        let email = Email { outbox, from, smtp };
 
         Ok(Self {
             source: path.to_path_buf(),
@@ -241,6 +251,8 @@ impl Config {
             audit_retain: raw.audit.retain.map(|d| d.0),
             audit_queue: raw.audit.queue.unwrap_or(crate::audit::QUEUE).max(1),
             shadow,
+            cors,
+            totp,
         })
     }
 }
