@@ -127,3 +127,32 @@ pub async fn run<T>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(at: Option<Instant>, upstream: &'static str) -> Readiness {
+        let r = Readiness::default();
+        let checks = [("store".to_owned(), "ok"), ("upstream:a".to_owned(), upstream)];
+        r.report.store(Arc::new(Report {
+            at,
+            checks: checks.into_iter().collect(),
+        }));
+        r
+    }
+
+    // Ready only when every check passed in a probe at most MAX_AGE old: before the
+    // first probe, after a failure, and when the probe task has stopped, it is 503.
+    #[test]
+    fn fresh_and_passing_only() {
+        let status = |r: &Readiness| r.answer().status().as_u16();
+        assert_eq!(status(&Readiness::default()), 503);
+        assert_eq!(status(&with(Some(Instant::now()), "ok")), 200);
+        assert_eq!(status(&with(Some(Instant::now()), "unreachable")), 503);
+        let old = Instant::now().checked_sub(MAX_AGE + Duration::from_secs(1));
+        if let Some(old) = old {
+            assert_eq!(status(&with(Some(old), "ok")), 503);
+        }
+    }
+}
