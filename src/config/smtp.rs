@@ -171,6 +171,12 @@ pub(super) fn parse_from(raw: &toml::Spanned<String>) -> Result<Mailbox, (std::o
     if s.len() > 320 {
         return Err((raw.span(), "the From address is at most 320 bytes".to_owned()));
     }
+    if s.chars().any(char::is_control) {
+        return Err((
+            raw.span(),
+            "the From address cannot contain control characters".to_owned(),
+        ));
+    }
     s.parse()
         .map_err(|e| (raw.span(), format!("{s:?} is not a mail address: {e}")))
 }
@@ -224,6 +230,18 @@ mod tests {
     }
 
     const FROM: &str = "from = \"Shop <no-reply@shop.example>\"\n";
+
+    // `[email.smtp] from` falls back to `[email] from` (here the test default); a From
+    // with a line break (a header injection) is refused.
+    #[test]
+    fn from_default_and_no_injection() {
+        let s = smtp("host = \"smtp.example.com\"\n", None).unwrap();
+        assert_eq!(s.from.to_string(), default_from("shop.example").to_string());
+        assert_eq!(s.from.email.to_string(), "no-reply@shop.example");
+        let e = smtp("host = \"h\"\nfrom = \"a@b.example\\r\\nBcc: x@y.example\"\n", None).unwrap_err();
+        assert!(e.contains("control characters"), "{e}");
+        assert_eq!(default_from("[::1]").email.to_string(), "no-reply@localhost");
+    }
 
     // Ports follow the TLS mode; plain SMTP is only for loopback hosts.
     #[test]

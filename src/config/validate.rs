@@ -181,16 +181,14 @@ impl Config {
                 .and_then(|e| e.outbox.clone())
                 .unwrap_or_else(|| format!("{}/outbox", raw.server.data_dir)),
         );
+        let keyed = |span, key: String, m: String| SourceError::at(path, src, Some(span), Some(key), m);
         let from = match raw.email.as_ref().and_then(|e| e.from.as_ref()) {
-            Some(f) => super::smtp::parse_from(f).map_err(|(span, m)| at(span, m))?,
+            Some(f) => super::smtp::parse_from(f).map_err(|(span, m)| keyed(span, "[email] from".into(), m))?,
             None => super::smtp::default_from(public_url.host().unwrap_or("localhost")),
         };
-        let cors = raw
-            .cors
-            .map(super::cors::validate)
-            .transpose()
-            .map_err(|(span, key, m)| SourceError::at(path, src, Some(span), Some(key), m))?;
-        let totp = super::totp::validate(raw.totp).map_err(|(span, m)| at(span, m))?;
+        let cors = raw.cors.map(super::cors::validate).transpose();
+        let cors = cors.map_err(|(span, key, m)| keyed(span, key, m))?;
+        let totp = super::totp::validate(raw.totp).map_err(|(span, m)| keyed(span, "[totp] issuer".into(), m))?;
         let smtp = match raw.email.and_then(|e| e.smtp) {
             Some(s) => Some(
                 super::smtp::validate(s, &from, &resolve, &|k| std::env::var(k).ok(), &|span, m| {

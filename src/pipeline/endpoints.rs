@@ -95,7 +95,7 @@ impl Endpoints {
             }
             Endpoint::Ready => {
                 ctx.endpoint = Some(crate::metrics::ROUTE_GATEWAY);
-                Ok(self.readiness.answer())
+                Ok(self.readiness.answer().await)
             }
             Endpoint::Jwks => {
                 ctx.endpoint = Some(crate::metrics::ROUTE_GATEWAY);
