@@ -70,6 +70,11 @@ impl CorsPolicy {
                 "[cors] allowed_origins lists \"null\": sandboxed frames and local files of any site share that origin"
             );
         }
+        if !config.headers.contains(&http::header::AUTHORIZATION) {
+            tracing::warn!(
+                "[cors] allowed_headers leaves out authorization: pages on the allowed origins cannot send a token"
+            );
+        }
         Self {
             allow_methods: joined(config.methods.iter().map(Method::as_str)).unwrap_or_else(|| ANY.clone()),
             allow_headers: joined(config.headers.iter().map(HeaderName::as_str)),
