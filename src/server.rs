@@ -188,6 +188,14 @@ impl Gateway {
         spawn_sweeper(&mut tasks, &self.inner, &stop);
         spawn_checkpoints(&mut tasks, &self.inner, &stop);
         spawn_reaper(&mut tasks, &self.inner, &stop);
+        let upstreams = config.upstreams.values().cloned().collect();
+        let (readiness, auth) = (self.inner.readiness().clone(), self.inner.auth_shared().clone());
+        tasks.spawn(crate::pipeline::readiness::run(
+            readiness,
+            auth,
+            upstreams,
+            stop.subscribe(),
+        ));
         if let Some(tls) = self.smtp {
             spawn_mail_sender(&mut tasks, &self.inner, tls, &stop);
         }

@@ -176,6 +176,27 @@ fn no_content() -> Response<GatewayBody> {
     resp
 }
 
+/// The method the `/auth/*` endpoint at `path` (canonical) answers, if there is one
+/// there: what a CORS preflight for it is checked against.
+pub fn endpoint_method(path: &str, registration: bool) -> Option<Method> {
+    match path {
+        "/auth/register" | "/auth/confirm" if !registration => None,
+        "/auth/confirm" | "/auth/me" => Some(Method::GET),
+        "/auth/register"
+        | "/auth/login"
+        | "/auth/totp/enroll"
+        | "/auth/mfa"
+        | "/auth/totp/recovery-codes"
+        | "/auth/step-up"
+        | "/auth/refresh"
+        | "/auth/logout"
+        | "/auth/password/forgot"
+        | "/auth/password/reset"
+        | "/auth/password/change" => Some(Method::POST),
+        _ => None,
+    }
+}
+
 /// Answers one `/auth/*` request (`path` is canonical).
 pub async fn handle(
     auth: &AuthService,

@@ -113,8 +113,10 @@ impl AuthService {
             return Err(GatewayError::InvalidGrant);
         }
         let secret = totp::generate_secret();
-        let uri = totp::otpauth_uri(&secret, &user.email).ok_or_else(|| GatewayError::Internal("totp".into()))?;
-        let qr_png = totp::qr_png_base64(&secret, &user.email).ok_or_else(|| GatewayError::Internal("qr".into()))?;
+        let uri = totp::otpauth_uri(&secret, &user.email, &self.config.totp.issuer)
+            .ok_or_else(|| GatewayError::Internal("totp".into()))?;
+        let qr_png = totp::qr_png_base64(&secret, &user.email, &self.config.totp.issuer)
+            .ok_or_else(|| GatewayError::Internal("qr".into()))?;
         let (token, _) = self.new_challenge(&user, Some(secret.clone()))?;
         self.store.flush().await?;
         Ok(Enrollment {

@@ -5,11 +5,9 @@ use totp_rs::{Algorithm, Builder, Secret, Totp};
 
 /// Seconds per TOTP step.
 pub const STEP: u64 = 30;
-/// The issuer an authenticator app shows beside the account.
-const ISSUER: &str = "Portcullis";
-
-/// The generator for a base32 secret (`None` if the secret does not decode).
-fn totp(secret_b32: &str, account: &str) -> Option<Totp> {
+/// The generator for a base32 secret (`None` if the secret does not decode); `issuer`
+/// (`[totp] issuer`) is the name an authenticator app shows beside the account.
+fn totp(secret_b32: &str, account: &str, issuer: &str) -> Option<Totp> {
     let secret = Secret::try_from_base32(secret_b32).ok()?;
     Builder::new()
         .with_algorithm(Algorithm::SHA1)
@@ -17,7 +15,7 @@ fn totp(secret_b32: &str, account: &str) -> Option<Totp> {
         .with_skew(1)
         .with_step_duration(STEP)
         .with_secret(secret)
-        .with_issuer(Some(ISSUER))
+        .with_issuer(Some(issuer))
         .with_account_name(account)
         .build()
         .ok()
@@ -28,19 +26,19 @@ pub fn generate_secret() -> String {
     Secret::generate().to_base32()
 }
 
-/// `otpauth://totp/Portcullis:<email>?secret=...&issuer=Portcullis`.
-pub fn otpauth_uri(secret_b32: &str, email: &str) -> Option<String> {
-    totp(secret_b32, email)?.to_url().ok()
+/// `otpauth://totp/<issuer>:<email>?secret=...&issuer=<issuer>`.
+pub fn otpauth_uri(secret_b32: &str, email: &str, issuer: &str) -> Option<String> {
+    totp(secret_b32, email, issuer)?.to_url().ok()
 }
 
 /// A QR code of [`otpauth_uri`], as a PNG in standard base64 (no `data:` prefix).
-pub fn qr_png_base64(secret_b32: &str, email: &str) -> Option<String> {
-    totp(secret_b32, email)?.to_qr_base64().ok()
+pub fn qr_png_base64(secret_b32: &str, email: &str, issuer: &str) -> Option<String> {
+    totp(secret_b32, email, issuer)?.to_qr_base64().ok()
 }
 
 /// The code for a Unix time (for tests and the `portcullis totp` command).
 pub fn code_at(secret_b32: &str, unix_secs: u64) -> Option<String> {
-    totp(secret_b32, "x").map(|t| t.generate(unix_secs).to_string())
+    totp(secret_b32, "x", crate::config::totp::DEFAULT_ISSUER).map(|t| t.generate(unix_secs).to_string())
 }
 
 /// Checks `code` at `now` (Unix seconds). Returns the step it matched when that step is
@@ -48,7 +46,7 @@ pub fn code_at(secret_b32: &str, unix_secs: u64) -> Option<String> {
 /// library compares codes in constant time and reports the matched step; refusing a step
 /// already used is ours (RFC 6238 §5.2).
 pub fn verify(secret_b32: &str, code: &str, now: u64, last_step: u64) -> Option<u64> {
-    let step = totp(secret_b32, "x")?.check(code, now)?;
+    let step = totp(secret_b32, "x", crate::config::totp::DEFAULT_ISSUER)?.check(code, now)?;
     (step > last_step).then_some(step)
 }
 
@@ -91,7 +89,7 @@ mod tests {
     // The enrolment URI names the issuer and the account.
     #[test]
     fn uri_shape() {
-        let uri = otpauth_uri("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", "ann@example.com").unwrap();
+        let uri = otpauth_uri("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", "ann@example.com", "Portcullis").unwrap();
         assert!(
             uri.starts_with("otpauth://totp/Portcullis:ann%40example.com?secret=JBSWY3DPEHPK3PXP"),
             "{uri}"

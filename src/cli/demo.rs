@@ -235,7 +235,7 @@ fn print_demo(config: &Config, addr: SocketAddr, users: &[DemoUser], show_qr: bo
             let uri = u
                 .totp_secret
                 .as_deref()
-                .and_then(|s| portcullis::auth::totp::otpauth_uri(s, &u.email));
+                .and_then(|s| portcullis::auth::totp::otpauth_uri(s, &u.email, &config.totp.issuer));
             if let Some(qr) = uri.as_deref().and_then(qr_text) {
                 println!();
                 println!("TOTP of {} (scan with an authenticator app):", u.email);

@@ -8,11 +8,13 @@
 //! `raw` holds the serde layer (what the file says), `validate` turns it into the typed
 //! layer below (what the engine reads).
 
+pub mod cors;
 mod raw;
 mod registration;
 mod smtp;
 #[cfg(test)]
 mod tests;
+pub mod totp;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -22,6 +24,7 @@ use std::time::Duration;
 
 use crate::units::Rate;
 
+pub use self::cors::{Cors, CorsOrigins};
 pub use self::registration::Registration;
 pub use self::smtp::{Smtp, SmtpPassword, SmtpTls, SMTP_PASSWORD_ENV};
 
@@ -72,6 +75,10 @@ pub struct Config {
     pub shadow: bool,
     /// `[registration]`: self-registration, off by default.
     pub registration: Registration,
+    /// `[cors]`: which browser origins may call through the gateway; none when absent.
+    pub cors: Option<Cors>,
+    /// `[totp]`: the issuer authenticator apps show.
+    pub totp: totp::Totp,
 }
 
 #[derive(Debug, Clone)]
@@ -199,5 +206,9 @@ pub struct PasswordPolicy {
 #[derive(Debug, Clone)]
 pub struct Email {
     pub outbox: PathBuf,
+    /// `[email] from`: the `From` of every message (outbox and SMTP, unless
+    /// `[email.smtp] from` says otherwise); `Portcullis <no-reply@HOST>` by default, HOST
+    /// from `public_url`.
+    pub from: lettre::message::Mailbox,
     pub smtp: Option<Smtp>,
 }

@@ -33,6 +33,8 @@ pub(super) struct RawConfig {
     pub(super) policy: RawPolicyMode,
     #[serde(default)]
     pub(super) registration: super::registration::RawRegistration,
+    pub(super) cors: Option<super::cors::RawCors>,
+    pub(super) totp: Option<super::totp::RawTotp>,
 }
 
 #[derive(Deserialize, Default)]
@@ -123,6 +125,7 @@ pub(super) struct RawPassword {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawEmail {
     pub(super) outbox: Option<String>,
+    pub(super) from: Option<Spanned<String>>,
     pub(super) smtp: Option<RawSmtp>,
 }
 
@@ -136,7 +139,8 @@ pub(super) struct RawSmtp {
     /// Refused with a message pointing at the environment variable: the password is
     /// never read from the file.
     pub(super) password: Option<Spanned<toml::Value>>,
-    pub(super) from: Spanned<String>,
+    /// Optional: `[email] from` (or its default) when absent.
+    pub(super) from: Option<Spanned<String>>,
     pub(super) ca: Option<Spanned<String>>,
 }
 

@@ -86,6 +86,7 @@ pub struct Smtp {
 /// of the key at fault and the message.
 pub(super) fn validate(
     raw: RawSmtp,
+    default_from: &Mailbox,
     resolve: &dyn Fn(&str) -> std::path::PathBuf,
     env: &dyn Fn(&str) -> Option<String>,
     locate: &dyn Fn(std::ops::Range<usize>, String) -> String,
@@ -122,12 +123,10 @@ pub(super) fn validate(
     if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c.is_control() || c == '/') {
         return Err((raw.host.span(), format!("{:?} is not a host name", raw.host.get_ref())));
     }
-    let from: Mailbox = raw.from.get_ref().parse().map_err(|e| {
-        (
-            raw.from.span(),
-            format!("{:?} is not a mail address: {e}", raw.from.get_ref()),
-        )
-    })?;
+    let from = match &raw.from {
+        Some(f) => parse_from(f)?,
+        None => default_from.clone(),
+    };
     let port = raw.port.unwrap_or(match tls {
         SmtpTls::Tls => 465,
         SmtpTls::StartTls | SmtpTls::None => 587,
@@ -166,6 +165,36 @@ pub(super) fn validate(
     })
 }
 
+/// `[email] from` (or `[email.smtp] from`): one mailbox, e.g. `"Shop <no-reply@shop.example>"`.
+pub(super) fn parse_from(raw: &toml::Spanned<String>) -> Result<Mailbox, (std::ops::Range<usize>, String)> {
+    let s = raw.get_ref();
+    if s.len() > 320 {
+        return Err((raw.span(), "the From address is at most 320 bytes".to_owned()));
+    }
+    if s.chars().any(char::is_control) {
+        return Err((
+            raw.span(),
+            "the From address cannot contain control characters".to_owned(),
+        ));
+    }
+    s.parse()
+        .map_err(|e| (raw.span(), format!("{s:?} is not a mail address: {e}")))
+}
+
+/// The From without `[email] from`: `Portcullis <no-reply@HOST>`, HOST from `public_url`.
+pub(super) fn default_from(public_host: &str) -> Mailbox {
+    let host = public_host.trim_start_matches('[').trim_end_matches(']');
+    format!("Portcullis <no-reply@{host}>")
+        .parse()
+        .or_else(|_| "Portcullis <no-reply@localhost>".parse())
+        .unwrap_or_else(|_| {
+            Mailbox::new(
+                None,
+                lettre::Address::new("no-reply", "localhost").expect("a valid address"),
+            )
+        })
+}
+
 /// Reads a PEM file that must hold at least one certificate.
 fn read_roots(path: &std::path::Path) -> Result<Vec<u8>, String> {
     use rustls::pki_types::pem::PemObject;
@@ -192,6 +221,7 @@ mod tests {
         let env = env.map(str::to_owned);
         validate(
             raw,
+            &default_from("shop.example"),
             &|p| std::path::PathBuf::from(p),
             &|k| (k == SMTP_PASSWORD_ENV).then(|| env.clone()).flatten(),
             &|_, m| m,
@@ -200,6 +230,18 @@ mod tests {
     }
 
     const FROM: &str = "from = \"Shop <no-reply@shop.example>\"\n";
+
+    // `[email.smtp] from` falls back to `[email] from` (here the test default); a From
+    // with a line break (a header injection) is refused.
+    #[test]
+    fn from_default_and_no_injection() {
+        let s = smtp("host = \"smtp.example.com\"\n", None).unwrap();
+        assert_eq!(s.from.to_string(), default_from("shop.example").to_string());
+        assert_eq!(s.from.email.to_string(), "no-reply@shop.example");
+        let e = smtp("host = \"h\"\nfrom = \"a@b.example\\r\\nBcc: x@y.example\"\n", None).unwrap_err();
+        assert!(e.contains("control characters"), "{e}");
+        assert_eq!(default_from("[::1]").email.to_string(), "no-reply@localhost");
+    }
 
     // Ports follow the TLS mode; plain SMTP is only for loopback hosts.
     #[test]

@@ -181,16 +181,24 @@ impl Config {
                 .and_then(|e| e.outbox.clone())
                 .unwrap_or_else(|| format!("{}/outbox", raw.server.data_dir)),
         );
+        let keyed = |span, key: String, m: String| SourceError::at(path, src, Some(span), Some(key), m);
+        let from = match raw.email.as_ref().and_then(|e| e.from.as_ref()) {
+            Some(f) => super::smtp::parse_from(f).map_err(|(span, m)| keyed(span, "[email] from".into(), m))?,
+            None => super::smtp::default_from(public_url.host().unwrap_or("localhost")),
+        };
+        let cors = raw.cors.map(super::cors::validate).transpose();
+        let cors = cors.map_err(|(span, key, m)| keyed(span, key, m))?;
+        let totp = super::totp::validate(raw.totp).map_err(|(span, m)| keyed(span, "[totp] issuer".into(), m))?;
         let smtp = match raw.email.and_then(|e| e.smtp) {
             Some(s) => Some(
-                super::smtp::validate(s, &resolve, &|k| std::env::var(k).ok(), &|span, m| {
+                super::smtp::validate(s, &from, &resolve, &|k| std::env::var(k).ok(), &|span, m| {
                     at(span, m).to_string()
                 })
                 .map_err(|(span, m)| at(span, m))?,
             ),
             None => None,
         };
-        let email = Email { outbox, smtp };
+        let email = Email { outbox, from, smtp };
         let registration = super::registration::validate(
             raw.registration,
             &|r| raw.roles.contains_key(r),
@@ -246,6 +254,8 @@ impl Config {
             audit_queue: raw.audit.queue.unwrap_or(crate::audit::QUEUE).max(1),
             shadow,
             registration,
+            cors,
+            totp,
         })
     }
 }

@@ -57,7 +57,12 @@ impl Mailer {
                     );
                 }
                 let domain = config.server.public_url.host().unwrap_or("localhost").to_owned();
-                Ok(Self::Outbox(Outbox::new(config.email.outbox.clone(), domain, clock)))
+                Ok(Self::Outbox(Outbox::new(
+                    config.email.outbox.clone(),
+                    config.email.from.to_string(),
+                    domain,
+                    clock,
+                )))
             }
         }
     }

@@ -9,19 +9,22 @@ use std::path::PathBuf;
 
 use crate::clock::SharedClock;
 
-/// Writes messages from `no-reply@<from_domain>` into the outbox directory.
+/// Writes messages from `from` (`[email] from`) into the outbox directory; message ids
+/// are `<random@from_domain>`.
 #[derive(Clone)]
 pub struct Outbox {
     outbox: PathBuf,
+    from: String,
     from_domain: String,
     clock: SharedClock,
 }
 
 impl Outbox {
     /// An outbox writing into `outbox` (made on first use), dating messages by `clock`.
-    pub fn new(outbox: PathBuf, from_domain: String, clock: SharedClock) -> Self {
+    pub fn new(outbox: PathBuf, from: String, from_domain: String, clock: SharedClock) -> Self {
         Self {
             outbox,
+            from,
             from_domain,
             clock,
         }
@@ -34,7 +37,7 @@ impl Outbox {
         let id = super::random_id();
         let date = httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(now_ms));
         let message = format!(
-            "From: Portcullis <no-reply@{domain}>\r\n\
+            "From: {from}\r\n\
              To: <{to}>\r\n\
              Subject: {subject}\r\n\
              Date: {date}\r\n\
@@ -44,6 +47,7 @@ impl Outbox {
              Content-Transfer-Encoding: 8bit\r\n\
              \r\n\
              {body}\r\n",
+            from = self.from,
             domain = self.from_domain,
             body = body.replace('\n', "\r\n"),
         );

@@ -56,6 +56,8 @@ pub struct RequestContext {
     pub audit_route: bool,
     /// The metrics label of a request no route judged (gateway endpoints).
     pub endpoint: Option<&'static str>,
+    /// A CORS preflight the gateway answered (see [`super::cors`]).
+    pub preflight: bool,
 }
 
 impl RequestContext {
@@ -74,6 +76,7 @@ impl RequestContext {
             canonical: None,
             audit_route: false,
             endpoint: None,
+            preflight: false,
         }
     }
 

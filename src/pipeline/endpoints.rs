@@ -1,9 +1,10 @@
 //! The gateway's own endpoints, matched on the canonical path before any route:
-//! `/healthz`, the JWKS, `/metrics` (loopback clients and admins only, see
+//! `/healthz`, `/readyz` (see [`super::readiness`]), the JWKS, `/metrics` (loopback clients and admins only, see
 //! [`metrics_allowed`]) and the `/auth/` endpoints, which are rate-limited per client IP
 //! and then served by [`crate::auth::http::handle`].
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Request, Response, StatusCode};
@@ -11,6 +12,7 @@ use http::{Request, Response, StatusCode};
 use super::authn::authenticate;
 use super::context::RequestContext;
 use super::ratelimit::{ip_key, Limiter, Verdict, DEFAULT_MAX_KEYS};
+use super::readiness::Readiness;
 use crate::auth::service::AuthService;
 use crate::clock::SharedClock;
 use crate::error::{json_response, GatewayError};
@@ -25,6 +27,8 @@ use crate::upstream::request::RequestBody;
 pub enum Endpoint {
     /// `GET /healthz`: the gateway is up.
     Health,
+    /// `GET /readyz`: the store and every upstream are reachable.
+    Ready,
     /// `/.well-known/jwks.json`: the public keys that verify the gateway's tokens.
     Jwks,
     /// `/metrics`: Prometheus text.
@@ -38,6 +42,7 @@ impl Endpoint {
     pub fn of(path: &str) -> Option<Self> {
         match path {
             "/healthz" => Some(Self::Health),
+            "/readyz" => Some(Self::Ready),
             "/.well-known/jwks.json" => Some(Self::Jwks),
             "/metrics" => Some(Self::Metrics),
             p if p.starts_with("/auth/") => Some(Self::Auth),
@@ -46,9 +51,11 @@ impl Endpoint {
     }
 }
 
-/// The state of the gateway's own endpoints: the per-IP limiter of `/auth/`.
+/// The state of the gateway's own endpoints: the per-IP limiter of `/auth/`, and what
+/// the readiness probes last found.
 pub struct Endpoints {
     auth_limiter: Limiter<IpAddr>,
+    readiness: Arc<Readiness>,
 }
 
 impl Endpoints {
@@ -56,7 +63,13 @@ impl Endpoints {
     pub fn new(auth_per_ip: Rate, clock: SharedClock) -> Self {
         Self {
             auth_limiter: Limiter::new(auth_per_ip, DEFAULT_MAX_KEYS, clock),
+            readiness: Arc::default(),
         }
+    }
+
+    /// What `/readyz` reports, shared with the probe task.
+    pub fn readiness(&self) -> &Arc<Readiness> {
+        &self.readiness
     }
 
     /// Drops the clients whose `/auth/` budget is full again.
@@ -79,6 +92,10 @@ impl Endpoints {
             Endpoint::Health => {
                 ctx.endpoint = Some(crate::metrics::ROUTE_GATEWAY);
                 Ok(json_response(StatusCode::OK, &serde_json::json!({ "status": "ok" })))
+            }
+            Endpoint::Ready => {
+                ctx.endpoint = Some(crate::metrics::ROUTE_GATEWAY);
+                Ok(self.readiness.answer().await)
             }
             Endpoint::Jwks => {
                 ctx.endpoint = Some(crate::metrics::ROUTE_GATEWAY);

@@ -12,10 +12,12 @@
 pub mod authn;
 pub mod authz;
 pub mod context;
+pub mod cors;
 pub mod endpoints;
 pub mod forward;
 pub mod normalize;
 pub mod ratelimit;
+pub mod readiness;
 
 use std::sync::Arc;
 
@@ -52,6 +54,7 @@ pub struct Pipeline {
     route_limits: RouteLimits,
     reloading: tokio::sync::Mutex<()>,
     metrics: Metrics,
+    cors: Option<cors::CorsPolicy>,
 }
 
 impl Pipeline {
@@ -66,6 +69,7 @@ impl Pipeline {
         Self {
             endpoints: Endpoints::new(config.rate_limit.auth_per_ip, clock.clone()),
             route_limits: RouteLimits::new(clock),
+            cors: cors::CorsPolicy::of(&config),
             config,
             policy: ArcSwap::from_pointee(policy),
             upstreams,
@@ -84,6 +88,11 @@ impl Pipeline {
         // 1. normalize: everything below sees only the canonical target.
         let target = normalize::normalize(&req, self.config.limits.max_headers)?;
         ctx.judged(&target, req.uri().path());
+
+        // A CORS preflight is the gateway's to answer, before any token or route limit.
+        if let Some(answer) = cors::preflight(self.cors.as_ref(), &req, &target.path, &self.policy, ctx) {
+            return answer;
+        }
 
         // The gateway's own endpoints, matched on the canonical path.
         if let Some(endpoint) = Endpoint::of(&target.path) {
@@ -217,6 +226,11 @@ impl Pipeline {
     pub fn upstreams(&self) -> &Upstreams {
         &self.upstreams
     }
+
+    /// What `/readyz` reports, shared with the probe task ([`readiness::run`]).
+    pub fn readiness(&self) -> &Arc<readiness::Readiness> {
+        self.endpoints.readiness()
+    }
 }
 
 /// The audit record a refused request gets, if any: every variant is listed, so a new
@@ -264,6 +278,7 @@ impl Handler for Pipeline {
         // A clone of the URI shares its bytes: no copy of the path for the log line.
         let uri = req.uri().clone();
         let raw_path = uri.path();
+        let origin = cors::origin(self.cors.as_ref(), req.headers());
         let mut resp = match self.handle_inner(req, &mut ctx).await {
             Ok(resp) => {
                 if ctx.audit_route {
@@ -298,6 +313,7 @@ impl Handler for Pipeline {
         self.metrics
             .request(label, resp.status().as_u16(), ctx.started.elapsed());
         security_headers(&mut resp, conn.tls, is_auth);
+        cors::finish(self.cors.as_ref(), &mut resp, origin.as_ref(), &ctx);
         if let Ok(id) = HeaderValue::from_str(&ctx.id) {
             resp.headers_mut().insert(X_REQUEST_ID, id);
         }

@@ -41,6 +41,9 @@ struct RawRoute {
     enforce: bool,
     #[serde(default)]
     audit: bool,
+    /// `cors = false`: no CORS on this route even when `[cors]` is set.
+    #[serde(default = "yes")]
+    cors: bool,
 }
 
 fn yes() -> bool {
@@ -236,6 +239,7 @@ pub fn parse_file(
                 upstream,
                 enforce: r.enforce,
                 audit: r.audit,
+                cors: r.cors,
             });
         }
     }

@@ -63,6 +63,8 @@ pub struct Route {
     pub upstream: String,
     pub enforce: bool,
     pub audit: bool,
+    /// Browsers on the `[cors]` origins may call this route (`cors = false` turns it off).
+    pub cors: bool,
 }
 
 impl Route {
@@ -170,6 +172,19 @@ impl PolicySet {
     ) -> Result<Self, Vec<SourceError>> {
         let parsed = file::parse_file(path, src, upstream_exists)?;
         Ok(Self::new(parsed.routes, parsed.tests))
+    }
+
+    /// Whether some route matches the canonical `path` for `method` (a CORS preflight is
+    /// answered only then), and whether one of those lets browsers in (`cors`).
+    pub fn routed(&self, method: &Method, path: &str) -> Option<bool> {
+        let mut found = None;
+        for (route, _) in self.candidates(method, path) {
+            if route.cors {
+                return Some(true);
+            }
+            found = Some(false);
+        }
+        found
     }
 
     /// The routes matching a method and canonical path, with their captures, in order.

@@ -289,6 +289,18 @@ impl Store {
         &self.db
     }
 
+    /// The readiness probe: writes a key of its own, reads it back and flushes. An
+    /// error (or a hang, which the caller times out) means the store cannot serve.
+    pub fn probe(&self, now_ms: u64) -> Result<()> {
+        self.db.insert(b"readiness-probe", &now_ms.to_be_bytes())?;
+        match self.db.get(b"readiness-probe")? {
+            Some(v) if v.as_ref() == now_ms.to_be_bytes() => {}
+            _ => return Err(sled::Error::Io(std::io::Error::other("the probe read back something else")).into()),
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+
     /// The number of records in the trees an attacker could grow (a count walks a tree:
     /// for tests and diagnostics, not the request path).
     pub fn counts(&self) -> Result<Counts> {
