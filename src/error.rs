@@ -4,6 +4,7 @@
 //! be added without deciding its status. The client gets a generic code and message with
 //! the request id; the detail (sources, upstream names, addresses) goes to the log only.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,6 +12,7 @@ use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AU
 use http::{Response, StatusCode};
 
 use crate::path::Refusal;
+pub use crate::refusal::{BodyProblem, TokenError};
 use crate::upstream::body::GatewayBody;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -25,6 +27,10 @@ pub enum GatewayError {
     NoRoute,
     #[error("authentication required: {reason}")]
     Unauthenticated { reason: String, invalid_token: bool },
+    /// A bearer token was presented and refused; the client learns why (RFC 6750
+    /// `error_description`), since that tells it what to do next.
+    #[error("token refused: {0}")]
+    TokenRefused(TokenError),
     #[error("forbidden: {reason}")]
     Forbidden { reason: String },
     /// RFC 9470: the route needs a second factor passed within `max_age` seconds.
@@ -50,6 +56,9 @@ pub enum GatewayError {
     UpstreamTimeout { upstream: String, timeout: Duration },
     #[error("malformed request body: {0}")]
     Malformed(String),
+    /// A request body the client can fix: the message names the field, never its value.
+    #[error("request body refused: {0}")]
+    InvalidBody(BodyProblem),
     #[error("password breaks the policy")]
     PasswordPolicy { rules: Vec<String> },
     #[error("confirmation token unknown, used or expired")]
@@ -66,6 +75,10 @@ pub enum GatewayError {
     Locked { retry_after: Duration },
     #[error("invalid TOTP code")]
     InvalidCode,
+    /// A right TOTP code whose step was already accepted (RFC 6238 §5.2). `login_again`:
+    /// the code was sent to `/auth/mfa`, whose `mfa_token` a failure spends.
+    #[error("TOTP code already used")]
+    CodeReused { login_again: bool },
     #[error("refresh or MFA token unknown, spent, revoked or expired")]
     InvalidGrant,
     #[error("password hashing queue full")]
@@ -83,7 +96,9 @@ impl GatewayError {
             Self::BadTarget(_) => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::NoRoute => StatusCode::NOT_FOUND,
-            Self::Unauthenticated { .. } | Self::InsufficientUserAuthentication { .. } => StatusCode::UNAUTHORIZED,
+            Self::Unauthenticated { .. } | Self::TokenRefused(_) | Self::InsufficientUserAuthentication { .. } => {
+                StatusCode::UNAUTHORIZED
+            }
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } | Self::RouteRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -91,9 +106,13 @@ impl GatewayError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::Malformed(_) | Self::InvalidConfirmation | Self::InvalidResetToken => StatusCode::BAD_REQUEST,
+            Self::Malformed(_) | Self::InvalidBody(_) | Self::InvalidConfirmation | Self::InvalidResetToken => {
+                StatusCode::BAD_REQUEST
+            }
             Self::PasswordPolicy { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::InvalidCredentials | Self::InvalidCode | Self::InvalidGrant => StatusCode::UNAUTHORIZED,
+            Self::InvalidCredentials | Self::InvalidCode | Self::CodeReused { .. } | Self::InvalidGrant => {
+                StatusCode::UNAUTHORIZED
+            }
             Self::EmailUnconfirmed | Self::AccountDisabled => StatusCode::FORBIDDEN,
             Self::Locked { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -111,6 +130,7 @@ impl GatewayError {
                 invalid_token: true, ..
             } => "invalid_token",
             Self::Unauthenticated { .. } => "unauthenticated",
+            Self::TokenRefused(_) => "invalid_token",
             Self::InsufficientUserAuthentication { .. } => "insufficient_user_authentication",
             Self::Forbidden { .. } => "forbidden",
             Self::RateLimited { .. } | Self::RouteRateLimited { .. } => "rate_limited",
@@ -119,26 +139,28 @@ impl GatewayError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UpstreamUnreachable { .. } => "bad_gateway",
             Self::UpstreamTimeout { .. } => "gateway_timeout",
-            Self::Malformed(_) => "bad_request",
+            Self::Malformed(_) | Self::InvalidBody(_) => "bad_request",
             Self::PasswordPolicy { .. } => "password_policy",
             Self::InvalidConfirmation | Self::InvalidResetToken | Self::InvalidGrant => "invalid_token",
             Self::InvalidCredentials => "invalid_credentials",
             Self::EmailUnconfirmed => "email_unconfirmed",
             Self::AccountDisabled => "account_disabled",
             Self::Locked { .. } => "locked",
-            Self::InvalidCode => "invalid_code",
+            Self::InvalidCode | Self::CodeReused { .. } => "invalid_code",
             Self::Busy { .. } => "busy",
             Self::Store(_) | Self::Internal(_) => "internal_error",
         }
     }
 
-    /// The client-facing message: generic, never the internal detail.
-    fn public_message(&self) -> &'static str {
-        match self {
+    /// The client-facing message: generic, never the internal detail; where the client
+    /// can do something about the error, what to do.
+    fn public_message(&self) -> Cow<'static, str> {
+        let text = match self {
             Self::BadTarget(_) => "the request target is malformed or ambiguous",
             Self::MethodNotAllowed(_) => "this method is not allowed",
             Self::NoRoute => "no such resource",
             Self::Unauthenticated { .. } => "authentication is required",
+            Self::TokenRefused(why) => why.advice(),
             Self::InsufficientUserAuthentication { .. } => {
                 "pass the second factor again (POST /auth/step-up), then retry"
             }
@@ -146,10 +168,13 @@ impl GatewayError {
             Self::RateLimited { .. } | Self::RouteRateLimited { .. } => "too many requests; try again later",
             Self::RequestTimeout => "the request body did not arrive in time",
             Self::HeadersTooLarge { .. } => "the request headers are too large",
-            Self::PayloadTooLarge { .. } => "the request body is too large",
+            Self::PayloadTooLarge { limit } => {
+                return format!("the request body is too large (at most {limit} bytes)").into();
+            }
             Self::UpstreamUnreachable { .. } => "the service is unavailable",
             Self::UpstreamTimeout { .. } => "the service did not answer in time",
             Self::Malformed(_) => "the request body is malformed",
+            Self::InvalidBody(problem) => return problem.to_string().into(),
             Self::PasswordPolicy { .. } => "the password does not meet the policy",
             Self::InvalidConfirmation | Self::InvalidResetToken | Self::InvalidGrant => {
                 "the token is invalid or expired"
@@ -159,9 +184,16 @@ impl GatewayError {
             Self::AccountDisabled => "this account is disabled",
             Self::Locked { .. } => "too many failed attempts; try again later",
             Self::InvalidCode => "invalid code; log in again",
+            Self::CodeReused { login_again: true } => {
+                "this code was already used; wait for the next code from your authenticator, then log in again (the mfa_token is spent)"
+            }
+            Self::CodeReused { login_again: false } => {
+                "this code was already used; wait for the next code from your authenticator and try again"
+            }
             Self::Busy { .. } => "the service is busy; try again shortly",
             Self::Store(_) | Self::Internal(_) => "an internal error occurred",
-        }
+        };
+        Cow::Borrowed(text)
     }
 
     /// Builds the response the client sees.
@@ -174,6 +206,9 @@ impl GatewayError {
         if let Self::PasswordPolicy { rules } = self {
             body["rules"] = rules.clone().into();
         }
+        if let Self::TokenRefused(why) = self {
+            body["error_description"] = why.description().into();
+        }
         let mut resp = json_response(self.status(), &body);
         let headers = resp.headers_mut();
         match self {
@@ -184,6 +219,16 @@ impl GatewayError {
                     HeaderValue::from_static("Bearer")
                 };
                 headers.insert(WWW_AUTHENTICATE, value);
+            }
+            Self::TokenRefused(why) => {
+                // RFC 6750 §3: the description is a fixed ASCII word, safe in a quoted-string.
+                let value = format!(
+                    "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                    why.description()
+                );
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    headers.insert(WWW_AUTHENTICATE, value);
+                }
             }
             Self::InsufficientUserAuthentication { max_age, .. } => {
                 let value = format!("Bearer error=\"insufficient_user_authentication\", max_age={max_age}");
@@ -216,6 +261,7 @@ impl GatewayError {
             | Self::UpstreamUnreachable { .. }
             | Self::UpstreamTimeout { .. }
             | Self::Malformed(_)
+            | Self::InvalidBody(_)
             | Self::PasswordPolicy { .. }
             | Self::InvalidConfirmation
             | Self::InvalidResetToken
@@ -223,6 +269,7 @@ impl GatewayError {
             | Self::EmailUnconfirmed
             | Self::AccountDisabled
             | Self::InvalidCode
+            | Self::CodeReused { .. }
             | Self::InvalidGrant
             | Self::Store(_)
             | Self::Internal(_) => {}
@@ -307,6 +354,23 @@ mod tests {
             bad.to_response("r").headers()[WWW_AUTHENTICATE],
             "Bearer error=\"invalid_token\""
         );
+    }
+
+    // A refused token says why, in the body and in the challenge (RFC 6750 §3), and what to do.
+    #[tokio::test]
+    async fn token_refusal_says_why() {
+        use http_body_util::BodyExt;
+        let resp = GatewayError::TokenRefused(TokenError::Expired).to_response("r");
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            resp.headers()[WWW_AUTHENTICATE],
+            "Bearer error=\"invalid_token\", error_description=\"expired\""
+        );
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"], "invalid_token");
+        assert_eq!(v["error_description"], "expired");
+        assert!(v["message"].as_str().unwrap().contains("POST /auth/refresh"));
     }
 
     // RFC 9470: a stale second factor is a 401 that names the error and the age needed.

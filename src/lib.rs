@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod path;
 pub mod pipeline;
 pub mod policy;
+pub mod refusal;
 pub mod server;
 pub mod source;
 pub mod store;

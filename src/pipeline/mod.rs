@@ -229,6 +229,7 @@ fn refusal_event(err: &GatewayError, proxied: bool) -> Option<EventKind> {
         | GatewayError::MethodNotAllowed(_)
         | GatewayError::NoRoute
         | GatewayError::Unauthenticated { .. }
+        | GatewayError::TokenRefused(_)
         | GatewayError::InsufficientUserAuthentication { .. }
         | GatewayError::Forbidden { .. } => proxied.then_some(EventKind::AccessDenied),
         GatewayError::UpstreamUnreachable { .. } | GatewayError::UpstreamTimeout { .. } => {
@@ -246,11 +247,13 @@ fn refusal_event(err: &GatewayError, proxied: bool) -> Option<EventKind> {
         | GatewayError::AccountDisabled
         | GatewayError::Locked { .. }
         | GatewayError::InvalidCode
+        | GatewayError::CodeReused { .. }
         | GatewayError::InvalidGrant
         | GatewayError::RequestTimeout
         | GatewayError::HeadersTooLarge { .. }
         | GatewayError::PayloadTooLarge { .. }
         | GatewayError::Malformed(_)
+        | GatewayError::InvalidBody(_)
         | GatewayError::Busy { .. }
         | GatewayError::Store(_)
         | GatewayError::Internal(_) => None,
