@@ -299,6 +299,23 @@ pub fn client_body_error(err: &(dyn std::error::Error + 'static), limit: u64) ->
     None
 }
 
+/// An error and its sources as one line of text, `outer: cause: root cause`, for logs
+/// (never Debug values: a log line reads as a sentence).
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let next = e.to_string();
+        // Some errors repeat their source's text in their own; say it once.
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cur = e.source();
+    }
+    text
+}
+
 /// Whole seconds, rounded up, at least 1: for `Retry-After` and `RateLimit-Reset`.
 pub fn ceil_secs(d: Duration) -> u64 {
     (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
@@ -386,6 +403,19 @@ mod tests {
             resp.headers()[WWW_AUTHENTICATE],
             "Bearer error=\"insufficient_user_authentication\", max_age=300"
         );
+    }
+
+    // A log line carries the error and its sources as text, not Debug.
+    #[test]
+    fn chain_joins_sources() {
+        let err = GatewayError::UpstreamUnreachable {
+            upstream: "shop".into(),
+            source: Box::new(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "connection refused",
+            )),
+        };
+        assert_eq!(chain(&err), "upstream shop unreachable: connection refused");
     }
 
     // Retry-After rounds up to whole seconds and is never zero.
