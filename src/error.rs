@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 
+pub use crate::error_chain::chain;
 use crate::path::Refusal;
 pub use crate::refusal::{BodyProblem, TokenError};
 use crate::upstream::body::GatewayBody;
@@ -299,23 +300,6 @@ pub fn client_body_error(err: &(dyn std::error::Error + 'static), limit: u64) ->
     None
 }
 
-/// An error and its sources as one line of text, `outer: cause: root cause`, for logs
-/// (never Debug values: a log line reads as a sentence).
-pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        let next = e.to_string();
-        // Some errors repeat their source's text in their own; say it once.
-        if !text.ends_with(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        cur = e.source();
-    }
-    text
-}
-
 /// Whole seconds, rounded up, at least 1: for `Retry-After` and `RateLimit-Reset`.
 pub fn ceil_secs(d: Duration) -> u64 {
     (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
@@ -373,23 +357,6 @@ mod tests {
         );
     }
 
-    // A refused token says why, in the body and in the challenge (RFC 6750 §3), and what to do.
-    #[tokio::test]
-    async fn token_refusal_says_why() {
-        use http_body_util::BodyExt;
-        let resp = GatewayError::TokenRefused(TokenError::Expired).to_response("r");
-        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(
-            resp.headers()[WWW_AUTHENTICATE],
-            "Bearer error=\"invalid_token\", error_description=\"expired\""
-        );
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(v["error"], "invalid_token");
-        assert_eq!(v["error_description"], "expired");
-        assert!(v["message"].as_str().unwrap().contains("POST /auth/refresh"));
-    }
-
     // RFC 9470: a stale second factor is a 401 that names the error and the age needed.
     #[test]
     fn step_up_challenge() {
@@ -403,19 +370,6 @@ mod tests {
             resp.headers()[WWW_AUTHENTICATE],
             "Bearer error=\"insufficient_user_authentication\", max_age=300"
         );
-    }
-
-    // A log line carries the error and its sources as text, not Debug.
-    #[test]
-    fn chain_joins_sources() {
-        let err = GatewayError::UpstreamUnreachable {
-            upstream: "shop".into(),
-            source: Box::new(std::io::Error::new(
-                std::io::ErrorKind::ConnectionRefused,
-                "connection refused",
-            )),
-        };
-        assert_eq!(chain(&err), "upstream shop unreachable: connection refused");
     }
 
     // Retry-After rounds up to whole seconds and is never zero.

@@ -30,6 +30,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod error_chain;
 pub mod listener;
 pub mod mail;
 pub mod metrics;

@@ -90,3 +90,28 @@ pub enum BodyProblem {
     #[error("the field `{0}` is not valid: {1}")]
     Invalid(&'static str, &'static str),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::GatewayError;
+    use http::header::WWW_AUTHENTICATE;
+    use http::StatusCode;
+
+    // A refused token says why, in the body and in the challenge (RFC 6750 §3), and what to do.
+    #[tokio::test]
+    async fn token_refusal_says_why() {
+        use http_body_util::BodyExt;
+        let resp = GatewayError::TokenRefused(TokenError::Expired).to_response("r");
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            resp.headers()[WWW_AUTHENTICATE],
+            "Bearer error=\"invalid_token\", error_description=\"expired\""
+        );
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"], "invalid_token");
+        assert_eq!(v["error_description"], "expired");
+        assert!(v["message"].as_str().unwrap().contains("POST /auth/refresh"));
+    }
+}

@@ -276,7 +276,7 @@ impl Handler for Pipeline {
             Err(err) => {
                 let status = err.status();
                 if status.is_server_error() {
-                    tracing::warn!(request_id = %ctx.id, error = %crate::error::chain(&err), "request failed");
+                    tracing::warn!(request_id = %ctx.id, error = %crate::error_chain::chain(&err), "request failed");
                 } else {
                     tracing::info!(request_id = %ctx.id, reason = %err, "request refused");
                 }
