@@ -109,7 +109,7 @@ pub async fn execute(auth: &AuthService, req: AdminRequest) -> Result<Value, Str
         auth.store()
             .user_by_email(&normalize_email(email))
             .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("no account with email {:?}", normalize_email(email)))
+            .ok_or_else(|| format!("no account with email {}", normalize_email(email)))
     };
     let flush = || async { auth.store().flush().await.map_err(|e| e.to_string()) };
     match req {
@@ -142,7 +142,8 @@ pub async fn execute(auth: &AuthService, req: AdminRequest) -> Result<Value, Str
         }
         AdminRequest::Show { email } => Ok(user_json(auth, &find(&email)?)),
         AdminRequest::Unlock { email } => {
-            let email = normalize_email(&email);
+            // Failures are counted for unknown addresses too; clearing one is no unlock.
+            let email = find(&email)?.email;
             auth.store().clear_failures(&email).map_err(|e| e.to_string())?;
             flush().await?;
             let mut ev = crate::audit::Event::new(crate::audit::EventKind::UserUnlocked);

@@ -189,6 +189,6 @@ impl AuthService {
         self.store
             .user_by_email(&email)
             .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("no account with email {email:?}"))
+            .ok_or_else(|| format!("no account with email {email}"))
     }
 }
