@@ -135,6 +135,8 @@ async fn every_error_in_one_run() {
     for at in ["gateway.toml:11:20:", "gateway.toml:14:16:", "gateway.toml:17:13:"] {
         assert!(out.stderr.contains(at), "{at} in {}", out.stderr);
     }
+    let out = cli(&path, &["policy", "check"]);
+    assert!(!out.ok && out.stderr.contains("3 error(s)"), "{}", out.stderr);
 
     let broken = "upstream = \"rec\"\n\n[[route]]\nname = \"a\"\nmethods = [\"GET\"\npath = \"/a\"\npublic = true\n\n[[route]]\nname = \"b\"\nmethods = [\"GET\"]\npath = = \"/b\"\npublic = true\n";
     let dir = tempfile::tempdir().unwrap();

@@ -155,7 +155,7 @@ fn explain(config_path: &Path, args: ExplainArgs) -> ExitCode {
 /// names against the configuration when there is one; with the roles it declares.
 fn load_policies(config_path: &Path, dir: Option<&Path>) -> Result<(PolicySet, KnownRoles), Vec<String>> {
     let config = if config_path.exists() {
-        Some(Config::load(config_path).map_err(|e| vec![e.to_string()])?)
+        Some(Config::load(config_path).map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?)
     } else {
         if dir.is_none() {
             return Err(vec![format!(
