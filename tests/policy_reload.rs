@@ -46,6 +46,15 @@ async fn role_typo_on_reload_refused() {
 
     let file = gw.dir.path().join("policies/test.toml");
     std::fs::write(&file, POLICY.replace("[\"clerk\"]", "[\"clekr\"]")).unwrap();
+    // The watcher sees the edit and refuses it.
+    let failed = gw.wait_for_events("policy_reload_failed", 1).await;
+    assert_eq!(failed.len(), 1, "the watcher did not reload");
+    assert!(
+        failed[0].event.reason.as_deref().unwrap().contains("test.toml:8:10"),
+        "{failed:?}"
+    );
+    assert_eq!(status(&gw, &token).await, 200, "the old policy stays in force");
+    // A reload asked for directly says the same.
     let errors = gw.running.as_ref().unwrap().inner().reload_policy().await.unwrap_err();
     let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
     assert_eq!(text.len(), 1, "{text:?}");
