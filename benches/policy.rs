@@ -42,6 +42,7 @@ fn matching(c: &mut Criterion) {
         roles: vec!["customer".into()],
         mfa: false,
         auth_time: 0,
+        attributes: Default::default(),
     };
     let mut group = c.benchmark_group("decide");
     for n in [10, 100, 1000] {
@@ -68,6 +69,7 @@ fn step_up(c: &mut Criterion) {
         roles: vec!["admin".into()],
         mfa: true,
         auth_time: now - 60,
+        attributes: Default::default(),
     };
     let route = |extra: &str| {
         format!(

@@ -35,6 +35,7 @@ fn tokens(c: &mut Criterion) {
         sub: "u-0123456789abcdef0123456789abcdef".into(),
         email: "customer@example.com".into(),
         roles: vec!["customer".into()],
+        attrs: Default::default(),
         amr: vec!["pwd".into()],
         iat: now,
         nbf: now,
@@ -81,6 +82,7 @@ fn headers(c: &mut Criterion) {
         email: "customer@example.com".into(),
         roles: vec!["customer".into()],
         mfa: false,
+        attributes: Default::default(),
         auth_time: 0,
     };
     // As in the gateway: the identity headers were made when the token was first verified.

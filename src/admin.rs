@@ -58,6 +58,12 @@ pub enum AdminRequest {
     ResetMfa {
         email: String,
     },
+    /// Sets and removes attributes (both empty: lists them); access tokens go stale.
+    Attr {
+        email: String,
+        set: std::collections::BTreeMap<String, String>,
+        unset: Vec<String>,
+    },
     AuditList {
         query: crate::audit::Query,
     },
@@ -87,6 +93,7 @@ fn user_json(auth: &AuthService, u: &crate::store::User) -> Value {
         "email": u.email,
         "name": u.name,
         "roles": u.roles,
+        "attributes": u.attributes,
         "confirmed": u.confirmed,
         "disabled": u.disabled,
         "mfa_enabled": u.mfa_enabled(),
@@ -141,6 +148,10 @@ pub async fn execute(auth: &AuthService, req: AdminRequest) -> Result<Value, Str
             Ok(Value::Array(users.iter().map(|u| user_json(auth, u)).collect()))
         }
         AdminRequest::Show { email } => Ok(user_json(auth, &find(&email)?)),
+        AdminRequest::Attr { email, set, unset } => {
+            let c = auth.change_attributes(&email, set, unset).await?;
+            Ok(json!({ "email": c.user.email, "attributes": c.user.attributes, "set": c.set, "removed": c.removed }))
+        }
         AdminRequest::Unlock { email } => {
             // Failures are counted for unknown addresses too; clearing one is no unlock.
             let email = find(&email)?.email;

@@ -70,6 +70,10 @@ pub enum GatewayError {
     InvalidCredentials,
     #[error("email not confirmed")]
     EmailUnconfirmed,
+    /// `[registration] allowed_domains` does not hold the address's domain. Says nothing
+    /// about accounts: it is decided on the address alone.
+    #[error("email domain not allowed to register")]
+    DomainNotAllowed,
     #[error("account disabled")]
     AccountDisabled,
     #[error("account locked")]
@@ -114,7 +118,7 @@ impl GatewayError {
             Self::InvalidCredentials | Self::InvalidCode | Self::CodeReused { .. } | Self::InvalidGrant => {
                 StatusCode::UNAUTHORIZED
             }
-            Self::EmailUnconfirmed | Self::AccountDisabled => StatusCode::FORBIDDEN,
+            Self::EmailUnconfirmed | Self::AccountDisabled | Self::DomainNotAllowed => StatusCode::FORBIDDEN,
             Self::Locked { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Store(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -145,6 +149,7 @@ impl GatewayError {
             Self::InvalidConfirmation | Self::InvalidResetToken | Self::InvalidGrant => "invalid_token",
             Self::InvalidCredentials => "invalid_credentials",
             Self::EmailUnconfirmed => "email_unconfirmed",
+            Self::DomainNotAllowed => "domain_not_allowed",
             Self::AccountDisabled => "account_disabled",
             Self::Locked { .. } => "locked",
             Self::InvalidCode | Self::CodeReused { .. } => "invalid_code",
@@ -182,6 +187,7 @@ impl GatewayError {
             }
             Self::InvalidCredentials => "invalid email or password",
             Self::EmailUnconfirmed => "confirm your email address first",
+            Self::DomainNotAllowed => "registration is not open to addresses of this domain",
             Self::AccountDisabled => "this account is disabled",
             Self::Locked { .. } => "too many failed attempts; try again later",
             Self::InvalidCode => "invalid code; log in again",
@@ -268,6 +274,7 @@ impl GatewayError {
             | Self::InvalidResetToken
             | Self::InvalidCredentials
             | Self::EmailUnconfirmed
+            | Self::DomainNotAllowed
             | Self::AccountDisabled
             | Self::InvalidCode
             | Self::CodeReused { .. }

@@ -25,6 +25,7 @@
 //! trail.
 
 pub mod admin;
+pub mod attributes;
 pub mod audit;
 pub mod auth;
 pub mod clock;

@@ -20,5 +20,8 @@ fn main() -> ExitCode {
         Command::Audit { command } => cli::audit::run(config, command),
         Command::Keys { command } => cli::keys::run(config, command),
         Command::Totp { secret } => cli::keys::totp(&secret),
+        Command::Init(init) => cli::init::run(&init),
+        Command::Completions { shell } => cli::reference::completions(shell),
+        Command::Man => cli::reference::man(),
     }
 }

@@ -205,6 +205,7 @@ async fn explain_agrees_with_gateway() {
             roles: vec![role.into()],
             mfa: false,
             auth_time: 0,
+            attributes: Default::default(),
         };
         callers.push((Some(principal), Some(token)));
     }

@@ -81,6 +81,7 @@ fuzz_target!(|data: &[u8]| {
             roles: Vec::new(),
             mfa: true,
             auth_time: 0,
+            attributes: Default::default(),
         };
         let mut settled = false;
         for _ in 0..=set.routes.len() {
@@ -99,6 +100,16 @@ fuzz_target!(|data: &[u8]| {
                         "{path:?}: {required:?}"
                     );
                     caller.roles.extend(required);
+                }
+                // An owner-by-attribute route: the caller's attribute is the segment.
+                Decision::Forbidden {
+                    why: Refused::NotOwner {
+                        attribute: Some(attribute),
+                        ..
+                    },
+                    ..
+                } if !caller.attributes.contains_key(&attribute) => {
+                    caller.attributes.insert(attribute, "u-1".into());
                 }
                 // `roles = []` allows nobody.
                 Decision::Forbidden {

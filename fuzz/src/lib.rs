@@ -109,6 +109,7 @@ pub fn claims(sub: &str, roles: &[&str], amr: &[&str]) -> Claims {
         sub: sub.to_owned(),
         email: format!("{sub}@example.com"),
         roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        attrs: Default::default(),
         amr: amr.iter().map(|r| (*r).to_owned()).collect(),
         iat: NOW - 10,
         nbf: NOW - 10,

@@ -88,6 +88,9 @@ pub enum EventKind {
     UserUnlocked,
     /// An administrator changed an account's roles.
     RolesChanged,
+    /// An administrator set or removed attributes of an account (the keys are in the
+    /// reason, not the values).
+    UserAttributesChanged,
     /// An administrator disabled an account.
     UserDisabled,
     /// An administrator revoked an account's sessions.
@@ -126,7 +129,7 @@ impl Outcome {
 
 impl EventKind {
     /// Every kind, for listing and parsing names.
-    pub const ALL: [Self; 39] = [
+    pub const ALL: [Self; 40] = [
         Self::Request,
         Self::AccessDenied,
         Self::WouldDeny,
@@ -152,6 +155,7 @@ impl EventKind {
         Self::UserCreated,
         Self::UserUnlocked,
         Self::RolesChanged,
+        Self::UserAttributesChanged,
         Self::UserDisabled,
         Self::SessionsRevoked,
         Self::MailUndeliverable,
@@ -195,6 +199,7 @@ impl EventKind {
             Self::UserCreated => "user_created",
             Self::UserUnlocked => "user_unlocked",
             Self::RolesChanged => "roles_changed",
+            Self::UserAttributesChanged => "user_attributes_changed",
             Self::UserDisabled => "user_disabled",
             Self::SessionsRevoked => "sessions_revoked",
             Self::MailUndeliverable => "mail_undeliverable",
@@ -226,6 +231,7 @@ impl EventKind {
             | Self::UserCreated
             | Self::UserUnlocked
             | Self::RolesChanged
+            | Self::UserAttributesChanged
             | Self::UserDisabled
             | Self::SessionsRevoked
             | Self::PasswordResetRequested

@@ -154,6 +154,8 @@ pub async fn handle(
     peer: std::net::IpAddr,
 ) -> Result<Response<GatewayBody>, GatewayError> {
     match path {
+        // With registration off, both answer exactly as a path without a route does.
+        "/auth/register" | "/auth/confirm" if !auth.registration_enabled() => Err(GatewayError::NoRoute),
         "/auth/register" => {
             method_is(&req, Method::POST)?;
             let b: RegisterBody = read_json(req).await?;

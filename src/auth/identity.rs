@@ -1,5 +1,6 @@
 //! The identity headers an upstream receives for a verified caller: `X-Auth-User`,
-//! `X-Auth-Email` and `X-Auth-Roles`, made once per token and cached with it.
+//! `X-Auth-Email`, `X-Auth-Roles` and one `X-Auth-Attr-<key>` per attribute, made once
+//! per token and cached with it.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
@@ -17,6 +18,9 @@ pub struct IdentityHeaders {
     user: Option<HeaderValue>,
     email: Option<HeaderValue>,
     roles: Option<HeaderValue>,
+    /// `X-Auth-Attr-<key>` (`_` as `-`) for each attribute; empty (no allocation) for
+    /// an account without attributes.
+    attrs: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl IdentityHeaders {
@@ -28,6 +32,14 @@ impl IdentityHeaders {
             user: value(&p.id),
             email: value(&p.email),
             roles: value(&p.roles.join(",")),
+            attrs: p
+                .attributes
+                .iter()
+                .filter_map(|(k, v)| {
+                    let name = HeaderName::from_bytes(crate::attributes::header_name(k).as_bytes()).ok()?;
+                    Some((name, value(v)?))
+                })
+                .collect(),
         }
     }
 
@@ -43,6 +55,9 @@ impl IdentityHeaders {
             if let Some(v) = value {
                 headers.insert(name, v.clone());
             }
+        }
+        for (name, value) in &self.attrs {
+            headers.insert(name.clone(), value.clone());
         }
     }
 }

@@ -8,6 +8,7 @@
 //! accounts.
 
 pub mod activity;
+pub mod attributes;
 pub mod body;
 pub mod flow;
 pub mod http;

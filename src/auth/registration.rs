@@ -13,9 +13,6 @@ use crate::store::{Confirmation, StoreError, User};
 /// At most one "someone tried to register with your address" notice per address in this
 /// time.
 const NOTICE_INTERVAL_MS: u64 = 3600 * 1000;
-/// The role a self-registered account gets (the shop's customers; accounts with other
-/// roles are made by an administrator).
-const SELF_REGISTERED_ROLE: &str = "customer";
 
 /// An address as accounts are keyed: trimmed and lower-cased.
 pub fn normalize_email(email: &str) -> String {
@@ -55,11 +52,12 @@ fn new_user(email: &str, name: &str, password_hash: String, roles: Vec<String>, 
         recovery_codes: Vec::new(),
         tokens_valid_after: 0,
         created_at: now,
+        attributes: crate::attributes::Attributes::new(),
     }
 }
 
 impl AuthService {
-    /// Registers a customer, or mails the owner of an existing address. Answers the same
+    /// Registers an account with `[registration] default_roles`, or mails the owner of an existing address. Answers the same
     /// either way, and costs one argon2 hash either way.
     pub async fn register(&self, email: &str, password: String, name: &str) -> Flow<()> {
         Flow::audited_success(self.try_register(email, password, name).await.map(|event| ((), event)))
@@ -72,6 +70,10 @@ impl AuthService {
                 "email",
                 "not an email address",
             )));
+        }
+        // Decided on the address alone, before any account is looked at.
+        if !self.config.registration.domain_allowed(&email) {
+            return Err(GatewayError::DomainNotAllowed);
         }
         if name.trim().is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
             return Err(GatewayError::InvalidBody(BodyProblem::Invalid(
@@ -143,14 +145,16 @@ impl AuthService {
                 }
             }
             (None, _) => {
-                let user = new_user(
+                let registration = &self.config.registration;
+                let mut user = new_user(
                     &email,
                     name.trim(),
                     hash,
-                    vec![SELF_REGISTERED_ROLE.into()],
+                    registration.default_roles.clone(),
                     false,
                     self.clock.now(),
                 );
+                user.attributes.clone_from(&registration.default_attributes);
                 match self.store.create_user(&user) {
                     Ok(()) => self.send_confirmation(&user).await?,
                     // Lost a race with another registration of the same address.

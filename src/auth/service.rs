@@ -137,6 +137,12 @@ impl AuthService {
         &self.clock
     }
 
+    /// Whether `[registration]` lets anyone make an account (`/auth/register` and
+    /// `/auth/confirm` answer 404 otherwise).
+    pub fn registration_enabled(&self) -> bool {
+        self.config.registration.enabled
+    }
+
     /// Security events by kind, as counted for `GET /metrics`.
     pub fn event_counts(&self) -> &crate::metrics::AuthEventCounts {
         &self.events

@@ -30,6 +30,10 @@ pub struct Claims {
     pub sub: String,
     pub email: String,
     pub roles: Vec<String>,
+    /// The account's attributes; left out when it has none, so tokens of accounts
+    /// without attributes stay as they were.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub attrs: std::collections::BTreeMap<String, String>,
     pub amr: Vec<String>,
     pub iat: u64,
     pub nbf: u64,

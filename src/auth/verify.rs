@@ -151,6 +151,7 @@ impl AuthService {
             roles: claims.roles.clone(),
             mfa: claims.amr.iter().any(|a| a == "otp"),
             auth_time: claims.auth_time,
+            attributes: claims.attrs.clone(),
         }
     }
 }
@@ -215,6 +216,7 @@ mod tests {
                 jti: format!("jti-{n}"),
                 sid: "s-1".into(),
                 auth_time: now,
+                attrs: Default::default(),
             })
             .unwrap()
     }

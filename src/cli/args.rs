@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 )]
 pub struct Cli {
     /// The gateway configuration.
-    #[arg(long, global = true, default_value = "gateway.toml")]
+    #[arg(long, global = true, env = "PORTCULLIS_CONFIG", default_value = "gateway.toml")]
     pub config: PathBuf,
     /// How `serve` and `demo` write their log lines to standard output.
     #[arg(
@@ -68,6 +68,35 @@ pub enum Command {
     },
     /// Print the current TOTP code for a base32 secret (for trying the demo with curl).
     Totp { secret: String },
+    /// Write a commented gateway.toml and a starter policy for an upstream API into DIR.
+    Init(InitArgs),
+    /// Print a shell completion script (e.g. `portcullis completions bash > /etc/bash_completion.d/portcullis`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `portcullis man > portcullis.1`.
+    Man,
+}
+
+// What `portcullis init` writes, and for which upstream.
+#[derive(clap::Args)]
+pub struct InitArgs {
+    /// Where to write gateway.toml and policies/ (created if missing).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// The API to put behind the gateway, e.g. http://127.0.0.1:8000 (plain HTTP, optionally with a path prefix).
+    #[arg(long)]
+    pub upstream: String,
+    /// The upstream's name in [upstreams] and the policy file's name.
+    #[arg(long, default_value = "api")]
+    pub name: String,
+    /// The gateway's TLS listener.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub listen: std::net::SocketAddr,
+    /// The data directory (database, keys, certificate, outbox); relative to DIR, e.g. /var/lib/portcullis for systemd or Docker.
+    #[arg(long, default_value = "data")]
+    pub data_dir: String,
 }
 
 #[derive(Subcommand)]
@@ -160,6 +189,37 @@ pub enum UserCommand {
     Enable { email: String },
     /// Remove an account's TOTP and recovery codes and revoke its sessions (it enrols again at its next login if its roles require MFA).
     ResetMfa { email: String },
+    /// An account's attributes (compared by `owner` rules, forwarded as X-Auth-Attr-*).
+    #[command(subcommand)]
+    Attr(AttrCommand),
+}
+
+#[derive(Subcommand)]
+pub enum AttrCommand {
+    /// Set attributes, KEY=VALUE each (keys: a-z, 0-9, _; values up to 256 bytes). The
+    /// account's access tokens stop working; its sessions refresh with the new values.
+    Set {
+        email: String,
+        #[arg(required = true, value_name = "KEY=VALUE", value_parser = parse_attr)]
+        pairs: Vec<(String, String)>,
+    },
+    /// Remove attributes by key (access tokens go stale as for `set`).
+    Unset {
+        email: String,
+        #[arg(required = true, value_name = "KEY")]
+        keys: Vec<String>,
+    },
+    /// An account's attributes, one `key=value` a line.
+    List {
+        email: String,
+        /// One JSON object on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_attr(s: &str) -> Result<(String, String), String> {
+    portcullis::attributes::parse_assignment(s)
 }
 
 #[derive(Subcommand)]
@@ -190,6 +250,9 @@ pub struct ExplainArgs {
     /// How long ago the caller passed TOTP, e.g. 10m (for routes with mfa_max_age; default: just now).
     #[arg(long, value_name = "DURATION")]
     pub auth_age: Option<portcullis::units::HumanDuration>,
+    /// An attribute of the caller, KEY=VALUE (repeatable), for owner-by-attribute routes.
+    #[arg(long = "attr", value_name = "KEY=VALUE", value_parser = parse_attr)]
+    pub attrs: Vec<(String, String)>,
     /// Policy directory (default: the configured one).
     #[arg(long)]
     pub dir: Option<PathBuf>,

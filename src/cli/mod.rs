@@ -5,8 +5,10 @@
 
 pub mod args;
 pub mod audit;
+pub mod init;
 pub mod keys;
 pub mod policy;
+pub mod reference;
 pub mod serve;
 mod shared;
 pub mod user;

@@ -39,6 +39,7 @@ fn explain(config_path: &Path, args: ExplainArgs) -> ExitCode {
         user,
         mfa,
         auth_age,
+        attrs,
         dir,
     } = args;
     // The caller passed its second factor at time 0, and is judged `auth_age` later.
@@ -52,19 +53,26 @@ fn explain(config_path: &Path, args: ExplainArgs) -> ExitCode {
         eprintln!("portcullis: {method:?} is not an HTTP method");
         return ExitCode::FAILURE;
     };
-    let caller = (user.is_some() || !roles.is_empty()).then(|| Principal {
+    let caller = (user.is_some() || !roles.is_empty() || !attrs.is_empty()).then(|| Principal {
         id: user.unwrap_or_else(|| "u-explain".into()),
         email: String::new(),
         roles,
         mfa,
         auth_time: 0,
+        attributes: attrs.into_iter().collect(),
     });
     match &caller {
         None => println!("{method} {path} as an anonymous caller"),
         Some(p) => println!(
-            "{method} {path} as user {} with roles [{}], {}",
+            "{method} {path} as user {} with roles [{}]{}, {}",
             p.id,
             p.roles.join(", "),
+            if p.attributes.is_empty() {
+                String::new()
+            } else {
+                let a: Vec<String> = p.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!(" and attributes [{}]", a.join(", "))
+            },
             if p.mfa {
                 format!("after TOTP {now}s ago")
             } else {

@@ -47,7 +47,8 @@ pub async fn run_admin(config: Config, request: AdminRequest) -> Result<serde_js
     if let Some(answer) = portcullis::admin::send(&config.server.data_dir, &request).await {
         return answer;
     }
-    portcullis::store::dir::secure(&config.server.data_dir).map_err(|e| e.to_string())?;
+    let data_dir = config.server.data_dir.clone();
+    portcullis::store::dir::secure(&data_dir).map_err(|e| e.to_string())?;
     let store = portcullis::store::Store::open(&config.server.data_dir).map_err(|e| {
         format!(
             "cannot open the database in {} ({e}); if a gateway is running, it is not answering on {}",
@@ -67,6 +68,11 @@ pub async fn run_admin(config: Config, request: AdminRequest) -> Result<serde_js
         if let Err(e) = portcullis::audit::sign_checkpoint(auth.store(), auth.keys(), auth.clock().now_ms()).await {
             eprintln!("portcullis: cannot sign an audit checkpoint: {e}");
         }
+    }
+    // What the database made under the process's umask is tightened now, not by the
+    // next `serve` with a warning (a first `user add` before the first start made one).
+    if let Err(e) = portcullis::store::dir::secure(&data_dir) {
+        eprintln!("portcullis: {e}");
     }
     result
 }

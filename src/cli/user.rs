@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use portcullis::admin::AdminRequest;
 
-use super::args::UserCommand;
+use super::args::{AttrCommand, UserCommand};
 use super::shared::{fail, load_config, run_admin, run_async_value};
 
 /// Runs one `user` command and prints its answer.
@@ -16,8 +16,11 @@ pub fn run(config_path: &Path, command: UserCommand) -> ExitCode {
     let show_list = matches!(command, UserCommand::List { .. });
     let json = matches!(
         command,
-        UserCommand::List { json: true } | UserCommand::Show { json: true, .. }
+        UserCommand::List { json: true }
+            | UserCommand::Show { json: true, .. }
+            | UserCommand::Attr(AttrCommand::List { json: true, .. })
     );
+    let attr_list = matches!(command, UserCommand::Attr(AttrCommand::List { .. }));
     let request = match command {
         UserCommand::Add {
             email,
@@ -49,10 +52,17 @@ pub fn run(config_path: &Path, command: UserCommand) -> ExitCode {
         UserCommand::Disable { email } => AdminRequest::Disable { email },
         UserCommand::Revoke { email } => AdminRequest::Revoke { email },
         UserCommand::ResetMfa { email } => AdminRequest::ResetMfa { email },
+        UserCommand::Attr(command) => attr_request(command),
     };
     match run_async_value(run_admin(config, request)) {
         Ok(value) if json => {
-            println!("{value}");
+            println!("{}", if attr_list { &value["attributes"] } else { &value });
+            ExitCode::SUCCESS
+        }
+        Ok(value) if attr_list => {
+            for (k, v) in value["attributes"].as_object().into_iter().flatten() {
+                println!("{k}={}", v.as_str().unwrap_or(""));
+            }
             ExitCode::SUCCESS
         }
         Ok(value) => {
@@ -60,6 +70,27 @@ pub fn run(config_path: &Path, command: UserCommand) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),
+    }
+}
+
+/// The admin request of a `user attr` command (`list` is a change of nothing).
+fn attr_request(command: AttrCommand) -> AdminRequest {
+    match command {
+        AttrCommand::Set { email, pairs } => AdminRequest::Attr {
+            email,
+            set: pairs.into_iter().collect(),
+            unset: Vec::new(),
+        },
+        AttrCommand::Unset { email, keys } => AdminRequest::Attr {
+            email,
+            set: Default::default(),
+            unset: keys,
+        },
+        AttrCommand::List { email, .. } => AdminRequest::Attr {
+            email,
+            set: Default::default(),
+            unset: Vec::new(),
+        },
     }
 }
 
@@ -86,7 +117,18 @@ fn print_admin(value: &serde_json::Value, list: bool) {
                 println!("{}", row(u));
             }
         }
-        v if v.get("mfa_enabled").is_some() => println!("{}", row(v)),
+        v if v.get("mfa_enabled").is_some() => {
+            println!("{}", row(v));
+            let attrs: Vec<String> = v["attributes"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect();
+            if !attrs.is_empty() {
+                println!("attributes: {}", attrs.join(" "));
+            }
+        }
         serde_json::Value::Object(map) => {
             for (k, v) in map {
                 match v {

@@ -9,6 +9,7 @@
 //! layer below (what the engine reads).
 
 mod raw;
+mod registration;
 mod smtp;
 #[cfg(test)]
 mod tests;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 use crate::units::Rate;
 
+pub use self::registration::Registration;
 pub use self::smtp::{Smtp, SmtpPassword, SmtpTls, SMTP_PASSWORD_ENV};
 
 /// The most connection workers `[server] workers` may ask for.
@@ -68,6 +70,8 @@ pub struct Config {
     pub audit_queue: usize,
     /// `[policy] mode = "shadow"`: refusals are let through and audited as `would_deny`.
     pub shadow: bool,
+    /// `[registration]`: self-registration, off by default.
+    pub registration: Registration,
 }
 
 #[derive(Debug, Clone)]

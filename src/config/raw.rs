@@ -31,6 +31,8 @@ pub(super) struct RawConfig {
     pub(super) audit: RawAudit,
     #[serde(default)]
     pub(super) policy: RawPolicyMode,
+    #[serde(default)]
+    pub(super) registration: super::registration::RawRegistration,
 }
 
 #[derive(Deserialize, Default)]

@@ -244,6 +244,15 @@ impl Config {
             )
         });
         let email = Email { outbox, smtp };
+        let registration = found.take(
+            super::registration::validate(
+                raw.registration,
+                &|r| raw.roles.contains_key(r),
+                !raw.roles.is_empty(),
+                src.find("[registration]").map(|i| i..i + 14),
+            )
+            .map_err(|(span, key, m)| SourceError::at(path, src, Some(span), Some(key.into()), m)),
+        );
 
         Some(Self {
             source: path.to_path_buf(),
@@ -278,10 +287,7 @@ impl Config {
                 max_failures: raw.login.max_failures.unwrap_or(5),
                 lockout: raw.login.lockout.map_or(Duration::from_secs(900), |d| d.0),
                 mfa_ttl: raw.login.mfa_ttl.map_or(Duration::from_secs(120), |d| d.0),
-                require_mfa_roles: raw
-                    .login
-                    .require_mfa_roles
-                    .unwrap_or_else(|| vec!["admin".into(), "inventory".into(), "support".into()]),
+                require_mfa_roles: raw.login.require_mfa_roles.unwrap_or_default(),
                 hash_concurrency: raw
                     .login
                     .hash_concurrency
@@ -294,6 +300,7 @@ impl Config {
             audit_retain: raw.audit.retain.map(|d| d.0),
             audit_queue: raw.audit.queue.unwrap_or(crate::audit::QUEUE).max(1),
             shadow,
+            registration: registration?,
         })
     }
 }

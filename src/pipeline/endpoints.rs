@@ -131,6 +131,7 @@ mod tests {
             roles: vec![role.into()],
             mfa: true,
             auth_time: 0,
+            attributes: Default::default(),
         };
         for ip in ["127.0.0.1", "::1", "::ffff:127.0.0.1"] {
             assert!(metrics_allowed(ip.parse().unwrap(), None), "{ip}");

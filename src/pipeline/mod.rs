@@ -244,6 +244,7 @@ fn refusal_event(err: &GatewayError, proxied: bool) -> Option<EventKind> {
         | GatewayError::InvalidResetToken
         | GatewayError::InvalidCredentials
         | GatewayError::EmailUnconfirmed
+        | GatewayError::DomainNotAllowed
         | GatewayError::AccountDisabled
         | GatewayError::Locked { .. }
         | GatewayError::InvalidCode

@@ -26,6 +26,8 @@ pub struct TestIdentity {
     pub roles: Vec<String>,
     pub mfa: bool,
     pub email: Option<String>,
+    /// `attributes = { customer_id = "42" }`: the caller's attributes.
+    pub attributes: crate::attributes::Attributes,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +62,7 @@ pub fn run_case(set: &PolicySet, case: &TestCase) -> (TestExpect, String) {
         roles: i.roles.clone(),
         mfa: i.mfa,
         auth_time: 0,
+        attributes: i.attributes.clone(),
     });
     // The caller passed its second factor at time 0; the case is judged `auth_age` later.
     match set.decide_at(&case.method, &path, principal.as_ref(), case.auth_age.unwrap_or(0)) {

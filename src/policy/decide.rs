@@ -2,7 +2,7 @@
 
 use http::Method;
 
-use super::{PolicySet, Principal, Route};
+use super::{Owner, PolicySet, Principal, Route};
 
 /// Why a matching route did not allow a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,8 +13,9 @@ pub enum Refused {
     MissingRole { required: Vec<String> },
     /// The route lists no roles at all (`roles = []`): nobody is allowed.
     NoRoleAllowed,
-    /// The `owner` segment is not the caller's id.
-    NotOwner { param: String },
+    /// The `owner` segment is not the caller's id, or (with `attribute`) not the value
+    /// of that attribute of the caller, or the caller has no such attribute.
+    NotOwner { param: String, attribute: Option<String> },
     /// The route needs a login that passed TOTP.
     NeedsMfa,
     /// The route has `mfa_max_age`: the caller's token has no second factor, or passed it
@@ -30,7 +31,14 @@ impl std::fmt::Display for Refused {
                 write!(f, "needs one of the roles [{}]", required.join(", "))
             }
             Self::NoRoleAllowed => write!(f, "roles = [] allows nobody"),
-            Self::NotOwner { param } => write!(f, "the {{{param}}} segment is not the caller's id"),
+            Self::NotOwner { param, attribute: None } => write!(f, "the {{{param}}} segment is not the caller's id"),
+            Self::NotOwner {
+                param,
+                attribute: Some(a),
+            } => write!(
+                f,
+                "the {{{param}}} segment is not the caller's attribute {a:?} (or the caller has none)"
+            ),
             Self::NeedsMfa => write!(f, "needs a login that passed two-factor authentication"),
             Self::StaleMfa { max_age } => {
                 write!(f, "needs the second factor passed within the last {max_age}s (step-up)")
@@ -67,16 +75,25 @@ pub fn evaluate(route: &Route, captures: &[&str], caller: Option<&Principal>, no
         }
         Some(_) => {}
     }
-    if let Some(param) = &route.owner {
+    if let Some(owner) = &route.owner {
+        let param = owner.param();
         let value = route
             .pattern
             .param_names()
             .zip(captures)
-            .find(|(name, _)| name == param)
+            .find(|(name, _)| *name == param)
             .map(|(_, v)| *v);
-        // Constant-time is not needed: user ids are not secrets, and the caller knows theirs.
-        if value != Some(p.id.as_str()) {
-            return Err(Refused::NotOwner { param: param.clone() });
+        let (expected, attribute) = match owner {
+            Owner::User { .. } => (Some(p.id.as_str()), None),
+            Owner::Attribute { attribute, .. } => (p.attributes.get(attribute).map(String::as_str), Some(attribute)),
+        };
+        // Constant-time is not needed: ids and attributes are not secrets, and the
+        // caller knows its own. A missing value, or an empty one, owns nothing.
+        if value.is_none() || value == Some("") || value != expected {
+            return Err(Refused::NotOwner {
+                param: param.to_owned(),
+                attribute: attribute.cloned(),
+            });
         }
     }
     if let Some(max_age) = route.mfa_max_age {

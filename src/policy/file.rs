@@ -31,7 +31,7 @@ struct RawRoute {
     public: bool,
     #[serde(default)]
     roles: Option<Spanned<Vec<String>>>,
-    owner: Option<Spanned<String>>,
+    owner: Option<Spanned<toml::Value>>,
     #[serde(default)]
     mfa: bool,
     mfa_max_age: Option<Spanned<HumanDuration>>,
@@ -67,6 +67,8 @@ struct RawIdentity {
     #[serde(default)]
     mfa: bool,
     email: Option<String>,
+    #[serde(default)]
+    attributes: std::collections::BTreeMap<String, String>,
 }
 
 const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
@@ -146,19 +148,12 @@ pub fn parse_file(
             }
         };
 
-        if let (Some(owner), Some(pattern)) = (&r.owner, &pattern) {
-            if !pattern.param_names().any(|n| n == owner.get_ref()) {
-                err(
-                    owner.span(),
-                    key("owner"),
-                    format!(
-                        "owner names {{{}}}, which the path {:?} does not have",
-                        owner.get_ref(),
-                        r.path.get_ref()
-                    ),
-                );
-            }
-        }
+        let owner = match (&r.owner, &pattern) {
+            (Some(owner), Some(pattern)) => super::owner::compile(owner.get_ref(), pattern, r.path.get_ref())
+                .map_err(|m| err(owner.span(), key("owner"), m))
+                .ok(),
+            _ => None,
+        };
         let roles: Option<Vec<String>> = r.roles.as_ref().map(|s| s.get_ref().clone());
         if r.public {
             // `roles = []` allows nobody and `public` everybody: either way a contradiction.
@@ -235,7 +230,7 @@ pub fn parse_file(
                 pattern,
                 public: r.public,
                 roles,
-                owner: r.owner.as_ref().map(|o| o.get_ref().clone()),
+                owner,
                 mfa: r.mfa,
                 mfa_max_age,
                 rate_limit: r.rate_limit,
@@ -281,6 +276,14 @@ pub fn parse_file(
                 continue;
             }
         };
+        let bad_attribute = t
+            .identity
+            .as_ref()
+            .and_then(|a| crate::attributes::check(&a.attributes).err());
+        if let Some(m) = bad_attribute {
+            err(spanned.span(), key("as.attributes"), m);
+            continue;
+        }
         tests.push(TestCase {
             file: path.to_path_buf(),
             line,
@@ -291,6 +294,7 @@ pub fn parse_file(
                 roles: a.roles.clone(),
                 mfa: a.mfa,
                 email: a.email.clone(),
+                attributes: a.attributes.clone(),
             }),
             expect,
             auth_age: t.auth_age.map(|a| a.0.as_secs()),

@@ -10,7 +10,8 @@
 //!
 //! `decide` holds the decision ([`Decision`], [`Refused`], [`evaluate`]); `explain` its
 //! route-by-route account; `cases` the `[[test]]` cases `policy test` runs; `file` the
-//! policy file format; `matcher` the path trie; `lint` the warnings; `reload` the swap.
+//! policy file format, `owner` its `owner` key; `matcher` the path trie; `lint` the
+//! warnings; `reload` the swap.
 
 mod cases;
 mod decide;
@@ -18,6 +19,7 @@ mod explain;
 mod file;
 pub mod lint;
 pub mod matcher;
+mod owner;
 pub mod reload;
 pub mod roles;
 #[cfg(test)]
@@ -53,8 +55,8 @@ pub struct Route {
     /// any of these roles; an empty list (`roles = []`) allows nobody, since an operator
     /// who empties a list means to take access away, not to give it to everyone.
     pub roles: Option<Vec<String>>,
-    /// The path parameter that must equal the caller's id.
-    pub owner: Option<String>,
+    /// The path parameter that must equal the caller's id, or one of its attributes.
+    pub owner: Option<Owner>,
     pub mfa: bool,
     /// `mfa_max_age`, in seconds: the caller's second factor must be at most this old.
     pub mfa_max_age: Option<u64>,
@@ -72,6 +74,25 @@ impl Route {
     }
 }
 
+/// A route's `owner` rule: which path parameter must equal what of the caller's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// `owner = "id"`: the `{id}` segment must be the caller's user id.
+    User { param: String },
+    /// `owner = { segment = "id", attribute = "customer_id" }`: the `{id}` segment must
+    /// equal the caller's attribute `customer_id`; a caller without it is refused.
+    Attribute { param: String, attribute: String },
+}
+
+impl Owner {
+    /// The path parameter compared.
+    pub fn param(&self) -> &str {
+        match self {
+            Self::User { param } | Self::Attribute { param, .. } => param,
+        }
+    }
+}
+
 /// An authenticated caller, as the policy sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -83,6 +104,9 @@ pub struct Principal {
     /// When the caller last passed the second factor (or the password, without one),
     /// Unix seconds: what a route's `mfa_max_age` is held to.
     pub auth_time: u64,
+    /// The account's attributes (from the token's `attrs` claim), for `owner` rules
+    /// that compare one.
+    pub attributes: crate::attributes::Attributes,
 }
 
 /// A compiled, immutable set of routes (and the test cases that came with them).

@@ -43,6 +43,7 @@ fn who(id: &str, roles: &[&str], mfa: bool) -> Principal {
         roles: roles.iter().map(|r| (*r).to_string()).collect(),
         mfa,
         auth_time: 0,
+        attributes: Default::default(),
     }
 }
 
@@ -99,7 +100,13 @@ fn refusal_reason() {
     match s.decide(&Method::PUT, "/api/customers/u-bob", Some(&alice)) {
         Decision::Forbidden { route, why } => {
             assert_eq!(route.name, "own particulars");
-            assert_eq!(why, Refused::NotOwner { param: "id".into() });
+            assert_eq!(
+                why,
+                Refused::NotOwner {
+                    param: "id".into(),
+                    attribute: None
+                }
+            );
         }
         other => panic!("{other:?}"),
     }

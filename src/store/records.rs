@@ -25,6 +25,11 @@ pub struct User {
     /// Access tokens issued before this (Unix seconds) are no longer accepted.
     pub tokens_valid_after: u64,
     pub created_at: u64,
+    /// Set by an administrator (or `[registration] default_attributes`); bounded as
+    /// `crate::attributes` says. Carried in access tokens, compared by `owner` rules and
+    /// forwarded upstream. Absent in records written before attributes existed.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub attributes: std::collections::BTreeMap<String, String>,
 }
 
 impl User {

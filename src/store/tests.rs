@@ -16,6 +16,7 @@ fn user(id: &str, email: &str) -> User {
         recovery_codes: Vec::new(),
         tokens_valid_after: 0,
         created_at: 0,
+        attributes: Default::default(),
     }
 }
 

@@ -67,7 +67,15 @@ pub struct Setup {
     pub clock: Option<portcullis::clock::ManualClock>,
     /// Extra lines of the `[server]` table (e.g. `workers = 1`).
     pub server: String,
+    /// The `[registration]` table (registration on, `customer`), unless `extra` has one.
+    pub registration: Option<String>,
+    /// The `[login]` table the tests assume (the shop's staff roles need two-factor),
+    /// unless `extra` has one.
+    pub login: String,
 }
+
+/// The `[registration]` every test gateway has unless told otherwise.
+pub const REGISTRATION: &str = "[registration]\nenabled = true\ndefault_roles = [\"customer\"]\n";
 
 impl Setup {
     pub fn new(upstreams: &[(&str, String)], policy: &str) -> Self {
@@ -78,6 +86,8 @@ impl Setup {
             policy_dir: None,
             clock: None,
             server: String::new(),
+            registration: Some(REGISTRATION.to_owned()),
+            login: "[login]\nrequire_mfa_roles = [\"admin\", \"inventory\", \"support\"]\n".to_owned(),
         }
     }
 
@@ -107,6 +117,13 @@ impl Setup {
         self
     }
 
+    /// Replaces the `[registration]` table (the whole table text), or drops it with `None`
+    /// (registration off).
+    pub fn registration(mut self, table: Option<&str>) -> Self {
+        self.registration = table.map(str::to_owned);
+        self
+    }
+
     pub fn extra(mut self, toml: &str) -> Self {
         self.extra.push_str(toml);
         self
@@ -124,12 +141,20 @@ impl Setup {
             }
         };
         let upstreams: String = self.upstreams.iter().map(|(n, u)| format!("{n} = \"{u}\"\n")).collect();
+        // A table of `extra` wins over the default one; the defaults come last, so the
+        // line numbers of `extra` stay what tests expect.
+        let default_table = |table: Option<&str>, header: &str| match table {
+            Some(t) if !self.extra.contains(header) => format!("{t}\n"),
+            _ => String::new(),
+        };
         let config = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://localhost\"\ndata_dir = \"{}\"\npolicies = \"{}\"\n{}\n[upstreams]\n{upstreams}\n{}",
+            "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://localhost\"\ndata_dir = \"{}\"\npolicies = \"{}\"\n{}\n[upstreams]\n{upstreams}\n{}\n{}{}",
             dir.join("data").display(),
             policies.display(),
             self.server,
-            self.extra
+            self.extra,
+            default_table(self.registration.as_deref(), "[registration]"),
+            default_table(Some(&self.login), "[login]"),
         );
         let path = dir.join("gateway.toml");
         std::fs::write(&path, config).unwrap();

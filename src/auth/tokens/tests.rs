@@ -15,6 +15,7 @@ fn claims(now: u64) -> Claims {
         jti: "j1".into(),
         sid: "s1".into(),
         auth_time: now,
+        attrs: Default::default(),
     }
 }
 

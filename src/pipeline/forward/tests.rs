@@ -23,6 +23,7 @@ fn verified(p: Principal) -> Arc<Verified> {
         jti: "j".into(),
         sid: "s".into(),
         auth_time: 0,
+        attrs: Default::default(),
     };
     let identity = IdentityHeaders::of(&p);
     Arc::new(Verified {
@@ -92,6 +93,7 @@ fn rewrite_removes_and_sets() {
         roles: vec!["customer".into()],
         mfa: false,
         auth_time: 0,
+        attributes: Default::default(),
     };
     let authorized = authorized(Some(who));
     rewrite_request_headers(&mut h, &client, identity_of(&authorized));
