@@ -116,7 +116,7 @@ pub async fn execute(auth: &AuthService, req: AdminRequest) -> Result<Value, Str
         auth.store()
             .user_by_email(&normalize_email(email))
             .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("no account with email {:?}", normalize_email(email)))
+            .ok_or_else(|| format!("no account with email {}", normalize_email(email)))
     };
     let flush = || async { auth.store().flush().await.map_err(|e| e.to_string()) };
     match req {
@@ -153,7 +153,8 @@ pub async fn execute(auth: &AuthService, req: AdminRequest) -> Result<Value, Str
             Ok(json!({ "email": c.user.email, "attributes": c.user.attributes, "set": c.set, "removed": c.removed }))
         }
         AdminRequest::Unlock { email } => {
-            let email = normalize_email(&email);
+            // Failures are counted for unknown addresses too; clearing one is no unlock.
+            let email = find(&email)?.email;
             auth.store().clear_failures(&email).map_err(|e| e.to_string())?;
             flush().await?;
             let mut ev = crate::audit::Event::new(crate::audit::EventKind::UserUnlocked);

@@ -4,13 +4,16 @@
 //! be added without deciding its status. The client gets a generic code and message with
 //! the request id; the detail (sources, upstream names, addresses) goes to the log only.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 
+pub use crate::error_chain::chain;
 use crate::path::Refusal;
+pub use crate::refusal::{BodyProblem, TokenError};
 use crate::upstream::body::GatewayBody;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -25,6 +28,10 @@ pub enum GatewayError {
     NoRoute,
     #[error("authentication required: {reason}")]
     Unauthenticated { reason: String, invalid_token: bool },
+    /// A bearer token was presented and refused; the client learns why (RFC 6750
+    /// `error_description`), since that tells it what to do next.
+    #[error("token refused: {0}")]
+    TokenRefused(TokenError),
     #[error("forbidden: {reason}")]
     Forbidden { reason: String },
     /// RFC 9470: the route needs a second factor passed within `max_age` seconds.
@@ -50,6 +57,9 @@ pub enum GatewayError {
     UpstreamTimeout { upstream: String, timeout: Duration },
     #[error("malformed request body: {0}")]
     Malformed(String),
+    /// A request body the client can fix: the message names the field, never its value.
+    #[error("request body refused: {0}")]
+    InvalidBody(BodyProblem),
     #[error("password breaks the policy")]
     PasswordPolicy { rules: Vec<String> },
     #[error("confirmation token unknown, used or expired")]
@@ -70,6 +80,10 @@ pub enum GatewayError {
     Locked { retry_after: Duration },
     #[error("invalid TOTP code")]
     InvalidCode,
+    /// A right TOTP code whose step was already accepted (RFC 6238 §5.2). `login_again`:
+    /// the code was sent to `/auth/mfa`, whose `mfa_token` a failure spends.
+    #[error("TOTP code already used")]
+    CodeReused { login_again: bool },
     #[error("refresh or MFA token unknown, spent, revoked or expired")]
     InvalidGrant,
     #[error("password hashing queue full")]
@@ -87,7 +101,9 @@ impl GatewayError {
             Self::BadTarget(_) => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::NoRoute => StatusCode::NOT_FOUND,
-            Self::Unauthenticated { .. } | Self::InsufficientUserAuthentication { .. } => StatusCode::UNAUTHORIZED,
+            Self::Unauthenticated { .. } | Self::TokenRefused(_) | Self::InsufficientUserAuthentication { .. } => {
+                StatusCode::UNAUTHORIZED
+            }
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } | Self::RouteRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -95,9 +111,13 @@ impl GatewayError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::Malformed(_) | Self::InvalidConfirmation | Self::InvalidResetToken => StatusCode::BAD_REQUEST,
+            Self::Malformed(_) | Self::InvalidBody(_) | Self::InvalidConfirmation | Self::InvalidResetToken => {
+                StatusCode::BAD_REQUEST
+            }
             Self::PasswordPolicy { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::InvalidCredentials | Self::InvalidCode | Self::InvalidGrant => StatusCode::UNAUTHORIZED,
+            Self::InvalidCredentials | Self::InvalidCode | Self::CodeReused { .. } | Self::InvalidGrant => {
+                StatusCode::UNAUTHORIZED
+            }
             Self::EmailUnconfirmed | Self::AccountDisabled | Self::DomainNotAllowed => StatusCode::FORBIDDEN,
             Self::Locked { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -115,6 +135,7 @@ impl GatewayError {
                 invalid_token: true, ..
             } => "invalid_token",
             Self::Unauthenticated { .. } => "unauthenticated",
+            Self::TokenRefused(_) => "invalid_token",
             Self::InsufficientUserAuthentication { .. } => "insufficient_user_authentication",
             Self::Forbidden { .. } => "forbidden",
             Self::RateLimited { .. } | Self::RouteRateLimited { .. } => "rate_limited",
@@ -123,7 +144,7 @@ impl GatewayError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UpstreamUnreachable { .. } => "bad_gateway",
             Self::UpstreamTimeout { .. } => "gateway_timeout",
-            Self::Malformed(_) => "bad_request",
+            Self::Malformed(_) | Self::InvalidBody(_) => "bad_request",
             Self::PasswordPolicy { .. } => "password_policy",
             Self::InvalidConfirmation | Self::InvalidResetToken | Self::InvalidGrant => "invalid_token",
             Self::InvalidCredentials => "invalid_credentials",
@@ -131,19 +152,21 @@ impl GatewayError {
             Self::DomainNotAllowed => "domain_not_allowed",
             Self::AccountDisabled => "account_disabled",
             Self::Locked { .. } => "locked",
-            Self::InvalidCode => "invalid_code",
+            Self::InvalidCode | Self::CodeReused { .. } => "invalid_code",
             Self::Busy { .. } => "busy",
             Self::Store(_) | Self::Internal(_) => "internal_error",
         }
     }
 
-    /// The client-facing message: generic, never the internal detail.
-    fn public_message(&self) -> &'static str {
-        match self {
+    /// The client-facing message: generic, never the internal detail; where the client
+    /// can do something about the error, what to do.
+    fn public_message(&self) -> Cow<'static, str> {
+        let text = match self {
             Self::BadTarget(_) => "the request target is malformed or ambiguous",
             Self::MethodNotAllowed(_) => "this method is not allowed",
             Self::NoRoute => "no such resource",
             Self::Unauthenticated { .. } => "authentication is required",
+            Self::TokenRefused(why) => why.advice(),
             Self::InsufficientUserAuthentication { .. } => {
                 "pass the second factor again (POST /auth/step-up), then retry"
             }
@@ -151,10 +174,13 @@ impl GatewayError {
             Self::RateLimited { .. } | Self::RouteRateLimited { .. } => "too many requests; try again later",
             Self::RequestTimeout => "the request body did not arrive in time",
             Self::HeadersTooLarge { .. } => "the request headers are too large",
-            Self::PayloadTooLarge { .. } => "the request body is too large",
+            Self::PayloadTooLarge { limit } => {
+                return format!("the request body is too large (at most {limit} bytes)").into();
+            }
             Self::UpstreamUnreachable { .. } => "the service is unavailable",
             Self::UpstreamTimeout { .. } => "the service did not answer in time",
             Self::Malformed(_) => "the request body is malformed",
+            Self::InvalidBody(problem) => return problem.to_string().into(),
             Self::PasswordPolicy { .. } => "the password does not meet the policy",
             Self::InvalidConfirmation | Self::InvalidResetToken | Self::InvalidGrant => {
                 "the token is invalid or expired"
@@ -165,9 +191,16 @@ impl GatewayError {
             Self::AccountDisabled => "this account is disabled",
             Self::Locked { .. } => "too many failed attempts; try again later",
             Self::InvalidCode => "invalid code; log in again",
+            Self::CodeReused { login_again: true } => {
+                "this code was already used; wait for the next code from your authenticator, then log in again (the mfa_token is spent)"
+            }
+            Self::CodeReused { login_again: false } => {
+                "this code was already used; wait for the next code from your authenticator and try again"
+            }
             Self::Busy { .. } => "the service is busy; try again shortly",
             Self::Store(_) | Self::Internal(_) => "an internal error occurred",
-        }
+        };
+        Cow::Borrowed(text)
     }
 
     /// Builds the response the client sees.
@@ -180,6 +213,9 @@ impl GatewayError {
         if let Self::PasswordPolicy { rules } = self {
             body["rules"] = rules.clone().into();
         }
+        if let Self::TokenRefused(why) = self {
+            body["error_description"] = why.description().into();
+        }
         let mut resp = json_response(self.status(), &body);
         let headers = resp.headers_mut();
         match self {
@@ -190,6 +226,16 @@ impl GatewayError {
                     HeaderValue::from_static("Bearer")
                 };
                 headers.insert(WWW_AUTHENTICATE, value);
+            }
+            Self::TokenRefused(why) => {
+                // RFC 6750 §3: the description is a fixed ASCII word, safe in a quoted-string.
+                let value = format!(
+                    "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                    why.description()
+                );
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    headers.insert(WWW_AUTHENTICATE, value);
+                }
             }
             Self::InsufficientUserAuthentication { max_age, .. } => {
                 let value = format!("Bearer error=\"insufficient_user_authentication\", max_age={max_age}");
@@ -222,6 +268,7 @@ impl GatewayError {
             | Self::UpstreamUnreachable { .. }
             | Self::UpstreamTimeout { .. }
             | Self::Malformed(_)
+            | Self::InvalidBody(_)
             | Self::PasswordPolicy { .. }
             | Self::InvalidConfirmation
             | Self::InvalidResetToken
@@ -230,6 +277,7 @@ impl GatewayError {
             | Self::DomainNotAllowed
             | Self::AccountDisabled
             | Self::InvalidCode
+            | Self::CodeReused { .. }
             | Self::InvalidGrant
             | Self::Store(_)
             | Self::Internal(_) => {}

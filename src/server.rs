@@ -185,6 +185,7 @@ impl Gateway {
                 }
             },
         ));
+        crate::policy::reload::report_warnings(&self.inner.policy(), self.inner.auth().audit()).await;
         spawn_sweeper(&mut tasks, &self.inner, &stop);
         spawn_checkpoints(&mut tasks, &self.inner, &stop);
         spawn_reaper(&mut tasks, &self.inner, &stop);

@@ -613,8 +613,12 @@ fn cut_tail(tree: &sled::Tree, from: u64) {
     }
 }
 
-/// Writes one (durable) audit record: an admin unlock of `email`.
+/// Writes one (durable) audit record: an admin unlock of `email` (its account is made
+/// first, without a record, when there is none: unlocking no account is an error).
 async fn unlock(gw: &TestGateway, email: &str) {
+    if gw.auth().store().user_by_email(email).unwrap().is_none() {
+        gw.add_user(email, &["customer"]).await;
+    }
     execute(gw.auth(), AdminRequest::Unlock { email: email.into() })
         .await
         .unwrap();

@@ -93,24 +93,34 @@ fn policy_tools() {
 
     // Warnings are printed, and the check still passes.
     let lint_dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        lint_dir.path().join("open.toml"),
-        "upstream = \"shop\"\n[[route]]\nname = \"open\"\nmethods = [\"GET\"]\npath = \"/o\"\n[[route]]\nname = \"typo\"\nmethods = [\"GET\"]\npath = \"/t\"\nroles = [\"amdin\"]\n",
-    )
-    .unwrap();
-    let out = portcullis_bin()
-        .current_dir(root)
-        .args(["policy", "check"])
-        .arg(lint_dir.path())
-        .output()
-        .unwrap();
+    let open = "upstream = \"shop\"\n[[route]]\nname = \"open\"\nmethods = [\"GET\"]\npath = \"/o\"\n";
+    std::fs::write(lint_dir.path().join("open.toml"), open).unwrap();
+    let check = |dir: &std::path::Path| {
+        portcullis_bin()
+            .current_dir(root)
+            .args(["policy", "check"])
+            .arg(dir)
+            .output()
+            .unwrap()
+    };
+    let out = check(lint_dir.path());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(
         stdout.contains("open.toml:2: route \"open\": open to every signed-in account"),
         "{stdout}"
     );
-    assert!(stdout.contains("role \"amdin\" is not declared"), "{stdout}");
+    // The shipped gateway.toml declares [roles]: a role it does not declare is an error.
+    let typo = format!("{open}[[route]]\nname = \"typo\"\nmethods = [\"GET\"]\npath = \"/t\"\nroles = [\"amdin\"]\n");
+    std::fs::write(lint_dir.path().join("open.toml"), typo).unwrap();
+    let out = check(lint_dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("open.toml:10:10: route[2].roles: role \"amdin\" is not declared")
+            && stderr.contains("did you mean \"admin\""),
+        "{stderr}"
+    );
 
     std::fs::write(
         dir.path().join("bad.toml"),

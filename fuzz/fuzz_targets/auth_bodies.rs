@@ -5,11 +5,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use portcullis::auth::body::parse;
 use portcullis::auth::http::{
     ChangeBody, EnrollBody, ForgotBody, LoginBody, LogoutBody, MfaBody, RefreshBody, RegisterBody, ResetBody, StepUpBody,
     MAX_AUTH_BODY,
 };
-use portcullis::error::GatewayError;
 use serde::de::DeserializeOwned;
 
 /// The fields that hold secrets.
@@ -24,12 +24,12 @@ const SECRETS: &[&str] = &[
     "new_password",
 ];
 
-/// Decodes a body the way `read_json` does, and checks a refusal's message.
+/// Decodes a body the way `read_json` does, and checks a refusal's message (the log's
+/// text and the client's).
 fn decode<T: DeserializeOwned>(data: &[u8], secrets: &[String]) -> Option<T> {
-    match serde_json::from_slice::<T>(data) {
+    match parse::<T>(data, false) {
         Ok(body) => Some(body),
-        Err(e) => {
-            let err = GatewayError::Malformed(format!("invalid JSON: {e}"));
+        Err(err) => {
             let message = err.to_string();
             // serde names a rejected string value as `string "..."`, Debug-quoted.
             for s in secrets {

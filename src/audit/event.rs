@@ -77,6 +77,9 @@ pub enum EventKind {
     PolicyReload,
     /// A policy reload was refused; the previous set stays.
     PolicyReloadFailed,
+    /// A policy in force draws a lint warning (at start-up and on each reload, one
+    /// record per warning, the reason `file:line: text`).
+    PolicyWarning,
     /// The high-volume queue dropped records.
     AuditOverflow,
     /// An administrator created an account.
@@ -126,7 +129,7 @@ impl Outcome {
 
 impl EventKind {
     /// Every kind, for listing and parsing names.
-    pub const ALL: [Self; 39] = [
+    pub const ALL: [Self; 40] = [
         Self::Request,
         Self::AccessDenied,
         Self::WouldDeny,
@@ -147,6 +150,7 @@ impl EventKind {
         Self::SessionExpired,
         Self::PolicyReload,
         Self::PolicyReloadFailed,
+        Self::PolicyWarning,
         Self::AuditOverflow,
         Self::UserCreated,
         Self::UserUnlocked,
@@ -190,6 +194,7 @@ impl EventKind {
             Self::SessionExpired => "session_expired",
             Self::PolicyReload => "policy_reload",
             Self::PolicyReloadFailed => "policy_reload_failed",
+            Self::PolicyWarning => "policy_warning",
             Self::AuditOverflow => "audit_overflow",
             Self::UserCreated => "user_created",
             Self::UserUnlocked => "user_unlocked",
@@ -222,6 +227,7 @@ impl EventKind {
             | Self::Logout
             | Self::SessionExpired
             | Self::PolicyReload
+            | Self::PolicyWarning
             | Self::UserCreated
             | Self::UserUnlocked
             | Self::RolesChanged

@@ -47,7 +47,7 @@ impl AuthService {
             .store
             .user_by_email(&email)
             .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("no account with email {email:?}"))?;
+            .ok_or_else(|| format!("no account with email {email}"))?;
         if set.is_empty() && unset.is_empty() {
             return Ok(AttributeChange {
                 user,
@@ -71,7 +71,7 @@ impl AuthService {
                 true
             })
             .map_err(|e| match e {
-                StoreError::NoSuchUser => format!("no account with email {email:?}"),
+                StoreError::NoSuchUser => format!("no account with email {email}"),
                 other => other.to_string(),
             })?;
         let Some(user) = updated else {

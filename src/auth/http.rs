@@ -5,24 +5,21 @@
 //! `no-store`. Secrets (passwords, tokens, codes) never reach a log line: events carry
 //! ids, emails and reasons only.
 
-use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::body::read_json;
 use super::flow::{AuthEvent, Flow};
 use super::login::LoginOutcome;
 use super::mfa::MfaCode;
 use super::service::AuthService;
 use super::sessions::TokenPair;
-use crate::error::{json_response, GatewayError};
+use crate::error::{json_response, BodyProblem, GatewayError};
 use crate::upstream::body::GatewayBody;
 use crate::upstream::request::RequestBody;
 
-/// Largest body an `/auth/*` endpoint reads.
-pub const MAX_AUTH_BODY: usize = 16 * 1024;
+pub use super::body::MAX_AUTH_BODY;
 
 /// Records a security event in the audit trail (on disk before the response goes out),
 /// in the metrics and in the log.
@@ -53,34 +50,6 @@ async fn finish<T>(
         record(auth, request_id, peer, event).await;
     }
     flow.result
-}
-
-/// Reads a JSON body of at most [`MAX_AUTH_BODY`] bytes. A body announced larger is
-/// refused (413) before any of it is read; one that turns out larger is 413 too, one
-/// that stalls 408 (the body's own deadlines), one that is malformed 400.
-async fn read_json<T: DeserializeOwned>(req: Request<RequestBody>) -> Result<T, GatewayError> {
-    let too_large = GatewayError::PayloadTooLarge {
-        limit: MAX_AUTH_BODY as u64,
-    };
-    if let Some(len) = req.headers().get(http::header::CONTENT_LENGTH) {
-        if len
-            .to_str()
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-            .is_none_or(|n| n > MAX_AUTH_BODY as u64)
-        {
-            return Err(too_large);
-        }
-    }
-    let bytes: Bytes = Limited::new(req.into_body(), MAX_AUTH_BODY)
-        .collect()
-        .await
-        .map_err(|e| {
-            crate::error::client_body_error(&*e, MAX_AUTH_BODY as u64)
-                .unwrap_or_else(|| GatewayError::Malformed("body unreadable".into()))
-        })?
-        .to_bytes();
-    serde_json::from_slice(&bytes).map_err(|e| GatewayError::Malformed(format!("invalid JSON: {e}")))
 }
 
 /// 200 with a JSON body.
@@ -234,8 +203,11 @@ pub async fn handle(
         "/auth/login" => {
             method_is(&req, Method::POST)?;
             let b: LoginBody = read_json(req).await?;
-            if b.email.len() > 254 || b.password.len() > 1024 {
-                return Err(GatewayError::Malformed("field too long".into()));
+            if b.email.len() > 254 {
+                return Err(GatewayError::InvalidBody(BodyProblem::TooLong("email", 254)));
+            }
+            if b.password.len() > 1024 {
+                return Err(GatewayError::InvalidBody(BodyProblem::TooLong("password", 1024)));
             }
             let flow = auth.login(&b.email, b.password).await;
             Ok(match finish(auth, request_id, peer, flow).await? {
@@ -267,7 +239,9 @@ pub async fn handle(
             let code = match (&b.code, &b.recovery_code) {
                 (Some(c), None) => MfaCode::Totp(c.trim()),
                 (None, Some(c)) => MfaCode::Recovery(c.trim()),
-                _ => return Err(GatewayError::Malformed("give either code or recovery_code".into())),
+                (Some(_), Some(_)) | (None, None) => {
+                    return Err(GatewayError::InvalidBody(BodyProblem::OneOf("code", "recovery_code")));
+                }
             };
             let flow = auth.mfa(&b.mfa_token, code).await;
             let grant = finish(auth, request_id, peer, flow).await?;
@@ -293,7 +267,7 @@ pub async fn handle(
             let code = b
                 .code
                 .filter(|c| !c.trim().is_empty())
-                .ok_or_else(|| GatewayError::Malformed("code is required".into()))?;
+                .ok_or(GatewayError::InvalidBody(BodyProblem::Missing("code")))?;
             let flow = auth.step_up(&caller, code.trim()).await;
             let pair = finish(auth, request_id, peer, flow).await?;
             Ok(tokens(&pair))
@@ -336,7 +310,7 @@ pub async fn handle(
             method_is(&req, Method::POST)?;
             let b: ForgotBody = read_json(req).await?;
             if b.email.len() > 254 {
-                return Err(GatewayError::Malformed("field too long".into()));
+                return Err(GatewayError::InvalidBody(BodyProblem::TooLong("email", 254)));
             }
             let flow = auth.forgot_password(&b.email).await;
             finish(auth, request_id, peer, flow).await?;

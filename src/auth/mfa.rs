@@ -144,12 +144,18 @@ impl AuthService {
         code: &str,
         now_ms: u64,
         enrolment: Option<&[String]>,
-    ) -> Result<Option<User>, StoreError> {
-        let step = secret.and_then(|s| totp::verify(s, code, now_ms / 1000, user.totp_last_step));
-        let Some(step) = step.filter(|_| !user.disabled) else {
-            return Ok(None);
+    ) -> Result<Result<User, totp::Rejected>, StoreError> {
+        let step = secret.map_or(Err(totp::Rejected::Wrong), |s| {
+            totp::check(s, code, now_ms / 1000, user.totp_last_step)
+        });
+        let step = match step {
+            Ok(_) if user.disabled => return Ok(Err(totp::Rejected::Wrong)),
+            Ok(step) => step,
+            Err(why) => return Ok(Err(why)),
         };
-        self.store.try_update_user(&user.id, |u| {
+        // Refused on the stored record: another request accepted this step (or a later
+        // one) first, so this code has been used.
+        let spent = self.store.try_update_user(&user.id, |u| {
             if u.totp_last_step >= step || u.disabled {
                 return false;
             }
@@ -159,7 +165,8 @@ impl AuthService {
                 u.recovery_codes = hashes.to_vec();
             }
             true
-        })
+        })?;
+        Ok(spent.ok_or(totp::Rejected::Reused))
     }
 
     async fn try_mfa(
@@ -227,24 +234,29 @@ impl AuthService {
                     .map(|u| (u, None))
             }
             // A recovery code stands in for the account's TOTP, never for an enrolment.
-            MfaCode::Recovery(_) if enrolling => None,
+            MfaCode::Recovery(_) if enrolling => Err(totp::Rejected::Wrong),
             MfaCode::Recovery(code) => self
                 .spend_recovery_code(&user.id, code)
                 .map_err(|e| err(e.into()))?
-                .map(|(u, left)| (u, Some(left))),
+                .map(|(u, left)| (u, Some(left)))
+                .ok_or(totp::Rejected::Wrong),
         };
-        let Some((user, codes_left)) = accepted else {
-            // A failed code counts like a failed password; this may lock the account.
-            self.record_failure(&user.email).map_err(|e| err(e.into()))?;
-            self.store.flush().await.map_err(|e| err(e.into()))?;
-            let reason = match code {
-                MfaCode::Totp(_) => "wrong or reused code",
-                MfaCode::Recovery(_) => "wrong or used recovery code",
-            };
-            return Err((
-                GatewayError::InvalidCode,
-                ev(EventKind::MfaFailure, Some(&user), Some(reason)),
-            ));
+        let (user, codes_left) = match accepted {
+            Ok(accepted) => accepted,
+            Err(why) => {
+                // A failed code, reused or wrong, counts like a failed password; this may
+                // lock the account. The challenge is spent either way.
+                self.record_failure(&user.email).map_err(|e| err(e.into()))?;
+                self.store.flush().await.map_err(|e| err(e.into()))?;
+                let (error, reason) = match (code, why) {
+                    (MfaCode::Totp(_), totp::Rejected::Reused) => {
+                        (GatewayError::CodeReused { login_again: true }, "reused code")
+                    }
+                    (MfaCode::Totp(_), totp::Rejected::Wrong) => (GatewayError::InvalidCode, "wrong code"),
+                    (MfaCode::Recovery(_), _) => (GatewayError::InvalidCode, "wrong or used recovery code"),
+                };
+                return Err((error, ev(EventKind::MfaFailure, Some(&user), Some(reason))));
+            }
         };
         self.store.clear_failures(&user.email).map_err(|e| err(e.into()))?;
         let tokens = self

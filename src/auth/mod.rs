@@ -9,6 +9,7 @@
 
 pub mod activity;
 pub mod attributes;
+pub mod body;
 pub mod flow;
 pub mod http;
 pub mod identity;

@@ -220,7 +220,7 @@ fn lower_priority() {
         .ok_or(thread_priority::Error::Priority("no value maps to the niceness"))
         .and_then(|v| thread_priority::set_current_thread_priority(ThreadPriority::Crossplatform(v)));
     if let Err(e) = result {
-        tracing::debug!(error = ?e, "hashing threads keep the normal priority");
+        tracing::debug!(error = %e, "hashing threads keep the normal priority");
     }
 }
 

@@ -92,10 +92,7 @@ impl AuthService {
             .map_err(store_err)?
             .filter(|u| !u.disabled)
             .ok_or_else(|| {
-                let e = GatewayError::Unauthenticated {
-                    reason: "account gone or disabled".into(),
-                    invalid_token: true,
-                };
+                let e = GatewayError::TokenRefused(crate::error::TokenError::Revoked);
                 refused(e, "account gone or disabled")
             })?;
         let ok = self
@@ -192,6 +189,6 @@ impl AuthService {
         self.store
             .user_by_email(&email)
             .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("no account with email {email:?}"))
+            .ok_or_else(|| format!("no account with email {email}"))
     }
 }

@@ -7,7 +7,7 @@ use super::flow::{AuthEvent, Flow};
 use super::service::{busy, AuthService, CONFIRMATION_TTL_MS};
 use super::tokens::{random_token, token_hash};
 use crate::audit::EventKind;
-use crate::error::GatewayError;
+use crate::error::{BodyProblem, GatewayError};
 use crate::store::{Confirmation, StoreError, User};
 
 /// At most one "someone tried to register with your address" notice per address in this
@@ -66,14 +66,20 @@ impl AuthService {
     async fn try_register(&self, email: &str, password: String, name: &str) -> Result<AuthEvent, GatewayError> {
         let email = normalize_email(email);
         if !valid_email(&email) {
-            return Err(GatewayError::Malformed("invalid email".into()));
+            return Err(GatewayError::InvalidBody(BodyProblem::Invalid(
+                "email",
+                "not an email address",
+            )));
         }
         // Decided on the address alone, before any account is looked at.
         if !self.config.registration.domain_allowed(&email) {
             return Err(GatewayError::DomainNotAllowed);
         }
         if name.trim().is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-            return Err(GatewayError::Malformed("invalid name".into()));
+            return Err(GatewayError::InvalidBody(BodyProblem::Invalid(
+                "name",
+                "1 to 100 characters, no control characters",
+            )));
         }
         self.check_password(&password, &email, name.trim()).await?;
         let hash = self

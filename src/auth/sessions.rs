@@ -6,7 +6,7 @@ use super::service::AuthService;
 use super::state::Verified;
 use super::tokens::{random_token, token_hash, Claims};
 use crate::audit::EventKind;
-use crate::error::GatewayError;
+use crate::error::{GatewayError, TokenError};
 use crate::store::{RefreshEntry, Session, StoreError, User};
 
 /// What a successful login or refresh hands the client.
@@ -252,9 +252,6 @@ impl AuthService {
     pub fn account(&self, caller: &Verified) -> Result<User, GatewayError> {
         self.store
             .user(&caller.principal.id)?
-            .ok_or(GatewayError::Unauthenticated {
-                reason: "no such user".into(),
-                invalid_token: true,
-            })
+            .ok_or(GatewayError::TokenRefused(TokenError::Revoked))
     }
 }

@@ -11,6 +11,7 @@ use super::service::AuthService;
 use super::sessions::TokenPair;
 use super::state::Verified;
 use super::tokens::{random_token, token_hash};
+use super::totp;
 use crate::audit::EventKind;
 use crate::error::GatewayError;
 use crate::store::{RefreshEntry, StoreError};
@@ -60,15 +61,22 @@ impl AuthService {
             self.spend_recovery_code(&user.id, code)
                 .map_err(store_err)?
                 .map(|(u, left)| (u, Some(left)))
+                .ok_or(totp::Rejected::Wrong)
         } else {
             self.spend_totp(&user, user.totp_secret.as_deref(), code, now_ms, None)
                 .map_err(store_err)?
                 .map(|u| (u, None))
         };
-        let Some((user, codes_left)) = passed else {
-            self.record_failure(&user.email).map_err(store_err)?;
-            self.store.flush().await.map_err(store_err)?;
-            return Err(refused(GatewayError::InvalidCode, "wrong or reused code"));
+        let (user, codes_left) = match passed {
+            Ok(passed) => passed,
+            Err(why) => {
+                self.record_failure(&user.email).map_err(store_err)?;
+                self.store.flush().await.map_err(store_err)?;
+                return Err(match why {
+                    totp::Rejected::Reused => refused(GatewayError::CodeReused { login_again: false }, "reused code"),
+                    totp::Rejected::Wrong => refused(GatewayError::InvalidCode, "wrong code"),
+                });
+            }
         };
         self.store.clear_failures(&user.email).map_err(store_err)?;
 

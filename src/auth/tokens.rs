@@ -76,24 +76,8 @@ pub enum KeyError {
     Invalid(String),
 }
 
-/// Why a token was refused (for logs; the client only learns "invalid_token").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum TokenError {
-    #[error("malformed token")]
-    Malformed,
-    #[error("unknown key or algorithm")]
-    UnknownKey,
-    #[error("bad signature or claims")]
-    BadSignature,
-    #[error("wrong issuer")]
-    WrongIssuer,
-    #[error("expired")]
-    Expired,
-    #[error("not yet valid")]
-    NotYetValid,
-    #[error("session idle too long")]
-    Idle,
-}
+/// Why a token was refused: defined with the error it becomes.
+pub use crate::error::TokenError;
 
 /// The signing key and what verification needs.
 pub struct KeyRing {

@@ -46,8 +46,28 @@ pub fn code_at(secret_b32: &str, unix_secs: u64) -> Option<String> {
 /// library compares codes in constant time and reports the matched step; refusing a step
 /// already used is ours (RFC 6238 §5.2).
 pub fn verify(secret_b32: &str, code: &str, now: u64, last_step: u64) -> Option<u64> {
-    let step = totp(secret_b32, "x", crate::config::totp::DEFAULT_ISSUER)?.check(code, now)?;
-    (step > last_step).then_some(step)
+    check(secret_b32, code, now, last_step).ok()
+}
+
+/// Why a TOTP code was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    /// Not the code of any step in the window (or no secret to check it with).
+    Wrong,
+    /// The code of a step already accepted: a replay, or the same code sent twice.
+    Reused,
+}
+
+/// [`verify`], saying why a code is refused.
+pub fn check(secret_b32: &str, code: &str, now: u64, last_step: u64) -> Result<u64, Rejected> {
+    let step = totp(secret_b32, "x", crate::config::totp::DEFAULT_ISSUER)
+        .and_then(|t| t.check(code, now))
+        .ok_or(Rejected::Wrong)?;
+    if step > last_step {
+        Ok(step)
+    } else {
+        Err(Rejected::Reused)
+    }
 }
 
 #[cfg(test)]
@@ -79,6 +99,12 @@ mod tests {
         let step = verify(&s, &code, now, 0).unwrap();
         assert_eq!(step, now / STEP);
         assert_eq!(verify(&s, &code, now, step), None, "replay accepted");
+        assert_eq!(
+            check(&s, &code, now, step),
+            Err(Rejected::Reused),
+            "a replay is told apart"
+        );
+        assert_eq!(check(&s, "000000x", now, 0), Err(Rejected::Wrong));
         assert!(verify(&s, &code_at(&s, now - STEP).unwrap(), now, 0).is_some());
         assert!(verify(&s, &code_at(&s, now + STEP).unwrap(), now, 0).is_some());
         assert!(verify(&s, &code_at(&s, now - 2 * STEP).unwrap(), now, 0).is_none());

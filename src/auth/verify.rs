@@ -26,35 +26,29 @@ pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
     let Some(value) = values.next() else {
         return Ok(None);
     };
-    let invalid = |reason: &str| GatewayError::Unauthenticated {
-        reason: reason.to_owned(),
-        invalid_token: true,
-    };
+    // More than one header, not text, or not `Bearer <token>`: all "malformed".
+    let invalid = || GatewayError::TokenRefused(TokenError::Malformed);
     if values.next().is_some() {
-        return Err(invalid("more than one Authorization header"));
+        return Err(invalid());
     }
-    let value = value.to_str().map_err(|_| invalid("Authorization is not text"))?;
-    let (scheme, token) = value
-        .split_once(' ')
-        .ok_or_else(|| invalid("Authorization is not Bearer"))?;
+    let value = value.to_str().map_err(|_| invalid())?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(invalid)?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(invalid("Authorization is not Bearer"));
+        return Err(invalid());
     }
     Ok(Some(token.trim()))
 }
 
 impl AuthService {
     /// Verifies the bearer token of a request, when there is one: `None` for a request
-    /// without `Authorization`, 401 (`invalid_token`) for one whose token is refused.
+    /// without `Authorization`, 401 (`invalid_token`, with why) for one whose token is
+    /// refused.
     #[inline]
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Arc<Verified>>, GatewayError> {
         let Some(token) = bearer(headers)? else {
             return Ok(None);
         };
-        let verified = self.verify_access(token).map_err(|e| GatewayError::Unauthenticated {
-            reason: format!("token refused: {e}"),
-            invalid_token: true,
-        })?;
+        let verified = self.verify_access(token).map_err(GatewayError::TokenRefused)?;
         Ok(Some(verified))
     }
 
@@ -84,15 +78,16 @@ impl AuthService {
             }
         };
         let claims = &verified.claims;
-        let revoked = self.revoked.jti.contains_key(&claims.jti)
-            || self.revoked.sessions.contains_key(&claims.sid)
-            || self
-                .revoked
-                .users
-                .get(&claims.sub)
-                .is_some_and(|after| claims.iat <= *after);
-        if revoked {
-            return Err(TokenError::BadSignature);
+        if self.revoked.jti.contains_key(&claims.jti) || self.revoked.sessions.contains_key(&claims.sid) {
+            return Err(TokenError::Revoked);
+        }
+        if self
+            .revoked
+            .users
+            .get(&claims.sub)
+            .is_some_and(|after| claims.iat <= *after)
+        {
+            return Err(TokenError::Stale);
         }
         if let Some(activity) = &verified.activity {
             if !activity.touch(now, self.idle.timeout) {

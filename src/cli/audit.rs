@@ -23,10 +23,15 @@ pub fn run(config_path: &Path, command: AuditCommand) -> ExitCode {
             limit,
             json,
         } => {
-            let query = match (parse_time("since", since), parse_time("until", until)) {
+            let now = std::time::SystemTime::now();
+            let event = match event.map(event_filter).transpose() {
+                Ok(event) => event,
+                Err(e) => return fail(e),
+            };
+            let query = match (parse_time("since", since, now), parse_time("until", until, now)) {
                 (Ok(since_ms), Ok(until_ms)) => portcullis::audit::Query {
                     user,
-                    event: event.map(event_filter),
+                    event,
                     since_ms,
                     until_ms,
                     limit,
@@ -87,24 +92,41 @@ pub fn run(config_path: &Path, command: AuditCommand) -> ExitCode {
 }
 
 /// The `--event` filter, read through [`EventKind`]: the trail's name of a known kind.
-/// A name no kind has is passed on as given and matches no record, so the list is empty
-/// and the command still succeeds.
-fn event_filter(name: String) -> String {
+/// A name no kind has is an error listing the names there are (a typo would otherwise
+/// list nothing, and look like a quiet trail).
+fn event_filter(name: String) -> Result<String, String> {
     match EventKind::ALL.into_iter().find(|kind| kind.name() == name) {
-        Some(kind) => kind.name().to_owned(),
-        None => name,
+        Some(kind) => Ok(kind.name().to_owned()),
+        None => {
+            let mut known: Vec<&str> = EventKind::ALL.iter().map(|k| k.name()).collect();
+            known.sort_unstable();
+            known.dedup();
+            Err(format!(
+                "--event: no event is named {name:?}; the events are: {}",
+                known.join(", ")
+            ))
+        }
     }
 }
 
-/// An RFC 3339 `--since` / `--until` value as Unix milliseconds.
-fn parse_time(flag: &str, value: Option<String>) -> Result<Option<u64>, String> {
+/// A `--since` / `--until` value as Unix milliseconds: an RFC 3339 time, or a duration
+/// meaning that long before `now` (`10m`, `2h`, `7d`, `1h30m`).
+fn parse_time(flag: &str, value: Option<String>, now: std::time::SystemTime) -> Result<Option<u64>, String> {
     value
         .map(|v| {
-            humantime::parse_rfc3339_weak(&v)
+            let relative = v
+                .parse::<portcullis::units::HumanDuration>()
                 .ok()
+                .and_then(|d| now.checked_sub(d.0));
+            relative
+                .or_else(|| humantime::parse_rfc3339_weak(&v).ok())
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-                .ok_or_else(|| format!("--{flag}: {v:?} is not an RFC 3339 time, e.g. 2026-11-24T08:00:00Z"))
+                .ok_or_else(|| {
+                    format!(
+                        "--{flag}: {v:?} is neither an RFC 3339 time (e.g. 2026-11-24T08:00:00Z) nor a time ago (e.g. 10m, 2h, 7d)"
+                    )
+                })
         })
         .transpose()
 }
@@ -123,22 +145,33 @@ fn read_checkpoint(path: &Path) -> Result<portcullis::audit::Checkpoint, String>
 mod tests {
     use super::*;
 
-    // Every kind's name passes through the filter unchanged, and so does an unknown name
-    // (which then matches no record).
+    // Every kind's name passes through the filter unchanged; an unknown name is an
+    // error that lists the known ones.
     #[test]
     fn event_filter_keeps_names() {
         for kind in EventKind::ALL {
-            assert_eq!(event_filter(kind.name().to_owned()), kind.name());
+            assert_eq!(event_filter(kind.name().to_owned()).unwrap(), kind.name());
         }
-        assert_eq!(event_filter("no_such_event".to_owned()), "no_such_event");
+        let err = event_filter("login_fail".to_owned()).unwrap_err();
+        assert!(err.contains("\"login_fail\"") && err.contains("login_failure"), "{err}");
     }
 
-    // `--since` / `--until` take RFC 3339 times and name the flag when they cannot.
+    // `--since` / `--until` take RFC 3339 times or a time ago, and name the flag when
+    // they cannot.
     #[test]
-    fn times_are_rfc3339() {
-        assert_eq!(parse_time("since", None), Ok(None));
-        assert_eq!(parse_time("since", Some("1970-01-01T00:00:01Z".into())), Ok(Some(1000)));
-        let err = parse_time("until", Some("yesterday".into())).unwrap_err();
-        assert!(err.starts_with("--until: \"yesterday\""), "{err}");
+    fn times_are_rfc3339_or_ago() {
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(100_000);
+        assert_eq!(parse_time("since", None, now), Ok(None));
+        assert_eq!(
+            parse_time("since", Some("1970-01-01T00:00:01Z".into()), now),
+            Ok(Some(1000))
+        );
+        assert_eq!(parse_time("since", Some("10m".into()), now), Ok(Some(99_400_000)));
+        assert_eq!(parse_time("since", Some("1d".into()), now), Ok(Some(13_600_000)));
+        let err = parse_time("until", Some("yesterday".into()), now).unwrap_err();
+        assert!(
+            err.starts_with("--until: \"yesterday\"") && err.contains("10m"),
+            "{err}"
+        );
     }
 }

@@ -56,9 +56,11 @@ fn init(args: &InitArgs) -> Result<Written, String> {
     let gateway_toml = values.render(GATEWAY_TEMPLATE);
     let policy_toml = values.render(POLICY_TEMPLATE);
     // The same parser `serve` uses: a URL it would refuse is refused here, by its message.
-    Config::parse(&config_path, &gateway_toml).map_err(|e| match e.key.as_deref() {
-        Some(key) if key.starts_with("[upstreams]") => format!("--upstream {:?}: {}", args.upstream, e.message),
-        _ => format!("the configuration init would write does not load: {e}"),
+    Config::parse(&config_path, &gateway_toml).map_err(|errors| match errors.0.first() {
+        Some(e) if e.key.as_deref().is_some_and(|k| k.starts_with("[upstreams]")) => {
+            format!("--upstream {:?}: {}", args.upstream, e.message)
+        }
+        _ => format!("the configuration init would write does not load: {errors}"),
     })?;
 
     refuse_existing(&config_path, &policy_dir)?;

@@ -4,7 +4,6 @@
 //! [`normalize_request`] and the decision through [`judge`] (which asks
 //! [`PolicySet::decide`]); the route-by-route view comes from [`PolicySet::explain`].
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -21,10 +20,6 @@ use portcullis::policy::{run_case, Decision, PolicySet, Principal};
 use portcullis::Config;
 
 use super::args::{ExplainArgs, PolicyCommand};
-
-/// The role a self-registered account gets (`POST /auth/register`): policies may name it
-/// even when `[roles]` does not declare it.
-const SELF_REGISTERED_ROLE: &str = "customer";
 
 /// Runs one `policy` command.
 pub fn run(config_path: &Path, command: PolicyCommand) -> ExitCode {
@@ -168,7 +163,7 @@ fn explain(config_path: &Path, args: ExplainArgs) -> ExitCode {
 /// names against the configuration when there is one; with the roles it declares.
 fn load_policies(config_path: &Path, dir: Option<&Path>) -> Result<(PolicySet, KnownRoles), Vec<String>> {
     let config = if config_path.exists() {
-        Some(Config::load(config_path).map_err(|e| vec![e.to_string()])?)
+        Some(Config::load(config_path).map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?)
     } else {
         if dir.is_none() {
             return Err(vec![format!(
@@ -188,12 +183,9 @@ fn load_policies(config_path: &Path, dir: Option<&Path>) -> Result<(PolicySet, K
         (None, None) => unreachable!("checked above"),
     };
     let exists = |name: &str| config.as_ref().is_none_or(|c| c.upstreams.contains_key(name));
-    let known = config.as_ref().filter(|c| !c.roles.is_empty()).map(|c| {
-        let mut roles: BTreeSet<String> = c.roles.keys().cloned().collect();
-        roles.insert(SELF_REGISTERED_ROLE.into());
-        roles
-    });
-    PolicySet::load_dir_with(&dir, &exists)
+    // With `[roles]` declared, an undeclared role is an error, as at start-up.
+    let known: KnownRoles = config.as_ref().and_then(portcullis::policy::roles::declared);
+    PolicySet::load_dir_checked(&dir, &exists, known.as_ref())
         .map(|set| (set, known))
         .map_err(|errs| errs.iter().map(ToString::to_string).collect())
 }

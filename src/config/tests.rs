@@ -16,8 +16,31 @@ policies = "policies"
 shop = "http://127.0.0.1:8081"
 "#;
 
+/// The configuration, or its first error (the tests below each make one).
 fn parse(src: &str) -> Result<Config, SourceError> {
-    Config::parse(Path::new("/etc/portcullis/gateway.toml"), src)
+    Config::parse(Path::new("/etc/portcullis/gateway.toml"), src).map_err(|mut e| e.0.remove(0))
+}
+
+// Three errors in three sections, of three kinds (a type error, an unknown key and a
+// bad duration), are all reported in one run, in file order, each at its line.
+#[test]
+fn every_error_in_one_run() {
+    let src = format!(
+        "{MINIMAL}\n[login]\nmax_failures = \"five\"\n\n[limits]\nmax_bodee = \"1MiB\"\n\n[tokens]\naccess_ttl = \"forever\"\n"
+    );
+    let e = Config::parse(Path::new("g.toml"), &src).unwrap_err();
+    let lines: Vec<_> = e.0.iter().map(|e| e.line).collect();
+    assert_eq!(lines, [Some(12), Some(15), Some(18)], "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("max_bodee") && text.contains("access_ttl") && text.ends_with("3 errors"),
+        "{text}"
+    );
+    // Validation errors are collected too: two bad values, two errors.
+    let src = MINIMAL
+        .replace("127.0.0.1:8443", "localhost")
+        .replace("https://localhost:8443", "ftp:x");
+    assert_eq!(Config::parse(Path::new("g.toml"), &src).unwrap_err().0.len(), 2);
 }
 
 // A minimal file gets the documented defaults and paths relative to the file.

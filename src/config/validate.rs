@@ -1,4 +1,9 @@
 //! Validation: the raw layer becomes a [`Config`], every error naming file, line and key.
+//!
+//! Errors are collected, not returned at the first: each check records its error in
+//! [`Found`] and goes on with a stand-in value, and the whole list, in file order, is the
+//! result when any was found. A new section's validation hooks in with one line:
+//! `let x = found.take(section::validate(raw.x, ...))` (an `Option` of the typed value).
 
 use std::path::{Path, PathBuf};
 
@@ -6,19 +11,57 @@ use toml::Spanned;
 
 use super::raw::RawConfig;
 use super::*;
-use crate::source::SourceError;
+use crate::source::{SourceError, SourceErrors};
+
+/// The errors found so far; validation goes on after each.
+#[derive(Default)]
+pub(super) struct Found(Vec<SourceError>);
+
+impl Found {
+    /// The value, or `None` after recording the error.
+    pub(super) fn take<T>(&mut self, r: Result<T, SourceError>) -> Option<T> {
+        r.map_err(|e| self.0.push(e)).ok()
+    }
+
+    /// Records an error.
+    pub(super) fn push(&mut self, e: SourceError) {
+        self.0.push(e);
+    }
+}
 
 impl Config {
     /// Reads and validates a configuration file.
-    pub fn load(path: &Path) -> Result<Self, SourceError> {
-        let src = std::fs::read_to_string(path)
-            .map_err(|e| SourceError::whole_file(path, format!("cannot read the configuration: {e}")))?;
+    pub fn load(path: &Path) -> Result<Self, SourceErrors> {
+        let src = std::fs::read_to_string(path).map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::NotFound {
+                " (use --config PATH or set PORTCULLIS_CONFIG)"
+            } else {
+                ""
+            };
+            SourceError::whole_file(path, format!("cannot read the configuration: {e}{hint}"))
+        })?;
         Self::parse(path, &src)
     }
 
     /// Validates configuration text; `path` names it in errors and anchors relative paths.
-    pub fn parse(path: &Path, src: &str) -> Result<Self, SourceError> {
-        let raw: RawConfig = toml::from_str(src).map_err(|e| SourceError::from_toml(path, src, &e))?;
+    /// Every error found is reported, in file order.
+    pub fn parse(path: &Path, src: &str) -> Result<Self, SourceErrors> {
+        let raw: RawConfig = crate::source::parse_toml_all(path, src).map_err(SourceErrors)?;
+        let mut found = Found::default();
+        let config = Self::validate(path, src, raw, &mut found);
+        let mut errors = found.0;
+        if errors.is_empty() {
+            if let Some(config) = config {
+                return Ok(config);
+            }
+        }
+        crate::source::in_file_order(&mut errors);
+        Err(SourceErrors(errors))
+    }
+
+    /// Checks every part of `raw`, recording each error in `found`; `None` only when a
+    /// part could not be built at all (and then `found` says why).
+    fn validate(path: &Path, src: &str, raw: RawConfig, found: &mut Found) -> Option<Self> {
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let resolve = |p: &str| {
             let p = PathBuf::from(p);
@@ -30,42 +73,49 @@ impl Config {
         };
         let at = |span: std::ops::Range<usize>, msg: String| SourceError::at(path, src, Some(span), None, msg);
 
-        let listen = parse_addr(&raw.server.listen).map_err(|m| at(raw.server.listen.span(), m))?;
-        let plain_listen = match &raw.server.plain_listen {
-            Some(s) => Some(parse_addr(s).map_err(|m| at(s.span(), m))?),
-            None => None,
-        };
-        let public_url: http::Uri = raw
+        let unspecified = SocketAddr::from(([127, 0, 0, 1], 0));
+        let listen = found
+            .take(parse_addr(&raw.server.listen).map_err(|m| at(raw.server.listen.span(), m)))
+            .unwrap_or(unspecified);
+        let plain_listen = raw
             .server
-            .public_url
-            .get_ref()
-            .parse()
-            .ok()
-            .filter(|u: &http::Uri| matches!(u.scheme_str(), Some("https" | "http")) && u.authority().is_some())
-            .ok_or_else(|| {
-                at(
-                    raw.server.public_url.span(),
-                    format!("{:?} is not an http(s) URL", raw.server.public_url.get_ref()),
-                )
-            })?;
+            .plain_listen
+            .as_ref()
+            .and_then(|s| found.take(parse_addr(s).map_err(|m| at(s.span(), m))));
+        let public_url: Option<http::Uri> = found.take(
+            raw.server
+                .public_url
+                .get_ref()
+                .parse()
+                .ok()
+                .filter(|u: &http::Uri| matches!(u.scheme_str(), Some("https" | "http")) && u.authority().is_some())
+                .ok_or_else(|| {
+                    at(
+                        raw.server.public_url.span(),
+                        format!("{:?} is not an http(s) URL", raw.server.public_url.get_ref()),
+                    )
+                }),
+        );
 
         let mut upstreams = BTreeMap::new();
         for (name, url) in &raw.upstreams {
-            let upstream = parse_upstream(name, url.get_ref()).map_err(|m| at(url.span(), m))?;
-            upstreams.insert(name.clone(), upstream);
+            if let Some(upstream) = found.take(parse_upstream(name, url.get_ref()).map_err(|m| at(url.span(), m))) {
+                upstreams.insert(name.clone(), upstream);
+            }
         }
 
         let workers = match &raw.server.workers {
             None => default_workers(),
             Some(w) if (1..=MAX_WORKERS).contains(w.get_ref()) => *w.get_ref(),
             Some(w) => {
-                return Err(SourceError::at(
+                found.push(SourceError::at(
                     path,
                     src,
                     Some(w.span()),
                     Some("[server] workers".into()),
                     format!("must be between 1 and {MAX_WORKERS}"),
-                ))
+                ));
+                default_workers()
             }
         };
 
@@ -111,12 +161,11 @@ impl Config {
             ),
             ("[limits] max_header_bytes", limits.max_header_bytes < 8192),
         ];
-        if let Some((key, _)) = positive.iter().find(|(_, bad)| *bad) {
-            let span = find_key(src, key);
-            return Err(SourceError::at(
+        for (key, _) in positive.iter().filter(|(_, bad)| *bad) {
+            found.push(SourceError::at(
                 path,
                 src,
-                span,
+                find_key(src, key),
                 Some((*key).into()),
                 "must be positive (and max_header_bytes at least 8KiB)",
             ));
@@ -128,24 +177,27 @@ impl Config {
                 None => vec![CharClass::Upper, CharClass::Lower, CharClass::Digit, CharClass::Symbol],
                 Some(list) => list
                     .iter()
-                    .map(|c| match c.get_ref().as_str() {
-                        "upper" => Ok(CharClass::Upper),
-                        "lower" => Ok(CharClass::Lower),
-                        "digit" => Ok(CharClass::Digit),
-                        "symbol" => Ok(CharClass::Symbol),
-                        other => Err(at(
-                            c.span(),
-                            format!("unknown character class {other:?}: expected upper, lower, digit or symbol"),
-                        )),
+                    .filter_map(|c| match c.get_ref().as_str() {
+                        "upper" => Some(CharClass::Upper),
+                        "lower" => Some(CharClass::Lower),
+                        "digit" => Some(CharClass::Digit),
+                        "symbol" => Some(CharClass::Symbol),
+                        other => {
+                            found.push(at(
+                                c.span(),
+                                format!("unknown character class {other:?}: expected upper, lower, digit or symbol"),
+                            ));
+                            None
+                        }
                     })
-                    .collect::<Result<_, _>>()?,
+                    .collect(),
             },
             reject_common: raw.password.reject_common.unwrap_or(true),
             reset_ttl: raw.password.reset_ttl.map_or(Duration::from_secs(30 * 60), |d| d.0),
         };
         if password.reset_ttl.is_zero() {
             let key = "[password] reset_ttl";
-            return Err(SourceError::at(
+            found.push(SourceError::at(
                 path,
                 src,
                 find_key(src, key),
@@ -158,20 +210,22 @@ impl Config {
             None | Some(("EdDSA", _)) => KeyAlg::EdDsa,
             Some(("ES256", _)) => KeyAlg::Es256,
             Some((other, span)) => {
-                return Err(at(
+                found.push(at(
                     span,
                     format!("unknown algorithm {other:?}: expected \"EdDSA\" or \"ES256\""),
-                ))
+                ));
+                KeyAlg::EdDsa
             }
         };
         let shadow = match raw.policy.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
             None | Some(("enforce", _)) => false,
             Some(("shadow", _)) => true,
             Some((other, span)) => {
-                return Err(at(
+                found.push(at(
                     span,
                     format!("unknown mode {other:?}: expected \"enforce\" or \"shadow\""),
-                ))
+                ));
+                false
             }
         };
 
@@ -182,37 +236,46 @@ impl Config {
                 .unwrap_or_else(|| format!("{}/outbox", raw.server.data_dir)),
         );
         let keyed = |span, key: String, m: String| SourceError::at(path, src, Some(span), Some(key), m);
+        let default_from =
+            || super::smtp::default_from(public_url.as_ref().and_then(http::Uri::host).unwrap_or("localhost"));
         let from = match raw.email.as_ref().and_then(|e| e.from.as_ref()) {
-            Some(f) => super::smtp::parse_from(f).map_err(|(span, m)| keyed(span, "[email] from".into(), m))?,
-            None => super::smtp::default_from(public_url.host().unwrap_or("localhost")),
+            Some(f) => found
+                .take(super::smtp::parse_from(f).map_err(|(span, m)| keyed(span, "[email] from".into(), m)))
+                .unwrap_or_else(default_from),
+            None => default_from(),
         };
-        let cors = raw.cors.map(super::cors::validate).transpose();
-        let cors = cors.map_err(|(span, key, m)| keyed(span, key, m))?;
-        let totp = super::totp::validate(raw.totp).map_err(|(span, m)| keyed(span, "[totp] issuer".into(), m))?;
-        let smtp = match raw.email.and_then(|e| e.smtp) {
-            Some(s) => Some(
+        let cors = match raw.cors {
+            Some(c) => found.take(super::cors::validate(c).map_err(|(span, key, m)| keyed(span, key, m))),
+            None => None,
+        };
+        let totp = found
+            .take(super::totp::validate(raw.totp).map_err(|(span, m)| keyed(span, "[totp] issuer".into(), m)))
+            .unwrap_or_default();
+        let smtp = raw.email.and_then(|e| e.smtp).and_then(|s| {
+            found.take(
                 super::smtp::validate(s, &from, &resolve, &|k| std::env::var(k).ok(), &|span, m| {
                     at(span, m).to_string()
                 })
-                .map_err(|(span, m)| at(span, m))?,
-            ),
-            None => None,
-        };
+                .map_err(|(span, m)| at(span, m)),
+            )
+        });
         let email = Email { outbox, from, smtp };
-        let registration = super::registration::validate(
-            raw.registration,
-            &|r| raw.roles.contains_key(r),
-            !raw.roles.is_empty(),
-            src.find("[registration]").map(|i| i..i + 14),
-        )
-        .map_err(|(span, key, m)| SourceError::at(path, src, Some(span), Some(key.into()), m))?;
+        let registration = found.take(
+            super::registration::validate(
+                raw.registration,
+                &|r| raw.roles.contains_key(r),
+                !raw.roles.is_empty(),
+                src.find("[registration]").map(|i| i..i + 14),
+            )
+            .map_err(|(span, key, m)| SourceError::at(path, src, Some(span), Some(key.into()), m)),
+        );
 
-        Ok(Self {
+        Some(Self {
             source: path.to_path_buf(),
             server: Server {
                 listen,
                 plain_listen,
-                public_url,
+                public_url: public_url?,
                 data_dir: resolve(&raw.server.data_dir),
                 policies: resolve(&raw.server.policies),
                 workers,
@@ -253,7 +316,7 @@ impl Config {
             audit_retain: raw.audit.retain.map(|d| d.0),
             audit_queue: raw.audit.queue.unwrap_or(crate::audit::QUEUE).max(1),
             shadow,
-            registration,
+            registration: registration?,
             cors,
             totp,
         })

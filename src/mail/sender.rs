@@ -140,13 +140,13 @@ pub async fn run(
                         tracing::warn!(message_id = message_id(&name), code = %code, "the mail server refused a message for good; not retried");
                         !give_up(&spool, &audit, &name, Some(message.recipient()), &code).await
                     } else {
-                        tracing::error!(message_id = message_id(&name), code = %code, error = %e, retry_in = ?wait, "the mail server refuses the gateway (greeting, TLS or AUTH): check [email.smtp]; will retry");
+                        tracing::error!(message_id = message_id(&name), code = %code, error = %crate::error_chain::chain(&e), retry_in = ?wait, "the mail server refuses the gateway (greeting, TLS or AUTH): check [email.smtp]; will retry");
                         true
                     }
                 }
                 Err(e) => {
                     let code = e.status().map(|c| c.to_string());
-                    tracing::warn!(message_id = message_id(&name), code = ?code, error = %e, retry_in = ?wait, "mail delivery failed; will retry");
+                    tracing::warn!(message_id = message_id(&name), code = code.as_deref().unwrap_or("-"), error = %crate::error_chain::chain(&e), retry_in = ?wait, "mail delivery failed; will retry");
                     true
                 }
             };

@@ -243,6 +243,7 @@ fn refusal_event(err: &GatewayError, proxied: bool) -> Option<EventKind> {
         | GatewayError::MethodNotAllowed(_)
         | GatewayError::NoRoute
         | GatewayError::Unauthenticated { .. }
+        | GatewayError::TokenRefused(_)
         | GatewayError::InsufficientUserAuthentication { .. }
         | GatewayError::Forbidden { .. } => proxied.then_some(EventKind::AccessDenied),
         GatewayError::UpstreamUnreachable { .. } | GatewayError::UpstreamTimeout { .. } => {
@@ -261,11 +262,13 @@ fn refusal_event(err: &GatewayError, proxied: bool) -> Option<EventKind> {
         | GatewayError::AccountDisabled
         | GatewayError::Locked { .. }
         | GatewayError::InvalidCode
+        | GatewayError::CodeReused { .. }
         | GatewayError::InvalidGrant
         | GatewayError::RequestTimeout
         | GatewayError::HeadersTooLarge { .. }
         | GatewayError::PayloadTooLarge { .. }
         | GatewayError::Malformed(_)
+        | GatewayError::InvalidBody(_)
         | GatewayError::Busy { .. }
         | GatewayError::Store(_)
         | GatewayError::Internal(_) => None,
@@ -289,7 +292,7 @@ impl Handler for Pipeline {
             Err(err) => {
                 let status = err.status();
                 if status.is_server_error() {
-                    tracing::warn!(request_id = %ctx.id, error = %err, source = ?std::error::Error::source(&err), "request failed");
+                    tracing::warn!(request_id = %ctx.id, error = %crate::error_chain::chain(&err), "request failed");
                 } else {
                     tracing::info!(request_id = %ctx.id, reason = %err, "request refused");
                 }

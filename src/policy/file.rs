@@ -97,7 +97,8 @@ pub fn parse_file(
             "the file is empty (delete it to remove its routes)",
         )]);
     }
-    let raw: RawFile = toml::from_str(src).map_err(|e| vec![SourceError::from_toml(path, src, &e)])?;
+    // Every syntax or type error of the file, not only the first (see `parse_toml_all`).
+    let raw: RawFile = crate::source::parse_toml_all(path, src)?;
     let mut errors = Vec::new();
     let mut err = |span: std::ops::Range<usize>, key: String, msg: String| {
         errors.push(SourceError::at(path, src, Some(span), Some(key), msg));

@@ -21,6 +21,7 @@ pub mod lint;
 pub mod matcher;
 mod owner;
 pub mod reload;
+pub mod roles;
 #[cfg(test)]
 mod tests;
 
@@ -132,11 +133,21 @@ impl PolicySet {
     /// Loads every `*.toml` file of `dir`. All errors of all files are returned together.
     pub fn load_dir(dir: &Path, config: &Config) -> Result<Self, Vec<SourceError>> {
         let exists = |name: &str| config.upstreams.contains_key(name);
-        Self::load_dir_with(dir, &exists)
+        Self::load_dir_checked(dir, &exists, roles::declared(config).as_ref())
     }
 
     /// Like [`PolicySet::load_dir`], with the set of known upstreams given as a predicate.
     pub fn load_dir_with(dir: &Path, upstream_exists: &dyn Fn(&str) -> bool) -> Result<Self, Vec<SourceError>> {
+        Self::load_dir_checked(dir, upstream_exists, None)
+    }
+
+    /// Like [`PolicySet::load_dir_with`]; with `declared` roles, a route naming another
+    /// role is an error. Every file's errors are reported, in file order.
+    pub fn load_dir_checked(
+        dir: &Path,
+        upstream_exists: &dyn Fn(&str) -> bool,
+        declared: Option<&std::collections::BTreeSet<String>>,
+    ) -> Result<Self, Vec<SourceError>> {
         let files = file::policy_files(dir).map_err(|e| vec![e])?;
         let mut routes = Vec::new();
         let mut tests = Vec::new();
@@ -149,14 +160,17 @@ impl PolicySet {
                     continue;
                 }
             };
+            let undeclared = declared.map(|d| roles::undeclared(&path, &src, d)).unwrap_or_default();
             match file::parse_file(&path, &src, upstream_exists) {
-                Ok(parsed) => {
+                Ok(parsed) if undeclared.is_empty() => {
                     routes.extend(parsed.routes);
                     tests.extend(parsed.tests);
                 }
-                Err(e) => errors.extend(e),
+                Ok(_) => errors.extend(undeclared),
+                Err(e) => errors.extend(e.into_iter().chain(undeclared)),
             }
         }
+        crate::source::in_file_order(&mut errors);
         if errors.is_empty() {
             Ok(Self::new(routes, tests))
         } else {

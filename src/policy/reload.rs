@@ -3,7 +3,10 @@
 //! only a valid set replaces the one in force, in one atomic swap, so no request ever
 //! sees half of each. A broken set leaves the old policy in force; the failure is logged
 //! with file, line and column and audited as `policy_reload_failed`. A good one is
-//! audited as `policy_reload` with the routes added, removed and changed.
+//! audited as `policy_reload` with the routes added, removed and changed, and each lint
+//! warning of the set now in force is logged (WARN) and audited as `policy_warning`, as
+//! at start-up ([`report_warnings`]). With `[roles]` declared, a route naming another
+//! role makes the set invalid (see [`super::roles`]).
 //!
 //! This module knows the policy, the configuration and the audit trail, nothing of the
 //! request pipeline: whoever keeps state per route is told of each new set through the
@@ -125,6 +128,7 @@ pub async fn reload(
             let mut ev = Event::new(EventKind::PolicyReload);
             ev.reason = Some(summary.to_string());
             audit.durable(ev).await;
+            report_warnings(&policy.load(), audit).await;
             Ok(summary)
         }
         Err(errors) => {
@@ -142,6 +146,31 @@ pub async fn reload(
             Err(errors)
         }
     }
+}
+
+/// Most warnings recorded per load: the policy files are the operator's, but a trail
+/// should not grow by thousands of records per edit.
+const MAX_WARNINGS: usize = 50;
+
+/// Logs (WARN, one line each) and audits (`policy_warning`) the lint warnings of the
+/// policy set in force: at start-up and after each reload. Returns how many there were.
+pub async fn report_warnings(set: &PolicySet, audit: &Audit) -> usize {
+    // Undeclared roles are errors when `[roles]` is declared, found before a set is
+    // accepted; the role lint has nothing to add here.
+    let warnings = super::lint::lint(set, &None);
+    for w in warnings.iter().take(MAX_WARNINGS) {
+        tracing::warn!(file = %w.file.display(), line = w.line, "policy warning: {}", w.message);
+        let mut ev = Event::new(EventKind::PolicyWarning);
+        ev.reason = Some(w.to_string());
+        audit.durable(ev).await;
+    }
+    if warnings.len() > MAX_WARNINGS {
+        tracing::warn!(
+            more = warnings.len() - MAX_WARNINGS,
+            "more policy warnings; run `portcullis policy check`"
+        );
+    }
+    warnings.len()
 }
 
 /// Calls `reload` when a file in `dir` changes (debounced) or on SIGHUP, until `stop`

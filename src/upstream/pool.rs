@@ -175,7 +175,7 @@ impl Pool {
         let available = self.available.clone();
         tokio::spawn(async move {
             if let Err(e) = conn.await {
-                tracing::debug!(upstream = %addr, error = %e, "upstream connection ended with an error");
+                tracing::debug!(upstream = %addr, error = %crate::error_chain::chain(&e), "upstream connection ended with an error");
             }
             // The connection's place is free for another.
             drop(permit);
