@@ -165,7 +165,9 @@ impl GatewayError {
             Self::BadTarget(_) => "the request target is malformed or ambiguous",
             Self::MethodNotAllowed(_) => "this method is not allowed",
             Self::NoRoute => "no such resource",
-            Self::Unauthenticated { .. } => "authentication is required",
+            Self::Unauthenticated { .. } => {
+                "authentication is required: log in (POST /auth/login) and send the access token as Authorization: Bearer TOKEN"
+            }
             Self::TokenRefused(why) => why.advice(),
             Self::InsufficientUserAuthentication { .. } => {
                 "pass the second factor again (POST /auth/step-up), then retry"
