@@ -78,8 +78,10 @@ pub enum GatewayError {
     AccountDisabled,
     #[error("account locked")]
     Locked { retry_after: Duration },
+    /// A wrong TOTP or recovery code. `login_again`: the code was sent to `/auth/mfa`,
+    /// whose `mfa_token` a failure spends.
     #[error("invalid TOTP code")]
-    InvalidCode,
+    InvalidCode { login_again: bool },
     /// A right TOTP code whose step was already accepted (RFC 6238 §5.2). `login_again`:
     /// the code was sent to `/auth/mfa`, whose `mfa_token` a failure spends.
     #[error("TOTP code already used")]
@@ -115,7 +117,7 @@ impl GatewayError {
                 StatusCode::BAD_REQUEST
             }
             Self::PasswordPolicy { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::InvalidCredentials | Self::InvalidCode | Self::CodeReused { .. } | Self::InvalidGrant => {
+            Self::InvalidCredentials | Self::InvalidCode { .. } | Self::CodeReused { .. } | Self::InvalidGrant => {
                 StatusCode::UNAUTHORIZED
             }
             Self::EmailUnconfirmed | Self::AccountDisabled | Self::DomainNotAllowed => StatusCode::FORBIDDEN,
@@ -152,7 +154,7 @@ impl GatewayError {
             Self::DomainNotAllowed => "domain_not_allowed",
             Self::AccountDisabled => "account_disabled",
             Self::Locked { .. } => "locked",
-            Self::InvalidCode | Self::CodeReused { .. } => "invalid_code",
+            Self::InvalidCode { .. } | Self::CodeReused { .. } => "invalid_code",
             Self::Busy { .. } => "busy",
             Self::Store(_) | Self::Internal(_) => "internal_error",
         }
@@ -192,7 +194,8 @@ impl GatewayError {
             Self::DomainNotAllowed => "registration is not open to addresses of this domain",
             Self::AccountDisabled => "this account is disabled",
             Self::Locked { .. } => "too many failed attempts; try again later",
-            Self::InvalidCode => "invalid code; log in again",
+            Self::InvalidCode { login_again: true } => "invalid code; log in again",
+            Self::InvalidCode { login_again: false } => "invalid code; send the current code from your authenticator",
             Self::CodeReused { login_again: true } => {
                 "this code was already used; wait for the next code from your authenticator, then log in again (the mfa_token is spent)"
             }
@@ -278,7 +281,7 @@ impl GatewayError {
             | Self::EmailUnconfirmed
             | Self::DomainNotAllowed
             | Self::AccountDisabled
-            | Self::InvalidCode
+            | Self::InvalidCode { .. }
             | Self::CodeReused { .. }
             | Self::InvalidGrant
             | Self::Store(_)

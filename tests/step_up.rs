@@ -86,6 +86,8 @@ async fn max_age_challenge_then_step_up() {
         .post_with("/auth/step-up", &access, json!({ "code": "000000" }))
         .await;
     assert_eq!((status, body["error"].as_str()), (401, Some("invalid_code")), "{body}");
+    // Step-up spends no login: the message does not send the caller back to it.
+    assert!(!body["message"].as_str().unwrap().contains("log in"), "{body}");
     assert_eq!(gw.auth().store().failures("admin@example.com").unwrap().count, 1);
     let refused = gw.audit_events("step_up");
     assert_eq!(refused.len(), 1);

@@ -252,8 +252,13 @@ impl AuthService {
                     (MfaCode::Totp(_), totp::Rejected::Reused) => {
                         (GatewayError::CodeReused { login_again: true }, "reused code")
                     }
-                    (MfaCode::Totp(_), totp::Rejected::Wrong) => (GatewayError::InvalidCode, "wrong code"),
-                    (MfaCode::Recovery(_), _) => (GatewayError::InvalidCode, "wrong or used recovery code"),
+                    (MfaCode::Totp(_), totp::Rejected::Wrong) => {
+                        (GatewayError::InvalidCode { login_again: true }, "wrong code")
+                    }
+                    (MfaCode::Recovery(_), _) => (
+                        GatewayError::InvalidCode { login_again: true },
+                        "wrong or used recovery code",
+                    ),
                 };
                 return Err((error, ev(EventKind::MfaFailure, Some(&user), Some(reason))));
             }

@@ -74,7 +74,7 @@ impl AuthService {
                 self.store.flush().await.map_err(store_err)?;
                 return Err(match why {
                     totp::Rejected::Reused => refused(GatewayError::CodeReused { login_again: false }, "reused code"),
-                    totp::Rejected::Wrong => refused(GatewayError::InvalidCode, "wrong code"),
+                    totp::Rejected::Wrong => refused(GatewayError::InvalidCode { login_again: false }, "wrong code"),
                 });
             }
         };

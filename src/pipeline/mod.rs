@@ -261,7 +261,7 @@ fn refusal_event(err: &GatewayError, proxied: bool) -> Option<EventKind> {
         | GatewayError::DomainNotAllowed
         | GatewayError::AccountDisabled
         | GatewayError::Locked { .. }
-        | GatewayError::InvalidCode
+        | GatewayError::InvalidCode { .. }
         | GatewayError::CodeReused { .. }
         | GatewayError::InvalidGrant
         | GatewayError::RequestTimeout
