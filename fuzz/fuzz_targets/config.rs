@@ -1,4 +1,4 @@
-//! The configuration parser: any text is a validated `Config` or an error that names a
+//! The configuration parser: any text is a validated `Config` or errors that each name a
 //! place in the file; it never panics.
 
 #![no_main]
@@ -20,12 +20,20 @@ fuzz_target!(|data: &[u8]| {
             assert!(config.server.policies.is_absolute());
             assert!(config.server.workers >= 1);
         }
-        Err(e) => {
-            assert_eq!(e.file, path);
-            if let Some(line) = e.line {
-                assert!(line >= 1 && line <= src.lines().count().max(1) + 1, "{e}");
+        Err(errors) => {
+            // Every error found is reported, at least one, each at a place in the file,
+            // in file order.
+            assert!(!errors.0.is_empty());
+            let mut last = 0;
+            for e in &errors.0 {
+                assert_eq!(e.file, path);
+                if let Some(line) = e.line {
+                    assert!(line >= 1 && line <= src.lines().count().max(1) + 1, "{e}");
+                    assert!(line >= last, "errors out of file order: {errors}");
+                    last = line;
+                }
             }
-            let _ = e.to_string();
+            let _ = errors.to_string();
         }
     }
 });
