@@ -33,20 +33,7 @@ async fn gateway(clock: Option<&ManualClock>) -> (TestGateway, Recorder) {
 
 /// `GET /api/orders` with `token`: status, `WWW-Authenticate` (or "") and the body.
 async fn orders(gw: &TestGateway, token: &str) -> (u16, String, Value) {
-    let resp = gw
-        .client
-        .get(gw.url("/api/orders"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let challenge = resp
-        .headers()
-        .get("www-authenticate")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    (status, challenge, resp.json().await.unwrap_or(Value::Null))
+    gw.get_challenged("/api/orders", token).await
 }
 
 /// Asserts a 401 that refuses the token for `why`, in the header and the body, with a

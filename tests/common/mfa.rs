@@ -77,13 +77,23 @@ impl TestGateway {
             .send()
             .await
             .unwrap();
-        let status = resp.status().as_u16();
-        let challenge = resp
-            .headers()
-            .get("www-authenticate")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
-        (status, challenge, resp.json().await.unwrap_or(Value::Null))
+        challenged(resp).await
     }
+
+    /// `GET path` with a bearer token: as [`TestGateway::post_with`].
+    pub async fn get_challenged(&self, path: &str, token: &str) -> (u16, String, Value) {
+        challenged(self.client.get(self.url(path)).bearer_auth(token).send().await.unwrap()).await
+    }
+}
+
+/// An answer's status, its `WWW-Authenticate` header (or ""), and its JSON body.
+async fn challenged(resp: reqwest::Response) -> (u16, String, Value) {
+    let status = resp.status().as_u16();
+    let challenge = resp
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    (status, challenge, resp.json().await.unwrap_or(Value::Null))
 }
