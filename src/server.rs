@@ -207,7 +207,7 @@ impl Gateway {
             inner: self.inner,
             stop,
             tasks,
-            _workers: workers,
+            workers,
             audit_task: self.audit_task,
         })
     }
@@ -348,8 +348,8 @@ pub struct RunningGateway {
     inner: Arc<Pipeline>,
     stop: watch::Sender<Lifecycle>,
     tasks: JoinSet<()>,
-    /// Stopped when this is dropped, after the listeners have drained.
-    _workers: Arc<Workers>,
+    /// Stopped after the listeners have drained.
+    workers: Arc<Workers>,
     audit_task: tokio::task::JoinHandle<()>,
 }
 
@@ -378,5 +378,11 @@ impl RunningGateway {
         self.inner.auth().audit().close().await;
         let _ = self.audit_task.await;
         checkpoint_audit(self.inner.auth()).await;
+        // The worker threads end with their runtimes; when this returns, nothing of this
+        // gateway holds the store, and another may open the same data directory.
+        let workers = self.workers.clone();
+        if tokio::task::spawn_blocking(move || workers.stop()).await.is_err() {
+            tracing::error!("stopping the workers failed");
+        }
     }
 }

@@ -11,16 +11,20 @@
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
 
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
 /// The worker runtimes. Dropping this stops them: each thread leaves its runtime, which
 /// cancels whatever still runs on it (the listeners wait for their connections first).
+/// [`Workers::stop`] does the same and waits until every thread has dropped its runtime.
 pub struct Workers {
     handles: Vec<Handle>,
     next: AtomicUsize,
-    _stops: Vec<oneshot::Sender<()>>,
+    stops: Mutex<Vec<oneshot::Sender<()>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Workers {
@@ -29,21 +33,40 @@ impl Workers {
         let count = count.max(1);
         let mut handles = Vec::with_capacity(count);
         let mut stops = Vec::with_capacity(count);
+        let mut threads = Vec::with_capacity(count);
         for i in 0..count {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             handles.push(runtime.handle().clone());
             let (stop, stopped) = oneshot::channel::<()>();
             stops.push(stop);
-            std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || {
+            threads.push(std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || {
                 // Either a stop or the sender dropped ends the wait.
                 let _ = runtime.block_on(stopped);
-            })?;
+                drop(runtime);
+            })?);
         }
         Ok(Self {
             handles,
             next: AtomicUsize::new(0),
-            _stops: stops,
+            stops: Mutex::new(stops),
+            threads: Mutex::new(threads),
         })
+    }
+
+    /// Stops every worker and waits until each thread has dropped its runtime, and with
+    /// it whatever its tasks held (the store among them), so that the data directory is
+    /// free when this returns. Blocks: call it off the runtimes (never from a worker).
+    pub fn stop(&self) {
+        self.stops
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        for t in threads {
+            if t.join().is_err() {
+                tracing::error!("a worker thread panicked");
+            }
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -88,5 +111,23 @@ mod tests {
                 (1, "test-worker-1".to_string())
             ]
         );
+    }
+
+    // After stop, every worker thread has ended, and what its tasks held is dropped.
+    #[tokio::test]
+    async fn stop_waits_for_the_threads() {
+        let workers = Workers::start(2, "test-stop").unwrap();
+        let held = std::sync::Arc::new(());
+        for _ in 0..2 {
+            let (_, handle) = workers.next();
+            let h = held.clone();
+            handle.spawn(async move {
+                let _h = h;
+                std::future::pending::<()>().await;
+            });
+        }
+        tokio::task::yield_now().await;
+        tokio::task::spawn_blocking(move || workers.stop()).await.unwrap();
+        assert_eq!(std::sync::Arc::strong_count(&held), 1);
     }
 }
