@@ -18,6 +18,7 @@
 //! by user, and revoked sessions and users are kept apart, so neither revoking a user nor
 //! starting up walks every session.
 
+pub mod backend;
 pub mod dir;
 mod records;
 pub mod sealed;
