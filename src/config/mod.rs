@@ -9,6 +9,7 @@
 //! layer below (what the engine reads).
 
 pub mod cors;
+pub mod proxies;
 mod raw;
 mod registration;
 mod smtp;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use crate::units::Rate;
 
 pub use self::cors::{Cors, CorsOrigins};
+pub use self::proxies::TrustedProxies;
 pub use self::registration::Registration;
 pub use self::smtp::{Smtp, SmtpPassword, SmtpTls, SMTP_PASSWORD_ENV};
 
@@ -92,6 +94,11 @@ pub struct Server {
     pub workers: usize,
     /// How long shutdown waits for requests in flight before it closes their connections.
     pub drain_timeout: Duration,
+    /// `trusted_proxies`: the peers whose `X-Forwarded-For` (or PROXY header) names the
+    /// client; none by default.
+    pub trusted_proxies: TrustedProxies,
+    /// `proxy_protocol`: the TLS listener reads a PROXY v1/v2 header from trusted peers.
+    pub proxy_protocol: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -60,6 +60,8 @@ pub(super) struct RawServer {
     pub(super) policies: String,
     pub(super) workers: Option<Spanned<usize>>,
     pub(super) drain_timeout: Option<HumanDuration>,
+    pub(super) trusted_proxies: Option<super::proxies::RawTrustedProxies>,
+    pub(super) proxy_protocol: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]

@@ -244,6 +244,14 @@ impl Config {
                 .unwrap_or_else(default_from),
             None => default_from(),
         };
+        let (trusted_proxies, proxy_protocol) =
+            super::proxies::validate(raw.server.trusted_proxies.as_ref(), raw.server.proxy_protocol.as_ref())
+                .unwrap_or_else(|errors| {
+                    errors
+                        .into_iter()
+                        .for_each(|(span, key, m)| found.push(keyed(span, key, m)));
+                    Default::default()
+                });
         let cors = match raw.cors {
             Some(c) => found.take(super::cors::validate(c).map_err(|(span, key, m)| keyed(span, key, m))),
             None => None,
@@ -280,6 +288,8 @@ impl Config {
                 policies: resolve(&raw.server.policies),
                 workers,
                 drain_timeout,
+                trusted_proxies,
+                proxy_protocol,
             },
             tls: raw.tls.map(|t| TlsFiles {
                 cert: resolve(&t.cert),
