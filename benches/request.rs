@@ -103,7 +103,7 @@ fn headers(c: &mut Criterion) {
     }
     let host = HeaderValue::from_static("localhost:8443");
     let client = ClientInfo {
-        peer_ip: "127.0.0.1".parse().unwrap(),
+        client_ip: "127.0.0.1".parse().unwrap(),
         tls: true,
         host: Some(&host),
         request_id: "1a2b3c4d-1f",

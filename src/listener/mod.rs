@@ -30,7 +30,7 @@
 //! of one connection after that is in `listener/connection.rs`.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,7 +52,12 @@ use crate::workers::Workers;
 /// What a connection's handler is told about the connection.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnInfo {
+    /// The TCP peer.
     pub peer: SocketAddr,
+    /// The connection's client: the peer's address, or the source a PROXY header from a
+    /// trusted peer gave. Per request, `X-Forwarded-For` from a trusted address may name
+    /// another (see `pipeline::client`).
+    pub client: IpAddr,
     pub tls: bool,
     /// The worker the connection runs on (see [`Workers`]).
     pub worker: usize,
@@ -132,6 +137,7 @@ pub async fn serve<H: Handler>(
         let limits = limits.clone();
         let info = ConnInfo {
             peer,
+            client: peer.ip(),
             tls: tls.is_some(),
             worker,
         };

@@ -1,5 +1,6 @@
 //! What is known about one request as it passes the phases, and the request ids.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -41,6 +42,9 @@ impl Default for RequestIds {
 pub struct RequestContext {
     pub id: String,
     pub conn: ConnInfo,
+    /// The client's address (see [`super::client`]): the connection's, unless a trusted
+    /// proxy's `X-Forwarded-For` names another.
+    pub client: IpAddr,
     pub started: Instant,
     pub method: Method,
     pub route: Option<RouteRef>,
@@ -65,6 +69,7 @@ impl RequestContext {
     pub fn new(id: String, conn: ConnInfo, method: Method) -> Self {
         Self {
             id,
+            client: conn.client,
             conn,
             started: Instant::now(),
             method,

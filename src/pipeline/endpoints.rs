@@ -104,7 +104,8 @@ impl Endpoints {
             Endpoint::Metrics => {
                 ctx.endpoint = Some(crate::metrics::ROUTE_GATEWAY);
                 let caller = authenticate(auth, req.headers())?;
-                if !metrics_allowed(ctx.conn.peer.ip(), caller.as_ref().map(|c| &*c.principal)) {
+                let principal = caller.as_ref().map(|c| &*c.principal);
+                if !metrics_allowed(ctx.client, ctx.conn.peer.ip(), principal) {
                     return Err(GatewayError::Forbidden {
                         reason: "metrics are served to loopback clients and admins only".into(),
                     });
@@ -121,18 +122,22 @@ impl Endpoints {
             }
             Endpoint::Auth => {
                 ctx.endpoint = Some(crate::metrics::ROUTE_AUTH);
-                if let Verdict::Limited { retry_after } = self.auth_limiter.check(&ip_key(ctx.conn.peer.ip())) {
+                if let Verdict::Limited { retry_after } = self.auth_limiter.check(&ip_key(ctx.client)) {
                     return Err(GatewayError::RateLimited { retry_after });
                 }
-                crate::auth::http::handle(auth, path, req, &ctx.id, ctx.conn.peer.ip()).await
+                crate::auth::http::handle(auth, path, req, &ctx.id, ctx.client).await
             }
         }
     }
 }
 
 /// `GET /metrics` is for the machine itself (a scraper on loopback) and for admins.
-pub fn metrics_allowed(peer: IpAddr, principal: Option<&Principal>) -> bool {
-    peer.to_canonical().is_loopback() || principal.is_some_and(|p| p.roles.iter().any(|r| r == "admin"))
+/// Loopback means both the client (see [`super::client`]) and the TCP peer: a client
+/// behind a proxy on the same machine is not local, and neither is a trusted proxy
+/// elsewhere that names a loopback client.
+pub fn metrics_allowed(client: IpAddr, peer: IpAddr, principal: Option<&Principal>) -> bool {
+    let local = client.to_canonical().is_loopback() && peer.to_canonical().is_loopback();
+    local || principal.is_some_and(|p| p.roles.iter().any(|r| r == "admin"))
 }
 
 #[cfg(test)]
@@ -151,11 +156,17 @@ mod tests {
             attributes: Default::default(),
         };
         for ip in ["127.0.0.1", "::1", "::ffff:127.0.0.1"] {
-            assert!(metrics_allowed(ip.parse().unwrap(), None), "{ip}");
+            assert!(metrics_allowed(ip.parse().unwrap(), ip.parse().unwrap(), None), "{ip}");
         }
         let remote = "192.0.2.7".parse().unwrap();
-        assert!(!metrics_allowed(remote, None));
-        assert!(!metrics_allowed(remote, Some(&who("support"))));
-        assert!(metrics_allowed(remote, Some(&who("admin"))));
+        let local = "127.0.0.1".parse().unwrap();
+        assert!(!metrics_allowed(remote, remote, None));
+        assert!(!metrics_allowed(remote, remote, Some(&who("support"))));
+        assert!(metrics_allowed(remote, remote, Some(&who("admin"))));
+        // Behind a local proxy, the client is remote; a remote proxy's loopback claim is
+        // not local either.
+        assert!(!metrics_allowed(remote, local, None));
+        assert!(!metrics_allowed(local, remote, None));
+        assert!(metrics_allowed(remote, local, Some(&who("admin"))));
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod authn;
 pub mod authz;
+pub mod client;
 pub mod context;
 pub mod cors;
 pub mod endpoints;
@@ -126,12 +127,12 @@ impl Pipeline {
         // 4. rate-limit, per route and per caller.
         let quota = self
             .route_limits
-            .check(authorized.route(), authorized.principal(), ctx.conn.peer.ip())?;
+            .check(authorized.route(), authorized.principal(), ctx.client)?;
 
         // 5. forward.
         let host = forward::client_host(authorized.request());
         let client = ClientInfo {
-            peer_ip: ctx.conn.peer.ip(),
+            client_ip: ctx.client,
             tls: ctx.conn.tls,
             host: host.as_ref(),
             request_id: &ctx.id,
@@ -178,7 +179,7 @@ impl Pipeline {
             ev.user_id = Some(c.principal.id.clone());
             ev.email = Some(c.principal.email.clone());
         }
-        ev.ip = Some(ctx.conn.peer.ip().to_string());
+        ev.ip = Some(ctx.client.to_string());
         ev.method = Some(ctx.method.to_string());
         let path = ctx.canonical.as_deref().unwrap_or(raw_path);
         ev.path = Some(path.chars().take(2048).collect());
@@ -278,6 +279,7 @@ fn refusal_event(err: &GatewayError, proxied: bool) -> Option<EventKind> {
 impl Handler for Pipeline {
     async fn handle(&self, req: Request<RequestBody>, conn: ConnInfo) -> Response<GatewayBody> {
         let mut ctx = RequestContext::new(self.ids.next(), conn, req.method().clone());
+        ctx.client = client::client_address(&self.config.server.trusted_proxies, conn.client, req.headers());
         // A clone of the URI shares its bytes: no copy of the path for the log line.
         let uri = req.uri().clone();
         let raw_path = uri.path();
@@ -322,6 +324,7 @@ impl Handler for Pipeline {
         }
         tracing::info!(
             request_id = %ctx.id,
+            client = %ctx.client,
             peer = %ctx.conn.peer,
             method = %ctx.method,
             path = ?raw_path,

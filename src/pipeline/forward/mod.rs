@@ -4,8 +4,9 @@
 //! header removed, each with its reason (hop-by-hop headers, RFC 9110 §7.6.1, and those
 //! named in `Connection`; `Authorization`; method overrides; path rewrites; client-IP and
 //! remote-user claims; httpoxy's `Proxy`; forwarding headers), plus every header that
-//! reads as `x-auth-*`. Then the gateway adds its own `X-Forwarded-*`
-//! (`X-Forwarded-Host` only when the client's host is a valid `host[:port]`),
+//! reads as `x-auth-*`. Then the gateway adds its own `X-Forwarded-*` (one
+//! `X-Forwarded-For`: the client address [`super::client`] decided; `X-Forwarded-Host`
+//! only when the client's host is a valid `host[:port]`),
 //! `X-Request-Id`, and the identity headers of the principal the request was authorized
 //! for. Bodies stream both ways; the request body is bounded by `max_body`. The
 //! connection and the upstream's timeout are [`crate::upstream`]'s.
@@ -36,7 +37,8 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// What the gateway knows about the client connection, for the forwarding headers.
 #[derive(Debug, Clone)]
 pub struct ClientInfo<'a> {
-    pub peer_ip: IpAddr,
+    /// The client's address (see [`super::client`]): the one `X-Forwarded-For` names.
+    pub client_ip: IpAddr,
     pub tls: bool,
     /// The host the client asked for (`Host` or `:authority`).
     pub host: Option<&'a HeaderValue>,
@@ -51,7 +53,7 @@ pub struct ClientInfo<'a> {
 pub fn rewrite_request_headers(headers: &mut HeaderMap, client: &ClientInfo<'_>, identity: Option<&IdentityHeaders>) {
     strip(headers, is_stripped);
 
-    headers.insert(X_FORWARDED_FOR, ip_header(client.peer_ip));
+    headers.insert(X_FORWARDED_FOR, ip_header(client.client_ip));
     headers.insert(
         X_FORWARDED_PROTO,
         HeaderValue::from_static(if client.tls { "https" } else { "http" }),

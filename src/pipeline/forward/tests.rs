@@ -81,7 +81,7 @@ fn rewrite_removes_and_sets() {
     }
     let host: HeaderValue = "localhost:8443".parse().unwrap();
     let client = ClientInfo {
-        peer_ip: "127.0.0.7".parse().unwrap(),
+        client_ip: "127.0.0.7".parse().unwrap(),
         tls: true,
         host: Some(&host),
         request_id: "req-9",
@@ -125,7 +125,7 @@ fn anonymous_has_no_identity() {
     let mut h = HeaderMap::new();
     h.insert("x-auth-user", "admin".parse().unwrap());
     let client = ClientInfo {
-        peer_ip: "127.0.0.1".parse().unwrap(),
+        client_ip: "127.0.0.1".parse().unwrap(),
         tls: false,
         host: None,
         request_id: "r",
