@@ -148,9 +148,14 @@ impl Gateway {
         let (stop, stopped) = watch::channel(Lifecycle::Serving);
         let mut tasks = JoinSet::new();
         let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.clone());
+        let proxy_protocol = config
+            .server
+            .proxy_protocol
+            .then(|| Arc::new(config.server.trusted_proxies.clone()));
         tasks.spawn(listener::serve(
             tls_listener,
             Some(acceptor),
+            proxy_protocol,
             self.inner.clone(),
             config.limits.clone(),
             workers.clone(),
@@ -159,6 +164,7 @@ impl Gateway {
         if let Some(l) = plain_listener {
             tasks.spawn(listener::serve(
                 l,
+                None,
                 None,
                 self.inner.clone(),
                 config.limits.clone(),

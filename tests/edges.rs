@@ -449,6 +449,7 @@ async fn handler_panic_is_500() {
     let server = tokio::spawn(portcullis::listener::serve(
         listener,
         None,
+        None,
         Arc::new(Panicky),
         portcullis::config::Limits::default(),
         workers,

@@ -43,8 +43,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
 mod connection;
+pub mod proxy_protocol;
 
-use crate::config::Limits;
+use crate::config::{Limits, TrustedProxies};
 use crate::upstream::body::GatewayBody;
 use crate::upstream::request::RequestBody;
 use crate::workers::Workers;
@@ -88,10 +89,12 @@ pub enum Lifecycle {
 /// Accepts on `listener` until `shutdown` leaves [`Lifecycle::Serving`], handing each
 /// connection to the next of `workers`; then lets in-flight requests finish (open
 /// connections are asked to close gracefully, and closed at [`Lifecycle::Closing`]) and
-/// returns.
+/// returns. With `proxy_protocol`, every connection must come from one of those peers
+/// and start with a PROXY header (see [`proxy_protocol`]).
 pub async fn serve<H: Handler>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
+    proxy_protocol: Option<Arc<TrustedProxies>>,
     handler: Arc<H>,
     limits: Limits,
     workers: Arc<Workers>,
@@ -133,6 +136,7 @@ pub async fn serve<H: Handler>(
         let builder = builder.clone();
         let handler = handler.clone();
         let tls = tls.clone();
+        let proxy_protocol = proxy_protocol.clone();
         let shutdown = shutdown.clone();
         let limits = limits.clone();
         let info = ConnInfo {
@@ -145,7 +149,14 @@ pub async fn serve<H: Handler>(
             async move {
                 let _permit = permit;
                 match TcpStream::from_std(stream) {
-                    Ok(stream) => serve_connection(stream, info, tls, handler, builder, limits, shutdown).await,
+                    Ok(stream) => {
+                        let conn = Conn {
+                            stream,
+                            info,
+                            proxy_protocol,
+                        };
+                        serve_connection(conn, tls, handler, builder, limits, shutdown).await
+                    }
                     Err(e) => tracing::debug!(%peer, error = %e, "cannot register the connection"),
                 }
             },
@@ -195,16 +206,38 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-async fn serve_connection<H: Handler>(
+/// A connection just accepted: its socket, what is known of it, and the peers that may
+/// (and must) start it with a PROXY header, if the listener reads one.
+struct Conn {
     stream: TcpStream,
     info: ConnInfo,
+    proxy_protocol: Option<Arc<TrustedProxies>>,
+}
+
+async fn serve_connection<H: Handler>(
+    conn: Conn,
     tls: Option<TlsAcceptor>,
     handler: Arc<H>,
     builder: auto::Builder<TokioExecutor>,
     limits: Limits,
     mut shutdown: watch::Receiver<Lifecycle>,
 ) {
+    let Conn {
+        mut stream,
+        mut info,
+        proxy_protocol,
+    } = conn;
     let peer = info.peer;
+    if let Some(trusted) = proxy_protocol {
+        let header = tokio::select! {
+            h = proxy_header(&mut stream, peer, &trusted, limits.tls_handshake_timeout) => h,
+            () = reached(&mut shutdown, Lifecycle::Closing) => return,
+        };
+        match header {
+            Some(client) => info.client = client,
+            None => return,
+        }
+    }
     match tls {
         Some(acceptor) => {
             let handshake = tokio::select! {
@@ -227,5 +260,35 @@ async fn serve_connection<H: Handler>(
             }
         }
         None => connection::run_http(stream, info, handler, builder, limits, shutdown).await,
+    }
+}
+
+/// The connection's client address from its PROXY header, or `None` when the connection
+/// is to be closed: the peer is not trusted, the header is malformed, or it did not come
+/// whole within `deadline`.
+async fn proxy_header(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    trusted: &TrustedProxies,
+    deadline: Duration,
+) -> Option<IpAddr> {
+    if !trusted.contains(peer.ip()) {
+        tracing::warn!(%peer, "PROXY protocol: connection from a peer not in trusted_proxies refused");
+        return None;
+    }
+    match tokio::time::timeout(deadline, proxy_protocol::read_header(stream)).await {
+        Ok(Ok(client)) => Some(client.unwrap_or(peer.ip())),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+            tracing::warn!(%peer, error = %e, "PROXY protocol: malformed header, connection closed");
+            None
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "PROXY protocol: connection ended before its header");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "PROXY protocol: header not received in time, connection closed");
+            None
+        }
     }
 }
