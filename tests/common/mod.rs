@@ -235,6 +235,17 @@ impl TestGateway {
 
     /// Opens a TLS connection to the gateway that offers `alpn` (nothing when empty).
     pub async fn tls_connect(&self, alpn: &[u8]) -> tokio_rustls::client::TlsStream<TcpStream> {
+        let tcp = TcpStream::connect(self.addr).await.unwrap();
+        self.tls_handshake(tcp, alpn).await.unwrap()
+    }
+
+    /// The TLS handshake with the gateway over `tcp`, a connection already open (on
+    /// which, say, a PROXY header was written), offering `alpn` (nothing when empty).
+    pub async fn tls_handshake(
+        &self,
+        tcp: TcpStream,
+        alpn: &[u8],
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&self.ca_pem) {
             roots.add(cert.unwrap()).unwrap();
@@ -249,9 +260,8 @@ impl TestGateway {
             config.alpn_protocols = vec![alpn.to_vec()];
         }
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        let tcp = TcpStream::connect(self.addr).await.unwrap();
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        connector.connect(name, tcp).await.unwrap()
+        connector.connect(name, tcp).await
     }
 
     /// The gateway's metrics text (asked from loopback).
@@ -361,7 +371,7 @@ pub struct RawResponse {
 }
 
 impl RawResponse {
-    fn parse(buf: &[u8]) -> Self {
+    pub fn parse(buf: &[u8]) -> Self {
         let text = String::from_utf8_lossy(buf).into_owned();
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
         let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
