@@ -339,7 +339,7 @@ impl Handler for Pipeline {
 
     fn panicked(&self, conn: ConnInfo, message: &str) -> Response<GatewayBody> {
         let id = self.ids.next();
-        tracing::error!(request_id = %id, peer = %conn.peer, panic = message, "request handler panicked");
+        tracing::error!(request_id = %id, peer = %conn.peer, client = %conn.client, panic = message, "request handler panicked");
         self.metrics.panic();
         let mut resp = GatewayError::Internal("handler panicked".into()).to_response(&id);
         security_headers(&mut resp, conn.tls, false);
