@@ -54,7 +54,7 @@ impl Files {
 
     /// The one error `tables` makes: its line (in the whole file) and key.
     fn error(&self, tables: &str) -> SourceError {
-        let mut errors = self.parse(tables).err().expect("an error");
+        let mut errors = self.parse(tables).expect_err("an error");
         assert_eq!(errors.len(), 1, "{errors:?}");
         errors.remove(0)
     }
