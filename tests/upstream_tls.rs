@@ -1,8 +1,8 @@
 //! Upstreams over TLS: an upstream served by the test over real TLS with a CA the test
 //! made, reached through the gateway. Requests go through and keep their connection;
 //! mutual TLS works with the configured client certificate and fails without it; a wrong
-//! CA or a name the certificate does not carry is 502, audited, with nothing of the
-//! upstream's in the answer.
+//! CA, a name the certificate does not carry or an expired certificate is 502, audited,
+//! with nothing of the upstream's in the answer.
 
 mod common;
 
@@ -173,4 +173,19 @@ async fn server_name_must_match() {
     let gw = gateway(&up, &ca_line).await;
     assert_refused_upstream(&gw, "/default-name").await;
     assert_eq!(up.requests().len(), 1);
+}
+
+// A certificate from the right CA, for the right name, but expired, is refused (502).
+#[tokio::test]
+async fn expired_certificate_is_502() {
+    let ca = TestCa::new("expiry CA");
+    let expired = ca.issue_with(&["127.0.0.1"], |p| {
+        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    });
+    let up = TlsUpstream::start_with(expired, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(&up, &format!("ca = {:?}", file(dir.path(), "ca.pem", &ca.pem))).await;
+    assert_refused_upstream(&gw, "/expired").await;
+    assert!(up.requests().is_empty());
 }

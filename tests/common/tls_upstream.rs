@@ -46,12 +46,17 @@ impl TestCa {
     /// A certificate for `names` (DNS names or IP addresses) signed by this CA, and its
     /// key, both PEM.
     pub fn issue(&self, names: &[&str]) -> (String, String) {
+        self.issue_with(names, |_| {})
+    }
+
+    /// Like [`TestCa::issue`], with `edit` applied to the certificate's parameters (e.g.
+    /// its validity).
+    pub fn issue_with(&self, names: &[&str], edit: impl FnOnce(&mut CertificateParams)) -> (String, String) {
         let key = KeyPair::generate().unwrap();
         let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-        let cert = CertificateParams::new(names)
-            .unwrap()
-            .signed_by(&key, &self.issuer)
-            .unwrap();
+        let mut params = CertificateParams::new(names).unwrap();
+        edit(&mut params);
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
         (cert.pem(), key.serialize_pem())
     }
 
@@ -78,7 +83,11 @@ impl TlsUpstream {
     /// Serves with a certificate for `names` signed by `ca`; with `client_ca`, only
     /// clients presenting a certificate signed by that CA are served.
     pub async fn start(ca: &TestCa, names: &[&str], client_ca: Option<&TestCa>) -> Self {
-        let (cert, key) = ca.issue(names);
+        Self::start_with(ca.issue(names), client_ca).await
+    }
+
+    /// Serves with this certificate and key (PEM), e.g. one [`TestCa::issue_with`] made.
+    pub async fn start_with((cert, key): (String, String), client_ca: Option<&TestCa>) -> Self {
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert.as_bytes())
             .collect::<Result<_, _>>()
             .unwrap();
