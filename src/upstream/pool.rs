@@ -10,9 +10,9 @@
 //!
 //! An `https://` upstream's connections are TLS: the TCP connect and the TLS handshake
 //! share the connect deadline, then HTTP/1.1 runs over the TLS stream; keep-alive, reuse
-//! and reaping are the same as for plain connections, which take their own path through
-//! [`Pool::connect`] (the connection type is chosen once per connection, never per
-//! request).
+//! and reaping are the same as for plain connections. The kind of stream is chosen once,
+//! when a connection opens: a request on a pooled connection, plain or TLS, takes the same
+//! path as before, and a plain connection pays nothing for TLS.
 //!
 //! The connection tasks run on the worker that opened them, like the requests that use
 //! them, so neither the pool's lock nor the connections are shared between threads.
