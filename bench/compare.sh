@@ -6,6 +6,8 @@
 #   HAProxy verifying a bearer JWT on every request (HS256, and ES256 with the key
 #   Portcullis signs with) and forwarding; Portcullis on a public route, and on a route
 #   that needs a role, with a token Portcullis issued; all of it over plain HTTP and TLS.
+#   Beside them, a second Portcullis whose upstream is the same backend behind TLS
+#   (`https://`, verified against a CA file), on the same public route.
 # Prints one table with each figure's ratio to HAProxy-with-JWT and to nginx, and stops
 # everything it started.
 # Usage: bench/compare.sh [DURATION] [CONNECTIONS...]   (defaults: 10s, 32 256)
@@ -27,6 +29,7 @@ need=()
 command -v wrk >/dev/null || need+=(wrk)
 command -v nginx >/dev/null || need+=(nginx)
 command -v haproxy >/dev/null || need+=(haproxy)
+command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null; fi
 cargo build --release --workspace --quiet
 
@@ -56,10 +59,17 @@ path = "/api/orders"
 roles = ["customer"]
 TOML
 password='Bench!Passw0rd7'
-# start_gateway BIN NAME TLS_PORT PLAIN_PORT: a gateway with its own data directory under
-# $work/NAME, one customer account, serving until the script ends.
+# The backend's certificate for its TLS listener (the HTTPS-upstream row), self-signed:
+# the gateway of that row trusts it as its `[upstream_tls] ca`.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -keyout "$work/backend.key" -out "$work/backend.crt" -subj /CN=localhost \
+  -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE \
+  -addext extendedKeyUsage=serverAuth 2>/dev/null
+# start_gateway BIN NAME TLS_PORT PLAIN_PORT [UPSTREAM_URL [TOML]]: a gateway with its own
+# data directory under $work/NAME, one customer account, serving until the script ends;
+# its upstream is the plain backend unless UPSTREAM_URL says otherwise, TOML is appended.
 start_gateway() {
-  local bin=$1 name=$2 tls=$3 plain=$4
+  local bin=$1 name=$2 tls=$3 plain=$4 upstream=${5:-http://127.0.0.1:19001} extra=${6:-}
   mkdir -p "$work/$name"
   cat > "$work/$name/gateway.toml" <<TOML
 [server]
@@ -69,7 +79,8 @@ public_url = "https://localhost:$tls"
 data_dir = "$work/$name/data"
 policies = "$work/policies"
 [upstreams]
-backend = "http://127.0.0.1:19001"
+backend = "$upstream"
+$extra
 [rate_limit]
 auth_per_ip = "1000/sec"
 [tokens]
@@ -87,6 +98,9 @@ start_gateway "$gw" gw 19443 19080
 ln -s "$work/gw/data" "$work/data"
 $gw --config "$work/gw/gateway.toml" keys public-pem > "$work/es256.pem"
 if [ -n "${BASELINE_BIN:-}" ]; then start_gateway "$BASELINE_BIN" base 19543 19180; fi
+# The same build and policies, its upstream the backend behind TLS (port 19004).
+start_gateway "$gw" gwtls 19444 19081 https://127.0.0.1:19004 "[upstream_tls.backend]
+ca = \"$work/backend.crt\""
 cat "$work/data/tls/gateway.crt" "$work/data/tls/gateway.key" > "$work/combined.pem"
 
 # --- nginx: the backend and the plain reverse proxy ----------------------------------
@@ -108,6 +122,12 @@ http {
   server {
     listen 127.0.0.1:19001;
     location / { default_type application/json; return 200 '$body'; }
+  }
+  server {
+    listen 127.0.0.1:19004 ssl;
+    ssl_certificate $work/backend.crt;
+    ssl_certificate_key $work/backend.key;
+    location / { default_type application/json; add_header X-Backend-Tls yes; return 200 '$body'; }
   }
   server {
     listen 127.0.0.1:19002;
@@ -159,7 +179,7 @@ backend backend
 HAPROXY
 haproxy -f "$work/haproxy.cfg" > "$work/haproxy.log" 2>&1 & pids+=($!)
 
-for port in 19001 19002 19010 19080; do
+for port in 19001 19002 19010 19080 19081; do
   up=no
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && { up=yes; break; }; sleep 0.1; done
   if [ $up = no ]; then echo "nothing answers on port $port" >&2; cat "$work/haproxy.log" "$work/nginx-error.log" >&2 2>/dev/null; exit 1; fi
@@ -189,6 +209,12 @@ for check in "${checks[@]}"; do
   bad=$(curl -s -o /dev/null -w '%{http_code}' "$url" -H "Authorization: Bearer ${tok}x")
   [ "$code" = 200 ] && [ "$bad" = 401 ] || { echo "token check failed at $url: $code / $bad" >&2; exit 1; }
 done
+# The HTTPS-upstream rows must really reach the backend over TLS (its TLS listener marks
+# its answers), on both of the gateway's listeners.
+for url in http://127.0.0.1:19081/api/products/3 https://127.0.0.1:19444/api/products/3; do
+  curl -sk -D - -o /dev/null "$url" | grep -qi '^x-backend-tls: yes' \
+    || { echo "the HTTPS-upstream gateway did not answer through the TLS backend at $url" >&2; exit 1; }
+done
 
 rounds=${ROUNDS:-1}
 declare -A rps p50 p99
@@ -211,11 +237,13 @@ rows=(
   "HAProxy + JWT ES256|http|http://127.0.0.1:19011/api/orders|$token"
   "Portcullis, public route|http|http://127.0.0.1:19080/api/products/3|"
   "Portcullis, role route + token|http|http://127.0.0.1:19080/api/orders|$token"
+  "Portcullis public, TLS upstream|http|http://127.0.0.1:19081/api/products/3|"
   "nginx proxy, no auth|tls|https://127.0.0.1:19442/api/products/3|"
   "HAProxy + JWT HS256|tls|https://127.0.0.1:19450/api/orders|$hs_token"
   "HAProxy + JWT ES256|tls|https://127.0.0.1:19451/api/orders|$token"
   "Portcullis, public route|tls|https://127.0.0.1:19443/api/products/3|"
   "Portcullis, role route + token|tls|https://127.0.0.1:19443/api/orders|$token"
+  "Portcullis public, TLS upstream|tls|https://127.0.0.1:19444/api/products/3|"
 )
 if [ -n "${BASELINE_BIN:-}" ]; then
   rows+=(

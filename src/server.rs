@@ -48,6 +48,8 @@ pub enum StartError {
     Keys(String),
     #[error("{0}")]
     Mail(String),
+    #[error("{0}")]
+    Upstream(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -95,7 +97,7 @@ impl Gateway {
             path: config.server.data_dir.join("db"),
             source,
         })?;
-        let upstreams = Upstreams::new(&config);
+        let upstreams = Upstreams::new(&config).map_err(StartError::Upstream)?;
         let smtp = match &config.email.smtp {
             Some(smtp) => {
                 Some(crate::mail::sender::tls(smtp).map_err(|e| StartError::Mail(format!("[email.smtp]: {e}")))?)

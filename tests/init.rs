@@ -194,7 +194,7 @@ fn init_refuses_to_overwrite() {
 #[test]
 fn init_refuses_a_bad_upstream() {
     for (url, reason) in [
-        ("https://api.example", "not supported"),
+        ("ftp://api.example", "not supported"),
         ("localhost:8000", "needs a scheme"),
         ("http://127.0.0.1:8000/?debug=1", "query string"),
         ("http://user:pw@127.0.0.1:8000", "credentials"),

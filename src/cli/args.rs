@@ -85,7 +85,7 @@ pub struct InitArgs {
     /// Where to write gateway.toml and policies/ (created if missing).
     #[arg(default_value = ".")]
     pub dir: PathBuf,
-    /// The API to put behind the gateway, e.g. http://127.0.0.1:8000 (plain HTTP, optionally with a path prefix).
+    /// The API to put behind the gateway, e.g. http://127.0.0.1:8000 or https://api.internal (optionally with a path prefix).
     #[arg(long)]
     pub upstream: String,
     /// The upstream's name in [upstreams] and the policy file's name.

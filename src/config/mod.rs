@@ -16,6 +16,7 @@ mod smtp;
 #[cfg(test)]
 mod tests;
 pub mod totp;
+pub mod upstream_tls;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -29,6 +30,7 @@ pub use self::cors::{Cors, CorsOrigins};
 pub use self::proxies::TrustedProxies;
 pub use self::registration::Registration;
 pub use self::smtp::{Smtp, SmtpPassword, SmtpTls, SMTP_PASSWORD_ENV};
+pub use self::upstream_tls::UpstreamTls;
 
 /// The most connection workers `[server] workers` may ask for.
 const MAX_WORKERS: usize = 256;
@@ -81,6 +83,8 @@ pub struct Config {
     pub cors: Option<Cors>,
     /// `[totp]`: the issuer authenticator apps show.
     pub totp: totp::Totp,
+    /// `[upstream_tls.NAME]`, or its defaults: one entry per `https://` upstream.
+    pub upstream_tls: BTreeMap<String, UpstreamTls>,
 }
 
 #[derive(Debug, Clone)]
@@ -107,7 +111,8 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-/// A backend the gateway forwards to: `http://host:port`, possibly with a path prefix.
+/// A backend the gateway forwards to: `http://host:port` or `https://host:port`,
+/// possibly with a path prefix.
 #[derive(Debug, Clone)]
 pub struct Upstream {
     pub name: String,
@@ -115,6 +120,19 @@ pub struct Upstream {
     pub authority: http::uri::Authority,
     /// The path prefix, without a trailing slash (empty when there is none).
     pub base_path: String,
+}
+
+impl Upstream {
+    /// The port to connect to: the URL's, or 443 for `https://` and 80 for `http://`.
+    pub fn port(&self) -> u16 {
+        self.authority
+            .port_u16()
+            .unwrap_or(if self.scheme == http::uri::Scheme::HTTPS {
+                443
+            } else {
+                80
+            })
+    }
 }
 
 #[derive(Debug, Clone)]

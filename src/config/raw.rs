@@ -35,6 +35,8 @@ pub(super) struct RawConfig {
     pub(super) registration: super::registration::RawRegistration,
     pub(super) cors: Option<super::cors::RawCors>,
     pub(super) totp: Option<super::totp::RawTotp>,
+    #[serde(default)]
+    pub(super) upstream_tls: BTreeMap<Spanned<String>, super::upstream_tls::RawUpstreamTls>,
 }
 
 #[derive(Deserialize, Default)]

@@ -256,6 +256,8 @@ impl Config {
             Some(c) => found.take(super::cors::validate(c).map_err(|(span, key, m)| keyed(span, key, m))),
             None => None,
         };
+        let report = &mut |e: upstream_tls::TlsConfigError| found.push(keyed(e.0, e.1, e.2));
+        let upstream_tls = upstream_tls::validate(raw.upstream_tls, &raw.upstreams, &upstreams, &resolve, report);
         let totp = found
             .take(super::totp::validate(raw.totp).map_err(|(span, m)| keyed(span, "[totp] issuer".into(), m)))
             .unwrap_or_default();
@@ -329,6 +331,7 @@ impl Config {
             registration: registration?,
             cors,
             totp,
+            upstream_tls,
         })
     }
 }
@@ -347,10 +350,10 @@ fn parse_upstream(name: &str, url: &str) -> Result<Upstream, String> {
         .parse()
         .map_err(|_| format!("upstream {name:?}: {url:?} is not a valid URL"))?;
     match uri.scheme_str() {
-        Some("http") => {}
+        Some("http" | "https") => {}
         Some(other) => {
             return Err(format!(
-                "upstream {name:?}: scheme {other:?} is not supported; the gateway speaks plain HTTP to upstreams on a trusted network"
+                "upstream {name:?}: scheme {other:?} is not supported; expected http:// or https:// (TLS settings: [upstream_tls.NAME])"
             ))
         }
         None => return Err(format!("upstream {name:?}: {url:?} needs a scheme, e.g. \"http://127.0.0.1:8081\"")),
@@ -370,7 +373,7 @@ fn parse_upstream(name: &str, url: &str) -> Result<Upstream, String> {
     let base_path = uri.path().trim_end_matches('/').to_owned();
     Ok(Upstream {
         name: name.to_owned(),
-        scheme: http::uri::Scheme::HTTP,
+        scheme: uri.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP),
         authority,
         base_path,
     })

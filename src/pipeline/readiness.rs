@@ -141,7 +141,7 @@ impl Readiness {
             }
         };
         let connects = upstreams.iter().map(|u| async move {
-            let addr = format!("{}:{}", u.authority.host(), u.authority.port_u16().unwrap_or(80));
+            let addr = format!("{}:{}", u.authority.host(), u.port());
             let state = match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(&addr)).await {
                 Ok(Ok(_)) => "ok",
                 Ok(Err(e)) => {

@@ -8,6 +8,7 @@
 pub mod body;
 pub mod pool;
 pub mod request;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -95,21 +96,28 @@ pub struct Upstreams {
 }
 
 impl Upstreams {
-    pub fn new(config: &Config) -> Self {
+    /// The upstreams' pools, with a TLS client for each `https://` upstream; an error
+    /// (no root certificates on the system, a refused client certificate) names the
+    /// upstream's table.
+    pub fn new(config: &Config) -> Result<Self, String> {
+        let mut system_roots = tls::SystemRoots::default();
         let targets = config
             .upstreams
             .iter()
             .map(|(name, upstream)| {
-                let addr = format!(
-                    "{}:{}",
-                    upstream.authority.host(),
-                    upstream.authority.port_u16().unwrap_or(80)
-                );
+                let addr = format!("{}:{}", upstream.authority.host(), upstream.port());
+                let tls = match config.upstream_tls.get(name) {
+                    Some(settings) => Some(tls::target(name, settings, &mut system_roots)?),
+                    None if upstream.scheme == http::uri::Scheme::HTTPS => {
+                        return Err(format!("upstream {name:?}: https:// without TLS settings"))
+                    }
+                    None => None,
+                };
                 let connect_timeout = config.limits.upstream_timeout.min(Duration::from_secs(10));
                 let pools = (0..config.server.workers.max(1))
-                    .map(|_| Arc::new(Pool::new(addr.clone(), connect_timeout, &config.limits)))
+                    .map(|_| Arc::new(Pool::new(addr.clone(), connect_timeout, &config.limits, tls.clone())))
                     .collect();
-                (
+                Ok((
                     name.clone(),
                     UpstreamTarget {
                         upstream: upstream.clone(),
@@ -119,14 +127,14 @@ impl Upstreams {
                         .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
                         pools,
                     },
-                )
+                ))
             })
-            .collect();
-        Self {
+            .collect::<Result<_, String>>()?;
+        Ok(Self {
             targets,
             timeout: config.limits.upstream_timeout,
             max_body: config.limits.max_body,
-        }
+        })
     }
 
     /// The upstream configured under `name`.

@@ -8,6 +8,12 @@
 //! upstream closed it while it was idle) is sent again on another connection; a request
 //! that went out is never sent twice.
 //!
+//! An `https://` upstream's connections are TLS: the TCP connect and the TLS handshake
+//! share the connect deadline, then HTTP/1.1 runs over the TLS stream; keep-alive, reuse
+//! and reaping are the same as for plain connections. The kind of stream is chosen once,
+//! when a connection opens: a request on a pooled connection, plain or TLS, takes the same
+//! path as before, and a plain connection pays nothing for TLS.
+//!
 //! The connection tasks run on the worker that opened them, like the requests that use
 //! them, so neither the pool's lock nor the connections are shared between threads.
 //!
@@ -28,9 +34,11 @@ use http::{Request, Response};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::request::UpstreamBody;
+use super::tls::TlsTarget;
 use super::BoxError;
 use crate::config::Limits;
 
@@ -50,6 +58,8 @@ pub struct Pool {
     slots: Arc<Semaphore>,
     /// Told when a connection comes back to the pool or closes.
     available: Arc<Notify>,
+    /// For an `https://` upstream: the TLS client its connections are opened with.
+    tls: Option<TlsTarget>,
 }
 
 struct Idle {
@@ -58,9 +68,10 @@ struct Idle {
 }
 
 impl Pool {
-    pub fn new(addr: String, connect_timeout: Duration, limits: &Limits) -> Self {
+    pub fn new(addr: String, connect_timeout: Duration, limits: &Limits, tls: Option<TlsTarget>) -> Self {
         Self {
             addr,
+            tls,
             connect_timeout,
             idle_timeout: limits.upstream_idle_timeout,
             idle: Mutex::new(Vec::new()),
@@ -166,10 +177,33 @@ impl Pool {
         self.available.notify_one();
     }
 
+    /// Opens a connection (TCP, and TLS for an `https://` upstream, within the connect
+    /// deadline) and starts HTTP/1.1 on it.
     async fn connect(&self, permit: OwnedSemaphorePermit) -> Result<SendRequest<UpstreamBody>, BoxError> {
-        let stream = tokio::time::timeout(self.connect_timeout, open(&self.addr))
-            .await
-            .map_err(|_| format!("connecting to {} timed out", self.addr))??;
+        let timed_out = || format!("connecting to {} timed out", self.addr);
+        match &self.tls {
+            None => {
+                let stream = tokio::time::timeout(self.connect_timeout, open(&self.addr))
+                    .await
+                    .map_err(|_| timed_out())??;
+                self.start(stream, permit).await
+            }
+            Some(tls) => {
+                let secure = async { tls.handshake(open(&self.addr).await?, &self.addr).await };
+                let stream = tokio::time::timeout(self.connect_timeout, secure)
+                    .await
+                    .map_err(|_| timed_out())??;
+                self.start(stream, permit).await
+            }
+        }
+    }
+
+    /// The HTTP/1.1 handshake over `stream`; the connection runs in its own task, which
+    /// gives its place back when it ends.
+    async fn start<S>(&self, stream: S, permit: OwnedSemaphorePermit) -> Result<SendRequest<UpstreamBody>, BoxError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let (sender, conn) = http1::Builder::new().handshake(TokioIo::new(stream)).await?;
         let addr = self.addr.clone();
         let available = self.available.clone();
