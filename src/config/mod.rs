@@ -12,6 +12,7 @@ pub mod cors;
 mod raw;
 mod registration;
 mod smtp;
+pub mod store;
 #[cfg(test)]
 mod tests;
 pub mod totp;
@@ -79,6 +80,8 @@ pub struct Config {
     pub cors: Option<Cors>,
     /// `[totp]`: the issuer authenticator apps show.
     pub totp: totp::Totp,
+    /// `[store]`: the embedded sled store, or PostgreSQL shared by several gateways.
+    pub store: store::StoreConfig,
 }
 
 #[derive(Debug, Clone)]

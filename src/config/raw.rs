@@ -35,6 +35,7 @@ pub(super) struct RawConfig {
     pub(super) registration: super::registration::RawRegistration,
     pub(super) cors: Option<super::cors::RawCors>,
     pub(super) totp: Option<super::totp::RawTotp>,
+    pub(super) store: Option<super::store::RawStore>,
 }
 
 #[derive(Deserialize, Default)]

@@ -260,6 +260,8 @@ impl Config {
             )
         });
         let email = Email { outbox, from, smtp };
+        let store =
+            found.take(super::store::validate(raw.store, &resolve).map_err(|(span, key, m)| keyed(span, key, m)));
         let registration = found.take(
             super::registration::validate(
                 raw.registration,
@@ -319,6 +321,7 @@ impl Config {
             registration: registration?,
             cors,
             totp,
+            store: store.unwrap_or_default(),
         })
     }
 }

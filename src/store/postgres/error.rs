@@ -71,12 +71,7 @@ pub fn redact_url(url: &str) -> String {
         return url.to_owned();
     };
     match rest[..at].find(':') {
-        Some(colon) => format!(
-            "{}{}:***{}",
-            &url[..scheme_end + 3],
-            &rest[..colon],
-            &rest[at..]
-        ),
+        Some(colon) => format!("{}{}:***{}", &url[..scheme_end + 3], &rest[..colon], &rest[at..]),
         None => url.to_owned(),
     }
 }

@@ -6,7 +6,9 @@ use async_trait::async_trait;
 
 use super::PgStore;
 use crate::store::backend::{Backend, ChainFrom, UserChange};
-use crate::store::{Challenge, Confirmation, Counts, Failures, PasswordReset, Pruned, RefreshEntry, Result, Session, User};
+use crate::store::{
+    Challenge, Confirmation, Counts, Failures, PasswordReset, Pruned, RefreshEntry, Result, Session, User,
+};
 
 #[async_trait]
 impl Backend for PgStore {
@@ -46,8 +48,16 @@ impl Backend for PgStore {
         self.bounded(PgStore::failures(self, email)).await
     }
 
-    async fn record_failure(&self, email: &str, max: u32, lockout_ms: u64, window_ms: u64, now_ms: u64,) -> Result<Failures> {
-        self.bounded(PgStore::record_failure(self, email, max, lockout_ms, window_ms, now_ms)).await
+    async fn record_failure(
+        &self,
+        email: &str,
+        max: u32,
+        lockout_ms: u64,
+        window_ms: u64,
+        now_ms: u64,
+    ) -> Result<Failures> {
+        self.bounded(PgStore::record_failure(self, email, max, lockout_ms, window_ms, now_ms))
+            .await
     }
 
     async fn clear_failures(&self, email: &str) -> Result<()> {

@@ -35,8 +35,8 @@ use serde::Serialize;
 use super::sealed::{is_sealed, SecretKey};
 use super::{Challenge, Result, StoreError, User};
 
-pub use error::{redact_url, url_has_password, PgError};
 use error::db_err;
+pub use error::{redact_url, url_has_password, PgError};
 
 /// The environment variable that holds the database password.
 pub const PASSWORD_ENV: &str = "PORTCULLIS_STORE_PASSWORD";

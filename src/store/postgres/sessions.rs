@@ -126,11 +126,8 @@ impl PgStore {
     }
 
     pub(super) async fn revoked_jtis(&self, now: u64) -> Result<Vec<(String, u64)>> {
-        self.times(
-            "SELECT jti, exp FROM revoked_jtis WHERE exp > $1 ORDER BY jti",
-            now,
-        )
-        .await
+        self.times("SELECT jti, exp FROM revoked_jtis WHERE exp > $1 ORDER BY jti", now)
+            .await
     }
 
     /// Rows of (text, bigint) from `sql` with one bigint parameter.

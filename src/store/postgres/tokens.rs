@@ -27,7 +27,10 @@ impl PgStore {
     pub(super) async fn take_confirmation(&self, token_hash: &str) -> Result<Option<Confirmation>> {
         let client = self.client().await?;
         let row = client
-            .query_opt("DELETE FROM confirmations WHERE hash = $1 RETURNING data", &[&token_hash])
+            .query_opt(
+                "DELETE FROM confirmations WHERE hash = $1 RETURNING data",
+                &[&token_hash],
+            )
             .await
             .map_err(db_err)?;
         row.map(|r| decode("confirmations", r.get(0))).transpose()
