@@ -18,6 +18,17 @@ impl PgError {
     }
 }
 
+/// The start of tokio-postgres's messages for errors that are not an outage.
+const OURS: &[&str] = &[
+    "error serializing",
+    "error deserializing",
+    "invalid column",
+    "expected ",
+    "invalid configuration",
+    "authentication error",
+    "query returned an unexpected number of rows",
+];
+
 /// Sorts a tokio-postgres error: a lost or refused connection, a server shutting down
 /// or a statement cut off by `statement_timeout` is `Unavailable`; the rest is a
 /// database error.
@@ -37,8 +48,9 @@ pub(crate) fn db_err(e: tokio_postgres::Error) -> StoreError {
                 ]
                 .contains(code)
         }
-        // No answer from the server: the connection failed or closed.
-        None => true,
+        // Not from the server: a lost connection, or something of ours (a parameter
+        // or column of the wrong type, a bad configuration) that no retry would mend.
+        None => !OURS.iter().any(|p| text.starts_with(p)),
     };
     if unavailable {
         StoreError::Unavailable(text)

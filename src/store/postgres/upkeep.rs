@@ -15,11 +15,11 @@ const PRUNE: &[&str] = &[
     "DELETE FROM challenges WHERE hash IN
         (SELECT hash FROM challenges WHERE expires_ms <= $1 LIMIT $2) AND expires_ms <= $1",
     "WITH gone AS (DELETE FROM sessions WHERE id IN
-        (SELECT id FROM sessions WHERE expires <= $1 / 1000 LIMIT $2) AND expires <= $1 / 1000 RETURNING id),
+        (SELECT id FROM sessions WHERE expires <= $1::bigint / 1000 LIMIT $2) AND expires <= $1::bigint / 1000 RETURNING id),
      idle AS (DELETE FROM activity WHERE session_id IN (SELECT id FROM gone))
      SELECT count(*) FROM gone",
     "DELETE FROM refresh WHERE hash IN
-        (SELECT hash FROM refresh WHERE expires <= $1 / 1000 LIMIT $2) AND expires <= $1 / 1000",
+        (SELECT hash FROM refresh WHERE expires <= $1::bigint / 1000 LIMIT $2) AND expires <= $1::bigint / 1000",
     // Accounts never confirmed whose last link has run out; a confirmed one only loses
     // its pending row.
     "WITH due AS (DELETE FROM pending WHERE user_id IN
@@ -30,7 +30,7 @@ const PRUNE: &[&str] = &[
     "DELETE FROM resets WHERE hash IN
         (SELECT hash FROM resets WHERE expires_ms <= $1 LIMIT $2) AND expires_ms <= $1",
     "DELETE FROM revoked_jtis WHERE jti IN
-        (SELECT jti FROM revoked_jtis WHERE exp <= $1 / 1000 LIMIT $2) AND exp <= $1 / 1000",
+        (SELECT jti FROM revoked_jtis WHERE exp <= $1::bigint / 1000 LIMIT $2) AND exp <= $1::bigint / 1000",
 ];
 
 impl PgStore {
