@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::postgres::PgCluster;
-use portcullis::store::backend::Backend;
+use portcullis::store::backend::{Backend, Change};
 use portcullis::store::postgres::{PgSettings, PgStore};
 use portcullis::store::sealed::SecretKey;
 use portcullis::store::{Challenge, Confirmation, PasswordReset, RefreshEntry, Session, StoreError, User};
@@ -661,6 +661,8 @@ async fn postgres_outage_fails_fast_and_recovers() {
             .unwrap(),
     );
     store.create_user(&user("u-1", "x@example.com")).await.unwrap();
+    let mut feed = store.subscribe().unwrap();
+    assert_eq!(next_change(&mut feed).await, Change::Resync);
 
     cluster.stop();
     for _ in 0..3 {
@@ -689,4 +691,91 @@ async fn postgres_outage_fails_fast_and_recovers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     store.record_failure("x@example.com", 5, 1, 1, 1).await.unwrap();
+    // The feed reconnected by itself, said so, and carries revocations again.
+    assert_eq!(next_change(&mut feed).await, Change::Resync);
+    store.revoke_jti("j-after", FAR).await.unwrap();
+    assert_eq!(
+        next_change(&mut feed).await,
+        Change::Jti {
+            jti: "j-after".into(),
+            exp: FAR
+        }
+    );
+}
+
+/// The next change of a feed, within 15 s (the feed's reconnection backs off to 5 s).
+async fn next_change(feed: &mut tokio::sync::broadcast::Receiver<Change>) -> Change {
+    tokio::time::timeout(Duration::from_secs(15), feed.recv())
+        .await
+        .expect("a change within 15 s")
+        .expect("the feed is open")
+}
+
+// Revocations made on one gateway reach the other's feed, each kind as it was made, and
+// nothing else does (a live session written is not a revocation). Prints how long 100
+// of them took to arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_revocations_reach_every_gateway() {
+    let url = PgCluster::shared().database().await;
+    let a: Arc<dyn Backend> = Arc::new(pg_store(&url).await);
+    let b: Arc<dyn Backend> = Arc::new(pg_store(&url).await);
+    let mut feed = b.subscribe().unwrap();
+    assert_eq!(next_change(&mut feed).await, Change::Resync);
+    let mut took = Vec::new();
+    for n in 0..100u64 {
+        let began = Instant::now();
+        let expected = match n % 4 {
+            0 => {
+                a.revoke_jti(&format!("j-{n}"), FAR + n).await.unwrap();
+                Change::Jti {
+                    jti: format!("j-{n}"),
+                    exp: FAR + n,
+                }
+            }
+            1 => {
+                a.revoke_user_tokens(&format!("u-{n}"), n).await.unwrap();
+                Change::User {
+                    id: format!("u-{n}"),
+                    after: n,
+                }
+            }
+            2 => {
+                let live = session(&format!("s-{n}"), "u", "r", FAR);
+                a.put_session(&live).await.unwrap();
+                let mut revoked = live.clone();
+                revoked.revoked = true;
+                assert!(a.swap_session(&live, &revoked).await.unwrap());
+                Change::Session {
+                    id: format!("s-{n}"),
+                    expires: FAR,
+                }
+            }
+            _ => {
+                let mut s = session(&format!("s-{n}"), "u", "r", FAR + 1);
+                s.revoked = true;
+                a.put_session(&s).await.unwrap();
+                Change::Session {
+                    id: format!("s-{n}"),
+                    expires: FAR + 1,
+                }
+            }
+        };
+        assert_eq!(next_change(&mut feed).await, expected);
+        took.push(began.elapsed());
+    }
+    took.sort();
+    eprintln!(
+        "revocation to another gateway over 100: median {:?}, max {:?}",
+        took[took.len() / 2],
+        took[took.len() - 1]
+    );
+    // A second subscriber of one store shares its listener.
+    let mut second = b.subscribe().unwrap();
+    a.revoke_jti("j-last", 1).await.unwrap();
+    let last = Change::Jti {
+        jti: "j-last".into(),
+        exp: 1,
+    };
+    assert_eq!(next_change(&mut feed).await, last);
+    assert_eq!(next_change(&mut second).await, last);
 }

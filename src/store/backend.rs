@@ -24,6 +24,21 @@ pub type UserChange<'a> = &'a mut (dyn FnMut(&mut User) -> bool + Send);
 /// to store, each with its sequence number, oldest first.
 pub type ChainFrom<'a> = &'a mut (dyn FnMut(Option<(u64, Vec<u8>)>) -> Vec<(u64, Vec<u8>)> + Send);
 
+/// A change that in-memory caches of revocations must follow, published by backends
+/// shared by several gateways (see [`Backend::subscribe`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A session was revoked; it matters until `expires` (Unix s).
+    Session { id: String, expires: u64 },
+    /// Every token of the user issued at or before `after` (Unix s) is revoked.
+    User { id: String, after: u64 },
+    /// An access token was revoked; it matters until `exp` (Unix s).
+    Jti { jti: String, exp: u64 },
+    /// Changes may have been missed (the feed reconnected, or this receiver lagged):
+    /// reload the revocation lists before trusting the cache again.
+    Resync,
+}
+
 /// Where the state lives. Object safe: the gateway holds an `Arc<dyn Backend>`.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
@@ -151,4 +166,13 @@ pub trait Backend: Send + Sync + 'static {
     async fn probe(&self, now_ms: u64) -> Result<()>;
     /// Makes every write so far durable (a no-op where every write already is).
     async fn flush(&self) -> Result<()>;
+
+    // --- change feed ---------------------------------------------------------------------
+
+    /// The revocations made by every gateway of the backend, as they commit: `None` where
+    /// there is no other gateway to hear from (the default). A receiver that lags, or
+    /// gets [`Change::Resync`], reloads the revocation lists.
+    fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        None
+    }
 }

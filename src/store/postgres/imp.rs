@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 
 use super::PgStore;
-use crate::store::backend::{Backend, ChainFrom, UserChange};
+use crate::store::backend::{Backend, ChainFrom, Change, UserChange};
 use crate::store::{
     Challenge, Confirmation, Counts, Failures, PasswordReset, Pruned, RefreshEntry, Result, Session, User,
 };
@@ -210,5 +210,9 @@ impl Backend for PgStore {
 
     async fn flush(&self) -> Result<()> {
         self.bounded(PgStore::flush(self)).await
+    }
+
+    fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        self.feed.subscribe()
     }
 }

@@ -16,6 +16,7 @@
 
 mod audit;
 mod error;
+mod feed;
 mod imp;
 mod schema;
 mod sessions;
@@ -103,6 +104,8 @@ pub struct PgStore {
     sealer: Arc<SecretKey>,
     /// The deadline of one whole operation (pool wait, statements, commit).
     deadline: Duration,
+    /// Revocations from every gateway, through LISTEN/NOTIFY.
+    feed: Arc<feed::Feed>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -137,6 +140,7 @@ impl PgStore {
             settings.statement_timeout.as_millis().saturating_mul(2),
         ));
         let tls = tls::connector(settings.ca.as_deref())?;
+        let feed = feed::Feed::new(config.clone(), tls.clone());
         let manager = Manager::from_config(
             config,
             tls,
@@ -157,6 +161,7 @@ impl PgStore {
             pool,
             sealer: Arc::new(key),
             deadline: settings.connect_timeout + settings.statement_timeout,
+            feed,
         };
         let applied = store
             .bounded(async {

@@ -1,5 +1,6 @@
 //! Sessions (refresh-token families), refresh tokens, revocations (of sessions, of a
-//! user's tokens, of single access tokens) and session activity.
+//! user's tokens, of single access tokens) and session activity. Every revocation's
+//! statement notifies the change feed (`feed`) as it commits.
 
 use super::{db_err, decode, encode, i, u, PgStore};
 use crate::store::{RefreshEntry, Result, Session};
@@ -9,9 +10,11 @@ impl PgStore {
         let client = self.client().await?;
         client
             .execute(
-                "INSERT INTO sessions (id, user_id, expires, revoked, data) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, expires = excluded.expires,
-                     revoked = excluded.revoked, data = excluded.data",
+                "WITH w AS (INSERT INTO sessions (id, user_id, expires, revoked, data) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, expires = excluded.expires,
+                         revoked = excluded.revoked, data = excluded.data
+                     RETURNING id, expires, revoked)
+                 SELECT pg_notify('portcullis_changes', 's ' || expires || ' ' || id) FROM w WHERE revoked",
                 &[&s.id, &s.user_id, &i(s.expires), &s.revoked, &encode(s)],
             )
             .await
@@ -23,10 +26,12 @@ impl PgStore {
     /// concurrent rotations (on any gateway) exactly one swaps.
     pub(super) async fn swap_session(&self, old: &Session, new: &Session) -> Result<bool> {
         let client = self.client().await?;
-        let swapped = client
-            .execute(
-                "UPDATE sessions SET user_id = $3, expires = $4, revoked = $5, data = $6
-                 WHERE id = $1 AND data = $2",
+        let row = client
+            .query_one(
+                "WITH w AS (UPDATE sessions SET user_id = $3, expires = $4, revoked = $5, data = $6
+                     WHERE id = $1 AND data = $2 RETURNING id, expires, revoked),
+                 n AS (SELECT pg_notify('portcullis_changes', 's ' || expires || ' ' || id) FROM w WHERE revoked)
+                 SELECT (SELECT count(*) FROM w), (SELECT count(*) FROM n)",
                 &[
                     &old.id,
                     &encode(old),
@@ -38,7 +43,7 @@ impl PgStore {
             )
             .await
             .map_err(db_err)?;
-        Ok(swapped == 1)
+        Ok(row.get::<_, i64>(0) == 1)
     }
 
     pub(super) async fn session(&self, id: &str) -> Result<Option<Session>> {
@@ -95,8 +100,10 @@ impl PgStore {
         let client = self.client().await?;
         client
             .execute(
-                "INSERT INTO revoked_users AS r (user_id, after) VALUES ($1, $2)
-                 ON CONFLICT (user_id) DO UPDATE SET after = GREATEST(r.after, excluded.after)",
+                "WITH w AS (INSERT INTO revoked_users AS r (user_id, after) VALUES ($1, $2)
+                     ON CONFLICT (user_id) DO UPDATE SET after = GREATEST(r.after, excluded.after)
+                     RETURNING user_id, after)
+                 SELECT pg_notify('portcullis_changes', 'u ' || after || ' ' || user_id) FROM w",
                 &[&user_id, &i(after)],
             )
             .await
@@ -116,8 +123,10 @@ impl PgStore {
         let client = self.client().await?;
         client
             .execute(
-                "INSERT INTO revoked_jtis AS r (jti, exp) VALUES ($1, $2)
-                 ON CONFLICT (jti) DO UPDATE SET exp = GREATEST(r.exp, excluded.exp)",
+                "WITH w AS (INSERT INTO revoked_jtis AS r (jti, exp) VALUES ($1, $2)
+                     ON CONFLICT (jti) DO UPDATE SET exp = GREATEST(r.exp, excluded.exp)
+                     RETURNING jti, exp)
+                 SELECT pg_notify('portcullis_changes', 'j ' || exp || ' ' || jti) FROM w",
                 &[&jti, &i(exp)],
             )
             .await
