@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::postgres::PgCluster;
-use portcullis::store::backend::{Backend, Change};
+use portcullis::store::backend::{Backend, Budget, Change};
 use portcullis::store::postgres::{PgSettings, PgStore};
 use portcullis::store::sealed::SecretKey;
 use portcullis::store::{Challenge, Confirmation, PasswordReset, RefreshEntry, Session, StoreError, User};
@@ -778,4 +778,127 @@ async fn postgres_revocations_reach_every_gateway() {
     };
     assert_eq!(next_change(&mut feed).await, last);
     assert_eq!(next_change(&mut second).await, last);
+}
+
+// Four gateways storing their own new signing key at once: every one gets the same key
+// (one of theirs), which reads back everywhere and is not in the table in clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_signing_key_first_wins() {
+    let url = PgCluster::shared().database().await;
+    let stores: Vec<Arc<dyn Backend>> = parallel(4, |_| {
+        let url = url.clone();
+        async move { Arc::new(pg_store(&url).await) as Arc<dyn Backend> }
+    })
+    .await;
+    assert!(stores[0].signing_key("signing-ed25519").await.unwrap().is_none());
+    let candidates: Vec<Vec<u8>> = (0..4u8).map(|n| vec![n; 48]).collect();
+    let got = parallel(4, |n| {
+        let store = stores[n].clone();
+        let mine = candidates[n].clone();
+        async move { store.put_signing_key_if_absent("signing-ed25519", &mine).await.unwrap() }
+    })
+    .await;
+    assert!(candidates.contains(&got[0]));
+    assert!(got.iter().all(|k| *k == got[0]), "one key for all");
+    assert_eq!(stores[3].signing_key("signing-ed25519").await.unwrap().unwrap(), got[0]);
+    let db = PgCluster::client(&url).await;
+    let sealed: String = db
+        .query_one("SELECT sealed FROM signing_keys", &[])
+        .await
+        .unwrap()
+        .get(0);
+    use base64::Engine;
+    let clear = base64::engine::general_purpose::STANDARD.encode(&got[0]);
+    assert!(sealed.starts_with("v1:") && !sealed.contains(&clear));
+    // Moved to another name, it does not open.
+    db.execute("UPDATE signing_keys SET name = 'signing-es256'", &[])
+        .await
+        .unwrap();
+    assert!(matches!(
+        stores[0].signing_key("signing-es256").await,
+        Err(StoreError::Sealed { .. })
+    ));
+}
+
+// Twenty takes at once from two gateways on a budget of 10: exactly 10 pass; a refusal
+// says when to come back, and then one more passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_rate_budget_shared_exactly() {
+    let p = postgres_pair().await;
+    let now = 1_000_000;
+    let answers = parallel(20, |n| {
+        let b = p.by(n);
+        async move { b.rate_take("route:ip", 60_000, 10, now).await.unwrap().unwrap() }
+    })
+    .await;
+    assert_eq!(
+        answers.iter().filter(|a| **a == Budget::Allowed).count(),
+        10,
+        "{answers:?}"
+    );
+    let Some(Budget::Refused { retry_after_ms }) = p.a.rate_take("route:ip", 60_000, 10, now).await.unwrap() else {
+        panic!("the budget is spent");
+    };
+    assert_eq!(retry_after_ms, 60_000);
+    let later =
+        p.b.rate_take("route:ip", 60_000, 10, now + retry_after_ms)
+            .await
+            .unwrap();
+    assert_eq!(later, Some(Budget::Allowed));
+    assert_eq!(
+        p.a.rate_take("other", 60_000, 10, now).await.unwrap(),
+        Some(Budget::Allowed),
+        "budgets are per key"
+    );
+}
+
+// The mail spool: bounded across gateways; four claimers on two gateways get every
+// message exactly once; a claimed message comes back only when its lease runs out (or
+// is put back), and a sent one is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_mail_spool_sends_once() {
+    let p = postgres_pair().await;
+    let now = 1_000;
+    for n in 0..30 {
+        assert!(p
+            .by(n)
+            .mail_put(&format!("m{n:02}"), b"To: x\r\n\r\nhi", 30, now)
+            .await
+            .unwrap());
+    }
+    assert!(
+        !p.a.mail_put("m-over", b"x", 30, now).await.unwrap(),
+        "the spool is full"
+    );
+    let claimed = parallel(4, |n| {
+        let b = p.by(n);
+        async move {
+            let mut mine = Vec::new();
+            loop {
+                let batch = b.mail_claim(now, 60_000, 3).await.unwrap();
+                if batch.is_empty() {
+                    return mine;
+                }
+                mine.extend(batch.into_iter().map(|m| (m.id, m.attempts)));
+            }
+        }
+    })
+    .await;
+    let mut ids: Vec<String> = claimed.iter().flatten().map(|(id, _)| id.clone()).collect();
+    assert!(claimed.iter().flatten().all(|(_, attempts)| *attempts == 0));
+    ids.sort();
+    let expected: Vec<String> = (0..30).map(|n| format!("m{n:02}")).collect();
+    assert_eq!(ids, expected, "each message claimed exactly once");
+    assert!(
+        p.a.mail_claim(now + 59_999, 60_000, 100).await.unwrap().is_empty(),
+        "leased"
+    );
+    p.b.mail_done("m00").await.unwrap();
+    p.b.mail_retry("m01", now + 10).await.unwrap();
+    let again = p.a.mail_claim(now + 10, 60_000, 100).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].id.as_str(), again[0].attempts), ("m01", 1));
+    assert_eq!(again[0].message, b"To: x\r\n\r\nhi");
+    let expired = p.b.mail_claim(now + 60_000, 60_000, 100).await.unwrap();
+    assert_eq!(expired.len(), 28, "m00 was sent, m01 is leased again");
 }

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 
 use super::PgStore;
-use crate::store::backend::{Backend, ChainFrom, Change, UserChange};
+use crate::store::backend::{Backend, Budget, ChainFrom, Change, ClaimedMail, UserChange};
 use crate::store::{
     Challenge, Confirmation, Counts, Failures, PasswordReset, Pruned, RefreshEntry, Result, Session, User,
 };
@@ -214,5 +214,36 @@ impl Backend for PgStore {
 
     fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
         self.feed.subscribe()
+    }
+
+    async fn signing_key(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.bounded(PgStore::signing_key(self, name)).await
+    }
+
+    async fn put_signing_key_if_absent(&self, name: &str, pkcs8: &[u8]) -> Result<Vec<u8>> {
+        self.bounded(PgStore::put_signing_key_if_absent(self, name, pkcs8))
+            .await
+    }
+
+    async fn rate_take(&self, key: &str, interval_ms: u64, burst: u32, now_ms: u64) -> Result<Option<Budget>> {
+        self.bounded(PgStore::rate_take(self, key, interval_ms, burst, now_ms))
+            .await
+            .map(Some)
+    }
+
+    async fn mail_put(&self, id: &str, message: &[u8], max: usize, now_ms: u64) -> Result<bool> {
+        self.bounded(PgStore::mail_put(self, id, message, max, now_ms)).await
+    }
+
+    async fn mail_claim(&self, now_ms: u64, lease_ms: u64, limit: usize) -> Result<Vec<ClaimedMail>> {
+        self.bounded(PgStore::mail_claim(self, now_ms, lease_ms, limit)).await
+    }
+
+    async fn mail_done(&self, id: &str) -> Result<()> {
+        self.bounded(PgStore::mail_done(self, id)).await
+    }
+
+    async fn mail_retry(&self, id: &str, at_ms: u64) -> Result<()> {
+        self.bounded(PgStore::mail_retry(self, id, at_ms)).await
     }
 }

@@ -20,6 +20,7 @@ mod feed;
 mod imp;
 mod schema;
 mod sessions;
+mod shared;
 mod tls;
 mod tokens;
 mod upkeep;

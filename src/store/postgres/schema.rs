@@ -47,6 +47,16 @@ CREATE TABLE audit (seq bigint PRIMARY KEY, record bytea NOT NULL);
 CREATE TABLE audit_checkpoints (seq bigint PRIMARY KEY, record bytea NOT NULL);
 CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL);
 ",
+    // 2: what every gateway shares besides records: signing keys (sealed), rate budgets
+    // (unlogged: a crash forgets them, which only refills them), the mail spool.
+    r"
+CREATE TABLE signing_keys (name text PRIMARY KEY, sealed text NOT NULL);
+CREATE UNLOGGED TABLE rate_budgets (key text PRIMARY KEY, tat bigint NOT NULL);
+CREATE INDEX rate_budgets_tat ON rate_budgets (tat);
+CREATE TABLE mail_spool (id text PRIMARY KEY, message bytea NOT NULL, due_ms bigint NOT NULL,
+    attempts integer NOT NULL DEFAULT 0, created_ms bigint NOT NULL);
+CREATE INDEX mail_spool_due ON mail_spool (due_ms);
+",
 ];
 
 /// Brings the schema up to date; returns the versions applied by this call.

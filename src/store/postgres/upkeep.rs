@@ -58,6 +58,8 @@ impl PgStore {
             )
             .await
             .map_err(db_err)?;
+        drop(client);
+        self.prune_budgets(now_ms, batch).await?;
         let [confirmations, challenges, sessions, refresh, pending_users, resets, _jtis] = n;
         Ok(Pruned {
             confirmations,
