@@ -29,7 +29,7 @@ struct Pair {
 impl Pair {
     /// `a` for even `n`, `b` for odd: work split between the two gateways.
     fn by(&self, n: usize) -> Arc<dyn Backend> {
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             self.a.clone()
         } else {
             self.b.clone()

@@ -8,7 +8,7 @@ use crate::store::backend::ChainFrom;
 use crate::store::Result;
 
 /// The advisory lock that makes the audit chain one ("audit").
-const AUDIT_LOCK: i64 = 0x6175_6469_74;
+const AUDIT_LOCK: i64 = 0x0061_7564_6974;
 
 impl PgStore {
     pub(super) async fn audit_append(&self, chain: ChainFrom<'_>) -> Result<()> {
