@@ -902,3 +902,41 @@ async fn postgres_mail_spool_sends_once() {
     let expired = p.b.mail_claim(now + 60_000, 60_000, 100).await.unwrap();
     assert_eq!(expired.len(), 28, "m00 was sent, m01 is leased again");
 }
+
+// A cluster that takes only TLS connections, with a certificate of its own CA: the
+// store connects with `ca` and verifies it; without the CA (the system's roots only) the
+// certificate is refused, and without TLS the server refuses.
+#[tokio::test]
+async fn postgres_over_tls_verified_with_a_ca_file() {
+    let cluster = PgCluster::init();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    let crt = cluster.write("server.crt", cert.cert.pem().as_bytes());
+    let key = cluster.write("server.key", cert.signing_key.serialize_pem().as_bytes());
+    let hba = cluster.write("hba.conf", b"local all all trust\nhostssl all all 127.0.0.1/32 trust\n");
+    cluster.set("ssl=on");
+    cluster.set(&format!("ssl_cert_file={}", crt.display()));
+    cluster.set(&format!("ssl_key_file={}", key.display()));
+    cluster.set(&format!("hba_file={}", hba.display()));
+    cluster.restart();
+    let plain = cluster.database().await;
+    let tls_url = plain.replace("sslmode=disable", "sslmode=require");
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca.path(), cert.cert.pem()).unwrap();
+
+    let mut settings = PgSettings::new(&tls_url);
+    settings.ca = Some(ca.path().to_path_buf());
+    let store = PgStore::connect(&settings, SecretKey::from_bytes(&KEY).unwrap())
+        .await
+        .unwrap();
+    Backend::create_user(&store, &user("u-1", "tls@example.com"))
+        .await
+        .unwrap();
+    assert!(Backend::user(&store, "u-1").await.unwrap().is_some());
+
+    let unknown = PgStore::connect(&PgSettings::new(&tls_url), SecretKey::from_bytes(&KEY).unwrap()).await;
+    let e = unknown.unwrap_err().to_string();
+    assert!(e.contains("certificate") || e.contains("TLS"), "{e}");
+    let refused = PgStore::connect(&PgSettings::new(&plain), SecretKey::from_bytes(&KEY).unwrap()).await;
+    let e = refused.unwrap_err().to_string();
+    assert!(e.contains("pg_hba") || e.contains("no encryption"), "{e}");
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::store::postgres::{redact_url, url_has_password, PgSettings, PASSWORD_ENV};
+use crate::store::postgres::{redact_url, refuse_plaintext, url_has_password, PgSettings, PASSWORD_ENV};
 use crate::units::HumanDuration;
 
 /// The most connections one gateway may open.
@@ -141,6 +141,9 @@ fn postgres(raw: RawStore, backend: Range<usize>, resolve: &dyn Fn(&str) -> Path
             format!("{text:?} is not a valid PostgreSQL URL: {e}"),
         ));
     }
+    if let Some(why) = refuse_plaintext(text) {
+        return Err(err(url.span(), "url", why));
+    }
     let pool_size = match raw.pool_size {
         Some(p) if !(1..=MAX_POOL).contains(p.get_ref()) => {
             return Err(err(p.span(), "pool_size", format!("pool_size is 1 to {MAX_POOL}")))
@@ -247,6 +250,16 @@ mod tests {
                 "more than 0",
             ),
             ("dialect = \"pg\"", "dialect", "unknown field"),
+            (
+                "backend = \"postgres\"\nurl = \"postgres://gw@db.internal/p?sslmode=disable\"",
+                "[store] url",
+                "use sslmode=require",
+            ),
+            (
+                "backend = \"postgres\"\nurl = \"postgres://gw@10.0.0.5/p?sslmode=prefer\"",
+                "[store] url",
+                "in clear",
+            ),
         ];
         for (store, key, message) in cases {
             let e = parse(store).unwrap_err();
@@ -258,5 +271,12 @@ mod tests {
         let e = parse("backend = \"postgres\"\nurl = \"postgres://gw:hunter2@db/portcullis\"").unwrap_err();
         assert!(e.contains("gateway.toml:13") && e.contains("[store] url"), "{e}");
         assert!(e.contains(PASSWORD_ENV) && !e.contains("hunter2"), "{e}");
+        // Without TLS to this machine is fine.
+        for local in [
+            "postgres://gw@127.0.0.1:5432/p?sslmode=disable",
+            "postgres://gw@localhost/p?sslmode=prefer",
+        ] {
+            parse(&format!("backend = \"postgres\"\nurl = \"{local}\"")).unwrap();
+        }
     }
 }

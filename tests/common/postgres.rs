@@ -24,6 +24,8 @@ pub struct PgCluster {
     /// (uid, gid) of `postgres` when this process is root.
     owner: Option<(u32, u32)>,
     databases: AtomicU32,
+    /// Settings given with `-c` besides the usual ones.
+    extra: std::sync::Mutex<Vec<String>>,
 }
 
 static SHARED: OnceLock<PgCluster> = OnceLock::new();
@@ -38,6 +40,14 @@ impl PgCluster {
 
     /// A cluster of one's own, removed when dropped.
     pub fn start() -> PgCluster {
+        let cluster = PgCluster::init();
+        cluster.restart();
+        cluster
+    }
+
+    /// A cluster of one's own, made but not started: [`PgCluster::set`] and
+    /// [`PgCluster::write`] prepare it, [`PgCluster::restart`] starts it.
+    pub fn init() -> PgCluster {
         let bin = bin_dir();
         let base = std::env::temp_dir().join("portcullis-pg");
         fs::create_dir_all(&base).unwrap();
@@ -61,6 +71,7 @@ impl PgCluster {
             port: free_port(),
             owner,
             databases: AtomicU32::new(0),
+            extra: Default::default(),
         };
         let out = cluster
             .command("initdb")
@@ -75,8 +86,24 @@ impl PgCluster {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        cluster.restart();
         cluster
+    }
+
+    /// A server setting (`name=value`) for the next start.
+    pub fn set(&self, setting: &str) {
+        self.extra.lock().unwrap().push(setting.to_owned());
+    }
+
+    /// Writes a file into the cluster's directory, mode 0600, owned by the server's
+    /// user; its path.
+    pub fn write(&self, name: &str, contents: &[u8]) -> PathBuf {
+        let path = self.dir.join(name);
+        fs::write(&path, contents).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        if let Some((uid, gid)) = self.owner {
+            std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+        }
+        path
     }
 
     fn data(&self) -> PathBuf {
@@ -113,6 +140,9 @@ impl PgCluster {
             "max_connections=200",
             "shared_buffers=16MB",
         ] {
+            cmd.args(["-c", setting]);
+        }
+        for setting in self.extra.lock().unwrap().iter() {
             cmd.args(["-c", setting]);
         }
         let log = fs::OpenOptions::new()
@@ -172,7 +202,13 @@ impl PgCluster {
     pub async fn database(&self) -> String {
         let n = self.databases.fetch_add(1, Ordering::Relaxed);
         let name = format!("t{n}");
-        let (client, conn) = tokio_postgres::connect(&self.url("postgres"), tokio_postgres::NoTls)
+        // Over the Unix socket: whatever the cluster asks of TCP clients (TLS, say).
+        let admin = format!(
+            "host={} port={} user=postgres dbname=postgres",
+            self.dir.display(),
+            self.port
+        );
+        let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
             .await
             .expect("connect to the test cluster");
         tokio::spawn(conn);

@@ -33,7 +33,7 @@ const OURS: &[&str] = &[
 /// or a statement cut off by `statement_timeout` is `Unavailable`; the rest is a
 /// database error.
 pub(crate) fn db_err(e: tokio_postgres::Error) -> StoreError {
-    let text = e.to_string();
+    let text = crate::error_chain::chain(&e);
     let unavailable = match e.code() {
         Some(code) => {
             code.code().starts_with("08")

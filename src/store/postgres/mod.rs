@@ -4,7 +4,9 @@
 //! `DELETE ... RETURNING`), never with anything held in one process.
 //!
 //! Connections come from a deadpool pool over tokio-postgres, over rustls (ring) with
-//! the system's roots and an optional CA file when the URL asks for TLS. Everything is
+//! the system's roots and an optional CA file: TLS is required to any host but this
+//! machine unless the URL says `sslmode` (which the configuration allows only to this
+//! machine). Everything is
 //! bounded: the connect and pool-wait timeouts, a `statement_timeout` on every
 //! connection, and a deadline on each whole operation, so an unreachable database is
 //! [`StoreError::Unavailable`] within seconds, never a hang. The password comes from
@@ -39,6 +41,7 @@ use super::{Challenge, Result, StoreError, User};
 
 use error::db_err;
 pub use error::{redact_url, url_has_password, PgError};
+pub use tls::refuse_plaintext;
 
 /// The environment variable that holds the database password.
 pub const PASSWORD_ENV: &str = "PORTCULLIS_STORE_PASSWORD";
@@ -130,6 +133,7 @@ impl PgStore {
         if let Some(p) = &settings.password {
             config.password(p.as_bytes());
         }
+        tls::require_tls_by_default(&mut config, &settings.url);
         config.connect_timeout(settings.connect_timeout);
         config.keepalives(true);
         config.keepalives_idle(Duration::from_secs(30));

@@ -41,3 +41,40 @@ pub(super) fn connector(ca: Option<&Path>) -> Result<MakeRustlsConnect> {
         .with_no_client_auth();
     Ok(MakeRustlsConnect::new(config))
 }
+
+/// Whether every host of `config` is this machine (a loopback address, `localhost`, or
+/// a Unix socket): the only hosts to which a connection without TLS is allowed.
+fn all_local(config: &tokio_postgres::Config) -> bool {
+    config.get_hosts().iter().all(|h| match h {
+        tokio_postgres::config::Host::Tcp(name) => {
+            name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        }
+        tokio_postgres::config::Host::Unix(_) => true,
+    })
+}
+
+/// Whether the URL names its `sslmode`.
+fn names_sslmode(url: &str) -> bool {
+    url.split_once('?')
+        .is_some_and(|(_, query)| query.split('&').any(|kv| kv.starts_with("sslmode=")))
+}
+
+/// TLS unless the URL says otherwise, for any host but this machine: PostgreSQL's own
+/// default (`prefer`) lets whoever sits on the path turn TLS off.
+pub(super) fn require_tls_by_default(config: &mut tokio_postgres::Config, url: &str) {
+    if !names_sslmode(url) && !all_local(config) {
+        config.ssl_mode(tokio_postgres::config::SslMode::Require);
+    }
+}
+
+/// Why a URL is refused: `sslmode=disable` or `prefer` to a host that is not this
+/// machine would send the password and every record in clear (or let the path decide).
+pub fn refuse_plaintext(url: &str) -> Option<String> {
+    let config: tokio_postgres::Config = url.parse().ok()?;
+    let weak = !matches!(config.get_ssl_mode(), tokio_postgres::config::SslMode::Require);
+    (names_sslmode(url) && weak && !all_local(&config)).then(|| {
+        "sslmode=disable or prefer sends the password and every record in clear (or lets the network decide): \
+         allowed only to this machine; use sslmode=require"
+            .to_owned()
+    })
+}
