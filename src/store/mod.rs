@@ -42,6 +42,12 @@ pub enum StoreError {
     /// answer 503, and the next operation tries again.
     #[error("the database cannot be reached: {0}")]
     Unavailable(String),
+    /// A shared store without the key every gateway of it must share.
+    #[error(
+        "{} must be set with [store] backend = \"postgres\": every gateway of one database needs the same secret key (32 bytes, base64)",
+        sealed::KEY_ENV
+    )]
+    KeyRequired,
     #[error("corrupt record in {tree}: {source}")]
     Corrupt {
         tree: &'static str,

@@ -97,6 +97,22 @@ pub fn url_has_password(url: &str) -> bool {
 mod tests {
     use super::*;
 
+    // The shared store's key comes from the variable only, and a bad one is refused
+    // without being shown.
+    #[test]
+    fn secret_key_from_the_variable_only() {
+        use crate::store::postgres::secret_key;
+        assert!(matches!(secret_key(None), Err(StoreError::KeyRequired)));
+        let message = secret_key(None).unwrap_err().to_string();
+        assert!(
+            message.contains("PORTCULLIS_SECRET_KEY") && message.contains("postgres"),
+            "{message}"
+        );
+        let bad = secret_key(Some("c2hvcnQ=".into())).unwrap_err().to_string();
+        assert!(bad.contains("32") && !bad.contains("c2hvcnQ"), "{bad}");
+        assert!(secret_key(Some("BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=".into())).is_ok());
+    }
+
     #[test]
     fn redacts_password() {
         assert_eq!(

@@ -96,6 +96,19 @@ impl PgSettings {
     }
 }
 
+/// The secret key of a shared store, from the value of `PORTCULLIS_SECRET_KEY` only (pass
+/// `std::env::var_os(KEY_ENV)`): a key file in one gateway's `data_dir` would not be
+/// the other gateways', so without the variable it is [`StoreError::KeyRequired`].
+pub fn secret_key(env: Option<std::ffi::OsString>) -> Result<SecretKey> {
+    match env {
+        None => Err(StoreError::KeyRequired),
+        Some(value) => {
+            let text = value.into_string().map_err(|_| super::sealed::KeyError::Base64)?;
+            Ok(SecretKey::from_base64(&text)?)
+        }
+    }
+}
+
 /// The database password from [`PASSWORD_ENV`], if set.
 pub fn password_from_env() -> Option<String> {
     std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty())
