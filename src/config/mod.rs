@@ -13,10 +13,12 @@ pub mod proxies;
 mod raw;
 mod registration;
 mod smtp;
+pub mod store;
 #[cfg(test)]
 mod tests;
 pub mod totp;
 pub mod upstream_tls;
+mod upstreams;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -85,6 +87,8 @@ pub struct Config {
     pub totp: totp::Totp,
     /// `[upstream_tls.NAME]`, or its defaults: one entry per `https://` upstream.
     pub upstream_tls: BTreeMap<String, UpstreamTls>,
+    /// `[store]`: the embedded sled store, or PostgreSQL shared by several gateways.
+    pub store: store::StoreConfig,
 }
 
 #[derive(Debug, Clone)]

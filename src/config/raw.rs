@@ -37,6 +37,7 @@ pub(super) struct RawConfig {
     pub(super) totp: Option<super::totp::RawTotp>,
     #[serde(default)]
     pub(super) upstream_tls: BTreeMap<Spanned<String>, super::upstream_tls::RawUpstreamTls>,
+    pub(super) store: Option<super::store::RawStore>,
 }
 
 #[derive(Deserialize, Default)]

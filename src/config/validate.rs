@@ -99,7 +99,9 @@ impl Config {
 
         let mut upstreams = BTreeMap::new();
         for (name, url) in &raw.upstreams {
-            if let Some(upstream) = found.take(parse_upstream(name, url.get_ref()).map_err(|m| at(url.span(), m))) {
+            if let Some(upstream) =
+                found.take(super::upstreams::parse_upstream(name, url.get_ref()).map_err(|m| at(url.span(), m)))
+            {
                 upstreams.insert(name.clone(), upstream);
             }
         }
@@ -270,6 +272,8 @@ impl Config {
             )
         });
         let email = Email { outbox, from, smtp };
+        let store =
+            found.take(super::store::validate(raw.store, &resolve).map_err(|(span, key, m)| keyed(span, key, m)));
         let registration = found.take(
             super::registration::validate(
                 raw.registration,
@@ -332,6 +336,7 @@ impl Config {
             cors,
             totp,
             upstream_tls,
+            store: store.unwrap_or_default(),
         })
     }
 }
@@ -342,40 +347,6 @@ fn parse_addr(s: &Spanned<String>) -> Result<SocketAddr, String> {
             "{:?} is not an IP address and port, e.g. \"127.0.0.1:8443\"",
             s.get_ref()
         )
-    })
-}
-
-fn parse_upstream(name: &str, url: &str) -> Result<Upstream, String> {
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|_| format!("upstream {name:?}: {url:?} is not a valid URL"))?;
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
-        Some(other) => {
-            return Err(format!(
-                "upstream {name:?}: scheme {other:?} is not supported; expected http:// or https:// (TLS settings: [upstream_tls.NAME])"
-            ))
-        }
-        None => return Err(format!("upstream {name:?}: {url:?} needs a scheme, e.g. \"http://127.0.0.1:8081\"")),
-    }
-    let authority = uri
-        .authority()
-        .cloned()
-        .ok_or_else(|| format!("upstream {name:?}: {url:?} has no host"))?;
-    if authority.as_str().contains('@') {
-        return Err(format!("upstream {name:?}: credentials in the URL are not supported"));
-    }
-    if uri.query().is_some() {
-        return Err(format!(
-            "upstream {name:?}: a query string is not allowed in an upstream URL"
-        ));
-    }
-    let base_path = uri.path().trim_end_matches('/').to_owned();
-    Ok(Upstream {
-        name: name.to_owned(),
-        scheme: uri.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP),
-        authority,
-        base_path,
     })
 }
 

@@ -24,6 +24,40 @@ pub type UserChange<'a> = &'a mut (dyn FnMut(&mut User) -> bool + Send);
 /// to store, each with its sequence number, oldest first.
 pub type ChainFrom<'a> = &'a mut (dyn FnMut(Option<(u64, Vec<u8>)>) -> Vec<(u64, Vec<u8>)> + Send);
 
+/// A change that in-memory caches of revocations must follow, published by backends
+/// shared by several gateways (see [`Backend::subscribe`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A session was revoked; it matters until `expires` (Unix s).
+    Session { id: String, expires: u64 },
+    /// Every token of the user issued at or before `after` (Unix s) is revoked.
+    User { id: String, after: u64 },
+    /// An access token was revoked; it matters until `exp` (Unix s).
+    Jti { jti: String, exp: u64 },
+    /// Changes may have been missed (the feed reconnected, or this receiver lagged):
+    /// reload the revocation lists before trusting the cache again.
+    Resync,
+}
+
+/// What a shared rate budget answered ([`Backend::rate_take`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    Allowed,
+    /// Refused; the budget has room again after this long.
+    Refused {
+        retry_after_ms: u64,
+    },
+}
+
+/// A message claimed from the shared mail spool ([`Backend::mail_claim`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedMail {
+    pub id: String,
+    pub message: Vec<u8>,
+    /// How many times it was claimed before this one.
+    pub attempts: u32,
+}
+
 /// Where the state lives. Object safe: the gateway holds an `Arc<dyn Backend>`.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
@@ -151,4 +185,65 @@ pub trait Backend: Send + Sync + 'static {
     async fn probe(&self, now_ms: u64) -> Result<()>;
     /// Makes every write so far durable (a no-op where every write already is).
     async fn flush(&self) -> Result<()>;
+
+    // --- change feed ---------------------------------------------------------------------
+
+    /// The revocations made by every gateway of the backend, as they commit: `None` where
+    /// there is no other gateway to hear from (the default). A receiver that lags, or
+    /// gets [`Change::Resync`], reloads the revocation lists.
+    fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        None
+    }
+
+    // --- signing keys --------------------------------------------------------------------
+
+    /// The signing key stored under `name` (PKCS#8), shared by every gateway of the
+    /// backend; `None` when none is stored, or where keys are not shared (the default:
+    /// they live in `data_dir/keys`).
+    async fn signing_key(&self, _name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
+    /// Stores `pkcs8` under `name` unless a key is stored there already, and returns the
+    /// stored key: of gateways starting at once, the first one's key wins and every one
+    /// signs with it. Sealed with the secret key at rest. The default shares nothing.
+    async fn put_signing_key_if_absent(&self, _name: &str, pkcs8: &[u8]) -> Result<Vec<u8>> {
+        Ok(pkcs8.to_vec())
+    }
+
+    // --- rate budgets --------------------------------------------------------------------
+
+    /// Takes one request from the budget `key`, shared by every gateway (GCRA: a request
+    /// every `interval_ms` sustained, up to `burst` at once), atomically: N concurrent
+    /// takes from any gateways spend N. `None` where budgets are not shared (the
+    /// default): the caller keeps its own.
+    async fn rate_take(&self, _key: &str, _interval_ms: u64, _burst: u32, _now_ms: u64) -> Result<Option<Budget>> {
+        Ok(None)
+    }
+
+    // --- the mail spool ------------------------------------------------------------------
+
+    /// Puts a message in the spool shared by every gateway, unless it holds `max`
+    /// already (`Ok(false)`); durable when this returns. The default has no shared spool
+    /// (`Ok(false)`): callers use their own.
+    async fn mail_put(&self, _id: &str, _message: &[u8], _max: usize, _now_ms: u64) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// Claims up to `limit` messages due at `now_ms` for `lease_ms`: a claimed message
+    /// goes to no other claimer (of any gateway) until its lease runs out, so exactly one
+    /// gateway sends each unless the sender dies mid-way.
+    async fn mail_claim(&self, _now_ms: u64, _lease_ms: u64, _limit: usize) -> Result<Vec<ClaimedMail>> {
+        Ok(Vec::new())
+    }
+
+    /// Removes a message that was sent (or given up on).
+    async fn mail_done(&self, _id: &str) -> Result<()> {
+        Ok(())
+    }
+
+    /// Puts a claimed message back, due again at `at_ms`.
+    async fn mail_retry(&self, _id: &str, _at_ms: u64) -> Result<()> {
+        Ok(())
+    }
 }

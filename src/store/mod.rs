@@ -20,6 +20,7 @@
 
 pub mod backend;
 pub mod dir;
+pub mod postgres;
 mod records;
 pub mod sealed;
 mod sled;
@@ -34,6 +35,19 @@ pub use records::{Challenge, Confirmation, Counts, Failures, PasswordReset, Prun
 pub enum StoreError {
     #[error("database: {0}")]
     Db(#[from] DbError),
+    /// An error PostgreSQL answered with (a constraint, a bad statement): not an outage.
+    #[error("database: {0}")]
+    Database(postgres::PgError),
+    /// The database cannot be reached (refused, lost, or no answer in time): callers
+    /// answer 503, and the next operation tries again.
+    #[error("the database cannot be reached: {0}")]
+    Unavailable(String),
+    /// A shared store without the key every gateway of it must share.
+    #[error(
+        "{} must be set with [store] backend = \"postgres\": every gateway of one database needs the same secret key (32 bytes, base64)",
+        sealed::KEY_ENV
+    )]
+    KeyRequired,
     #[error("corrupt record in {tree}: {source}")]
     Corrupt {
         tree: &'static str,

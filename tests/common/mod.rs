@@ -10,6 +10,7 @@
 mod accounts;
 mod cli;
 mod mfa;
+pub mod postgres;
 pub mod smtp;
 mod tls_upstream;
 mod upstreams;
