@@ -4,7 +4,7 @@ use super::*;
 use std::sync::Arc;
 
 use crate::clock::{Clock, ManualClock};
-use crate::store::{AuditTree, Store};
+use crate::store::Store;
 
 async fn with_records(n: usize) -> Store {
     let store = Store::temporary().unwrap();
@@ -33,38 +33,44 @@ fn failure_record(email: &str) -> Record {
 }
 
 /// Changes record `seq` in place, as someone with the database file could.
-fn tamper(store: &Store, seq: u64, change: impl FnOnce(&mut Record)) {
-    let tree = AuditTree::open(store).unwrap();
-    let mut r: Record = serde_json::from_slice(&tree.get(seq).unwrap().unwrap()).unwrap();
+async fn tamper(store: &Store, seq: u64, change: impl FnOnce(&mut Record)) {
+    let mut r: Record = serde_json::from_slice(&store.audit_get(seq).await.unwrap().unwrap()).unwrap();
     change(&mut r);
-    tree.overwrite(seq, &serde_json::to_vec(&r).unwrap()).unwrap();
+    store
+        .audit_overwrite(seq, &serde_json::to_vec(&r).unwrap())
+        .await
+        .unwrap();
 }
 
 // Records chain from the genesis hash, and an intact chain verifies.
 #[tokio::test]
 async fn chain_verifies() {
     let store = with_records(5).await;
-    let records = list(&store, &Query::default()).unwrap();
+    let records = list(&store, &Query::default()).await.unwrap();
     assert_eq!(records.len(), 5);
     assert_eq!(records[0].prev_hash, GENESIS);
     assert_eq!(records[1].prev_hash, records[0].hash);
-    assert_eq!(verify(&store).unwrap(), Verification::Intact { records: 5 });
+    assert_eq!(verify(&store).await.unwrap(), Verification::Intact { records: 5 });
 }
 
 // Altering, or removing, one record breaks the chain at that record.
 #[tokio::test]
 async fn tampering_detected() {
     let store = with_records(5).await;
-    tamper(&store, 3, |r| r.event.email = Some("someone-else@example.com".into()));
-    assert!(matches!(verify(&store).unwrap(), Verification::Broken { seq: 3, .. }));
+    tamper(&store, 3, |r| r.event.email = Some("someone-else@example.com".into())).await;
+    assert!(matches!(
+        verify(&store).await.unwrap(),
+        Verification::Broken { seq: 3, .. }
+    ));
 
     let store = with_records(5).await;
     tamper(&store, 2, |r| {
         r.event.reason = Some("forged".into());
         r.hash = r.compute_hash();
-    });
+    })
+    .await;
     assert!(
-        matches!(verify(&store).unwrap(), Verification::Broken { seq: 3, .. }),
+        matches!(verify(&store).await.unwrap(), Verification::Broken { seq: 3, .. }),
         "a re-hashed record went unnoticed"
     );
 }
@@ -85,8 +91,8 @@ async fn prune_keeps_chain() {
     }
     drop(audit);
     task.await.unwrap();
-    assert_eq!(prune(&store, cutoff).unwrap(), 3);
-    assert_eq!(verify(&store).unwrap(), Verification::Intact { records: 2 });
+    assert_eq!(prune(&store, cutoff).await.unwrap(), 3);
+    assert_eq!(verify(&store).await.unwrap(), Verification::Intact { records: 2 });
 }
 
 // A flood past the queue is counted into one audit_overflow record.
@@ -106,6 +112,7 @@ async fn overflow_recorded() {
             ..Query::default()
         },
     )
+    .await
     .unwrap();
     assert_eq!(overflow.len(), 1);
     let written = list(
@@ -115,6 +122,7 @@ async fn overflow_recorded() {
             ..Query::default()
         },
     )
+    .await
     .unwrap()
     .len();
     let reason = overflow[0].event.reason.clone().unwrap();
@@ -127,7 +135,7 @@ async fn overflow_recorded() {
         "{reason}"
     );
     assert_eq!(
-        verify(&store).unwrap(),
+        verify(&store).await.unwrap(),
         Verification::Intact {
             records: u64::try_from(written).unwrap() + 1
         }
@@ -177,25 +185,25 @@ async fn checkpoints_follow_the_head() {
     let second = sign_checkpoint(&store, &key, clock.now_ms()).await.unwrap().unwrap();
     assert_eq!(second.seq, 4);
     assert!(second.signed_by(&key) && !second.signed_by(&TestSigner("k2")));
-    let report = verify_anchored(&store, &key, Some(&first)).unwrap();
+    let report = verify_anchored(&store, &key, Some(&first)).await.unwrap();
     assert_eq!(report.verification, Verification::Intact { records: 4 });
     assert_eq!((report.checkpoints, report.latest.map(|l| l.0)), (3, Some(4)));
     // Signed by another key: refused, stored or given.
-    let report = verify_anchored(&store, &TestSigner("k2"), None).unwrap();
+    let report = verify_anchored(&store, &TestSigner("k2"), None).await.unwrap();
     assert!(
         matches!(report.verification, Verification::Broken { seq: 3, .. }),
         "{report:?}"
     );
 
-    prune(&store, clock.now_ms() - 1000).unwrap();
-    let report = verify_anchored(&store, &key, None).unwrap();
+    prune(&store, clock.now_ms() - 1000).await.unwrap();
+    let report = verify_anchored(&store, &key, None).await.unwrap();
     assert_eq!(
         (report.verification, report.checkpoints),
         (Verification::Intact { records: 1 }, 1)
     );
     assert!(
         matches!(
-            verify_anchored(&store, &key, Some(&first)).unwrap().verification,
+            verify_anchored(&store, &key, Some(&first)).await.unwrap().verification,
             Verification::Broken { seq: 3, .. }
         ),
         "a checkpoint of a record no longer kept passed"
