@@ -51,6 +51,7 @@ impl Audit {
             clock,
             pending: Vec::new(),
             bound,
+            failing: false,
             dropped: audit.dropped.clone(),
             dropped_total: audit.dropped_total.clone(),
         };
@@ -95,6 +96,9 @@ struct Writer {
     /// and what a failed append left (at most `bound`).
     pending: Vec<(Event, String)>,
     bound: usize,
+    /// Since the last append failed, until one succeeds: drops are counted but not
+    /// recorded meanwhile (an `audit_overflow` record could be dropped itself).
+    failing: bool,
     dropped: Arc<Mutex<BTreeMap<String, u64>>>,
     dropped_total: Arc<AtomicU64>,
 }
@@ -105,11 +109,23 @@ impl Writer {
         self.pending.push((event, rfc3339(self.clock.now_ms())));
     }
 
+    /// Writes the batch; after an outage, also the `audit_overflow` record of what it
+    /// dropped.
+    async fn write(&mut self) {
+        let was_failing = self.failing;
+        self.append_pending().await;
+        if was_failing && !self.failing {
+            tracing::warn!("audit records are written again");
+            self.account_overflow();
+            self.append_pending().await;
+        }
+    }
+
     /// Appends the batch to the chain in one call, chained onto whatever head the store
     /// has then (another gateway may have appended since this one last did). A failed
     /// append keeps the batch for the next one; what exceeds the queue's bound is
     /// counted as dropped.
-    async fn write(&mut self) {
+    async fn append_pending(&mut self) {
         if self.pending.is_empty() {
             return;
         }
@@ -145,18 +161,23 @@ impl Writer {
             out
         };
         let result = self.store.audit_append(&mut chain).await;
+        let waiting = self.pending.len();
         match (result, unreadable_head) {
             (Ok(()), None) => {
                 self.pending.clear();
+                self.failing = false;
                 return;
             }
+            // Said once per outage, not at every try.
+            _ if self.failing => {}
             (Ok(()), Some((seq, error))) => {
-                tracing::error!(seq, %error, waiting = self.pending.len(), "the audit trail's newest record is unreadable: nothing is chained onto it");
+                tracing::error!(seq, %error, waiting, "the audit trail's newest record is unreadable: nothing is chained onto it");
             }
             (Err(e), _) => {
-                tracing::error!(error = %e, waiting = self.pending.len(), "cannot write audit records: kept for the next try");
+                tracing::error!(error = %e, waiting, "cannot write audit records: kept for the next try");
             }
         }
+        self.failing = true;
         if self.pending.len() > self.bound {
             let mut dropped = self.dropped.lock().unwrap_or_else(|p| p.into_inner());
             let excess = self.pending.split_off(self.bound);
@@ -170,7 +191,7 @@ impl Writer {
 
     /// Writes one `audit_overflow` record for what the queue dropped since the last one.
     fn account_overflow(&mut self) {
-        if self.dropped_total.load(Ordering::Relaxed) == 0 {
+        if self.failing || self.dropped_total.load(Ordering::Relaxed) == 0 {
             return;
         }
         let counts = std::mem::take(&mut *self.dropped.lock().unwrap_or_else(|p| p.into_inner()));
