@@ -109,4 +109,6 @@ pub use text::*;
 pub use writer::*;
 
 #[cfg(test)]
-mod tests;
+mod outage_tests;
+#[cfg(test)]
+pub(crate) mod tests;

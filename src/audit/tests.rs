@@ -252,3 +252,70 @@ fn escaping() {
     assert!(!line.contains('\n') && line.contains("a@b.c\\n"), "{line}");
     assert_eq!(escape("tab\there\u{1b}[31m"), "tab\\there\\u{001b}[31m");
 }
+
+/// Two writers (two gateways) appending to one store: their records take turns, then
+/// flood at once, and the trail is still one chain, each sequence number once. Any
+/// backend must pass this (`audit_append` chains onto the head it is given, never onto
+/// one a writer remembers).
+pub(crate) async fn two_writers_make_one_chain(store: &Store) {
+    let start = |store: &Store| Audit::start(store, Arc::new(ManualClock::new())).unwrap();
+    let (a, task_a) = start(store);
+    let (b, task_b) = start(store);
+    let event = |who: &str, i: usize| {
+        let mut ev = Event::new(EventKind::AccessDenied);
+        ev.reason = Some(format!("{who}{i}"));
+        ev
+    };
+    for i in 0..10 {
+        a.durable(event("a", i)).await;
+        b.durable(event("b", i)).await;
+    }
+    let flood = |audit: Audit, who: &'static str| {
+        tokio::spawn(async move {
+            for i in 10..400 {
+                if i % 50 == 0 {
+                    audit.durable(event(who, i)).await;
+                } else {
+                    audit.record(event(who, i));
+                }
+                if i % 7 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            audit.close().await;
+        })
+    };
+    let (fa, fb) = tokio::join!(flood(a, "a"), flood(b, "b"));
+    fa.unwrap();
+    fb.unwrap();
+    task_a.await.unwrap();
+    task_b.await.unwrap();
+
+    let records = list(store, &Query::default()).await.unwrap();
+    let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
+    let expected: Vec<u64> = (1..=u64::try_from(records.len()).unwrap()).collect();
+    assert_eq!(seqs, expected, "every sequence number once, in order");
+    let reasons: Vec<&str> = records.iter().filter_map(|r| r.event.reason.as_deref()).collect();
+    let turns: Vec<String> = (0..10).flat_map(|i| [format!("a{i}"), format!("b{i}")]).collect();
+    assert_eq!(
+        reasons[..20],
+        turns.iter().map(String::as_str).collect::<Vec<_>>()[..],
+        "turns"
+    );
+    for who in ["a", "b"] {
+        let mine = reasons.iter().filter(|r| r.starts_with(who)).count();
+        assert_eq!(mine, 400, "{who}: every record written (none dropped)");
+    }
+    assert_eq!(
+        verify(store).await.unwrap(),
+        Verification::Intact {
+            records: u64::try_from(records.len()).unwrap()
+        }
+    );
+}
+
+// With sled: one chain from two writers (audit_append is atomic under its lock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_writers_one_chain() {
+    two_writers_make_one_chain(&Store::temporary().unwrap()).await;
+}
