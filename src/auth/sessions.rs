@@ -21,7 +21,7 @@ pub struct TokenPair {
 impl AuthService {
     /// A signed access token for `user` in session `sid`, whose second factor (or
     /// password) was passed at `auth_time`.
-    pub(super) async fn access_token(
+    pub(super) fn access_token(
         &self,
         user: &User,
         amr: &[String],
@@ -74,9 +74,7 @@ impl AuthService {
             )
             .await?;
         Ok(TokenPair {
-            access_token: self
-                .access_token(user, &session.amr, &session.id, session.auth_time)
-                .await?,
+            access_token: self.access_token(user, &session.amr, &session.id, session.auth_time)?,
             refresh_token: refresh,
             token_type: "Bearer",
             expires_in: self.config.tokens.access_ttl.as_secs(),
@@ -181,7 +179,6 @@ impl AuthService {
             .map_err(store_err)?;
         let access = self
             .access_token(&user, &rotated.amr, &rotated.id, rotated.last_auth())
-            .await
             .map_err(store_err)?;
         self.session_used(&rotated.id);
         self.store.flush().await.map_err(store_err)?;

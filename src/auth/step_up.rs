@@ -116,7 +116,6 @@ impl AuthService {
             .map_err(store_err)?;
         let access = self
             .access_token(&user, &rotated.amr, &rotated.id, rotated.auth_time)
-            .await
             .map_err(store_err)?;
         self.store.flush().await.map_err(store_err)?;
         let pair = TokenPair {
