@@ -28,7 +28,7 @@ fn tokens(c: &mut Criterion) {
     let store = portcullis::store::Store::temporary().unwrap();
     let clock: portcullis::clock::SharedClock = Arc::new(SystemClock);
     let (audit, _task) = portcullis::audit::Audit::start(&store, clock.clone()).unwrap();
-    let auth = AuthService::new(config, store, clock, audit).unwrap();
+    let auth = rt.block_on(AuthService::new(config, store, clock, audit)).unwrap();
     let now = SystemClock.now();
     let claims = Claims {
         iss: "https://localhost".into(),
@@ -63,7 +63,9 @@ fn tokens(c: &mut Criterion) {
     let idle_store = portcullis::store::Store::temporary().unwrap();
     let idle_clock: portcullis::clock::SharedClock = Arc::new(SystemClock);
     let (idle_audit, _idle_task) = portcullis::audit::Audit::start(&idle_store, idle_clock.clone()).unwrap();
-    let idle_auth = AuthService::new(idle_config, idle_store, idle_clock, idle_audit).unwrap();
+    let idle_auth = rt
+        .block_on(AuthService::new(idle_config, idle_store, idle_clock, idle_audit))
+        .unwrap();
     let idle_token = idle_auth.keys().sign(&claims).unwrap();
     idle_auth.verify_access(&idle_token).unwrap();
     c.bench_function("token: verify from cache, with revocation and idle checks", |b| {

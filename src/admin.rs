@@ -85,9 +85,9 @@ pub fn generate_password() -> String {
     format!("{}-Aa7", &random_token()[..22])
 }
 
-fn user_json(auth: &AuthService, u: &crate::store::User) -> Value {
+async fn user_json(auth: &AuthService, u: &crate::store::User) -> Value {
     let now_ms = auth.clock().now_ms();
-    let locked_until = auth.store().locked_until(&u.email, now_ms).ok().flatten();
+    let locked_until = auth.store().locked_until(&u.email, now_ms).await.ok().flatten();
     json!({
         "id": u.id,
         "email": u.email,
@@ -112,11 +112,10 @@ async fn audited(auth: &AuthService, event: crate::audit::EventKind, user: &crat
 
 /// Runs one command against the identity service.
 pub async fn execute(auth: &AuthService, req: AdminRequest) -> Result<Value, String> {
-    let find = |email: &str| -> Result<crate::store::User, String> {
-        auth.store()
-            .user_by_email(&normalize_email(email))
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("no account with email {}", normalize_email(email)))
+    let find = |email: String| async move {
+        let user = auth.store().user_by_email(&normalize_email(&email)).await;
+        user.map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no account with email {}", normalize_email(&email)))
     };
     let flush = || async { auth.store().flush().await.map_err(|e| e.to_string()) };
     match req {
@@ -144,18 +143,19 @@ pub async fn execute(auth: &AuthService, req: AdminRequest) -> Result<Value, Str
             Ok(out)
         }
         AdminRequest::List => {
-            let users = auth.store().users().map_err(|e| e.to_string())?;
-            Ok(Value::Array(users.iter().map(|u| user_json(auth, u)).collect()))
+            let users = auth.store().users().await.map_err(|e| e.to_string())?;
+            let listed = futures_util::future::join_all(users.iter().map(|u| user_json(auth, u))).await;
+            Ok(Value::Array(listed))
         }
-        AdminRequest::Show { email } => Ok(user_json(auth, &find(&email)?)),
+        AdminRequest::Show { email } => Ok(user_json(auth, &find(email.clone()).await?).await),
         AdminRequest::Attr { email, set, unset } => {
             let c = auth.change_attributes(&email, set, unset).await?;
             Ok(json!({ "email": c.user.email, "attributes": c.user.attributes, "set": c.set, "removed": c.removed }))
         }
         AdminRequest::Unlock { email } => {
             // Failures are counted for unknown addresses too; clearing one is no unlock.
-            let email = find(&email)?.email;
-            auth.store().clear_failures(&email).map_err(|e| e.to_string())?;
+            let email = find(email.clone()).await?.email;
+            auth.store().clear_failures(&email).await.map_err(|e| e.to_string())?;
             flush().await?;
             let mut ev = crate::audit::Event::new(crate::audit::EventKind::UserUnlocked);
             ev.email = Some(email.clone());
@@ -167,12 +167,11 @@ pub async fn execute(auth: &AuthService, req: AdminRequest) -> Result<Value, Str
             if roles.is_empty() {
                 return Err("give at least one role".into());
             }
-            let user = find(&email)?;
-            auth.store()
-                .update_user(&user.id, |u| u.roles = roles.clone())
-                .map_err(|e| e.to_string())?;
+            let user = find(email.clone()).await?;
+            let changed = auth.store().update_user(&user.id, |u| u.roles = roles.clone()).await;
+            changed.map_err(|e| e.to_string())?;
             // Tokens carry roles: the old ones must not outlive the change.
-            auth.revoke_user(&user.id).map_err(|e| e.to_string())?;
+            auth.revoke_user(&user.id).await.map_err(|e| e.to_string())?;
             flush().await?;
             let change = format!(
                 "by admin command; [{}] -> [{}]",
@@ -183,11 +182,10 @@ pub async fn execute(auth: &AuthService, req: AdminRequest) -> Result<Value, Str
             Ok(json!({ "email": user.email, "roles": roles, "sessions_revoked": true }))
         }
         AdminRequest::Disable { email } => {
-            let user = find(&email)?;
-            auth.store()
-                .update_user(&user.id, |u| u.disabled = true)
-                .map_err(|e| e.to_string())?;
-            auth.revoke_user(&user.id).map_err(|e| e.to_string())?;
+            let user = find(email.clone()).await?;
+            let changed = auth.store().update_user(&user.id, |u| u.disabled = true).await;
+            changed.map_err(|e| e.to_string())?;
+            auth.revoke_user(&user.id).await.map_err(|e| e.to_string())?;
             flush().await?;
             audited(
                 auth,
@@ -222,11 +220,12 @@ pub async fn execute(auth: &AuthService, req: AdminRequest) -> Result<Value, Str
             Ok(json!({ "enabled": user.email }))
         }
         AdminRequest::AuditList { query } => {
-            let records = crate::audit::list(auth.store(), &query).map_err(|e| e.to_string())?;
-            serde_json::to_value(records).map_err(|e| e.to_string())
+            let records = crate::audit::list(auth.store(), &query).await;
+            serde_json::to_value(records.map_err(|e| e.to_string())?).map_err(|e| e.to_string())
         }
         AdminRequest::AuditVerify { checkpoint } => {
             let report = crate::audit::verify_anchored(auth.store(), auth.keys(), checkpoint.as_ref())
+                .await
                 .map_err(|e| e.to_string())?;
             serde_json::to_value(report).map_err(|e| e.to_string())
         }
@@ -234,14 +233,15 @@ pub async fn execute(auth: &AuthService, req: AdminRequest) -> Result<Value, Str
             crate::audit::sign_checkpoint(auth.store(), auth.keys(), auth.clock().now_ms())
                 .await
                 .map_err(|e| e.to_string())?;
-            match crate::audit::latest_checkpoint(auth.store()).map_err(|e| e.to_string())? {
+            let latest = crate::audit::latest_checkpoint(auth.store()).await;
+            match latest.map_err(|e| e.to_string())? {
                 Some(c) => serde_json::to_value(c).map_err(|e| e.to_string()),
                 None => Err("the audit trail is empty: there is nothing to sign".into()),
             }
         }
         AdminRequest::Revoke { email } => {
-            let user = find(&email)?;
-            auth.revoke_user(&user.id).map_err(|e| e.to_string())?;
+            let user = find(email.clone()).await?;
+            auth.revoke_user(&user.id).await.map_err(|e| e.to_string())?;
             flush().await?;
             audited(
                 auth,
@@ -253,7 +253,7 @@ pub async fn execute(auth: &AuthService, req: AdminRequest) -> Result<Value, Str
             Ok(json!({ "sessions_revoked": user.email }))
         }
         AdminRequest::ResetMfa { email } => {
-            let user = find(&email)?;
+            let user = find(email.clone()).await?;
             // The secret goes, so the replay guard of its codes can go with it: the next
             // enrolment's codes are checked against a new secret.
             auth.store()
@@ -262,8 +262,9 @@ pub async fn execute(auth: &AuthService, req: AdminRequest) -> Result<Value, Str
                     u.totp_last_step = 0;
                     u.recovery_codes.clear();
                 })
+                .await
                 .map_err(|e| e.to_string())?;
-            auth.revoke_user(&user.id).map_err(|e| e.to_string())?;
+            auth.revoke_user(&user.id).await.map_err(|e| e.to_string())?;
             flush().await?;
             audited(
                 auth,

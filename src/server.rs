@@ -74,12 +74,12 @@ pub struct Gateway {
 impl Gateway {
     /// Loads policies, TLS material, the database and the signing key; refuses to
     /// build on any error.
-    pub fn new(config: Config) -> Result<Self, StartError> {
-        Self::with_clock(config, Arc::new(SystemClock))
+    pub async fn new(config: Config) -> Result<Self, StartError> {
+        Self::with_clock(config, Arc::new(SystemClock)).await
     }
 
     /// Like [`Gateway::new`], reading time from `clock` (tests move it by hand).
-    pub fn with_clock(config: Config, clock: SharedClock) -> Result<Self, StartError> {
+    pub async fn with_clock(config: Config, clock: SharedClock) -> Result<Self, StartError> {
         if let Some(missing) = config.email.smtp.as_ref().and_then(|s| s.missing_password.clone()) {
             return Err(StartError::Mail(missing));
         }
@@ -110,7 +110,9 @@ impl Gateway {
                 path: config.server.data_dir.join("db"),
                 source,
             })?;
-        let auth = AuthService::new(config.clone(), store, clock.clone(), audit).map_err(StartError::Keys)?;
+        let auth = AuthService::new(config.clone(), store, clock.clone(), audit)
+            .await
+            .map_err(StartError::Keys)?;
         Ok(Self {
             inner: Arc::new(Pipeline::new(config, policy, upstreams, Arc::new(auth), clock)),
             tls,
@@ -242,8 +244,8 @@ fn spawn_admin(
 }
 
 /// Every minute: expired tokens, sessions and attempts, idle limiter keys, and audit
-/// records past `[audit] retain`. The store work is synchronous sled work, so it runs on
-/// a blocking thread rather than on the runtime's.
+/// records past `[audit] retain`, in a task of its own (the backend runs its long
+/// pruning off the runtime's threads).
 fn spawn_sweeper(tasks: &mut JoinSet<()>, inner: &Arc<Pipeline>, stop: &watch::Sender<Lifecycle>) {
     let sweeper = inner.clone();
     let mut sweep_stop = stop.subscribe();
@@ -254,9 +256,9 @@ fn spawn_sweeper(tasks: &mut JoinSet<()>, inner: &Arc<Pipeline>, stop: &watch::S
                 _ = every.tick() => {
                     let auth = sweeper.auth_shared().clone();
                     let retain = sweeper.config().audit_retain;
-                    let swept = tokio::task::spawn_blocking(move || {
-                        auth.sweep();
-                        prune_audit(&auth, retain);
+                    let swept = tokio::spawn(async move {
+                        auth.sweep().await;
+                        prune_audit(&auth, retain).await;
                     });
                     sweeper.evict_idle();
                     if let Err(e) = swept.await {
@@ -327,11 +329,11 @@ fn spawn_mail_sender(
 }
 
 /// Drops audit records older than `retain`; the chain stays verifiable.
-fn prune_audit(auth: &AuthService, retain: Option<Duration>) {
+async fn prune_audit(auth: &AuthService, retain: Option<Duration>) {
     if let Some(retain) = retain {
         let now = auth.clock().now_ms();
         let cutoff = now.saturating_sub(u64::try_from(retain.as_millis()).unwrap_or(u64::MAX));
-        match crate::audit::prune(auth.store(), cutoff) {
+        match crate::audit::prune(auth.store(), cutoff).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "pruned old audit records"),
             Err(e) => tracing::warn!(error = %e, "cannot prune the audit trail"),
@@ -380,7 +382,7 @@ impl RunningGateway {
         }
         // Every request has finished: keep when sessions were last used, write what the
         // audit queue holds, then stop, and sign the head the trail stopped at.
-        if let Err(e) = self.inner.auth().save_activity() {
+        if let Err(e) = self.inner.auth().save_activity().await {
             tracing::warn!(error = %e, "saving session activity failed");
         }
         self.inner.auth().audit().close().await;

@@ -168,7 +168,7 @@ async fn pending_registration_not_hijacked() {
     assert_eq!(gw.confirm(&latest).await, 200);
     assert_eq!(gw.login("owner@example.com", attacker).await.0, 401);
     assert_eq!(gw.login("owner@example.com", PASSWORD).await.0, 200);
-    assert_eq!(gw.auth().store().users().unwrap().len(), 1);
+    assert_eq!(gw.auth().store().users().await.unwrap().len(), 1);
 }
 
 // Registering a confirmed address sends its owner at most one notice an hour.
@@ -184,11 +184,11 @@ async fn registration_notice_once_an_hour() {
     }
     assert_eq!(gw.outbox().len(), 1, "more than one notice within the hour");
     clock.advance(Duration::from_secs(59 * 60));
-    gw.auth().sweep();
+    gw.auth().sweep().await;
     assert_eq!(gw.post("/auth/register", body.clone()).await.0, 202);
     assert_eq!(gw.outbox().len(), 1);
     clock.advance(Duration::from_secs(61));
-    gw.auth().sweep();
+    gw.auth().sweep().await;
     assert_eq!(gw.post("/auth/register", body.clone()).await.0, 202);
     let mail = gw.outbox();
     assert_eq!(mail.len(), 2);
@@ -240,7 +240,7 @@ async fn sweep_prunes_what_an_attacker_can_grow() {
             .unwrap();
         assert_eq!(resp.status(), 200);
     }
-    let n = store.counts().unwrap();
+    let n = store.counts().await.unwrap();
     assert_eq!(n.challenges, 1, "every enrolment kept a challenge: {n:?}");
     assert_eq!(
         (n.users, n.confirmations, n.failures, n.sessions),
@@ -250,8 +250,8 @@ async fn sweep_prunes_what_an_attacker_can_grow() {
 
     // A minute on, nothing has run out yet.
     clock.advance(Duration::from_secs(60));
-    gw.auth().sweep();
-    let n = store.counts().unwrap();
+    gw.auth().sweep().await;
+    let n = store.counts().await.unwrap();
     assert_eq!(
         (n.users, n.confirmations, n.challenges, n.failures, n.sessions),
         (2, 1, 1, 3, 1),
@@ -260,8 +260,8 @@ async fn sweep_prunes_what_an_attacker_can_grow() {
 
     // Past the challenge lifetime and the failure window.
     clock.advance(Duration::from_secs(15 * 60));
-    gw.auth().sweep();
-    let n = store.counts().unwrap();
+    gw.auth().sweep().await;
+    let n = store.counts().await.unwrap();
     assert_eq!((n.challenges, n.failures), (0, 0), "{n:?}");
     assert_eq!((n.users, n.confirmations, n.sessions), (2, 1, 1), "{n:?}");
     // The session is still alive and rotates.
@@ -272,8 +272,8 @@ async fn sweep_prunes_what_an_attacker_can_grow() {
 
     // Past the refresh lifetime (12 h) and the confirmation lifetime (24 h).
     clock.advance(Duration::from_secs(25 * 3600));
-    gw.auth().sweep();
-    let n = store.counts().unwrap();
+    gw.auth().sweep().await;
+    let n = store.counts().await.unwrap();
     assert_eq!(
         (
             n.users,
@@ -286,8 +286,8 @@ async fn sweep_prunes_what_an_attacker_can_grow() {
         (1, 0, 0, 0, 0, 0),
         "{n:?}"
     );
-    assert!(store.user_by_email("pending@example.com").unwrap().is_none());
-    assert!(store.user_by_email("c@example.com").unwrap().is_some());
+    assert!(store.user_by_email("pending@example.com").await.unwrap().is_none());
+    assert!(store.user_by_email("c@example.com").await.unwrap().is_some());
 
     // The address is free again: a new registration makes an account that confirms.
     assert_eq!(gw.post("/auth/register", body).await.0, 202);

@@ -192,7 +192,7 @@ async fn cli_while_running_and_stopped() {
     assert_eq!(gw.get_with("/api/users/k9-zz", fresh).await.0, 403);
     let last = rec.requests().last().unwrap().clone();
     assert!(last.headers.get("x-auth-attr-tier").is_none());
-    assert_eq!(gw.audit_events("user_attributes_changed").len(), 3);
+    assert_eq!(gw.audit_events("user_attributes_changed").await.len(), 3);
 }
 
 // A client's own attribute headers never reach the upstream, in any spelling; the

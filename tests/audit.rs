@@ -123,18 +123,18 @@ async fn identity_events_recorded() {
         EventKind::SessionsRevoked,
         EventKind::UserDisabled,
     ] {
-        assert!(!gw.audit_events(event).is_empty(), "no {event} record");
+        assert!(!gw.audit_events(event).await.is_empty(), "no {event} record");
     }
     let denied = gw.wait_for_events(EventKind::AccessDenied, 1).await;
     assert_eq!(denied[0].event.status, Some(401));
     assert_eq!(denied[0].event.path.as_deref(), Some("/api/orders"));
-    let failures = gw.audit_events(EventKind::LoginFailure);
+    let failures = gw.audit_events(EventKind::LoginFailure).await;
     assert_eq!(failures.len(), 5);
     assert_eq!(failures[0].event.email.as_deref(), Some("cust@example.com"));
     assert!(failures[0].event.ip.is_some() && failures[0].event.request_id.is_some());
 
     // No secret in any record.
-    let all = list(gw.auth().store(), &Query::default()).unwrap();
+    let all = list(gw.auth().store(), &Query::default()).await.unwrap();
     let text = serde_json::to_string(&all).unwrap();
     for secret in [
         PASSWORD,
@@ -147,7 +147,7 @@ async fn identity_events_recorded() {
         assert!(!text.contains(secret), "a secret reached the audit trail");
     }
     assert_eq!(
-        portcullis::audit::verify(gw.auth().store()).unwrap(),
+        portcullis::audit::verify(gw.auth().store()).await.unwrap(),
         portcullis::audit::Verification::Intact {
             records: all.len() as u64
         }
@@ -233,8 +233,8 @@ async fn flood_overflows_into_one_record() {
     // recorded or counted in an overflow record.
     let mut accounted = (0, 0, 0);
     for _ in 0..100 {
-        let overflow = gw.audit_events(EventKind::AuditOverflow);
-        let written = gw.audit_events(EventKind::AccessDenied).len();
+        let overflow = gw.audit_events(EventKind::AuditOverflow).await;
+        let written = gw.audit_events(EventKind::AccessDenied).await.len();
         let dropped: usize = overflow
             .iter()
             .map(|r| {
@@ -573,7 +573,7 @@ async fn refused_auth_targets_audited() {
 /// flushes.
 async fn offline<F: FnOnce(&portcullis::store::Store, &sled::Tree)>(dir: &Path, change: F) {
     let store = portcullis::store::Store::open(&dir.join("data")).unwrap();
-    let tree = store.db().open_tree("audit").unwrap();
+    let tree = store.sled().unwrap().db().open_tree("audit").unwrap();
     change(&store, &tree);
     store.flush().await.unwrap();
 }
@@ -616,7 +616,7 @@ fn cut_tail(tree: &sled::Tree, from: u64) {
 /// Writes one (durable) audit record: an admin unlock of `email` (its account is made
 /// first, without a record, when there is none: unlocking no account is an error).
 async fn unlock(gw: &TestGateway, email: &str) {
-    if gw.auth().store().user_by_email(email).unwrap().is_none() {
+    if gw.auth().store().user_by_email(email).await.unwrap().is_none() {
         gw.add_user(email, &["customer"]).await;
     }
     execute(gw.auth(), AdminRequest::Unlock { email: email.into() })
@@ -642,7 +642,7 @@ async fn checkpointed_trail() -> (tempfile::TempDir, std::path::PathBuf, u64) {
         unlock(&gw, &format!("nobody{i}@example.com")).await;
     }
     // Unlock records are written before the command answers: nothing is pending.
-    let n = list(gw.auth().store(), &Query::default()).unwrap().len() as u64;
+    let n = list(gw.auth().store(), &Query::default()).await.unwrap().len() as u64;
     stop(&mut gw).await;
     let TestGateway { dir, .. } = gw;
     (dir, config, n)
@@ -675,7 +675,7 @@ async fn checkpoints_anchor_the_chain() {
     assert_eq!(
         {
             let store = portcullis::store::Store::open(&dir.path().join("data")).unwrap();
-            portcullis::audit::verify(&store).unwrap()
+            portcullis::audit::verify(&store).await.unwrap()
         },
         portcullis::audit::Verification::Intact { records: n },
         "the forgery is not a consistent chain: the test proves nothing"
@@ -702,7 +702,7 @@ async fn checkpoints_anchor_the_chain() {
     let seq = checkpoint["seq"].as_u64().unwrap();
     assert_eq!(
         seq,
-        gw.audit_events(EventKind::UserUnlocked).last().unwrap().seq,
+        gw.audit_events(EventKind::UserUnlocked).await.last().unwrap().seq,
         "the checkpoint is not of the head"
     );
     stop(&mut gw).await;
@@ -714,7 +714,7 @@ async fn checkpoints_anchor_the_chain() {
     assert!(ok, "{out}");
     offline(dir.path(), |store, tree| {
         rewrite_tail(tree, seq, |r| r.event.email = Some("someone-else@example.com".into()));
-        store.db().drop_tree("audit_checkpoints").unwrap();
+        store.sled().unwrap().db().drop_tree("audit_checkpoints").unwrap();
     })
     .await;
     let CliOut { ok, text: out, .. } = cli(&config, &["audit", "verify"]);
@@ -732,7 +732,7 @@ async fn checkpoints_anchor_the_chain() {
     let file_arg = file.to_str().unwrap();
     offline(dir.path(), |store, tree| {
         cut_tail(tree, n);
-        store.db().drop_tree("audit_checkpoints").unwrap();
+        store.sled().unwrap().db().drop_tree("audit_checkpoints").unwrap();
     })
     .await;
     let CliOut { ok, text: out, .. } = cli(&config, &["audit", "verify"]);

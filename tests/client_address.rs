@@ -302,7 +302,7 @@ async fn proxy_header_from_untrusted_peer_refused() {
     // Nor does TLS without a header get through.
     assert!(refused(&gw, b"").await);
     assert!(rec.requests().is_empty());
-    assert!(gw.audit_events(EventKind::AccessDenied).is_empty());
+    assert!(gw.audit_events(EventKind::AccessDenied).await.is_empty());
 }
 
 // From a trusted peer, a malformed header (or none: the ClientHello where the header

@@ -70,7 +70,7 @@ async fn stalled_proxied_body_gets_408() {
     assert_eq!(resp.status, 408, "{}", resp.head);
     let metrics = gw.metrics().await;
     assert!(!metrics.contains("portcullis_upstream_errors_total{"), "{metrics}");
-    assert!(gw.audit_events("upstream_error").is_empty());
+    assert!(gw.audit_events("upstream_error").await.is_empty());
 }
 
 /// Sends `head`, then one byte every 300 ms (at most `bytes`), and returns what the
@@ -119,7 +119,7 @@ async fn trickled_proxied_body_is_not_an_upstream_timeout() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     let metrics = gw.metrics().await;
     assert!(!metrics.contains("portcullis_upstream_errors_total{"), "{metrics}");
-    assert!(gw.audit_events("upstream_error").is_empty());
+    assert!(gw.audit_events("upstream_error").await.is_empty());
 }
 
 // A malformed chunked body from the client is a 400, not an upstream failure.
@@ -134,7 +134,7 @@ async fn malformed_chunked_body_is_400() {
     assert_eq!(resp.json()["error"], "bad_request", "{}", resp.body);
     let metrics = gw.metrics().await;
     assert!(!metrics.contains("portcullis_upstream_errors_total{"), "{metrics}");
-    assert!(gw.audit_events("upstream_error").is_empty());
+    assert!(gw.audit_events("upstream_error").await.is_empty());
 }
 
 // Shutdown with a client holding a request open finishes within the drain deadline,

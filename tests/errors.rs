@@ -121,6 +121,7 @@ async fn reused_totp_code_says_so() {
     assert!(!body["message"].as_str().unwrap().contains("already used"), "{body}");
     let reasons: Vec<String> = gw
         .audit_events("mfa_failure")
+        .await
         .into_iter()
         .filter_map(|r| r.event.reason)
         .collect();

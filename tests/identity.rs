@@ -66,7 +66,7 @@ async fn register_confirm_login() {
     let mail = gw.outbox();
     assert_eq!(mail.len(), 2);
     assert!(mail[1].contains("already has one"), "{}", mail[1]);
-    assert_eq!(gw.auth().store().users().unwrap().len(), 1);
+    assert_eq!(gw.auth().store().users().await.unwrap().len(), 1);
 }
 
 // A weak password gets 422 listing every broken rule; malformed JSON gets 400.
@@ -270,7 +270,7 @@ async fn logout_and_revoke() {
 
     let (_, a) = gw.login("l@example.com", PASSWORD).await;
     let (_, b) = gw.login("l@example.com", PASSWORD).await;
-    gw.auth().revoke_user(&id).unwrap();
+    gw.auth().revoke_user(&id).await.unwrap();
     for t in [&a, &b] {
         assert_eq!(
             gw.get_with("/auth/me", t["access_token"].as_str().unwrap()).await.0,

@@ -90,18 +90,18 @@ async fn idle_session_ends_once() {
     let (status, body) = refresh(&gw, &refresh_token).await;
     assert_eq!((status, &body["error"]), (401, &json!("invalid_token")), "{body}");
     assert_eq!(refresh(&gw, &refresh_token).await.0, 401);
-    gw.auth().sweep();
+    gw.auth().sweep().await;
     assert_eq!(use_token(&gw, &access).await.0, 401);
     assert_eq!(use_token(&gw, &other).await.0, 200, "the session in use lives on");
 
     // The other session, left alone, is ended by the sweep instead.
     clock.advance(5 * MINUTE);
     assert_eq!(use_token(&gw, &other).await.0, 401);
-    gw.auth().sweep();
-    gw.auth().sweep();
+    gw.auth().sweep().await;
+    gw.auth().sweep().await;
     let expired = gw.wait_for_events(EventKind::SessionExpired, 2).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let expired_again = gw.audit_events(EventKind::SessionExpired);
+    let expired_again = gw.audit_events(EventKind::SessionExpired).await;
     assert_eq!(expired.len(), 2, "{expired:?}");
     assert_eq!(expired_again.len(), 2, "one record per session: {expired_again:?}");
     let users: Vec<_> = expired.iter().map(|r| r.event.user_id.clone().unwrap()).collect();
@@ -122,12 +122,15 @@ async fn idle_timeout_off_by_default() {
     let gw = setup.start().await;
     let (access, refresh_token) = sign_in(&gw, "a@example.com").await;
     clock.advance(30 * MINUTE);
-    gw.auth().sweep();
+    gw.auth().sweep().await;
     assert_eq!(use_token(&gw, &access).await.0, 200);
     assert_eq!(refresh(&gw, &refresh_token).await.0, 200);
     assert!(gw.auth().idle_timeout().is_none());
-    assert!(gw.auth().store().activity().unwrap().is_empty(), "nothing tracked");
-    assert!(gw.audit_events(EventKind::SessionExpired).is_empty());
+    assert!(
+        gw.auth().store().activity().await.unwrap().is_empty(),
+        "nothing tracked"
+    );
+    assert!(gw.audit_events(EventKind::SessionExpired).await.is_empty());
 }
 
 // The last-used times are stored in batches (by the sweep, and at shutdown), so a
@@ -143,9 +146,16 @@ async fn last_use_survives_restart() {
     let (idle, _) = sign_in(&gw, "b@example.com").await;
     clock.advance(2 * MINUTE);
     assert_eq!(use_token(&gw, &access).await.0, 200);
-    assert!(gw.auth().store().activity().unwrap().is_empty(), "no write per request");
-    gw.auth().sweep();
-    assert_eq!(gw.auth().store().activity().unwrap().len(), 2, "written by the sweep");
+    assert!(
+        gw.auth().store().activity().await.unwrap().is_empty(),
+        "no write per request"
+    );
+    gw.auth().sweep().await;
+    assert_eq!(
+        gw.auth().store().activity().await.unwrap().len(),
+        2,
+        "written by the sweep"
+    );
     clock.advance(2 * MINUTE);
     assert_eq!(use_token(&gw, &access).await.0, 200);
 

@@ -171,7 +171,7 @@ async fn outage_then_delivery_and_4xx_retried() {
     assert!((3..=12).contains(&tries), "{tries} tries in a second");
     server.clear_faults();
     assert_eq!(server.wait_for(3, Duration::from_secs(10)).await.len(), 3);
-    assert!(gw.audit_events(EventKind::MailUndeliverable).is_empty());
+    assert!(gw.audit_events(EventKind::MailUndeliverable).await.is_empty());
 }
 
 // Messages spooled while the server is down survive a restart: the gateway stops
@@ -294,7 +294,7 @@ async fn refusing_the_gateway_itself_gives_up_nothing() {
             "a {code} to {stage:?} made the sender give up the message"
         );
         assert!(
-            gw.audit_events(EventKind::MailUndeliverable).is_empty(),
+            gw.audit_events(EventKind::MailUndeliverable).await.is_empty(),
             "a message was given up"
         );
         server.clear_faults();
@@ -309,7 +309,7 @@ async fn refusing_the_gateway_itself_gives_up_nothing() {
     }
     assert!(spool_drained(&gw).await.is_empty());
     assert!(
-        gw.audit_events(EventKind::MailUndeliverable).is_empty(),
+        gw.audit_events(EventKind::MailUndeliverable).await.is_empty(),
         "a message was given up"
     );
 }
@@ -386,7 +386,9 @@ async fn tls_modes_authenticate_and_never_log_the_password() {
         let config = gw.running.as_ref().unwrap().inner().config();
         let shown = format!("{config:?}");
         assert!(!shown.contains(SECRET), "the configuration's Debug shows the password");
-        let records = portcullis::audit::list(gw.auth().store(), &portcullis::audit::Query::default()).unwrap();
+        let records = portcullis::audit::list(gw.auth().store(), &portcullis::audit::Query::default())
+            .await
+            .unwrap();
         assert!(!format!("{records:?}").contains(SECRET));
     }
     // An outage and a 5xx (both logged) with credentials configured: still no password.
@@ -452,6 +454,7 @@ async fn start_up_refusals_name_file_line_and_key() {
         .write(dir.path());
     let config = Config::load(&path).expect("commands that send no mail still load the configuration");
     let e = portcullis::Gateway::new(config)
+        .await
         .err()
         .expect("started without the password")
         .to_string();

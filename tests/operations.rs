@@ -43,7 +43,7 @@ async fn reload_good_and_broken() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(gw.status("/a").await, 404);
-    let reload = gw.audit_events(EventKind::PolicyReload);
+    let reload = gw.audit_events(EventKind::PolicyReload).await;
     assert!(reload
         .last()
         .unwrap()
@@ -114,10 +114,10 @@ async fn reload_under_load() {
         "reloads did not take effect"
     );
     assert!(
-        gw.audit_events(EventKind::PolicyReload).len() >= 30,
+        gw.audit_events(EventKind::PolicyReload).await.len() >= 30,
         "too few reloads took effect"
     );
-    assert!(gw.audit_events(EventKind::PolicyReloadFailed).iter().all(|r| r
+    assert!(gw.audit_events(EventKind::PolicyReloadFailed).await.iter().all(|r| r
         .event
         .reason
         .as_deref()

@@ -64,8 +64,9 @@ fn reset_mails(gw: &TestGateway) -> Vec<String> {
 }
 
 /// The reasons of the audit records of one kind, oldest first.
-fn reasons(gw: &TestGateway, kind: EventKind) -> Vec<(String, String)> {
+async fn reasons(gw: &TestGateway, kind: EventKind) -> Vec<(String, String)> {
     gw.audit_events(kind)
+        .await
         .into_iter()
         .map(|r| (r.event.outcome, r.event.reason.unwrap_or_default()))
         .collect()
@@ -113,12 +114,16 @@ async fn forgot_answers_alike_and_mails_once_a_minute() {
     let body = json!({ "email": "pending@example.com", "password": PASSWORD, "name": "P" });
     assert_eq!(gw.post("/auth/register", body).await.0, 202);
     let off = gw.add_user("off@example.com", &["customer"]).await;
-    gw.auth().store().update_user(&off, |u| u.disabled = true).unwrap();
+    gw.auth()
+        .store()
+        .update_user(&off, |u| u.disabled = true)
+        .await
+        .unwrap();
     assert_eq!(forgot(&gw, "pending@example.com").await, known);
     assert_eq!(forgot(&gw, "off@example.com").await, known);
     assert_eq!(reset_mails(&gw).len(), 2);
 
-    let trail = reasons(&gw, EventKind::PasswordResetRequested);
+    let trail = reasons(&gw, EventKind::PasswordResetRequested).await;
     let said: Vec<&str> = trail.iter().map(|(_, r)| r.as_str()).collect();
     assert_eq!(
         said,
@@ -131,7 +136,7 @@ async fn forgot_answers_alike_and_mails_once_a_minute() {
             "account disabled; no mail",
         ]
     );
-    let all = gw.audit_events(EventKind::PasswordResetRequested);
+    let all = gw.audit_events(EventKind::PasswordResetRequested).await;
     assert!(
         all.iter().all(|r| !format!("{:?}", r.event).contains(&token)),
         "a token reached the trail"
@@ -179,7 +184,7 @@ async fn reset_works_once_revokes_and_unlocks() {
     let (access, _) = sign_in(&gw, "r@example.com", NEW_PASSWORD).await;
     assert_eq!(gw.get_with("/auth/me", &access).await.0, 200);
 
-    let trail = reasons(&gw, EventKind::PasswordReset);
+    let trail = reasons(&gw, EventKind::PasswordReset).await;
     let outcomes: Vec<&str> = trail.iter().map(|(o, _)| o.as_str()).collect();
     assert_eq!(
         outcomes,
@@ -208,9 +213,9 @@ async fn reset_token_expires_and_dies_with_the_password() {
     clock.advance(Duration::from_secs(10 * 60 + 1));
     let (status, body) = reset(&gw, &expired, NEW_PASSWORD).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_token")));
-    gw.auth().sweep();
+    gw.auth().sweep().await;
     assert_eq!(
-        gw.auth().store().counts().unwrap().resets,
+        gw.auth().store().counts().await.unwrap().resets,
         0,
         "the expired token was not pruned"
     );
@@ -307,7 +312,7 @@ async fn change_counts_failures_and_keeps_only_the_callers_session() {
     );
     let (status, body) = change(&gw, &mine, PASSWORD, NEW_PASSWORD).await;
     assert_eq!((status, body["error"].as_str()), (429, Some("locked")));
-    assert_eq!(gw.audit_events(EventKind::LoginLocked).len(), 2);
+    assert_eq!(gw.audit_events(EventKind::LoginLocked).await.len(), 2);
 
     clock.advance(Duration::from_secs(15 * 60 + 1));
     let (mine, my_refresh) = sign_in(&gw, "ch@example.com", PASSWORD).await;
@@ -329,7 +334,7 @@ async fn change_counts_failures_and_keeps_only_the_callers_session() {
     assert_eq!(gw.login("ch@example.com", PASSWORD).await.0, 401);
     sign_in(&gw, "ch@example.com", NEW_PASSWORD).await;
 
-    let trail = reasons(&gw, EventKind::PasswordChanged);
+    let trail = reasons(&gw, EventKind::PasswordChanged).await;
     let outcomes: Vec<&str> = trail.iter().map(|(o, _)| o.as_str()).collect();
     assert_eq!(
         outcomes,
@@ -450,12 +455,12 @@ async fn user_password_enable_and_json() {
     }
     assert!(!out.stdout.contains("$argon2"), "{}", out.stdout);
 
-    let changed = reasons(&gw, EventKind::PasswordChanged);
+    let changed = reasons(&gw, EventKind::PasswordChanged).await;
     assert_eq!(changed.len(), 2, "{changed:?}");
     assert!(changed
         .iter()
         .all(|(o, r)| o == "success" && r.contains("by admin command")));
-    assert_eq!(gw.audit_events(EventKind::UserEnabled).len(), 1);
+    assert_eq!(gw.audit_events(EventKind::UserEnabled).await.len(), 1);
 }
 
 // A second-factor challenge opened by the old password dies with it: after a reset, the

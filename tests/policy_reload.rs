@@ -78,7 +78,7 @@ async fn role_typo_on_reload_refused() {
 async fn lint_warnings_audited() {
     let rec = Recorder::start().await;
     let gw = Setup::new(&[("rec", rec.url())], OPEN_POLICY).start().await;
-    let at_start = gw.audit_events("policy_warning");
+    let at_start = gw.audit_events("policy_warning").await;
     assert_eq!(at_start.len(), 1, "the members route is shadowed by everything");
     let reason = at_start[0].event.reason.clone().unwrap();
     assert!(
@@ -87,11 +87,11 @@ async fn lint_warnings_audited() {
     );
 
     let gw2 = gateway(&rec).await;
-    assert!(gw2.audit_events("policy_warning").is_empty());
+    assert!(gw2.audit_events("policy_warning").await.is_empty());
     let open = POLICY.replace("roles = [\"clerk\"]\n", "");
     std::fs::write(gw2.dir.path().join("policies/test.toml"), open).unwrap();
     gw2.running.as_ref().unwrap().inner().reload_policy().await.unwrap();
-    let warnings = gw2.audit_events("policy_warning");
+    let warnings = gw2.audit_events("policy_warning").await;
     assert_eq!(warnings.len(), 1);
     let reason = warnings[0].event.reason.clone().unwrap();
     assert!(
@@ -108,7 +108,7 @@ async fn undeclared_role_at_start_up() {
     let typo = POLICY.replace("[\"clerk\"]", "[\"customer\", \"clekr\"]");
     let dir = tempfile::tempdir().unwrap();
     let path = Setup::new(&[("rec", rec.url())], &typo).extra(ROLES).write(dir.path());
-    let errors = match Gateway::new(Config::load(&path).unwrap()) {
+    let errors = match Gateway::new(Config::load(&path).unwrap()).await {
         Err(StartError::Policy(errors)) => errors,
         Err(other) => panic!("unexpected error {other}"),
         Ok(_) => panic!("started with an undeclared role"),

@@ -48,7 +48,13 @@ async fn enrolment_gives_qr_and_codes() {
         assert!(c.split('-').all(|g| g.len() == 4), "{c}");
     }
     // Only hashes are kept: no code appears in the account record.
-    let user = gw.auth().store().user_by_email("admin@example.com").unwrap().unwrap();
+    let user = gw
+        .auth()
+        .store()
+        .user_by_email("admin@example.com")
+        .await
+        .unwrap()
+        .unwrap();
     let stored = serde_json::to_string(&user).unwrap();
     assert_eq!(user.recovery_codes.len(), 10);
     assert!(codes.iter().all(|c| !stored.contains(c.as_str())
@@ -83,7 +89,7 @@ async fn recovery_code_logs_in_once() {
         claims_of(body["access_token"].as_str().unwrap())["amr"],
         json!(["pwd", "otp"])
     );
-    let used = gw.audit_events("recovery_code_used");
+    let used = gw.audit_events("recovery_code_used").await;
     assert_eq!(used.len(), 1);
     assert_eq!(used[0].event.reason.as_deref(), Some("login; 9 recovery codes left"));
     assert_eq!(used[0].event.email.as_deref(), Some("admin@example.com"));
@@ -100,7 +106,7 @@ async fn recovery_code_logs_in_once() {
         gw.post("/auth/mfa", json!({ "mfa_token": t, "code": code })).await.0,
         401
     );
-    assert_eq!(gw.auth().store().failures("admin@example.com").unwrap().count, 1);
+    assert_eq!(gw.auth().store().failures("admin@example.com").await.unwrap().count, 1);
 
     // A wrong code: 401, challenge spent, counted.
     let t = gw.mfa_token("admin@example.com").await;
@@ -115,8 +121,8 @@ async fn recovery_code_logs_in_once() {
         gw.post("/auth/mfa", json!({ "mfa_token": t, "code": code })).await.0,
         401
     );
-    assert_eq!(gw.auth().store().failures("admin@example.com").unwrap().count, 2);
-    let failures = gw.audit_events("mfa_failure");
+    assert_eq!(gw.auth().store().failures("admin@example.com").await.unwrap().count, 2);
+    let failures = gw.audit_events("mfa_failure").await;
     assert!(failures
         .iter()
         .any(|r| r.event.reason.as_deref() == Some("wrong or used recovery code")));
@@ -131,7 +137,7 @@ async fn recovery_code_logs_in_once() {
         .post("/auth/mfa", json!({ "mfa_token": t, "recovery_code": codes[1] }))
         .await;
     assert_eq!(status, 200);
-    assert_eq!(gw.auth().store().failures("admin@example.com").unwrap().count, 0);
+    assert_eq!(gw.auth().store().failures("admin@example.com").await.unwrap().count, 0);
 }
 
 // Regenerating needs a token that passed TOTP; it voids the old set: an old code is
@@ -166,7 +172,7 @@ async fn regeneration_voids_the_old_set() {
         .collect();
     assert_eq!(new.len(), 10);
     assert!(new.iter().all(|c| !old.contains(c)));
-    let events = gw.audit_events("recovery_codes_regenerated");
+    let events = gw.audit_events("recovery_codes_regenerated").await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].event.email.as_deref(), Some("admin@example.com"));
 
@@ -214,9 +220,15 @@ async fn concurrent_use_has_one_winner() {
             .collect();
         assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
         assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 3, "{statuses:?}");
-        gw.auth().store().clear_failures("admin@example.com").unwrap();
+        gw.auth().store().clear_failures("admin@example.com").await.unwrap();
     }
-    let user = gw.auth().store().user_by_email("admin@example.com").unwrap().unwrap();
+    let user = gw
+        .auth()
+        .store()
+        .user_by_email("admin@example.com")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(user.recovery_codes.len(), 7);
 }
 
@@ -239,7 +251,7 @@ async fn reset_mfa_while_running() {
         gw.post("/auth/refresh", json!({ "refresh_token": refresh })).await.0,
         401
     );
-    let events = gw.audit_events("mfa_reset");
+    let events = gw.audit_events("mfa_reset").await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].event.email.as_deref(), Some("admin@example.com"));
 
@@ -247,7 +259,13 @@ async fn reset_mfa_while_running() {
     assert_eq!(status, 200);
     assert_eq!(body["mfa_enrollment_required"], true, "{body}");
     // The old recovery codes are gone with the secret.
-    let user = gw.auth().store().user_by_email("admin@example.com").unwrap().unwrap();
+    let user = gw
+        .auth()
+        .store()
+        .user_by_email("admin@example.com")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(user.totp_secret.is_none() && user.recovery_codes.is_empty());
     // Enrolling again works at once, even within the step of the last code accepted.
     let (_, enrol) = gw
@@ -280,7 +298,7 @@ async fn reset_mfa_while_stopped() {
 
     let gw = TestGateway::launch(dir, &config, Some(clock.clone())).await;
     assert_eq!(gw.get_with("/auth/me", &access).await.0, 401);
-    assert_eq!(gw.audit_events("mfa_reset").len(), 1);
+    assert_eq!(gw.audit_events("mfa_reset").await.len(), 1);
     let (status, body) = gw.login("admin@example.com", PASSWORD).await;
     assert_eq!(status, 200);
     assert_eq!(body["mfa_enrollment_required"], true, "{body}");

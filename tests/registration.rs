@@ -56,7 +56,13 @@ async fn off_is_not_found() {
     assert_eq!(register, unrouted);
     let confirm = answer(gw.client.get(gw.url("/auth/confirm?token=abc"))).await;
     assert_eq!(confirm, unrouted);
-    assert!(gw.auth().store().user_by_email("a@example.com").unwrap().is_none());
+    assert!(gw
+        .auth()
+        .store()
+        .user_by_email("a@example.com")
+        .await
+        .unwrap()
+        .is_none());
     assert!(gw.outbox().is_empty());
     assert!(rec.requests().is_empty());
 }
@@ -129,7 +135,13 @@ async fn allowed_domains() {
         assert_eq!(gw.post("/auth/register", register_body(email)).await.0, 202, "{email}");
     }
     assert_eq!(gw.outbox().len(), 2);
-    assert!(gw.auth().store().user_by_email("x@shop.example").unwrap().is_some());
+    assert!(gw
+        .auth()
+        .store()
+        .user_by_email("x@shop.example")
+        .await
+        .unwrap()
+        .is_some());
 }
 
 // A bad table stops start-up with file, line and key: an undeclared default role,

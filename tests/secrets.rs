@@ -125,11 +125,11 @@ async fn old_database_migrated() {
     // Written the way the code before sealing wrote it.
     {
         let store = portcullis::store::Store::open(&data).unwrap();
-        let users = store.db().open_tree("users").unwrap();
+        let users = store.sled().unwrap().db().open_tree("users").unwrap();
         let mut user: serde_json::Value = serde_json::from_slice(&users.get(&id).unwrap().unwrap()).unwrap();
         user["totp_secret"] = SECRET.into();
         users.insert(id.as_bytes(), serde_json::to_vec(&user).unwrap()).unwrap();
-        let meta = store.db().open_tree("meta").unwrap();
+        let meta = store.sled().unwrap().db().open_tree("meta").unwrap();
         meta.remove("secrets_sealed_v1").unwrap();
         meta.remove("secret_key_check").unwrap();
         store.flush().await.unwrap();
@@ -241,7 +241,7 @@ async fn moved_secret_fails_closed() {
     let customer = gw.add_user("customer@example.com", &["customer"]).await;
     assert_eq!(gw.login("customer@example.com", PASSWORD).await.0, 200);
 
-    let users = gw.auth().store().db().open_tree("users").unwrap();
+    let users = gw.auth().store().sled().unwrap().db().open_tree("users").unwrap();
     let record = |id: &str| -> serde_json::Value { serde_json::from_slice(&users.get(id).unwrap().unwrap()).unwrap() };
     let sealed = record(&staff)["totp_secret"].as_str().unwrap().to_owned();
     assert!(sealed.starts_with("v1:") && !sealed.contains(SECRET), "{sealed}");

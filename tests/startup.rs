@@ -36,7 +36,7 @@ async fn bad_policy_named() {
     let dir = tempfile::tempdir().unwrap();
     let policy = OPEN_POLICY.replace("upstream = \"rec\"", "upstream = \"missing\"");
     let path = Setup::new(&[("rec", rec.url())], &policy).write(dir.path());
-    let err = match Gateway::new(Config::load(&path).unwrap()) {
+    let err = match Gateway::new(Config::load(&path).unwrap()).await {
         Err(StartError::Policy(errors)) => errors,
         Err(other) => panic!("unexpected error {other}"),
         Ok(_) => panic!("started with a bad policy"),

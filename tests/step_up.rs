@@ -73,7 +73,7 @@ async fn max_age_challenge_then_step_up() {
     assert_eq!((status, challenge.as_str()), (401, CHALLENGE), "{body}");
     assert_eq!(body["error"], "insufficient_user_authentication");
     assert_eq!(rec.requests().len(), 2, "a refused request must not reach the upstream");
-    assert!(gw.audit_events("access_denied").iter().any(|r| r
+    assert!(gw.audit_events("access_denied").await.iter().any(|r| r
         .event
         .reason
         .as_deref()
@@ -88,8 +88,8 @@ async fn max_age_challenge_then_step_up() {
     assert_eq!((status, body["error"].as_str()), (401, Some("invalid_code")), "{body}");
     // Step-up spends no login: the message does not send the caller back to it.
     assert!(!body["message"].as_str().unwrap().contains("log in"), "{body}");
-    assert_eq!(gw.auth().store().failures("admin@example.com").unwrap().count, 1);
-    let refused = gw.audit_events("step_up");
+    assert_eq!(gw.auth().store().failures("admin@example.com").await.unwrap().count, 1);
+    let refused = gw.audit_events("step_up").await;
     assert_eq!(refused.len(), 1);
     assert_eq!(refused[0].event.outcome, "failure");
 
@@ -102,8 +102,8 @@ async fn max_age_challenge_then_step_up() {
     assert_eq!(stepped["auth_time"], json!(clock.now()));
     assert_eq!(stepped["amr"], json!(["pwd", "otp"]));
     assert_ne!(pair["refresh_token"], e.grant["refresh_token"]);
-    assert_eq!(gw.auth().store().failures("admin@example.com").unwrap().count, 0);
-    let events = gw.audit_events("step_up");
+    assert_eq!(gw.auth().store().failures("admin@example.com").await.unwrap().count, 0);
+    let events = gw.audit_events("step_up").await;
     assert_eq!(events.len(), 2);
     assert_eq!(events[1].event.outcome, "success");
     // The code is spent: the same one again is refused.
@@ -198,7 +198,7 @@ async fn step_up_with_a_recovery_code() {
         claims_of(pair["access_token"].as_str().unwrap())["auth_time"],
         json!(clock.now())
     );
-    let used = gw.audit_events("recovery_code_used");
+    let used = gw.audit_events("recovery_code_used").await;
     assert_eq!(used[0].event.reason.as_deref(), Some("step-up; 9 recovery codes left"));
     let (status, _, _) = gw
         .post_with(

@@ -142,7 +142,7 @@ async fn system_roots_do_not_trust_a_private_ca() {
     let dir = tempfile::tempdir().unwrap();
     let path = setup.write(dir.path());
     let config = portcullis::Config::load(&path).unwrap();
-    match portcullis::Gateway::new(config) {
+    match portcullis::Gateway::new(config).await {
         // A system without root certificates refuses to start, saying so.
         Err(e) => assert!(e.to_string().contains("no root certificates"), "{e}"),
         Ok(gateway) => {

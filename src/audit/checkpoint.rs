@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::store::{AuditTree, CheckpointTree, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// The tree of signed checkpoints, as named in corruption errors.
 const CHECKPOINTS: &str = "audit_checkpoints";
@@ -67,16 +67,17 @@ fn decode_checkpoint(bytes: &[u8]) -> Result<Checkpoint, StoreError> {
 }
 
 /// The newest stored checkpoint.
-pub fn latest_checkpoint(store: &Store) -> Result<Option<Checkpoint>, StoreError> {
-    CheckpointTree::open(store)?
-        .last()?
+pub async fn latest_checkpoint(store: &Store) -> Result<Option<Checkpoint>, StoreError> {
+    store
+        .checkpoint_last()
+        .await?
         .map(|(_, v)| decode_checkpoint(&v))
         .transpose()
 }
 
 /// The sequence number of the newest record, if any.
-pub fn head_seq(store: &Store) -> Result<Option<u64>, StoreError> {
-    Ok(AuditTree::open(store)?.last()?.map(|(seq, _)| seq))
+pub async fn head_seq(store: &Store) -> Result<Option<u64>, StoreError> {
+    Ok(store.audit_last().await?.map(|(seq, _)| seq))
 }
 
 /// Signs and stores a checkpoint of the chain's head when the head is past the newest
@@ -89,10 +90,10 @@ pub async fn sign_checkpoint(
     now_ms: u64,
 ) -> Result<Option<Checkpoint>, StoreError> {
     store.flush().await?;
-    let Some((seq, bytes)) = AuditTree::open(store)?.last()? else {
+    let Some((seq, bytes)) = store.audit_last().await? else {
         return Ok(None);
     };
-    if latest_checkpoint(store)?.is_some_and(|c| c.seq >= seq) {
+    if latest_checkpoint(store).await?.is_some_and(|c| c.seq >= seq) {
         return Ok(None);
     }
     let head: Record =
@@ -114,7 +115,7 @@ pub async fn sign_checkpoint(
         tree: CHECKPOINTS,
         source,
     })?;
-    CheckpointTree::open(store)?.insert(seq, &json)?;
+    store.checkpoint_put(seq, &json).await?;
     store.flush().await?;
     Ok(Some(checkpoint))
 }
@@ -135,9 +136,9 @@ pub struct Report {
 /// tail or a rewritten and re-hashed one fails here; deleting the stored checkpoints as
 /// well is caught only by an exported one. Stored checkpoints of pruned records are
 /// skipped; an exported one of a record no longer kept fails.
-pub fn verify_anchored(
+pub async fn verify_anchored(
     store: &Store,
-    signer: &dyn Signer,
+    signer: &(dyn Signer + Sync),
     exported: Option<&Checkpoint>,
 ) -> Result<Report, StoreError> {
     let broken = |seq, reason: String, checkpoints| Report {
@@ -158,7 +159,7 @@ pub fn verify_anchored(
             return Ok(broken(c.seq, reason, 0));
         }
     }
-    let chain = verify(store)?;
+    let chain = verify(store).await?;
     if let Verification::Broken { .. } = chain {
         return Ok(Report {
             verification: chain,
@@ -166,13 +167,19 @@ pub fn verify_anchored(
             latest: None,
         });
     }
-    let tree = AuditTree::open(store)?;
-    let first = tree.iter().next().transpose()?.map(|(seq, _)| seq);
-    let last = tree.last()?.map(|(seq, _)| seq);
+    let first = store.audit_range(0, 1).await?.first().map(|(seq, _)| *seq);
+    let last = store.audit_last().await?.map(|(seq, _)| seq);
     let mut stored = Vec::new();
-    for item in CheckpointTree::open(store)?.iter() {
-        let (_, v) = item?;
-        stored.push((decode_checkpoint(&v)?, false));
+    let mut from = 0;
+    loop {
+        let page = store.checkpoint_range(from, PAGE).await?;
+        for (seq, v) in &page {
+            stored.push((decode_checkpoint(v)?, false));
+            from = seq + 1;
+        }
+        if page.len() < PAGE {
+            break;
+        }
     }
     stored.extend(exported.map(|c| (c.clone(), true)));
     let mut checked = 0;
@@ -190,7 +197,7 @@ pub fn verify_anchored(
                 checked,
             ));
         }
-        match tree.get(c.seq)? {
+        match store.audit_get(c.seq).await? {
             Some(bytes) => {
                 let r: Record =
                     serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt { tree: "audit", source })?;

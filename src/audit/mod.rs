@@ -1,7 +1,9 @@
-//! The audit trail: every security event as a record in sled, chained by SHA-256 so that
-//! altering or removing a record is detected, queryable from the command line.
+//! The audit trail: every security event as a record in the store, chained by SHA-256 so
+//! that altering or removing a record is detected, queryable from the command line.
 //!
-//! One writer task appends every record, so the chain has one order. Two ways in:
+//! One writer task per gateway appends its records, a batch at a time, through the
+//! store's `audit_append`, which chains them onto the head it holds then: the writers of
+//! every gateway sharing a store make one chain with one order. Two ways in:
 //! - [`Audit::durable`] for authentication and administration events: the caller waits
 //!   until the record is on disk, so a response never reports what the trail forgot.
 //! - [`Audit::record`] for high-volume events (refused and rate-limited requests,
@@ -109,4 +111,6 @@ pub use text::*;
 pub use writer::*;
 
 #[cfg(test)]
-mod tests;
+mod outage_tests;
+#[cfg(test)]
+pub(crate) mod tests;

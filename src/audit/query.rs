@@ -1,7 +1,32 @@
 //! Reading the trail: listing, verifying the chain, pruning old records.
 
 use super::*;
-use crate::store::{AuditTree, CheckpointTree, Store, StoreError};
+use crate::store::{Store, StoreError};
+
+/// How many records a walk of the trail reads from the store at a time.
+pub(crate) const PAGE: usize = 1024;
+
+/// Every record of the trail from the oldest, a page at a time: `visit` sees each
+/// (sequence number, bytes) in order and returns false to stop.
+pub(crate) async fn walk(
+    store: &Store,
+    mut visit: impl FnMut(u64, &[u8]) -> Result<bool, StoreError>,
+) -> Result<(), StoreError> {
+    let mut from = 0;
+    loop {
+        let page = store.audit_range(from, PAGE).await?;
+        let full = page.len() == PAGE;
+        for (seq, bytes) in &page {
+            if !visit(*seq, bytes)? {
+                return Ok(());
+            }
+            from = seq + 1;
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+}
 
 /// Filters of `audit list`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -24,28 +49,28 @@ fn record_ms(r: &Record) -> u64 {
 }
 
 /// Records matching a query, oldest first.
-pub fn list(store: &Store, q: &Query) -> Result<Vec<Record>, StoreError> {
-    let tree = AuditTree::open(store)?;
+pub async fn list(store: &Store, q: &Query) -> Result<Vec<Record>, StoreError> {
     let mut out = Vec::new();
-    for item in tree.iter() {
-        let (_, bytes) = item?;
+    walk(store, |_, bytes| {
         let r: Record =
-            serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt { tree: "audit", source })?;
+            serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt { tree: "audit", source })?;
         if q.user
             .as_ref()
             .is_some_and(|u| r.event.user_id.as_ref() != Some(u) && r.event.email.as_ref() != Some(u))
         {
-            continue;
+            return Ok(true);
         }
         if q.event.as_ref().is_some_and(|e| &r.event.event != e) {
-            continue;
+            return Ok(true);
         }
         let ms = record_ms(&r);
         if q.since_ms.is_some_and(|s| ms < s) || q.until_ms.is_some_and(|u| ms >= u) {
-            continue;
+            return Ok(true);
         }
         out.push(r);
-    }
+        Ok(true)
+    })
+    .await?;
     if let Some(limit) = q.limit {
         let skip = out.len().saturating_sub(limit);
         out.drain(..skip);
@@ -62,83 +87,71 @@ pub enum Verification {
 
 /// Walks the chain from the oldest kept record. Each record's hash must match its content
 /// and chain to the record before it, and sequence numbers must have no gaps.
-pub fn verify(store: &Store) -> Result<Verification, StoreError> {
-    let tree = AuditTree::open(store)?;
+pub async fn verify(store: &Store) -> Result<Verification, StoreError> {
     let mut prev: Option<(u64, String)> = None;
     let mut count = 0;
-    for item in tree.iter() {
-        let (seq, bytes) = item?;
-        let r: Record = match serde_json::from_slice(&bytes) {
-            Ok(r) => r,
-            Err(e) => {
-                return Ok(Verification::Broken {
-                    seq,
-                    reason: format!("unreadable: {e}"),
-                })
+    let mut broken = None;
+    walk(store, |seq, bytes| {
+        match check(seq, bytes, prev.as_ref()) {
+            Ok(hash) => {
+                prev = Some((seq, hash));
+                count += 1;
             }
-        };
-        if r.seq != seq {
-            return Ok(Verification::Broken {
-                seq,
-                reason: format!("stored under {seq} but says {}", r.seq),
-            });
+            Err(reason) => broken = Some(Verification::Broken { seq, reason }),
         }
-        if r.compute_hash() != r.hash {
-            return Ok(Verification::Broken {
-                seq,
-                reason: "content does not match its hash".into(),
-            });
-        }
-        if let Some((pseq, phash)) = &prev {
-            if seq != pseq + 1 {
-                return Ok(Verification::Broken {
-                    seq,
-                    reason: format!("records {}..{} are missing", pseq + 1, seq - 1),
-                });
-            }
-            if &r.prev_hash != phash {
-                return Ok(Verification::Broken {
-                    seq,
-                    reason: "does not chain to the record before it".into(),
-                });
-            }
-        } else if seq == 1 && r.prev_hash != GENESIS {
-            return Ok(Verification::Broken {
-                seq,
-                reason: "the first record does not start the chain".into(),
-            });
-        }
-        prev = Some((seq, r.hash));
-        count += 1;
+        Ok(broken.is_none())
+    })
+    .await?;
+    Ok(broken.unwrap_or(Verification::Intact { records: count }))
+}
+
+/// Checks one record against the one before it (none for the oldest kept); its hash, or
+/// why it breaks the chain.
+fn check(seq: u64, bytes: &[u8], prev: Option<&(u64, String)>) -> Result<String, String> {
+    let r: Record = serde_json::from_slice(bytes).map_err(|e| format!("unreadable: {e}"))?;
+    if r.seq != seq {
+        return Err(format!("stored under {seq} but says {}", r.seq));
     }
-    Ok(Verification::Intact { records: count })
+    if r.compute_hash() != r.hash {
+        return Err("content does not match its hash".into());
+    }
+    if let Some((pseq, phash)) = prev {
+        if seq != pseq + 1 {
+            return Err(format!("records {}..{} are missing", pseq + 1, seq - 1));
+        }
+        if &r.prev_hash != phash {
+            return Err("does not chain to the record before it".into());
+        }
+    } else if seq == 1 && r.prev_hash != GENESIS {
+        return Err("the first record does not start the chain".into());
+    }
+    Ok(r.hash)
 }
 
 /// Removes records older than `before_ms`. The oldest kept record keeps its `prev_hash`,
 /// so the chain stays verifiable from there on.
-pub fn prune(store: &Store, before_ms: u64) -> Result<usize, StoreError> {
-    let tree = AuditTree::open(store)?;
+pub async fn prune(store: &Store, before_ms: u64) -> Result<usize, StoreError> {
     let mut first_kept = None;
-    for item in tree.iter() {
-        let (seq, bytes) = item?;
+    walk(store, |seq, bytes| {
         let r: Record =
-            serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt { tree: "audit", source })?;
+            serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt { tree: "audit", source })?;
         if record_ms(&r) >= before_ms {
             first_kept = Some(seq);
-            break;
         }
-    }
+        Ok(first_kept.is_none())
+    })
+    .await?;
     let removed = match first_kept {
-        Some(seq) => tree.remove_before(seq)?,
+        Some(seq) => store.audit_remove_before(seq).await?,
         // Keep the newest record even when everything is old, so the chain has a head.
-        None => match tree.last()? {
-            Some((seq, _)) => tree.remove_before(seq)?,
+        None => match store.audit_last().await? {
+            Some((seq, _)) => store.audit_remove_before(seq).await?,
             None => 0,
         },
     };
     // Checkpoints of records no longer kept cannot be checked: they go too.
-    if let Some((first, _)) = tree.iter().next().transpose()? {
-        CheckpointTree::open(store)?.remove_before(first)?;
+    if let Some((first, _)) = store.audit_range(0, 1).await?.into_iter().next() {
+        store.checkpoint_remove_before(first).await?;
     }
     Ok(removed)
 }

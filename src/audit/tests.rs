@@ -4,7 +4,7 @@ use super::*;
 use std::sync::Arc;
 
 use crate::clock::{Clock, ManualClock};
-use crate::store::{AuditTree, Store};
+use crate::store::Store;
 
 async fn with_records(n: usize) -> Store {
     let store = Store::temporary().unwrap();
@@ -33,38 +33,44 @@ fn failure_record(email: &str) -> Record {
 }
 
 /// Changes record `seq` in place, as someone with the database file could.
-fn tamper(store: &Store, seq: u64, change: impl FnOnce(&mut Record)) {
-    let tree = AuditTree::open(store).unwrap();
-    let mut r: Record = serde_json::from_slice(&tree.get(seq).unwrap().unwrap()).unwrap();
+async fn tamper(store: &Store, seq: u64, change: impl FnOnce(&mut Record)) {
+    let mut r: Record = serde_json::from_slice(&store.audit_get(seq).await.unwrap().unwrap()).unwrap();
     change(&mut r);
-    tree.overwrite(seq, &serde_json::to_vec(&r).unwrap()).unwrap();
+    store
+        .audit_overwrite(seq, &serde_json::to_vec(&r).unwrap())
+        .await
+        .unwrap();
 }
 
 // Records chain from the genesis hash, and an intact chain verifies.
 #[tokio::test]
 async fn chain_verifies() {
     let store = with_records(5).await;
-    let records = list(&store, &Query::default()).unwrap();
+    let records = list(&store, &Query::default()).await.unwrap();
     assert_eq!(records.len(), 5);
     assert_eq!(records[0].prev_hash, GENESIS);
     assert_eq!(records[1].prev_hash, records[0].hash);
-    assert_eq!(verify(&store).unwrap(), Verification::Intact { records: 5 });
+    assert_eq!(verify(&store).await.unwrap(), Verification::Intact { records: 5 });
 }
 
 // Altering, or removing, one record breaks the chain at that record.
 #[tokio::test]
 async fn tampering_detected() {
     let store = with_records(5).await;
-    tamper(&store, 3, |r| r.event.email = Some("someone-else@example.com".into()));
-    assert!(matches!(verify(&store).unwrap(), Verification::Broken { seq: 3, .. }));
+    tamper(&store, 3, |r| r.event.email = Some("someone-else@example.com".into())).await;
+    assert!(matches!(
+        verify(&store).await.unwrap(),
+        Verification::Broken { seq: 3, .. }
+    ));
 
     let store = with_records(5).await;
     tamper(&store, 2, |r| {
         r.event.reason = Some("forged".into());
         r.hash = r.compute_hash();
-    });
+    })
+    .await;
     assert!(
-        matches!(verify(&store).unwrap(), Verification::Broken { seq: 3, .. }),
+        matches!(verify(&store).await.unwrap(), Verification::Broken { seq: 3, .. }),
         "a re-hashed record went unnoticed"
     );
 }
@@ -85,8 +91,8 @@ async fn prune_keeps_chain() {
     }
     drop(audit);
     task.await.unwrap();
-    assert_eq!(prune(&store, cutoff).unwrap(), 3);
-    assert_eq!(verify(&store).unwrap(), Verification::Intact { records: 2 });
+    assert_eq!(prune(&store, cutoff).await.unwrap(), 3);
+    assert_eq!(verify(&store).await.unwrap(), Verification::Intact { records: 2 });
 }
 
 // A flood past the queue is counted into one audit_overflow record.
@@ -106,6 +112,7 @@ async fn overflow_recorded() {
             ..Query::default()
         },
     )
+    .await
     .unwrap();
     assert_eq!(overflow.len(), 1);
     let written = list(
@@ -115,6 +122,7 @@ async fn overflow_recorded() {
             ..Query::default()
         },
     )
+    .await
     .unwrap()
     .len();
     let reason = overflow[0].event.reason.clone().unwrap();
@@ -127,7 +135,7 @@ async fn overflow_recorded() {
         "{reason}"
     );
     assert_eq!(
-        verify(&store).unwrap(),
+        verify(&store).await.unwrap(),
         Verification::Intact {
             records: u64::try_from(written).unwrap() + 1
         }
@@ -177,25 +185,25 @@ async fn checkpoints_follow_the_head() {
     let second = sign_checkpoint(&store, &key, clock.now_ms()).await.unwrap().unwrap();
     assert_eq!(second.seq, 4);
     assert!(second.signed_by(&key) && !second.signed_by(&TestSigner("k2")));
-    let report = verify_anchored(&store, &key, Some(&first)).unwrap();
+    let report = verify_anchored(&store, &key, Some(&first)).await.unwrap();
     assert_eq!(report.verification, Verification::Intact { records: 4 });
     assert_eq!((report.checkpoints, report.latest.map(|l| l.0)), (3, Some(4)));
     // Signed by another key: refused, stored or given.
-    let report = verify_anchored(&store, &TestSigner("k2"), None).unwrap();
+    let report = verify_anchored(&store, &TestSigner("k2"), None).await.unwrap();
     assert!(
         matches!(report.verification, Verification::Broken { seq: 3, .. }),
         "{report:?}"
     );
 
-    prune(&store, clock.now_ms() - 1000).unwrap();
-    let report = verify_anchored(&store, &key, None).unwrap();
+    prune(&store, clock.now_ms() - 1000).await.unwrap();
+    let report = verify_anchored(&store, &key, None).await.unwrap();
     assert_eq!(
         (report.verification, report.checkpoints),
         (Verification::Intact { records: 1 }, 1)
     );
     assert!(
         matches!(
-            verify_anchored(&store, &key, Some(&first)).unwrap().verification,
+            verify_anchored(&store, &key, Some(&first)).await.unwrap().verification,
             Verification::Broken { seq: 3, .. }
         ),
         "a checkpoint of a record no longer kept passed"
@@ -243,4 +251,71 @@ fn escaping() {
     let line = format_line(&r);
     assert!(!line.contains('\n') && line.contains("a@b.c\\n"), "{line}");
     assert_eq!(escape("tab\there\u{1b}[31m"), "tab\\there\\u{001b}[31m");
+}
+
+/// Two writers (two gateways) appending to one store: their records take turns, then
+/// flood at once, and the trail is still one chain, each sequence number once. Any
+/// backend must pass this (`audit_append` chains onto the head it is given, never onto
+/// one a writer remembers).
+pub(crate) async fn two_writers_make_one_chain(store: &Store) {
+    let start = |store: &Store| Audit::start(store, Arc::new(ManualClock::new())).unwrap();
+    let (a, task_a) = start(store);
+    let (b, task_b) = start(store);
+    let event = |who: &str, i: usize| {
+        let mut ev = Event::new(EventKind::AccessDenied);
+        ev.reason = Some(format!("{who}{i}"));
+        ev
+    };
+    for i in 0..10 {
+        a.durable(event("a", i)).await;
+        b.durable(event("b", i)).await;
+    }
+    let flood = |audit: Audit, who: &'static str| {
+        tokio::spawn(async move {
+            for i in 10..400 {
+                if i % 50 == 0 {
+                    audit.durable(event(who, i)).await;
+                } else {
+                    audit.record(event(who, i));
+                }
+                if i % 7 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            audit.close().await;
+        })
+    };
+    let (fa, fb) = tokio::join!(flood(a, "a"), flood(b, "b"));
+    fa.unwrap();
+    fb.unwrap();
+    task_a.await.unwrap();
+    task_b.await.unwrap();
+
+    let records = list(store, &Query::default()).await.unwrap();
+    let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
+    let expected: Vec<u64> = (1..=u64::try_from(records.len()).unwrap()).collect();
+    assert_eq!(seqs, expected, "every sequence number once, in order");
+    let reasons: Vec<&str> = records.iter().filter_map(|r| r.event.reason.as_deref()).collect();
+    let turns: Vec<String> = (0..10).flat_map(|i| [format!("a{i}"), format!("b{i}")]).collect();
+    assert_eq!(
+        reasons[..20],
+        turns.iter().map(String::as_str).collect::<Vec<_>>()[..],
+        "turns"
+    );
+    for who in ["a", "b"] {
+        let mine = reasons.iter().filter(|r| r.starts_with(who)).count();
+        assert_eq!(mine, 400, "{who}: every record written (none dropped)");
+    }
+    assert_eq!(
+        verify(store).await.unwrap(),
+        Verification::Intact {
+            records: u64::try_from(records.len()).unwrap()
+        }
+    );
+}
+
+// With sled: one chain from two writers (audit_append is atomic under its lock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_writers_one_chain() {
+    two_writers_make_one_chain(&Store::temporary().unwrap()).await;
 }

@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::*;
 use crate::clock::SharedClock;
-use crate::store::{AuditTree, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 enum Job {
     Durable(Box<Event>, oneshot::Sender<()>),
@@ -26,7 +26,7 @@ pub struct Audit {
 }
 
 impl Audit {
-    /// Opens the audit tree and starts its writer task. The task ends, after a last
+    /// Starts the writer task over `store`'s audit chain. The task ends, after a last
     /// flush, when every handle is dropped.
     pub fn start(store: &Store, clock: SharedClock) -> Result<(Self, tokio::task::JoinHandle<()>), StoreError> {
         Self::start_with_queue(store, clock, QUEUE)
@@ -37,16 +37,8 @@ impl Audit {
         clock: SharedClock,
         queue: usize,
     ) -> Result<(Self, tokio::task::JoinHandle<()>), StoreError> {
-        let tree = AuditTree::open(store)?;
-        let (seq, prev) = match tree.last()? {
-            Some((seq, bytes)) => {
-                let r: Record =
-                    serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt { tree: "audit", source })?;
-                (seq + 1, r.hash)
-            }
-            None => (1, GENESIS.to_owned()),
-        };
-        let (queue_tx, queue_rx) = mpsc::channel(queue.max(1));
+        let bound = queue.max(1);
+        let (queue_tx, queue_rx) = mpsc::channel(bound);
         let (durable_tx, durable_rx) = mpsc::channel(256);
         let audit = Self {
             queue: queue_tx,
@@ -55,10 +47,11 @@ impl Audit {
             dropped_total: Arc::default(),
         };
         let writer = Writer {
-            tree,
+            store: store.clone(),
             clock,
-            seq,
-            prev,
+            pending: Vec::new(),
+            bound,
+            failing: false,
             dropped: audit.dropped.clone(),
             dropped_total: audit.dropped_total.clone(),
         };
@@ -97,37 +90,108 @@ impl Audit {
 }
 
 struct Writer {
-    tree: AuditTree,
+    store: Store,
     clock: SharedClock,
-    seq: u64,
-    prev: String,
+    /// Events not yet in the trail, with their time, oldest first: the batch being built,
+    /// and what a failed append left (at most `bound`).
+    pending: Vec<(Event, String)>,
+    bound: usize,
+    /// Since the last append failed, until one succeeds: drops are counted but not
+    /// recorded meanwhile (an `audit_overflow` record could be dropped itself).
+    failing: bool,
     dropped: Arc<Mutex<BTreeMap<String, u64>>>,
     dropped_total: Arc<AtomicU64>,
 }
 
 impl Writer {
+    /// Adds an event to the batch, stamped with the time now.
     fn append(&mut self, event: Event) {
-        let mut record = Record {
-            seq: self.seq,
-            time: rfc3339(self.clock.now_ms()),
-            event,
-            prev_hash: self.prev.clone(),
-            hash: String::new(),
-        };
-        record.hash = record.compute_hash();
-        let bytes = serde_json::to_vec(&record).unwrap_or_default();
-        match self.tree.insert(record.seq, &bytes) {
-            Ok(()) => {
-                self.seq += 1;
-                self.prev = record.hash;
+        self.pending.push((event, rfc3339(self.clock.now_ms())));
+    }
+
+    /// Writes the batch; after an outage, also the `audit_overflow` record of what it
+    /// dropped.
+    async fn write(&mut self) {
+        let was_failing = self.failing;
+        self.append_pending().await;
+        if was_failing && !self.failing {
+            tracing::warn!("audit records are written again");
+            self.account_overflow();
+            self.append_pending().await;
+        }
+    }
+
+    /// Appends the batch to the chain in one call, chained onto whatever head the store
+    /// has then (another gateway may have appended since this one last did). A failed
+    /// append keeps the batch for the next one; what exceeds the queue's bound is
+    /// counted as dropped.
+    async fn append_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let pending = &self.pending;
+        let mut unreadable_head = None;
+        let mut chain = |head: Option<(u64, Vec<u8>)>| {
+            let (mut seq, mut prev) = match head {
+                None => (1, GENESIS.to_owned()),
+                Some((seq, bytes)) => match serde_json::from_slice::<Record>(&bytes) {
+                    Ok(r) => (seq + 1, r.hash),
+                    Err(e) => {
+                        // Chaining onto a record that cannot be read would hide it: wait.
+                        unreadable_head = Some((seq, e.to_string()));
+                        return Vec::new();
+                    }
+                },
+            };
+            unreadable_head = None;
+            let mut out = Vec::with_capacity(pending.len());
+            for (event, time) in pending {
+                let mut record = Record {
+                    seq,
+                    time: time.clone(),
+                    event: event.clone(),
+                    prev_hash: prev,
+                    hash: String::new(),
+                };
+                record.hash = record.compute_hash();
+                out.push((seq, serde_json::to_vec(&record).unwrap_or_default()));
+                seq += 1;
+                prev = record.hash;
             }
-            Err(e) => tracing::error!(error = %e, event = %record.event.event, "cannot write an audit record"),
+            out
+        };
+        let result = self.store.audit_append(&mut chain).await;
+        let waiting = self.pending.len();
+        match (result, unreadable_head) {
+            (Ok(()), None) => {
+                self.pending.clear();
+                self.failing = false;
+                return;
+            }
+            // Said once per outage, not at every try.
+            _ if self.failing => {}
+            (Ok(()), Some((seq, error))) => {
+                tracing::error!(seq, %error, waiting, "the audit trail's newest record is unreadable: nothing is chained onto it");
+            }
+            (Err(e), _) => {
+                tracing::error!(error = %e, waiting, "cannot write audit records: kept for the next try");
+            }
+        }
+        self.failing = true;
+        if self.pending.len() > self.bound {
+            let mut dropped = self.dropped.lock().unwrap_or_else(|p| p.into_inner());
+            let excess = self.pending.split_off(self.bound);
+            for (event, _) in &excess {
+                *dropped.entry(event.event.clone()).or_default() += 1;
+            }
+            self.dropped_total
+                .fetch_add(u64::try_from(excess.len()).unwrap_or(u64::MAX), Ordering::Relaxed);
         }
     }
 
     /// Writes one `audit_overflow` record for what the queue dropped since the last one.
     fn account_overflow(&mut self) {
-        if self.dropped_total.load(Ordering::Relaxed) == 0 {
+        if self.failing || self.dropped_total.load(Ordering::Relaxed) == 0 {
             return;
         }
         let counts = std::mem::take(&mut *self.dropped.lock().unwrap_or_else(|p| p.into_inner()));
@@ -144,7 +208,7 @@ impl Writer {
     }
 
     async fn flush(&self) {
-        if let Err(e) = self.tree.flush().await {
+        if let Err(e) = self.store.flush().await {
             tracing::error!(error = %e, "cannot flush the audit trail");
         }
     }
@@ -165,6 +229,7 @@ impl Writer {
                         }
                         self.account_overflow();
                         self.append(*ev);
+                        self.write().await;
                         self.flush().await;
                         dirty = false;
                         let _ = done.send(());
@@ -174,6 +239,7 @@ impl Writer {
                             self.append(q);
                         }
                         self.account_overflow();
+                        self.write().await;
                         self.flush().await;
                         let _ = done.send(());
                         return;
@@ -193,12 +259,14 @@ impl Writer {
                                 Err(_) => break,
                             }
                         }
+                        self.write().await;
                         dirty = true;
                     }
                     None => queue_open = false,
                 },
                 _ = tick.tick() => {
                     self.account_overflow();
+                    self.write().await;
                     if dirty || self.dropped_total.load(Ordering::Relaxed) > 0 {
                         self.flush().await;
                         dirty = false;
@@ -207,6 +275,7 @@ impl Writer {
             }
         }
         self.account_overflow();
+        self.write().await;
         self.flush().await;
     }
 }

@@ -46,6 +46,7 @@ impl AuthService {
         let user = self
             .store
             .user_by_email(&email)
+            .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("no account with email {email}"))?;
         if set.is_empty() && unset.is_empty() {
@@ -70,6 +71,7 @@ impl AuthService {
                 u.attributes = next;
                 true
             })
+            .await
             .map_err(|e| match e {
                 StoreError::NoSuchUser => format!("no account with email {email}"),
                 other => other.to_string(),
@@ -77,7 +79,7 @@ impl AuthService {
         let Some(user) = updated else {
             return Err(refusal.unwrap_or_else(|| "the attributes were not changed".into()));
         };
-        self.stale_access_tokens(&user.id).map_err(|e| e.to_string())?;
+        self.stale_access_tokens(&user.id).await.map_err(|e| e.to_string())?;
         self.store.flush().await.map_err(|e| e.to_string())?;
         let set: Vec<String> = set.into_keys().collect();
         let mut ev = Event::new(EventKind::UserAttributesChanged);
@@ -94,10 +96,10 @@ impl AuthService {
 
     /// Refuses every access token of `user_id` issued until now; its sessions live on,
     /// so a refresh gets a token made from the account as it is now.
-    pub fn stale_access_tokens(&self, user_id: &str) -> Result<(), StoreError> {
+    pub async fn stale_access_tokens(&self, user_id: &str) -> Result<(), StoreError> {
         let now = self.clock.now();
         let after = self.revoked.users.get(user_id).map_or(now, |a| now.max(*a));
-        self.store.revoke_user_tokens(user_id, after)?;
+        self.store.revoke_user_tokens(user_id, after).await?;
         self.revoked.users.insert(user_id.to_owned(), after);
         Ok(())
     }

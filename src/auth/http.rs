@@ -298,7 +298,7 @@ pub async fn handle(
                 reason: "me needs a token".into(),
                 invalid_token: false,
             })?;
-            let user = auth.account(&caller)?;
+            let user = auth.account(&caller).await?;
             Ok(ok(json!({
                 "id": user.id,
                 "email": user.email,

@@ -37,7 +37,7 @@ impl AuthService {
     /// `issued`: `Some(event)` when the session was idle too long and this call ended
     /// it, `Some(None)` when it was idle but ended by someone else, `None` when it is
     /// live.
-    pub(super) fn end_if_idle(&self, sid: &str, issued: u64) -> Result<Option<Option<AuthEvent>>, StoreError> {
+    pub(super) async fn end_if_idle(&self, sid: &str, issued: u64) -> Result<Option<Option<AuthEvent>>, StoreError> {
         if self.idle.timeout == 0 {
             return Ok(None);
         }
@@ -52,12 +52,12 @@ impl AuthService {
                 .entry(sid.to_owned())
                 .or_insert_with(|| Arc::new(Activity::new(issued, 0)));
         }
-        self.end_idle(sid, now).map(Some)
+        self.end_idle(sid, now).await.map(Some)
     }
 
     /// Ends session `sid` if it is still tracked and idle at `now`: the caller that
     /// removes it from the map ends it, so it is ended (and audited) once.
-    fn end_idle(&self, sid: &str, now: u64) -> Result<Option<AuthEvent>, StoreError> {
+    async fn end_idle(&self, sid: &str, now: u64) -> Result<Option<AuthEvent>, StoreError> {
         let timeout = self.idle.timeout;
         let removed = self.idle.map.remove_if(sid, |_, a| {
             now.saturating_sub(a.last.load(Ordering::Relaxed)) >= timeout
@@ -65,14 +65,14 @@ impl AuthService {
         let Some((_, activity)) = removed else {
             return Ok(None);
         };
-        self.store.remove_activity(sid)?;
-        let Some(session) = self.store.session(sid)? else {
+        self.store.remove_activity(sid).await?;
+        let Some(session) = self.store.session(sid).await? else {
             return Ok(None);
         };
         if session.revoked || session.expires <= now || self.revoked.sessions.contains_key(sid) {
             return Ok(None);
         }
-        self.revoke_session(&session)?;
+        self.revoke_session(&session).await?;
         let idle_for = now.saturating_sub(activity.last.load(Ordering::Relaxed));
         Ok(Some(AuthEvent {
             event: EventKind::SessionExpired,
@@ -83,15 +83,15 @@ impl AuthService {
     }
 
     /// Forgets the activity of a session that has ended.
-    pub(super) fn forget_activity(&self, sid: &str) -> Result<(), StoreError> {
+    pub(super) async fn forget_activity(&self, sid: &str) -> Result<(), StoreError> {
         if self.idle.timeout > 0 && self.idle.map.remove(sid).is_some() {
-            self.store.remove_activity(sid)?;
+            self.store.remove_activity(sid).await?;
         }
         Ok(())
     }
 
     /// Writes the last-used times that changed since the last call, in one batch.
-    pub fn save_activity(&self) -> Result<(), StoreError> {
+    pub async fn save_activity(&self) -> Result<(), StoreError> {
         if self.idle.timeout == 0 {
             return Ok(());
         }
@@ -102,16 +102,16 @@ impl AuthService {
                 changed.push((entry.key().clone(), last));
             }
         }
-        self.store.put_activity(&changed)
+        self.store.put_activity(&changed).await
     }
 
     /// Part of the sweep: saves the activity and ends the sessions idle too long, each
     /// audited once.
-    pub(super) fn sweep_idle(&self) {
+    pub(super) async fn sweep_idle(&self) {
         if self.idle.timeout == 0 {
             return;
         }
-        if let Err(e) = self.save_activity() {
+        if let Err(e) = self.save_activity().await {
             tracing::warn!(error = %e, "saving session activity failed");
         }
         let now = self.clock.now();
@@ -123,7 +123,7 @@ impl AuthService {
             .map(|e| e.key().clone())
             .collect();
         for sid in idle {
-            match self.end_idle(&sid, now) {
+            match self.end_idle(&sid, now).await {
                 Ok(Some(event)) => {
                     self.audit.record(event.to_audit(None, None));
                     self.events.count(event.event);
@@ -141,11 +141,11 @@ impl AuthService {
     }
 
     /// Loads the stored last-used times (at start-up), when the timeout is on.
-    pub(super) fn load_activity(&self) -> Result<(), StoreError> {
+    pub(super) async fn load_activity(&self) -> Result<(), StoreError> {
         if self.idle.timeout == 0 {
             return Ok(());
         }
-        for (sid, last) in self.store.activity()? {
+        for (sid, last) in self.store.activity().await? {
             self.idle.map.insert(sid, Arc::new(Activity::new(last, last)));
         }
         Ok(())

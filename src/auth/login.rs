@@ -75,7 +75,7 @@ impl AuthService {
 
     /// Counts a failed attempt (a wrong password or code) against `email`; enough of
     /// them within the lockout lock it.
-    pub(super) fn record_failure(&self, email: &str) -> Result<(), StoreError> {
+    pub(super) async fn record_failure(&self, email: &str) -> Result<(), StoreError> {
         let lockout_ms = self.lockout_ms();
         self.store
             .record_failure(
@@ -85,6 +85,7 @@ impl AuthService {
                 lockout_ms,
                 self.clock.now_ms(),
             )
+            .await
             .map(|_| ())
     }
 
@@ -124,11 +125,12 @@ impl AuthService {
         if let Some(until) = self
             .store
             .locked_until(&email, self.clock.now_ms())
+            .await
             .map_err(store_err)?
         {
             return Err(fail(self.locked_error(until), EventKind::LoginLocked, None, "locked"));
         }
-        let user = self.store.user_by_email(&email).map_err(store_err)?;
+        let user = self.store.user_by_email(&email).await.map_err(store_err)?;
         // A full hashing queue is not a failed attempt: nothing is counted.
         let ok = self
             .hasher
@@ -136,7 +138,7 @@ impl AuthService {
             .await
             .map_err(|b| fail(busy(b), EventKind::LoginFailure, None, "hashing queue full"))?;
         let Some(user) = user.filter(|_| ok) else {
-            self.record_failure(&email).map_err(store_err)?;
+            self.record_failure(&email).await.map_err(store_err)?;
             self.store.flush().await.map_err(store_err)?;
             return Err(fail(
                 GatewayError::InvalidCredentials,
@@ -164,14 +166,14 @@ impl AuthService {
             ));
         }
         let outcome = if user.mfa_enabled() {
-            let (mfa_token, expires_in) = self.new_challenge(&user, None).map_err(store_err)?;
+            let (mfa_token, expires_in) = self.new_challenge(&user, None).await.map_err(store_err)?;
             LoginOutcome::MfaRequired { mfa_token, expires_in }
         } else if self.requires_mfa(&user.roles) {
-            let (mfa_token, expires_in) = self.new_challenge(&user, None).map_err(store_err)?;
+            let (mfa_token, expires_in) = self.new_challenge(&user, None).await.map_err(store_err)?;
             LoginOutcome::EnrollmentRequired { mfa_token, expires_in }
         } else {
-            self.store.clear_failures(&email).map_err(store_err)?;
-            LoginOutcome::Tokens(self.issue(&user, vec!["pwd".into()]).map_err(store_err)?)
+            self.store.clear_failures(&email).await.map_err(store_err)?;
+            LoginOutcome::Tokens(self.issue(&user, vec!["pwd".into()]).await.map_err(store_err)?)
         };
         self.store.flush().await.map_err(store_err)?;
         let event = AuthEvent {

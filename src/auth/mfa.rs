@@ -42,7 +42,7 @@ pub struct MfaGrant {
 impl AuthService {
     /// A challenge for a second factor. An enrolment challenge (one offering a secret)
     /// replaces the user's previous one, so a caller cannot pile them up.
-    pub(super) fn new_challenge(
+    pub(super) async fn new_challenge(
         &self,
         user: &User,
         pending_secret: Option<String>,
@@ -57,17 +57,18 @@ impl AuthService {
             password_hash: Some(user.password_hash.clone()),
         };
         if enrolment {
-            self.store.put_enrolment(&token_hash(&token), &challenge)?;
+            self.store.put_enrolment(&token_hash(&token), &challenge).await?;
         } else {
-            self.store.put_challenge(&token_hash(&token), &challenge)?;
+            self.store.put_challenge(&token_hash(&token), &challenge).await?;
         }
         Ok((token, ttl.as_secs()))
     }
 
     /// Takes a challenge: spent whether or not it is still valid.
-    fn take_challenge(&self, mfa_token: &str) -> Result<Challenge, GatewayError> {
+    async fn take_challenge(&self, mfa_token: &str) -> Result<Challenge, GatewayError> {
         self.store
-            .take_challenge(&token_hash(mfa_token))?
+            .take_challenge(&token_hash(mfa_token))
+            .await?
             .filter(|c| c.expires_ms > self.clock.now_ms())
             .ok_or(GatewayError::InvalidGrant)
     }
@@ -93,13 +94,16 @@ impl AuthService {
         mfa_token: Option<&str>,
         caller: Option<&Principal>,
     ) -> Result<Enrollment, GatewayError> {
-        let challenge = mfa_token.map(|t| self.take_challenge(t)).transpose()?;
+        let challenge = match mfa_token {
+            Some(t) => Some(self.take_challenge(t).await?),
+            None => None,
+        };
         let user_id = match (&challenge, caller) {
             (Some(c), _) => c.user_id.clone(),
             (None, Some(p)) => p.id.clone(),
             (None, None) => return Err(GatewayError::InvalidGrant),
         };
-        let user = self.store.user(&user_id)?.ok_or(GatewayError::InvalidGrant)?;
+        let user = self.store.user(&user_id).await?.ok_or(GatewayError::InvalidGrant)?;
         if challenge
             .as_ref()
             .is_some_and(|c| !Self::opened_by_current_password(c, &user))
@@ -117,7 +121,7 @@ impl AuthService {
             .ok_or_else(|| GatewayError::Internal("totp".into()))?;
         let qr_png = totp::qr_png_base64(&secret, &user.email, &self.config.totp.issuer)
             .ok_or_else(|| GatewayError::Internal("qr".into()))?;
-        let (token, _) = self.new_challenge(&user, Some(secret.clone()))?;
+        let (token, _) = self.new_challenge(&user, Some(secret.clone())).await?;
         self.store.flush().await?;
         Ok(Enrollment {
             secret,
@@ -137,7 +141,7 @@ impl AuthService {
     /// offers) and accepts it at most once: the step is written only if it is still later
     /// than the stored one (checked again on the stored record, atomically). Completing
     /// an enrolment stores the secret and the hashes of its recovery codes with it.
-    pub(super) fn spend_totp(
+    pub(super) async fn spend_totp(
         &self,
         user: &User,
         secret: Option<&str>,
@@ -155,17 +159,20 @@ impl AuthService {
         };
         // Refused on the stored record: another request accepted this step (or a later
         // one) first, so this code has been used.
-        let spent = self.store.try_update_user(&user.id, |u| {
-            if u.totp_last_step >= step || u.disabled {
-                return false;
-            }
-            u.totp_last_step = step;
-            if let Some(hashes) = enrolment {
-                u.totp_secret = secret.map(str::to_owned);
-                u.recovery_codes = hashes.to_vec();
-            }
-            true
-        })?;
+        let spent = self
+            .store
+            .try_update_user(&user.id, |u| {
+                if u.totp_last_step >= step || u.disabled {
+                    return false;
+                }
+                u.totp_last_step = step;
+                if let Some(hashes) = enrolment {
+                    u.totp_secret = secret.map(str::to_owned);
+                    u.recovery_codes = hashes.to_vec();
+                }
+                true
+            })
+            .await?;
         Ok(spent.ok_or(totp::Rejected::Reused))
     }
 
@@ -184,10 +191,11 @@ impl AuthService {
             let reason = e.to_string();
             (e, ev(EventKind::MfaFailure, None, Some(&reason)))
         };
-        let challenge = self.take_challenge(mfa_token).map_err(err)?;
+        let challenge = self.take_challenge(mfa_token).await.map_err(err)?;
         let email = self
             .store
             .user(&challenge.user_id)
+            .await
             .map_err(|e| err(e.into()))?
             .ok_or_else(|| err(GatewayError::InvalidGrant))?
             .email;
@@ -197,6 +205,7 @@ impl AuthService {
         let user = self
             .store
             .user(&challenge.user_id)
+            .await
             .map_err(|e| err(e.into()))?
             .ok_or_else(|| err(GatewayError::InvalidGrant))?;
         if !Self::opened_by_current_password(&challenge, &user) {
@@ -214,6 +223,7 @@ impl AuthService {
         if let Some(until) = self
             .store
             .locked_until(&user.email, now_ms)
+            .await
             .map_err(|e| err(e.into()))?
         {
             self.store.flush().await.map_err(|e| err(e.into()))?;
@@ -230,6 +240,7 @@ impl AuthService {
                 let secret = challenge.pending_secret.clone().or_else(|| user.totp_secret.clone());
                 let hashes = new_codes.as_ref().map(|(_, h)| h.as_slice());
                 self.spend_totp(&user, secret.as_deref(), code, now_ms, hashes)
+                    .await
                     .map_err(|e| err(e.into()))?
                     .map(|u| (u, None))
             }
@@ -237,6 +248,7 @@ impl AuthService {
             MfaCode::Recovery(_) if enrolling => Err(totp::Rejected::Wrong),
             MfaCode::Recovery(code) => self
                 .spend_recovery_code(&user.id, code)
+                .await
                 .map_err(|e| err(e.into()))?
                 .map(|(u, left)| (u, Some(left)))
                 .ok_or(totp::Rejected::Wrong),
@@ -246,7 +258,7 @@ impl AuthService {
             Err(why) => {
                 // A failed code, reused or wrong, counts like a failed password; this may
                 // lock the account. The challenge is spent either way.
-                self.record_failure(&user.email).map_err(|e| err(e.into()))?;
+                self.record_failure(&user.email).await.map_err(|e| err(e.into()))?;
                 self.store.flush().await.map_err(|e| err(e.into()))?;
                 let (error, reason) = match (code, why) {
                     (MfaCode::Totp(_), totp::Rejected::Reused) => {
@@ -263,9 +275,13 @@ impl AuthService {
                 return Err((error, ev(EventKind::MfaFailure, Some(&user), Some(reason))));
             }
         };
-        self.store.clear_failures(&user.email).map_err(|e| err(e.into()))?;
+        self.store
+            .clear_failures(&user.email)
+            .await
+            .map_err(|e| err(e.into()))?;
         let tokens = self
             .issue(&user, vec!["pwd".into(), "otp".into()])
+            .await
             .map_err(|e| err(e.into()))?;
         self.store.flush().await.map_err(|e| err(e.into()))?;
         let event = match codes_left {
@@ -287,7 +303,8 @@ impl AuthService {
     /// Sets a user's TOTP secret directly (demo users are created enrolled).
     pub async fn set_totp(&self, user_id: &str, secret: &str) -> Result<(), StoreError> {
         self.store
-            .update_user(user_id, |u| u.totp_secret = Some(secret.to_owned()))?;
+            .update_user(user_id, |u| u.totp_secret = Some(secret.to_owned()))
+            .await?;
         self.store.flush().await
     }
 }

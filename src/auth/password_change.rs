@@ -81,6 +81,7 @@ impl AuthService {
         if let Some(until) = self
             .store
             .locked_until(&email, self.clock.now_ms())
+            .await
             .map_err(store_err)?
         {
             let reason = "locked; password change refused";
@@ -89,6 +90,7 @@ impl AuthService {
         let user = self
             .store
             .user(&caller.principal.id)
+            .await
             .map_err(store_err)?
             .filter(|u| !u.disabled)
             .ok_or_else(|| {
@@ -101,7 +103,7 @@ impl AuthService {
             .await
             .map_err(|b| refused(busy(b), "hashing queue full"))?;
         if !ok {
-            self.record_failure(&user.email).map_err(store_err)?;
+            self.record_failure(&user.email).await.map_err(store_err)?;
             self.store.flush().await.map_err(store_err)?;
             return Err(refused(GatewayError::InvalidCredentials, "wrong current password"));
         }
@@ -127,10 +129,12 @@ impl AuthService {
                 }
                 same
             })
+            .await
             .map_err(store_err)?
             .ok_or_else(|| refused(GatewayError::InvalidCredentials, "password changed meanwhile"))?;
-        self.store.clear_failures(&user.email).map_err(store_err)?;
+        self.store.clear_failures(&user.email).await.map_err(store_err)?;
         self.revoke_sessions_except(&user.id, Some(&caller.claims.sid))
+            .await
             .map_err(store_err)?;
         self.store.flush().await.map_err(store_err)?;
         Ok(event(
@@ -146,10 +150,10 @@ impl AuthService {
     /// session signed in with the new password within the same second. Callers hold the
     /// account's attempt lock, so no login with the old password is between its check
     /// and its session meanwhile.
-    pub(super) fn revoke_sessions_except(&self, user_id: &str, keep: Option<&str>) -> Result<(), StoreError> {
-        for s in self.store.sessions_of(user_id)? {
+    pub(super) async fn revoke_sessions_except(&self, user_id: &str, keep: Option<&str>) -> Result<(), StoreError> {
+        for s in self.store.sessions_of(user_id).await? {
             if !s.revoked && Some(s.id.as_str()) != keep {
-                self.revoke_session(&s)?;
+                self.revoke_session(&s).await?;
             }
         }
         Ok(())
@@ -158,15 +162,21 @@ impl AuthService {
     /// `portcullis user password`: sets an account's password after the policy check,
     /// revokes every session and clears the lockout.
     pub async fn set_password(&self, email: &str, password: String) -> Result<User, String> {
-        let user = self.account_by_email(email)?;
+        let user = self.account_by_email(email).await?;
         let hash = self.admin_password_hash(password, &user.email, &user.name).await?;
         let _attempt = self.attempt_lock(&user.email).await;
         let user = self
             .store
             .update_user(&user.id, |u| u.password_hash.clone_from(&hash))
+            .await
             .map_err(|e| e.to_string())?;
-        self.revoke_sessions_except(&user.id, None).map_err(|e| e.to_string())?;
-        self.store.clear_failures(&user.email).map_err(|e| e.to_string())?;
+        self.revoke_sessions_except(&user.id, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.store
+            .clear_failures(&user.email)
+            .await
+            .map_err(|e| e.to_string())?;
         self.store.flush().await.map_err(|e| e.to_string())?;
         Ok(user)
     }
@@ -174,20 +184,22 @@ impl AuthService {
     /// `portcullis user enable`: the reverse of `user disable` (sessions revoked by the
     /// disabling stay revoked).
     pub async fn enable_user(&self, email: &str) -> Result<User, String> {
-        let user = self.account_by_email(email)?;
+        let user = self.account_by_email(email).await?;
         let user = self
             .store
             .update_user(&user.id, |u| u.disabled = false)
+            .await
             .map_err(|e| e.to_string())?;
         self.store.flush().await.map_err(|e| e.to_string())?;
         Ok(user)
     }
 
     /// The account of an address, or an error naming it.
-    fn account_by_email(&self, email: &str) -> Result<User, String> {
+    async fn account_by_email(&self, email: &str) -> Result<User, String> {
         let email = super::registration::normalize_email(email);
         self.store
             .user_by_email(&email)
+            .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("no account with email {email}"))
     }

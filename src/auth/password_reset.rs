@@ -40,7 +40,7 @@ impl AuthService {
         };
         let store_err = |e: StoreError| (GatewayError::from(e), event(None, "storage failure"));
         let now_ms = self.clock.now_ms();
-        let user = self.store.user_by_email(&email).map_err(store_err)?;
+        let user = self.store.user_by_email(&email).await.map_err(store_err)?;
         let (user, reason) = match user {
             None => (None, "no such account"),
             Some(u) if !u.confirmed => (Some(u), "account unconfirmed; no mail"),
@@ -64,7 +64,7 @@ impl AuthService {
         };
         // The same kind of work as storing a token and mailing it: a write and a flush
         // that has it to do, then a small file written and synced on the blocking pool.
-        self.store.touch_reset_decoy(now_ms).map_err(store_err)?;
+        self.store.touch_reset_decoy(now_ms).await.map_err(store_err)?;
         self.store.flush().await.map_err(store_err)?;
         self.write_decoy().await;
         Ok(event(user.as_ref(), reason))
@@ -95,7 +95,7 @@ impl AuthService {
 
     /// Stores a reset token (voiding the account's older one) and mails its link.
     async fn send_reset(&self, user: &User, token: &str, reset: &PasswordReset) -> Result<(), GatewayError> {
-        self.store.put_reset(&token_hash(token), reset)?;
+        self.store.put_reset(&token_hash(token), reset).await?;
         self.store.flush().await?;
         let base = self.config.server.public_url.to_string();
         let link = format!("{}/auth/password/reset?token={token}", base.trim_end_matches('/'));
@@ -165,12 +165,14 @@ impl AuthService {
         let reset = self
             .store
             .reset(&hash)
+            .await
             .map_err(store_err)?
             .filter(|r| r.expires_ms > self.clock.now_ms())
             .ok_or_else(|| refused(None, "unknown, spent or expired token"))?;
         let user = self
             .store
             .user(&reset.user_id)
+            .await
             .map_err(store_err)?
             .ok_or_else(|| refused(None, "no such account"))?;
         if !user.confirmed || user.disabled || !same_hash(&user.password_hash, &reset.password_hash) {
@@ -203,6 +205,7 @@ impl AuthService {
         // Spending is atomic: of two requests with one token, one takes it.
         self.store
             .take_reset(&hash)
+            .await
             .map_err(store_err)?
             .ok_or_else(|| refused(Some(&user), "token spent by a concurrent request"))?;
         self.store
@@ -213,10 +216,11 @@ impl AuthService {
                 }
                 bound
             })
+            .await
             .map_err(store_err)?
             .ok_or_else(|| refused(Some(&user), "password changed since the token was issued"))?;
-        self.revoke_sessions_except(&user.id, None).map_err(store_err)?;
-        self.store.clear_failures(&user.email).map_err(store_err)?;
+        self.revoke_sessions_except(&user.id, None).await.map_err(store_err)?;
+        self.store.clear_failures(&user.email).await.map_err(store_err)?;
         self.store.flush().await.map_err(store_err)?;
         Ok(event(
             EventKind::PasswordReset,

@@ -95,19 +95,26 @@ impl AuthService {
     /// Spends one recovery code of `user_id`, atomically: `Some((account, codes left))`
     /// when it was one of the account's unused codes, `None` otherwise (or when the
     /// account is disabled or has no TOTP).
-    pub(super) fn spend_recovery_code(&self, user_id: &str, code: &str) -> Result<Option<(User, usize)>, StoreError> {
-        let spent = self.store.try_update_user(user_id, |u| {
-            if u.disabled || !u.mfa_enabled() {
-                return false;
-            }
-            match position(&u.id, &u.recovery_codes, code) {
-                Some(i) => {
-                    u.recovery_codes.remove(i);
-                    true
+    pub(super) async fn spend_recovery_code(
+        &self,
+        user_id: &str,
+        code: &str,
+    ) -> Result<Option<(User, usize)>, StoreError> {
+        let spent = self
+            .store
+            .try_update_user(user_id, |u| {
+                if u.disabled || !u.mfa_enabled() {
+                    return false;
                 }
-                None => false,
-            }
-        })?;
+                match position(&u.id, &u.recovery_codes, code) {
+                    Some(i) => {
+                        u.recovery_codes.remove(i);
+                        true
+                    }
+                    None => false,
+                }
+            })
+            .await?;
         Ok(spent.map(|u| {
             let left = u.recovery_codes.len();
             (u, left)
@@ -127,13 +134,16 @@ impl AuthService {
             });
         }
         let (codes, hashes) = new_set(&caller.principal.id);
-        let updated = self.store.try_update_user(&caller.principal.id, |u| {
-            if u.disabled || !u.mfa_enabled() {
-                return false;
-            }
-            u.recovery_codes.clone_from(&hashes);
-            true
-        });
+        let updated = self
+            .store
+            .try_update_user(&caller.principal.id, |u| {
+                if u.disabled || !u.mfa_enabled() {
+                    return false;
+                }
+                u.recovery_codes.clone_from(&hashes);
+                true
+            })
+            .await;
         let user = match updated {
             Ok(Some(u)) => u,
             Ok(None) | Err(StoreError::NoSuchUser) => {
@@ -201,7 +211,7 @@ mod tests {
         let store = crate::store::Store::temporary().unwrap();
         let clock: crate::clock::SharedClock = Arc::new(crate::clock::ManualClock::new());
         let (audit, _task) = crate::audit::Audit::start(&store, clock.clone()).unwrap();
-        let auth = Arc::new(AuthService::new(config, store, clock, audit).unwrap());
+        let auth = Arc::new(AuthService::new(config, store, clock, audit).await.unwrap());
         let user = auth
             .add_user("a@example.com", vec!["admin".into()], "Str0ng!Passw0rd".into(), "A")
             .await
@@ -210,26 +220,30 @@ mod tests {
         let (codes, hashes) = new_set(&user.id);
         auth.store
             .update_user(&user.id, |u| u.recovery_codes.clone_from(&hashes))
+            .await
             .unwrap();
         for code in codes.iter().take(3) {
             let spends: Vec<_> = (0..8)
                 .map(|_| {
                     let (auth, id, code) = (auth.clone(), user.id.clone(), code.clone());
-                    std::thread::spawn(move || auth.spend_recovery_code(&id, &code).unwrap())
+                    tokio::spawn(async move { auth.spend_recovery_code(&id, &code).await.unwrap() })
                 })
                 .collect();
-            let won: Vec<usize> = spends
-                .into_iter()
-                .filter_map(|t| t.join().unwrap().map(|(_, left)| left))
-                .collect();
+            let mut won: Vec<usize> = Vec::new();
+            for t in spends {
+                won.extend(t.await.unwrap().map(|(_, left)| left));
+            }
             assert_eq!(won.len(), 1, "{won:?}");
         }
         assert_eq!(
-            auth.store.user(&user.id).unwrap().unwrap().recovery_codes.len(),
+            auth.store.user(&user.id).await.unwrap().unwrap().recovery_codes.len(),
             CODES - 3
         );
         // Without TOTP (after `user reset-mfa`) no code works.
-        auth.store.update_user(&user.id, |u| u.totp_secret = None).unwrap();
-        assert!(auth.spend_recovery_code(&user.id, &codes[5]).unwrap().is_none());
+        auth.store
+            .update_user(&user.id, |u| u.totp_secret = None)
+            .await
+            .unwrap();
+        assert!(auth.spend_recovery_code(&user.id, &codes[5]).await.unwrap().is_none());
     }
 }

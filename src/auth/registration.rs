@@ -88,20 +88,23 @@ impl AuthService {
             .await
             .map_err(busy)?
             .ok_or_else(|| GatewayError::Internal("password hashing failed".into()))?;
-        let mut existing = self.store.user_by_email(&email)?;
+        let mut existing = self.store.user_by_email(&email).await?;
         // A pending account takes the newest registration's password (and name): the
         // link mailed now is bound to it, and every earlier link dies, so the owner's
         // confirmation never activates a password someone else chose.
         let pending = match &existing {
             Some(user) if !user.confirmed => {
-                let replaced = self.store.try_update_user(&user.id, |u| {
-                    if u.confirmed {
-                        return false;
-                    }
-                    u.password_hash.clone_from(&hash);
-                    name.trim().clone_into(&mut u.name);
-                    true
-                });
+                let replaced = self
+                    .store
+                    .try_update_user(&user.id, |u| {
+                        if u.confirmed {
+                            return false;
+                        }
+                        u.password_hash.clone_from(&hash);
+                        name.trim().clone_into(&mut u.name);
+                        true
+                    })
+                    .await;
                 match replaced {
                     Ok(p) => p,
                     // The sweep removed the expired account meanwhile: register afresh.
@@ -155,7 +158,7 @@ impl AuthService {
                     self.clock.now(),
                 );
                 user.attributes.clone_from(&registration.default_attributes);
-                match self.store.create_user(&user) {
+                match self.store.create_user(&user).await {
                     Ok(()) => self.send_confirmation(&user).await?,
                     // Lost a race with another registration of the same address.
                     Err(StoreError::EmailTaken) => {}
@@ -190,15 +193,17 @@ impl AuthService {
     async fn send_confirmation(&self, user: &User) -> Result<(), GatewayError> {
         let token = random_token();
         let expires_ms = self.clock.now_ms() + CONFIRMATION_TTL_MS;
-        self.store.put_confirmation(
-            &token_hash(&token),
-            &Confirmation {
-                user_id: user.id.clone(),
-                expires_ms,
-                password_hash: Some(user.password_hash.clone()),
-            },
-        )?;
-        self.store.put_pending(&user.id, expires_ms)?;
+        self.store
+            .put_confirmation(
+                &token_hash(&token),
+                &Confirmation {
+                    user_id: user.id.clone(),
+                    expires_ms,
+                    password_hash: Some(user.password_hash.clone()),
+                },
+            )
+            .await?;
+        self.store.put_pending(&user.id, expires_ms).await?;
         let base = self.config.server.public_url.to_string();
         let link = format!("{}/auth/confirm?token={token}", base.trim_end_matches('/'));
         self.mail(
@@ -218,7 +223,8 @@ impl AuthService {
     async fn try_confirm(&self, token: &str) -> Result<AuthEvent, GatewayError> {
         let c = self
             .store
-            .take_confirmation(&token_hash(token))?
+            .take_confirmation(&token_hash(token))
+            .await?
             .filter(|c| c.expires_ms > self.clock.now_ms())
             .ok_or(GatewayError::InvalidConfirmation)?;
         // A link from before links were bound to a registration confirms nothing.
@@ -232,12 +238,13 @@ impl AuthService {
                 }
                 same
             })
+            .await
             .map_err(|e| match e {
                 StoreError::NoSuchUser => GatewayError::InvalidConfirmation,
                 other => other.into(),
             })?
             .ok_or(GatewayError::InvalidConfirmation)?;
-        self.store.clear_pending(&user.id)?;
+        self.store.clear_pending(&user.id).await?;
         self.store.flush().await?;
         Ok(AuthEvent {
             event: EventKind::EmailConfirmed,
@@ -274,7 +281,7 @@ impl AuthService {
         }
         let hash = self.admin_password_hash(password, &email, name).await?;
         let user = new_user(&email, name, hash, roles, true, self.clock.now());
-        self.store.create_user(&user).map_err(|e| e.to_string())?;
+        self.store.create_user(&user).await.map_err(|e| e.to_string())?;
         self.store.flush().await.map_err(|e| e.to_string())?;
         Ok(user)
     }

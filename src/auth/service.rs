@@ -75,7 +75,7 @@ impl AuthService {
     /// The service over `store`: loads (or makes, on first start) the signing key in
     /// `data_dir/keys/`, rebuilds the store's indexes and loads the revocations still
     /// in force.
-    pub fn new(
+    pub async fn new(
         config: Arc<Config>,
         store: Store,
         clock: SharedClock,
@@ -107,12 +107,11 @@ impl AuthService {
             token_cache_max: TOKEN_CACHE_MAX,
             idle,
         };
-        service
-            .store
-            .build_indexes(CONFIRMATION_TTL_MS)
-            .map_err(|e| e.to_string())?;
-        service.load_revocations().map_err(|e| e.to_string())?;
-        service.load_activity().map_err(|e| e.to_string())?;
+        if let Some(sled) = service.store.sled() {
+            sled.build_indexes(CONFIRMATION_TTL_MS).map_err(|e| e.to_string())?;
+        }
+        service.load_revocations().await.map_err(|e| e.to_string())?;
+        service.load_activity().await.map_err(|e| e.to_string())?;
         Ok(service)
     }
 
@@ -182,14 +181,14 @@ impl AuthService {
     /// The periodic clean-up (every minute): drops what has expired from the in-memory
     /// revocation sets, the token cache and the notice times, and from the database
     /// every record that has run out (see [`Store::prune`]).
-    pub fn sweep(&self) {
+    pub async fn sweep(&self) {
         let now = self.clock.now();
         let now_ms = self.clock.now_ms();
         self.sweep_verification(now);
         self.sweep_notices(now_ms);
         self.sweep_resets_sent(now_ms);
-        self.sweep_idle();
-        match self.store.prune(now_ms, self.lockout_ms()) {
+        self.sweep_idle().await;
+        match self.store.prune(now_ms, self.lockout_ms()).await {
             Ok(p) if p != crate::store::Pruned::default() => tracing::debug!(?p, "pruned expired records"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "pruning expired records failed"),
@@ -197,6 +196,7 @@ impl AuthService {
         if let Err(e) = self
             .store
             .revoked_users(now.saturating_sub(self.user_revocation_span()))
+            .await
         {
             tracing::warn!(error = %e, "pruning user revocations failed");
         }

@@ -49,7 +49,7 @@ impl AuthService {
     }
 
     /// A new session (refresh-token family) and its first tokens.
-    pub(super) fn issue(&self, user: &User, amr: Vec<String>) -> Result<TokenPair, StoreError> {
+    pub(super) async fn issue(&self, user: &User, amr: Vec<String>) -> Result<TokenPair, StoreError> {
         let now = self.clock.now();
         let refresh = random_token();
         let session = Session {
@@ -62,15 +62,17 @@ impl AuthService {
             expires: now + self.config.tokens.refresh_ttl.as_secs(),
             revoked: false,
         };
-        self.store.put_session(&session)?;
+        self.store.put_session(&session).await?;
         self.session_used(&session.id);
-        self.store.put_refresh(
-            &session.current_refresh,
-            &RefreshEntry {
-                session_id: session.id.clone(),
-                expires: session.expires,
-            },
-        )?;
+        self.store
+            .put_refresh(
+                &session.current_refresh,
+                &RefreshEntry {
+                    session_id: session.id.clone(),
+                    expires: session.expires,
+                },
+            )
+            .await?;
         Ok(TokenPair {
             access_token: self.access_token(user, &session.amr, &session.id, session.auth_time)?,
             refresh_token: refresh,
@@ -108,18 +110,20 @@ impl AuthService {
         let entry = self
             .store
             .refresh_entry(&hash)
+            .await
             .map_err(store_err)?
             .ok_or_else(|| invalid("unknown refresh token"))?;
         let session = self
             .store
             .session(&entry.session_id)
+            .await
             .map_err(store_err)?
             .ok_or_else(|| invalid("unknown session"))?;
         if session.revoked || session.expires <= now {
             return Err(invalid("session revoked or expired"));
         }
         let issued = entry.expires.saturating_sub(self.config.tokens.refresh_ttl.as_secs());
-        if let Some(ended) = self.end_if_idle(&session.id, issued).map_err(store_err)? {
+        if let Some(ended) = self.end_if_idle(&session.id, issued).await.map_err(store_err)? {
             self.store.flush().await.map_err(store_err)?;
             return Err(match ended {
                 Some(event) => (GatewayError::InvalidGrant, event),
@@ -127,7 +131,7 @@ impl AuthService {
             });
         }
         if session.current_refresh != hash {
-            self.revoke_session(&session).map_err(store_err)?;
+            self.revoke_session(&session).await.map_err(store_err)?;
             self.store.flush().await.map_err(store_err)?;
             return Err((
                 GatewayError::InvalidGrant,
@@ -141,6 +145,7 @@ impl AuthService {
         let user = self
             .store
             .user(&session.user_id)
+            .await
             .map_err(store_err)?
             .ok_or_else(|| invalid("unknown user"))?;
         if user.disabled || user.tokens_valid_after >= session.created {
@@ -149,9 +154,9 @@ impl AuthService {
         let new_refresh = random_token();
         let mut rotated = session.clone();
         rotated.current_refresh = token_hash(&new_refresh);
-        if !self.store.swap_session(&session, &rotated).map_err(store_err)? {
+        if !self.store.swap_session(&session, &rotated).await.map_err(store_err)? {
             // Another request rotated the same token first: this is a reuse.
-            self.revoke_session(&rotated).map_err(store_err)?;
+            self.revoke_session(&rotated).await.map_err(store_err)?;
             self.store.flush().await.map_err(store_err)?;
             return Err((
                 GatewayError::InvalidGrant,
@@ -170,6 +175,7 @@ impl AuthService {
                     expires: rotated.expires,
                 },
             )
+            .await
             .map_err(store_err)?;
         let access = self
             .access_token(&user, &rotated.amr, &rotated.id, rotated.last_auth())
@@ -188,12 +194,16 @@ impl AuthService {
     }
 
     /// Marks a session revoked, in the store and in memory.
-    pub(super) fn revoke_session(&self, session: &Session) -> Result<(), StoreError> {
-        let mut s = self.store.session(&session.id)?.unwrap_or_else(|| session.clone());
+    pub(super) async fn revoke_session(&self, session: &Session) -> Result<(), StoreError> {
+        let mut s = self
+            .store
+            .session(&session.id)
+            .await?
+            .unwrap_or_else(|| session.clone());
         s.revoked = true;
-        self.store.put_session(&s)?;
+        self.store.put_session(&s).await?;
         self.revoked.sessions.insert(s.id.clone(), s.expires);
-        self.forget_activity(&s.id)?;
+        self.forget_activity(&s.id).await?;
         Ok(())
     }
 
@@ -213,19 +223,20 @@ impl AuthService {
     }
 
     async fn revoke_for_logout(&self, claims: &Claims, refresh_token: Option<&str>) -> Result<(), GatewayError> {
-        self.store.revoke_jti(&claims.jti, claims.exp)?;
+        self.store.revoke_jti(&claims.jti, claims.exp).await?;
         self.revoked.jti.insert(claims.jti.clone(), claims.exp);
-        if let Some(s) = self.store.session(&claims.sid)? {
-            self.revoke_session(&s)?;
+        if let Some(s) = self.store.session(&claims.sid).await? {
+            self.revoke_session(&s).await?;
         }
         if let Some(rt) = refresh_token {
-            if let Some(entry) = self.store.refresh_entry(&token_hash(rt))? {
+            if let Some(entry) = self.store.refresh_entry(&token_hash(rt)).await? {
                 if let Some(s) = self
                     .store
-                    .session(&entry.session_id)?
+                    .session(&entry.session_id)
+                    .await?
                     .filter(|s| s.user_id == claims.sub)
                 {
-                    self.revoke_session(&s)?;
+                    self.revoke_session(&s).await?;
                 }
             }
         }
@@ -234,14 +245,14 @@ impl AuthService {
     }
 
     /// Ends every session and every outstanding access token of a user at once.
-    pub fn revoke_user(&self, user_id: &str) -> Result<(), StoreError> {
+    pub async fn revoke_user(&self, user_id: &str) -> Result<(), StoreError> {
         let now = self.clock.now();
-        self.store.update_user(user_id, |u| u.tokens_valid_after = now)?;
-        self.store.revoke_user_tokens(user_id, now)?;
+        self.store.update_user(user_id, |u| u.tokens_valid_after = now).await?;
+        self.store.revoke_user_tokens(user_id, now).await?;
         self.revoked.users.insert(user_id.to_owned(), now);
-        for s in self.store.sessions_of(user_id)? {
+        for s in self.store.sessions_of(user_id).await? {
             if !s.revoked {
-                self.revoke_session(&s)?;
+                self.revoke_session(&s).await?;
             }
         }
         Ok(())
@@ -249,9 +260,10 @@ impl AuthService {
 
     /// The account of a signed-in caller (`GET /auth/me`); a token whose account is
     /// gone is refused.
-    pub fn account(&self, caller: &Verified) -> Result<User, GatewayError> {
+    pub async fn account(&self, caller: &Verified) -> Result<User, GatewayError> {
         self.store
-            .user(&caller.principal.id)?
+            .user(&caller.principal.id)
+            .await?
             .ok_or(GatewayError::TokenRefused(TokenError::Revoked))
     }
 }

@@ -42,6 +42,7 @@ impl AuthService {
         let user = self
             .store
             .user(&principal.id)
+            .await
             .map_err(store_err)?
             .filter(|u| !u.disabled)
             .ok_or_else(|| refused(GatewayError::InvalidGrant, "no such account, or disabled"))?;
@@ -54,23 +55,25 @@ impl AuthService {
             ));
         }
         let now_ms = self.clock.now_ms();
-        if let Some(until) = self.store.locked_until(&user.email, now_ms).map_err(store_err)? {
+        if let Some(until) = self.store.locked_until(&user.email, now_ms).await.map_err(store_err)? {
             return Err((self.locked_error(until), ev(EventKind::LoginLocked, "locked; step-up")));
         }
         let passed = if recovery::looks_like_recovery(code) {
             self.spend_recovery_code(&user.id, code)
+                .await
                 .map_err(store_err)?
                 .map(|(u, left)| (u, Some(left)))
                 .ok_or(totp::Rejected::Wrong)
         } else {
             self.spend_totp(&user, user.totp_secret.as_deref(), code, now_ms, None)
+                .await
                 .map_err(store_err)?
                 .map(|u| (u, None))
         };
         let (user, codes_left) = match passed {
             Ok(passed) => passed,
             Err(why) => {
-                self.record_failure(&user.email).map_err(store_err)?;
+                self.record_failure(&user.email).await.map_err(store_err)?;
                 self.store.flush().await.map_err(store_err)?;
                 return Err(match why {
                     totp::Rejected::Reused => refused(GatewayError::CodeReused { login_again: false }, "reused code"),
@@ -78,13 +81,14 @@ impl AuthService {
                 });
             }
         };
-        self.store.clear_failures(&user.email).map_err(store_err)?;
+        self.store.clear_failures(&user.email).await.map_err(store_err)?;
 
         // The caller's session, rotated: new refresh token, fresh auth_time.
         let gone = || refused(GatewayError::InvalidGrant, "session revoked or expired");
         let session = self
             .store
             .session(&caller.claims.sid)
+            .await
             .map_err(store_err)?
             .filter(|s| s.user_id == user.id && !s.revoked && s.expires > self.clock.now())
             .ok_or_else(gone)?;
@@ -95,7 +99,7 @@ impl AuthService {
         if !rotated.amr.iter().any(|a| a == "otp") {
             rotated.amr.push("otp".into());
         }
-        if !self.store.swap_session(&session, &rotated).map_err(store_err)? {
+        if !self.store.swap_session(&session, &rotated).await.map_err(store_err)? {
             // A refresh of the same session won the race; the client retries.
             self.store.flush().await.map_err(store_err)?;
             return Err(gone());
@@ -108,6 +112,7 @@ impl AuthService {
                     expires: rotated.expires,
                 },
             )
+            .await
             .map_err(store_err)?;
         let access = self
             .access_token(&user, &rotated.amr, &rotated.id, rotated.auth_time)

@@ -120,17 +120,18 @@ impl AuthService {
     }
 
     /// Loads the revocations still in force from the store (at start-up).
-    pub(super) fn load_revocations(&self) -> Result<(), StoreError> {
+    pub(super) async fn load_revocations(&self) -> Result<(), StoreError> {
         let now = self.clock.now();
-        for (jti, exp) in self.store.revoked_jtis(now)? {
+        for (jti, exp) in self.store.revoked_jtis(now).await? {
             self.revoked.jti.insert(jti, exp);
         }
-        for (sid, exp) in self.store.revoked_sessions(now)? {
+        for (sid, exp) in self.store.revoked_sessions(now).await? {
             self.revoked.sessions.insert(sid, exp);
         }
         for (id, after) in self
             .store
-            .revoked_users(now.saturating_sub(self.user_revocation_span()))?
+            .revoked_users(now.saturating_sub(self.user_revocation_span()))
+            .await?
         {
             self.revoked.users.insert(id, after);
         }
@@ -189,7 +190,7 @@ mod tests {
     use crate::store::Store;
 
     /// A service on a temporary database, with a fake clock.
-    fn service(dir: &std::path::Path, clock: &crate::clock::ManualClock) -> AuthService {
+    async fn service(dir: &std::path::Path, clock: &crate::clock::ManualClock) -> AuthService {
         let src = format!(
             "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://localhost\"\ndata_dir = \"{}\"\npolicies = \"p\"\n",
             dir.display()
@@ -198,7 +199,7 @@ mod tests {
         let store = Store::temporary().unwrap();
         let clock: SharedClock = Arc::new(clock.clone());
         let (audit, _task) = crate::audit::Audit::start(&store, clock.clone()).unwrap();
-        AuthService::new(config, store, clock, audit).unwrap()
+        AuthService::new(config, store, clock, audit).await.unwrap()
     }
 
     fn token(auth: &AuthService, n: usize, ttl: u64) -> String {
@@ -227,7 +228,7 @@ mod tests {
     async fn token_cache_evicts_instead_of_clearing() {
         let dir = tempfile::tempdir().unwrap();
         let clock = crate::clock::ManualClock::new();
-        let mut auth = service(dir.path(), &clock);
+        let mut auth = service(dir.path(), &clock).await;
         auth.token_cache_max = 16;
         let short: Vec<String> = (0..8).map(|n| token(&auth, n, 10)).collect();
         let long: Vec<String> = (8..16).map(|n| token(&auth, n, 300)).collect();

@@ -93,7 +93,7 @@ pub fn run(config_path: &Path, log_format: LogFormat, show_qr: bool) -> ExitCode
                 return ExitCode::FAILURE;
             }
         };
-        let Some(gateway) = build(config.clone()) else {
+        let Some(gateway) = build(config.clone()).await else {
             return ExitCode::FAILURE;
         };
         let users = match ensure_demo_users(gateway.inner().auth(), &config).await {

@@ -16,7 +16,7 @@ pub fn run(config_path: &Path, log_format: LogFormat) -> ExitCode {
         let Some(config) = load_config(config_path) else {
             return ExitCode::FAILURE;
         };
-        let Some(gateway) = build(config) else {
+        let Some(gateway) = build(config).await else {
             return ExitCode::FAILURE;
         };
         let Some(running) = start(gateway).await else {
@@ -45,8 +45,9 @@ pub fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::Worker
 }
 
 /// The gateway of a configuration, or `None` after saying why it cannot start.
-pub fn build(config: Config) -> Option<Gateway> {
+pub async fn build(config: Config) -> Option<Gateway> {
     Gateway::new(config)
+        .await
         .map_err(|e| eprintln!("portcullis: refusing to start:\n{e}"))
         .ok()
 }

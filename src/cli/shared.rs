@@ -58,13 +58,13 @@ pub async fn run_admin(config: Config, request: AdminRequest) -> Result<serde_js
     })?;
     let clock: SharedClock = Arc::new(SystemClock);
     let (audit, writer) = portcullis::audit::Audit::start(&store, clock.clone()).map_err(|e| e.to_string())?;
-    let head = portcullis::audit::head_seq(&store).map_err(|e| e.to_string())?;
-    let auth = AuthService::new(Arc::new(config), store, clock, audit.clone())?;
+    let head = portcullis::audit::head_seq(&store).await.map_err(|e| e.to_string())?;
+    let auth = AuthService::new(Arc::new(config), store, clock, audit.clone()).await?;
     let result = portcullis::admin::execute(&auth, request).await;
     audit.close().await;
     let _ = writer.await;
     // What this command wrote is anchored like what a running gateway writes.
-    if portcullis::audit::head_seq(auth.store()).ok().flatten() != head {
+    if portcullis::audit::head_seq(auth.store()).await.ok().flatten() != head {
         if let Err(e) = portcullis::audit::sign_checkpoint(auth.store(), auth.keys(), auth.clock().now_ms()).await {
             eprintln!("portcullis: cannot sign an audit checkpoint: {e}");
         }

@@ -122,18 +122,12 @@ impl Readiness {
     /// Runs every probe once, at once, and publishes what they found.
     pub async fn probe(&self, auth: &Arc<AuthService>, upstreams: &[Upstream]) {
         let store = {
-            let auth = auth.clone();
             let now_ms = auth.clock().now_ms();
-            let probe = tokio::task::spawn_blocking(move || auth.store().probe(now_ms));
             async move {
-                match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
-                    Ok(Ok(Ok(()))) => "ok",
-                    Ok(Ok(Err(e))) => {
-                        tracing::warn!(error = %e, "readiness: the store probe failed");
-                        "error"
-                    }
+                match tokio::time::timeout(PROBE_TIMEOUT, auth.store().probe(now_ms)).await {
+                    Ok(Ok(())) => "ok",
                     Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "readiness: the store probe task failed");
+                        tracing::warn!(error = %e, "readiness: the store probe failed");
                         "error"
                     }
                     Err(_) => "timeout",

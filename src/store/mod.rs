@@ -1,8 +1,9 @@
 //! The store: every record the gateway keeps (users, pending confirmations, MFA
 //! challenges, sessions and refresh tokens, revoked access tokens, login failures and the
-//! audit trail's trees), behind the one backend that holds them today, sled
-//! (the `sled` submodule is the only one that names it). The records themselves live
-//! in `records`, free of any backend.
+//! audit trail), behind one seam: the [`backend::Backend`] trait, which every caller
+//! reaches through the [`Store`] handle (`handle`). The embedded backend is sled (the
+//! `sled` submodule is the only one that names it). The records themselves live in
+//! `records`, free of any backend.
 //!
 //! Secrets handed to clients (confirmation, MFA and refresh tokens) are stored only as
 //! SHA-256 hashes. TOTP secrets are sealed with an AEAD key as records are written and
@@ -20,6 +21,7 @@
 
 pub mod backend;
 pub mod dir;
+mod handle;
 pub mod postgres;
 mod records;
 pub mod sealed;
@@ -27,7 +29,8 @@ mod sled;
 #[cfg(test)]
 mod tests;
 
-pub use self::sled::{AuditTree, Bytes, CheckpointTree, DbError, Store, PRUNE_BATCH};
+pub use self::sled::{DbError, SledStore, PRUNE_BATCH};
+pub use handle::Store;
 pub use records::{Challenge, Confirmation, Counts, Failures, PasswordReset, Pruned, RefreshEntry, Session, User};
 
 /// Why a store operation failed.

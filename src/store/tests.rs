@@ -21,20 +21,20 @@ fn user(id: &str, email: &str) -> User {
 }
 
 // An email is unique across accounts.
-#[test]
-fn email_unique() {
+#[tokio::test]
+async fn email_unique() {
     let s = Store::temporary().unwrap();
-    s.create_user(&user("u-1", "a@example.com")).unwrap();
+    s.create_user(&user("u-1", "a@example.com")).await.unwrap();
     assert!(matches!(
-        s.create_user(&user("u-2", "a@example.com")),
+        s.create_user(&user("u-2", "a@example.com")).await,
         Err(StoreError::EmailTaken)
     ));
-    assert_eq!(s.user_by_email("a@example.com").unwrap().unwrap().id, "u-1");
+    assert_eq!(s.user_by_email("a@example.com").await.unwrap().unwrap().id, "u-1");
 }
 
 // Confirmations and challenges are single use.
-#[test]
-fn single_use() {
+#[tokio::test]
+async fn single_use() {
     let s = Store::temporary().unwrap();
     s.put_challenge(
         "h",
@@ -45,43 +45,44 @@ fn single_use() {
             password_hash: None,
         },
     )
+    .await
     .unwrap();
-    assert!(s.take_challenge("h").unwrap().is_some());
-    assert!(s.take_challenge("h").unwrap().is_none());
+    assert!(s.take_challenge("h").await.unwrap().is_some());
+    assert!(s.take_challenge("h").await.unwrap().is_none());
 }
 
 // The max-th failure locks until the lockout passes; then the count starts afresh.
-#[test]
-fn failures_lock() {
+#[tokio::test]
+async fn failures_lock() {
     let s = Store::temporary().unwrap();
     for _ in 0..4 {
-        s.record_failure("a@b", 5, 1000, 1000, 0).unwrap();
+        s.record_failure("a@b", 5, 1000, 1000, 0).await.unwrap();
     }
-    assert_eq!(s.locked_until("a@b", 0).unwrap(), None);
-    s.record_failure("a@b", 5, 1000, 1000, 0).unwrap();
-    assert_eq!(s.locked_until("a@b", 10).unwrap(), Some(1000));
-    assert_eq!(s.locked_until("a@b", 1000).unwrap(), None, "the lock expires");
-    assert_eq!(s.record_failure("a@b", 5, 1000, 1000, 1000).unwrap().count, 1);
+    assert_eq!(s.locked_until("a@b", 0).await.unwrap(), None);
+    s.record_failure("a@b", 5, 1000, 1000, 0).await.unwrap();
+    assert_eq!(s.locked_until("a@b", 10).await.unwrap(), Some(1000));
+    assert_eq!(s.locked_until("a@b", 1000).await.unwrap(), None, "the lock expires");
+    assert_eq!(s.record_failure("a@b", 5, 1000, 1000, 1000).await.unwrap().count, 1);
 }
 
 // Failures older than the window are forgotten, by the count and by the sweep.
-#[test]
-fn failures_window() {
+#[tokio::test]
+async fn failures_window() {
     let s = Store::temporary().unwrap();
     for t in [0, 100, 200, 300] {
-        s.record_failure("a@b", 5, 1000, 500, t).unwrap();
+        s.record_failure("a@b", 5, 1000, 500, t).await.unwrap();
     }
-    assert_eq!(s.record_failure("a@b", 5, 1000, 500, 800).unwrap().count, 1);
-    s.record_failure("x@y", 5, 1000, 500, 800).unwrap();
-    assert_eq!(s.prune(1299, 500).unwrap().failures, 0, "inside the window");
-    assert_eq!(s.prune(1300, 500).unwrap().failures, 2);
-    assert_eq!(s.counts().unwrap().failures, 0);
+    assert_eq!(s.record_failure("a@b", 5, 1000, 500, 800).await.unwrap().count, 1);
+    s.record_failure("x@y", 5, 1000, 500, 800).await.unwrap();
+    assert_eq!(s.prune(1299, 500).await.unwrap().failures, 0, "inside the window");
+    assert_eq!(s.prune(1300, 500).await.unwrap().failures, 2);
+    assert_eq!(s.counts().await.unwrap().failures, 0);
     // A lock outlives the window.
     for _ in 0..5 {
-        s.record_failure("l@m", 5, 10_000, 500, 2000).unwrap();
+        s.record_failure("l@m", 5, 10_000, 500, 2000).await.unwrap();
     }
-    assert_eq!(s.prune(3000, 500).unwrap().failures, 0);
-    assert_eq!(s.locked_until("l@m", 3000).unwrap(), Some(12_000));
+    assert_eq!(s.prune(3000, 500).await.unwrap().failures, 0);
+    assert_eq!(s.locked_until("l@m", 3000).await.unwrap(), Some(12_000));
 }
 
 fn session(id: &str, user: &str, expires: u64) -> Session {
@@ -98,30 +99,30 @@ fn session(id: &str, user: &str, expires: u64) -> Session {
 }
 
 // A user's sessions are found through the index; expired ones are pruned with it.
-#[test]
-fn sessions_indexed_and_pruned() {
+#[tokio::test]
+async fn sessions_indexed_and_pruned() {
     let s = Store::temporary().unwrap();
-    s.put_session(&session("s-1", "u-1", 10)).unwrap();
-    s.put_session(&session("s-2", "u-1", 20)).unwrap();
-    s.put_session(&session("s-3", "u-10", 20)).unwrap();
-    let mut mine: Vec<String> = s.sessions_of("u-1").unwrap().into_iter().map(|x| x.id).collect();
+    s.put_session(&session("s-1", "u-1", 10)).await.unwrap();
+    s.put_session(&session("s-2", "u-1", 20)).await.unwrap();
+    s.put_session(&session("s-3", "u-10", 20)).await.unwrap();
+    let mut mine: Vec<String> = s.sessions_of("u-1").await.unwrap().into_iter().map(|x| x.id).collect();
     mine.sort();
     assert_eq!(mine, ["s-1", "s-2"]);
     let mut revoked = session("s-2", "u-1", 20);
     revoked.revoked = true;
-    s.put_session(&revoked).unwrap();
-    assert_eq!(s.revoked_sessions(0).unwrap(), vec![("s-2".to_owned(), 20)]);
-    assert_eq!(s.prune(10_000, 0).unwrap().sessions, 1);
-    assert_eq!(s.sessions_of("u-1").unwrap().len(), 1);
-    assert_eq!(s.prune(20_000, 0).unwrap().sessions, 2);
-    assert!(s.sessions_of("u-1").unwrap().is_empty());
-    assert!(s.revoked_sessions(0).unwrap().is_empty());
-    assert_eq!(s.counts().unwrap().sessions, 0);
+    s.put_session(&revoked).await.unwrap();
+    assert_eq!(s.revoked_sessions(0).await.unwrap(), vec![("s-2".to_owned(), 20)]);
+    assert_eq!(s.prune(10_000, 0).await.unwrap().sessions, 1);
+    assert_eq!(s.sessions_of("u-1").await.unwrap().len(), 1);
+    assert_eq!(s.prune(20_000, 0).await.unwrap().sessions, 2);
+    assert!(s.sessions_of("u-1").await.unwrap().is_empty());
+    assert!(s.revoked_sessions(0).await.unwrap().is_empty());
+    assert_eq!(s.counts().await.unwrap().sessions, 0);
 }
 
 // A user holds one enrolment challenge: a new one replaces the one before.
-#[test]
-fn one_enrolment_per_user() {
+#[tokio::test]
+async fn one_enrolment_per_user() {
     let s = Store::temporary().unwrap();
     let c = Challenge {
         user_id: "u".into(),
@@ -130,87 +131,87 @@ fn one_enrolment_per_user() {
         password_hash: None,
     };
     for h in ["h1", "h2", "h3"] {
-        s.put_enrolment(h, &c).unwrap();
+        s.put_enrolment(h, &c).await.unwrap();
     }
-    assert_eq!(s.counts().unwrap().challenges, 1);
-    assert!(s.take_challenge("h3").unwrap().is_some());
+    assert_eq!(s.counts().await.unwrap().challenges, 1);
+    assert!(s.take_challenge("h3").await.unwrap().is_some());
 }
 
 // An account never confirmed goes when its latest link has expired, freeing the
 // address; a later registration moves that end; a confirmed one stays.
-#[test]
-fn pending_accounts_pruned() {
+#[tokio::test]
+async fn pending_accounts_pruned() {
     let s = Store::temporary().unwrap();
-    s.create_user(&user("u-1", "a@example.com")).unwrap();
-    s.put_pending("u-1", 100).unwrap();
-    s.put_pending("u-1", 200).unwrap();
-    s.create_user(&user("u-2", "b@example.com")).unwrap();
-    s.put_pending("u-2", 100).unwrap();
-    s.update_user("u-2", |u| u.confirmed = true).unwrap();
-    assert_eq!(s.prune(150, 0).unwrap().pending_users, 0);
-    assert!(s.user("u-1").unwrap().is_some());
-    assert_eq!(s.prune(200, 0).unwrap().pending_users, 1);
-    assert!(s.user("u-1").unwrap().is_none());
-    assert!(s.user_by_email("a@example.com").unwrap().is_none());
-    assert!(s.user("u-2").unwrap().is_some());
-    s.create_user(&user("u-3", "a@example.com")).unwrap();
+    s.create_user(&user("u-1", "a@example.com")).await.unwrap();
+    s.put_pending("u-1", 100).await.unwrap();
+    s.put_pending("u-1", 200).await.unwrap();
+    s.create_user(&user("u-2", "b@example.com")).await.unwrap();
+    s.put_pending("u-2", 100).await.unwrap();
+    s.update_user("u-2", |u| u.confirmed = true).await.unwrap();
+    assert_eq!(s.prune(150, 0).await.unwrap().pending_users, 0);
+    assert!(s.user("u-1").await.unwrap().is_some());
+    assert_eq!(s.prune(200, 0).await.unwrap().pending_users, 1);
+    assert!(s.user("u-1").await.unwrap().is_none());
+    assert!(s.user_by_email("a@example.com").await.unwrap().is_none());
+    assert!(s.user("u-2").await.unwrap().is_some());
+    s.create_user(&user("u-3", "a@example.com")).await.unwrap();
 }
 
 // A change that declines writes nothing; a change is never lost to a concurrent one.
-#[test]
-fn user_updates_atomic() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn user_updates_atomic() {
     let s = Store::temporary().unwrap();
-    s.create_user(&user("u-1", "a@example.com")).unwrap();
-    assert!(s.try_update_user("u-1", |_| false).unwrap().is_none());
+    s.create_user(&user("u-1", "a@example.com")).await.unwrap();
+    assert!(s.try_update_user("u-1", |_| false).await.unwrap().is_none());
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let s = s.clone();
-            std::thread::spawn(move || {
+            tokio::spawn(async move {
                 for _ in 0..50 {
-                    s.update_user("u-1", |u| u.totp_last_step += 1).unwrap();
+                    s.update_user("u-1", |u| u.totp_last_step += 1).await.unwrap();
                 }
             })
         })
         .collect();
     for t in threads {
-        t.join().unwrap();
+        t.await.unwrap();
     }
-    assert_eq!(s.user("u-1").unwrap().unwrap().totp_last_step, 200);
+    assert_eq!(s.user("u-1").await.unwrap().unwrap().totp_last_step, 200);
 }
 
 // Expired revocations are forgotten; live ones are kept.
-#[test]
-fn revoked_jti_expiry() {
+#[tokio::test]
+async fn revoked_jti_expiry() {
     let s = Store::temporary().unwrap();
-    s.revoke_jti("old", 10).unwrap();
-    s.revoke_jti("live", 100).unwrap();
-    assert_eq!(s.revoked_jtis(50).unwrap(), vec![("live".to_owned(), 100)]);
+    s.revoke_jti("old", 10).await.unwrap();
+    s.revoke_jti("live", 100).await.unwrap();
+    assert_eq!(s.revoked_jtis(50).await.unwrap(), vec![("live".to_owned(), 100)]);
 }
 
 // A reset token is single use, a newer one voids the older, and expired ones are pruned
 // (with their index entry).
-#[test]
-fn reset_tokens() {
+#[tokio::test]
+async fn reset_tokens() {
     let s = Store::temporary().unwrap();
     let reset = |expires_ms| PasswordReset {
         user_id: "u-1".into(),
         expires_ms,
         password_hash: "x".into(),
     };
-    s.put_reset("h1", &reset(1000)).unwrap();
-    assert!(s.reset("h1").unwrap().is_some(), "looking does not spend it");
-    assert!(s.take_reset("h1").unwrap().is_some());
-    assert!(s.take_reset("h1").unwrap().is_none(), "single use");
-    s.put_reset("h2", &reset(1000)).unwrap();
-    s.put_reset("h3", &reset(5000)).unwrap();
-    assert!(s.reset("h2").unwrap().is_none(), "a newer token voids the older");
-    assert_eq!(s.counts().unwrap().resets, 1);
-    assert_eq!(s.prune(2000, 1).unwrap().resets, 0);
-    assert_eq!(s.prune(6000, 1).unwrap().resets, 1);
-    assert_eq!(s.counts().unwrap().resets, 0);
-    s.put_reset("h4", &reset(9000)).unwrap();
+    s.put_reset("h1", &reset(1000)).await.unwrap();
+    assert!(s.reset("h1").await.unwrap().is_some(), "looking does not spend it");
+    assert!(s.take_reset("h1").await.unwrap().is_some());
+    assert!(s.take_reset("h1").await.unwrap().is_none(), "single use");
+    s.put_reset("h2", &reset(1000)).await.unwrap();
+    s.put_reset("h3", &reset(5000)).await.unwrap();
+    assert!(s.reset("h2").await.unwrap().is_none(), "a newer token voids the older");
+    assert_eq!(s.counts().await.unwrap().resets, 1);
+    assert_eq!(s.prune(2000, 1).await.unwrap().resets, 0);
+    assert_eq!(s.prune(6000, 1).await.unwrap().resets, 1);
+    assert_eq!(s.counts().await.unwrap().resets, 0);
+    s.put_reset("h4", &reset(9000)).await.unwrap();
     assert!(
-        s.take_reset("h4").unwrap().is_some(),
+        s.take_reset("h4").await.unwrap().is_some(),
         "the index let go of the pruned token"
     );
 }

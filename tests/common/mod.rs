@@ -195,8 +195,8 @@ impl TestGateway {
         let mut config = Config::load(path).unwrap();
         edit(&mut config);
         let gateway = match clock {
-            Some(c) => Gateway::with_clock(config, Arc::new(c)).unwrap(),
-            None => Gateway::new(config).unwrap(),
+            Some(c) => Gateway::with_clock(config, Arc::new(c)).await.unwrap(),
+            None => Gateway::new(config).await.unwrap(),
         };
         let running = gateway.start().await.unwrap();
         let addr = running.tls_addr;
@@ -284,12 +284,12 @@ impl TestGateway {
     }
 
     /// The audit records of one event kind (an `EventKind` or its name), oldest first.
-    pub fn audit_events(&self, event: impl Display) -> Vec<portcullis::audit::Record> {
+    pub async fn audit_events(&self, event: impl Display) -> Vec<portcullis::audit::Record> {
         let query = portcullis::audit::Query {
             event: Some(event.to_string()),
             ..portcullis::audit::Query::default()
         };
-        portcullis::audit::list(self.auth().store(), &query).unwrap()
+        portcullis::audit::list(self.auth().store(), &query).await.unwrap()
     }
 
     /// The audit records of one kind once there are at least `n` of them, or what there
@@ -298,13 +298,13 @@ impl TestGateway {
     pub async fn wait_for_events(&self, event: impl Display, n: usize) -> Vec<portcullis::audit::Record> {
         let event = event.to_string();
         for _ in 0..100 {
-            let found = self.audit_events(&event);
+            let found = self.audit_events(&event).await;
             if found.len() >= n {
                 return found;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        self.audit_events(&event)
+        self.audit_events(&event).await
     }
 
     /// The status of a plain `GET`, without a token.

@@ -1,12 +1,12 @@
 //! When each session was last used (`[tokens] idle_timeout`): written in batches by the
 //! sweep, read once at start-up, never on the request path.
 
-use super::{be_u64, Store};
+use super::{be_u64, SledStore};
 use crate::store::Result;
 
-impl Store {
+impl SledStore {
     /// Stores the last-used times (Unix seconds) of some sessions, in one batch.
-    pub fn put_activity(&self, times: &[(String, u64)]) -> Result<()> {
+    pub(super) fn put_activity(&self, times: &[(String, u64)]) -> Result<()> {
         if times.is_empty() {
             return Ok(());
         }
@@ -19,7 +19,7 @@ impl Store {
     }
 
     /// Every session's stored last-used time.
-    pub fn activity(&self) -> Result<Vec<(String, u64)>> {
+    pub(super) fn activity(&self) -> Result<Vec<(String, u64)>> {
         self.activity
             .iter()
             .map(|item| {
@@ -30,7 +30,7 @@ impl Store {
     }
 
     /// Forgets a session's last-used time (it has ended).
-    pub fn remove_activity(&self, sid: &str) -> Result<()> {
+    pub(super) fn remove_activity(&self, sid: &str) -> Result<()> {
         self.activity.remove(sid.as_bytes())?;
         Ok(())
     }

@@ -1,122 +1,65 @@
-//! The audit trail's trees: records and signed checkpoints, keyed by sequence number.
+//! The audit trail's trees: records and signed checkpoints, keyed by big-endian sequence
+//! number. The record encoding and the hash chain belong to `crate::audit`; this is
+//! storage only.
 
-use std::ops::Deref;
+use super::SledStore;
+use crate::store::backend::ChainFrom;
+use crate::store::Result;
 
-use super::Store;
-use crate::store::{Result, StoreError};
-
-/// A stored value as the backend hands it out, without a copy: read it as `&[u8]`.
-#[derive(Debug, Clone)]
-pub struct Bytes(sled::IVec);
-
-impl Deref for Bytes {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl AsRef<[u8]> for Bytes {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-/// A tree of values keyed by big-endian sequence number, oldest first: the storage under
-/// both the audit records and their signed checkpoints.
-#[derive(Clone)]
-pub struct SeqTree {
-    tree: sled::Tree,
-}
-
-impl SeqTree {
-    fn open(store: &Store, name: &str) -> Result<Self> {
-        Ok(Self {
-            tree: store.db.open_tree(name)?,
-        })
-    }
-
-    /// The newest value, if any.
-    pub fn last(&self) -> Result<Option<(u64, Bytes)>> {
-        Ok(self.tree.last()?.map(|(k, v)| (key_seq(&k), Bytes(v))))
-    }
-
-    pub fn insert(&self, seq: u64, bytes: &[u8]) -> Result<()> {
-        self.tree.insert(seq.to_be_bytes(), bytes)?;
-        Ok(())
-    }
-
-    /// Overwrites a value in place (only the tamper tests do this).
-    pub fn overwrite(&self, seq: u64, bytes: &[u8]) -> Result<()> {
-        self.insert(seq, bytes)
-    }
-
-    pub fn get(&self, seq: u64) -> Result<Option<Bytes>> {
-        Ok(self.tree.get(seq.to_be_bytes())?.map(Bytes))
-    }
-
-    /// Every value, oldest first.
-    pub fn iter(&self) -> impl Iterator<Item = Result<(u64, Bytes)>> + '_ {
-        self.tree
-            .iter()
-            .map(|item| item.map(|(k, v)| (key_seq(&k), Bytes(v))).map_err(StoreError::from))
-    }
-
-    /// Removes the values with a sequence number below `seq`.
-    pub fn remove_before(&self, seq: u64) -> Result<usize> {
-        let mut removed = 0;
-        for key in self.tree.range(..seq.to_be_bytes()).keys() {
-            self.tree.remove(key?)?;
-            removed += 1;
+impl SledStore {
+    /// Appends what `chain` builds from the head, under the lock that makes appends from
+    /// every handle of this database one chain; the records go in one atomic batch.
+    pub(super) fn audit_append_now(&self, chain: ChainFrom<'_>) -> Result<()> {
+        let _one_at_a_time = self.audit_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let head = self.audit.last()?.map(|(k, v)| (key_seq(&k), v.to_vec()));
+        let records = chain(head);
+        if records.is_empty() {
+            return Ok(());
         }
-        Ok(removed)
-    }
-
-    pub async fn flush(&self) -> Result<()> {
-        self.tree.flush_async().await?;
+        let mut batch = sled::Batch::default();
+        for (seq, bytes) in records {
+            batch.insert(&seq.to_be_bytes(), bytes);
+        }
+        self.audit.apply_batch(batch)?;
         Ok(())
     }
+}
+
+/// The newest value of a tree keyed by sequence number.
+pub(super) fn last(tree: &sled::Tree) -> Result<Option<(u64, Vec<u8>)>> {
+    Ok(tree.last()?.map(|(k, v)| (key_seq(&k), v.to_vec())))
+}
+
+pub(super) fn get(tree: &sled::Tree, seq: u64) -> Result<Option<Vec<u8>>> {
+    Ok(tree.get(seq.to_be_bytes())?.map(|v| v.to_vec()))
+}
+
+pub(super) fn put(tree: &sled::Tree, seq: u64, bytes: &[u8]) -> Result<()> {
+    tree.insert(seq.to_be_bytes(), bytes)?;
+    Ok(())
+}
+
+/// Up to `limit` values from `from` on, oldest first.
+pub(super) fn range(tree: &sled::Tree, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+    tree.range(from.to_be_bytes()..)
+        .take(limit)
+        .map(|item| {
+            let (k, v) = item?;
+            Ok((key_seq(&k), v.to_vec()))
+        })
+        .collect()
+}
+
+/// Removes the values with a sequence number below `seq`.
+pub(super) fn remove_before(tree: &sled::Tree, seq: u64) -> Result<usize> {
+    let mut removed = 0;
+    for key in tree.range(..seq.to_be_bytes()).keys() {
+        tree.remove(key?)?;
+        removed += 1;
+    }
+    Ok(removed)
 }
 
 fn key_seq(k: &[u8]) -> u64 {
     k.try_into().map(u64::from_be_bytes).unwrap_or(0)
-}
-
-/// The audit tree: records keyed by sequence number. The record encoding and the hash
-/// chain belong to `crate::audit`; this is storage only.
-#[derive(Clone)]
-pub struct AuditTree(SeqTree);
-
-impl AuditTree {
-    pub fn open(store: &Store) -> Result<Self> {
-        SeqTree::open(store, "audit").map(Self)
-    }
-}
-
-impl Deref for AuditTree {
-    type Target = SeqTree;
-
-    fn deref(&self) -> &SeqTree {
-        &self.0
-    }
-}
-
-/// Signed checkpoints of the audit chain, keyed by the sequence number of the record
-/// each names. Their encoding and signatures belong to `crate::audit`.
-#[derive(Clone)]
-pub struct CheckpointTree(SeqTree);
-
-impl CheckpointTree {
-    pub fn open(store: &Store) -> Result<Self> {
-        SeqTree::open(store, "audit_checkpoints").map(Self)
-    }
-}
-
-impl Deref for CheckpointTree {
-    type Target = SeqTree;
-
-    fn deref(&self) -> &SeqTree {
-        &self.0
-    }
 }

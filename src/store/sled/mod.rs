@@ -1,9 +1,12 @@
 //! The sled backend: the database, its trees and the encoding of keys and values. Nothing
-//! outside this module names sled, except [`Store::db`], which hands the database to
-//! tests that tamper with it offline.
+//! outside this module names sled, except [`SledStore::db`], which hands the database to
+//! tests that tamper with it offline. The flows reach it through
+//! [`Backend`](super::backend::Backend) (`backend.rs`); the inherent methods are the
+//! synchronous implementation underneath.
 
 mod activity;
 mod audit;
+mod backend;
 mod confirm;
 mod prune;
 mod resets;
@@ -20,7 +23,6 @@ use serde::Serialize;
 use super::sealed::SecretKey;
 use super::{Challenge, Confirmation, Counts, RefreshEntry, Result, Session, StoreError};
 
-pub use audit::{AuditTree, Bytes, CheckpointTree};
 pub use prune::PRUNE_BATCH;
 
 /// An error of the database itself (I/O, corruption found by sled), shown as sled says it.
@@ -36,7 +38,7 @@ impl From<sled::Error> for StoreError {
 
 /// The database and its trees.
 #[derive(Clone)]
-pub struct Store {
+pub struct SledStore {
     db: sled::Db,
     users: sled::Tree,
     emails: sled::Tree,
@@ -65,6 +67,13 @@ pub struct Store {
     meta: sled::Tree,
     /// Session id -> when it was last used (Unix s, big-endian), for `idle_timeout`.
     activity: sled::Tree,
+    /// The audit records, keyed by sequence number (big-endian).
+    audit: sled::Tree,
+    /// Signed checkpoints of the audit chain, keyed by the sequence number each names.
+    checkpoints: sled::Tree,
+    /// Held while an append reads the chain's head and writes after it, so that appends
+    /// through any handle of this database make one chain.
+    audit_lock: Arc<std::sync::Mutex<()>>,
     /// Seals TOTP secrets as records are written, opens them as they are read.
     sealer: Arc<SecretKey>,
 }
@@ -165,7 +174,7 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
-impl Store {
+impl SledStore {
     /// Opens (or creates) the database under `data_dir/db`, with the secret key from
     /// `PORTCULLIS_SECRET_KEY` or `data_dir/keys/secret.key` (made on first start).
     /// A database holding TOTP secrets in clear is migrated first.
@@ -183,7 +192,7 @@ impl Store {
         }
     }
 
-    /// Like [`Store::open`], with the secret key given.
+    /// Like [`SledStore::open`], with the secret key given.
     pub fn open_with_key(data_dir: &Path, key: SecretKey) -> Result<Self> {
         secrets::open(data_dir, key)
     }
@@ -216,6 +225,9 @@ impl Store {
             user_resets: db.open_tree("user_resets")?,
             meta: db.open_tree("meta")?,
             activity: db.open_tree("session_activity")?,
+            audit: db.open_tree("audit")?,
+            checkpoints: db.open_tree("audit_checkpoints")?,
+            audit_lock: Arc::default(),
             sealer,
             db,
         })
@@ -277,21 +289,15 @@ impl Store {
         Ok(())
     }
 
-    /// Makes every write so far durable.
-    pub async fn flush(&self) -> Result<()> {
-        self.db.flush_async().await?;
-        Ok(())
-    }
-
-    /// The sled database itself: only the tamper tests use it, to change the audit trail
-    /// behind the store's back.
+    /// The sled database itself: only the tests that change records behind the store's
+    /// back, offline, use it.
     pub fn db(&self) -> &sled::Db {
         &self.db
     }
 
     /// The readiness probe: writes a key of its own, reads it back and flushes. An
     /// error (or a hang, which the caller times out) means the store cannot serve.
-    pub fn probe(&self, now_ms: u64) -> Result<()> {
+    pub(super) fn probe(&self, now_ms: u64) -> Result<()> {
         self.db.insert(b"readiness-probe", &now_ms.to_be_bytes())?;
         match self.db.get(b"readiness-probe")? {
             Some(v) if v.as_ref() == now_ms.to_be_bytes() => {}
@@ -303,7 +309,7 @@ impl Store {
 
     /// The number of records in the trees an attacker could grow (a count walks a tree:
     /// for tests and diagnostics, not the request path).
-    pub fn counts(&self) -> Result<Counts> {
+    pub(super) fn counts(&self) -> Result<Counts> {
         Ok(Counts {
             users: self.users.len(),
             confirmations: self.confirmations.len(),

@@ -1,18 +1,18 @@
 //! Pruning: what has run out goes, read through the expiry index, a batch at a time.
 
-use super::{be_u64, get, user_session_key, Kind, Store};
+use super::{be_u64, get, user_session_key, Kind, SledStore};
 use crate::store::{Challenge, Confirmation, Failures, Pruned, RefreshEntry, Result};
 
-/// The most expired records one [`Store::prune`] removes, so a sweep after a flood stays
+/// The most expired records one [`SledStore::prune`] removes, so a sweep after a flood stays
 /// short; the rest go in the next sweeps.
 pub const PRUNE_BATCH: usize = 20_000;
 
-impl Store {
+impl SledStore {
     /// Removes what has run out by `now_ms`: confirmations, challenges, sessions (with
     /// their index entries), refresh tokens, accounts never confirmed whose last link has
     /// expired, password reset tokens, and failure counts outside `failure_window_ms`. At most [`PRUNE_BATCH`]
     /// expired records per call.
-    pub fn prune(&self, now_ms: u64, failure_window_ms: u64) -> Result<Pruned> {
+    pub(super) fn prune(&self, now_ms: u64, failure_window_ms: u64) -> Result<Pruned> {
         let mut pruned = Pruned::default();
         let end = (now_ms.saturating_add(1)).to_be_bytes();
         let due: Vec<sled::IVec> = self

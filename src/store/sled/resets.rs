@@ -1,11 +1,11 @@
 //! Password reset tokens: single-use, at most one live token per account.
 
-use super::{encode, expiry_key, get, take, Kind, Store};
+use super::{encode, expiry_key, get, take, Kind, SledStore};
 use crate::store::{PasswordReset, Result};
 
-impl Store {
+impl SledStore {
     /// Stores a reset token as its user's only one: the one before, if any, stops working.
-    pub fn put_reset(&self, token_hash: &str, r: &PasswordReset) -> Result<()> {
+    pub(super) fn put_reset(&self, token_hash: &str, r: &PasswordReset) -> Result<()> {
         self.expiry
             .insert(expiry_key(r.expires_ms, Kind::Reset, token_hash), &[])?;
         self.resets.insert(token_hash.as_bytes(), encode(r))?;
@@ -19,13 +19,13 @@ impl Store {
 
     /// A reset token, without spending it (to check it before the work that may refuse
     /// the request without spending the token).
-    pub fn reset(&self, token_hash: &str) -> Result<Option<PasswordReset>> {
+    pub(super) fn reset(&self, token_hash: &str) -> Result<Option<PasswordReset>> {
         get(&self.resets, "resets", token_hash.as_bytes())
     }
 
     /// Removes and returns a reset token, atomically: of two requests spending one token,
     /// exactly one gets it.
-    pub fn take_reset(&self, token_hash: &str) -> Result<Option<PasswordReset>> {
+    pub(super) fn take_reset(&self, token_hash: &str) -> Result<Option<PasswordReset>> {
         let r: Option<PasswordReset> = take(&self.resets, "resets", token_hash.as_bytes())?;
         if let Some(r) = &r {
             let _ = self.user_resets.compare_and_swap(
@@ -37,7 +37,7 @@ impl Store {
         Ok(r)
     }
 
-    /// Removes a reset token that has run out by `now_ms` (part of [`Store::prune`]).
+    /// Removes a reset token that has run out by `now_ms` (part of [`SledStore::prune`]).
     pub(super) fn prune_reset(&self, token_hash: &str, now_ms: u64) -> Result<bool> {
         let r: Option<PasswordReset> = get(&self.resets, "resets", token_hash.as_bytes())?;
         let Some(r) = r.filter(|r| r.expires_ms <= now_ms) else {
@@ -55,7 +55,7 @@ impl Store {
     /// Writes one fixed record (its value replaced each time, so nothing grows): the
     /// work a reset request for an unknown address does in place of storing a token,
     /// so that both wait on a flush that has something to write.
-    pub fn touch_reset_decoy(&self, now_ms: u64) -> Result<()> {
+    pub(super) fn touch_reset_decoy(&self, now_ms: u64) -> Result<()> {
         self.meta.insert(b"reset_decoy", &now_ms.to_be_bytes())?;
         Ok(())
     }

@@ -14,7 +14,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::Store;
+use super::SledStore;
 use crate::store::sealed::{is_sealed, SecretKey};
 use crate::store::{Challenge, Result, StoreError, User};
 
@@ -25,7 +25,7 @@ const SEALED_MARK: &[u8] = b"secrets_sealed_v1";
 const KEY_CHECK: &[u8] = b"secret_key_check";
 const KEY_CHECK_TEXT: &str = "portcullis secret key check";
 
-impl Store {
+impl SledStore {
     pub(super) fn encode_user(&self, user: &User) -> Vec<u8> {
         match &user.totp_secret {
             Some(secret) if !is_sealed(secret) => {
@@ -133,7 +133,7 @@ impl Store {
 
 /// Opens `data_dir/db` with `key`, migrating it first if its secrets may lie in clear in
 /// its files.
-pub(super) fn open(data_dir: &Path, key: SecretKey) -> Result<Store> {
+pub(super) fn open(data_dir: &Path, key: SecretKey) -> Result<SledStore> {
     let key = Arc::new(key);
     let live = data_dir.join("db");
     // One process at a time recovers or migrates (a command run while a gateway starts
@@ -148,7 +148,7 @@ pub(super) fn open(data_dir: &Path, key: SecretKey) -> Result<Store> {
         .map_err(io_err(&lock_path))?;
     lock.lock().map_err(io_err(&lock_path))?;
     recover(data_dir)?;
-    let store = Store::from_db(super::open_db(&live)?, key.clone())?;
+    let store = SledStore::from_db(super::open_db(&live)?, key.clone())?;
     store.check_key()?;
     if store.meta.contains_key(SEALED_MARK)? {
         return Ok(store);
@@ -180,7 +180,7 @@ pub(super) fn open(data_dir: &Path, key: SecretKey) -> Result<Store> {
             "TOTP secrets sealed at rest; the database was rewritten without them"
         );
     }
-    Store::from_db(super::open_db(&live)?, key)
+    SledStore::from_db(super::open_db(&live)?, key)
 }
 
 /// Finishes (or undoes) a swap a crash interrupted: an incomplete `db.sealing` goes, a
@@ -325,7 +325,10 @@ mod tests {
             store.create_user(&u).unwrap();
         }
         store
-            .update_user("u-1", |u| u.totp_secret = Some(SECRET.into()))
+            .try_update_user("u-1", |u| {
+                u.totp_secret = Some(SECRET.into());
+                true
+            })
             .unwrap();
         let raw: serde_json::Value = serde_json::from_slice(&store.users.get("u-1").unwrap().unwrap()).unwrap();
         let sealed = raw["totp_secret"].as_str().unwrap().to_owned();
@@ -335,7 +338,7 @@ mod tests {
         store.users.insert("u-2", serde_json::to_vec(&other).unwrap()).unwrap();
         assert!(matches!(store.user("u-2"), Err(StoreError::Sealed { .. })));
         assert!(store.user_by_email("b@example.com").is_err());
-        assert!(store.update_user("u-2", |_| {}).is_err());
+        assert!(store.try_update_user("u-2", |_| true).is_err());
         assert!(store.users().is_err());
     }
 

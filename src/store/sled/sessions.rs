@@ -1,12 +1,12 @@
 //! Sessions (refresh-token families), refresh tokens and revocations: of sessions, of a
 //! user's tokens and of single access tokens.
 
-use super::{encode, expiry_key, get, live_times, user_session_key, Kind, Store};
+use super::{encode, expiry_key, get, live_times, user_session_key, Kind, SledStore};
 use crate::store::{RefreshEntry, Result, Session};
 
-impl Store {
-    /// Stores a new or revoked session (a rotation goes through [`Store::swap_session`]).
-    pub fn put_session(&self, s: &Session) -> Result<()> {
+impl SledStore {
+    /// Stores a new or revoked session (a rotation goes through [`SledStore::swap_session`]).
+    pub(super) fn put_session(&self, s: &Session) -> Result<()> {
         self.index_session(s)?;
         self.sessions.insert(s.id.as_bytes(), encode(s))?;
         Ok(())
@@ -24,18 +24,18 @@ impl Store {
     }
 
     /// Replaces `old` with `new` only if the stored session is still exactly `old`.
-    pub fn swap_session(&self, old: &Session, new: &Session) -> Result<bool> {
+    pub(super) fn swap_session(&self, old: &Session, new: &Session) -> Result<bool> {
         let swapped = self
             .sessions
             .compare_and_swap(old.id.as_bytes(), Some(encode(old)), Some(encode(new)))?;
         Ok(swapped.is_ok())
     }
 
-    pub fn session(&self, id: &str) -> Result<Option<Session>> {
+    pub(super) fn session(&self, id: &str) -> Result<Option<Session>> {
         get(&self.sessions, "sessions", id.as_bytes())
     }
 
-    pub fn put_refresh(&self, token_hash: &str, e: &RefreshEntry) -> Result<()> {
+    pub(super) fn put_refresh(&self, token_hash: &str, e: &RefreshEntry) -> Result<()> {
         self.expiry.insert(
             expiry_key(e.expires.saturating_mul(1000), Kind::Refresh, token_hash),
             &[],
@@ -44,12 +44,12 @@ impl Store {
         Ok(())
     }
 
-    pub fn refresh_entry(&self, token_hash: &str) -> Result<Option<RefreshEntry>> {
+    pub(super) fn refresh_entry(&self, token_hash: &str) -> Result<Option<RefreshEntry>> {
         get(&self.refresh, "refresh", token_hash.as_bytes())
     }
 
     /// Every session of a user, read through the index by user.
-    pub fn sessions_of(&self, user_id: &str) -> Result<Vec<Session>> {
+    pub(super) fn sessions_of(&self, user_id: &str) -> Result<Vec<Session>> {
         let mut sessions = Vec::new();
         for item in self.user_sessions.scan_prefix(format!("{user_id}/").as_bytes()) {
             let (k, _) = item?;
@@ -63,32 +63,32 @@ impl Store {
 
     /// Ids of revoked sessions that have not expired, with their expiry; expired ones are
     /// dropped as they are found.
-    pub fn revoked_sessions(&self, now: u64) -> Result<Vec<(String, u64)>> {
+    pub(super) fn revoked_sessions(&self, now: u64) -> Result<Vec<(String, u64)>> {
         live_times(&self.revoked_sessions, now)
     }
 
     /// Notes that a user's access tokens issued at or before `after` are refused; kept
     /// while such tokens can still be unexpired.
-    pub fn revoke_user_tokens(&self, user_id: &str, after: u64) -> Result<()> {
+    pub(super) fn revoke_user_tokens(&self, user_id: &str, after: u64) -> Result<()> {
         self.revoked_users.insert(user_id.as_bytes(), &after.to_be_bytes())?;
         Ok(())
     }
 
     /// Users whose tokens up to a time are refused, with that time, when it is later than
     /// `since`; older entries are dropped as they are found.
-    pub fn revoked_users(&self, since: u64) -> Result<Vec<(String, u64)>> {
+    pub(super) fn revoked_users(&self, since: u64) -> Result<Vec<(String, u64)>> {
         live_times(&self.revoked_users, since)
     }
 
     // --- revoked access tokens ------------------------------------------------------
 
-    pub fn revoke_jti(&self, jti: &str, exp: u64) -> Result<()> {
+    pub(super) fn revoke_jti(&self, jti: &str, exp: u64) -> Result<()> {
         self.revoked_jti.insert(jti.as_bytes(), &exp.to_be_bytes())?;
         Ok(())
     }
 
     /// Revoked token ids still unexpired; expired ones are dropped as they are found.
-    pub fn revoked_jtis(&self, now: u64) -> Result<Vec<(String, u64)>> {
+    pub(super) fn revoked_jtis(&self, now: u64) -> Result<Vec<(String, u64)>> {
         live_times(&self.revoked_jti, now)
     }
 }

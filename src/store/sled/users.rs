@@ -1,13 +1,13 @@
 //! Accounts, the email index, pending (unconfirmed) accounts and login failures (lockout).
 
-use super::{encode, expiry_key, get, Kind, Store};
+use super::{encode, expiry_key, get, Kind, SledStore};
 use crate::store::{Failures, Result, StoreError, User};
 
-impl Store {
+impl SledStore {
     // --- users ----------------------------------------------------------------------
 
     /// Creates a user; fails if the email is taken (atomically).
-    pub fn create_user(&self, user: &User) -> Result<()> {
+    pub(super) fn create_user(&self, user: &User) -> Result<()> {
         let claimed =
             self.emails
                 .compare_and_swap(user.email.as_bytes(), None as Option<&[u8]>, Some(user.id.as_bytes()))?;
@@ -18,38 +18,30 @@ impl Store {
         Ok(())
     }
 
-    pub fn user(&self, id: &str) -> Result<Option<User>> {
+    pub(super) fn user(&self, id: &str) -> Result<Option<User>> {
         match self.users.get(id.as_bytes())? {
             None => Ok(None),
             Some(v) => self.decode_user(&v).map(Some),
         }
     }
 
-    pub fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+    pub(super) fn user_by_email(&self, email: &str) -> Result<Option<User>> {
         match self.emails.get(email.as_bytes())? {
             None => Ok(None),
             Some(id) => self.user(&String::from_utf8_lossy(&id)),
         }
     }
 
-    pub fn put_user(&self, user: &User) -> Result<()> {
+    pub(super) fn put_user(&self, user: &User) -> Result<()> {
         self.users.insert(user.id.as_bytes(), self.encode_user(user))?;
         Ok(())
     }
 
     /// Applies `change` to a user and stores the result, atomically: a change made by
     /// someone else in between is never lost (the change is applied again on top of it).
-    pub fn update_user(&self, id: &str, mut change: impl FnMut(&mut User)) -> Result<User> {
-        self.try_update_user(id, |u| {
-            change(u);
-            true
-        })?
-        .ok_or(StoreError::NoSuchUser)
-    }
-
-    /// Like [`Store::update_user`], but `change` may decline (return false) on the state
-    /// it sees, and then nothing is written: `Ok(None)`. A missing user is an error.
-    pub fn try_update_user(&self, id: &str, mut change: impl FnMut(&mut User) -> bool) -> Result<Option<User>> {
+    /// `change` may decline (return false) on the state it sees, and then nothing is
+    /// written: `Ok(None)`. A missing user is an error.
+    pub(super) fn try_update_user(&self, id: &str, mut change: impl FnMut(&mut User) -> bool) -> Result<Option<User>> {
         loop {
             let old = self.users.get(id.as_bytes())?.ok_or(StoreError::NoSuchUser)?;
             let mut user = self.decode_user(&old)?;
@@ -90,7 +82,7 @@ impl Store {
     }
 
     /// Notes that an unconfirmed account lives until `expires_ms` unless confirmed.
-    pub fn put_pending(&self, user_id: &str, expires_ms: u64) -> Result<()> {
+    pub(super) fn put_pending(&self, user_id: &str, expires_ms: u64) -> Result<()> {
         self.expiry
             .insert(expiry_key(expires_ms, Kind::Pending, user_id), &[])?;
         self.pending.insert(user_id.as_bytes(), &expires_ms.to_be_bytes())?;
@@ -98,25 +90,25 @@ impl Store {
     }
 
     /// A confirmed account is no longer pending.
-    pub fn clear_pending(&self, user_id: &str) -> Result<()> {
+    pub(super) fn clear_pending(&self, user_id: &str) -> Result<()> {
         self.pending.remove(user_id.as_bytes())?;
         Ok(())
     }
 
-    pub fn users(&self) -> Result<Vec<User>> {
+    pub(super) fn users(&self) -> Result<Vec<User>> {
         self.users.iter().values().map(|v| self.decode_user(&v?)).collect()
     }
 
     // --- login failures -------------------------------------------------------------
 
-    pub fn failures(&self, email: &str) -> Result<Failures> {
+    pub(super) fn failures(&self, email: &str) -> Result<Failures> {
         Ok(get(&self.failures, "failures", email.as_bytes())?.unwrap_or_default())
     }
 
     /// Records one failed attempt for `email`, atomically. The failure that reaches
     /// `max` locks the email until `now + lockout` (and starts a fresh count for after).
     /// Failures older than `window_ms` are forgotten.
-    pub fn record_failure(
+    pub(super) fn record_failure(
         &self,
         email: &str,
         max: u32,
@@ -147,13 +139,7 @@ impl Store {
             .unwrap_or_default())
     }
 
-    /// Whether `email` is locked at `now_ms`; the end of the lock when it is.
-    pub fn locked_until(&self, email: &str, now_ms: u64) -> Result<Option<u64>> {
-        let f = self.failures(email)?;
-        Ok((f.locked_until_ms > now_ms).then_some(f.locked_until_ms))
-    }
-
-    pub fn clear_failures(&self, email: &str) -> Result<()> {
+    pub(super) fn clear_failures(&self, email: &str) -> Result<()> {
         self.failures.remove(email.as_bytes())?;
         Ok(())
     }
