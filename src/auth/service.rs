@@ -180,7 +180,7 @@ impl AuthService {
 
     /// The periodic clean-up (every minute): drops what has expired from the in-memory
     /// revocation sets, the token cache and the notice times, and from the database
-    /// every record that has run out (see [`Store::prune`]).
+    /// every record that has run out (see [`Backend::prune`](crate::store::backend::Backend::prune)).
     pub async fn sweep(&self) {
         let now = self.clock.now();
         let now_ms = self.clock.now_ms();

@@ -8,13 +8,13 @@
 //! Secrets handed to clients (confirmation, MFA and refresh tokens) are stored only as
 //! SHA-256 hashes. TOTP secrets are sealed with an AEAD key as records are written and
 //! opened as they are read (`sealed`), so the flows see them in clear and the files never
-//! do. Writes that change security state are followed by [`Store::flush`]
+//! do. Writes that change security state are followed by [`Backend::flush`](backend::Backend::flush)
 //! before the response that reports them goes out, so a crash never forgets a lockout,
 //! a revocation or a spent refresh token.
 //!
 //! Nothing a client can make is kept for ever. Every record with a lifetime
 //! (confirmation, challenge, session, refresh token, pending account) has a key in an
-//! expiry index, ordered by its end, so [`Store::prune`] reads only what has run out;
+//! expiry index, ordered by its end, so [`Backend::prune`](backend::Backend::prune) reads only what has run out;
 //! failure counts are forgotten once their window has passed. Sessions are also indexed
 //! by user, and revoked sessions and users are kept apart, so neither revoking a user nor
 //! starting up walks every session.

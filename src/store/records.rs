@@ -131,7 +131,7 @@ pub struct Counts {
     pub resets: usize,
 }
 
-/// What one [`Store::prune`](super::Store::prune) removed.
+/// What one [`Backend::prune`](super::backend::Backend::prune) removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pruned {
     pub confirmations: usize,

@@ -3,8 +3,8 @@
 use super::{be_u64, get, user_session_key, Kind, SledStore};
 use crate::store::{Challenge, Confirmation, Failures, Pruned, RefreshEntry, Result};
 
-/// The most expired records one [`SledStore::prune`] removes, so a sweep after a flood stays
-/// short; the rest go in the next sweeps.
+/// The most expired records one [`Backend::prune`](crate::store::backend::Backend::prune)
+/// removes, so a sweep after a flood stays short; the rest go in the next sweeps.
 pub const PRUNE_BATCH: usize = 20_000;
 
 impl SledStore {
