@@ -54,6 +54,15 @@ async fn postgres_pair() -> Pair {
     }
 }
 
+/// The embedded backend: one store, held twice (one gateway owns it).
+fn sled_pair() -> Pair {
+    let store: Arc<dyn Backend> = portcullis::store::Store::temporary().unwrap().backend().clone();
+    Pair {
+        a: store.clone(),
+        b: store,
+    }
+}
+
 /// Runs a contract test on every backend.
 macro_rules! matrix {
     ($($name:ident),* $(,)?) => {$(
@@ -62,7 +71,10 @@ macro_rules! matrix {
             async fn postgres() {
                 super::$name(super::postgres_pair().await).await
             }
-            // The sled backend joins the matrix here, once it implements Backend.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sled() {
+                super::$name(super::sled_pair()).await
+            }
         }
     )*};
 }

@@ -10,11 +10,13 @@ impl SledStore {
         if times.is_empty() {
             return Ok(());
         }
-        let mut batch = sled::Batch::default();
+        // A time never moves back: the latest of a batch, and of what is stored, is kept.
         for (sid, last) in times {
-            batch.insert(sid.as_bytes(), &last.to_be_bytes());
+            self.activity.fetch_and_update(sid.as_bytes(), |old| {
+                let kept = old.map(be_u64).unwrap_or(0).max(*last);
+                Some(kept.to_be_bytes().to_vec())
+            })?;
         }
-        self.activity.apply_batch(batch)?;
         Ok(())
     }
 

@@ -70,7 +70,11 @@ impl SledStore {
     /// Notes that a user's access tokens issued at or before `after` are refused; kept
     /// while such tokens can still be unexpired.
     pub(super) fn revoke_user_tokens(&self, user_id: &str, after: u64) -> Result<()> {
-        self.revoked_users.insert(user_id.as_bytes(), &after.to_be_bytes())?;
+        // A later revocation is never undone by an earlier one arriving after it.
+        self.revoked_users.fetch_and_update(user_id.as_bytes(), |old| {
+            let kept = old.map(super::be_u64).unwrap_or(0).max(after);
+            Some(kept.to_be_bytes().to_vec())
+        })?;
         Ok(())
     }
 
