@@ -91,9 +91,22 @@ pub enum GatewayError {
     #[error("password hashing queue full")]
     Busy { retry_after: Duration },
     #[error("storage failure")]
-    Store(#[from] crate::store::StoreError),
+    Store(crate::store::StoreError),
+    /// The shared store (PostgreSQL) cannot be reached: what needs it is refused at
+    /// once, and works again by itself when the database is back.
+    #[error("the store is unreachable: {0}")]
+    StoreUnavailable(String),
     #[error("internal error")]
     Internal(#[source] BoxError),
+}
+
+impl From<crate::store::StoreError> for GatewayError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::Unavailable(why) => Self::StoreUnavailable(why),
+            other => Self::Store(other),
+        }
+    }
 }
 
 impl GatewayError {
@@ -122,7 +135,7 @@ impl GatewayError {
             }
             Self::EmailUnconfirmed | Self::AccountDisabled | Self::DomainNotAllowed => StatusCode::FORBIDDEN,
             Self::Locked { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Busy { .. } | Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Store(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -156,6 +169,7 @@ impl GatewayError {
             Self::Locked { .. } => "locked",
             Self::InvalidCode { .. } | Self::CodeReused { .. } => "invalid_code",
             Self::Busy { .. } => "busy",
+            Self::StoreUnavailable(_) => "unavailable",
             Self::Store(_) | Self::Internal(_) => "internal_error",
         }
     }
@@ -203,6 +217,7 @@ impl GatewayError {
                 "this code was already used; wait for the next code from your authenticator and try again"
             }
             Self::Busy { .. } => "the service is busy; try again shortly",
+            Self::StoreUnavailable(_) => "the service is briefly unavailable; try again shortly",
             Self::Store(_) | Self::Internal(_) => "an internal error occurred",
         };
         Cow::Borrowed(text)
@@ -285,6 +300,7 @@ impl GatewayError {
             | Self::CodeReused { .. }
             | Self::InvalidGrant
             | Self::Store(_)
+            | Self::StoreUnavailable(_)
             | Self::Internal(_) => {}
         }
         resp

@@ -42,6 +42,13 @@ pub enum StartError {
         #[source]
         source: crate::store::StoreError,
     },
+    #[error("[store] {url}: {source}")]
+    SharedStore {
+        /// Without its password.
+        url: String,
+        #[source]
+        source: crate::store::StoreError,
+    },
     #[error(transparent)]
     DataDir(#[from] crate::store::dir::DirError),
     #[error("{0}")]
@@ -93,10 +100,7 @@ impl Gateway {
         }
         let policy = PolicySet::load_dir(&config.server.policies, &config).map_err(StartError::Policy)?;
         let tls = crate::tls::server_config(&config)?;
-        let store = crate::store::Store::open(&config.server.data_dir).map_err(|source| StartError::Store {
-            path: config.server.data_dir.join("db"),
-            source,
-        })?;
+        let store = open_store(&config).await?;
         let upstreams = Upstreams::new(&config).map_err(StartError::Upstream)?;
         let smtp = match &config.email.smtp {
             Some(smtp) => {
@@ -199,6 +203,14 @@ impl Gateway {
         spawn_sweeper(&mut tasks, &self.inner, &stop);
         spawn_checkpoints(&mut tasks, &self.inner, &stop);
         spawn_reaper(&mut tasks, &self.inner, &stop);
+        let (follower, mut feed_stop) = (self.inner.auth_shared().clone(), stop.subscribe());
+        tasks.spawn(async move {
+            follower
+                .follow_revocations(async move {
+                    let _ = feed_stop.changed().await;
+                })
+                .await;
+        });
         let upstreams = config.upstreams.values().cloned().collect();
         let (readiness, auth) = (self.inner.readiness().clone(), self.inner.auth_shared().clone());
         tasks.spawn(crate::pipeline::readiness::run(
@@ -348,6 +360,33 @@ async fn checkpoint_audit(auth: &AuthService) {
         Ok(Some(c)) => tracing::debug!(seq = c.seq, "audit checkpoint signed"),
         Ok(None) => {}
         Err(e) => tracing::error!(error = %e, "cannot sign an audit checkpoint"),
+    }
+}
+
+/// The store `[store]` names: the embedded sled database in `data_dir`, or the
+/// PostgreSQL database every gateway of the deployment shares (its secret key from
+/// `PORTCULLIS_SECRET_KEY` only, its password from `PORTCULLIS_STORE_PASSWORD`).
+pub async fn open_store(config: &Config) -> Result<crate::store::Store, StartError> {
+    match &config.store {
+        crate::config::store::StoreConfig::Sled => {
+            crate::store::Store::open(&config.server.data_dir).map_err(|source| StartError::Store {
+                path: config.server.data_dir.join("db"),
+                source,
+            })
+        }
+        crate::config::store::StoreConfig::Postgres(pg) => {
+            let url = crate::store::postgres::redact_url(&pg.url);
+            let shared = |source| StartError::SharedStore {
+                url: url.clone(),
+                source,
+            };
+            let key =
+                crate::store::postgres::secret_key(std::env::var_os(crate::store::sealed::KEY_ENV)).map_err(shared)?;
+            let backend = crate::store::postgres::PgStore::connect(&pg.settings(), key)
+                .await
+                .map_err(shared)?;
+            Ok(crate::store::Store::new(Arc::new(backend)))
+        }
     }
 }
 

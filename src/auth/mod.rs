@@ -10,6 +10,7 @@
 pub mod activity;
 pub mod attributes;
 pub mod body;
+mod feed;
 pub mod flow;
 pub mod http;
 pub mod identity;

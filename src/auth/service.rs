@@ -83,8 +83,13 @@ impl AuthService {
     ) -> Result<Self, String> {
         let issuer = config.server.public_url.to_string().trim_end_matches('/').to_owned();
         let alg = config.tokens.algorithm;
-        let keys =
-            KeyRing::load_or_generate(&config.server.data_dir.join("keys"), alg, &issuer).map_err(|e| e.to_string())?;
+        // The embedded store's gateway keeps its key in data_dir; gateways sharing a
+        // store share the key through it.
+        let keys = if store.sled().is_some() {
+            KeyRing::load_or_generate(&config.server.data_dir.join("keys"), alg, &issuer).map_err(|e| e.to_string())?
+        } else {
+            KeyRing::shared(&store, alg, &issuer).await?
+        };
         let mailer = Mailer::new(&config, clock.clone())
             .map_err(|e| format!("mail spool in {}: {e}", config.server.data_dir.display()))?;
         let hasher = Hasher::with_concurrency(config.login.hash_concurrency);

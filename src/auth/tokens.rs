@@ -121,6 +121,24 @@ impl KeyRing {
         Self::from_pkcs8(alg, &der, issuer).map_err(|_| KeyError::Invalid(display))
     }
 
+    /// The key for `alg` shared by every gateway of `store` (one that keeps no keys of
+    /// its own, such as PostgreSQL): the stored one, or one made now and stored unless
+    /// another gateway stored its own first, in which case that one is used.
+    pub async fn shared(store: &crate::store::Store, alg: KeyAlg, issuer: &str) -> Result<Self, String> {
+        let name = key_file(alg);
+        let der = match store.signing_key(name).await.map_err(|e| e.to_string())? {
+            Some(der) => der,
+            None => {
+                let made = generate(alg).map_err(|e| e.to_string())?;
+                store
+                    .put_signing_key_if_absent(name, &made)
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+        };
+        Self::from_pkcs8(alg, &der, issuer).map_err(|_| format!("the shared signing key {name} is not valid"))
+    }
+
     /// A key ring over PKCS#8 key material.
     pub fn from_pkcs8(alg: KeyAlg, der: &[u8], issuer: &str) -> Result<Self, KeyError> {
         super::jwt_crypto::install();

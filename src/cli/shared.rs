@@ -49,13 +49,16 @@ pub async fn run_admin(config: Config, request: AdminRequest) -> Result<serde_js
     }
     let data_dir = config.server.data_dir.clone();
     portcullis::store::dir::secure(&data_dir).map_err(|e| e.to_string())?;
-    let store = portcullis::store::Store::open(&config.server.data_dir).map_err(|e| {
-        format!(
-            "cannot open the database in {} ({e}); if a gateway is running, it is not answering on {}",
-            config.server.data_dir.display(),
-            portcullis::admin::socket_path(&config.server.data_dir).display()
-        )
-    })?;
+    let store = portcullis::server::open_store(&config)
+        .await
+        .map_err(|e| match &config.store {
+            portcullis::config::store::StoreConfig::Sled => format!(
+                "cannot open the database in {} ({e}); if a gateway is running, it is not answering on {}",
+                config.server.data_dir.display(),
+                portcullis::admin::socket_path(&config.server.data_dir).display()
+            ),
+            portcullis::config::store::StoreConfig::Postgres(_) => e.to_string(),
+        })?;
     let clock: SharedClock = Arc::new(SystemClock);
     let (audit, writer) = portcullis::audit::Audit::start(&store, clock.clone()).map_err(|e| e.to_string())?;
     let head = portcullis::audit::head_seq(&store).await.map_err(|e| e.to_string())?;

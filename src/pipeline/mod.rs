@@ -272,6 +272,7 @@ fn refusal_event(err: &GatewayError, proxied: bool) -> Option<EventKind> {
         | GatewayError::InvalidBody(_)
         | GatewayError::Busy { .. }
         | GatewayError::Store(_)
+        | GatewayError::StoreUnavailable(_)
         | GatewayError::Internal(_) => None,
     }
 }
