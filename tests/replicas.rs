@@ -1,0 +1,213 @@
+//! Several gateways as one (contract §11): two gateways started in-process on one
+//! throwaway PostgreSQL, each with its own data directory, over real TLS. An account,
+//! a logout, a refresh family, a lockout count and the audit chain made through one are
+//! what the other sees. Then the database goes away under traffic and comes back.
+
+mod common;
+
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use common::postgres::PgCluster;
+use common::Recorder;
+use common::{confirmation_token, Setup, TestGateway, OPEN_POLICY, PASSWORD};
+use serde_json::json;
+
+/// Every gateway of one store shares this key (PORTCULLIS_SECRET_KEY).
+fn secret_key() {
+    static KEY: Once = Once::new();
+    // Set once, before any gateway of this binary reads it; every test calls this first.
+    KEY.call_once(|| std::env::set_var("PORTCULLIS_SECRET_KEY", "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc="));
+}
+
+/// Two gateways in front of one recorder, on one fresh database of `cluster`.
+async fn pair_on(cluster: &PgCluster, rec: &Recorder) -> (TestGateway, TestGateway) {
+    secret_key();
+    let url = cluster.database().await;
+    let store = format!("[store]\nbackend = \"postgres\"\nurl = \"{url}\"\nconnect_timeout = \"1s\"\n");
+    let setup = || {
+        Setup::new(&[("rec", rec.url())], OPEN_POLICY)
+            .many_auth_requests()
+            .extra(&store)
+    };
+    (setup().start().await, setup().start().await)
+}
+
+async fn pair(rec: &Recorder) -> (TestGateway, TestGateway) {
+    pair_on(PgCluster::shared(), rec).await
+}
+
+// Registration on one gateway (its mail's link confirmed on the other), then login on
+// either: one account, and each gateway's tokens are good on the other (the signing key
+// is shared).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_on_one_login_on_the_other() {
+    let rec = Recorder::start().await;
+    let (a, b) = pair(&rec).await;
+    let (status, body) = a
+        .post(
+            "/auth/register",
+            json!({ "email": "r@example.com", "password": PASSWORD, "name": "R" }),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let mail = a.outbox().pop().expect("no confirmation mail");
+    assert_eq!(b.confirm(&confirmation_token(&mail)).await, 200);
+    let token = b.access_token("r@example.com").await;
+    let id = a
+        .auth()
+        .store()
+        .user_by_email("r@example.com")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    assert_eq!(a.get_with(&format!("/members/{id}"), &token).await.0, 200);
+    let token = a.access_token("r@example.com").await;
+    assert_eq!(b.get_with(&format!("/members/{id}"), &token).await.0, 200);
+}
+
+// A logout on one gateway is refused on the other within a second; so is every token of
+// a user whose tokens were revoked there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_on_one_refused_on_the_other() {
+    let rec = Recorder::start().await;
+    let (a, b) = pair(&rec).await;
+    let (id, token) = a.signed_in("l@example.com", &["customer"]).await;
+    let path = format!("/members/{id}");
+    assert_eq!(b.get_with(&path, &token).await.0, 200);
+    let out = a
+        .client
+        .post(a.url("/auth/logout"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert!((200..300).contains(&out), "logout: {out}");
+    let logged_out = Instant::now();
+    loop {
+        let (status, body) = b.get_with(&path, &token).await;
+        if status == 401 {
+            assert_eq!(body["error_description"], "revoked", "{body}");
+            break;
+        }
+        assert!(
+            logged_out.elapsed() < Duration::from_secs(1),
+            "still {status} on b after 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// A refresh token used twice, once on each gateway, revokes its whole family on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_reuse_across_gateways_revokes_the_family() {
+    let rec = Recorder::start().await;
+    let (a, b) = pair(&rec).await;
+    let id = a.add_user("f@example.com", &["customer"]).await;
+    let (status, first) = a.login("f@example.com", PASSWORD).await;
+    assert_eq!(status, 200, "{first}");
+    let (status, second) = b
+        .post("/auth/refresh", json!({ "refresh_token": first["refresh_token"] }))
+        .await;
+    assert_eq!(status, 200, "{second}");
+    // The spent token again, on the other gateway: reuse.
+    let (status, _) = a
+        .post("/auth/refresh", json!({ "refresh_token": first["refresh_token"] }))
+        .await;
+    assert_eq!(status, 401);
+    // The family is gone everywhere: its newest refresh token and its access token.
+    let (status, _) = b
+        .post("/auth/refresh", json!({ "refresh_token": second["refresh_token"] }))
+        .await;
+    assert_eq!(status, 401);
+    let token = second["access_token"].as_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while a.get_with(&format!("/members/{id}"), token).await.0 != 401 {
+        assert!(Instant::now() < deadline, "the family's access token still works on a");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// Wrong passwords guessed in parallel, split between the gateways, are counted exactly:
+// the lockout comes at max_failures (5) whichever gateway took them, and then both
+// refuse even the right password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lockout_counted_across_gateways() {
+    let rec = Recorder::start().await;
+    let (a, b) = pair(&rec).await;
+    a.add_user("g@example.com", &["customer"]).await;
+    let guesses = (0..5).map(|i| {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        async move { gw.login("g@example.com", "wrong-Passw0rd!").await.0 }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    assert!(statuses.iter().all(|s| *s == 401 || *s == 429), "{statuses:?}");
+    assert_eq!(a.login("g@example.com", PASSWORD).await.0, 429);
+    assert_eq!(b.login("g@example.com", PASSWORD).await.0, 429);
+    let failures = a.auth().store().failures("g@example.com").await.unwrap();
+    assert!(failures.locked_until_ms > 0, "{failures:?}");
+}
+
+// The audit trail is one chain: records written through both gateways verify together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_audit_chain_from_both() {
+    let rec = Recorder::start().await;
+    let (mut a, mut b) = pair(&rec).await;
+    a.signed_in("c1@example.com", &["customer"]).await;
+    b.signed_in("c2@example.com", &["customer"]).await;
+    a.login("c1@example.com", "wrong-Passw0rd!").await;
+    b.login("c2@example.com", "wrong-Passw0rd!").await;
+    let store = a.auth().store().clone();
+    a.shutdown().await;
+    b.shutdown().await;
+    let report = portcullis::audit::verify(&store).await.unwrap();
+    assert!(
+        matches!(report, portcullis::audit::Verification::Intact { records } if records > 4),
+        "{report:?}"
+    );
+    let records = portcullis::audit::list(&store, &Default::default()).await.unwrap();
+    let emails: Vec<_> = records.iter().filter_map(|r| r.event.email.clone()).collect();
+    assert!(emails.iter().any(|e| e == "c1@example.com"), "{emails:?}");
+    assert!(emails.iter().any(|e| e == "c2@example.com"), "{emails:?}");
+}
+
+// The database stops under traffic: requests that need nothing from it keep flowing,
+// logins answer 503 promptly (never a hang, never a 500), and when it is back every
+// gateway works again without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_outage_and_recovery() {
+    let cluster = PgCluster::start();
+    let rec = Recorder::start().await;
+    let (a, b) = pair_on(&cluster, &rec).await;
+    let (id, token) = a.signed_in("o@example.com", &["customer"]).await;
+    let path = format!("/members/{id}");
+    cluster.stop();
+    for gw in [&a, &b] {
+        // An already-verified caller on a route that needs nothing from the database.
+        assert_eq!(gw.get_with(&path, &token).await.0, 200);
+        let started = Instant::now();
+        let (status, body) = gw.login("o@example.com", PASSWORD).await;
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "login took {:?}",
+            started.elapsed()
+        );
+    }
+    cluster.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for gw in [&a, &b] {
+        loop {
+            let (status, body) = gw.login("o@example.com", PASSWORD).await;
+            if status == 200 {
+                break;
+            }
+            assert_ne!(status, 500, "{body}");
+            assert!(Instant::now() < deadline, "no recovery: {status} {body}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
