@@ -39,6 +39,7 @@ impl AuthService {
 
     /// One change from the feed.
     pub async fn apply_change(&self, change: Change) {
+        tracing::debug!(?change, "revocation feed");
         match change {
             Change::Session { id, expires } => {
                 self.revoked.sessions.insert(id, expires);
