@@ -21,12 +21,12 @@ fn secret_key() {
 }
 
 /// Two gateways in front of one recorder, on one fresh database of `cluster`.
-async fn pair_on(cluster: &PgCluster, rec: &Recorder) -> (TestGateway, TestGateway) {
+async fn pair_on(cluster: &PgCluster, rec: &Recorder, policy: &str) -> (TestGateway, TestGateway) {
     secret_key();
     let url = cluster.database().await;
     let store = format!("[store]\nbackend = \"postgres\"\nurl = \"{url}\"\nconnect_timeout = \"1s\"\n");
     let setup = || {
-        Setup::new(&[("rec", rec.url())], OPEN_POLICY)
+        Setup::new(&[("rec", rec.url())], policy)
             .many_auth_requests()
             .extra(&store)
     };
@@ -34,7 +34,7 @@ async fn pair_on(cluster: &PgCluster, rec: &Recorder) -> (TestGateway, TestGatew
 }
 
 async fn pair(rec: &Recorder) -> (TestGateway, TestGateway) {
-    pair_on(PgCluster::shared(), rec).await
+    pair_on(PgCluster::shared(), rec, OPEN_POLICY).await
 }
 
 // Registration on one gateway (its mail's link confirmed on the other), then login on
@@ -151,6 +151,27 @@ async fn lockout_counted_across_gateways() {
     assert!(failures.locked_until_ms > 0, "{failures:?}");
 }
 
+// A route's rate budget is one budget across the gateways: 6 requests a minute, taken
+// in parallel from both, let exactly 6 through; the 429s carry the RateLimit headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_rate_limit_shared_exactly() {
+    let rec = Recorder::start().await;
+    let policy = "upstream = \"rec\"\n[[route]]\nname = \"limited\"\nmethods = [\"GET\"]\npath = \"/limited\"\npublic = true\nrate_limit = \"6/min\"\n";
+    let (a, b) = pair_on(PgCluster::shared(), &rec, policy).await;
+    let calls = (0..10).map(|i| {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        async move {
+            let resp = gw.client.get(gw.url("/limited")).send().await.unwrap();
+            (resp.status().as_u16(), resp.headers().contains_key("ratelimit-limit"))
+        }
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    assert_eq!(answers.iter().filter(|(s, _)| *s == 200).count(), 6, "{answers:?}");
+    assert_eq!(answers.iter().filter(|(s, _)| *s == 429).count(), 4, "{answers:?}");
+    assert!(answers.iter().all(|(_, h)| *h), "{answers:?}");
+    assert_eq!(rec.requests().len(), 6);
+}
+
 // The audit trail is one chain: records written through both gateways verify together.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_audit_chain_from_both() {
@@ -181,7 +202,7 @@ async fn one_audit_chain_from_both() {
 async fn database_outage_and_recovery() {
     let cluster = PgCluster::start();
     let rec = Recorder::start().await;
-    let (a, b) = pair_on(&cluster, &rec).await;
+    let (a, b) = pair_on(&cluster, &rec, OPEN_POLICY).await;
     let (id, token) = a.signed_in("o@example.com", &["customer"]).await;
     let path = format!("/members/{id}");
     cluster.stop();

@@ -73,7 +73,8 @@ async fn max_age_challenge_then_step_up() {
     assert_eq!((status, challenge.as_str()), (401, CHALLENGE), "{body}");
     assert_eq!(body["error"], "insufficient_user_authentication");
     assert_eq!(rec.requests().len(), 2, "a refused request must not reach the upstream");
-    assert!(gw.audit_events("access_denied").await.iter().any(|r| r
+    // A request record is queued, not written before the answer: wait for it.
+    assert!(gw.wait_for_events("access_denied", 1).await.iter().any(|r| r
         .event
         .reason
         .as_deref()

@@ -69,7 +69,8 @@ impl Pipeline {
     ) -> Self {
         Self {
             endpoints: Endpoints::new(config.rate_limit.auth_per_ip, clock.clone()),
-            route_limits: RouteLimits::new(clock),
+            // Gateways sharing a store share its route budgets; sled's gateway keeps its own.
+            route_limits: RouteLimits::new(clock, Some(auth.store().clone()).filter(|s| s.sled().is_none())),
             cors: cors::CorsPolicy::of(&config),
             config,
             policy: ArcSwap::from_pointee(policy),
@@ -127,7 +128,8 @@ impl Pipeline {
         // 4. rate-limit, per route and per caller.
         let quota = self
             .route_limits
-            .check(authorized.route(), authorized.principal(), ctx.client)?;
+            .check(authorized.route(), authorized.principal(), ctx.client)
+            .await?;
 
         // 5. forward.
         let host = forward::client_host(authorized.request());

@@ -42,11 +42,11 @@ pub enum Change {
 /// What a shared rate budget answered ([`Backend::rate_take`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Budget {
-    Allowed,
+    /// Taken; `remaining` more fit in the budget now, and it is whole again after
+    /// `reset_ms`.
+    Allowed { remaining: u32, reset_ms: u64 },
     /// Refused; the budget has room again after this long.
-    Refused {
-        retry_after_ms: u64,
-    },
+    Refused { retry_after_ms: u64 },
 }
 
 /// A message claimed from the shared mail spool ([`Backend::mail_claim`]).

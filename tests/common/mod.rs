@@ -164,18 +164,33 @@ impl Setup {
         path
     }
 
+    /// With `PORTCULLIS_TEST_STORE=postgres` in the environment, the gateway keeps its
+    /// state in a fresh database of the throwaway PostgreSQL (tests/common/postgres.rs)
+    /// instead of sled: the tests that exercise state run on both backends, the same
+    /// tests (.ci/run runs them again that way, with `PORTCULLIS_SECRET_KEY` set).
+    async fn on_test_store(mut self) -> Self {
+        if std::env::var("PORTCULLIS_TEST_STORE").as_deref() == Ok("postgres") && !self.extra.contains("[store]") {
+            let url = postgres::PgCluster::shared().database().await;
+            self.extra
+                .push_str(&format!("\n[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n"));
+        }
+        self
+    }
+
     pub async fn start(self) -> TestGateway {
+        let setup = self.on_test_store().await;
         let dir = tempfile::tempdir().unwrap();
-        let path = self.write(dir.path());
-        TestGateway::launch(dir, &path, self.clock).await
+        let path = setup.write(dir.path());
+        TestGateway::launch(dir, &path, setup.clock).await
     }
 
     /// Like [`Setup::start`], with `edit` applied to the loaded configuration (for what
     /// no file key sets, e.g. the SMTP password or the mail retry wait).
     pub async fn start_with(self, edit: impl FnOnce(&mut Config)) -> TestGateway {
+        let setup = self.on_test_store().await;
         let dir = tempfile::tempdir().unwrap();
-        let path = self.write(dir.path());
-        TestGateway::launch_with(dir, &path, self.clock, edit).await
+        let path = setup.write(dir.path());
+        TestGateway::launch_with(dir, &path, setup.clock, edit).await
     }
 }
 

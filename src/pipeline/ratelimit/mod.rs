@@ -25,6 +25,11 @@ pub use limiter::{ip_key, Limiter, Verdict, DEFAULT_MAX_KEYS};
 pub struct RouteLimits {
     limiters: DashMap<String, Arc<Limiter<String>>>,
     clock: SharedClock,
+    /// The store whose budgets every gateway shares (PostgreSQL), when there is one:
+    /// then a route's budget is spent there, exactly once per request whichever gateway
+    /// takes it, and an unreachable store refuses the route (503) rather than let it
+    /// through unlimited.
+    shared: Option<crate::store::Store>,
 }
 
 /// What is left of a caller's budget on a route, for the `RateLimit-*` headers.
@@ -53,17 +58,18 @@ fn limiter_key(route: &Route, rate: crate::units::Rate) -> String {
 }
 
 impl RouteLimits {
-    pub fn new(clock: SharedClock) -> Self {
+    pub fn new(clock: SharedClock, shared: Option<crate::store::Store>) -> Self {
         Self {
             limiters: DashMap::new(),
             clock,
+            shared,
         }
     }
 
     /// Counts a request against its route's `rate_limit`, per caller: the user id, or
     /// the client IP (see [`ip_key`]) for an anonymous caller. `None` when the route has
     /// no limit; 429 when the caller is over it.
-    pub fn check(
+    pub async fn check(
         &self,
         route: &Route,
         principal: Option<&Principal>,
@@ -72,6 +78,12 @@ impl RouteLimits {
         let Some(rate) = route.rate_limit else {
             return Ok(None);
         };
+        if let Some(store) = &self.shared {
+            // By route name, not file: the gateways' policy directories may differ.
+            return self
+                .check_shared(store, format!("{}|{rate}", route.name), rate, principal, peer)
+                .await;
+        }
         let id = limiter_key(route, rate);
         let limiter = match self.limiters.get(&id) {
             Some(l) => l.clone(),
@@ -100,6 +112,41 @@ impl RouteLimits {
 
     /// Drops the limiters of routes that the policy in force no longer has (or whose
     /// rate changed).
+    /// The budget of a route in the shared store.
+    async fn check_shared(
+        &self,
+        store: &crate::store::Store,
+        id: String,
+        rate: crate::units::Rate,
+        principal: Option<&Principal>,
+        peer: IpAddr,
+    ) -> Result<Option<Quota>, GatewayError> {
+        let per_ms = u64::try_from(rate.per.as_millis()).unwrap_or(u64::MAX);
+        let interval_ms = (per_ms / u64::from(rate.count.max(1))).max(1);
+        let caller = match principal {
+            Some(p) => format!("user:{}", p.id),
+            None => format!("ip:{}", ip_key(peer)),
+        };
+        let key = format!("{id}|{caller}");
+        let limit = u64::from(rate.count);
+        match store
+            .rate_take(&key, interval_ms, rate.count, self.clock.now_ms())
+            .await?
+        {
+            Some(crate::store::backend::Budget::Allowed { remaining, reset_ms }) => Ok(Some(Quota {
+                limit,
+                remaining,
+                reset: Duration::from_millis(reset_ms),
+            })),
+            Some(crate::store::backend::Budget::Refused { retry_after_ms }) => Err(GatewayError::RouteRateLimited {
+                retry_after: Duration::from_millis(retry_after_ms),
+                limit,
+            }),
+            // A store that keeps no budgets: nothing to share.
+            None => Ok(None),
+        }
+    }
+
     pub fn prune(&self, policy: &PolicySet) {
         let live: std::collections::HashSet<String> = policy
             .routes

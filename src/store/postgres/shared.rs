@@ -72,8 +72,15 @@ impl PgStore {
             )
             .await
             .map_err(db_err)?;
-        if taken.is_some() {
-            return Ok(Budget::Allowed);
+        if let Some(row) = taken {
+            // The theoretical arrival time now runs `ahead` of the clock: what is left of
+            // the budget is what still fits before `limit`.
+            let ahead = u(row.get::<_, i64>(0).saturating_sub(now));
+            let remaining = u(limit).saturating_sub(ahead) / u(interval);
+            return Ok(Budget::Allowed {
+                remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
+                reset_ms: ahead,
+            });
         }
         let tat: i64 = client
             .query_opt("SELECT tat FROM rate_budgets WHERE key = $1", &[&key])
