@@ -10,7 +10,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -26,6 +25,11 @@ use crate::source::SourceError;
 use crate::tls::TlsError;
 use crate::upstream::Upstreams;
 use crate::workers::Workers;
+
+mod tasks;
+use tasks::{
+    checkpoint_audit, spawn_admin, spawn_checkpoints, spawn_feed, spawn_mail_sender, spawn_reaper, spawn_sweeper,
+};
 
 /// Why the gateway did not start. Each variant names the file or address at fault.
 #[derive(Debug, thiserror::Error)]
@@ -203,14 +207,7 @@ impl Gateway {
         spawn_sweeper(&mut tasks, &self.inner, &stop);
         spawn_checkpoints(&mut tasks, &self.inner, &stop);
         spawn_reaper(&mut tasks, &self.inner, &stop);
-        let (follower, mut feed_stop) = (self.inner.auth_shared().clone(), stop.subscribe());
-        tasks.spawn(async move {
-            follower
-                .follow_revocations(async move {
-                    let _ = feed_stop.changed().await;
-                })
-                .await;
-        });
+        spawn_feed(&mut tasks, &self.inner, &stop);
         let upstreams = config.upstreams.values().cloned().collect();
         let (readiness, auth) = (self.inner.readiness().clone(), self.inner.auth_shared().clone());
         tasks.spawn(crate::pipeline::readiness::run(
@@ -232,134 +229,6 @@ impl Gateway {
             workers,
             audit_task: self.audit_task,
         })
-    }
-}
-
-/// Serves the admin socket until shutdown, then removes its file.
-fn spawn_admin(
-    tasks: &mut JoinSet<()>,
-    admin: tokio::net::UnixListener,
-    inner: &Pipeline,
-    config: &Config,
-    stop: &watch::Sender<Lifecycle>,
-) {
-    let auth = inner.auth_shared().clone();
-    let mut admin_stop = stop.subscribe();
-    let admin_path = crate::admin::socket_path(&config.server.data_dir);
-    tasks.spawn(async move {
-        tokio::select! {
-            () = crate::admin::serve_socket(admin, auth) => {}
-            _ = admin_stop.changed() => {}
-        }
-        let _ = std::fs::remove_file(admin_path);
-    });
-}
-
-/// Every minute: expired tokens, sessions and attempts, idle limiter keys, and audit
-/// records past `[audit] retain`, in a task of its own (the backend runs its long
-/// pruning off the runtime's threads).
-fn spawn_sweeper(tasks: &mut JoinSet<()>, inner: &Arc<Pipeline>, stop: &watch::Sender<Lifecycle>) {
-    let sweeper = inner.clone();
-    let mut sweep_stop = stop.subscribe();
-    tasks.spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            tokio::select! {
-                _ = every.tick() => {
-                    let auth = sweeper.auth_shared().clone();
-                    let retain = sweeper.config().audit_retain;
-                    let swept = tokio::spawn(async move {
-                        auth.sweep().await;
-                        prune_audit(&auth, retain).await;
-                    });
-                    sweeper.evict_idle();
-                    if let Err(e) = swept.await {
-                        tracing::error!(error = %e, "the sweep failed");
-                    }
-                }
-                _ = sweep_stop.changed() => return,
-            }
-        }
-    });
-}
-
-/// Signs a checkpoint of the audit chain every [`crate::audit::CHECKPOINT_EVERY`].
-fn spawn_checkpoints(tasks: &mut JoinSet<()>, inner: &Arc<Pipeline>, stop: &watch::Sender<Lifecycle>) {
-    let anchor = inner.clone();
-    let mut anchor_stop = stop.subscribe();
-    tasks.spawn(async move {
-        let mut every = tokio::time::interval(crate::audit::CHECKPOINT_EVERY);
-        loop {
-            tokio::select! {
-                _ = every.tick() => checkpoint_audit(anchor.auth()).await,
-                _ = anchor_stop.changed() => return,
-            }
-        }
-    });
-}
-
-/// Upstream connections idle too long are closed on a timer, not only when a request
-/// next looks at the pool.
-fn spawn_reaper(tasks: &mut JoinSet<()>, inner: &Arc<Pipeline>, stop: &watch::Sender<Lifecycle>) {
-    let reaper = inner.clone();
-    let mut reap_stop = stop.subscribe();
-    let reap_every =
-        (inner.config().limits.upstream_idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(15));
-    tasks.spawn(async move {
-        let mut every = tokio::time::interval(reap_every);
-        loop {
-            tokio::select! {
-                _ = every.tick() => reaper.upstreams().reap(),
-                _ = reap_stop.changed() => return,
-            }
-        }
-    });
-}
-
-/// Delivers the mail spool over SMTP until shutdown (see [`crate::mail::sender`]). It
-/// stops at once when the drain begins: what it has not delivered stays in the spool.
-fn spawn_mail_sender(
-    tasks: &mut JoinSet<()>,
-    inner: &Arc<Pipeline>,
-    tls: lettre::transport::smtp::client::Tls,
-    stop: &watch::Sender<Lifecycle>,
-) {
-    let auth = inner.auth();
-    let (Some(spool), Some(smtp)) = (auth.mailer().spool(), inner.config().email.smtp.clone()) else {
-        return;
-    };
-    let mut mail_stop = stop.subscribe();
-    tasks.spawn(crate::mail::sender::run(
-        spool.clone(),
-        crate::mail::sender::transport(&smtp, tls),
-        smtp,
-        auth.audit().clone(),
-        async move {
-            let _ = mail_stop.changed().await;
-        },
-    ));
-}
-
-/// Drops audit records older than `retain`; the chain stays verifiable.
-async fn prune_audit(auth: &AuthService, retain: Option<Duration>) {
-    if let Some(retain) = retain {
-        let now = auth.clock().now_ms();
-        let cutoff = now.saturating_sub(u64::try_from(retain.as_millis()).unwrap_or(u64::MAX));
-        match crate::audit::prune(auth.store(), cutoff).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(removed = n, "pruned old audit records"),
-            Err(e) => tracing::warn!(error = %e, "cannot prune the audit trail"),
-        }
-    }
-}
-
-/// Signs a checkpoint of the audit chain's head, when it moved since the last one.
-async fn checkpoint_audit(auth: &AuthService) {
-    let now = auth.clock().now_ms();
-    match crate::audit::sign_checkpoint(auth.store(), auth.keys(), now).await {
-        Ok(Some(c)) => tracing::debug!(seq = c.seq, "audit checkpoint signed"),
-        Ok(None) => {}
-        Err(e) => tracing::error!(error = %e, "cannot sign an audit checkpoint"),
     }
 }
 
