@@ -861,7 +861,7 @@ async fn postgres_rate_budget_shared_exactly() {
         p.a.rate_take("other", 60_000, 10, now).await.unwrap(),
         Some(Budget::Allowed {
             remaining: 9,
-            reset_ms: 6_000
+            reset_ms: 60_000
         }),
         "budgets are per key"
     );
