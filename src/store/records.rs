@@ -49,6 +49,32 @@ pub struct Failures {
     pub last_ms: u64,
 }
 
+impl Failures {
+    /// The count after one more failure at `now_ms`, as every backend records it (see
+    /// [`Backend::record_failure`](crate::store::backend::Backend::record_failure)): the
+    /// failure that reaches `max` locks until `now + lockout_ms` and starts a fresh
+    /// count; a lockout that has passed, or a count whose latest failure is older than
+    /// `window_ms`, starts again from zero.
+    #[must_use]
+    pub fn after_failure(mut self, max: u32, lockout_ms: u64, window_ms: u64, now_ms: u64) -> Self {
+        if self.locked_until_ms != 0 && self.locked_until_ms <= now_ms {
+            // A lockout that has passed starts a fresh count.
+            self = Self::default();
+        }
+        if self.locked_until_ms == 0 && self.last_ms.saturating_add(window_ms) <= now_ms {
+            // So does a count whose latest failure is older than the window.
+            self.count = 0;
+        }
+        self.last_ms = now_ms;
+        self.count += 1;
+        if self.count >= max {
+            self.locked_until_ms = now_ms.saturating_add(lockout_ms);
+            self.count = 0;
+        }
+        self
+    }
+}
+
 /// A pending email confirmation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Confirmation {

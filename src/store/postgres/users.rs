@@ -149,7 +149,7 @@ impl PgStore {
             )
             .await
             .map_err(db_err)?;
-        let f = next_failure(failures_of(&row), max, lockout_ms, window_ms, now_ms);
+        let f = failures_of(&row).after_failure(max, lockout_ms, window_ms, now_ms);
         tx.execute(
             "UPDATE failures SET n = $2, locked_until_ms = $3, last_ms = $4 WHERE email = $1",
             &[
@@ -181,24 +181,4 @@ fn failures_of(row: &tokio_postgres::Row) -> Failures {
         locked_until_ms: u(row.get(1)),
         last_ms: u(row.get(2)),
     }
-}
-
-/// The count after one more failure at `now_ms`, as
-/// [`Backend::record_failure`](crate::store::backend::Backend::record_failure) states.
-fn next_failure(mut f: Failures, max: u32, lockout_ms: u64, window_ms: u64, now_ms: u64) -> Failures {
-    if f.locked_until_ms != 0 && f.locked_until_ms <= now_ms {
-        // A lockout that has passed starts a fresh count.
-        f = Failures::default();
-    }
-    if f.locked_until_ms == 0 && f.last_ms.saturating_add(window_ms) <= now_ms {
-        // So does a count whose latest failure is older than the window.
-        f.count = 0;
-    }
-    f.last_ms = now_ms;
-    f.count += 1;
-    if f.count >= max {
-        f.locked_until_ms = now_ms.saturating_add(lockout_ms);
-        f.count = 0;
-    }
-    f
 }

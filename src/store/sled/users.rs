@@ -117,22 +117,8 @@ impl SledStore {
         now_ms: u64,
     ) -> Result<Failures> {
         let updated = self.failures.update_and_fetch(email.as_bytes(), |old| {
-            let mut f: Failures = old.and_then(|v| serde_json::from_slice(v).ok()).unwrap_or_default();
-            if f.locked_until_ms != 0 && f.locked_until_ms <= now_ms {
-                // A lockout that has passed starts a fresh count.
-                f = Failures::default();
-            }
-            if f.locked_until_ms == 0 && f.last_ms.saturating_add(window_ms) <= now_ms {
-                // So does a count whose latest failure is older than the window.
-                f.count = 0;
-            }
-            f.last_ms = now_ms;
-            f.count += 1;
-            if f.count >= max {
-                f.locked_until_ms = now_ms + lockout_ms;
-                f.count = 0;
-            }
-            Some(encode(&f))
+            let f: Failures = old.and_then(|v| serde_json::from_slice(v).ok()).unwrap_or_default();
+            Some(encode(&f.after_failure(max, lockout_ms, window_ms, now_ms)))
         })?;
         Ok(updated
             .and_then(|v| serde_json::from_slice(&v).ok())
