@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use common::postgres::PgCluster;
 use common::Recorder;
 use common::{confirmation_token, Setup, TestGateway, OPEN_POLICY, PASSWORD};
+use portcullis::auth::totp;
+use portcullis::clock::{Clock, ManualClock};
 use serde_json::json;
 
 /// Every gateway of one store shares this key (PORTCULLIS_SECRET_KEY).
@@ -27,6 +29,20 @@ async fn pair_on(cluster: &PgCluster, rec: &Recorder, policy: &str) -> (TestGate
     let store = format!("[store]\nbackend = \"postgres\"\nurl = \"{url}\"\nconnect_timeout = \"1s\"\n");
     let setup = || {
         Setup::new(&[("rec", rec.url())], policy)
+            .many_auth_requests()
+            .extra(&store)
+    };
+    (setup().start().await, setup().start().await)
+}
+
+/// Two gateways on one fresh database of the shared cluster, both on `clock`.
+async fn pair_clocked(rec: &Recorder, clock: &ManualClock) -> (TestGateway, TestGateway) {
+    secret_key();
+    let url = PgCluster::shared().database().await;
+    let store = format!("[store]\nbackend = \"postgres\"\nurl = \"{url}\"\nconnect_timeout = \"1s\"\n");
+    let setup = || {
+        Setup::new(&[("rec", rec.url())], OPEN_POLICY)
+            .with_clock(clock)
             .many_auth_requests()
             .extra(&store)
     };
@@ -149,6 +165,29 @@ async fn lockout_counted_across_gateways() {
     assert_eq!(b.login("g@example.com", PASSWORD).await.0, 429);
     let failures = a.auth().store().failures("g@example.com").await.unwrap();
     assert!(failures.locked_until_ms > 0, "{failures:?}");
+}
+
+// A TOTP code is good once across the gateways: the code that completed a login on one
+// is refused on the other (its step is the account's last used one, in the shared store),
+// and the next step's code is good on either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn totp_code_used_on_one_refused_on_the_other() {
+    let rec = Recorder::start().await;
+    let clock = ManualClock::new();
+    let (a, b) = pair_clocked(&rec, &clock).await;
+    let enrolled = a.enrolled(&clock, "t@example.com", &["admin"]).await;
+    clock.advance(Duration::from_secs(30));
+    let (on_a, on_b) = (a.mfa_token("t@example.com").await, b.mfa_token("t@example.com").await);
+    let code = totp::code_at(&enrolled.secret, clock.now()).unwrap();
+    let (status, body) = a.post("/auth/mfa", json!({ "mfa_token": on_a, "code": code })).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = b.post("/auth/mfa", json!({ "mfa_token": on_b, "code": code })).await;
+    assert_eq!(status, 401, "the code used on a was taken again on b: {body}");
+    clock.advance(Duration::from_secs(30));
+    let on_b = b.mfa_token("t@example.com").await;
+    let code = totp::code_at(&enrolled.secret, clock.now()).unwrap();
+    let (status, body) = b.post("/auth/mfa", json!({ "mfa_token": on_b, "code": code })).await;
+    assert_eq!(status, 200, "{body}");
 }
 
 // A route's rate budget is one budget across the gateways: 6 requests a minute, taken
