@@ -7,7 +7,10 @@
 #   Portcullis signs with) and forwarding; Portcullis on a public route, and on a route
 #   that needs a role, with a token Portcullis issued; all of it over plain HTTP and TLS.
 #   Beside them, a second Portcullis whose upstream is the same backend behind TLS
-#   (`https://`, verified against a CA file), on the same public route.
+#   (`https://`, verified against a CA file), on the same public route; and a third
+#   whose store is PostgreSQL (a throwaway cluster on loopback) instead of sled, on the
+#   role route and on a rate-limited route (whose budget lives in the shared store).
+# After the table, logins per second with each store (wrk POSTing one account's login).
 # Prints one table with each figure's ratio to HAProxy-with-JWT and to nginx, and stops
 # everything it started.
 # Usage: bench/compare.sh [DURATION] [CONNECTIONS...]   (defaults: 10s, 32 256)
@@ -57,6 +60,12 @@ name = "orders"
 methods = ["GET"]
 path = "/api/orders"
 roles = ["customer"]
+[[route]]
+name = "limited"
+methods = ["GET"]
+path = "/api/limited/{id}"
+roles = ["customer"]
+rate_limit = "1000000/sec"
 TOML
 password='Bench!Passw0rd7'
 # The backend's certificate for its TLS listener (the HTTPS-upstream row), self-signed:
@@ -102,6 +111,30 @@ if [ -n "${BASELINE_BIN:-}" ]; then start_gateway "$BASELINE_BIN" base 19543 191
 start_gateway "$gw" gwtls 19444 19081 https://127.0.0.1:19004 "[upstream_tls.backend]
 ca = \"$work/backend.crt\""
 cat "$work/data/tls/gateway.crt" "$work/data/tls/gateway.key" > "$work/combined.pem"
+
+# --- PostgreSQL: a throwaway cluster on loopback, and the same build with [store] on it -
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
+if [ ! -x "$pg_bin/initdb" ]; then
+  apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
+  pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+fi
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+pgdir=$(mktemp -d /tmp/portcullis-bench-pg.XXXXXX)
+chmod 755 "$pgdir"
+[ "$(id -u)" = 0 ] && chown postgres "$pgdir"
+stop_pg() { as_pg "$pg_bin/pg_ctl" -D "$pgdir/data" -m fast stop >/dev/null 2>&1 || true; rm -rf "$pgdir"; }
+trap 'cleanup; stop_pg' EXIT
+as_pg "$pg_bin/initdb" -D "$pgdir/data" -U postgres --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+as_pg "$pg_bin/pg_ctl" -D "$pgdir/data" -l "$pgdir/server.log" -w \
+  -o "-p 19432 -c listen_addresses=127.0.0.1 -k $pgdir" start >/dev/null
+export PORTCULLIS_STORE_PASSWORD PORTCULLIS_SECRET_KEY
+PORTCULLIS_STORE_PASSWORD=$(openssl rand -hex 16)
+PORTCULLIS_SECRET_KEY=$(openssl rand -base64 32)
+as_pg psql -q -h "$pgdir" -p 19432 -U postgres -c "CREATE ROLE portcullis LOGIN PASSWORD '$PORTCULLIS_STORE_PASSWORD'"
+as_pg psql -q -h "$pgdir" -p 19432 -U postgres -c "CREATE DATABASE portcullis OWNER portcullis"
+start_gateway "$gw" gwpg 19445 19082 http://127.0.0.1:19001 "[store]
+backend = \"postgres\"
+url = \"postgres://portcullis@127.0.0.1:19432/portcullis\""
 
 # --- nginx: the backend and the plain reverse proxy ----------------------------------
 body='{"id":3,"name":"Yoga mat","category":"fitness","price":29.99,"stock":60,"description":"A 6 mm non-slip mat for yoga and pilates, with a carry strap.","tags":["yoga","fitness"]}'
@@ -179,7 +212,7 @@ backend backend
 HAPROXY
 haproxy -f "$work/haproxy.cfg" > "$work/haproxy.log" 2>&1 & pids+=($!)
 
-for port in 19001 19002 19010 19080 19081; do
+for port in 19001 19002 19010 19080 19081 19082; do
   up=no
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && { up=yes; break; }; sleep 0.1; done
   if [ $up = no ]; then echo "nothing answers on port $port" >&2; cat "$work/haproxy.log" "$work/nginx-error.log" >&2 2>/dev/null; exit 1; fi
@@ -190,6 +223,7 @@ login() {
     -d "{\"email\":\"tester@example.com\",\"password\":\"$password\"}" | sed -E 's/.*"access_token":"([^"]+)".*/\1/'
 }
 token=$(login 19443)
+pg_token=$(login 19445)
 [ -n "${BASELINE_BIN:-}" ] && base_token=$(login 19543)
 hs_token=$(python3 - "$hs_secret" <<'PY'
 import base64, hashlib, hmac, json, sys, time
@@ -201,7 +235,8 @@ print(f"{h}.{p}.{s}")
 PY
 )
 # Every JWT row must really verify: a refused token would make a proxy look fast.
-checks=("http://127.0.0.1:19010/api/orders|$hs_token" "http://127.0.0.1:19011/api/orders|$token" "http://127.0.0.1:19080/api/orders|$token")
+checks=("http://127.0.0.1:19010/api/orders|$hs_token" "http://127.0.0.1:19011/api/orders|$token" "http://127.0.0.1:19080/api/orders|$token"
+  "http://127.0.0.1:19080/api/limited/1|$token" "http://127.0.0.1:19082/api/orders|$pg_token" "http://127.0.0.1:19082/api/limited/1|$pg_token")
 [ -n "${BASELINE_BIN:-}" ] && checks+=("http://127.0.0.1:19180/api/orders|$base_token")
 for check in "${checks[@]}"; do
   url=${check%%|*}; tok=${check#*|}
@@ -238,12 +273,18 @@ rows=(
   "Portcullis, public route|http|http://127.0.0.1:19080/api/products/3|"
   "Portcullis, role route + token|http|http://127.0.0.1:19080/api/orders|$token"
   "Portcullis public, TLS upstream|http|http://127.0.0.1:19081/api/products/3|"
+  "Portcullis role route, PG store|http|http://127.0.0.1:19082/api/orders|$pg_token"
+  "Portcullis rate-limited, sled|http|http://127.0.0.1:19080/api/limited/1|$token"
+  "Portcullis rate-limited, PG|http|http://127.0.0.1:19082/api/limited/1|$pg_token"
   "nginx proxy, no auth|tls|https://127.0.0.1:19442/api/products/3|"
   "HAProxy + JWT HS256|tls|https://127.0.0.1:19450/api/orders|$hs_token"
   "HAProxy + JWT ES256|tls|https://127.0.0.1:19451/api/orders|$token"
   "Portcullis, public route|tls|https://127.0.0.1:19443/api/products/3|"
   "Portcullis, role route + token|tls|https://127.0.0.1:19443/api/orders|$token"
   "Portcullis public, TLS upstream|tls|https://127.0.0.1:19444/api/products/3|"
+  "Portcullis role route, PG store|tls|https://127.0.0.1:19445/api/orders|$pg_token"
+  "Portcullis rate-limited, sled|tls|https://127.0.0.1:19443/api/limited/1|$token"
+  "Portcullis rate-limited, PG|tls|https://127.0.0.1:19445/api/limited/1|$pg_token"
 )
 if [ -n "${BASELINE_BIN:-}" ]; then
   rows+=(
@@ -296,3 +337,24 @@ for conns in "${concurrencies[@]}"; do
       "$(ratio "${rps[$k]}" "${rps[$hk]:-}")" "$(ratio "${rps[$k]}" "${rps[$nk]:-}")" "$(ratio "${p99[$k]}" "${p99[$hk]:-}")"
   done
 done
+
+# --- logins per second with each store ------------------------------------------------
+# One account's password login, over TLS, 8 connections: argon2id and the session write
+# to the store dominate. Every answer must be 200 (auth_per_ip is 1000/sec here).
+cat > "$work/login.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"email":"tester@example.com","password":"$password"}'
+LUA
+if [ -z "${ONLY:-}" ] || [[ "logins" =~ $ONLY ]]; then
+  echo
+  printf '| %-32s | %10s | %8s | %8s |\n' "logins, c8, TLS" "logins/s" "p50 ms" "p99 ms"
+  printf '|%s|%s|%s|%s|\n' "----------------------------------" "------------" "----------" "----------"
+  for row in "sled store|19443" "PostgreSQL store|19445"; do
+    name=${row%%|*}; port=${row#*|}
+    out=$(wrk -t1 -c8 -d"$duration" --latency -s "$work/login.lua" "https://127.0.0.1:$port/auth/login")
+    if grep -q "Non-2xx" <<<"$out"; then echo "non-2xx answers in logins, $name: $(grep Non-2xx <<<"$out")" >&2; exit 1; fi
+    printf '| %-32s | %10s | %8s | %8s |\n' "$name" "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" \
+      "$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")")" "$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")"
+  done
+fi

@@ -167,6 +167,26 @@ async fn lockout_counted_across_gateways() {
     assert!(failures.locked_until_ms > 0, "{failures:?}");
 }
 
+// `portcullis keys public-pem` run against either gateway's configuration prints the
+// one signing key the gateways share through the database (not a key of its own in
+// data_dir), the key that verifies both gateways' tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_public_pem_is_the_shared_key() {
+    let rec = Recorder::start().await;
+    let (a, b) = pair(&rec).await;
+    let shared = a.auth().keys().public_pem();
+    assert_eq!(b.auth().keys().public_pem(), shared);
+    for gw in [&a, &b] {
+        let config = gw.dir.path().join("gateway.toml");
+        let out = tokio::task::spawn_blocking(move || common::cli(&config, &["keys", "public-pem"]))
+            .await
+            .unwrap();
+        assert!(out.ok, "{}", out.stderr);
+        assert_eq!(out.stdout, shared);
+    }
+    assert!(!a.dir.path().join("data/keys").exists(), "a key file was made in data_dir");
+}
+
 // A TOTP code is good once across the gateways: the code that completed a login on one
 // is refused on the other (its step is the account's last used one, in the shared store),
 // and the next step's code is good on either.

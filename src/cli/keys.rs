@@ -3,10 +3,12 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use portcullis::auth::tokens::KeyRing;
 use portcullis::clock::{Clock, SystemClock};
+use portcullis::config::store::StoreConfig;
 
 use super::args::KeysCommand;
-use super::shared::{fail, load_config};
+use super::shared::{fail, load_config, run_async_value};
 
 /// Runs one `keys` command.
 pub fn run(config_path: &Path, command: KeysCommand) -> ExitCode {
@@ -15,17 +17,28 @@ pub fn run(config_path: &Path, command: KeysCommand) -> ExitCode {
     }
 }
 
-/// Prints the public signing key as PEM (generating the key pair on first use).
+/// Prints the public signing key as PEM (generating the key pair on first use): the one
+/// in `data_dir/keys` with the embedded store, the one every gateway shares with
+/// `[store] backend = "postgres"`.
 fn public_pem(config_path: &Path) -> ExitCode {
     let Some(config) = load_config(config_path) else {
         return ExitCode::FAILURE;
     };
     let issuer = config.server.public_url.to_string();
-    match portcullis::auth::tokens::KeyRing::load_or_generate(
-        &config.server.data_dir.join("keys"),
-        config.tokens.algorithm,
-        issuer.trim_end_matches('/'),
-    ) {
+    let issuer = issuer.trim_end_matches('/');
+    let keys = match &config.store {
+        StoreConfig::Sled => {
+            KeyRing::load_or_generate(&config.server.data_dir.join("keys"), config.tokens.algorithm, issuer)
+                .map_err(|e| e.to_string())
+        }
+        StoreConfig::Postgres(_) => run_async_value(async {
+            let store = portcullis::server::open_store(&config)
+                .await
+                .map_err(|e| e.to_string())?;
+            KeyRing::shared(&store, config.tokens.algorithm, issuer).await
+        }),
+    };
+    match keys {
         Ok(keys) => {
             print!("{}", keys.public_pem());
             ExitCode::SUCCESS
