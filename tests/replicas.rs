@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use common::postgres::PgCluster;
 use common::Recorder;
 use common::{confirmation_token, Setup, TestGateway, OPEN_POLICY, PASSWORD};
+use portcullis::audit::EventKind;
 use portcullis::auth::totp;
 use portcullis::clock::{Clock, ManualClock};
 use serde_json::json;
@@ -36,7 +37,7 @@ async fn pair_on(cluster: &PgCluster, rec: &Recorder, policy: &str) -> (TestGate
 }
 
 /// Two gateways on one fresh database of the shared cluster, both on `clock`.
-async fn pair_clocked(rec: &Recorder, clock: &ManualClock) -> (TestGateway, TestGateway) {
+async fn pair_clocked(rec: &Recorder, clock: &ManualClock, extra: &str) -> (TestGateway, TestGateway) {
     secret_key();
     let url = PgCluster::shared().database().await;
     let store = format!("[store]\nbackend = \"postgres\"\nurl = \"{url}\"\nconnect_timeout = \"1s\"\n");
@@ -44,7 +45,7 @@ async fn pair_clocked(rec: &Recorder, clock: &ManualClock) -> (TestGateway, Test
         Setup::new(&[("rec", rec.url())], OPEN_POLICY)
             .with_clock(clock)
             .many_auth_requests()
-            .extra(&store)
+            .extra(&format!("{store}{extra}"))
     };
     (setup().start().await, setup().start().await)
 }
@@ -184,7 +185,10 @@ async fn keys_public_pem_is_the_shared_key() {
         assert!(out.ok, "{}", out.stderr);
         assert_eq!(out.stdout, shared);
     }
-    assert!(!a.dir.path().join("data/keys").exists(), "a key file was made in data_dir");
+    assert!(
+        !a.dir.path().join("data/keys").exists(),
+        "a key file was made in data_dir"
+    );
 }
 
 // A TOTP code is good once across the gateways: the code that completed a login on one
@@ -194,7 +198,7 @@ async fn keys_public_pem_is_the_shared_key() {
 async fn totp_code_used_on_one_refused_on_the_other() {
     let rec = Recorder::start().await;
     let clock = ManualClock::new();
-    let (a, b) = pair_clocked(&rec, &clock).await;
+    let (a, b) = pair_clocked(&rec, &clock, "").await;
     let enrolled = a.enrolled(&clock, "t@example.com", &["admin"]).await;
     clock.advance(Duration::from_secs(30));
     let (on_a, on_b) = (a.mfa_token("t@example.com").await, b.mfa_token("t@example.com").await);
@@ -208,6 +212,33 @@ async fn totp_code_used_on_one_refused_on_the_other() {
     let code = totp::code_at(&enrolled.secret, clock.now()).unwrap();
     let (status, body) = b.post("/auth/mfa", json!({ "mfa_token": on_b, "code": code })).await;
     assert_eq!(status, 200, "{body}");
+}
+
+// With `idle_timeout`, a session used only on one gateway is not ended as idle by the
+// other, which saw it once and then not for longer than the timeout: the sweeps share
+// the last-used times through the store. Left unused, it is ended once, for both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sessions_see_use_on_the_other_gateway() {
+    let rec = Recorder::start().await;
+    let clock = ManualClock::new();
+    let (a, b) = pair_clocked(&rec, &clock, "[tokens]\naccess_ttl = \"1h\"\nidle_timeout = \"5m\"\n").await;
+    let (id, token) = a.signed_in("i@example.com", &["customer"]).await;
+    let path = format!("/members/{id}");
+    assert_eq!(b.get_with(&path, &token).await.0, 200);
+    for minute in 1..=10 {
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(a.get_with(&path, &token).await.0, 200, "minute {minute} on a");
+        a.auth().sweep().await;
+        b.auth().sweep().await;
+    }
+    assert_eq!(b.get_with(&path, &token).await.0, 200, "b ended a session in use on a");
+    assert!(b.audit_events(EventKind::SessionExpired).await.is_empty());
+    clock.advance(Duration::from_secs(6 * 60));
+    b.auth().sweep().await;
+    a.auth().sweep().await;
+    assert_eq!(a.get_with(&path, &token).await.0, 401);
+    assert_eq!(b.get_with(&path, &token).await.0, 401);
+    assert_eq!(a.audit_events(EventKind::SessionExpired).await.len(), 1);
 }
 
 // A route's rate budget is one budget across the gateways: 6 requests a minute, taken

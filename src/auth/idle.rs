@@ -12,6 +12,10 @@
 //! The map holds one entry per session that has been used since start-up (or was stored
 //! as used); entries go when their session ends or turns idle. When the timeout is off,
 //! nothing is tracked.
+//!
+//! Gateways sharing a store share the times through it: each sweep saves this gateway's
+//! and then takes in the others' (the later time wins), before it ends anything. A
+//! session used only on another gateway is known here as used within two sweeps.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -114,6 +118,9 @@ impl AuthService {
         if let Err(e) = self.save_activity().await {
             tracing::warn!(error = %e, "saving session activity failed");
         }
+        if self.store.sled().is_none() {
+            self.merge_activity().await;
+        }
         let now = self.clock.now();
         let idle: Vec<String> = self
             .idle
@@ -137,6 +144,26 @@ impl AuthService {
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "ending an idle session failed"),
             }
+        }
+    }
+
+    /// With a shared store, takes in the uses the other gateways saved: a session in use on
+    /// another gateway is not idle here, though this gateway has not seen it for a while.
+    async fn merge_activity(&self) {
+        match self.store.activity().await {
+            Ok(times) => {
+                for (sid, last) in times {
+                    let activity = self
+                        .idle
+                        .map
+                        .entry(sid)
+                        .or_insert_with(|| Arc::new(Activity::new(last, last)))
+                        .clone();
+                    activity.last.fetch_max(last, Ordering::Relaxed);
+                    activity.saved.fetch_max(last, Ordering::Relaxed);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the other gateways' session activity failed"),
         }
     }
 
