@@ -6,7 +6,7 @@
 #     locally: nothing from the database);
 #   - probes beside it (Python, 4 connections): a rate-limited route (its budget is in the
 #     database) and password logins, each answer's status and time recorded.
-# Prints, for before / during / after the outage, what each kind of request got: 200s,
+# Prints, for before / during / after the outage (by when the answer came), what each kind of request got: 200s,
 # 503s, anything else, connection errors and the slowest answer; and how long after the
 # database came back the first login and the first rate-limited request succeeded.
 # Usage: bench/outage.sh
@@ -85,7 +85,8 @@ code=$(curl -sk -o /dev/null -w '%{http_code}' https://127.0.0.1:18443/api/produ
 [ "$code" = 200 ] || { echo "the token does not pass: $code" >&2; exit 1; }
 
 # The outage: the database stops at second 10 and starts again at second 20.
-( sleep 10; as_pg "$pg_bin/pg_ctl" -D "$pgdir/data" -m fast stop >/dev/null; date +%s.%N > "$work/down";
+# The phases are cut when the stop begins and when the start has finished.
+( sleep 10; date +%s.%N > "$work/down"; as_pg "$pg_bin/pg_ctl" -D "$pgdir/data" -m fast stop >/dev/null
   sleep 10; start_pg; date +%s.%N > "$work/up" ) &
 outage=$!
 date +%s.%N > "$work/t0"
@@ -127,7 +128,7 @@ def probe(kind):
 threads = [threading.Thread(target=probe, args=(k,)) for k in ("login", "login", "limited", "limited")]
 for t in threads: t.start()
 for t in threads: t.join()
-down = float(open(f"{work}/down").read()) if __import__("os").path.exists(f"{work}/down") else t0 + 10
+down = float(open(f"{work}/down").read())
 up = float(open(f"{work}/up").read())
 def phase(s):
     return "before" if s < down else ("during" if s < up else "after")
@@ -136,7 +137,8 @@ print("| requests | phase | 200 | 503 | other status | errors | slowest ms |")
 print("|---|---|---:|---:|---:|---:|---:|")
 for kind, name in (("login", "logins"), ("limited", "rate-limited route")):
     for ph in ("before", "during", "after"):
-        rs = [r for r in results if r[0] == kind and phase(r[1]) == ph]
+        # By when the answer came: one that came before the stop began was not touched by it.
+        rs = [r for r in results if r[0] == kind and phase(r[1] + r[3]) == ph]
         ok = sum(1 for r in rs if r[2] == 200)
         busy = sum(1 for r in rs if r[2] == 503)
         other = sorted({r[2] for r in rs if isinstance(r[2], int) and r[2] not in (200, 503)})
@@ -153,4 +155,7 @@ wait $outage
 echo
 echo "wrk, role route (token checked locally), 32 connections over TLS, the whole 30 s:"
 grep -E "Requests/sec|requests in|Non-2xx|Socket errors|Latency" "$work/wrk.txt" || true
-echo "gateway log lines during the run: $(wc -l < "$work/gateway.log") (errors: $(grep -c ERROR "$work/gateway.log" || true))"
+grep -qE "Non-2xx|Socket errors" "$work/wrk.txt" || echo "  no non-2xx answer, no socket error"
+echo "gateway log: $(wc -l < "$work/gateway.log") lines, $(grep -c ERROR "$work/gateway.log" || true) at ERROR:"
+grep ERROR "$work/gateway.log" | cut -c1-300 || true
+echo "audit chain after the outage: $($gw --config "$work/gateway.toml" audit verify 2>&1 | tail -1)"
