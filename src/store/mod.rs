@@ -25,6 +25,7 @@ mod handle;
 pub mod postgres;
 mod records;
 pub mod sealed;
+mod secrets;
 mod sled;
 #[cfg(test)]
 mod tests;

@@ -36,7 +36,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::sealed::{is_sealed, SecretKey};
+use super::sealed::SecretKey;
+use super::secrets::{open_challenge, open_user, seal_challenge, seal_user};
 use super::{Challenge, Result, StoreError, User};
 
 use error::db_err;
@@ -234,54 +235,22 @@ impl PgStore {
     }
 
     fn encode_user(&self, user: &User) -> String {
-        match &user.totp_secret {
-            Some(secret) if !is_sealed(secret) => {
-                let mut sealed = user.clone();
-                sealed.totp_secret = Some(self.sealer.seal(user.id.as_bytes(), secret));
-                encode(&sealed)
-            }
-            _ => encode(user),
-        }
+        encode(&*seal_user(&self.sealer, user))
     }
 
     fn decode_user(&self, text: &str) -> Result<User> {
         let mut user: User = decode("users", text)?;
-        if let Some(sealed) = &user.totp_secret {
-            let plain = self.sealer.open(user.id.as_bytes(), sealed).map_err(|_| {
-                tracing::error!(user = %user.id, "a TOTP secret does not open: wrong key, or the record was altered");
-                StoreError::Sealed {
-                    tree: "users",
-                    id: user.id.clone(),
-                }
-            })?;
-            user.totp_secret = Some(plain);
-        }
+        open_user(&self.sealer, &mut user)?;
         Ok(user)
     }
 
     fn encode_challenge(&self, key: &str, c: &Challenge) -> String {
-        match &c.pending_secret {
-            Some(secret) if !is_sealed(secret) => {
-                let mut sealed = c.clone();
-                sealed.pending_secret = Some(self.sealer.seal(key.as_bytes(), secret));
-                encode(&sealed)
-            }
-            _ => encode(c),
-        }
+        encode(&*seal_challenge(&self.sealer, key, c))
     }
 
     fn decode_challenge(&self, key: &str, text: &str) -> Result<Challenge> {
         let mut c: Challenge = decode("challenges", text)?;
-        if let Some(sealed) = &c.pending_secret {
-            let plain = self.sealer.open(key.as_bytes(), sealed).map_err(|_| {
-                tracing::error!(user = %c.user_id, "an enrolment's TOTP secret does not open: wrong key, or the record was altered");
-                StoreError::Sealed {
-                    tree: "challenges",
-                    id: c.user_id.clone(),
-                }
-            })?;
-            c.pending_secret = Some(plain);
-        }
+        open_challenge(&self.sealer, key, &mut c)?;
         Ok(c)
     }
 }

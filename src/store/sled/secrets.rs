@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use super::SledStore;
 use crate::store::sealed::{is_sealed, SecretKey};
+use crate::store::secrets::{open_challenge, open_user, seal_challenge, seal_user};
 use crate::store::{Challenge, Result, StoreError, User};
 
 /// Set in `meta` of a database whose secrets are sealed and whose files were rewritten.
@@ -27,41 +28,18 @@ const KEY_CHECK_TEXT: &str = "portcullis secret key check";
 
 impl SledStore {
     pub(super) fn encode_user(&self, user: &User) -> Vec<u8> {
-        match &user.totp_secret {
-            Some(secret) if !is_sealed(secret) => {
-                let mut sealed = user.clone();
-                sealed.totp_secret = Some(self.sealer.seal(user.id.as_bytes(), secret));
-                super::encode(&sealed)
-            }
-            _ => super::encode(user),
-        }
+        super::encode(&*seal_user(&self.sealer, user))
     }
 
     pub(super) fn decode_user(&self, bytes: &[u8]) -> Result<User> {
         let mut user: User =
             serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt { tree: "users", source })?;
-        if let Some(sealed) = &user.totp_secret {
-            let plain = self.sealer.open(user.id.as_bytes(), sealed).map_err(|_| {
-                tracing::error!(user = %user.id, "a TOTP secret does not open: wrong key, or the record was altered");
-                StoreError::Sealed {
-                    tree: "users",
-                    id: user.id.clone(),
-                }
-            })?;
-            user.totp_secret = Some(plain);
-        }
+        open_user(&self.sealer, &mut user)?;
         Ok(user)
     }
 
     pub(super) fn encode_challenge(&self, key: &str, c: &Challenge) -> Vec<u8> {
-        match &c.pending_secret {
-            Some(secret) if !is_sealed(secret) => {
-                let mut sealed = c.clone();
-                sealed.pending_secret = Some(self.sealer.seal(key.as_bytes(), secret));
-                super::encode(&sealed)
-            }
-            _ => super::encode(c),
-        }
+        super::encode(&*seal_challenge(&self.sealer, key, c))
     }
 
     pub(super) fn decode_challenge(&self, key: &str, bytes: &[u8]) -> Result<Challenge> {
@@ -69,16 +47,7 @@ impl SledStore {
             tree: "challenges",
             source,
         })?;
-        if let Some(sealed) = &c.pending_secret {
-            let plain = self.sealer.open(key.as_bytes(), sealed).map_err(|_| {
-                tracing::error!(user = %c.user_id, "an enrolment's TOTP secret does not open: wrong key, or the record was altered");
-                StoreError::Sealed {
-                    tree: "challenges",
-                    id: c.user_id.clone(),
-                }
-            })?;
-            c.pending_secret = Some(plain);
-        }
+        open_challenge(&self.sealer, key, &mut c)?;
         Ok(c)
     }
 
