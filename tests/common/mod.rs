@@ -8,6 +8,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod accounts;
+pub mod browser;
 mod cli;
 mod mfa;
 pub mod postgres;
