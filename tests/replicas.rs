@@ -501,3 +501,31 @@ async fn mail_through_a_database_outage() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     each_once(&server, &to);
 }
+
+// A gateway whose sender waits out a long backoff (the mail server is down) stops at
+// once, and the message it tried stays in the shared spool for the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_prompt_and_keeps_the_shared_spool() {
+    secret_key();
+    let rec = Recorder::start().await;
+    let mut server = SmtpServer::start(Mode::Plain).await;
+    server.stop();
+    let url = PgCluster::shared().database().await;
+    let mut gw = Setup::new(&[("rec", rec.url())], OPEN_POLICY)
+        .extra(&format!(
+            "[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n{}",
+            smtp_to(&server)
+        ))
+        .start_with(|c| c.email.smtp.as_mut().unwrap().retry_first = Duration::from_secs(300))
+        .await;
+    assert_eq!(register(&gw, "wait@example.com").await.0, 202);
+    // The sender has tried, failed and gone to sleep for 300 s.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gw.client = reqwest::Client::new();
+    tokio::time::timeout(Duration::from_secs(10), gw.shutdown())
+        .await
+        .expect("the mail sender held up the shutdown");
+    let left = common::shared_spool(&url);
+    assert_eq!(left.len(), 1, "the message left the shared spool at shutdown");
+    assert!(left[0].contains("To: wait@example.com"));
+}
