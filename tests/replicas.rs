@@ -1,7 +1,8 @@
 //! Several gateways as one (contract §11): two gateways started in-process on one
 //! throwaway PostgreSQL, each with its own data directory, over real TLS. An account,
 //! a logout, a refresh family, a lockout count and the audit chain made through one are
-//! what the other sees. Then the database goes away under traffic and comes back.
+//! what the other sees. Then the database goes away under traffic and comes back. Mail
+//! made on either goes through one shared spool and is sent once.
 
 mod common;
 
@@ -9,6 +10,7 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use common::postgres::PgCluster;
+use common::smtp::{Mode, SmtpServer};
 use common::Recorder;
 use common::{confirmation_token, Setup, TestGateway, OPEN_POLICY, PASSWORD};
 use portcullis::audit::EventKind;
@@ -321,4 +323,209 @@ async fn database_outage_and_recovery() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// `[email.smtp]` for `server`, a test SMTP server on loopback without TLS.
+fn smtp_to(server: &SmtpServer) -> String {
+    format!(
+        "[email.smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nfrom = \"Shop <no-reply@shop.example>\"\n",
+        server.addr.port()
+    )
+}
+
+/// Two gateways on one fresh database of `cluster`, both sending mail to `server`, with
+/// short retry waits (50 ms doubling to 200 ms).
+async fn mail_pair(cluster: &PgCluster, rec: &Recorder, server: &SmtpServer) -> (TestGateway, TestGateway) {
+    secret_key();
+    let url = cluster.database().await;
+    let extra = format!(
+        "[store]\nbackend = \"postgres\"\nurl = \"{url}\"\nconnect_timeout = \"1s\"\n{}",
+        smtp_to(server)
+    );
+    let quick = |c: &mut portcullis::Config| {
+        let smtp = c.email.smtp.as_mut().unwrap();
+        smtp.retry_first = Duration::from_millis(50);
+        smtp.retry_max = Duration::from_millis(200);
+    };
+    let setup = || {
+        Setup::new(&[("rec", rec.url())], OPEN_POLICY)
+            .many_auth_requests()
+            .extra(&extra)
+    };
+    (setup().start_with(quick).await, setup().start_with(quick).await)
+}
+
+async fn register(gw: &TestGateway, email: &str) -> (u16, serde_json::Value) {
+    gw.post(
+        "/auth/register",
+        json!({ "email": email, "password": PASSWORD, "name": "M" }),
+    )
+    .await
+}
+
+/// Waits (at most 10 s) until the shared spool is empty; returns what is left.
+async fn spool_drained(gw: &TestGateway) -> Vec<String> {
+    for _ in 0..200 {
+        if gw.spool().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    gw.spool()
+}
+
+/// Asserts that `server` received each of `to` exactly once, and nothing else.
+fn each_once(server: &SmtpServer, to: &[String]) {
+    let mut got: Vec<String> = server.received().iter().map(|m| m.to.join(",")).collect();
+    got.sort();
+    let mut want = to.to_vec();
+    want.sort();
+    assert_eq!(got, want, "not every message was delivered exactly once");
+}
+
+// Mail made on both gateways goes through the one shared spool: 12 registrations, made
+// two at a time and split between the gateways, reach the mail server once each, and none is
+// sent again afterwards (each gateway's sender claims a message for itself); the spool
+// is then empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_spool_sends_each_message_once() {
+    let rec = Recorder::start().await;
+    let server = SmtpServer::start(Mode::Plain).await;
+    let (a, b) = mail_pair(PgCluster::shared(), &rec, &server).await;
+    let to: Vec<String> = (0..12).map(|i| format!("once{i}@example.com")).collect();
+    // Two at a time, one on each gateway (more would meet the password hashing queue).
+    for pair in to.chunks(2) {
+        let ((s1, b1), (s2, b2)) = tokio::join!(register(&a, &pair[0]), register(&b, &pair[1]));
+        assert_eq!((s1, s2), (202, 202), "{b1} {b2}");
+    }
+    assert_eq!(server.wait_for(12, Duration::from_secs(20)).await.len(), 12);
+    // Long enough for a second sending to show.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    each_once(&server, &to);
+    assert!(spool_drained(&a).await.is_empty(), "delivered mail stayed in the spool");
+    assert!(a.outbox().is_empty() && b.outbox().is_empty());
+    for gw in [&a, &b] {
+        let files = std::fs::read_dir(gw.dir.path().join("data/spool")).map_or(0, Iterator::count);
+        assert_eq!(files, 0, "a gateway spooled mail in its data_dir");
+    }
+}
+
+// The mail server is down while mail is made on both gateways: the messages wait in the
+// shared spool (there when the API answers, seen by both), both senders keep retrying,
+// and once the server is back each message arrives exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_put_during_an_smtp_outage_is_sent_once() {
+    let rec = Recorder::start().await;
+    let mut server = SmtpServer::start(Mode::Plain).await;
+    server.stop();
+    let (a, b) = mail_pair(PgCluster::shared(), &rec, &server).await;
+    let to: Vec<String> = (0..6).map(|i| format!("down{i}@example.com")).collect();
+    for (i, email) in to.iter().enumerate() {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        assert_eq!(register(gw, email).await.0, 202);
+    }
+    assert_eq!(a.spool().len(), 6, "the messages are not in the shared spool");
+    assert!(b.spool()[0].contains("To: down0@example.com"), "{:?}", b.spool());
+    // Both senders try (and fail) a few times.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(b.spool().len(), 6, "a message was dropped during the outage");
+
+    server.resume().await;
+    assert_eq!(server.wait_for(6, Duration::from_secs(20)).await.len(), 6);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    each_once(&server, &to);
+    assert!(spool_drained(&b).await.is_empty());
+}
+
+// A 5xx to a message of the shared spool: given up once, by whichever gateway claimed
+// it: one mail_undeliverable record in the one audit chain, one try, and the message
+// leaves the spool; the next message still goes out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_mail_is_given_up_once() {
+    let rec = Recorder::start().await;
+    let server = SmtpServer::start(Mode::Plain).await;
+    server.refuse_rcpt("bounce", 550);
+    let (a, b) = mail_pair(PgCluster::shared(), &rec, &server).await;
+    assert_eq!(register(&a, "bounce@example.com").await.0, 202);
+    assert_eq!(register(&b, "fine@example.com").await.0, 202);
+    assert_eq!(server.wait_for(1, Duration::from_secs(10)).await.len(), 1);
+    let events = b.wait_for_events(EventKind::MailUndeliverable, 1).await;
+    assert_eq!(events.len(), 1, "the refusal was not audited");
+    assert_eq!(events[0].event.email.as_deref(), Some("bounce@example.com"));
+    assert_eq!(events[0].event.reason.as_deref(), Some("550"));
+    assert!(
+        spool_drained(&a).await.is_empty(),
+        "a refused message stayed in the spool"
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(a.audit_events(EventKind::MailUndeliverable).await.len(), 1);
+    let tries = server.rcpts().iter().filter(|r| r.starts_with("bounce")).count();
+    assert_eq!(tries, 1, "a message refused for good was tried again");
+    each_once(&server, &["fine@example.com".to_owned()]);
+}
+
+// The database goes away: mail cannot be made durable, so the API answers 503
+// `unavailable` (never a 500, never a 202 for mail that was not kept), the senders log
+// and back off; once it is back, mail is made and delivered again without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_through_a_database_outage() {
+    let cluster = PgCluster::start();
+    let rec = Recorder::start().await;
+    let server = SmtpServer::start(Mode::Plain).await;
+    let (a, b) = mail_pair(&cluster, &rec, &server).await;
+    assert_eq!(register(&a, "before@example.com").await.0, 202);
+    assert_eq!(server.wait_for(1, Duration::from_secs(10)).await.len(), 1);
+    cluster.stop();
+    let (status, body) = register(&b, "during@example.com").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "unavailable", "{body}");
+    // The senders meet the outage a few times.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    cluster.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut to = vec!["before@example.com".to_owned()];
+    for (i, gw) in [&a, &b].into_iter().enumerate() {
+        let email = format!("after{i}@example.com");
+        loop {
+            let (status, body) = register(gw, &email).await;
+            if status == 202 {
+                break;
+            }
+            assert_eq!(status, 503, "{body}");
+            assert!(Instant::now() < deadline, "no recovery: {status} {body}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        to.push(email);
+    }
+    assert_eq!(server.wait_for(3, Duration::from_secs(20)).await.len(), 3);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    each_once(&server, &to);
+}
+
+// A gateway whose sender waits out a long backoff (the mail server is down) stops at
+// once, and the message it tried stays in the shared spool for the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_prompt_and_keeps_the_shared_spool() {
+    secret_key();
+    let rec = Recorder::start().await;
+    let mut server = SmtpServer::start(Mode::Plain).await;
+    server.stop();
+    let url = PgCluster::shared().database().await;
+    let mut gw = Setup::new(&[("rec", rec.url())], OPEN_POLICY)
+        .extra(&format!(
+            "[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n{}",
+            smtp_to(&server)
+        ))
+        .start_with(|c| c.email.smtp.as_mut().unwrap().retry_first = Duration::from_secs(300))
+        .await;
+    assert_eq!(register(&gw, "wait@example.com").await.0, 202);
+    // The sender has tried, failed and gone to sleep for 300 s.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gw.client = reqwest::Client::new();
+    tokio::time::timeout(Duration::from_secs(10), gw.shutdown())
+        .await
+        .expect("the mail sender held up the shutdown");
+    let left = common::shared_spool(&url);
+    assert_eq!(left.len(), 1, "the message left the shared spool at shutdown");
+    assert!(left[0].contains("To: wait@example.com"));
 }

@@ -90,7 +90,7 @@ impl AuthService {
         } else {
             KeyRing::shared(&store, alg, &issuer).await?
         };
-        let mailer = Mailer::new(&config, clock.clone())
+        let mailer = Mailer::new(&config, clock.clone(), &store)
             .map_err(|e| format!("mail spool in {}: {e}", config.server.data_dir.display()))?;
         let hasher = Hasher::with_concurrency(config.login.hash_concurrency);
         let idle = super::activity::IdleSessions::new(config.tokens.idle_timeout);
@@ -162,22 +162,22 @@ impl AuthService {
         &self.hasher
     }
 
-    /// Hands one message to the mailer: durable on disk when this returns (in the outbox,
-    /// or in the SMTP spool, whose sender is woken). The write and its sync run on the
-    /// blocking pool, never on a connection worker. A full spool answers 503 busy.
+    /// Hands one message to the mailer: durable when this returns (in the outbox, in the
+    /// SMTP spool, whose sender is woken, or in the spool a shared store keeps; see
+    /// [`Mailer::send`]). A full spool answers 503 busy; a shared spool whose database
+    /// cannot be reached, 503 unavailable.
     pub(super) async fn mail(&self, to: &str, subject: &str, body: &str) -> Result<(), GatewayError> {
-        let mailer = self.mailer.clone();
-        let (to, subject, body) = (to.to_owned(), subject.to_owned(), body.to_owned());
-        let sent = tokio::task::spawn_blocking(move || mailer.send(&to, &subject, &body))
-            .await
-            .map_err(|e| GatewayError::Internal(format!("mail task failed: {e}").into()))?;
-        match sent {
+        match self.mailer.send(to, subject, body).await {
             Ok(()) => Ok(()),
             Err(SpoolError::Full(max)) => {
                 tracing::warn!(max, "the mail spool is full: is the mail server down?");
                 Err(GatewayError::Busy {
                     retry_after: Duration::from_secs(30),
                 })
+            }
+            Err(SpoolError::Store(e)) => {
+                tracing::warn!(error = %e, "cannot put mail in the shared spool");
+                Err(e.into())
             }
             Err(e) => Err(GatewayError::Internal(format!("cannot write mail: {e}").into())),
         }

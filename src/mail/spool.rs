@@ -28,6 +28,9 @@ pub enum SpoolError {
     Message(String),
     #[error("cannot write to the mail spool: {0}")]
     Io(#[from] std::io::Error),
+    /// The shared spool's database did not take the message.
+    #[error("cannot put the message in the shared mail spool: {0}")]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// The spool directory and what the sender needs to know of it.

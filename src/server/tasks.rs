@@ -94,8 +94,9 @@ pub(super) fn spawn_reaper(tasks: &mut JoinSet<()>, inner: &Arc<Pipeline>, stop:
     });
 }
 
-/// Delivers the mail spool over SMTP until shutdown (see [`crate::mail::sender`]). It
-/// stops at once when the drain begins: what it has not delivered stays in the spool.
+/// Delivers the mail spool over SMTP until shutdown (see [`crate::mail::sender`]): the
+/// gateway's own, or the one a shared store keeps. It stops at once when the drain
+/// begins: what it has not delivered stays in the spool.
 pub(super) fn spawn_mail_sender(
     tasks: &mut JoinSet<()>,
     inner: &Arc<Pipeline>,
@@ -103,12 +104,12 @@ pub(super) fn spawn_mail_sender(
     stop: &watch::Sender<Lifecycle>,
 ) {
     let auth = inner.auth();
-    let (Some(spool), Some(smtp)) = (auth.mailer().spool(), inner.config().email.smtp.clone()) else {
+    let (Some(queue), Some(smtp)) = (auth.mailer().queue(), inner.config().email.smtp.clone()) else {
         return;
     };
     let mut mail_stop = stop.subscribe();
     tasks.spawn(crate::mail::sender::run(
-        spool.clone(),
+        queue,
         crate::mail::sender::transport(&smtp, tls),
         smtp,
         auth.audit().clone(),

@@ -340,7 +340,13 @@ impl TestGateway {
 
     /// The messages waiting in the SMTP spool (`data/spool`), oldest first. A message the
     /// sender removes between the listing and the reading was delivered: it is left out.
+    /// With a shared store, the messages of its spool (every gateway's).
     pub fn spool(&self) -> Vec<String> {
+        if let portcullis::config::store::StoreConfig::Postgres(pg) =
+            &self.running.as_ref().unwrap().inner().config().store
+        {
+            return shared_spool(&pg.url);
+        }
         let dir = self.dir.path().join("data/spool");
         let mut files: Vec<_> = std::fs::read_dir(dir)
             .map(|d| {
@@ -371,6 +377,23 @@ impl TestGateway {
             r.shutdown().await;
         }
     }
+}
+
+/// The messages in the shared spool of the database at `url`, oldest first (a blocking
+/// look behind the store's back: call it from a multi-threaded runtime).
+pub fn shared_spool(url: &str) -> Vec<String> {
+    tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(async {
+            let client = postgres::PgCluster::client(url).await;
+            client
+                .query("SELECT message FROM mail_spool ORDER BY created_ms, id", &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| String::from_utf8_lossy(r.get::<_, &[u8]>(0)).into_owned())
+                .collect()
+        })
+    })
 }
 
 /// Writes `bytes` and reads until the peer closes or 5 s pass.
