@@ -164,10 +164,26 @@ fn take<T: DeserializeOwned>(tree: &sled::Tree, name: &'static str, key: &[u8]) 
     }
 }
 
-/// Opens (or creates) the sled database in `path`.
+/// Opens (or creates) the sled database in `path`. A database whose lock is still held is
+/// tried again for up to [`LOCK_PATIENCE`]: a store just closed in this process or another
+/// lets its lock go only when sled's background threads have finished with it, which on
+/// a busy machine can be a moment after the close returned.
 fn open_db(path: &Path) -> Result<sled::Db> {
-    Ok(sled::Config::new().path(path).mode(sled::Mode::HighThroughput).open()?)
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match sled::Config::new().path(path).mode(sled::Mode::HighThroughput).open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            opened => return Ok(opened?),
+        }
+    }
 }
+
+/// How long opening waits for a database lock that another holder is letting go.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Serializing these plain structs to JSON cannot fail.
