@@ -117,6 +117,35 @@ mod tests {
         assert!(validate(raw(&["nowhere"])).is_err());
     }
 
+    // In a file: each error names the file, the line and the key; an unknown key in the
+    // table is refused; the defaults hold when the table and the key are absent.
+    #[test]
+    fn errors_name_file_line_and_key() {
+        use crate::config::tests::MINIMAL;
+        use crate::config::Config;
+        let path = std::path::Path::new("/etc/portcullis/gateway.toml");
+        let src = format!("{MINIMAL}\n[tokens]\naudience = \"\"\n\n[forward_auth]\ntrusted = [\"10.0.0.1/8\"]\n");
+        let errors = Config::parse(path, &src).unwrap_err().0;
+        let found: Vec<_> = errors
+            .iter()
+            .map(|e| (e.file.as_path(), e.line, e.key.as_deref()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (path, Some(12), Some("[tokens] audience")),
+                (path, Some(15), Some("[forward_auth] trusted")),
+            ],
+            "{errors:?}"
+        );
+        let src = format!("{MINIMAL}\n[forward_auth]\ntrusted_peers = []\n");
+        let text = Config::parse(path, &src).unwrap_err().to_string();
+        assert!(text.contains("trusted_peers"), "{text}");
+        let c = Config::parse(path, MINIMAL).unwrap();
+        assert_eq!(c.forward_auth, ForwardAuth::default());
+        assert_eq!(c.tokens.audience, "https://localhost:8443");
+    }
+
     // The audience defaults to public_url without its trailing slash; a custom one is
     // kept as written; an empty or spaced one is refused.
     #[test]
