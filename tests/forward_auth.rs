@@ -101,6 +101,17 @@ async fn allowed_with_identity_headers() {
     let resp = verify(&gw, "GET", "/api/products", None, &[]).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "x-auth-user"), None);
+
+    // Attributes: the X-Auth-Attr-* headers an upstream would get.
+    let set = [("customer_id".to_owned(), "42".to_owned())].into_iter().collect();
+    gw.auth()
+        .change_attributes("casey@example.com", set, Vec::new())
+        .await
+        .unwrap();
+    let token = gw.access_token("casey@example.com").await;
+    let resp = verify(&gw, "GET", "/api/orders", Some(&token), &[]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-auth-attr-customer-id"), Some("42"));
     assert!(rec.requests().is_empty(), "forward-auth reached the upstream");
 }
 
@@ -406,4 +417,27 @@ async fn custom_audience() {
     assert_eq!(claims(&token)["iss"], "https://localhost");
     assert_eq!(gw.get_with("/api/orders", &token).await.0, 200);
     assert_eq!(verify(&gw, "GET", "/api/orders", Some(&token), &[]).await.status(), 200);
+}
+
+// Shadow mode decides for forward-auth as for proxied requests: a refusal is let
+// through (200, with the caller's identity) and audited as would_deny; a path no route
+// matches is still refused.
+#[tokio::test]
+async fn shadow_mode() {
+    let rec = Recorder::start().await;
+    let gw = gateway(&rec, "[policy]\nmode = \"shadow\"\n").await;
+    let (id, token) = gw.signed_in("casey@example.com", &["customer"]).await;
+    let resp = verify(&gw, "GET", "/api/staff", Some(&token), &[]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-auth-user"), Some(id.as_str()));
+    let shadowed = gw.wait_for_events(EventKind::WouldDeny, 1).await;
+    assert_eq!(shadowed.len(), 1);
+    assert_eq!(shadowed[0].event.path.as_deref(), Some("/api/staff"));
+    assert_eq!(shadowed[0].event.status, Some(403));
+    assert_eq!(
+        verify(&gw, "GET", "/api/nothing-here", Some(&token), &[])
+            .await
+            .status(),
+        403
+    );
 }
