@@ -206,8 +206,9 @@ impl Pipeline {
                 if let GatewayError::RateLimited { retry_after } | GatewayError::RouteRateLimited { retry_after, .. } =
                     &err
                 {
-                    resp.headers_mut()
-                        .insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+                    // Whole seconds, rounded up, as the gateway's own 429 says it.
+                    let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                    resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
                 }
                 resp
             }
