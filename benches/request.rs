@@ -32,6 +32,7 @@ fn tokens(c: &mut Criterion) {
     let now = SystemClock.now();
     let claims = Claims {
         iss: "https://localhost".into(),
+        aud: "https://localhost".into(),
         sub: "u-0123456789abcdef0123456789abcdef".into(),
         email: "customer@example.com".into(),
         roles: vec!["customer".into()],

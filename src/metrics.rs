@@ -28,6 +28,8 @@ const STATUS_SLOTS: usize = 1000;
 pub const ROUTE_AUTH: &str = "(auth)";
 pub const ROUTE_GATEWAY: &str = "(gateway)";
 pub const ROUTE_UNMATCHED: &str = "(none)";
+/// The decisions of `/auth/verify` (forward-auth), whatever route they concern.
+pub const ROUTE_FORWARD_AUTH: &str = "(forward-auth)";
 
 struct RouteStats {
     by_status: Box<[AtomicU64]>,

@@ -15,6 +15,10 @@ pub enum TokenError {
     BadSignature,
     #[error("wrong issuer")]
     WrongIssuer,
+    /// No `aud`, or not `[tokens] audience`. Told to the client as `bad_signature`: the
+    /// detail is for the log.
+    #[error("wrong or missing audience")]
+    WrongAudience,
     #[error("expired")]
     Expired,
     #[error("not yet valid")]
@@ -36,7 +40,7 @@ impl TokenError {
     pub fn description(self) -> &'static str {
         match self {
             Self::Malformed => "malformed",
-            Self::UnknownKey | Self::BadSignature => "bad_signature",
+            Self::UnknownKey | Self::BadSignature | Self::WrongAudience => "bad_signature",
             Self::WrongIssuer => "wrong_issuer",
             Self::Expired => "expired",
             Self::NotYetValid => "not_yet_valid",
@@ -52,7 +56,7 @@ impl TokenError {
             Self::Malformed => {
                 "the access token is malformed; send the access_token from POST /auth/login as `Authorization: Bearer TOKEN`"
             }
-            Self::UnknownKey | Self::BadSignature => {
+            Self::UnknownKey | Self::BadSignature | Self::WrongAudience => {
                 "the access token was not signed by this gateway's current key; log in again"
             }
             Self::WrongIssuer => "the access token was issued by another gateway; log in here",

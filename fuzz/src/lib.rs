@@ -106,6 +106,7 @@ pub fn key_ring(alg: KeyAlg) -> KeyRing {
 pub fn claims(sub: &str, roles: &[&str], amr: &[&str]) -> Claims {
     Claims {
         iss: ISSUER.to_owned(),
+        aud: ISSUER.to_owned(),
         sub: sub.to_owned(),
         email: format!("{sub}@example.com"),
         roles: roles.iter().map(|r| (*r).to_owned()).collect(),

@@ -89,7 +89,8 @@ impl AuthService {
             KeyRing::load_or_generate(&config.server.data_dir.join("keys"), alg, &issuer).map_err(|e| e.to_string())?
         } else {
             KeyRing::shared(&store, alg, &issuer).await?
-        };
+        }
+        .with_audience(&config.tokens.audience);
         let mailer = Mailer::new(&config, clock.clone(), &store)
             .map_err(|e| format!("mail spool in {}: {e}", config.server.data_dir.display()))?;
         let hasher = Hasher::with_concurrency(config.login.hash_concurrency);

@@ -31,6 +31,7 @@ impl AuthService {
         let now = self.clock.now();
         let claims = Claims {
             iss: self.keys.issuer().to_owned(),
+            aud: self.keys.audience().to_owned(),
             sub: user.id.clone(),
             email: user.email.clone(),
             roles: user.roles.clone(),

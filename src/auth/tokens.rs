@@ -4,9 +4,10 @@
 //!
 //! Verification pins the algorithm and the key by `kid`; headers such as `jwk`, `jku`
 //! and `x5u` are never followed. `exp`, `nbf` and `iat` are checked against the
-//! gateway's clock with at most 30 s of leeway, and `iss` must be ours. The same key
-//! signs audit checkpoints (detached signatures). Also here: the random opaque tokens
-//! (refresh, MFA, confirmation) and the hash under which they are stored.
+//! gateway's clock with at most 30 s of leeway, `iss` must be ours and `aud` must be
+//! `[tokens] audience`. The same key signs audit checkpoints (detached signatures).
+//! Also here: the random opaque tokens (refresh, MFA, confirmation) and the hash under
+//! which they are stored.
 
 use std::fs;
 use std::path::Path;
@@ -27,6 +28,10 @@ pub const LEEWAY_SECS: u64 = 30;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {
     pub iss: String,
+    /// `[tokens] audience`; verification requires it (a default here only so that a
+    /// token without one is refused as such, not as unreadable).
+    #[serde(default)]
+    pub aud: String,
     pub sub: String,
     pub email: String,
     pub roles: Vec<String>,
@@ -84,6 +89,7 @@ pub struct KeyRing {
     alg: KeyAlg,
     kid: String,
     issuer: String,
+    audience: String,
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -195,8 +201,9 @@ impl KeyRing {
         // Time claims are checked against the gateway's clock, below.
         validation.validate_exp = false;
         validation.validate_nbf = false;
-        validation.validate_aud = false;
-        validation.required_spec_claims = ["exp", "iat", "nbf", "iss", "sub"]
+        validation.validate_aud = true;
+        validation.set_audience(&[issuer]);
+        validation.required_spec_claims = ["exp", "iat", "nbf", "iss", "sub", "aud"]
             .iter()
             .map(|s| (*s).to_owned())
             .collect();
@@ -206,6 +213,7 @@ impl KeyRing {
             alg,
             kid,
             issuer: issuer.to_owned(),
+            audience: issuer.to_owned(),
             encoding: match alg {
                 KeyAlg::EdDsa => EncodingKey::from_ed_der(der),
                 KeyAlg::Es256 => EncodingKey::from_ec_der(der),
@@ -265,6 +273,24 @@ impl KeyRing {
         &self.issuer
     }
 
+    /// The same key ring, issuing and requiring `aud` = `audience` (by default the
+    /// issuer).
+    pub fn with_audience(mut self, audience: &str) -> Self {
+        self.validation.set_audience(&[audience]);
+        self.audience = audience.to_owned();
+        self
+    }
+
+    /// The `aud` of every token (`[tokens] audience`).
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+
+    /// The JWT `alg` name tokens are signed with (`EdDSA` or `ES256`).
+    pub fn algorithm(&self) -> String {
+        format!("{:?}", jwt_alg(self.alg))
+    }
+
     /// `{"keys": [...]}`: the public signing key.
     pub fn jwks(&self) -> serde_json::Value {
         serde_json::json!({ "keys": [self.jwk] })
@@ -291,6 +317,8 @@ impl KeyRing {
         let data =
             jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+                jsonwebtoken::errors::ErrorKind::InvalidAudience => TokenError::WrongAudience,
+                jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(c) if c == "aud" => TokenError::WrongAudience,
                 // `ErrorKind` is non-exhaustive: every other kind is a bad token.
                 _ => TokenError::BadSignature,
             })?;

@@ -207,6 +207,7 @@ mod tests {
         auth.keys
             .sign(&Claims {
                 iss: "https://localhost".into(),
+                aud: "https://localhost".into(),
                 sub: "u-1".into(),
                 email: "a@example.com".into(),
                 roles: vec!["customer".into()],

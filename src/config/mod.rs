@@ -9,6 +9,7 @@
 //! layer below (what the engine reads).
 
 pub mod cors;
+pub mod forward_auth;
 pub mod proxies;
 mod raw;
 mod registration;
@@ -29,6 +30,7 @@ use std::time::Duration;
 use crate::units::Rate;
 
 pub use self::cors::{Cors, CorsOrigins};
+pub use self::forward_auth::ForwardAuth;
 pub use self::proxies::TrustedProxies;
 pub use self::registration::Registration;
 pub use self::smtp::{Smtp, SmtpPassword, SmtpTls, SMTP_PASSWORD_ENV};
@@ -89,6 +91,8 @@ pub struct Config {
     pub upstream_tls: BTreeMap<String, UpstreamTls>,
     /// `[store]`: the embedded sled store, or PostgreSQL shared by several gateways.
     pub store: store::StoreConfig,
+    /// `[forward_auth]`: the peers `GET /auth/verify` answers (loopback by default).
+    pub forward_auth: ForwardAuth,
 }
 
 #[derive(Debug, Clone)]
@@ -192,6 +196,9 @@ pub struct Tokens {
     pub algorithm: KeyAlg,
     /// `[tokens] idle_timeout`: a session unused for this long is ended; off when absent.
     pub idle_timeout: Option<Duration>,
+    /// `[tokens] audience`: the `aud` of access tokens, required when verifying them;
+    /// `public_url` without a trailing `/` by default.
+    pub audience: String,
 }
 
 /// The algorithm access tokens are signed with (`[tokens] algorithm`).

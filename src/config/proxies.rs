@@ -99,7 +99,7 @@ fn err(span: Range<usize>, key: &str, msg: impl Into<String>) -> ProxiesError {
 }
 
 /// One entry: `addr/prefix` without host bits, or a bare address (one host).
-fn parse_net(s: &str) -> Result<IpNet, String> {
+pub(super) fn parse_net(s: &str) -> Result<IpNet, String> {
     let s = s.trim();
     if !s.contains('/') {
         return s

@@ -38,6 +38,7 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) upstream_tls: BTreeMap<Spanned<String>, super::upstream_tls::RawUpstreamTls>,
     pub(super) store: Option<super::store::RawStore>,
+    pub(super) forward_auth: Option<super::forward_auth::RawForwardAuth>,
 }
 
 #[derive(Deserialize, Default)]
@@ -105,6 +106,7 @@ pub(super) struct RawTokens {
     pub(super) refresh_ttl: Option<HumanDuration>,
     pub(super) algorithm: Option<Spanned<String>>,
     pub(super) idle_timeout: Option<HumanDuration>,
+    pub(super) audience: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -284,6 +284,16 @@ impl Config {
             .map_err(|(span, key, m)| SourceError::at(path, src, Some(span), Some(key.into()), m)),
         );
 
+        let forward_auth = found
+            .take(super::forward_auth::validate(raw.forward_auth).map_err(|(span, key, m)| keyed(span, key, m)))
+            .unwrap_or_default();
+        let audience = found
+            .take(
+                super::forward_auth::audience(raw.tokens.audience.as_ref(), public_url.as_ref())
+                    .map_err(|(span, m)| keyed(span, "[tokens] audience".into(), m)),
+            )
+            .unwrap_or_default();
+
         Some(Self {
             source: path.to_path_buf(),
             server: Server {
@@ -314,6 +324,7 @@ impl Config {
                 refresh_ttl: raw.tokens.refresh_ttl.map_or(Duration::from_secs(12 * 3600), |d| d.0),
                 algorithm,
                 idle_timeout: raw.tokens.idle_timeout.map(|d| d.0),
+                audience,
             },
             login: Login {
                 max_failures: raw.login.max_failures.unwrap_or(5),
@@ -337,6 +348,7 @@ impl Config {
             totp,
             upstream_tls,
             store: store.unwrap_or_default(),
+            forward_auth,
         })
     }
 }

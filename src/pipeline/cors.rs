@@ -120,9 +120,9 @@ impl CorsPolicy {
             Some(Endpoint::Auth) => crate::auth::http::endpoint_method(path, self.registration)
                 .filter(|m| *m == method)
                 .map(|_| true),
-            Some(Endpoint::Health | Endpoint::Ready | Endpoint::Jwks | Endpoint::Metrics) => {
-                (method == Method::GET || method == Method::HEAD).then_some(true)
-            }
+            Some(
+                Endpoint::Health | Endpoint::Ready | Endpoint::Jwks | Endpoint::OpenIdConfiguration | Endpoint::Metrics,
+            ) => (method == Method::GET || method == Method::HEAD).then_some(true),
             None => policy.routed(&method, path),
         };
         let route_cors = route_cors.ok_or(GatewayError::NoRoute)?;

@@ -31,6 +31,8 @@ pub enum Endpoint {
     Ready,
     /// `/.well-known/jwks.json`: the public keys that verify the gateway's tokens.
     Jwks,
+    /// `/.well-known/openid-configuration`: the issuer and where its keys are.
+    OpenIdConfiguration,
     /// `/metrics`: Prometheus text.
     Metrics,
     /// Anything under `/auth/`: registration, login, tokens, MFA.
@@ -44,6 +46,7 @@ impl Endpoint {
             "/healthz" => Some(Self::Health),
             "/readyz" => Some(Self::Ready),
             "/.well-known/jwks.json" => Some(Self::Jwks),
+            "/.well-known/openid-configuration" => Some(Self::OpenIdConfiguration),
             "/metrics" => Some(Self::Metrics),
             p if p.starts_with("/auth/") => Some(Self::Auth),
             _ => None,
@@ -101,6 +104,10 @@ impl Endpoints {
                 ctx.endpoint = Some(crate::metrics::ROUTE_GATEWAY);
                 Ok(json_response(StatusCode::OK, &auth.keys().jwks()))
             }
+            Endpoint::OpenIdConfiguration => {
+                ctx.endpoint = Some(crate::metrics::ROUTE_GATEWAY);
+                Ok(json_response(StatusCode::OK, &openid_configuration(auth)))
+            }
             Endpoint::Metrics => {
                 ctx.endpoint = Some(crate::metrics::ROUTE_GATEWAY);
                 let caller = authenticate(auth, req.headers())?;
@@ -129,6 +136,19 @@ impl Endpoints {
             }
         }
     }
+}
+
+/// OpenID Connect discovery, kept to what is true: the issuer (the tokens' `iss`), the
+/// JWKS, the signing algorithm and public subject ids. The gateway has no authorization
+/// or token endpoint in the OAuth sense, so none is listed.
+pub fn openid_configuration(auth: &AuthService) -> serde_json::Value {
+    let keys = auth.keys();
+    serde_json::json!({
+        "issuer": keys.issuer(),
+        "jwks_uri": format!("{}/.well-known/jwks.json", keys.issuer()),
+        "id_token_signing_alg_values_supported": [keys.algorithm()],
+        "subject_types_supported": ["public"],
+    })
 }
 
 /// `GET /metrics` is for the machine itself (a scraper on loopback) and for admins.

@@ -16,6 +16,7 @@ pub mod context;
 pub mod cors;
 pub mod endpoints;
 pub mod forward;
+pub mod forward_auth;
 pub mod normalize;
 pub mod ratelimit;
 pub mod readiness;
@@ -94,6 +95,11 @@ impl Pipeline {
         // A CORS preflight is the gateway's to answer, before any token or route limit.
         if let Some(answer) = cors::preflight(self.cors.as_ref(), &req, &target.path, &self.policy, ctx) {
             return answer;
+        }
+
+        // Forward-auth: a decision for another proxy, nothing forwarded.
+        if target.path == forward_auth::PATH {
+            return self.forward_auth(req, ctx).await;
         }
 
         // The gateway's own endpoints, matched on the canonical path.
@@ -314,6 +320,8 @@ impl Handler for Pipeline {
         };
         let is_auth = ctx.endpoint == Some(crate::metrics::ROUTE_AUTH) || raw_path.starts_with("/auth/");
         let label = match (&ctx.route, ctx.endpoint) {
+            // Forward-auth decisions are counted apart from the requests of their routes.
+            (_, Some(endpoint @ crate::metrics::ROUTE_FORWARD_AUTH)) => endpoint,
             (Some(route), _) => route.name(),
             (None, Some(endpoint)) => endpoint,
             (None, None) => crate::metrics::ROUTE_UNMATCHED,

@@ -5,6 +5,7 @@ use super::*;
 fn claims(now: u64) -> Claims {
     Claims {
         iss: "https://gw".into(),
+        aud: "https://gw".into(),
         sub: "u-1".into(),
         email: "a@b.c".into(),
         roles: vec!["customer".into()],
@@ -58,6 +59,32 @@ fn time_and_issuer() {
     assert_eq!(k.verify(&t, 1000), Err(TokenError::WrongIssuer));
 }
 
+// `aud` must be the configured audience: the issuer by default, or `with_audience`'s;
+// a token for another audience, or with none, is refused.
+#[test]
+fn audience_required() {
+    let k = ring(KeyAlg::EdDsa);
+    assert_eq!(k.audience(), "https://gw");
+    assert!(k.verify(&k.sign(&claims(1000)).unwrap(), 1000).is_ok());
+    let mut other = claims(1000);
+    other.aud = "https://elsewhere".into();
+    assert_eq!(k.verify(&k.sign(&other).unwrap(), 1000), Err(TokenError::WrongAudience));
+    let custom = ring(KeyAlg::EdDsa).with_audience("api://orders");
+    other.aud = "api://orders".into();
+    assert!(custom.verify(&custom.sign(&other).unwrap(), 1000).is_ok());
+    assert_eq!(
+        custom.verify(&custom.sign(&claims(1000)).unwrap(), 1000),
+        Err(TokenError::WrongAudience)
+    );
+    // No `aud` at all: signed by hand, without the field.
+    let mut value = serde_json::to_value(claims(1000)).unwrap();
+    value.as_object_mut().unwrap().remove("aud");
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(k.kid().to_owned());
+    let t = jsonwebtoken::encode(&header, &value, &k.encoding).unwrap();
+    assert_eq!(k.verify(&t, 1000), Err(TokenError::WrongAudience));
+}
+
 // The exported PEM is the key the JWKS publishes, and other verifiers accept it.
 #[test]
 fn public_pem_verifies() {
@@ -72,6 +99,7 @@ fn public_pem_verifies() {
         let mut v = Validation::new(jwt_alg(alg));
         v.validate_exp = false;
         v.set_issuer(&["https://gw"]);
+        v.set_audience(&["https://gw"]);
         jsonwebtoken::decode::<Claims>(&t, &key, &v).unwrap();
     }
 }

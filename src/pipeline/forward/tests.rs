@@ -13,6 +13,7 @@ use std::sync::Arc;
 fn verified(p: Principal) -> Arc<Verified> {
     let claims = Claims {
         iss: "https://localhost".into(),
+        aud: "https://localhost".into(),
         sub: p.id.clone(),
         email: p.email.clone(),
         roles: p.roles.clone(),
