@@ -10,6 +10,8 @@
 #   (`https://`, verified against a CA file), on the same public route; and a third
 #   whose store is PostgreSQL (a throwaway cluster on loopback) instead of sled, on the
 #   role route and on a rate-limited route (whose budget lives in the shared store).
+# Also: the role route with a cookie session instead of a bearer token, and /auth/verify
+# (forward-auth) deciding that route for another proxy.
 # After the table, logins per second with each store (wrk POSTing one account's login).
 # Prints one table with each figure's ratio to HAProxy-with-JWT and to nginx, and stops
 # everything it started.
@@ -224,6 +226,15 @@ login() {
 }
 token=$(login 19443)
 pg_token=$(login 19445)
+# A cookie session for the cookie rows: the login page's form, posted as a browser does.
+jar=$work/cookies.txt
+curl -sk -c "$jar" -b "$jar" -o "$work/login.html" https://127.0.0.1:19443/auth/login
+csrf=$(grep -o 'name="csrf" value="[^"]*"' "$work/login.html" | head -1 | sed -E 's/.*value="([^"]*)"/\1/')
+curl -sk -c "$jar" -b "$jar" -o /dev/null -H "Origin: https://localhost:19443" \
+  --data-urlencode "email=tester@example.com" --data-urlencode "password=$password" --data-urlencode "csrf=$csrf" \
+  https://127.0.0.1:19443/auth/login
+session=$(awk '$6 == "__Host-portcullis" {print $7}' "$jar")
+[ -n "$session" ] || { echo "the form login set no session cookie" >&2; exit 1; }
 [ -n "${BASELINE_BIN:-}" ] && base_token=$(login 19543)
 hs_token=$(python3 - "$hs_secret" <<'PY'
 import base64, hashlib, hmac, json, sys, time
@@ -244,6 +255,15 @@ for check in "${checks[@]}"; do
   bad=$(curl -s -o /dev/null -w '%{http_code}' "$url" -H "Authorization: Bearer ${tok}x")
   [ "$code" = 200 ] && [ "$bad" = 401 ] || { echo "token check failed at $url: $code / $bad" >&2; exit 1; }
 done
+# The cookie row must really be authenticated by the cookie, the verify row really decided.
+code=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:19080/api/orders -H "Cookie: __Host-portcullis=$session")
+bad=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:19080/api/orders -H "Cookie: __Host-portcullis=${session}x")
+[ "$code" = 200 ] && [ "$bad" = 401 ] || { echo "cookie check failed: $code / $bad" >&2; exit 1; }
+code=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:19080/auth/verify -H "Authorization: Bearer $token" \
+  -H "X-Forwarded-Method: GET" -H "X-Forwarded-Uri: /api/orders")
+bad=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:19080/auth/verify -H "Authorization: Bearer ${token}x" \
+  -H "X-Forwarded-Method: GET" -H "X-Forwarded-Uri: /api/orders")
+[ "$code" = 200 ] && [ "$bad" = 401 ] || { echo "forward-auth check failed: $code / $bad" >&2; exit 1; }
 # The HTTPS-upstream rows must really reach the backend over TLS (its TLS listener marks
 # its answers), on both of the gateway's listeners.
 for url in http://127.0.0.1:19081/api/products/3 https://127.0.0.1:19444/api/products/3; do
@@ -276,6 +296,8 @@ rows=(
   "Portcullis role route, PG store|http|http://127.0.0.1:19082/api/orders|$pg_token"
   "Portcullis rate-limited, sled|http|http://127.0.0.1:19080/api/limited/1|$token"
   "Portcullis rate-limited, PG|http|http://127.0.0.1:19082/api/limited/1|$pg_token"
+  "Portcullis role route + cookie|http|http://127.0.0.1:19080/api/orders||Cookie: __Host-portcullis=$session"
+  "Portcullis /auth/verify, token|http|http://127.0.0.1:19080/auth/verify|$token|X-Forwarded-Method: GET^X-Forwarded-Uri: /api/orders"
   "nginx proxy, no auth|tls|https://127.0.0.1:19442/api/products/3|"
   "HAProxy + JWT HS256|tls|https://127.0.0.1:19450/api/orders|$hs_token"
   "HAProxy + JWT ES256|tls|https://127.0.0.1:19451/api/orders|$token"
@@ -285,6 +307,8 @@ rows=(
   "Portcullis role route, PG store|tls|https://127.0.0.1:19445/api/orders|$pg_token"
   "Portcullis rate-limited, sled|tls|https://127.0.0.1:19443/api/limited/1|$token"
   "Portcullis rate-limited, PG|tls|https://127.0.0.1:19445/api/limited/1|$pg_token"
+  "Portcullis role route + cookie|tls|https://127.0.0.1:19443/api/orders||Cookie: __Host-portcullis=$session"
+  "Portcullis /auth/verify, token|tls|https://127.0.0.1:19443/auth/verify|$token|X-Forwarded-Method: GET^X-Forwarded-Uri: /api/orders"
 )
 if [ -n "${BASELINE_BIN:-}" ]; then
   rows+=(
@@ -309,9 +333,14 @@ for ((round = 1; round <= rounds; round++)); do
   for conns in "${concurrencies[@]}"; do
     for ((i = 0; i < nrows; i++)); do
       row=${rows[$(( (i + offset) % nrows ))]}
-      IFS='|' read -r name transport url tok <<<"$row"
+      IFS='|' read -r name transport url tok extra <<<"$row"
       args=("$url")
       [ -n "$tok" ] && args=(-H "Authorization: Bearer $tok" "$url")
+      # A fifth field: further request headers, separated by '^'.
+      if [ -n "${extra:-}" ]; then
+        IFS='^' read -r -a hdrs <<<"$extra"
+        for h in "${hdrs[@]}"; do args=(-H "$h" "${args[@]}"); done
+      fi
       measure "$conns|$transport|$name" "$conns" "${args[@]}"
     done
   done
