@@ -10,6 +10,8 @@
 pub mod activity;
 pub mod attributes;
 pub mod body;
+pub mod browser;
+pub mod cookie;
 mod feed;
 pub mod flow;
 pub mod http;
