@@ -20,6 +20,7 @@ pub mod idle;
 pub mod jwt_crypto;
 pub mod login;
 pub mod mfa;
+pub mod pages;
 pub mod password;
 pub mod password_change;
 pub mod password_policy;
