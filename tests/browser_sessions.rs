@@ -164,7 +164,12 @@ async fn form_login(gw: &TestGateway, client: &reqwest::Client, email: &str, nex
 }
 
 async fn get(gw: &TestGateway, client: &reqwest::Client, jar: &Jar, path: &str) -> u16 {
-    let resp = client.get(gw.url(path)).header(COOKIE, jar.header()).send().await.unwrap();
+    let resp = client
+        .get(gw.url(path))
+        .header(COOKIE, jar.header())
+        .send()
+        .await
+        .unwrap();
     resp.status().as_u16()
 }
 
@@ -209,7 +214,12 @@ async fn cookie_resolves_and_never_reaches_upstream() {
     assert_eq!(get(&gw, &client, &jar, "/staff").await, 403);
     let seen = rec.requests();
     let last = seen.last().unwrap();
-    let cookies: Vec<_> = last.headers.get_all(COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
+    let cookies: Vec<_> = last
+        .headers
+        .get_all(COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
     assert_eq!(cookies, ["theme=dark; lang=en"]);
     assert_eq!(last.headers["x-auth-email"], "c@example.com");
     // A request with only the gateway's cookies reaches the upstream with no Cookie.
@@ -254,7 +264,10 @@ async fn logout_clears_cookies() {
         .send()
         .await
         .unwrap();
-    assert_eq!((account.status().as_u16(), &account.headers()[LOCATION]), (303, &"/auth/login".parse().unwrap()));
+    assert_eq!(
+        (account.status().as_u16(), &account.headers()[LOCATION]),
+        (303, &"/auth/login".parse().unwrap())
+    );
     assert_eq!(gw.wait_for_events(EventKind::Logout, 1).await.len(), 1);
 }
 
@@ -294,6 +307,9 @@ async fn idle_timeout_ends_cookie_session() {
     assert_eq!(gw.wait_for_events(EventKind::SessionExpired, 1).await.len(), 1);
 }
 
+/// A CSRF case: the method, the extra headers, the `Cookie` header.
+type Case<'a> = (reqwest::Method, Vec<(&'a str, &'a str)>, &'a str);
+
 /// A cookie-authenticated `method` to `/app/x` with extra headers: its status and code.
 async fn unsafe_request(
     gw: &TestGateway,
@@ -324,16 +340,20 @@ async fn csrf_combinations() {
     let both = jar.header();
     let session_only = format!("__Host-portcullis={}", jar.session.clone().unwrap());
     use reqwest::Method as M;
-    let allowed: Vec<(M, Vec<(&str, &str)>, &str)> = vec![
+    let allowed: Vec<Case> = vec![
         (M::POST, vec![("origin", ORIGIN)], &both),
         (M::DELETE, vec![("origin", ORIGIN)], &session_only),
         (M::PUT, vec![("x-csrf-token", &jar.csrf)], &both),
-        (M::PATCH, vec![("origin", "https://evil.example"), ("x-csrf-token", &jar.csrf)], &both),
+        (
+            M::PATCH,
+            vec![("origin", "https://evil.example"), ("x-csrf-token", &jar.csrf)],
+            &both,
+        ),
     ];
     for (m, h, c) in &allowed {
         assert_eq!(unsafe_request(&gw, &client, c, m.clone(), h).await.0, 200, "{m} {h:?}");
     }
-    let refused: Vec<(M, Vec<(&str, &str)>, &str)> = vec![
+    let refused: Vec<Case> = vec![
         (M::POST, vec![], &both),
         (M::DELETE, vec![("origin", "https://evil.example")], &both),
         (M::PUT, vec![("origin", "null")], &both),
@@ -351,7 +371,10 @@ async fn csrf_combinations() {
     assert_eq!(rec.requests().len(), before, "nothing refused reached the upstream");
     let denied = gw.wait_for_events(EventKind::AccessDenied, refused.len()).await;
     assert_eq!(denied.len(), refused.len());
-    assert!(denied.iter().all(|r| r.event.reason.as_deref() == Some("csrf")), "{denied:?}");
+    assert!(
+        denied.iter().all(|r| r.event.reason.as_deref() == Some("csrf")),
+        "{denied:?}"
+    );
     assert!(denied.iter().all(|r| r.event.email.as_deref() == Some("c@example.com")));
     // Safe methods need nothing.
     assert_eq!(get(&gw, &client, &jar, "/app/x").await, 200);
@@ -383,16 +406,39 @@ async fn redirect_to_login() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 302);
-    assert_eq!(resp.headers()[LOCATION], "/auth/login?next=/app/orders%3Fid%3D7%26x%3Da%2520b");
-    let api = client.get(gw.url("/app/orders")).header("accept", "application/json").send().await.unwrap();
+    assert_eq!(
+        resp.headers()[LOCATION],
+        "/auth/login?next=/app/orders%3Fid%3D7%26x%3Da%2520b"
+    );
+    let api = client
+        .get(gw.url("/app/orders"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(api.status(), 401);
     let no_accept = client.get(gw.url("/app/orders")).send().await.unwrap();
     assert_eq!(no_accept.status(), 401);
-    let post = client.post(gw.url("/app/orders")).header("accept", html).send().await.unwrap();
+    let post = client
+        .post(gw.url("/app/orders"))
+        .header("accept", html)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(post.status(), 401);
-    let public = client.get(gw.url("/public")).header("accept", html).send().await.unwrap();
+    let public = client
+        .get(gw.url("/public"))
+        .header("accept", html)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(public.status(), 200);
-    let missing = client.get(gw.url("/nowhere")).header("accept", html).send().await.unwrap();
+    let missing = client
+        .get(gw.url("/nowhere"))
+        .header("accept", html)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 404);
 }
 
@@ -439,7 +485,12 @@ async fn open_redirect_shapes() {
 #[tokio::test]
 async fn pages_headers_forms_and_escaping() {
     let (gw, _rec, client) = start(None, "").await;
-    for path in ["/auth/login", "/auth/register", "/auth/password/forgot", "/auth/password/reset?token=t"] {
+    for path in [
+        "/auth/login",
+        "/auth/register",
+        "/auth/password/forgot",
+        "/auth/password/reset?token=t",
+    ] {
         let resp = client.get(gw.url(path)).send().await.unwrap();
         assert_eq!(resp.status(), 200, "{path}");
         let h = resp.headers();
@@ -519,7 +570,11 @@ async fn form_lockout_like_api() {
     )
     .await;
     assert_eq!(resp.status(), 429);
-    assert!(resp.text().await.unwrap().contains("too many failed attempts; try again later"));
+    assert!(resp
+        .text()
+        .await
+        .unwrap()
+        .contains("too many failed attempts; try again later"));
     assert_eq!(gw.login("c@example.com", PASSWORD).await.0, 429);
 }
 
@@ -536,7 +591,10 @@ async fn totp_enrolment_and_step_up_through_pages() {
     let resp = post_form(&gw, &client, &jar, "/auth/login", &fields).await;
     assert_eq!(resp.status(), 200);
     let page = resp.text().await.unwrap();
-    assert!(page.contains(r#"<img class="qr" src="data:image/png;base64,"#), "{page}");
+    assert!(
+        page.contains(r#"<img class="qr" src="data:image/png;base64,"#),
+        "{page}"
+    );
     assert!(page.contains(r#"<form method="post" action="/auth/mfa">"#));
     let token = between(&page, r#"name="mfa_token" value=""#, "\"");
     let secret = between(&page, r#"<span class="secret">"#, "<");
@@ -565,7 +623,14 @@ async fn totp_enrolment_and_step_up_through_pages() {
     let resp = post_form(&gw, &client, &jar, "/auth/login", &fields).await;
     let page = resp.text().await.unwrap();
     let token = between(&page, r#"name="mfa_token" value=""#, "\"");
-    let wrong = post_form(&gw, &client, &jar, "/auth/mfa", &[("mfa_token", &token), ("code", "000000")]).await;
+    let wrong = post_form(
+        &gw,
+        &client,
+        &jar,
+        "/auth/mfa",
+        &[("mfa_token", &token), ("code", "000000")],
+    )
+    .await;
     assert_eq!(wrong.status(), 401);
     assert!(wrong.text().await.unwrap().contains(r#"action="/auth/mfa""#));
 
@@ -608,4 +673,88 @@ async fn totp_enrolment_and_step_up_through_pages() {
 fn between(text: &str, start: &str, end: &str) -> String {
     let at = text.find(start).unwrap_or_else(|| panic!("no {start} in {text}")) + start.len();
     text[at..].split(end).next().unwrap().to_owned()
+}
+
+// Registration and the forgotten-password pair through the pages: the same generic
+// answers as the API, the mails, and a reset that ends the browser's session; `user
+// disable` ends one too.
+#[tokio::test]
+async fn register_and_reset_pages() {
+    let (gw, _rec, client) = start(None, "").await;
+    let (jar, _) = login_page(&gw, &client, "/").await;
+    let resp = post_form(
+        &gw,
+        &client,
+        &jar,
+        "/auth/register",
+        &[("email", "new@example.com"), ("name", "New"), ("password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(resp.status(), 202);
+    assert_eq!(gw.outbox().len(), 1, "the confirmation mail");
+    let weak = post_form(
+        &gw,
+        &client,
+        &jar,
+        "/auth/register",
+        &[("email", "weak@example.com"), ("name", "W"), ("password", "short")],
+    )
+    .await;
+    assert_eq!(weak.status(), 422);
+    assert!(weak.text().await.unwrap().contains(r#"action="/auth/register""#));
+
+    gw.add_user("c@example.com", &["customer"]).await;
+    let (session, _) = form_login(&gw, &client, "c@example.com", "/").await;
+    assert_eq!(get(&gw, &client, &session, "/app/x").await, 200);
+    let mails = gw.outbox().len();
+    for email in ["c@example.com", "nobody@example.com"] {
+        let resp = post_form(&gw, &client, &jar, "/auth/password/forgot", &[("email", email)]).await;
+        assert_eq!(resp.status(), 202, "the same answer for {email}");
+        assert!(resp.text().await.unwrap().contains("If an account has this address"));
+    }
+    let outbox = gw.outbox();
+    assert_eq!(outbox.len(), mails + 1, "one mail, to the real account");
+    let token = common::confirmation_token(outbox.last().unwrap());
+    let page = client
+        .get(gw.url(&format!("/auth/password/reset?token={token}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&format!(r#"name="token" value="{token}""#)));
+    let bad = post_form(
+        &gw,
+        &client,
+        &jar,
+        "/auth/password/reset",
+        &[("token", "made-up"), ("password", "N3w!Passw0rd-long")],
+    )
+    .await;
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("the token is invalid or expired"));
+    let ok = post_form(
+        &gw,
+        &client,
+        &jar,
+        "/auth/password/reset",
+        &[("token", &token), ("password", "N3w!Passw0rd-long")],
+    )
+    .await;
+    assert_eq!(ok.status(), 200);
+    assert_eq!(
+        get(&gw, &client, &session, "/app/x").await,
+        401,
+        "the reset ended the session"
+    );
+
+    gw.add_user("d@example.com", &["customer"]).await;
+    let (session, _) = form_login(&gw, &client, "d@example.com", "/").await;
+    assert_eq!(get(&gw, &client, &session, "/app/x").await, 200);
+    let disable = AdminRequest::Disable {
+        email: "d@example.com".into(),
+    };
+    execute(gw.auth(), disable).await.unwrap();
+    assert_eq!(get(&gw, &client, &session, "/app/x").await, 401);
 }

@@ -33,9 +33,7 @@ pub fn origin_of(public_url: &Uri) -> String {
 pub fn same_origin(headers: &HeaderMap, public_url: &Uri) -> bool {
     let mut all = headers.get_all(http::header::ORIGIN).iter();
     match (all.next(), all.next()) {
-        (Some(v), None) => v
-            .to_str()
-            .is_ok_and(|v| v.eq_ignore_ascii_case(&origin_of(public_url))),
+        (Some(v), None) => v.to_str().is_ok_and(|v| v.eq_ignore_ascii_case(&origin_of(public_url))),
         _ => false,
     }
 }
@@ -78,7 +76,10 @@ pub fn safe_next(raw: &str) -> Option<String> {
     if raw.len() > MAX_NEXT || !raw.starts_with('/') || raw.starts_with("//") {
         return None;
     }
-    if raw.bytes().any(|b| b.is_ascii_control() || b == b'\\' || b == b' ' || b == b'#' || !b.is_ascii()) {
+    if raw
+        .bytes()
+        .any(|b| b.is_ascii_control() || b == b'\\' || b == b' ' || b == b'#' || !b.is_ascii())
+    {
         return None;
     }
     let (path, query) = match raw.split_once('?') {
@@ -91,9 +92,9 @@ pub fn safe_next(raw: &str) -> Option<String> {
     }
     match query {
         Some(q) if !q.is_empty() => {
-            let ok = q.bytes().all(|b| {
-                b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b)
-            });
+            let ok = q
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b));
             ok.then(|| format!("{canonical}?{q}"))
         }
         _ => Some(canonical),

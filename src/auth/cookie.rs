@@ -142,7 +142,12 @@ impl AuthService {
             return Ok(None);
         }
         // `iat` is the session's creation: sessions made before a `user revoke` are over.
-        if self.revoked.users.get(&claims.sub).is_some_and(|after| claims.iat < *after) {
+        if self
+            .revoked
+            .users
+            .get(&claims.sub)
+            .is_some_and(|after| claims.iat < *after)
+        {
             return Ok(None);
         }
         if let Some(activity) = &verified.activity {
@@ -210,7 +215,12 @@ mod tests {
     fn cookie_values() {
         let mut h = HeaderMap::new();
         assert_eq!(cookie(&h, SESSION_COOKIE), None);
-        h.append(COOKIE, "a=1; __Host-portcullis-csrf=xyz; __Host-portcullis=abc_-9".parse().unwrap());
+        h.append(
+            COOKIE,
+            "a=1; __Host-portcullis-csrf=xyz; __Host-portcullis=abc_-9"
+                .parse()
+                .unwrap(),
+        );
         assert_eq!(cookie(&h, SESSION_COOKIE), Some("abc_-9"));
         assert_eq!(cookie(&h, CSRF_COOKIE), Some("xyz"));
         assert_eq!(cookie(&h, "a"), Some("1"));

@@ -53,7 +53,11 @@ pub fn wants_login_page<B>(req: &Request<B>) -> bool {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .any(|t| t.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("text/html")))
+            .any(|t| {
+                t.split(';')
+                    .next()
+                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/html"))
+            })
 }
 
 /// `302 Found` to the login page at `location` (made by

@@ -88,10 +88,12 @@ pub async fn step_up(
     peer: IpAddr,
 ) -> Result<Response<GatewayBody>, GatewayError> {
     let headers = req.headers().clone();
-    let caller = cookie_caller(auth, &headers).await?.ok_or(GatewayError::Unauthenticated {
-        reason: "step-up needs a session".into(),
-        invalid_token: false,
-    })?;
+    let caller = cookie_caller(auth, &headers)
+        .await?
+        .ok_or(GatewayError::Unauthenticated {
+            reason: "step-up needs a session".into(),
+            invalid_token: false,
+        })?;
     if !csrf_ok(auth, &headers, None) {
         return Err(csrf_refused(auth, request_id, peer, Some(&caller)).await);
     }

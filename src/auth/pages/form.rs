@@ -8,12 +8,12 @@ use bytes::Bytes;
 use http::{HeaderMap, Request};
 use http_body_util::{BodyExt, Limited};
 
+use crate::audit::EventKind;
 use crate::auth::browser::{form_fields, matches_cookie, same_origin, CSRF_HEADER};
 use crate::auth::cookie::{cookie, csrf_set_cookie, new_csrf, CSRF_COOKIE, SESSION_COOKIE};
 use crate::auth::flow::{AuthEvent, Flow};
 use crate::auth::service::AuthService;
 use crate::auth::Verified;
-use crate::audit::EventKind;
 use crate::error::GatewayError;
 use crate::upstream::request::RequestBody;
 

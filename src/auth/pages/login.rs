@@ -160,7 +160,11 @@ pub async fn post_mfa(
     let code = form.text("code").trim();
     if mfa_token.len() > 128 || code.len() > 64 || mfa_token.is_empty() {
         let err = GatewayError::InvalidCode { login_again: true };
-        return Ok(respond(err.status(), totp_page(&csrf, "", &next, Some(&err.message())), &[]));
+        return Ok(respond(
+            err.status(),
+            totp_page(&csrf, "", &next, Some(&err.message())),
+            &[],
+        ));
     }
     let code = if crate::auth::recovery::looks_like_recovery(code) {
         MfaCode::Recovery(code)
@@ -184,4 +188,3 @@ pub async fn post_mfa(
         None => see_other(&next, &cookies),
     })
 }
-

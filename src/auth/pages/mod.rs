@@ -41,8 +41,10 @@ pub fn serves<B>(auth: &AuthService, path: &str, req: &Request<B>) -> bool {
     let cookie_session = cookie(headers, SESSION_COOKIE).is_some() && !headers.contains_key(AUTHORIZATION);
     match *req.method() {
         Method::GET => {
-            matches!(path, "/auth/login" | "/auth/account" | "/auth/password/forgot" | "/auth/password/reset" | STYLESHEET)
-                || (path == "/auth/register" && registration)
+            matches!(
+                path,
+                "/auth/login" | "/auth/account" | "/auth/password/forgot" | "/auth/password/reset" | STYLESHEET
+            ) || (path == "/auth/register" && registration)
         }
         Method::POST => {
             (is_form(headers) && page_path(path))

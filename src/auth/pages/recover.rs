@@ -99,10 +99,17 @@ pub async fn post_register(
     Ok(match finish(auth, request_id, peer, flow).await {
         Ok(()) => respond(
             StatusCode::ACCEPTED,
-            done("Check your mail", "We sent a confirmation link to the address you gave: follow it, then log in."),
+            done(
+                "Check your mail",
+                "We sent a confirmation link to the address you gave: follow it, then log in.",
+            ),
             &[],
         ),
-        Err(err) => respond(err.status(), register_form(&csrf, email, name, Some(&err.message())), &[]),
+        Err(err) => respond(
+            err.status(),
+            register_form(&csrf, email, name, Some(&err.message())),
+            &[],
+        ),
     })
 }
 
@@ -130,7 +137,10 @@ pub async fn post_forgot(
     Ok(match finish(auth, request_id, peer, flow).await {
         Ok(()) => respond(
             StatusCode::ACCEPTED,
-            done("Check your mail", "If an account has this address, a link to reset its password is on its way."),
+            done(
+                "Check your mail",
+                "If an account has this address, a link to reset its password is on its way.",
+            ),
             &[],
         ),
         Err(err) => respond(err.status(), forgot_form(&csrf, email, Some(&err.message())), &[]),
@@ -159,7 +169,10 @@ pub async fn post_reset(
     Ok(match finish(auth, request_id, peer, flow).await {
         Ok(()) => respond(
             StatusCode::OK,
-            done("Password changed", "Your password is changed, and every session of the account has ended."),
+            done(
+                "Password changed",
+                "Your password is changed, and every session of the account has ended.",
+            ),
             &[],
         ),
         Err(err) => {
