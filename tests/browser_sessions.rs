@@ -525,15 +525,40 @@ async fn pages_headers_forms_and_escaping() {
     assert!(page.contains("invalid email or password"));
     assert!(!page.contains("<script>"));
     assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;@example.com"));
-    // A form post without the CSRF field or Origin is refused.
-    let resp = client
+    // A form post without the CSRF field, or with another site's Origin, is refused.
+    let no_field = client
         .post(gw.url("/auth/login"))
         .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(COOKIE, jar.header())
         .body(form(&[("email", "c@example.com"), ("password", PASSWORD)]))
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 403);
+    assert_eq!(no_field.status(), 403);
+    let cross_site = client
+        .post(gw.url("/auth/login"))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header("origin", "https://evil.example")
+        .body(form(&[
+            ("email", "c@example.com"),
+            ("password", PASSWORD),
+            ("csrf", "forged"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), 403);
+    assert_eq!(gw.wait_for_events(EventKind::AccessDenied, 2).await.len(), 2);
+    // Same Origin is enough without the field.
+    let same_site = client
+        .post(gw.url("/auth/login"))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header("origin", ORIGIN)
+        .body(form(&[("email", "nobody@example.com"), ("password", "wrong")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(same_site.status(), 401);
     // The JSON API on the same path is unchanged.
     assert_eq!(gw.login("nobody@example.com", "wrong").await.0, 401);
     let css = client.get(gw.url("/auth/static/portcullis.css")).send().await.unwrap();

@@ -1,8 +1,9 @@
 //! The login pages: HTML forms over the same flows as the JSON API on the same paths
 //! (maud templates compiled in, escaping by construction; no JavaScript needed).
 //!
-//! A `GET` of a page path, or a `POST` whose body is a form
-//! (`application/x-www-form-urlencoded`), is a page's; `application/json` stays the API.
+//! A `GET` of a page path, or a browser's `POST` whose body is a form
+//! (`application/x-www-form-urlencoded`, with `Origin` or the gateway's cookies), is a
+//! page's; `application/json` stays the API.
 //! `POST /auth/logout` and `POST /auth/step-up` with the session cookie and no bearer
 //! token are the cookie session's too. `html` is the layout and the responses, `form` the
 //! request side (forms, CSRF, the cookie's caller); `login`, `account` and `recover` are
@@ -16,10 +17,10 @@ pub mod recover;
 
 use std::net::IpAddr;
 
-use http::header::AUTHORIZATION;
+use http::header::{AUTHORIZATION, ORIGIN};
 use http::{Method, Request, Response};
 
-use crate::auth::cookie::{cookie, SESSION_COOKIE};
+use crate::auth::cookie::{cookie, CSRF_COOKIE, SESSION_COOKIE};
 use crate::auth::service::AuthService;
 use crate::error::GatewayError;
 use crate::upstream::body::GatewayBody;
@@ -39,6 +40,10 @@ pub fn serves<B>(auth: &AuthService, path: &str, req: &Request<B>) -> bool {
     };
     let headers = req.headers();
     let cookie_session = cookie(headers, SESSION_COOKIE).is_some() && !headers.contains_key(AUTHORIZATION);
+    // A browser's form carries `Origin` or the gateway's cookies; a form-typed body
+    // without either (curl's `-d` with JSON) stays the API's, as before: it could not
+    // pass the CSRF check anyway.
+    let browser = headers.contains_key(ORIGIN) || cookie(headers, CSRF_COOKIE).is_some() || cookie_session;
     match *req.method() {
         Method::GET => {
             matches!(
@@ -47,7 +52,7 @@ pub fn serves<B>(auth: &AuthService, path: &str, req: &Request<B>) -> bool {
             ) || (path == "/auth/register" && registration)
         }
         Method::POST => {
-            (is_form(headers) && page_path(path))
+            (is_form(headers) && browser && page_path(path))
                 || (cookie_session && matches!(path, "/auth/logout" | "/auth/step-up"))
         }
         _ => false,
