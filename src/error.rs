@@ -34,6 +34,10 @@ pub enum GatewayError {
     TokenRefused(TokenError),
     #[error("forbidden: {reason}")]
     Forbidden { reason: String },
+    /// A cookie-authenticated unsafe request without a same-origin `Origin` or a matching
+    /// `X-CSRF-Token` (or form field).
+    #[error("csrf")]
+    Csrf,
     /// RFC 9470: the route needs a second factor passed within `max_age` seconds.
     #[error("step-up required: {reason}")]
     InsufficientUserAuthentication { max_age: u64, reason: String },
@@ -119,7 +123,7 @@ impl GatewayError {
             Self::Unauthenticated { .. } | Self::TokenRefused(_) | Self::InsufficientUserAuthentication { .. } => {
                 StatusCode::UNAUTHORIZED
             }
-            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::Forbidden { .. } | Self::Csrf => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } | Self::RouteRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -153,6 +157,7 @@ impl GatewayError {
             Self::TokenRefused(_) => "invalid_token",
             Self::InsufficientUserAuthentication { .. } => "insufficient_user_authentication",
             Self::Forbidden { .. } => "forbidden",
+            Self::Csrf => "csrf",
             Self::RateLimited { .. } | Self::RouteRateLimited { .. } => "rate_limited",
             Self::RequestTimeout => "request_timeout",
             Self::HeadersTooLarge { .. } => "headers_too_large",
@@ -174,6 +179,12 @@ impl GatewayError {
         }
     }
 
+    /// The client-facing message (see `public_message`), for the login pages, which show
+    /// the same words the JSON API answers with.
+    pub fn message(&self) -> Cow<'static, str> {
+        self.public_message()
+    }
+
     /// The client-facing message: generic, never the internal detail; where the client
     /// can do something about the error, what to do.
     fn public_message(&self) -> Cow<'static, str> {
@@ -189,6 +200,7 @@ impl GatewayError {
                 "pass the second factor again (POST /auth/step-up), then retry"
             }
             Self::Forbidden { .. } => "you are not allowed to do this",
+            Self::Csrf => "cross-site request refused: send X-CSRF-Token with the value of the __Host-portcullis-csrf cookie",
             Self::RateLimited { .. } | Self::RouteRateLimited { .. } => "too many requests; try again later",
             Self::RequestTimeout => "the request body did not arrive in time",
             Self::HeadersTooLarge { .. } => "the request headers are too large",
@@ -282,6 +294,7 @@ impl GatewayError {
             Self::BadTarget(_)
             | Self::NoRoute
             | Self::Forbidden { .. }
+            | Self::Csrf
             | Self::RequestTimeout
             | Self::HeadersTooLarge { .. }
             | Self::PayloadTooLarge { .. }

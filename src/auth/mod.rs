@@ -10,6 +10,8 @@
 pub mod activity;
 pub mod attributes;
 pub mod body;
+pub mod browser;
+pub mod cookie;
 mod feed;
 pub mod flow;
 pub mod http;
@@ -18,6 +20,7 @@ pub mod idle;
 pub mod jwt_crypto;
 pub mod login;
 pub mod mfa;
+pub mod pages;
 pub mod password;
 pub mod password_change;
 pub mod password_policy;

@@ -58,6 +58,8 @@ pub struct AuthService {
     pub(super) token_cache_max: usize,
     /// `[tokens] idle_timeout` and when each session was last used.
     pub(super) idle: super::activity::IdleSessions,
+    /// Resolved session cookies, keyed by the cookie id (see [`super::cookie`]).
+    pub(super) cookies: TokenCache,
 }
 
 /// How long a confirmation link works; an account never confirmed is removed when its
@@ -112,6 +114,7 @@ impl AuthService {
             evicting: AtomicBool::new(false),
             token_cache_max: TOKEN_CACHE_MAX,
             idle,
+            cookies: TokenCache::with_hasher(foldhash::fast::RandomState::default()),
         };
         if let Some(sled) = service.store.sled() {
             sled.build_indexes(CONFIRMATION_TTL_MS).map_err(|e| e.to_string())?;
@@ -191,6 +194,7 @@ impl AuthService {
         let now = self.clock.now();
         let now_ms = self.clock.now_ms();
         self.sweep_verification(now);
+        self.cookies.retain(|_, v| v.claims.exp >= now);
         self.sweep_notices(now_ms);
         self.sweep_resets_sent(now_ms);
         self.sweep_idle().await;

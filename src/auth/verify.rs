@@ -161,7 +161,7 @@ impl AuthService {
 /// `live`, then, if that freed less than an eighth, an arbitrary eighth of the rest (the
 /// map's order follows a random hash). Past `max`, inserting stays cheap on average: one
 /// pass over the map per `max / 8` insertions, and the entries in use stay.
-fn evict<K, V, S>(map: &DashMap<K, V, S>, max: usize, live: impl Fn(&V) -> bool)
+pub(super) fn evict<K, V, S>(map: &DashMap<K, V, S>, max: usize, live: impl Fn(&V) -> bool)
 where
     K: Eq + std::hash::Hash,
     S: std::hash::BuildHasher + Clone,

@@ -132,6 +132,9 @@ impl Endpoints {
                 if let Verdict::Limited { retry_after } = self.auth_limiter.check(&ip_key(ctx.client)) {
                     return Err(GatewayError::RateLimited { retry_after });
                 }
+                if crate::auth::pages::serves(auth, path, &req) {
+                    return crate::auth::pages::serve(auth, path, req, &ctx.id, ctx.client).await;
+                }
                 crate::auth::http::handle(auth, path, req, &ctx.id, ctx.client).await
             }
         }

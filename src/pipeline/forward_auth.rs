@@ -38,10 +38,21 @@ static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
 static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
 static X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
 
-/// The credentials of a request: today its `Authorization: Bearer` token, verified as
-/// the authn phase does. The session cookie joins here.
-pub fn credentials(auth: &AuthService, headers: &HeaderMap) -> Result<Option<Arc<Verified>>, GatewayError> {
-    super::authn::authenticate(auth, headers)
+/// The credentials of the question, as the authn phase finds them: the bearer token, or
+/// else the session cookie the browser sent the other proxy (which passes the client's
+/// headers on). A cookie caller asking about an unsafe method must pass the CSRF check
+/// with the client's `Origin` or `X-CSRF-Token`, as at the gateway itself.
+pub async fn credentials(
+    auth: &AuthService,
+    method: &Method,
+    headers: &HeaderMap,
+    public_url: &http::Uri,
+) -> Result<Option<Arc<Verified>>, GatewayError> {
+    let (caller, by_cookie) = super::authn::credentials(auth, headers).await?;
+    if by_cookie {
+        crate::auth::browser::check(method, headers, public_url)?;
+    }
+    Ok(caller)
 }
 
 /// Why the question itself is ill-formed (400); a fixed text, never the client's.
@@ -149,7 +160,7 @@ impl Pipeline {
         let target = normalize::normalize_request(&ctx.method, uri, req.version(), req.headers())
             .inspect_err(|_| ctx.canonical = Some(uri.path().to_owned()))?;
         ctx.canonical = Some(target.path.clone());
-        ctx.caller = credentials(&self.auth, req.headers())?;
+        ctx.caller = credentials(&self.auth, &ctx.method, req.headers(), &self.config.server.public_url).await?;
         let now = if ctx.caller.is_some() {
             self.auth.clock().now()
         } else {

@@ -111,8 +111,16 @@ impl Pipeline {
                 .await;
         }
 
-        // 2. authenticate: a bearer token, when there is one, must be valid.
-        ctx.caller = authn::authenticate(&self.auth, req.headers())?;
+        // 2. authenticate: a bearer token, when there is one, must be valid; without
+        // one, the session cookie, whose unsafe requests must pass the CSRF check.
+        let (caller, by_cookie) = authn::credentials(&self.auth, req.headers()).await?;
+        ctx.caller = caller;
+        if by_cookie {
+            crate::auth::browser::check(req.method(), req.headers(), &self.config.server.public_url)?;
+        }
+        // A browser's anonymous GET is sent to log in rather than answered 401.
+        let login = (ctx.caller.is_none() && authn::wants_login_page(&req))
+            .then(|| crate::auth::browser::login_location(&target.path_and_query_under("")));
 
         // 3. authorize with the policy set in force when the request arrived (the time
         // is read only for a caller: `mfa_max_age` is held to it).
@@ -121,14 +129,19 @@ impl Pipeline {
         } else {
             0
         };
-        let judgement = authorize(
+        let judgement = match authorize(
             self.policy.load_full(),
             req,
             target,
             ctx.caller.clone(),
             now,
             self.config.shadow,
-        )?;
+        ) {
+            Err(GatewayError::Unauthenticated { .. }) if login.is_some() => {
+                return Ok(authn::login_redirect(login.as_deref().unwrap_or("/auth/login")));
+            }
+            judged => judged?,
+        };
         let authorized = self.admit(judgement, ctx);
 
         // 4. rate-limit, per route and per caller.
@@ -254,7 +267,8 @@ fn refusal_event(err: &GatewayError, proxied: bool) -> Option<EventKind> {
         | GatewayError::Unauthenticated { .. }
         | GatewayError::TokenRefused(_)
         | GatewayError::InsufficientUserAuthentication { .. }
-        | GatewayError::Forbidden { .. } => proxied.then_some(EventKind::AccessDenied),
+        | GatewayError::Forbidden { .. }
+        | GatewayError::Csrf => proxied.then_some(EventKind::AccessDenied),
         GatewayError::UpstreamUnreachable { .. } | GatewayError::UpstreamTimeout { .. } => {
             Some(EventKind::UpstreamError)
         }
@@ -318,7 +332,8 @@ impl Handler for Pipeline {
                 err.to_response(&ctx.id)
             }
         };
-        let is_auth = ctx.endpoint == Some(crate::metrics::ROUTE_AUTH) || raw_path.starts_with("/auth/");
+        let is_auth = (ctx.endpoint == Some(crate::metrics::ROUTE_AUTH) || raw_path.starts_with("/auth/"))
+            && raw_path != crate::auth::browser::STYLESHEET;
         let label = match (&ctx.route, ctx.endpoint) {
             // Forward-auth decisions are counted apart from the requests of their routes.
             (_, Some(endpoint @ crate::metrics::ROUTE_FORWARD_AUTH)) => endpoint,

@@ -11,6 +11,7 @@
 //! for. Bodies stream both ways; the request body is bounded by `max_body`. The
 //! connection and the upstream's timeout are [`crate::upstream`]'s.
 
+pub mod cookies;
 pub mod hygiene;
 #[cfg(test)]
 mod tests;
@@ -52,6 +53,7 @@ pub struct ClientInfo<'a> {
 /// anonymous request).
 pub fn rewrite_request_headers(headers: &mut HeaderMap, client: &ClientInfo<'_>, identity: Option<&IdentityHeaders>) {
     strip(headers, is_stripped);
+    cookies::strip_gateway_cookies(headers);
 
     headers.insert(X_FORWARDED_FOR, ip_header(client.client_ip));
     headers.insert(
