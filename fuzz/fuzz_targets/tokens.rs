@@ -55,6 +55,10 @@ fn expected(c: &Claims) -> Result<(), TokenError> {
     if c.iss != ISSUER {
         return Err(TokenError::WrongIssuer);
     }
+    // The key ring's audience is its issuer unless told otherwise.
+    if c.aud != ISSUER {
+        return Err(TokenError::WrongAudience);
+    }
     if u128::from(NOW) > u128::from(c.exp) + u128::from(LEEWAY_SECS) {
         return Err(TokenError::Expired);
     }
@@ -68,7 +72,7 @@ fn expected(c: &Claims) -> Result<(), TokenError> {
 
 fuzz_target!(|data: &[u8]| {
     if data.first() == Some(&b'{') {
-        // Claims of our own signing: only the issuer and time checks decide.
+        // Claims of our own signing: only the issuer, audience and time checks decide.
         let Ok(claims) = serde_json::from_slice::<Claims>(data) else {
             return;
         };
