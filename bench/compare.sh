@@ -115,25 +115,9 @@ ca = \"$work/backend.crt\""
 cat "$work/data/tls/gateway.crt" "$work/data/tls/gateway.key" > "$work/combined.pem"
 
 # --- PostgreSQL: a throwaway cluster on loopback, and the same build with [store] on it -
-pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
-if [ ! -x "$pg_bin/initdb" ]; then
-  apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
-  pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-fi
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-pgdir=$(mktemp -d /tmp/portcullis-bench-pg.XXXXXX)
-chmod 755 "$pgdir"
-[ "$(id -u)" = 0 ] && chown postgres "$pgdir"
-stop_pg() { as_pg "$pg_bin/pg_ctl" -D "$pgdir/data" -m fast stop >/dev/null 2>&1 || true; rm -rf "$pgdir"; }
-trap 'cleanup; stop_pg' EXIT
-as_pg "$pg_bin/initdb" -D "$pgdir/data" -U postgres --auth-local=trust --auth-host=scram-sha-256 >/dev/null
-as_pg "$pg_bin/pg_ctl" -D "$pgdir/data" -l "$pgdir/server.log" -w \
-  -o "-p 19432 -c listen_addresses=127.0.0.1 -k $pgdir" start >/dev/null
-export PORTCULLIS_STORE_PASSWORD PORTCULLIS_SECRET_KEY
-PORTCULLIS_STORE_PASSWORD=$(openssl rand -hex 16)
-PORTCULLIS_SECRET_KEY=$(openssl rand -base64 32)
-as_pg psql -q -h "$pgdir" -p 19432 -U postgres -c "CREATE ROLE portcullis LOGIN PASSWORD '$PORTCULLIS_STORE_PASSWORD'"
-as_pg psql -q -h "$pgdir" -p 19432 -U postgres -c "CREATE DATABASE portcullis OWNER portcullis"
+source bench/postgres.sh
+trap 'cleanup; postgres_down' EXIT
+postgres_up 19432
 start_gateway "$gw" gwpg 19445 19082 http://127.0.0.1:19001 "[store]
 backend = \"postgres\"
 url = \"postgres://portcullis@127.0.0.1:19432/portcullis\""

@@ -13,31 +13,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
-if [ ! -x "$pg_bin/initdb" ]; then
-  apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
-  pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-fi
 cargo build --release --workspace --quiet
 
 source bench/common.sh
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-pgdir=$(mktemp -d /tmp/portcullis-outage-pg.XXXXXX)
-chmod 755 "$pgdir"
-[ "$(id -u)" = 0 ] && chown postgres "$pgdir"
-stop_pg() { as_pg "$pg_bin/pg_ctl" -D "$pgdir/data" -m fast stop >/dev/null 2>&1 || true; rm -rf "$pgdir"; }
-trap 'cleanup; stop_pg' EXIT
-as_pg "$pg_bin/initdb" -D "$pgdir/data" -U postgres --auth-local=trust --auth-host=scram-sha-256 >/dev/null
-start_pg() {
-  as_pg "$pg_bin/pg_ctl" -D "$pgdir/data" -l "$pgdir/server.log" -w \
-    -o "-p 18432 -c listen_addresses=127.0.0.1 -k $pgdir" start >/dev/null
-}
-start_pg
-export PORTCULLIS_STORE_PASSWORD PORTCULLIS_SECRET_KEY
-PORTCULLIS_STORE_PASSWORD=$(openssl rand -hex 16)
-PORTCULLIS_SECRET_KEY=$(openssl rand -base64 32)
-as_pg psql -q -h "$pgdir" -p 18432 -U postgres -c "CREATE ROLE portcullis LOGIN PASSWORD '$PORTCULLIS_STORE_PASSWORD'"
-as_pg psql -q -h "$pgdir" -p 18432 -U postgres -c "CREATE DATABASE portcullis OWNER portcullis"
+source bench/postgres.sh
+trap 'cleanup; postgres_down' EXIT
+postgres_up 18432
 
 mkdir -p "$work/policies"
 cat > "$work/policies/outage.toml" <<TOML
@@ -86,8 +67,8 @@ code=$(curl -sk -o /dev/null -w '%{http_code}' https://127.0.0.1:18443/api/produ
 
 # The outage: the database stops at second 10 and starts again at second 20.
 # The phases are cut when the stop begins and when the start has finished.
-( sleep 10; date +%s.%N > "$work/down"; as_pg "$pg_bin/pg_ctl" -D "$pgdir/data" -m fast stop >/dev/null
-  sleep 10; start_pg; date +%s.%N > "$work/up" ) &
+( sleep 10; date +%s.%N > "$work/down"; postgres_stop
+  sleep 10; postgres_start; date +%s.%N > "$work/up" ) &
 outage=$!
 date +%s.%N > "$work/t0"
 wrk -t1 -c32 -d30s -H "Authorization: Bearer $token" https://127.0.0.1:18443/api/products > "$work/wrk.txt" &
