@@ -162,6 +162,9 @@ pub struct Limits {
     pub upstream_max_connections: usize,
     /// How long an upstream connection may sit idle before it is closed.
     pub upstream_idle_timeout: Duration,
+    /// The largest upstream response a route with `response_fields` filters; a larger
+    /// one is refused with 502, never passed through unfiltered.
+    pub max_filtered_response: u64,
 }
 
 impl Default for Limits {
@@ -180,6 +183,7 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(300),
             upstream_max_connections: 256,
             upstream_idle_timeout: Duration::from_secs(90),
+            max_filtered_response: 4 << 20,
         }
     }
 }

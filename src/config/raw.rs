@@ -91,6 +91,7 @@ pub(super) struct RawLimits {
     pub(super) request_timeout: Option<HumanDuration>,
     pub(super) upstream_max_connections: Option<usize>,
     pub(super) upstream_idle_timeout: Option<HumanDuration>,
+    pub(super) max_filtered_response: Option<ByteSize>,
 }
 
 #[derive(Deserialize, Default)]

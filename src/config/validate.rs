@@ -139,6 +139,7 @@ impl Config {
             request_timeout: l.request_timeout.map_or(defaults.request_timeout, |d| d.0),
             upstream_max_connections: l.upstream_max_connections.unwrap_or(defaults.upstream_max_connections),
             upstream_idle_timeout: l.upstream_idle_timeout.map_or(defaults.upstream_idle_timeout, |d| d.0),
+            max_filtered_response: l.max_filtered_response.map_or(defaults.max_filtered_response, |b| b.0),
         };
         let drain_timeout = raw.server.drain_timeout.map_or(DEFAULT_DRAIN_TIMEOUT, |d| d.0);
         let positive = [
@@ -156,6 +157,7 @@ impl Config {
                 limits.upstream_max_connections == 0,
             ),
             ("[limits] upstream_idle_timeout", limits.upstream_idle_timeout.is_zero()),
+            ("[limits] max_filtered_response", limits.max_filtered_response == 0),
             ("[server] drain_timeout", drain_timeout.is_zero()),
             (
                 "[tokens] idle_timeout",

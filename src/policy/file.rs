@@ -44,6 +44,9 @@ struct RawRoute {
     /// `cors = false`: no CORS on this route even when `[cors]` is set.
     #[serde(default = "yes")]
     cors: bool,
+    request_fields: Option<Spanned<Vec<String>>>,
+    response_fields: Option<Spanned<Vec<String>>>,
+    response_fields_by_role: Option<Spanned<std::collections::BTreeMap<String, Vec<String>>>>,
 }
 
 fn yes() -> bool {
@@ -222,6 +225,15 @@ pub fn parse_file(
             }
         };
 
+        let raw_fields = super::fields::RawFields {
+            request_fields: r.request_fields.as_ref(),
+            response_fields: r.response_fields.as_ref(),
+            response_fields_by_role: r.response_fields_by_role.as_ref(),
+        };
+        let fields = super::fields::compile(&raw_fields, r.public, &mut |span, field, msg| {
+            err(span, key(field), msg)
+        });
+
         if let (Some(pattern), Some(upstream)) = (pattern, upstream) {
             routes.push(Route {
                 index: 0,
@@ -241,6 +253,8 @@ pub fn parse_file(
                 enforce: r.enforce,
                 audit: r.audit,
                 cors: r.cors,
+                request_fields: fields.request,
+                response_fields: fields.response,
             });
         }
     }

@@ -16,6 +16,7 @@
 mod cases;
 mod decide;
 mod explain;
+mod fields;
 mod file;
 pub mod lint;
 pub mod matcher;
@@ -37,6 +38,7 @@ use matcher::{Matcher, Pattern};
 pub use cases::{run_case, TestCase, TestExpect, TestIdentity};
 pub use decide::{evaluate, Decision, Refused};
 pub use explain::{Explanation, Step};
+pub use fields::{FieldList, ResponseFields};
 
 /// One compiled route.
 #[derive(Debug, Clone)]
@@ -66,6 +68,10 @@ pub struct Route {
     pub audit: bool,
     /// Browsers on the `[cors]` origins may call this route (`cors = false` turns it off).
     pub cors: bool,
+    /// `request_fields`: the only top-level fields a JSON request body may carry.
+    pub request_fields: Option<std::sync::Arc<FieldList>>,
+    /// `response_fields` (and `response_fields_by_role`): what a JSON response keeps.
+    pub response_fields: Option<std::sync::Arc<ResponseFields>>,
 }
 
 impl Route {

@@ -347,3 +347,34 @@ fn mfa_max_age_validated() {
         "{text:#?}"
     );
 }
+
+#[test]
+fn field_lists_are_read_and_checked() {
+    let src = r#"
+upstream = "shop"
+[[route]]
+methods = ["GET", "PUT"]
+path = "/api/customers/{id}"
+request_fields = ["name", "phone"]
+response_fields = ["id", "name"]
+response_fields_by_role = { support = ["phone", "email"] }
+"#;
+    let set = PolicySet::from_source(Path::new("f.toml"), src, &|u| u == "shop").unwrap();
+    let route = &set.routes[0];
+    let request = route.request_fields.as_ref().unwrap();
+    assert!(request.contains("name") && request.contains("phone") && !request.contains("role"));
+    let response = route.response_fields.as_ref().unwrap();
+    assert_eq!(response.base.names(), ["id", "name"]);
+    assert_eq!(response.by_role[0].0, "support");
+    assert!(response.by_role[0].1.contains("email"));
+
+    for (bad, key) in [
+        ("response_fields_by_role = { support = [\"x\"] }", "response_fields_by_role"),
+        ("request_fields = [\"a\", \"a\"]", "request_fields"),
+        ("response_fields = [\"\"]", "response_fields"),
+    ] {
+        let src = format!("upstream = \"shop\"\n[[route]]\nmethods = [\"GET\"]\npath = \"/x\"\n{bad}\n");
+        let errors = PolicySet::from_source(Path::new("f.toml"), &src, &|u| u == "shop").unwrap_err();
+        assert_eq!(errors[0].key.as_deref(), Some(format!("route[1].{key}").as_str()), "{bad}");
+    }
+}
