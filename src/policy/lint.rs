@@ -161,7 +161,7 @@ fn field_lints(route: &Route) -> Vec<String> {
         if fields.base.is_empty() {
             out.push("response_fields = [] removes every field: callers see only empty objects".into());
         }
-        for (role, list) in fields.by_role.iter().filter(|(_, l)| l.is_empty()) {
+        for (role, _) in fields.by_role.iter().filter(|(_, l)| l.is_empty()) {
             out.push(format!(
                 "response_fields_by_role: the list of {role:?} is empty and widens nothing"
             ));
