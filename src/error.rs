@@ -13,7 +13,7 @@ use http::{Response, StatusCode};
 
 pub use crate::error_chain::chain;
 use crate::path::Refusal;
-pub use crate::refusal::{BodyProblem, TokenError};
+pub use crate::refusal::{BodyProblem, FieldRefusal, TokenError};
 use crate::upstream::body::GatewayBody;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -64,6 +64,9 @@ pub enum GatewayError {
     /// A request body the client can fix: the message names the field, never its value.
     #[error("request body refused: {0}")]
     InvalidBody(BodyProblem),
+    /// A body a route's `request_fields` refused: 415 when not JSON, 422 otherwise.
+    #[error("request body refused by the route's field list: {0}")]
+    RequestFields(FieldRefusal),
     #[error("password breaks the policy")]
     PasswordPolicy { rules: Vec<String> },
     #[error("confirmation token unknown, used or expired")]
@@ -134,6 +137,8 @@ impl GatewayError {
                 StatusCode::BAD_REQUEST
             }
             Self::PasswordPolicy { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::RequestFields(FieldRefusal::NotJson) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RequestFields(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::InvalidCredentials | Self::InvalidCode { .. } | Self::CodeReused { .. } | Self::InvalidGrant => {
                 StatusCode::UNAUTHORIZED
             }
@@ -166,6 +171,7 @@ impl GatewayError {
             Self::UpstreamTimeout { .. } => "gateway_timeout",
             Self::Malformed(_) | Self::InvalidBody(_) => "bad_request",
             Self::PasswordPolicy { .. } => "password_policy",
+            Self::RequestFields(why) => why.code(),
             Self::InvalidConfirmation | Self::InvalidResetToken | Self::InvalidGrant => "invalid_token",
             Self::InvalidCredentials => "invalid_credentials",
             Self::EmailUnconfirmed => "email_unconfirmed",
@@ -211,6 +217,7 @@ impl GatewayError {
             Self::UpstreamTimeout { .. } => "the service did not answer in time",
             Self::Malformed(_) => "the request body is malformed",
             Self::InvalidBody(problem) => return problem.to_string().into(),
+            Self::RequestFields(why) => return why.to_string().into(),
             Self::PasswordPolicy { .. } => "the password does not meet the policy",
             Self::InvalidConfirmation | Self::InvalidResetToken | Self::InvalidGrant => {
                 "the token is invalid or expired"
@@ -302,6 +309,7 @@ impl GatewayError {
             | Self::UpstreamTimeout { .. }
             | Self::Malformed(_)
             | Self::InvalidBody(_)
+            | Self::RequestFields(_)
             | Self::PasswordPolicy { .. }
             | Self::InvalidConfirmation
             | Self::InvalidResetToken

@@ -95,6 +95,52 @@ pub enum BodyProblem {
     Invalid(&'static str, &'static str),
 }
 
+/// Why a body was refused by a route's `request_fields` (contract §13). A field name is
+/// the client's own text: it is kept only as [`shown`] makes it (bounded, no control
+/// characters).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FieldRefusal {
+    /// No JSON `Content-Type`, or bytes that are not JSON: 415.
+    #[error("this route takes a JSON body (Content-Type: application/json)")]
+    NotJson,
+    /// JSON, but not an object: there is no field the list could allow.
+    #[error("this route takes a JSON object")]
+    NotObject,
+    #[error("the field \"{0}\" is not accepted here")]
+    Unknown(String),
+    #[error("the field \"{0}\" is given twice")]
+    Duplicate(String),
+}
+
+/// The longest field name a refusal repeats, in characters.
+pub const SHOWN_FIELD_CHARS: usize = 64;
+
+/// A client's field name as a refusal may repeat it: at most [`SHOWN_FIELD_CHARS`]
+/// characters (then `…`), each control character replaced by `?`.
+pub fn shown(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .take(SHOWN_FIELD_CHARS)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if name.chars().nth(SHOWN_FIELD_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+impl FieldRefusal {
+    /// The stable error code of the JSON body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotJson => "unsupported_media_type",
+            Self::NotObject => "not_an_object",
+            Self::Unknown(_) => "unknown_field",
+            Self::Duplicate(_) => "duplicate_field",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

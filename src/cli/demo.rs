@@ -274,6 +274,7 @@ fn print_demo(config: &Config, addr: SocketAddr, users: &[DemoUser], show_qr: bo
             "  curl -k -i {base}/api/customers/{} -H \"Authorization: Bearer $TOKEN\"   # 403",
             a.id
         );
+        println!("  curl -k -i -X PUT {base}/api/customers/{} -H \"Authorization: Bearer $TOKEN\" -H 'content-type: application/json' -d '{{\"name\":\"Casey\",\"role\":\"admin\"}}'   # 422 unknown_field", c.id);
         println!();
         match a.totp_secret.as_deref() {
             Some(secret) => {

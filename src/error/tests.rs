@@ -65,3 +65,22 @@ fn retry_after_rounds_up() {
     };
     assert_eq!(e.to_response("r").headers()[RETRY_AFTER], "1");
 }
+
+// A route's field list refuses with 415 for a body that is not JSON and 422 otherwise,
+// each with its own code; the field named is the one refused.
+#[test]
+fn field_refusals() {
+    let cases = [
+        (FieldRefusal::NotJson, 415, "unsupported_media_type"),
+        (FieldRefusal::NotObject, 422, "not_an_object"),
+        (FieldRefusal::Unknown("role".into()), 422, "unknown_field"),
+        (FieldRefusal::Duplicate("name".into()), 422, "duplicate_field"),
+    ];
+    for (why, status, code) in cases {
+        let err = GatewayError::RequestFields(why);
+        assert_eq!(err.status().as_u16(), status);
+        assert_eq!(err.code(), code);
+    }
+    let err = GatewayError::RequestFields(FieldRefusal::Unknown(crate::refusal::shown("ro\u{7}le")));
+    assert_eq!(err.message(), "the field \"ro?le\" is not accepted here");
+}

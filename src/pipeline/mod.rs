@@ -268,7 +268,8 @@ fn refusal_event(err: &GatewayError, proxied: bool) -> Option<EventKind> {
         | GatewayError::TokenRefused(_)
         | GatewayError::InsufficientUserAuthentication { .. }
         | GatewayError::Forbidden { .. }
-        | GatewayError::Csrf => proxied.then_some(EventKind::AccessDenied),
+        | GatewayError::Csrf
+        | GatewayError::RequestFields(_) => proxied.then_some(EventKind::AccessDenied),
         GatewayError::UpstreamUnreachable { .. } | GatewayError::UpstreamTimeout { .. } => {
             Some(EventKind::UpstreamError)
         }

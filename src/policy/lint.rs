@@ -4,6 +4,8 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use http::Method;
+
 use super::matcher::PatternSegment;
 use super::{PolicySet, Route};
 
@@ -135,6 +137,35 @@ pub fn lint(set: &PolicySet, roles: &KnownRoles) -> Vec<Warning> {
                 ));
             }
         }
+        out.extend(field_lints(later).into_iter().map(|m| warn(later, m)));
+    }
+    out
+}
+
+/// The field lists of a route that cannot do what their author meant: `request_fields`
+/// on a route that takes no body-carrying method, and lists left empty.
+fn field_lints(route: &Route) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(list) = &route.request_fields {
+        let takes_body = [Method::POST, Method::PUT, Method::PATCH]
+            .iter()
+            .any(|m| route.methods.contains(m));
+        if !takes_body {
+            out.push("request_fields on a route without POST, PUT or PATCH: it has no body to check".into());
+        }
+        if list.is_empty() {
+            out.push("request_fields = [] refuses every field: only an empty object {} passes".into());
+        }
+    }
+    if let Some(fields) = &route.response_fields {
+        if fields.base.is_empty() {
+            out.push("response_fields = [] removes every field: callers see only empty objects".into());
+        }
+        for (role, _) in fields.by_role.iter().filter(|(_, l)| l.is_empty()) {
+            out.push(format!(
+                "response_fields_by_role: the list of {role:?} is empty and widens nothing"
+            ));
+        }
     }
     out
 }
@@ -189,6 +220,24 @@ mod tests {
         assert!(l.iter().any(|m| m.contains("role \"amdin\" is not declared")));
         let src = format!("{R}name = \"fine\"\nmethods = [\"GET\"]\npath = \"/f\"\nroles = [\"admin\"]\n");
         assert!(lints(&src, &["admin"]).is_empty());
+    }
+
+    // request_fields on a route that takes no body, and each empty field list, are
+    // reported, naming the route; sensible lists are not.
+    #[test]
+    fn field_lists() {
+        let src = format!("{R}name = \"read\"\nmethods = [\"GET\"]\npath = \"/r\"\nroles = [\"a\"]\nrequest_fields = [\"x\"]\n{R}name = \"empty\"\nmethods = [\"PATCH\"]\npath = \"/e\"\nroles = [\"a\"]\nrequest_fields = []\nresponse_fields = []\nresponse_fields_by_role = {{ a = [] }}\n");
+        let l = lints(&src, &["a"]);
+        assert_eq!(l.len(), 4, "{l:?}");
+        assert!(
+            l[0].starts_with("route \"read\": request_fields on a route without POST, PUT or PATCH"),
+            "{l:?}"
+        );
+        assert!(l[1].starts_with("route \"empty\": request_fields = []"), "{l:?}");
+        assert!(l[2].starts_with("route \"empty\": response_fields = []"), "{l:?}");
+        assert!(l[3].contains("the list of \"a\" is empty"), "{l:?}");
+        let src = format!("{R}name = \"fine\"\nmethods = [\"GET\", \"PUT\"]\npath = \"/f\"\nroles = [\"a\"]\nrequest_fields = [\"x\"]\nresponse_fields = [\"x\"]\nresponse_fields_by_role = {{ a = [\"y\"] }}\n");
+        assert!(lints(&src, &["a"]).is_empty());
     }
 
     // An emptied roles list is reported as allowing nobody, not as open or shadowed.

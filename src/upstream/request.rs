@@ -26,6 +26,9 @@ pub struct RequestBody {
     deadline: tokio::time::Instant,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
     progress: Option<BodyProgress>,
+    /// The whole body, already read and checked (a route's `request_fields`): sent as
+    /// is, once, in place of the client's stream, which is over.
+    checked: Option<Bytes>,
 }
 
 /// Whether a request body is waiting on its client (asked for more, none came yet) or
@@ -66,7 +69,43 @@ impl RequestBody {
             deadline,
             timer: None,
             progress: None,
+            checked: None,
         }
+    }
+
+    /// Reads the whole body, at most `limit` bytes, under the same deadlines as a
+    /// streamed one. `Ok(None)`: longer than `limit`. Trailers are dropped.
+    pub async fn read_whole(&mut self, limit: u64) -> Result<Option<Bytes>, BodyError> {
+        use http_body_util::BodyExt;
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let mut first: Option<Bytes> = None;
+        let mut rest: Vec<u8> = Vec::new();
+        while let Some(frame) = self.frame().await {
+            let Ok(data) = frame?.into_data() else {
+                continue;
+            };
+            let total = first.as_ref().map_or(0, Bytes::len) + rest.len() + data.len();
+            if total > limit {
+                return Ok(None);
+            }
+            // One piece (the usual case) is kept without a copy.
+            match &first {
+                None if rest.is_empty() => first = Some(data),
+                _ => {
+                    if let Some(f) = first.take() {
+                        rest.extend_from_slice(&f);
+                    }
+                    rest.extend_from_slice(&data);
+                }
+            }
+        }
+        Ok(Some(first.unwrap_or_else(|| Bytes::from(rest))))
+    }
+
+    /// Makes `bytes` the body sent upstream; the client's body must be over (read by
+    /// [`RequestBody::read_whole`]).
+    pub fn set_checked(&mut self, bytes: Bytes) {
+        self.checked = Some(bytes);
     }
 
     /// A handle that tells whether the body waits on its client; `None` for a body that
@@ -89,6 +128,9 @@ impl Body for RequestBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
+        if let Some(bytes) = this.checked.take() {
+            return Poll::Ready(Some(Ok(Frame::data(bytes))));
+        }
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if let Some(p) = &this.progress {
             p.set(polled.is_pending());
@@ -118,10 +160,13 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.checked.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.checked {
+            Some(bytes) => SizeHint::with_exact(bytes.len() as u64),
+            None => self.inner.size_hint(),
+        }
     }
 }

@@ -13,6 +13,7 @@
 
 pub mod cookies;
 pub mod hygiene;
+pub mod request_fields;
 #[cfg(test)]
 mod tests;
 
@@ -109,13 +110,17 @@ pub async fn forward(
 
     let max_body = upstreams.max_body();
     let (mut parts, mut body) = req.into_parts();
-    let progress = body.progress();
     if let Some(len) = parts.headers.get(header::CONTENT_LENGTH) {
         let len = len.to_str().ok().and_then(|s| s.parse::<u64>().ok());
         if len.is_some_and(|n| n > max_body) {
             return Err(GatewayError::PayloadTooLarge { limit: max_body });
         }
     }
+    // A field list reads the whole body and checks it before anything goes upstream.
+    if let Some(fields) = &route.route().request_fields {
+        request_fields::enforce(&mut parts.headers, &mut body, fields, max_body).await?;
+    }
+    let progress = body.progress();
     rewrite_request_headers(&mut parts.headers, client, caller.as_deref().map(|c| &c.identity));
     // The upstream's own authority, as the client would set it (it is told not to).
     parts.headers.insert(header::HOST, upstream.host().clone());

@@ -137,3 +137,88 @@ fn anonymous_has_no_identity() {
     assert!(h.keys().all(|k| !k.as_str().starts_with("x-auth")));
     assert_eq!(h["x-forwarded-proto"], "http");
 }
+
+mod request_fields_check {
+    use super::super::request_fields::{check, is_json};
+    use crate::error::FieldRefusal;
+    use crate::policy::FieldList;
+    use http::HeaderValue;
+
+    fn list() -> FieldList {
+        FieldList::new(["name".to_owned(), "address".to_owned(), "phone".to_owned()])
+    }
+
+    // Only the listed top-level fields pass; nested objects and escapes are fine.
+    #[test]
+    fn allowed_fields_pass() {
+        let ok = br#" { "name" : "A\u00e9", "address": {"role": 1, "x": [1, {"y": null}]} } "#;
+        assert_eq!(check(ok, &list()), Ok(()));
+        assert_eq!(check(b"{}", &list()), Ok(()));
+    }
+
+    // An unlisted field is named, even when written with escapes; a twice-given one too.
+    #[test]
+    fn unknown_and_duplicate_fields_refused() {
+        assert_eq!(
+            check(br#"{"name":"a","role":"admin"}"#, &list()),
+            Err(FieldRefusal::Unknown("role".into()))
+        );
+        assert_eq!(
+            check(br#"{"r\u006fle":"admin"}"#, &list()),
+            Err(FieldRefusal::Unknown("role".into()))
+        );
+        assert_eq!(
+            check(br#"{"name":"a","name":"b"}"#, &list()),
+            Err(FieldRefusal::Duplicate("name".into()))
+        );
+    }
+
+    // A long or control-laden name is bounded and cleaned before it is repeated.
+    #[test]
+    fn refused_name_is_bounded() {
+        let long = format!("{{\"{}\\u0007x\":1}}", "a".repeat(5000));
+        let Err(FieldRefusal::Unknown(name)) = check(long.as_bytes(), &list()) else {
+            panic!("not refused");
+        };
+        assert_eq!(name.chars().count(), 65);
+        assert!(!name.chars().any(char::is_control));
+    }
+
+    // Not JSON is 415's refusal, JSON that is no object 422's; a deeply nested value is
+    // skipped without recursion (serde_json keeps its own stack of at most the body's
+    // length), so it cannot overflow the gateway's stack.
+    #[test]
+    fn not_json_and_not_object() {
+        for bad in [&b"{"[..], b"{\"name\":}", b"name=a", b"{\"name\":1} x", b"\xff"] {
+            assert_eq!(check(bad, &list()), Err(FieldRefusal::NotJson), "{bad:?}");
+        }
+        for other in [&b"[]"[..], b"\"name\"", b"1", b"null"] {
+            assert_eq!(check(other, &list()), Err(FieldRefusal::NotObject), "{other:?}");
+        }
+        let deep = format!("{{\"name\":{}{}}}", "[".repeat(10_000), "]".repeat(10_000));
+        assert_eq!(check(deep.as_bytes(), &list()), Ok(()));
+        let unclosed = format!("{{\"name\":{}", "[".repeat(100_000));
+        assert_eq!(check(unclosed.as_bytes(), &list()), Err(FieldRefusal::NotJson));
+    }
+
+    #[test]
+    fn json_content_types() {
+        for yes in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/merge-patch+json",
+        ] {
+            assert!(is_json(Some(&HeaderValue::from_static(yes))), "{yes}");
+        }
+        for no in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "json",
+            "application/jsonx",
+            "+json",
+        ] {
+            assert!(!is_json(Some(&HeaderValue::from_static(no))), "{no}");
+        }
+        assert!(!is_json(None));
+    }
+}
