@@ -209,3 +209,75 @@ fn parse_back(text: &str) -> Result<PolicySet, String> {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::generate;
+
+    const DOC: &str = r#"
+openapi: 3.1.0
+info: {title: "Odd \"names\"\nhere", version: "2"}
+servers: [{url: "https://x.example/api/"}]
+paths:
+  /files/{name}.json:
+    get: {operationId: getFile, responses: {"200": {description: ok}}}
+  /users/{user-id}:
+    patch:
+      operationId: "say \"hi\" ]\n[[route]]"
+      summary: "line one\nname = \"evil\""
+      requestBody:
+        content:
+          multipart/form-data: {schema: {type: object, properties: {file: {}}}}
+      responses: {"200": {description: ok, content: {text/plain: {schema: {type: string}}}}}
+    put:
+      requestBody:
+        $ref: '#/components/requestBodies/Free'
+      responses:
+        2XX: {description: ok, content: {application/json: {schema: {type: object, properties: {a: {}, b: {}}}}}}
+    trace: {responses: {}}
+components:
+  requestBodies:
+    Free: {content: {application/json: {schema: {type: object}}}}
+"#;
+
+    #[test]
+    fn odd_documents_give_a_policy_that_parses() {
+        let out = generate(DOC, "odd.yaml", "api").unwrap();
+        assert_eq!(out, generate(DOC, "odd.yaml", "api").unwrap(), "deterministic");
+        let value: toml::Table = toml::from_str(&out).unwrap();
+        let routes = value["route"].as_array().unwrap();
+        // The partial-segment template is written commented out, never as a route.
+        assert_eq!(routes.len(), 2, "{out}");
+        assert!(
+            out.contains("# Left out, \"/files/{name}.json\" has no policy equivalent"),
+            "{out}"
+        );
+        assert!(out.contains("# path = \"/files/{name}.json\""), "{out}");
+        // Names are escaped; a summary cannot break out of its comment.
+        assert_eq!(routes[1]["name"].as_str(), Some("say \"hi\" ]\n[[route]]"));
+        assert!(out.contains("# line one name = \"evil\"\n"), "{out}");
+        assert_eq!(routes[0]["path"].as_str(), Some("/api/users/{user_id}"));
+        assert_eq!(routes[0]["name"].as_str(), Some("PUT /users/{user-id}"));
+        // A free-form body has no list; a non-JSON one neither (it would be refused).
+        assert!(routes.iter().all(|r| r.get("request_fields").is_none()));
+        assert!(out.contains("# no request_fields: the request body schema is an object without listed properties"));
+        assert!(out.contains("# no request_fields: the request body may also be multipart/form-data"));
+        // The 2XX range counts as a success response.
+        assert_eq!(routes[0]["response_fields"].as_array().unwrap().len(), 2);
+        assert!(out.contains("# no response_fields: the 200 response may also be text/plain"));
+        assert!(out.contains("1 TRACE operation(s) left out"));
+        assert!(out.contains("request = \"GET /api/undocumented\""));
+    }
+
+    #[test]
+    fn an_empty_document_still_parses() {
+        let out = generate(
+            "{\"openapi\": \"3.0.3\", \"info\": {\"title\": \"t\", \"version\": \"1\"}, \"paths\": {}}",
+            "e.json",
+            "api",
+        )
+        .unwrap();
+        assert!(out.contains("describes no operations"));
+        assert!(out.contains("expect = \"not_found\""));
+    }
+}
