@@ -38,9 +38,13 @@ fn generate(document: &Path, upstream: &str) -> String {
     a
 }
 
-/// The routes of a generated policy as (name, method, path, request_fields,
-/// response_fields), checking it is plain TOML of the expected form.
-fn routes(policy: &str) -> Vec<(String, String, String, Option<Vec<String>>, Option<Vec<String>>)> {
+/// A field list, if the route has one.
+type Names = Option<Vec<String>>;
+/// A generated route: name, method, path, request_fields, response_fields.
+type GeneratedRoute = (String, String, String, Names, Names);
+
+/// The routes of a generated policy, checking it is plain TOML of the expected form.
+fn routes(policy: &str) -> Vec<GeneratedRoute> {
     let value: toml::Table = toml::from_str(policy).expect("the generated policy is TOML");
     assert_eq!(value["upstream"].as_str(), Some("api"));
     let list = |v: Option<&toml::Value>| {
@@ -273,7 +277,7 @@ async fn fastapi_3_1_json() {
     let fields = |v: &[&str]| Some(v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
     let item = fields(&["id", "name", "price", "supplier"]);
     let new_item = fields(&["name", "price", "supplier"]);
-    let shape: Vec<(&str, &str, Option<Vec<String>>, Option<Vec<String>>)> = routes
+    let shape: Vec<(&str, &str, Names, Names)> = routes
         .iter()
         .map(|r| (r.1.as_str(), r.2.as_str(), r.3.clone(), r.4.clone()))
         .collect();
