@@ -366,3 +366,25 @@ fn errors_go_to_stderr_with_status_1() {
     let usage = portcullis_bin().args(["policy", "init"]).output().unwrap();
     assert_eq!(usage.status.code(), Some(2));
 }
+
+/// A third, larger-server-URL document: the OAI's USPTO example (3.0, a server URL with
+/// variables, a form-encoded request body, a free-form response).
+#[test]
+fn uspto_3_0_yaml_checks_and_tests() {
+    let document = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/openapi/uspto.yaml");
+    let policy = generate(&document, "api");
+    let shape: Vec<(String, String, Names, Names)> =
+        routes(&policy).into_iter().map(|r| (r.1, r.2, r.3, r.4)).collect();
+    let fields = |v: &[&str]| Some(v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
+    // `{scheme}://developer.uspto.gov/ds-api`: the variable's default fills the scheme.
+    assert_eq!(
+        shape,
+        vec![
+            ("GET".into(), "/ds-api/".into(), None, fields(&["apis", "total"])),
+            ("GET".into(), "/ds-api/{dataset}/{version}/fields".into(), None, None),
+            ("POST".into(), "/ds-api/{dataset}/{version}/records".into(), None, None),
+        ]
+    );
+    assert!(policy.contains("# no request_fields: the request body may be application/x-www-form-urlencoded, not JSON"));
+    check_and_test(&policy, "http://127.0.0.1:9", 3);
+}

@@ -186,7 +186,7 @@ fn content_shape<'d>(
     };
     if let Some(other) = content.keys().find(|m| !is_json(m)) {
         return Fields::Omitted(format!(
-            "the {what} may also be {other}, which a field list would refuse"
+            "the {what} may be {other}, not JSON, which a field list would refuse"
         ));
     }
     let mut media: Vec<&String> = content.keys().collect();

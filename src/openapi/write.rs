@@ -261,10 +261,10 @@ components:
         // A free-form body has no list; a non-JSON one neither (it would be refused).
         assert!(routes.iter().all(|r| r.get("request_fields").is_none()));
         assert!(out.contains("# no request_fields: the request body schema is an object without listed properties"));
-        assert!(out.contains("# no request_fields: the request body may also be multipart/form-data"));
+        assert!(out.contains("# no request_fields: the request body may be multipart/form-data, not JSON"));
         // The 2XX range counts as a success response.
         assert_eq!(routes[0]["response_fields"].as_array().unwrap().len(), 2);
-        assert!(out.contains("# no response_fields: the 200 response may also be text/plain"));
+        assert!(out.contains("# no response_fields: the 200 response may be text/plain, not JSON"));
         assert!(out.contains("1 TRACE operation(s) left out"));
         assert!(out.contains("request = \"GET /api/undocumented\""));
     }
