@@ -35,6 +35,7 @@ pub mod error_chain;
 pub mod listener;
 pub mod mail;
 pub mod metrics;
+pub mod openapi;
 pub mod path;
 pub mod pipeline;
 pub mod policy;

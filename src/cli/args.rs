@@ -230,6 +230,20 @@ pub enum PolicyCommand {
     Test { dir: Option<PathBuf> },
     /// Which routes match a request, which condition of each passes or fails, and the decision.
     Explain(ExplainArgs),
+    /// Print a starter policy (deny by default) for the operations of an OpenAPI 3.0 or 3.1
+    /// document, YAML or JSON, e.g. `policy init --from-openapi openapi.yaml > policies/api.toml`.
+    Init(PolicyInitArgs),
+}
+
+// What `policy init` reads and which upstream its routes forward to.
+#[derive(clap::Args)]
+pub struct PolicyInitArgs {
+    /// The OpenAPI document (YAML or JSON).
+    #[arg(long = "from-openapi", value_name = "FILE")]
+    pub from_openapi: PathBuf,
+    /// The upstream the routes forward to (a name in [upstreams]).
+    #[arg(long, default_value = "api")]
+    pub upstream: String,
 }
 
 // The request `policy explain` judges, and where the policies are. (A doc comment here

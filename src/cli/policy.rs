@@ -19,7 +19,7 @@ use portcullis::policy::lint::KnownRoles;
 use portcullis::policy::{run_case, Decision, PolicySet, Principal};
 use portcullis::Config;
 
-use super::args::{ExplainArgs, PolicyCommand};
+use super::args::{ExplainArgs, PolicyCommand, PolicyInitArgs};
 
 /// Runs one `policy` command.
 pub fn run(config_path: &Path, command: PolicyCommand) -> ExitCode {
@@ -27,6 +27,21 @@ pub fn run(config_path: &Path, command: PolicyCommand) -> ExitCode {
         PolicyCommand::Check { dir } => check(config_path, dir.as_deref()),
         PolicyCommand::Test { dir } => test(config_path, dir.as_deref()),
         PolicyCommand::Explain(args) => explain(config_path, args),
+        PolicyCommand::Init(args) => init(&args),
+    }
+}
+
+/// Prints a starter policy for an OpenAPI document (no configuration needed).
+fn init(args: &PolicyInitArgs) -> ExitCode {
+    match portcullis::openapi::from_file(&args.from_openapi, &args.upstream) {
+        Ok(policy) => {
+            print!("{policy}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
