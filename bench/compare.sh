@@ -17,15 +17,15 @@
 # HTTP/2 rows (TLS, h2load, H2_CONNS connections x H2_STREAMS streams, default 10 x 100):
 # nginx proxying with `http2`, HAProxy verifying HS256, Portcullis public and role routes.
 # After the tables, the issue's targets computed from the medians, each marked met or not;
-# with EXTRA=1 also logins per second with each store (wrk POSTing one account's login).
+# then logins per second with each store (wrk POSTing one account's login).
 # Prints one table per concurrency with each figure's ratio to HAProxy-with-JWT and to
 # nginx, and stops everything it started.
 # Usage: bench/compare.sh [DURATION] [CONNECTIONS...]   (defaults: 10s, 32 256)
-# Time: every row takes DURATION (plus ~0.1 s); the default row set is 26 rows at each
-# concurrency plus 4 HTTP/2 rows, so `ROUNDS=3 bench/compare.sh` (10s, 32 256) measures
-# for 3 x 56 x 10 s, about 28 minutes, plus ~15 s to start; DURATION=5s halves that.
-# EXTRA=1 adds the rows no target is computed from (the backend directly, HAProxy verifying
-# ES256) and the logins table: about 4 more minutes per round at the defaults.
+# Time: every row takes DURATION plus ~0.2 s; there are 29 rows at each concurrency plus 4
+# HTTP/2 rows, so `ROUNDS=3 bench/compare.sh` (10s, 32 256) measures 3 x 62 rows, about
+# 32 minutes with the logins and the start (measured: 27 min for 3 x 52 rows); DURATION=5s
+# halves it. LEAN=1 leaves out the rows no target is computed from (the backend directly,
+# HAProxy verifying ES256) and the logins table: about 28 minutes.
 # PIN=1 pins the servers under test (nginx, HAProxy, every Portcullis, PostgreSQL) and the
 # backend to CPU 0 (started under `taskset -c 0`, so each sizes its workers for one core)
 # and the load generators (wrk, h2load) to CPU 1; unpinned is the default. The header says
@@ -394,12 +394,12 @@ measure_h2() {
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a/b; else print "-" }'; }
 
 rows=()
-[ "${EXTRA:-0}" = 1 ] && rows+=("backend directly|http|http://127.0.0.1:19001/api/products/3|")
+[ "${LEAN:-0}" = 1 ] || rows+=("backend directly|http|http://127.0.0.1:19001/api/products/3|")
 rows+=(
   "nginx proxy, no auth|http|http://127.0.0.1:19002/api/products/3|"
   "HAProxy + JWT HS256|http|http://127.0.0.1:19010/api/orders|$hs_token"
 )
-[ "${EXTRA:-0}" = 1 ] && rows+=("HAProxy + JWT ES256|http|http://127.0.0.1:19011/api/orders|$token")
+[ "${LEAN:-0}" = 1 ] || rows+=("HAProxy + JWT ES256|http|http://127.0.0.1:19011/api/orders|$token")
 rows+=(
   "Portcullis, public route|http|http://127.0.0.1:19080/api/products/3|"
   "Portcullis, role route + token|http|http://127.0.0.1:19080/api/orders|$token"
@@ -415,7 +415,7 @@ rows+=(
   "nginx proxy, no auth|tls|https://127.0.0.1:19442/api/products/3|"
   "HAProxy + JWT HS256|tls|https://127.0.0.1:19450/api/orders|$hs_token"
 )
-[ "${EXTRA:-0}" = 1 ] && rows+=("HAProxy + JWT ES256|tls|https://127.0.0.1:19451/api/orders|$token")
+[ "${LEAN:-0}" = 1 ] || rows+=("HAProxy + JWT ES256|tls|https://127.0.0.1:19451/api/orders|$token")
 rows+=(
   "Portcullis, public route|tls|https://127.0.0.1:19443/api/products/3|"
   "Portcullis, role route + token|tls|https://127.0.0.1:19443/api/orders|$token"
@@ -554,7 +554,7 @@ if kept "Portcullis role route, audited"; then
   echo "audit trail of the audited route: $overflow, chain $verified"
 fi
 
-# --- logins per second with each store (EXTRA=1) ------------------------------------
+# --- logins per second with each store (not with LEAN=1) ----------------------------
 # One account's password login, over TLS, 8 connections: argon2id and the session write
 # to the store dominate. Every answer must be 200 (auth_per_ip is 1000/sec here).
 cat > "$work/login.lua" <<LUA
@@ -562,7 +562,7 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"email":"tester@example.com","password":"$password"}'
 LUA
-if [ "${EXTRA:-0}" = 1 ] && kept logins; then
+if [ "${LEAN:-0}" != 1 ] && kept logins; then
   echo
   printf '| %-32s | %10s | %8s | %8s |\n' "logins, c8, TLS" "logins/s" "p50 ms" "p99 ms"
   printf '|%s|%s|%s|%s|\n' "----------------------------------" "------------" "----------" "----------"
