@@ -10,12 +10,26 @@
 #   (`https://`, verified against a CA file), on the same public route; and a third
 #   whose store is PostgreSQL (a throwaway cluster on loopback) instead of sled, on the
 #   role route and on a rate-limited route (whose budget lives in the shared store).
-# Also: the role route with a cookie session instead of a bearer token, and /auth/verify
-# (forward-auth) deciding that route for another proxy.
-# After the table, logins per second with each store (wrk POSTing one account's login).
-# Prints one table with each figure's ratio to HAProxy-with-JWT and to nginx, and stops
-# everything it started.
+# Also: the role route with a cookie session instead of a bearer token, /auth/verify
+# (forward-auth) deciding that route for another proxy, the role route with `audit = true`,
+# and a ~2 KB JSON array of ten objects through a route with `response_fields` (which must
+# hide each object's "cost_price") beside the same answer through a route without it.
+# HTTP/2 rows (TLS, h2load, H2_CONNS connections x H2_STREAMS streams, default 10 x 100):
+# nginx proxying with `http2`, HAProxy verifying HS256, Portcullis public and role routes.
+# After the tables, the issue's targets computed from the medians, each marked met or not;
+# then logins per second with each store (wrk POSTing one account's login).
+# Prints one table per concurrency with each figure's ratio to HAProxy-with-JWT and to
+# nginx, and stops everything it started.
 # Usage: bench/compare.sh [DURATION] [CONNECTIONS...]   (defaults: 10s, 32 256)
+# Time: every row takes DURATION plus ~0.2 s; there are 29 rows at each concurrency plus 4
+# HTTP/2 rows, so `ROUNDS=3 bench/compare.sh` (10s, 32 256) measures 3 x 62 rows, about
+# 32 minutes with the logins and the start (measured: 27 min for 3 x 52 rows); DURATION=5s
+# halves it. LEAN=1 leaves out the rows no target is computed from (the backend directly,
+# HAProxy verifying ES256) and the logins table: about 28 minutes.
+# PIN=1 pins the servers under test (nginx, HAProxy, every Portcullis, PostgreSQL) and the
+# backend to CPU 0 (started under `taskset -c 0`, so each sizes its workers for one core)
+# and the load generators (wrk, h2load) to CPU 1; unpinned is the default. The header says
+# which mode ran. NO_BUILD=1 skips the `cargo build --release` at the start.
 # ROUNDS=N runs every row N times, the rounds one after another (so drift on the machine
 # touches every row alike), each round starting at another row, and prints each figure's
 # median.
@@ -35,8 +49,23 @@ command -v wrk >/dev/null || need+=(wrk)
 command -v nginx >/dev/null || need+=(nginx)
 command -v haproxy >/dev/null || need+=(haproxy)
 command -v openssl >/dev/null || need+=(openssl)
+command -v h2load >/dev/null || need+=(nghttp2-client)
 if [ ${#need[@]} -gt 0 ]; then apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null; fi
-cargo build --release --workspace --quiet
+[ "${NO_BUILD:-0}" = 1 ] || cargo build --release --workspace --quiet
+# PIN=1: servers (srv) on CPU 0, load generators (load) on CPU 1.
+srv=(); load=(); mode="unpinned"
+if [ "${PIN:-0}" = 1 ]; then
+  [ "$(nproc --all)" -ge 2 ] || { echo "PIN=1 needs two CPUs" >&2; exit 1; }
+  srv=(taskset -c 0); load=(taskset -c 1); mode="pinned: servers and backend on CPU 0, load generator on CPU 1"
+fi
+# pin_tree PID: the process, all its threads and all its descendants on CPU 0.
+pin_tree() {
+  taskset -acp 0 "$1" >/dev/null
+  local c
+  for c in $(pgrep -P "$1"); do pin_tree "$c"; done
+}
+# kept NAME: whether ONLY (a regular expression on row names) keeps the row NAME.
+kept() { [ -z "${ONLY:-}" ] || [[ $1 =~ $ONLY ]]; }
 
 work=$(mktemp -d)
 pids=()
@@ -68,6 +97,23 @@ methods = ["GET"]
 path = "/api/limited/{id}"
 roles = ["customer"]
 rate_limit = "1000000/sec"
+[[route]]
+name = "audited"
+methods = ["GET"]
+path = "/api/audited/{id}"
+roles = ["customer"]
+audit = true
+[[route]]
+name = "catalog-filtered"
+methods = ["GET"]
+path = "/api/catalog"
+roles = ["customer"]
+response_fields = ["id", "sku", "name", "category", "price", "currency", "stock", "rating", "description", "tags"]
+[[route]]
+name = "catalog-unfiltered"
+methods = ["GET"]
+path = "/api/catalog-all"
+roles = ["customer"]
 TOML
 password='Bench!Passw0rd7'
 # The backend's certificate for its TLS listener (the HTTPS-upstream row), self-signed:
@@ -101,7 +147,7 @@ algorithm = "ES256"
 customer = { description = "bench" }
 TOML
   echo "$password" | $bin --config "$work/$name/gateway.toml" user add --email tester@example.com --role customer --password-stdin >/dev/null
-  RUST_LOG=warn $bin serve --config "$work/$name/gateway.toml" >/dev/null 2>&1 & pids+=($!)
+  RUST_LOG=warn "${srv[@]}" $bin serve --config "$work/$name/gateway.toml" >/dev/null 2>&1 & pids+=($!)
   for _ in $(seq 100); do [ -f "$work/$name/data/tls/gateway.key" ] && curl -s -o /dev/null "http://127.0.0.1:$plain/healthz" && break; sleep 0.1; done
 }
 gw=${PORTCULLIS_BIN:-target/release/portcullis}
@@ -118,11 +164,23 @@ cat "$work/data/tls/gateway.crt" "$work/data/tls/gateway.key" > "$work/combined.
 source bench/postgres.sh
 trap 'cleanup; postgres_down' EXIT
 postgres_up 19432
+# Its postmaster and the processes it has started; the backends it forks later inherit.
+[ "${PIN:-0}" = 1 ] && pin_tree "$(head -1 "$pgdir/data/postmaster.pid")"
 start_gateway "$gw" gwpg 19445 19082 http://127.0.0.1:19001 "[store]
 backend = \"postgres\"
 url = \"postgres://portcullis@127.0.0.1:19432/portcullis\""
 
 # --- nginx: the backend and the plain reverse proxy ----------------------------------
+# The response_fields rows: ten catalogue entries (~2 KB), each with a field to hide.
+catalog=$(python3 - <<'PY'
+import json
+items = [{"id": i, "sku": f"SKU-{1000 + i}", "name": f"Item {i}", "category": "fitness", "price": 10.0 + i,
+          "currency": "EUR", "stock": 5 * i, "rating": 4.5, "cost_price": 4.0 + i,
+          "description": "A sturdy everyday item for the bench, in one size.", "tags": ["bench", "json"]}
+         for i in range(1, 11)]
+print(json.dumps(items, separators=(",", ":")))
+PY
+)
 body='{"id":3,"name":"Yoga mat","category":"fitness","price":29.99,"stock":60,"description":"A 6 mm non-slip mat for yoga and pilates, with a carry strap.","tags":["yoga","fitness"]}'
 cat > "$work/nginx.conf" <<NGINX
 worker_processes auto;
@@ -141,6 +199,7 @@ http {
   server {
     listen 127.0.0.1:19001;
     location / { default_type application/json; return 200 '$body'; }
+    location ~ ^/api/catalog(-all)?\$ { default_type application/json; return 200 '$catalog'; }
   }
   server {
     listen 127.0.0.1:19004 ssl;
@@ -162,7 +221,7 @@ http {
 }
 NGINX
 mkdir -p "$work/nginx-tmp"
-nginx -c "$work/nginx.conf" -p "$work"
+"${srv[@]}" nginx -c "$work/nginx.conf" -p "$work"
 
 # --- HAProxy verifying the bearer JWT on every request --------------------------------
 hs_secret='bench-shared-secret-for-hs256-comparison'
@@ -196,7 +255,7 @@ backend backend
   http-reuse always
   server s1 127.0.0.1:19001
 HAPROXY
-haproxy -f "$work/haproxy.cfg" > "$work/haproxy.log" 2>&1 & pids+=($!)
+"${srv[@]}" haproxy -f "$work/haproxy.cfg" > "$work/haproxy.log" 2>&1 & pids+=($!)
 
 for port in 19001 19002 19010 19080 19081 19082; do
   up=no
@@ -255,25 +314,93 @@ for url in http://127.0.0.1:19081/api/products/3 https://127.0.0.1:19444/api/pro
     || { echo "the HTTPS-upstream gateway did not answer through the TLS backend at $url" >&2; exit 1; }
 done
 
+# The audited row: a role route with `audit = true`, so every request is a record.
+for url in http://127.0.0.1:19080/api/audited/1 http://127.0.0.1:19080/api/catalog-all; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' "$url" -H "Authorization: Bearer $token")
+  bad=$(curl -s -o /dev/null -w '%{http_code}' "$url" -H "Authorization: Bearer ${token}x")
+  [ "$code" = 200 ] && [ "$bad" = 401 ] || { echo "token check failed at $url: $code / $bad" >&2; exit 1; }
+done
+# The unfiltered catalogue carries the field to hide (so the filtered row's check means
+# something); the filtered route must answer the same array without it, over both
+# listeners. Checked only when its rows are measured (ONLY), like the rows themselves.
+for url in http://127.0.0.1:19080/api/catalog-all https://127.0.0.1:19443/api/catalog-all; do
+  curl -sk "$url" -H "Authorization: Bearer $token" | grep -q '"cost_price"' \
+    || { echo "the unfiltered catalogue at $url has no cost_price: the backend is wrong" >&2; exit 1; }
+done
+if kept "Portcullis response_fields"; then
+  for url in http://127.0.0.1:19080/api/catalog https://127.0.0.1:19443/api/catalog; do
+    code=$(curl -sk -o "$work/filtered.json" -w '%{http_code}' "$url" -H "Authorization: Bearer $token")
+    bad=$(curl -sk -o /dev/null -w '%{http_code}' "$url" -H "Authorization: Bearer ${token}x")
+    [ "$code" = 200 ] && [ "$bad" = 401 ] || { echo "token check failed at $url: $code / $bad" >&2; exit 1; }
+    python3 - "$work/filtered.json" <<'PY' || { echo "response_fields check failed at $url: the hidden field reached the client, or the answer is not the filtered array" >&2; exit 1; }
+import json, sys
+items = json.load(open(sys.argv[1]))
+assert isinstance(items, list) and len(items) == 10
+assert all("cost_price" not in o and o.get("name") and o.get("description") for o in items)
+PY
+  done
+fi
+# The HTTP/2 rows must really be HTTP/2 over TLS, and the JWT ones really verify.
+for check in "https://127.0.0.1:19442/api/products/3|" "https://127.0.0.1:19450/api/orders|$hs_token" \
+  "https://127.0.0.1:19443/api/products/3|" "https://127.0.0.1:19443/api/orders|$token"; do
+  url=${check%%|*}; tok=${check#*|}
+  auth=(); [ -n "$tok" ] && auth=(-H "Authorization: Bearer $tok")
+  got=$(curl -sk --http2 -o /dev/null -w '%{http_version} %{http_code}' "$url" "${auth[@]}")
+  [ "$got" = "2 200" ] || { echo "HTTP/2 check failed at $url: $got" >&2; exit 1; }
+  if [ -n "$tok" ]; then
+    got=$(curl -sk --http2 -o /dev/null -w '%{http_version} %{http_code}' "$url" -H "Authorization: Bearer ${tok}x")
+    [ "$got" = "2 401" ] || { echo "HTTP/2 token check failed at $url: $got" >&2; exit 1; }
+  fi
+done
+# PIN=1: every server process and thread may run on CPU 0 only.
+if [ "${PIN:-0}" = 1 ]; then
+  for p in "${pids[@]}" "$(cat "$work/nginx.pid")" $(pgrep -P "$(cat "$work/nginx.pid")") "$(head -1 "$pgdir/data/postmaster.pid")"; do
+    for t in /proc/"$p"/task/*; do
+      [ "$(awk '/^Cpus_allowed_list/ {print $2}' "$t/status")" = 0 ] || { echo "not pinned: $t" >&2; exit 1; }
+    done
+  done
+fi
+
 rounds=${ROUNDS:-1}
+h2_conns=${H2_CONNS:-10}
+h2_streams=${H2_STREAMS:-100}
 declare -A rps p50 p99
 to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) printf "%.2f", v/1000; else if (v ~ /ms$/) printf "%.2f", v+0; else printf "%.2f", v*1000 }'; }
 median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 measure() {
   local key=$1 conns=$2; shift 2
-  local out; out=$(wrk -t1 -c"$conns" -d"$duration" --latency "$@")
+  local out; out=$("${load[@]}" wrk -t1 -c"$conns" -d"$duration" --latency "$@")
   if grep -q "Non-2xx" <<<"$out"; then echo "non-2xx answers in $key: $(grep Non-2xx <<<"$out")" >&2; exit 1; fi
   rps[$key]+=" $(awk '/Requests\/sec/ {print $2}' <<<"$out")"
   p50[$key]+=" $(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")")"
   p99[$key]+=" $(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")"
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a/b; else print "-" }'; }
+# measure_h2 KEY ARGS...: h2load over TLS; it reports the mean and the maximum of the
+# request times (no percentiles), kept in the p50 and p99 slots of the row.
+measure_h2() {
+  local key=$1; shift
+  local out; out=$("${load[@]}" h2load -t1 -c"$h2_conns" -m"$h2_streams" -D "$duration" "$@")
+  local done ok bad
+  done=$(awk '/^requests:/ {print $6}' <<<"$out")
+  ok=$(awk '/^status codes:/ {print $3}' <<<"$out")
+  bad=$(awk '/^requests:/ {print $10 + $12 + $14}' <<<"$out")
+  if [ -z "$done" ] || [ "$done" = 0 ] || [ "$ok" != "$done" ] || [ "$bad" != 0 ]; then
+    echo "h2load in $key: not every request answered 2xx" >&2; grep -E '^(requests|status codes):' <<<"$out" >&2; exit 1
+  fi
+  rps[$key]+=" $(awk '/^finished in/ {print $4}' <<<"$out")"
+  p50[$key]+=" $(to_ms "$(awk '/^time for request:/ {print $6}' <<<"$out")")"
+  p99[$key]+=" $(to_ms "$(awk '/^time for request:/ {print $5}' <<<"$out")")"
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a/b; else print "-" }'; }
 
-rows=(
-  "backend directly|http|http://127.0.0.1:19001/api/products/3|"
+rows=()
+[ "${LEAN:-0}" = 1 ] || rows+=("backend directly|http|http://127.0.0.1:19001/api/products/3|")
+rows+=(
   "nginx proxy, no auth|http|http://127.0.0.1:19002/api/products/3|"
   "HAProxy + JWT HS256|http|http://127.0.0.1:19010/api/orders|$hs_token"
-  "HAProxy + JWT ES256|http|http://127.0.0.1:19011/api/orders|$token"
+)
+[ "${LEAN:-0}" = 1 ] || rows+=("HAProxy + JWT ES256|http|http://127.0.0.1:19011/api/orders|$token")
+rows+=(
   "Portcullis, public route|http|http://127.0.0.1:19080/api/products/3|"
   "Portcullis, role route + token|http|http://127.0.0.1:19080/api/orders|$token"
   "Portcullis public, TLS upstream|http|http://127.0.0.1:19081/api/products/3|"
@@ -282,9 +409,14 @@ rows=(
   "Portcullis rate-limited, PG|http|http://127.0.0.1:19082/api/limited/1|$pg_token"
   "Portcullis role route + cookie|http|http://127.0.0.1:19080/api/orders||Cookie: __Host-portcullis=$session"
   "Portcullis /auth/verify, token|http|http://127.0.0.1:19080/auth/verify|$token|X-Forwarded-Method: GET^X-Forwarded-Uri: /api/orders"
+  "Portcullis role route, audited|http|http://127.0.0.1:19080/api/audited/1|$token"
+  "Portcullis response_fields, 2 KB|http|http://127.0.0.1:19080/api/catalog|$token"
+  "Portcullis unfiltered, 2 KB|http|http://127.0.0.1:19080/api/catalog-all|$token"
   "nginx proxy, no auth|tls|https://127.0.0.1:19442/api/products/3|"
   "HAProxy + JWT HS256|tls|https://127.0.0.1:19450/api/orders|$hs_token"
-  "HAProxy + JWT ES256|tls|https://127.0.0.1:19451/api/orders|$token"
+)
+[ "${LEAN:-0}" = 1 ] || rows+=("HAProxy + JWT ES256|tls|https://127.0.0.1:19451/api/orders|$token")
+rows+=(
   "Portcullis, public route|tls|https://127.0.0.1:19443/api/products/3|"
   "Portcullis, role route + token|tls|https://127.0.0.1:19443/api/orders|$token"
   "Portcullis public, TLS upstream|tls|https://127.0.0.1:19444/api/products/3|"
@@ -293,6 +425,16 @@ rows=(
   "Portcullis rate-limited, PG|tls|https://127.0.0.1:19445/api/limited/1|$pg_token"
   "Portcullis role route + cookie|tls|https://127.0.0.1:19443/api/orders||Cookie: __Host-portcullis=$session"
   "Portcullis /auth/verify, token|tls|https://127.0.0.1:19443/auth/verify|$token|X-Forwarded-Method: GET^X-Forwarded-Uri: /api/orders"
+  "Portcullis role route, audited|tls|https://127.0.0.1:19443/api/audited/1|$token"
+  "Portcullis response_fields, 2 KB|tls|https://127.0.0.1:19443/api/catalog|$token"
+  "Portcullis unfiltered, 2 KB|tls|https://127.0.0.1:19443/api/catalog-all|$token"
+)
+# HTTP/2 over TLS, measured with h2load once per round (its own connection count).
+h2rows=(
+  "nginx proxy, no auth|h2|https://127.0.0.1:19442/api/products/3|"
+  "HAProxy + JWT HS256|h2|https://127.0.0.1:19450/api/orders|$hs_token"
+  "Portcullis, public route|h2|https://127.0.0.1:19443/api/products/3|"
+  "Portcullis, role route + token|h2|https://127.0.0.1:19443/api/orders|$token"
 )
 if [ -n "${BASELINE_BIN:-}" ]; then
   rows+=(
@@ -303,32 +445,43 @@ if [ -n "${BASELINE_BIN:-}" ]; then
   )
 fi
 # ONLY=REGEX measures just the rows whose name matches (e.g. ONLY='Portcullis|baseline'
-# for a before/after comparison of two builds, every row still checked first).
+# for a before/after comparison of two builds, every kept row still checked first).
 if [ -n "${ONLY:-}" ]; then
-  kept=()
-  for row in "${rows[@]}"; do [[ ${row%%|*} =~ $ONLY ]] && kept+=("$row"); done
-  rows=("${kept[@]}")
+  kept_rows=(); kept_h2=()
+  for row in "${rows[@]}"; do kept "${row%%|*}" && kept_rows+=("$row"); done
+  for row in "${h2rows[@]}"; do kept "${row%%|*}" && kept_h2+=("$row"); done
+  rows=("${kept_rows[@]}"); h2rows=("${kept_h2[@]}")
 fi
+# row_args ROW: the load generator's arguments for a row (token, further headers, URL).
+row_args() {
+  IFS='|' read -r name transport url tok extra <<<"$1"
+  args=("$url")
+  [ -n "$tok" ] && args=(-H "Authorization: Bearer $tok" "$url")
+  # A fifth field: further request headers, separated by '^'.
+  if [ -n "${extra:-}" ]; then
+    IFS='^' read -r -a hdrs <<<"$extra"
+    for h in "${hdrs[@]}"; do args=(-H "$h" "${args[@]}"); done
+  fi
+}
 # Each round starts the list at another row, so no row always runs in the same slot (a
 # row's place in the sequence alone moved it by up to 10% on this 2-core machine).
 nrows=${#rows[@]}
+nh2=${#h2rows[@]}
+started=$(date +%s)
 for ((round = 1; round <= rounds; round++)); do
   offset=$(( (round - 1) * nrows / rounds ))
   for conns in "${concurrencies[@]}"; do
     for ((i = 0; i < nrows; i++)); do
-      row=${rows[$(( (i + offset) % nrows ))]}
-      IFS='|' read -r name transport url tok extra <<<"$row"
-      args=("$url")
-      [ -n "$tok" ] && args=(-H "Authorization: Bearer $tok" "$url")
-      # A fifth field: further request headers, separated by '^'.
-      if [ -n "${extra:-}" ]; then
-        IFS='^' read -r -a hdrs <<<"$extra"
-        for h in "${hdrs[@]}"; do args=(-H "$h" "${args[@]}"); done
-      fi
+      row_args "${rows[$(( (i + offset) % nrows ))]}"
       measure "$conns|$transport|$name" "$conns" "${args[@]}"
     done
   done
+  for ((i = 0; i < nh2; i++)); do
+    row_args "${h2rows[$(( (i + round - 1) % nh2 ))]}"
+    measure_h2 "h2|$transport|$name" "${args[@]}"
+  done
 done
+elapsed=$(( $(date +%s) - started ))
 for k in "${!rps[@]}"; do
   rps[$k]=$(median "${rps[$k]}")
   p50[$k]=$(median "${p50[$k]}")
@@ -336,22 +489,72 @@ for k in "${!rps[@]}"; do
 done
 
 echo
-echo "wrk -t1 -d$duration on loopback, median of $rounds round(s); $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%Y-%m-%d)"
-for conns in "${concurrencies[@]}"; do
+echo "wrk -t1 -d$duration on loopback, median of $rounds round(s), $mode; $(nproc --all) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%Y-%m-%d); measuring took ${elapsed}s"
+# table LABEL GROUP LAT1 LAT2 ROWS...: one table, ratios to HAProxy-HS256 and nginx over the
+# same transport.
+table() {
+  local label=$1 group=$2 l1=$3 l2=$4; shift 4
   echo
-  printf '| %-32s | %-5s | %10s | %8s | %8s | %9s | %9s | %11s |\n' "c$conns" "" "req/s" "p50 ms" "p99 ms" "/HAProxy" "/nginx" "p99/HAProxy"
+  printf '| %-32s | %-5s | %10s | %8s | %8s | %9s | %9s | %11s |\n' "$label" "" "req/s" "$l1" "$l2" "/HAProxy" "/nginx" "${l2%% *}/HAProxy"
   printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' "----------------------------------" "-------" "------------" "----------" "----------" "-----------" "-----------" "-------------"
-  for row in "${rows[@]}"; do
-    IFS='|' read -r name transport _ _ <<<"$row"
-    k="$conns|$transport|$name"
-    hk="$conns|$transport|HAProxy + JWT HS256"
-    nk="$conns|$transport|nginx proxy, no auth"
+  local row name transport k hk nk
+  for row in "$@"; do
+    IFS='|' read -r name transport _ <<<"$row"
+    k="$group|$transport|$name"
+    hk="$group|$transport|HAProxy + JWT HS256"
+    nk="$group|$transport|nginx proxy, no auth"
     printf '| %-32s | %-5s | %10s | %8s | %8s | %9s | %9s | %11s |\n' "$name" "$transport" "${rps[$k]}" "${p50[$k]}" "${p99[$k]}" \
       "$(ratio "${rps[$k]}" "${rps[$hk]:-}")" "$(ratio "${rps[$k]}" "${rps[$nk]:-}")" "$(ratio "${p99[$k]}" "${p99[$hk]:-}")"
   done
-done
+}
+for conns in "${concurrencies[@]}"; do table "c$conns" "$conns" "p50 ms" "p99 ms" "${rows[@]}"; done
+if [ "$nh2" -gt 0 ]; then
+  table "h2load c$h2_conns x m$h2_streams" h2 "mean ms" "max ms" "${h2rows[@]}"
+  echo "(h2load reports the mean and the maximum of request times, not percentiles: the two"
+  echo " latency columns of the HTTP/2 table are mean and max, and max/HAProxy compares maxima.)"
+fi
 
-# --- logins per second with each store ------------------------------------------------
+# --- the issue's targets, from the medians above -------------------------------------
+# target LABEL A B MIN: the ratio A/B against its threshold (MIN, or <=MAX when MIN starts
+# with '<='), marked met (✓) or not (✗); skipped when a row was not measured.
+target() {
+  local label=$1 a=$2 b=$3 want=$4 r mark
+  r=$(ratio "$a" "$b")
+  [ "$r" = - ] && return
+  if [[ $want == '<='* ]]; then
+    mark=$(awk -v r="$r" -v w="${want#<=}" 'BEGIN { print (r <= w) ? "✓" : "✗" }')
+  else
+    mark=$(awk -v r="$r" -v w="$want" 'BEGIN { print (r >= w) ? "✓" : "✗" }')
+  fi
+  printf '| %-58s | %6s | %6s | %s |\n' "$label" "$r" "$want" "$mark"
+}
+echo
+printf '| %-58s | %6s | %6s | %s |\n' "target (issue 17)" "ratio" "needs" "met"
+printf '|%s|%s|%s|%s|\n' "------------------------------------------------------------" "--------" "--------" "-----"
+for conns in "${concurrencies[@]}"; do
+  for t in http tls; do
+    g="$conns|$t"
+    target "role / HAProxy-HS256, c$conns $t" "${rps[$g|Portcullis, role route + token]:-}" "${rps[$g|HAProxy + JWT HS256]:-}" 1.0
+    target "role / nginx, c$conns $t" "${rps[$g|Portcullis, role route + token]:-}" "${rps[$g|nginx proxy, no auth]:-}" 0.8
+    target "role p99 / HAProxy-HS256 p99, c$conns $t" "${p99[$g|Portcullis, role route + token]:-}" "${p99[$g|HAProxy + JWT HS256]:-}" '<=1.2'
+    target "public / nginx, c$conns $t" "${rps[$g|Portcullis, public route]:-}" "${rps[$g|nginx proxy, no auth]:-}" 1.0
+    target "audited / role route, c$conns $t" "${rps[$g|Portcullis role route, audited]:-}" "${rps[$g|Portcullis, role route + token]:-}" 0.9
+    target "cookie / bearer, c$conns $t" "${rps[$g|Portcullis role route + cookie]:-}" "${rps[$g|Portcullis, role route + token]:-}" 0.95
+    target "PG role route / sled role route, c$conns $t" "${rps[$g|Portcullis role route, PG store]:-}" "${rps[$g|Portcullis, role route + token]:-}" 0.95
+    target "response_fields / unfiltered (2 KB), c$conns $t" "${rps[$g|Portcullis response_fields, 2 KB]:-}" "${rps[$g|Portcullis unfiltered, 2 KB]:-}" 0.8
+  done
+done
+target "HTTP/2 role / nginx HTTP/2, c$h2_conns x m$h2_streams" "${rps[h2|h2|Portcullis, role route + token]:-}" "${rps[h2|h2|nginx proxy, no auth]:-}" 1.0
+# The audited route's other conditions: nothing dropped, and the chain verifies.
+if kept "Portcullis role route, audited"; then
+  if $gw --config "$work/gw/gateway.toml" audit list --event audit_overflow > "$work/overflow.txt" 2>&1; then
+    overflow="$(grep -c audit_overflow "$work/overflow.txt" || true) audit_overflow record(s) (dropped requests)"
+  else overflow="audit list failed: $(tail -1 "$work/overflow.txt")"; fi
+  if $gw --config "$work/gw/gateway.toml" audit verify > "$work/verify.txt" 2>&1; then verified="verifies"; else verified="DOES NOT VERIFY: $(tail -1 "$work/verify.txt")"; fi
+  echo "audit trail of the audited route: $overflow, chain $verified"
+fi
+
+# --- logins per second with each store (not with LEAN=1) ----------------------------
 # One account's password login, over TLS, 8 connections: argon2id and the session write
 # to the store dominate. Every answer must be 200 (auth_per_ip is 1000/sec here).
 cat > "$work/login.lua" <<LUA
@@ -359,13 +562,13 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"email":"tester@example.com","password":"$password"}'
 LUA
-if [ -z "${ONLY:-}" ] || [[ "logins" =~ $ONLY ]]; then
+if [ "${LEAN:-0}" != 1 ] && kept logins; then
   echo
   printf '| %-32s | %10s | %8s | %8s |\n' "logins, c8, TLS" "logins/s" "p50 ms" "p99 ms"
   printf '|%s|%s|%s|%s|\n' "----------------------------------" "------------" "----------" "----------"
   for row in "sled store|19443" "PostgreSQL store|19445"; do
     name=${row%%|*}; port=${row#*|}
-    out=$(wrk -t1 -c8 -d"$duration" --latency -s "$work/login.lua" "https://127.0.0.1:$port/auth/login")
+    out=$("${load[@]}" wrk -t1 -c8 -d"$duration" --latency -s "$work/login.lua" "https://127.0.0.1:$port/auth/login")
     if grep -q "Non-2xx" <<<"$out"; then echo "non-2xx answers in logins, $name: $(grep Non-2xx <<<"$out")" >&2; exit 1; fi
     printf '| %-32s | %10s | %8s | %8s |\n' "$name" "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" \
       "$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")")" "$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")"

@@ -1,0 +1,229 @@
+#!/usr/bin/env bash
+# Instructions per request, counted with valgrind's callgrind: a release gateway (one
+# connection worker, its plain-HTTP listener, so TLS stays out) serves N1 and then, in a
+# second run, N2 requests on one keep-alive connection (h2load --h1 -c1), on the public
+# route and on the role route with a bearer token; the difference of the two runs' totals
+# divided by N2 - N1 is the cost of one request. Counting is switched on only around the
+# N requests (callgrind_control), after start-up and the row's checks, so background
+# threads count only while requests run; what is the same in both runs (the connection's
+# set-up) cancels in the difference. valgrind runs threads one at a time (--fair-sched).
+# The backend is one nginx answering a fixed ~200-byte JSON. The token comes from a login
+# made before valgrind starts (argon2 under valgrind would take minutes), in the same data
+# directory, so the counted runs see only proxied requests.
+# Usage: bench/callgrind.sh [N1] [N2]   (defaults: 1000, 5000)
+# PORTCULLIS_BIN=PATH counts that build instead of target/release/portcullis (no cargo
+# build then); BASELINE_BIN=PATH counts a second build the same way and prints, per route,
+# the functions whose instructions per request changed most between the two
+# (callgrind_annotate on each run, differences of N2 - N1 per request).
+# KEEP=DIR keeps the callgrind output files there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n1=${1:-1000}
+n2=${2:-5000}
+[ "$n2" -gt "$n1" ] || { echo "N2 must be larger than N1" >&2; exit 1; }
+need=()
+command -v valgrind >/dev/null || need+=(valgrind)
+command -v h2load >/dev/null || need+=(nghttp2-client)
+command -v nginx >/dev/null || need+=(nginx)
+if [ ${#need[@]} -gt 0 ]; then apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null; fi
+[ -n "${PORTCULLIS_BIN:-}" ] || [ "${NO_BUILD:-0}" = 1 ] || cargo build --release --bin portcullis --quiet
+gw=${PORTCULLIS_BIN:-target/release/portcullis}
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+body='{"id":3,"name":"Yoga mat","category":"fitness","price":29.99,"stock":60,"description":"A 6 mm non-slip mat for yoga and pilates, with a carry strap.","tags":["yoga","fitness"]}'
+mkdir -p "$work/nginx-tmp"
+cat > "$work/nginx.conf" <<NGINX
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $work/nginx-tmp;
+  proxy_temp_path $work/nginx-tmp;
+  fastcgi_temp_path $work/nginx-tmp;
+  uwsgi_temp_path $work/nginx-tmp;
+  scgi_temp_path $work/nginx-tmp;
+  server {
+    listen 127.0.0.1:18001;
+    location / { default_type application/json; return 200 '$body'; }
+  }
+}
+NGINX
+nginx -c "$work/nginx.conf" -p "$work"
+
+mkdir -p "$work/policies"
+cat > "$work/policies/bench.toml" <<TOML
+upstream = "backend"
+[[route]]
+name = "public"
+methods = ["GET"]
+path = "/api/products/{id}"
+public = true
+[[route]]
+name = "orders"
+methods = ["GET"]
+path = "/api/orders"
+roles = ["customer"]
+TOML
+password='Bench!Passw0rd7'
+
+# count BIN NAME: per-request instructions of build BIN on both routes, as
+# "NAME|route|Ir(N1)|Ir(N2)|per request", the output files kept under $work/NAME.
+count() {
+  local bin=$1 name=$2 dir=$work/$2
+  mkdir -p "$dir"
+  cat > "$dir/gateway.toml" <<TOML
+[server]
+listen = "127.0.0.1:18443"
+plain_listen = "127.0.0.1:18080"
+public_url = "https://localhost:18443"
+data_dir = "$dir/data"
+policies = "$work/policies"
+workers = 1
+[upstreams]
+backend = "http://127.0.0.1:18001"
+[rate_limit]
+auth_per_ip = "1000/sec"
+[tokens]
+access_ttl = "1h"
+algorithm = "ES256"
+[roles]
+customer = { description = "bench" }
+TOML
+  echo "$password" | $bin --config "$dir/gateway.toml" user add --email tester@example.com --role customer --password-stdin >/dev/null
+  # A login without valgrind, for the token.
+  RUST_LOG=warn $bin serve --config "$dir/gateway.toml" >/dev/null 2>&1 & local pid=$!
+  up 200
+  local token
+  token=$(curl -sk https://127.0.0.1:18443/auth/login -H 'content-type: application/json' \
+    -d "{\"email\":\"tester@example.com\",\"password\":\"$password\"}" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+  stop "$pid"
+  local route url n out
+  for route in public role; do
+    [ $route = public ] && url=http://127.0.0.1:18080/api/products/3 || url=http://127.0.0.1:18080/api/orders
+    for n in "$n1" "$n2"; do
+      out=$dir/callgrind.$route.$n
+      RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out" -q --instr-atstart=no --fair-sched=yes \
+        $bin serve --config "$dir/gateway.toml" >/dev/null 2>"$dir/valgrind.log" & pid=$!
+      up 1200
+      local auth=()
+      [ $route = role ] && auth=(-H "Authorization: Bearer $token")
+      # The row is checked first: 200 on the route (401 with a corrupted token on the role
+      # route), outside the counted requests (the same in both runs, so it cancels).
+      [ "$(curl -s -o /dev/null -w '%{http_code}' "$url" "${auth[@]}")" = 200 ] \
+        || { echo "$name: $url does not answer 200" >&2; exit 1; }
+      if [ $route = role ]; then
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "$url" -H "Authorization: Bearer ${token}x")" = 401 ] \
+          || { echo "$name: $url accepts a corrupted token" >&2; exit 1; }
+      fi
+      # Counting covers only the N requests (and what runs beside them): start-up, the
+      # checks and the first sight of the token are outside it.
+      callgrind_control -i on "$pid" >/dev/null 2>&1
+      h2load --h1 -n "$n" -c1 -m1 "${auth[@]}" "$url" > "$dir/h2load.txt"
+      callgrind_control -i off "$pid" >/dev/null 2>&1
+      grep -q "^status codes: $n 2xx" "$dir/h2load.txt" \
+        || { echo "$name: not all $n requests to $url answered 2xx" >&2; grep -E '^(requests|status)' "$dir/h2load.txt" >&2; exit 1; }
+      stop "$pid"
+    done
+    local a b
+    a=$(total "$dir/callgrind.$route.$n1")
+    b=$(total "$dir/callgrind.$route.$n2")
+    echo "$name|$route|$a|$b|$(( (b - a) / (n2 - n1) ))"
+  done
+}
+# up TENTHS: wait for the plain listener's /healthz.
+up() {
+  for _ in $(seq "$1"); do curl -s -o /dev/null http://127.0.0.1:18080/healthz && return; sleep 0.1; done
+  echo "the gateway did not start" >&2; cat "$work"/*/valgrind.log >&2 2>/dev/null; exit 1
+}
+# stop PID: SIGTERM, and wait until it has exited (callgrind writes its file at exit).
+stop() { kill -TERM "$1"; wait "$1" 2>/dev/null || true; }
+total() { awk '/^totals:/ { t += $2 } END { print t + 0 }' "$1"; }
+
+count "$gw" current > "$work/results.txt"
+[ -z "${BASELINE_BIN:-}" ] || count "$BASELINE_BIN" baseline >> "$work/results.txt"
+
+echo
+echo "callgrind, one worker, plain HTTP, one keep-alive connection; N1=$n1, N2=$n2 requests; $(date -u +%Y-%m-%d)"
+echo "current: $gw${BASELINE_BIN:+; baseline: $BASELINE_BIN}"
+echo
+printf '| %-8s | %-6s | %14s | %14s | %12s |\n' build route "Ir(N1)" "Ir(N2)" "Ir/request"
+printf '|%s|%s|%s|%s|%s|\n' ---------- -------- ---------------- ---------------- --------------
+while IFS='|' read -r name route a b per; do
+  printf '| %-8s | %-6s | %14s | %14s | %12s |\n' "$name" "$route" "$a" "$b" "$per"
+done < "$work/results.txt"
+
+# Where the difference is: per function, (Ir in N2 - Ir in N1) / (N2 - N1), both builds.
+if [ -n "${BASELINE_BIN:-}" ]; then
+  for route in public role; do
+    for b in current baseline; do
+      for n in "$n1" "$n2"; do
+        callgrind_annotate --threshold=100 --inclusive=no "$work/$b/callgrind.$route.$n" > "$work/$b/annotate.$route.$n" 2>/dev/null
+      done
+    done
+    echo
+    echo "$route route: functions whose instructions per request changed most (current - baseline)"
+    python3 - "$work" "$route" "$n1" "$n2" <<'PY'
+import re, sys
+work, route, n1, n2 = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+line = re.compile(r"^\s*([\d,]+)\s+(?:\([^)]*\)\s+)?(.+?)\s*$")
+def per_fn(build):
+    runs = []
+    for n in (n1, n2):
+        d = {}
+        started = False
+        for l in open(f"{work}/{build}/annotate.{route}.{n}", errors="replace"):
+            if "file:function" in l:
+                started = True
+                continue
+            m = line.match(l) if started else None
+            if m and ":" in m.group(2):
+                fn = m.group(2).split(":", 1)[1].strip()
+                fn = re.sub(r"::h[0-9a-f]{16}$", "", fn)
+                fn = re.sub(r"\s*\[[^\]]*\]$", "", fn)
+                d[fn] = d.get(fn, 0) + int(m.group(1).replace(",", ""))
+        runs.append(d)
+    a, b = runs
+    return {f: (b.get(f, 0) - a.get(f, 0)) / (n2 - n1) for f in set(a) | set(b)}
+cur, base = per_fn("current"), per_fn("baseline")
+# By crate first (robust to functions renamed, moved or inlined differently), then by
+# function.
+def crate(f):
+    f = f.lstrip("<&*( ")
+    if "::" in f:
+        return f.split("::", 1)[0]
+    return f if f in ("malloc", "free", "realloc", "calloc", "__memcpy_avx_unaligned_erms", "__memmove_avx_unaligned_erms", "__memset_avx2_unaligned_erms") else "other (libc, kernel stubs)"
+def by_crate(d):
+    out = {}
+    for f, v in d.items():
+        out[crate(f)] = out.get(crate(f), 0) + v
+    return out
+cc, bc = by_crate(cur), by_crate(base)
+rows = sorted(((cc.get(k, 0) - bc.get(k, 0), k) for k in set(cc) | set(bc)), key=lambda t: -abs(t[0]))
+print(f"| {'Ir/req now':>10} | {'before':>10} | {'change':>10} | crate")
+print("|------------|------------|------------|------")
+for d, k in rows[:12]:
+    print(f"| {cc.get(k, 0):10.0f} | {bc.get(k, 0):10.0f} | {d:+10.0f} | {k}")
+print()
+diff = sorted(((cur.get(f, 0) - base.get(f, 0), f) for f in set(cur) | set(base)), key=lambda t: -abs(t[0]))
+print(f"| {'Ir/req now':>10} | {'before':>10} | {'change':>10} | function")
+print("|------------|------------|------------|---------")
+for d, f in diff[:20]:
+    if abs(d) < 1:
+        break
+    print(f"| {cur.get(f, 0):10.0f} | {base.get(f, 0):10.0f} | {d:+10.0f} | {f[:150]}")
+PY
+  done
+fi
+if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP"; cp -r "$work/current" "$KEEP/" && { [ -d "$work/baseline" ] && cp -r "$work/baseline" "$KEEP/" || true; }; fi
