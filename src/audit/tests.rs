@@ -319,3 +319,36 @@ pub(crate) async fn two_writers_make_one_chain(store: &Store) {
 async fn two_writers_one_chain() {
     two_writers_make_one_chain(&Store::temporary().unwrap()).await;
 }
+
+/// The writer's one-pass encoding is byte for byte the record's JSON with its
+/// canonical hash, for an event with every field, with none, and with text to escape.
+#[test]
+fn one_pass_encoding_is_the_canonical_record() {
+    let mut full = Event::new(EventKind::Request);
+    full.user_id = Some("u1".into());
+    full.email = Some("a\"b\\c\u{1}@example.com".into());
+    full.ip = Some("127.0.0.1".into());
+    full.method = Some("GET".into());
+    full.path = Some("/api/ünï/\n".into());
+    full.route = Some("r".into());
+    full.status = Some(200);
+    full.reason = Some("why".into());
+    full.request_id = Some("rid".into());
+    full.latency_ms = Some(7);
+    for event in [full, Event::new(EventKind::AuditOverflow), Event::default()] {
+        let time = rfc3339(1_700_000_000_123);
+        let (bytes, hash) = Record::encode(42, &time, &event, GENESIS);
+        let mut record = Record {
+            seq: 42,
+            time,
+            event,
+            prev_hash: GENESIS.to_owned(),
+            hash: String::new(),
+        };
+        record.hash = record.compute_hash();
+        assert_eq!(hash, record.hash);
+        assert_eq!(bytes, serde_json::to_vec(&record).unwrap());
+        let back: Record = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back.compute_hash(), hash);
+    }
+}

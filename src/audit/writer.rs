@@ -146,17 +146,10 @@ impl Writer {
             unreadable_head = None;
             let mut out = Vec::with_capacity(pending.len());
             for (event, time) in pending {
-                let mut record = Record {
-                    seq,
-                    time: time.clone(),
-                    event: event.clone(),
-                    prev_hash: prev,
-                    hash: String::new(),
-                };
-                record.hash = record.compute_hash();
-                out.push((seq, serde_json::to_vec(&record).unwrap_or_default()));
+                let (bytes, hash) = Record::encode(seq, time, event, &prev);
+                out.push((seq, bytes));
                 seq += 1;
-                prev = record.hash;
+                prev = hash;
             }
             out
         };
