@@ -369,12 +369,19 @@ response_fields_by_role = { support = ["phone", "email"] }
     assert!(response.by_role[0].1.contains("email"));
 
     for (bad, key) in [
-        ("response_fields_by_role = { support = [\"x\"] }", "response_fields_by_role"),
+        (
+            "response_fields_by_role = { support = [\"x\"] }",
+            "response_fields_by_role",
+        ),
         ("request_fields = [\"a\", \"a\"]", "request_fields"),
         ("response_fields = [\"\"]", "response_fields"),
     ] {
         let src = format!("upstream = \"shop\"\n[[route]]\nmethods = [\"GET\"]\npath = \"/x\"\n{bad}\n");
         let errors = PolicySet::from_source(Path::new("f.toml"), &src, &|u| u == "shop").unwrap_err();
-        assert_eq!(errors[0].key.as_deref(), Some(format!("route[1].{key}").as_str()), "{bad}");
+        assert_eq!(
+            errors[0].key.as_deref(),
+            Some(format!("route[1].{key}").as_str()),
+            "{bad}"
+        );
     }
 }
