@@ -59,6 +59,10 @@ pub enum GatewayError {
     },
     #[error("upstream {upstream} did not answer within {timeout:?}")]
     UpstreamTimeout { upstream: String, timeout: Duration },
+    /// A route with `response_fields` got an answer it cannot filter (not JSON, too
+    /// large, an unknown encoding): refused rather than passed through.
+    #[error("upstream {upstream} answered what the route cannot filter: {reason}")]
+    UnfilterableResponse { upstream: String, reason: String },
     #[error("malformed request body: {0}")]
     Malformed(String),
     /// A request body the client can fix: the message names the field, never its value.
@@ -132,6 +136,7 @@ impl GatewayError {
             Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
+            Self::UnfilterableResponse { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Malformed(_) | Self::InvalidBody(_) | Self::InvalidConfirmation | Self::InvalidResetToken => {
                 StatusCode::BAD_REQUEST
@@ -168,6 +173,7 @@ impl GatewayError {
             Self::HeadersTooLarge { .. } => "headers_too_large",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UpstreamUnreachable { .. } => "bad_gateway",
+            Self::UnfilterableResponse { .. } => "bad_gateway",
             Self::UpstreamTimeout { .. } => "gateway_timeout",
             Self::Malformed(_) | Self::InvalidBody(_) => "bad_request",
             Self::PasswordPolicy { .. } => "password_policy",
@@ -214,6 +220,7 @@ impl GatewayError {
                 return format!("the request body is too large (at most {limit} bytes)").into();
             }
             Self::UpstreamUnreachable { .. } => "the service is unavailable",
+            Self::UnfilterableResponse { .. } => "the service gave an answer the gateway could not check",
             Self::UpstreamTimeout { .. } => "the service did not answer in time",
             Self::Malformed(_) => "the request body is malformed",
             Self::InvalidBody(problem) => return problem.to_string().into(),
@@ -307,6 +314,7 @@ impl GatewayError {
             | Self::PayloadTooLarge { .. }
             | Self::UpstreamUnreachable { .. }
             | Self::UpstreamTimeout { .. }
+            | Self::UnfilterableResponse { .. }
             | Self::Malformed(_)
             | Self::InvalidBody(_)
             | Self::RequestFields(_)

@@ -270,9 +270,9 @@ fn refusal_event(err: &GatewayError, proxied: bool) -> Option<EventKind> {
         | GatewayError::Forbidden { .. }
         | GatewayError::Csrf
         | GatewayError::RequestFields(_) => proxied.then_some(EventKind::AccessDenied),
-        GatewayError::UpstreamUnreachable { .. } | GatewayError::UpstreamTimeout { .. } => {
-            Some(EventKind::UpstreamError)
-        }
+        GatewayError::UpstreamUnreachable { .. }
+        | GatewayError::UpstreamTimeout { .. }
+        | GatewayError::UnfilterableResponse { .. } => Some(EventKind::UpstreamError),
         // Not audited, deliberately: the `/auth/` flows' refusals are audited by those
         // flows with their own events; the rest are the client's framing or the
         // gateway's own failure, not access decisions, and the log line and the metrics

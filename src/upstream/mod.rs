@@ -93,6 +93,7 @@ pub struct Upstreams {
     targets: HashMap<String, UpstreamTarget>,
     timeout: Duration,
     max_body: u64,
+    max_filtered_response: u64,
 }
 
 impl Upstreams {
@@ -134,6 +135,7 @@ impl Upstreams {
             targets,
             timeout: config.limits.upstream_timeout,
             max_body: config.limits.max_body,
+            max_filtered_response: config.limits.max_filtered_response,
         })
     }
 
@@ -154,6 +156,12 @@ impl Upstreams {
     /// `[limits] max_body`: the most a request body may hold.
     pub fn max_body(&self) -> u64 {
         self.max_body
+    }
+
+    /// `[limits] max_filtered_response`: the largest body a route with `response_fields`
+    /// filters.
+    pub fn max_filtered_response(&self) -> u64 {
+        self.max_filtered_response
     }
 
     /// `[limits] upstream_timeout`: how long an upstream may take to answer.

@@ -14,6 +14,7 @@
 pub mod cookies;
 pub mod hygiene;
 pub mod request_fields;
+pub mod response_fields;
 #[cfg(test)]
 mod tests;
 
@@ -122,6 +123,11 @@ pub async fn forward(
     }
     let progress = body.progress();
     rewrite_request_headers(&mut parts.headers, client, caller.as_deref().map(|c| &c.identity));
+    let filtered = route.route().response_fields.as_deref();
+    if filtered.is_some() {
+        response_fields::prepare_request(&mut parts.headers);
+    }
+    let head = parts.method == http::Method::HEAD;
     // The upstream's own authority, as the client would set it (it is told not to).
     parts.headers.insert(header::HOST, upstream.host().clone());
 
@@ -157,5 +163,15 @@ pub async fn forward(
     };
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    if let Some(fields) = filtered {
+        let allowed = response_fields::Allowed::new(fields, caller.as_deref().map(|c| &*c.principal));
+        let from = response_fields::Upstream {
+            name,
+            limit: upstreams.max_filtered_response(),
+            timeout,
+            head,
+        };
+        return response_fields::filter_response(parts, body, &allowed, &from).await;
+    }
     Ok(Response::from_parts(parts, GatewayBody::Upstream(body)))
 }
