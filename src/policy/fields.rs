@@ -26,7 +26,13 @@ impl FieldList {
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.sorted.binary_search_by(|n| n.as_str().cmp(name)).is_ok()
+        // Asked once per field of every filtered response: a short list is scanned with
+        // the cheap length test first, a long one searched.
+        if self.sorted.len() <= 16 {
+            self.sorted.iter().any(|n| n.len() == name.len() && n == name)
+        } else {
+            self.sorted.binary_search_by(|n| n.as_str().cmp(name)).is_ok()
+        }
     }
 
     pub fn is_empty(&self) -> bool {

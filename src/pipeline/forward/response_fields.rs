@@ -17,7 +17,7 @@
 //! and `Last-Modified` are kept. Routes without the keys never come here: their bodies
 //! stream untouched.
 
-mod json;
+pub mod json;
 
 use std::io::Read;
 use std::time::Duration;

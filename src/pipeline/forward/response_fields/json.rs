@@ -33,11 +33,108 @@ pub fn filter(input: &[u8], allowed: &dyn Fn(&str) -> bool) -> Result<Option<Vec
     Ok(Some(out))
 }
 
-/// Filters one object's bytes into `out`.
+/// Filters one object's bytes into `out`. `raw` is one JSON object that has already been
+/// read as valid JSON (an array element, borrowed as [`RawValue`]), so its members are
+/// found by a plain scan instead of a second parse; a name with escapes is decoded by
+/// serde_json before it is judged.
 fn filter_object(raw: &str, out: &mut Vec<u8>, allowed: &dyn Fn(&str) -> bool) -> Result<(), serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_str(raw);
-    de.deserialize_map(Object { out, allowed })?;
-    de.end()
+    let b = raw.as_bytes();
+    let broken = || <serde_json::Error as serde::de::Error>::custom("malformed object");
+    let mut i = skip_ws(b, 1);
+    out.push(b'{');
+    let mut first = true;
+    while b.get(i) == Some(&b'"') {
+        let key_end = string_end(b, i).ok_or_else(broken)?;
+        // The name with its quotes.
+        let quoted = raw.get(i..key_end).ok_or_else(broken)?;
+        i = skip_ws(b, key_end);
+        if b.get(i) != Some(&b':') {
+            return Err(broken());
+        }
+        let value_start = skip_ws(b, i + 1);
+        let value_end = value_end(b, value_start).ok_or_else(broken)?;
+        let name = &quoted[1..quoted.len() - 1];
+        let keep = if name.contains('\\') {
+            allowed(&serde_json::from_str::<String>(quoted)?)
+        } else {
+            allowed(name)
+        };
+        if keep {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(quoted.as_bytes());
+            out.push(b':');
+            out.extend_from_slice(&b[value_start..value_end]);
+        }
+        i = skip_ws(b, value_end);
+        if b.get(i) == Some(&b',') {
+            i = skip_ws(b, i + 1);
+        }
+    }
+    if b.get(i) != Some(&b'}') {
+        return Err(broken());
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while b.get(i).is_some_and(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// The index just past the string that opens at `start` (a `"`).
+fn string_end(b: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    loop {
+        i += memchr::memchr2(b'"', b'\\', b.get(i..)?)?;
+        match b[i] {
+            b'"' => return Some(i + 1),
+            _ => i += 2,
+        }
+    }
+}
+
+/// The index just past the (valid) JSON value that starts at `start`.
+fn value_end(b: &[u8], start: usize) -> Option<usize> {
+    match b.get(start)? {
+        b'"' => string_end(b, start),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut i = start;
+            loop {
+                match b.get(i)? {
+                    b'"' => {
+                        i = string_end(b, i)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+        }
+        _ => {
+            let mut i = start;
+            while b
+                .get(i)
+                .is_some_and(|c| !matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+            {
+                i += 1;
+            }
+            (i > start).then_some(i)
+        }
+    }
 }
 
 struct Object<'o, 'f> {
@@ -182,6 +279,14 @@ mod tests {
         let input = r#"[{"id":1,"cost":2},3,"s",[{"cost":1}],null,{"cost":5}]"#;
         assert_eq!(run(input, &["id"]), r#"[{"id":1},3,"s",[{"cost":1}],null,{}]"#);
         assert_eq!(run("[]", &["id"]), "[]");
+        // Elements are scanned, not parsed again: spacing, nesting, strings holding
+        // brackets, quotes and escaped names.
+        let input = r#"[ { "id" : 1 , "n" : { "x" : "}]\"" } , "s\u0065cret" : [1, {"a": "]"}], "z": -1.5e3 } , {} ]"#;
+        assert_eq!(
+            run(input, &["id", "n", "z"]),
+            r#"[{"id":1,"n":{ "x" : "}]\"" },"z":-1.5e3},{}]"#
+        );
+        assert_eq!(run(input, &["secret"]), r#"[{"s\u0065cret":[1, {"a": "]"}]},{}]"#);
     }
 
     #[test]
