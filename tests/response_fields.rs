@@ -347,3 +347,48 @@ async fn unfiltered_route_streams() {
         .unwrap();
     assert_eq!(&rest[..], b"rest");
 }
+
+// The demo shop's policy: browsing hides a product's supplier (staff see it when they
+// manage the product), and a customer's order answer hides who placed it.
+#[tokio::test]
+async fn shop_hides_internal_fields() {
+    let shop = start_shop().await;
+    let gw = Setup::shop(shop).start().await;
+    let (status, body) = anonymous(&gw, "/api/products/1").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["name"], "Trail running shoes");
+    assert!(body.get("supplier").is_none(), "{body}");
+    let direct: Value = reqwest::get(format!("http://{shop}/api/products/1"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        direct["supplier"].is_string(),
+        "the shop has no supplier to hide: {direct}"
+    );
+
+    let (id, token) = gw.signed_in("casey@example.com", &["customer"]).await;
+    let resp = gw
+        .client
+        .post(gw.url(&format!("/api/customers/{id}/orders")))
+        .bearer_auth(&token)
+        .json(&json!({"product_id": 1, "quantity": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let order: Value = resp.json().await.unwrap();
+    assert_eq!(order["product_id"], 1);
+    assert!(order.get("placed_by").is_none(), "{order}");
+    // Error bodies are cut to the listed fields, and `error` is listed.
+    let (status, body) = anonymous(&gw, "/api/products/999").await;
+    assert_eq!(status, 404);
+    assert_eq!(body, json!({"error": "not found"}));
+}
+
+async fn anonymous(gw: &TestGateway, path: &str) -> (u16, Value) {
+    let resp = gw.client.get(gw.url(path)).send().await.unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+}
