@@ -30,6 +30,8 @@ pub struct Product {
     pub category: String,
     pub price: f64,
     pub stock: u64,
+    /// Who the shop buys it from: internal, for staff only.
+    pub supplier: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -118,6 +120,7 @@ impl Shop {
                     category: (*category).into(),
                     price: *price,
                     stock: *stock,
+                    supplier: supplier_for(category).into(),
                 },
             );
         }
@@ -248,6 +251,8 @@ impl Shop {
             category: String,
             price: f64,
             stock: u64,
+            #[serde(default)]
+            supplier: String,
         }
         let Some(new) = parse_json::<New>(body) else {
             return malformed();
@@ -267,6 +272,7 @@ impl Shop {
             category: new.category,
             price: new.price,
             stock: new.stock,
+            supplier: new.supplier,
         };
         data.products.insert(id, product.clone());
         json_response(StatusCode::CREATED, &product)
@@ -471,6 +477,15 @@ fn json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Respon
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(body)))
         .unwrap_or_else(|_| Response::new(Full::default()))
+}
+
+/// The wholesaler the sample catalogue's products of `category` come from.
+fn supplier_for(category: &str) -> &'static str {
+    match category {
+        "footwear" | "fitness" => "Northwind Sports Wholesale",
+        "cycling" | "outdoor" | "climbing" | "winter sports" => "Alpine Trade Ltd",
+        _ => "Sportique Distribution",
+    }
 }
 
 fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
