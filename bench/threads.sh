@@ -126,7 +126,7 @@ echo "== system calls per request (strace -c -f, wrk -c32 for 3 s; strace slows 
 for transport in http tls; do
   url=http://127.0.0.1:19780/api/orders
   [ $transport = tls ] && url=https://127.0.0.1:19743/api/orders
-  strace -c -f -p "$gpid" -o "$work/strace-$transport" &
+  strace -c -f -p "$gpid" -o "$work/strace-$transport" 2>/dev/null &
   spid=$!
   sleep 1
   reqs=$(wrk -t1 -c32 -d3s -H "authorization: Bearer $token" "$url" | awk '/requests in/ {print $1}')
