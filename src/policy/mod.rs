@@ -38,7 +38,7 @@ use matcher::{Matcher, Pattern};
 pub use cases::{run_case, TestCase, TestExpect, TestIdentity};
 pub use decide::{evaluate, Decision, Refused};
 pub use explain::{Explanation, Step};
-pub use fields::{FieldList, ResponseFields};
+pub use fields::{FieldList, ResponseFields, MAX_FIELDS};
 
 /// One compiled route.
 #[derive(Debug, Clone)]

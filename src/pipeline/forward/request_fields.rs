@@ -102,9 +102,8 @@ pub fn check(bytes: &[u8], fields: &FieldList) -> Result<(), FieldRefusal> {
     }
 }
 
-/// The most names a list holds (`policy::fields::MAX_FIELDS`, checked when the policy
-/// is read).
-const MAX_NAMES: usize = 1024;
+/// The most names a list holds, checked when the policy is read.
+const MAX_NAMES: usize = crate::policy::MAX_FIELDS;
 
 /// Which of the list's names were seen: one bit per name, on the stack. A name past
 /// [`MAX_NAMES`] (no valid policy has one) reads as seen: refused, not allowed.
