@@ -7,9 +7,11 @@
 //! - [`Audit::durable`] for authentication and administration events: the caller waits
 //!   until the record is on disk, so a response never reports what the trail forgot.
 //! - [`Audit::record`] for high-volume events (refused and rate-limited requests,
-//!   audited routes): a bounded queue, batched and flushed at least every 100 ms. When a
-//!   flood overflows it the gateway keeps serving, counts what it dropped by kind, and
-//!   the writer records one `audit_overflow` record saying so: nothing is lost silently.
+//!   audited routes): a bounded queue, taken in batches at most every 10 ms (one
+//!   append, and one write of the store's log, per batch) and flushed at least every
+//!   100 ms. When a flood overflows it the gateway keeps serving, counts what it
+//!   dropped by kind, and the writer records one `audit_overflow` record saying so:
+//!   nothing is lost silently.
 //!
 //! The chain alone cannot tell a tail rewritten and re-hashed, or cut, from the real one:
 //! [`sign_checkpoint`] signs the head's `seq` and `hash` with the gateway's key (every
@@ -29,6 +31,10 @@ use serde::{Deserialize, Serialize};
 pub const QUEUE: usize = 8192;
 /// The writer flushes at least this often when records are pending.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// How long the high-volume queue gathers records after a batch smaller than [`BATCH`].
+const GATHER: Duration = Duration::from_millis(10);
+/// The most queued records appended in one batch.
+const BATCH: usize = 512;
 /// The hash the first record chains to.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -211,6 +212,13 @@ impl Writer {
         let mut dirty = false;
         let mut queue_open = true;
         let mut durable_open = true;
+        // After a batch smaller than the largest, the queue is left to gather for
+        // GATHER before the next one is taken: one wake-up and one store append per
+        // window rather than per record (every append also writes the store's log).
+        // Durable records and closing are not held back.
+        let gather = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(gather);
+        let mut gathering = false;
         while queue_open || durable_open {
             tokio::select! {
                 biased;
@@ -239,11 +247,12 @@ impl Writer {
                     }
                     None => durable_open = false,
                 },
-                ev = queue.recv(), if queue_open => match ev {
+                () = &mut gather, if gathering => gathering = false,
+                ev = queue.recv(), if queue_open && !gathering => match ev {
                     Some(ev) => {
                         self.append(ev);
                         let mut batch = 1;
-                        while batch < 512 {
+                        while batch < BATCH {
                             match queue.try_recv() {
                                 Ok(ev) => {
                                     self.append(ev);
@@ -254,6 +263,10 @@ impl Writer {
                         }
                         self.write().await;
                         dirty = true;
+                        if batch < BATCH {
+                            gather.as_mut().reset(tokio::time::Instant::now() + GATHER);
+                            gathering = true;
+                        }
                     }
                     None => queue_open = false,
                 },
