@@ -366,10 +366,9 @@ async fn crash_then_tamper() {
     assert!(ok, "{out}");
 
     // Tamper with record 2 offline.
-    offline(dir.path(), |_, tree| {
-        edit_record(tree, 2, |r| r.event.user_id = Some("u-someone-else".into()))
-    })
-    .await;
+    let store = offline(dir.path());
+    edit_record(&store, 2, |r| r.event.user_id = Some("u-someone-else".into())).await;
+    close(store).await;
     let CliOut { ok, text: out, .. } = cli(&config, &["audit", "verify"]);
     assert!(!ok);
     assert!(out.contains("BROKEN at record 2"), "{out}");
@@ -569,29 +568,34 @@ async fn refused_auth_targets_audited() {
     assert!(rec.requests().is_empty());
 }
 
-/// Opens the stopped gateway's database in `dir`, runs `change` on its audit tree, and
-/// flushes.
-async fn offline<F: FnOnce(&portcullis::store::Store, &sled::Tree)>(dir: &Path, change: F) {
-    let store = portcullis::store::Store::open(&dir.join("data")).unwrap();
-    let tree = store.sled().unwrap().db().open_tree("audit").unwrap();
-    change(&store, &tree);
+/// Opens the stopped gateway's database in `dir`, as someone with its files would, to
+/// change the trail through the store; [`close`] flushes it and lets it go.
+fn offline(dir: &Path) -> portcullis::store::Store {
+    portcullis::store::Store::open(&dir.join("data")).unwrap()
+}
+
+async fn close(store: portcullis::store::Store) {
     store.flush().await.unwrap();
 }
 
 /// Changes one record in place, leaving its hash as it was.
-fn edit_record(tree: &sled::Tree, seq: u64, change: impl FnOnce(&mut Record)) {
-    let mut r: Record = serde_json::from_slice(&tree.get(seq.to_be_bytes()).unwrap().unwrap()).unwrap();
+async fn edit_record(store: &portcullis::store::Store, seq: u64, change: impl FnOnce(&mut Record)) {
+    let trail = store.backend();
+    let mut r: Record = serde_json::from_slice(&trail.audit_get(seq).await.unwrap().unwrap()).unwrap();
     change(&mut r);
-    tree.insert(seq.to_be_bytes(), serde_json::to_vec(&r).unwrap()).unwrap();
+    trail
+        .audit_overwrite(seq, &serde_json::to_vec(&r).unwrap())
+        .await
+        .unwrap();
 }
 
 /// Rewrites records `from..` of the chain with `forge` applied to the first, and
 /// re-hashes from there so the chain alone still verifies.
-fn rewrite_tail(tree: &sled::Tree, from: u64, forge: impl FnOnce(&mut Record)) {
+async fn rewrite_tail(store: &portcullis::store::Store, from: u64, forge: impl FnOnce(&mut Record)) {
+    let trail = store.backend();
     let mut forge = Some(forge);
     let mut prev: Option<String> = None;
-    for item in tree.range(from.to_be_bytes()..) {
-        let (k, v) = item.unwrap();
+    for (seq, v) in trail.audit_range(from, usize::MAX).await.unwrap() {
         let mut r: Record = serde_json::from_slice(&v).unwrap();
         if let Some(f) = forge.take() {
             f(&mut r);
@@ -601,16 +605,30 @@ fn rewrite_tail(tree: &sled::Tree, from: u64, forge: impl FnOnce(&mut Record)) {
         }
         r.hash = r.compute_hash();
         prev = Some(r.hash.clone());
-        tree.insert(k, serde_json::to_vec(&r).unwrap()).unwrap();
+        trail
+            .audit_overwrite(seq, &serde_json::to_vec(&r).unwrap())
+            .await
+            .unwrap();
     }
 }
 
-/// Removes every record from `from` on.
-fn cut_tail(tree: &sled::Tree, from: u64) {
-    let keys: Vec<_> = tree.range(from.to_be_bytes()..).keys().map(Result::unwrap).collect();
-    for k in keys {
-        tree.remove(k).unwrap();
-    }
+/// Removes every record from `from` on: the trail is written again without them.
+async fn cut_tail(store: &portcullis::store::Store, from: u64) {
+    let trail = store.backend();
+    let kept: Vec<_> = trail
+        .audit_range(0, usize::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(seq, _)| *seq < from)
+        .collect();
+    trail.audit_remove_before(u64::MAX).await.unwrap();
+    let mut kept = Some(kept);
+    trail
+        .audit_append(&mut |_| kept.take().unwrap_or_default())
+        .await
+        .unwrap();
+    assert_eq!(trail.audit_last().await.unwrap().map(|(seq, _)| seq + 1), Some(from));
 }
 
 /// Writes one (durable) audit record: an admin unlock of `email` (its account is made
@@ -661,17 +679,21 @@ async fn checkpoints_anchor_the_chain() {
     let CliOut { ok, text: out, .. } = cli(&config, &["audit", "verify"]);
     assert!(ok, "{out}");
     assert!(out.contains("checkpoint"), "{out}");
-    offline(dir.path(), |_, tree| cut_tail(tree, n)).await;
+    let store = offline(dir.path());
+    cut_tail(&store, n).await;
+    close(store).await;
     let CliOut { ok, text: out, .. } = cli(&config, &["audit", "verify"]);
     assert!(!ok, "a cut tail passed: {out}");
     assert!(out.contains(&format!("BROKEN at record {n}")), "{out}");
 
     // A rewritten, re-hashed tail, caught by the stored checkpoint.
     let (dir, config, n) = checkpointed_trail().await;
-    offline(dir.path(), |_, tree| {
-        rewrite_tail(tree, n - 1, |r| r.event.email = Some("someone-else@example.com".into()))
+    let store = offline(dir.path());
+    rewrite_tail(&store, n - 1, |r| {
+        r.event.email = Some("someone-else@example.com".into())
     })
     .await;
+    close(store).await;
     assert_eq!(
         {
             let store = portcullis::store::Store::open(&dir.path().join("data")).unwrap();
@@ -712,11 +734,10 @@ async fn checkpoints_anchor_the_chain() {
     let file_arg = file.to_str().unwrap();
     let CliOut { ok, text: out, .. } = cli(&config, &["audit", "verify", "--checkpoint", file_arg]);
     assert!(ok, "{out}");
-    offline(dir.path(), |store, tree| {
-        rewrite_tail(tree, seq, |r| r.event.email = Some("someone-else@example.com".into()));
-        store.sled().unwrap().db().drop_tree("audit_checkpoints").unwrap();
-    })
-    .await;
+    let store = offline(dir.path());
+    rewrite_tail(&store, seq, |r| r.event.email = Some("someone-else@example.com".into())).await;
+    store.sled().unwrap().db().drop_tree("audit_checkpoints").unwrap();
+    close(store).await;
     let CliOut { ok, text: out, .. } = cli(&config, &["audit", "verify"]);
     assert!(ok, "no stored checkpoint is left, the chain alone verifies: {out}");
     let CliOut { ok, text: out, .. } = cli(&config, &["audit", "verify", "--checkpoint", file_arg]);
@@ -730,11 +751,10 @@ async fn checkpoints_anchor_the_chain() {
     let file = dir.path().join("checkpoint.json");
     std::fs::write(&file, &exported).unwrap();
     let file_arg = file.to_str().unwrap();
-    offline(dir.path(), |store, tree| {
-        cut_tail(tree, n);
-        store.sled().unwrap().db().drop_tree("audit_checkpoints").unwrap();
-    })
-    .await;
+    let store = offline(dir.path());
+    cut_tail(&store, n).await;
+    store.sled().unwrap().db().drop_tree("audit_checkpoints").unwrap();
+    close(store).await;
     let CliOut { ok, text: out, .. } = cli(&config, &["audit", "verify"]);
     assert!(ok, "{out}");
     let CliOut { ok, text: out, .. } = cli(&config, &["audit", "verify", "--checkpoint", file_arg]);

@@ -134,19 +134,19 @@ impl Backend for SledStore {
         self.audit_append_now(chain)
     }
     async fn audit_last(&self) -> Result<Option<(u64, Vec<u8>)>> {
-        audit::last(&self.audit)
+        SledStore::audit_last(self)
     }
     async fn audit_get(&self, seq: u64) -> Result<Option<Vec<u8>>> {
-        audit::get(&self.audit, seq)
+        SledStore::audit_get(self, seq)
     }
     async fn audit_range(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
-        audit::range(&self.audit, from, limit)
+        SledStore::audit_range(self, from, limit)
     }
     async fn audit_remove_before(&self, seq: u64) -> Result<usize> {
-        audit::remove_before(&self.audit, seq)
+        SledStore::audit_remove_before(self, seq)
     }
     async fn audit_overwrite(&self, seq: u64, bytes: &[u8]) -> Result<()> {
-        audit::put(&self.audit, seq, bytes)
+        SledStore::audit_overwrite(self, seq, bytes)
     }
     async fn checkpoint_put(&self, seq: u64, bytes: &[u8]) -> Result<()> {
         audit::put(&self.checkpoints, seq, bytes)

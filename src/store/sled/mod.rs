@@ -8,6 +8,7 @@ mod activity;
 mod audit;
 mod backend;
 mod confirm;
+mod pack;
 mod prune;
 mod resets;
 mod secrets;

@@ -1,0 +1,69 @@
+//! What one audit record costs the writer, part by part: building the event as the
+//! request path does, encoding and hashing it, and appending it to the sled store in
+//! batches of 1, 16, 128 and 512 records (one `audit_append`, as the writer makes per
+//! batch). Prints microseconds per record. `RECORDS=N` sets how many records each part
+//! measures (20,000).
+
+use std::time::Instant;
+
+use portcullis::audit::{Event, EventKind, Record, GENESIS};
+
+fn event(i: usize) -> Event {
+    let mut ev = Event::new(EventKind::Request);
+    ev.user_id = Some("0192f1f6-5a3c-7d2e-9b1a-3c4d5e6f7a8b".into());
+    ev.email = Some("customer@example.com".into());
+    ev.ip = Some("127.0.0.1".into());
+    ev.method = Some("GET".into());
+    ev.path = Some(format!("/api/audited/{i}"));
+    ev.route = Some("audited".into());
+    ev.status = Some(200);
+    ev.request_id = Some(format!("01J{i:023}"));
+    ev.latency_ms = Some(1);
+    ev
+}
+
+fn per_record(label: &str, n: usize, started: Instant) {
+    let us = started.elapsed().as_secs_f64() * 1e6 / n as f64;
+    println!("{label:<44} {us:>8.2} µs/record");
+}
+
+fn main() {
+    let n: usize = std::env::var("RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let time = portcullis::audit::rfc3339(1_764_000_000_000);
+
+    let started = Instant::now();
+    let events: Vec<Event> = (0..n).map(event).collect();
+    per_record("build the event", n, started);
+
+    let started = Instant::now();
+    let mut prev = GENESIS.to_owned();
+    let mut encoded = Vec::with_capacity(n);
+    for (seq, ev) in (1u64..).zip(&events) {
+        let (bytes, hash) = Record::encode(seq, &time, ev, &prev);
+        encoded.push((seq, bytes));
+        prev = hash;
+    }
+    per_record("encode and hash", n, started);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for batch in [1usize, 16, 128, 512] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = portcullis::store::Store::open(dir.path()).unwrap();
+        let started = Instant::now();
+        rt.block_on(async {
+            for chunk in encoded.chunks(batch) {
+                let mut records = Some(chunk.to_vec());
+                let mut chain = |_head: Option<(u64, Vec<u8>)>| records.take().unwrap_or_default();
+                store.backend().audit_append(&mut chain).await.unwrap();
+            }
+            store.flush().await.unwrap();
+        });
+        per_record(&format!("append to sled, {batch} a batch, and flush"), n, started);
+    }
+}
