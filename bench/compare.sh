@@ -16,7 +16,7 @@
 # hide each object's "cost_price") beside the same answer through a route without it.
 # HTTP/2 rows (TLS, h2load, H2_CONNS connections x H2_STREAMS streams, default 10 x 100):
 # nginx proxying with `http2`, HAProxy verifying HS256, Portcullis public and role routes.
-# After the tables, the issue's targets computed from the medians, each marked met or not;
+# After the tables, the performance targets computed from the medians, each marked met or not;
 # then logins per second with each store (wrk POSTing one account's login).
 # Prints one table per concurrency with each figure's ratio to HAProxy-with-JWT and to
 # nginx, and stops everything it started.
@@ -514,7 +514,7 @@ if [ "$nh2" -gt 0 ]; then
   echo " latency columns of the HTTP/2 table are mean and max, and max/HAProxy compares maxima.)"
 fi
 
-# --- the issue's targets, from the medians above -------------------------------------
+# --- the performance targets, from the medians above ----------------------------------
 # target LABEL A B MIN: the ratio A/B against its threshold (MIN, or <=MAX when MIN starts
 # with '<='), marked met (✓) or not (✗); skipped when a row was not measured.
 target() {
@@ -529,7 +529,7 @@ target() {
   printf '| %-58s | %6s | %6s | %s |\n' "$label" "$r" "$want" "$mark"
 }
 echo
-printf '| %-58s | %6s | %6s | %s |\n' "target (issue 17)" "ratio" "needs" "met"
+printf '| %-58s | %6s | %6s | %s |\n' "target" "ratio" "needs" "met"
 printf '|%s|%s|%s|%s|\n' "------------------------------------------------------------" "--------" "--------" "-----"
 for conns in "${concurrencies[@]}"; do
   for t in http tls; do
