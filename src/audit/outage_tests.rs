@@ -20,6 +20,8 @@ struct Flaky {
     inner: Arc<dyn Backend>,
     down: AtomicBool,
     refused: AtomicU64,
+    /// Appends that went through.
+    appends: AtomicU64,
 }
 
 fn flaky() -> (Arc<Flaky>, Store) {
@@ -27,6 +29,7 @@ fn flaky() -> (Arc<Flaky>, Store) {
         inner: Store::temporary().unwrap().backend().clone(),
         down: AtomicBool::new(true),
         refused: AtomicU64::new(0),
+        appends: AtomicU64::new(0),
     });
     let store = Store::new(flaky.clone());
     (flaky, store)
@@ -104,6 +107,28 @@ async fn an_outage_is_bounded_and_counted() {
     );
 }
 
+// A steady stream of records is appended a window at a time, not a record at a time:
+// a record every millisecond, 40 of them, go in a few batches of about ten (one a record
+// without the gathering, as the writer has time to take each before the next).
+#[tokio::test]
+async fn a_stream_of_records_is_appended_in_windows() {
+    let (flaky, store) = flaky();
+    flaky.down.store(false, Ordering::Relaxed);
+    let (audit, task) = Audit::start_with_queue(&store, Arc::new(ManualClock::new()), 64).unwrap();
+    for i in 0..40 {
+        audit.record(denied(i));
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    audit.close().await;
+    drop(audit);
+    task.await.unwrap();
+    let appends = flaky.appends.load(Ordering::Relaxed);
+    let records = list(&store, &Query::default()).await.unwrap();
+    assert_eq!(records.len(), 40, "every record is written");
+    assert!(appends <= 20, "{appends} appends for 40 records");
+    assert_eq!(verify(&store).await.unwrap(), Verification::Intact { records: 40 });
+}
+
 #[async_trait]
 impl Backend for Flaky {
     async fn audit_append(&self, chain: ChainFrom<'_>) -> Result<()> {
@@ -114,6 +139,7 @@ impl Backend for Flaky {
                 source: std::io::Error::other("the database is away"),
             });
         }
+        self.appends.fetch_add(1, Ordering::Relaxed);
         self.inner.audit_append(chain).await
     }
     async fn create_user(&self, user: &User) -> Result<()> {
