@@ -28,10 +28,13 @@ if [ ${#need[@]} -gt 0 ]; then apt-get update -qq && apt-get install -y -qq "${n
 ulimit -n 65536 2>/dev/null || true
 
 # The shipped configuration, on its own ports and data directory; idle connections are
-# kept for 5 minutes so none is closed while they are counted. Its policy: the shop's
+# kept for 5 minutes so none is closed while they are counted, and access tokens last
+# 2 hours so that the soak's token and session outlive it (with the shipped 5 minutes
+# every request after that is a 401, each one an audit record). Its policy: the shop's
 # product and own-record routes, and two routes with second-wave features.
 source bench/common.sh
 shipped_config 17443 17081 1000/sec -e 's|^\[limits\]|[limits]\nheader_read_timeout = "5m"\nidle_timeout = "5m"|' \
+  -e 's|^access_ttl = .*|access_ttl = "2h"|' \
   -e "s|^policies = .*|policies = \"$work/policies\"|" -e 's|^public_url = .*|public_url = "https://localhost:17443"|' > "$work/gateway.toml"
 mkdir -p "$work/policies"
 cat > "$work/policies/memory.toml" <<'TOML'

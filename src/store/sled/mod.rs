@@ -165,6 +165,12 @@ fn take<T: DeserializeOwned>(tree: &sled::Tree, name: &'static str, key: &[u8]) 
     }
 }
 
+/// sled's page cache (its default is 1 GiB). What the request path reads is cached in
+/// the gateway already; the cache mostly holds what was written last, and a flood of
+/// audited requests (refusals are audited) would otherwise grow the process by the
+/// pages it writes, up to that default.
+const CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
 /// Opens (or creates) the sled database in `path`. A database whose lock is still held is
 /// tried again for up to [`LOCK_PATIENCE`]: a store just closed in this process or another
 /// lets its lock go only when sled's background threads have finished with it, which on
@@ -172,7 +178,11 @@ fn take<T: DeserializeOwned>(tree: &sled::Tree, name: &'static str, key: &[u8]) 
 fn open_db(path: &Path) -> Result<sled::Db> {
     let deadline = std::time::Instant::now() + LOCK_PATIENCE;
     loop {
-        match sled::Config::new().path(path).mode(sled::Mode::HighThroughput).open() {
+        let config = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .cache_capacity(CACHE_BYTES);
+        match config.open() {
             Err(sled::Error::Io(e))
                 if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline =>
             {
