@@ -51,8 +51,10 @@ impl RouteStats {
 /// The counters of one gateway.
 #[derive(Default)]
 pub struct Metrics {
-    routes: DashMap<Box<str>, RouteStats>,
-    upstream_errors: DashMap<(Box<str>, &'static str), AtomicU64>,
+    // Keyed by route names and upstream names from the configuration, never by anything
+    // a client sends: the fast hasher (one lookup on every request).
+    routes: DashMap<Box<str>, RouteStats, foldhash::fast::RandomState>,
+    upstream_errors: DashMap<(Box<str>, &'static str), AtomicU64, foldhash::fast::RandomState>,
     panics: AtomicU64,
 }
 

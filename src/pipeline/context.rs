@@ -26,8 +26,24 @@ impl RequestIds {
         }
     }
 
+    /// The next id: the prefix, `-`, and the counter in lower-case hexadecimal, written
+    /// without the formatter (this runs on every request).
     pub fn next(&self) -> String {
-        format!("{}-{:x}", self.prefix, self.next.fetch_add(1, Ordering::Relaxed))
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut id = String::with_capacity(self.prefix.len() + 17);
+        id.push_str(&self.prefix);
+        id.push('-');
+        push_hex(&mut id, n);
+        id
+    }
+}
+
+/// Appends `n` in lower-case hexadecimal, without leading zeros (`0` for zero).
+fn push_hex(out: &mut String, n: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let digits = (64 - (n | 1).leading_zeros()).div_ceil(4);
+    for i in (0..digits).rev() {
+        out.push(char::from(DIGITS[((n >> (i * 4)) & 0xf) as usize]));
     }
 }
 
@@ -92,5 +108,35 @@ impl RequestContext {
         if target.path != raw_path {
             self.canonical = Some(target.path.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_the_prefix_and_the_counter_in_hex() {
+        for n in [
+            0,
+            1,
+            9,
+            10,
+            15,
+            16,
+            255,
+            256,
+            0xdead_beef,
+            u64::from(u32::MAX) + 1,
+            u64::MAX,
+        ] {
+            let mut out = String::new();
+            push_hex(&mut out, n);
+            assert_eq!(out, format!("{n:x}"));
+        }
+        let ids = RequestIds::new();
+        let (a, b) = (ids.next(), ids.next());
+        assert_eq!(a, format!("{}-1", ids.prefix));
+        assert_eq!(b, format!("{}-2", ids.prefix));
     }
 }

@@ -222,3 +222,22 @@ mod request_fields_check {
         assert!(!is_json(None));
     }
 }
+
+#[test]
+fn forwarded_for_writes_every_address_as_its_display_does() {
+    // Every octet value in every position, and a few IPv6 addresses.
+    for n in 0..=255u8 {
+        for ip in [[n, 0, 0, 1], [10, n, 255, 7], [192, 168, n, 99], [1, 22, 3, n]] {
+            let ip = IpAddr::from(ip);
+            assert_eq!(ip_header(ip).to_str().unwrap(), ip.to_string());
+        }
+    }
+    for text in [
+        "::1",
+        "2001:db8::8a2e:370:7334",
+        "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255",
+    ] {
+        let ip: IpAddr = text.parse().unwrap();
+        assert_eq!(ip_header(ip).to_str().unwrap(), ip.to_string());
+    }
+}
