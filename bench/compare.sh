@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Portcullis side by side with the proxies a team would otherwise deploy, in one run on
 # loopback, same wrk settings for every row:
-#   a fixed ~200-byte JSON from one nginx backend that every proxy forwards to;
-#   the backend directly; nginx as a plain reverse proxy (upstream keep-alive);
+#   a fixed ~200-byte JSON from one nginx backend (an nginx of its own) that every proxy
+#   forwards to; the backend directly; nginx as a plain reverse proxy (upstream keep-alive);
 #   HAProxy verifying a bearer JWT on every request (HS256, and ES256 with the key
 #   Portcullis signs with) and forwarding; Portcullis on a public route, and on a route
 #   that needs a role, with a token Portcullis issued; all of it over plain HTTP and TLS.
@@ -25,7 +25,7 @@
 # HTTP/2 rows, so `ROUNDS=3 bench/compare.sh` (10s, 32 256) measures 3 x 62 rows, about
 # 32 minutes with the logins and the start (measured: 27 min for 3 x 52 rows); DURATION=5s
 # halves it. LEAN=1 leaves out the rows no target is computed from (the backend directly,
-# HAProxy verifying ES256) and the logins table: about 28 minutes.
+# nginx proxying to a server of its own, HAProxy verifying ES256) and the logins table: about 28 minutes.
 # PIN=1 pins the servers under test (nginx, HAProxy, every Portcullis, PostgreSQL) and the
 # backend to CPU 0 (started under `taskset -c 0`, so each sizes its workers for one core)
 # and the load generators (wrk, h2load) to CPU 1; unpinned is the default. The header says
@@ -72,6 +72,7 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  [ -f "$work/backend.pid" ] && kill "$(cat "$work/backend.pid")" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -182,6 +183,37 @@ print(json.dumps(items, separators=(",", ":")))
 PY
 )
 body='{"id":3,"name":"Yoga mat","category":"fitness","price":29.99,"stock":60,"description":"A 6 mm non-slip mat for yoga and pilates, with a carry strap.","tags":["yoga","fitness"]}'
+# The backend is an nginx of its own (its own master and workers), so that no proxy under
+# test shares processes with it: every proxy's request crosses to another process and
+# back, as it does in front of a real API. (An nginx that proxies to a server block of its
+# own workers answers the upstream request without that switch; the row "nginx proxy,
+# backend in its workers" shows what it is worth, and no target uses it.)
+cat > "$work/backend.conf" <<NGINX
+worker_processes auto;
+pid $work/backend.pid;
+error_log $work/backend-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $work/nginx-tmp;
+  proxy_temp_path $work/nginx-tmp;
+  fastcgi_temp_path $work/nginx-tmp;
+  uwsgi_temp_path $work/nginx-tmp;
+  scgi_temp_path $work/nginx-tmp;
+  server {
+    listen 127.0.0.1:19001;
+    location / { default_type application/json; return 200 '$body'; }
+    location ~ ^/api/catalog(-all)?\$ { default_type application/json; return 200 '$catalog'; }
+  }
+  server {
+    listen 127.0.0.1:19004 ssl;
+    ssl_certificate $work/backend.crt;
+    ssl_certificate_key $work/backend.key;
+    location / { default_type application/json; add_header X-Backend-Tls yes; return 200 '$body'; }
+  }
+}
+NGINX
 cat > "$work/nginx.conf" <<NGINX
 worker_processes auto;
 pid $work/nginx.pid;
@@ -196,17 +228,7 @@ http {
   uwsgi_temp_path $work/nginx-tmp;
   scgi_temp_path $work/nginx-tmp;
   upstream backend { server 127.0.0.1:19001; keepalive 256; }
-  server {
-    listen 127.0.0.1:19001;
-    location / { default_type application/json; return 200 '$body'; }
-    location ~ ^/api/catalog(-all)?\$ { default_type application/json; return 200 '$catalog'; }
-  }
-  server {
-    listen 127.0.0.1:19004 ssl;
-    ssl_certificate $work/backend.crt;
-    ssl_certificate_key $work/backend.key;
-    location / { default_type application/json; add_header X-Backend-Tls yes; return 200 '$body'; }
-  }
+  upstream own { server 127.0.0.1:19005; keepalive 256; }
   server {
     listen 127.0.0.1:19002;
     listen 127.0.0.1:19442 ssl http2;
@@ -218,9 +240,22 @@ http {
       proxy_set_header Connection "";
     }
   }
+  server {
+    listen 127.0.0.1:19005;
+    location / { default_type application/json; return 200 '$body'; }
+  }
+  server {
+    listen 127.0.0.1:19003;
+    location / {
+      proxy_pass http://own;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
 }
 NGINX
 mkdir -p "$work/nginx-tmp"
+"${srv[@]}" nginx -c "$work/backend.conf" -p "$work"
 "${srv[@]}" nginx -c "$work/nginx.conf" -p "$work"
 
 # --- HAProxy verifying the bearer JWT on every request --------------------------------
@@ -257,10 +292,10 @@ backend backend
 HAPROXY
 "${srv[@]}" haproxy -f "$work/haproxy.cfg" > "$work/haproxy.log" 2>&1 & pids+=($!)
 
-for port in 19001 19002 19010 19080 19081 19082; do
+for port in 19001 19002 19003 19010 19080 19081 19082; do
   up=no
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && { up=yes; break; }; sleep 0.1; done
-  if [ $up = no ]; then echo "nothing answers on port $port" >&2; cat "$work/haproxy.log" "$work/nginx-error.log" >&2 2>/dev/null; exit 1; fi
+  if [ $up = no ]; then echo "nothing answers on port $port" >&2; cat "$work/haproxy.log" "$work/nginx-error.log" "$work/backend-error.log" >&2 2>/dev/null; exit 1; fi
 done
 
 login() {
@@ -354,7 +389,8 @@ for check in "https://127.0.0.1:19442/api/products/3|" "https://127.0.0.1:19450/
 done
 # PIN=1: every server process and thread may run on CPU 0 only.
 if [ "${PIN:-0}" = 1 ]; then
-  for p in "${pids[@]}" "$(cat "$work/nginx.pid")" $(pgrep -P "$(cat "$work/nginx.pid")") "$(head -1 "$pgdir/data/postmaster.pid")"; do
+  for p in "${pids[@]}" "$(cat "$work/nginx.pid")" $(pgrep -P "$(cat "$work/nginx.pid")") \
+    "$(cat "$work/backend.pid")" $(pgrep -P "$(cat "$work/backend.pid")") "$(head -1 "$pgdir/data/postmaster.pid")"; do
     for t in /proc/"$p"/task/*; do
       [ "$(awk '/^Cpus_allowed_list/ {print $2}' "$t/status")" = 0 ] || { echo "not pinned: $t" >&2; exit 1; }
     done
@@ -394,7 +430,8 @@ measure_h2() {
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a/b; else print "-" }'; }
 
 rows=()
-[ "${LEAN:-0}" = 1 ] || rows+=("backend directly|http|http://127.0.0.1:19001/api/products/3|")
+[ "${LEAN:-0}" = 1 ] || rows+=("backend directly|http|http://127.0.0.1:19001/api/products/3|"
+  "nginx proxy, backend in its workers|http|http://127.0.0.1:19003/api/products/3|")
 rows+=(
   "nginx proxy, no auth|http|http://127.0.0.1:19002/api/products/3|"
   "HAProxy + JWT HS256|http|http://127.0.0.1:19010/api/orders|$hs_token"
