@@ -279,6 +279,9 @@ mod tests {
             h.insert(AUTHORIZATION, bad.parse().unwrap());
             assert!(bearer(&h).is_err(), "{bad}");
         }
+        // Bytes past ASCII (obs-text, which a header value may carry) are no token.
+        h.insert(AUTHORIZATION, http::HeaderValue::from_bytes(b"Bearer ab\xffc").unwrap());
+        assert!(bearer(&h).is_err());
         h.insert(AUTHORIZATION, "Bearer a".parse().unwrap());
         h.append(AUTHORIZATION, "Bearer b".parse().unwrap());
         assert!(bearer(&h).is_err());

@@ -284,6 +284,15 @@ mod tests {
         for h in &HOP_BY_HOP {
             assert!(is_stripped(h), "{h} is hop-by-hop but not stripped");
         }
+        // Every entry is found, in every spelling it covers.
+        for s in &STRIPPED {
+            if s.name.contains('-') {
+                let twin = HeaderName::from_bytes(s.name.replace('-', "_").as_bytes()).unwrap();
+                assert!(is_stripped(&twin), "{twin}");
+            }
+            let own = HeaderName::from_bytes(s.name.as_bytes()).unwrap();
+            assert_eq!(is_stripped(&own), s.spelling == Spelling::Any, "{own}");
+        }
     }
 
     // Names are compared with `_` read as `-`; `Content-Length` itself is kept, only
