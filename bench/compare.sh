@@ -21,7 +21,7 @@
 # Prints one table per concurrency with each figure's ratio to HAProxy-with-JWT and to
 # nginx, and stops everything it started.
 # Usage: bench/compare.sh [DURATION] [CONNECTIONS...]   (defaults: 10s, 32 256)
-# Time: every row takes DURATION plus ~0.2 s; there are 29 rows at each concurrency plus 4
+# Time: every row takes DURATION plus ~0.2 s; there are 30 rows at each concurrency plus 4
 # HTTP/2 rows, so `ROUNDS=3 bench/compare.sh` (10s, 32 256) measures 3 x 62 rows, about
 # 32 minutes with the logins and the start (measured: 27 min for 3 x 52 rows); DURATION=5s
 # halves it. LEAN=1 leaves out the rows no target is computed from (the backend directly,
