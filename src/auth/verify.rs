@@ -203,6 +203,11 @@ mod tests {
     }
 
     fn token(auth: &AuthService, n: usize, ttl: u64) -> String {
+        token_at(auth, n, ttl, auth.clock.now())
+    }
+
+    /// A token issued with `iat` (and `nbf`) at `iat`.
+    fn token_at(auth: &AuthService, n: usize, ttl: u64, iat: u64) -> String {
         let now = auth.clock.now();
         auth.keys
             .sign(&Claims {
@@ -212,8 +217,8 @@ mod tests {
                 email: "a@example.com".into(),
                 roles: vec!["customer".into()],
                 amr: vec!["pwd".into()],
-                iat: now,
-                nbf: now,
+                iat,
+                nbf: iat,
                 exp: now + ttl,
                 jti: format!("jti-{n}"),
                 sid: "s-1".into(),
@@ -247,6 +252,32 @@ mod tests {
         assert_eq!(auth.verified.len(), 16);
         auth.verify_access(&token(&auth, 24, 300)).unwrap();
         assert_eq!(auth.verified.len(), 15, "an eighth goes when nothing has expired");
+    }
+
+    // Tokens issued in the second of an attribute change carry the next second, so the
+    // change does not refuse them; a second change within that second refuses them too.
+    #[tokio::test]
+    async fn a_second_staling_in_the_same_second_covers_the_tokens_of_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = crate::clock::ManualClock::new();
+        clock.set_ms(1_800_000_000_000);
+        let auth = service(dir.path(), &clock).await;
+        let now = auth.clock.now();
+        let old = token_at(&auth, 1, 300, now);
+        auth.stale_access_tokens("u-1").await.unwrap();
+        assert!(matches!(auth.verify_access(&old), Err(TokenError::Stale)));
+        let iat = auth.issued_at("u-1", now);
+        assert_eq!(iat, now + 1);
+        let refreshed = token_at(&auth, 2, 300, iat);
+        auth.verify_access(&refreshed).unwrap();
+        auth.stale_access_tokens("u-1").await.unwrap();
+        assert!(
+            matches!(auth.verify_access(&refreshed), Err(TokenError::Stale)),
+            "the token issued after the first change survived the second"
+        );
+        assert_eq!(auth.issued_at("u-1", now), now + 2);
+        clock.advance(Duration::from_secs(5));
+        assert_eq!(auth.issued_at("u-1", auth.clock.now()), now + 5);
     }
 
     // A full cache drops expired entries first and never empties itself.
