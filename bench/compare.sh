@@ -188,21 +188,25 @@ body='{"id":3,"name":"Yoga mat","category":"fitness","price":29.99,"stock":60,"d
 # back, as it does in front of a real API. (An nginx that proxies to a server block of its
 # own workers answers the upstream request without that switch; the row "nginx proxy,
 # backend in its workers" shows what it is worth, and no target uses it.)
-# What both nginx configurations say first in their http block.
-nginx_http="  access_log off;
+# nginx_head NAME: what both nginx configurations say first, up to the inside of their
+# http block; NAME names the pid file and the error log.
+nginx_head() {
+  cat <<NGINX
+worker_processes auto;
+pid $work/$1.pid;
+error_log $work/$1-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
   keepalive_requests 1000000;
   client_body_temp_path $work/nginx-tmp;
   proxy_temp_path $work/nginx-tmp;
   fastcgi_temp_path $work/nginx-tmp;
   uwsgi_temp_path $work/nginx-tmp;
-  scgi_temp_path $work/nginx-tmp;"
-cat > "$work/backend.conf" <<NGINX
-worker_processes auto;
-pid $work/backend.pid;
-error_log $work/backend-error.log;
-events { worker_connections 4096; }
-http {
-$nginx_http
+  scgi_temp_path $work/nginx-tmp;
+NGINX
+}
+{ nginx_head backend; cat <<NGINX; } > "$work/backend.conf"
   server {
     listen 127.0.0.1:19001;
     location / { default_type application/json; return 200 '$body'; }
@@ -216,13 +220,7 @@ $nginx_http
   }
 }
 NGINX
-cat > "$work/nginx.conf" <<NGINX
-worker_processes auto;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
-events { worker_connections 4096; }
-http {
-$nginx_http
+{ nginx_head nginx; cat <<NGINX; } > "$work/nginx.conf"
   upstream backend { server 127.0.0.1:19001; keepalive 256; }
   upstream own { server 127.0.0.1:19005; keepalive 256; }
   server {
