@@ -97,17 +97,12 @@ impl AuthService {
     /// Refuses every access token of `user_id` issued until now; its sessions live on,
     /// so a refresh gets a token made from the account as it is now.
     ///
-    /// Tokens issued in the second of an earlier revocation carry that second plus one
-    /// ([`Self::issued_at`]); a revocation within that same second must cover them too, so
-    /// it moves one past the earlier one. (Only admin commands stale tokens; a burst of
-    /// them within one second moves a user's token times ahead by one second each.)
+    /// It covers every token issued so far: its time is the one a token issued now would
+    /// carry ([`Self::issued_at`]), which is one past an earlier revocation in the same
+    /// second. (Only admin commands stale tokens; a burst of them within one second moves
+    /// a user's token times ahead by one second each.)
     pub async fn stale_access_tokens(&self, user_id: &str) -> Result<(), StoreError> {
-        let now = self.clock.now();
-        let after = self
-            .revoked
-            .users
-            .get(user_id)
-            .map_or(now, |a| if *a >= now { *a + 1 } else { now });
+        let after = self.issued_at(user_id, self.clock.now());
         self.store.revoke_user_tokens(user_id, after).await?;
         self.revoked.users.insert(user_id.to_owned(), after);
         Ok(())
