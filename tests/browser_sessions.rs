@@ -289,6 +289,54 @@ async fn user_revoke_ends_cookie_session() {
     assert_eq!(get(&gw, &client, &jar, "/app/x").await, 200);
 }
 
+// Within one second (fake clock): a `user revoke` ends the session made before it and
+// not the one made after it; a second revoke in that second ends that one too.
+#[tokio::test]
+async fn user_revoke_and_login_in_the_same_second() {
+    let clock = ManualClock::new();
+    let (gw, _rec, client) = start(Some(&clock), "").await;
+    gw.add_user("c@example.com", &["customer"]).await;
+    let (before, _) = form_login(&gw, &client, "c@example.com", "/").await;
+    let revoke = || AdminRequest::Revoke {
+        email: "c@example.com".into(),
+    };
+    execute(gw.auth(), revoke()).await.unwrap();
+    assert_eq!(get(&gw, &client, &before, "/app/x").await, 401);
+    let (after, _) = form_login(&gw, &client, "c@example.com", "/").await;
+    assert_eq!(get(&gw, &client, &after, "/app/x").await, 200, "made after the revoke");
+    let (status, body) = gw.login("c@example.com", PASSWORD).await;
+    assert_eq!(status, 200, "{body}");
+    let refresh = serde_json::json!({ "refresh_token": body["refresh_token"] });
+    let (status, body) = gw.post("/auth/refresh", refresh).await;
+    assert_eq!(status, 200, "a bearer session made after it refreshes: {body}");
+    execute(gw.auth(), revoke()).await.unwrap();
+    assert_eq!(
+        get(&gw, &client, &after, "/app/x").await,
+        401,
+        "the second revoke covers it"
+    );
+    let (last, _) = form_login(&gw, &client, "c@example.com", "/").await;
+    assert_eq!(get(&gw, &client, &last, "/app/x").await, 200);
+}
+
+// An attribute change keeps a cookie session and gives its next request the account as it
+// is now, as a refresh does for a bearer session.
+#[tokio::test]
+async fn attribute_change_refreshes_cookie_session() {
+    let (gw, rec, client) = start(None, "").await;
+    gw.add_user("c@example.com", &["customer"]).await;
+    let (jar, _) = form_login(&gw, &client, "c@example.com", "/").await;
+    assert_eq!(get(&gw, &client, &jar, "/app/x").await, 200);
+    assert!(rec.requests().last().unwrap().headers.get("x-auth-attr-tier").is_none());
+    let set = [("tier".to_owned(), "gold".to_owned())].into_iter().collect();
+    gw.auth()
+        .change_attributes("c@example.com", set, Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(get(&gw, &client, &jar, "/app/x").await, 200, "the session lives on");
+    assert_eq!(rec.requests().last().unwrap().headers["x-auth-attr-tier"], "gold");
+}
+
 // `[tokens] idle_timeout` ends an unused cookie session (fake clock); use keeps it alive.
 #[tokio::test]
 async fn idle_timeout_ends_cookie_session() {

@@ -7,8 +7,9 @@
 //! pruned like a refresh token, on every backend. Resolved ids are cached in memory,
 //! bounded like the token cache, for at most the access-token lifetime; each request
 //! checks the cached session against the in-memory revocation sets and the idle timeout,
-//! so a cached cookie costs a map lookup and no store access. Past the cache's lifetime
-//! the id is looked up again, and the account's roles and state read afresh.
+//! so a cached cookie costs a map lookup and no store access. Past the cache's lifetime,
+//! or once the account was revoked or changed, the id is looked up again, and the
+//! account's roles and state read afresh.
 
 use std::sync::Arc;
 
@@ -124,7 +125,7 @@ impl AuthService {
         let now = self.clock.now();
         let cached = self.cookies.get(id).map(|c| c.clone());
         let verified = match cached {
-            Some(v) if now <= v.claims.exp => v,
+            Some(v) if now <= v.claims.exp && !self.account_changed_since(&v.claims) => v,
             _ => {
                 self.cookies.remove(id);
                 let Some(v) = self.load_cookie(id, now).await? else {
@@ -141,21 +142,22 @@ impl AuthService {
         if self.revoked.jti.contains_key(&claims.jti) || self.revoked.sessions.contains_key(&claims.sid) {
             return Ok(None);
         }
-        // `iat` is the session's creation: sessions made before a `user revoke` are over.
-        if self
-            .revoked
-            .users
-            .get(&claims.sub)
-            .is_some_and(|after| claims.iat < *after)
-        {
-            return Ok(None);
-        }
         if let Some(activity) = &verified.activity {
             if !activity.touch(now, self.idle.timeout) {
                 return Ok(None);
             }
         }
         Ok(Some(verified))
+    }
+
+    /// Whether the account of a cached cookie session was revoked or changed since it was
+    /// read (`nbf`): it is then read again, and the store says whether the session lives
+    /// on (an attribute change) or not (`user revoke`).
+    fn account_changed_since(&self, claims: &Claims) -> bool {
+        self.revoked
+            .users
+            .get(&claims.sub)
+            .is_some_and(|after| claims.nbf <= *after)
     }
 
     /// Looks cookie id `id` up in the store: its session, then its account.
@@ -180,6 +182,7 @@ impl AuthService {
         else {
             return Ok(None);
         };
+        let loaded = self.issued_at(&user.id, now);
         let claims = Claims {
             iss: self.keys.issuer().to_owned(),
             aud: self.keys.audience().to_owned(),
@@ -189,7 +192,9 @@ impl AuthService {
             attrs: user.attributes,
             amr: session.amr.clone(),
             iat: session.created,
-            nbf: now,
+            // When the account was read; past a revocation in this second, like `iat` of
+            // an access token, so that a reload after one is not reloaded again.
+            nbf: loaded,
             // Read again from the store after an access token's lifetime, like a refresh.
             exp: (now + self.config.tokens.access_ttl.as_secs() + LEEWAY_SECS).min(session.expires),
             jti: format!("c-{}", &k[7..39]),

@@ -53,12 +53,14 @@ impl AuthService {
     pub(super) async fn issue(&self, user: &User, amr: Vec<String>) -> Result<TokenPair, StoreError> {
         let now = self.clock.now();
         let refresh = random_token();
+        // Past a `user revoke` in this same second, which covers what was made in it.
+        let created = now.max(user.tokens_valid_after + 1);
         let session = Session {
             id: format!("s-{}", &token_hash(&random_token())[..32]),
             user_id: user.id.clone(),
             current_refresh: token_hash(&refresh),
             amr,
-            created: now,
+            created,
             auth_time: now,
             expires: now + self.config.tokens.refresh_ttl.as_secs(),
             revoked: false,
@@ -246,11 +248,16 @@ impl AuthService {
     }
 
     /// Ends every session and every outstanding access token of a user at once.
+    ///
+    /// Sessions made in the second of an earlier revoke carry the next second
+    /// ([`Self::issue`]), so a second revoke in that second moves one past the first;
+    /// access tokens likewise ([`Self::stale_access_tokens`]).
     pub async fn revoke_user(&self, user_id: &str) -> Result<(), StoreError> {
         let now = self.clock.now();
-        self.store.update_user(user_id, |u| u.tokens_valid_after = now).await?;
-        self.store.revoke_user_tokens(user_id, now).await?;
-        self.revoked.users.insert(user_id.to_owned(), now);
+        self.store
+            .update_user(user_id, |u| u.tokens_valid_after = now.max(u.tokens_valid_after + 1))
+            .await?;
+        self.stale_access_tokens(user_id).await?;
         for s in self.store.sessions_of(user_id).await? {
             if !s.revoked {
                 self.revoke_session(&s).await?;
