@@ -90,7 +90,8 @@ impl UpstreamTarget {
 
 /// The upstreams of the configuration, each with keep-alive pools per connection worker.
 pub struct Upstreams {
-    targets: HashMap<String, UpstreamTarget>,
+    /// By name; looked up once per request with a route's upstream, a configured name.
+    targets: HashMap<String, UpstreamTarget, foldhash::fast::RandomState>,
     timeout: Duration,
     max_body: u64,
     max_filtered_response: u64,

@@ -189,14 +189,21 @@ pub fn strip(headers: &mut HeaderMap, unwanted: impl Fn(&HeaderName) -> bool) {
             doomed.push(name.clone());
         }
     }
-    if headers.contains_key(header::CONNECTION) {
-        let named = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok());
-        doomed.extend(named);
+    // The names `Connection` lists, matched against the headers present (a name is
+    // lowercase there, and compared without case) rather than parsed into header names:
+    // the usual `keep-alive` and `close` name no header and cost no allocation.
+    for value in headers.get_all(header::CONNECTION) {
+        for token in value.as_bytes().split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            if token.is_empty() {
+                continue;
+            }
+            for name in headers.keys() {
+                if name.as_str().as_bytes().eq_ignore_ascii_case(token) && !doomed.contains(name) {
+                    doomed.push(name.clone());
+                }
+            }
+        }
     }
     for name in &doomed {
         headers.remove(name);

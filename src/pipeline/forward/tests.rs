@@ -68,7 +68,7 @@ fn rewrite_removes_and_sets() {
         ("authorization", "Bearer secret"),
         ("x-http-method-override", "DELETE"),
         ("x-forwarded-for", "1.2.3.4"),
-        ("connection", "close, x-custom-hop"),
+        ("connection", "close,  X-Custom-Hop ,"),
         ("x-custom-hop", "1"),
         ("keep-alive", "timeout=5"),
         ("te", "trailers"),
