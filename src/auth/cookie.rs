@@ -128,7 +128,8 @@ impl AuthService {
             Some(v) if now <= v.claims.exp && !self.account_changed_since(&v.claims) => v,
             _ => {
                 self.cookies.remove(id);
-                let Some(v) = self.load_cookie(id, now).await? else {
+                // Boxed: the store's future stays out of the request's on a cache hit.
+                let Some(v) = Box::pin(self.load_cookie(id, now)).await? else {
                     return Ok(None);
                 };
                 if self.cookies.len() >= self.token_cache_max {

@@ -97,18 +97,17 @@ impl Pipeline {
             return answer;
         }
 
-        // Forward-auth: a decision for another proxy, nothing forwarded.
+        // Forward-auth: a decision for another proxy, nothing forwarded. (This future and
+        // the endpoints' are boxed, so a proxied request's future does not carry them.)
         if target.path == forward_auth::PATH {
-            return self.forward_auth(req, ctx).await;
+            return Box::pin(self.forward_auth(req, ctx)).await;
         }
 
         // The gateway's own endpoints, matched on the canonical path.
         if let Some(endpoint) = Endpoint::of(&target.path) {
             let (auth, metrics) = (&*self.auth, &self.metrics);
-            return self
-                .endpoints
-                .serve(endpoint, auth, metrics, &target.path, req, ctx)
-                .await;
+            let serve = self.endpoints.serve(endpoint, auth, metrics, &target.path, req, ctx);
+            return Box::pin(serve).await;
         }
 
         // 2. authenticate: a bearer token, when there is one, must be valid; without

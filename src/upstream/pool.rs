@@ -88,7 +88,9 @@ impl Pool {
                 return Ok((s, true));
             }
             if let Ok(permit) = self.slots.clone().try_acquire_owned() {
-                return match self.connect(permit).await {
+                // Boxed: opening a connection (with its TLS handshake) is rare, and its
+                // state would otherwise make every request's future larger.
+                return match Box::pin(self.connect(permit)).await {
                     Ok(s) => Ok((s, false)),
                     Err(e) => {
                         // The permit went back: let a waiter try.

@@ -136,8 +136,10 @@ pub async fn forward(
         }
     }
     // A field list reads the whole body and checks it before anything goes upstream.
+    // (The field lists' futures are boxed, here and below: a route without them keeps
+    // its request's future small.)
     if let Some(fields) = &route.route().request_fields {
-        request_fields::enforce(&mut parts.headers, &mut body, fields, max_body).await?;
+        Box::pin(request_fields::enforce(&mut parts.headers, &mut body, fields, max_body)).await?;
     }
     let progress = body.progress();
     rewrite_request_headers(&mut parts.headers, client, caller.as_deref().map(|c| &c.identity));
@@ -189,7 +191,7 @@ pub async fn forward(
             timeout,
             head,
         };
-        return response_fields::filter_response(parts, body, &allowed, &from).await;
+        return Box::pin(response_fields::filter_response(parts, body, &allowed, &from)).await;
     }
     Ok(Response::from_parts(parts, GatewayBody::Upstream(body)))
 }

@@ -80,9 +80,8 @@ impl RouteLimits {
         };
         if let Some(store) = &self.shared {
             // By route name, not file: the gateways' policy directories may differ.
-            return self
-                .check_shared(store, format!("{}|{rate}", route.name), rate, principal, peer)
-                .await;
+            // Boxed: the store's future stays out of the request's when it is not used.
+            return Box::pin(self.check_shared(store, format!("{}|{rate}", route.name), rate, principal, peer)).await;
         }
         let id = limiter_key(route, rate);
         let limiter = match self.limiters.get(&id) {
