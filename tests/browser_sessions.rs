@@ -62,6 +62,15 @@ async fn start(clock: Option<&ManualClock>, extra: &str) -> (TestGateway, Record
     (gw, rec, client)
 }
 
+/// A gateway (see [`start`]) with customer `c@example.com` signed in through the login
+/// form: the gateway, the upstream's recorder, the client and the browser's cookies.
+async fn signed_in(clock: Option<&ManualClock>, extra: &str) -> (TestGateway, Recorder, reqwest::Client, Jar) {
+    let (gw, rec, client) = start(clock, extra).await;
+    gw.add_user("c@example.com", &["customer"]).await;
+    let (jar, _) = form_login(&gw, &client, "c@example.com", "/").await;
+    (gw, rec, client, jar)
+}
+
 fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| {
@@ -201,9 +210,7 @@ async fn form_login_sets_cookies() {
 // 403; the upstream never sees the gateway's cookies, other cookies pass unchanged.
 #[tokio::test]
 async fn cookie_resolves_and_never_reaches_upstream() {
-    let (gw, rec, client) = start(None, "").await;
-    gw.add_user("c@example.com", &["customer"]).await;
-    let (jar, _) = form_login(&gw, &client, "c@example.com", "/").await;
+    let (gw, rec, client, jar) = signed_in(None, "").await;
     let resp = client
         .get(gw.url("/app/x"))
         .header(COOKIE, format!("theme=dark; {}; lang=en", jar.header()))
@@ -238,9 +245,7 @@ async fn cookie_resolves_and_never_reaches_upstream() {
 // anonymous.
 #[tokio::test]
 async fn logout_clears_cookies() {
-    let (gw, _rec, client) = start(None, "").await;
-    gw.add_user("c@example.com", &["customer"]).await;
-    let (jar, _) = form_login(&gw, &client, "c@example.com", "/").await;
+    let (gw, _rec, client, jar) = signed_in(None, "").await;
     let account = client
         .get(gw.url("/auth/account"))
         .header(COOKIE, jar.header())
@@ -275,9 +280,7 @@ async fn logout_clears_cookies() {
 // not.
 #[tokio::test]
 async fn user_revoke_ends_cookie_session() {
-    let (gw, _rec, client) = start(None, "").await;
-    gw.add_user("c@example.com", &["customer"]).await;
-    let (jar, _) = form_login(&gw, &client, "c@example.com", "/").await;
+    let (gw, _rec, client, jar) = signed_in(None, "").await;
     assert_eq!(get(&gw, &client, &jar, "/app/x").await, 200);
     let revoke = AdminRequest::Revoke {
         email: "c@example.com".into(),
@@ -294,9 +297,7 @@ async fn user_revoke_ends_cookie_session() {
 #[tokio::test]
 async fn user_revoke_and_login_in_the_same_second() {
     let clock = ManualClock::new();
-    let (gw, _rec, client) = start(Some(&clock), "").await;
-    gw.add_user("c@example.com", &["customer"]).await;
-    let (before, _) = form_login(&gw, &client, "c@example.com", "/").await;
+    let (gw, _rec, client, before) = signed_in(Some(&clock), "").await;
     let revoke = || AdminRequest::Revoke {
         email: "c@example.com".into(),
     };
@@ -323,9 +324,7 @@ async fn user_revoke_and_login_in_the_same_second() {
 // is now, as a refresh does for a bearer session.
 #[tokio::test]
 async fn attribute_change_refreshes_cookie_session() {
-    let (gw, rec, client) = start(None, "").await;
-    gw.add_user("c@example.com", &["customer"]).await;
-    let (jar, _) = form_login(&gw, &client, "c@example.com", "/").await;
+    let (gw, rec, client, jar) = signed_in(None, "").await;
     assert_eq!(get(&gw, &client, &jar, "/app/x").await, 200);
     assert!(rec.requests().last().unwrap().headers.get("x-auth-attr-tier").is_none());
     let set = [("tier".to_owned(), "gold".to_owned())].into_iter().collect();
@@ -341,9 +340,8 @@ async fn attribute_change_refreshes_cookie_session() {
 #[tokio::test]
 async fn idle_timeout_ends_cookie_session() {
     let clock = ManualClock::new();
-    let (gw, _rec, client) = start(Some(&clock), "[tokens]\naccess_ttl = \"1h\"\nidle_timeout = \"5m\"\n").await;
-    gw.add_user("c@example.com", &["customer"]).await;
-    let (jar, _) = form_login(&gw, &client, "c@example.com", "/").await;
+    let (gw, _rec, client, jar) =
+        signed_in(Some(&clock), "[tokens]\naccess_ttl = \"1h\"\nidle_timeout = \"5m\"\n").await;
     clock.advance(Duration::from_secs(240));
     assert_eq!(get(&gw, &client, &jar, "/app/x").await, 200);
     clock.advance(Duration::from_secs(240));
@@ -382,9 +380,7 @@ async fn unsafe_request(
 // Bearer requests need neither; with a bearer token the cookie is ignored.
 #[tokio::test]
 async fn csrf_combinations() {
-    let (gw, rec, client) = start(None, "").await;
-    gw.add_user("c@example.com", &["customer"]).await;
-    let (jar, _) = form_login(&gw, &client, "c@example.com", "/").await;
+    let (gw, rec, client, jar) = signed_in(None, "").await;
     let both = jar.header();
     let session_only = format!("__Host-portcullis={}", jar.session.clone().unwrap());
     use reqwest::Method as M;
@@ -858,9 +854,7 @@ async fn verify_with_cookie(
 // rule as at the gateway (the client's Origin, or 403 csrf).
 #[tokio::test]
 async fn forward_auth_with_the_cookie() {
-    let (gw, rec, client) = start(None, "").await;
-    gw.add_user("c@example.com", &["customer"]).await;
-    let (jar, _) = form_login(&gw, &client, "c@example.com", "/").await;
+    let (gw, rec, client, jar) = signed_in(None, "").await;
     let resp = verify_with_cookie(&gw, &client, &jar, "GET", "/app/orders", None).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-auth-email"], "c@example.com");
