@@ -112,9 +112,13 @@ impl AuthService {
     /// revocation of that user's tokens, so a token issued in the second of a revocation
     /// (a refresh right after an attribute change) is not refused with the old ones.
     pub(super) fn issued_at(&self, user_id: &str, now: u64) -> u64 {
-        self.revoked
-            .users
-            .get(user_id)
-            .map_or(now, |after| if *after >= now { *after + 1 } else { now })
+        self.revoked.users.get(user_id).map_or(now, |after| past(now, *after))
     }
+}
+
+/// The second something made `now` carries (a token, a session, a later revocation) when
+/// a revocation covered everything up to second `revoked`: `now`, or one past `revoked`
+/// if that is not earlier, since times are whole seconds.
+pub(super) fn past(now: u64, revoked: u64) -> u64 {
+    now.max(revoked.saturating_add(1))
 }

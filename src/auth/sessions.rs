@@ -1,6 +1,7 @@
 //! Sessions: a refresh-token family per sign-in, token issue, refresh rotation (with
 //! reuse detection), logout and revocation of a user's every token.
 
+use super::attributes::past;
 use super::flow::{AuthEvent, Flow};
 use super::service::AuthService;
 use super::state::Verified;
@@ -54,7 +55,7 @@ impl AuthService {
         let now = self.clock.now();
         let refresh = random_token();
         // Past a `user revoke` in this same second, which covers what was made in it.
-        let created = now.max(user.tokens_valid_after + 1);
+        let created = past(now, user.tokens_valid_after);
         let session = Session {
             id: format!("s-{}", &token_hash(&random_token())[..32]),
             user_id: user.id.clone(),
@@ -255,7 +256,7 @@ impl AuthService {
     pub async fn revoke_user(&self, user_id: &str) -> Result<(), StoreError> {
         let now = self.clock.now();
         self.store
-            .update_user(user_id, |u| u.tokens_valid_after = now.max(u.tokens_valid_after + 1))
+            .update_user(user_id, |u| u.tokens_valid_after = past(now, u.tokens_valid_after))
             .await?;
         self.stale_access_tokens(user_id).await?;
         for s in self.store.sessions_of(user_id).await? {
