@@ -157,7 +157,8 @@ pub trait Backend: Send + Sync + 'static {
     /// Appends records to the one audit chain. `chain` is called with the newest stored
     /// record, inside whatever lock makes the chain one across every gateway of the
     /// backend, and its records are written in the same transaction: appends from two
-    /// gateways never interleave or fork the chain. Durable when this returns.
+    /// gateways never interleave or fork the chain. Durable when this returns, or, for a
+    /// backend whose writes wait for it (sled's), at the next [`Backend::flush`].
     async fn audit_append(&self, chain: ChainFrom<'_>) -> Result<()>;
     async fn audit_last(&self) -> Result<Option<(u64, Vec<u8>)>>;
     async fn audit_get(&self, seq: u64) -> Result<Option<Vec<u8>>>;

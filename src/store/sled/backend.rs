@@ -176,7 +176,8 @@ impl Backend for SledStore {
     }
     async fn flush(&self) -> Result<()> {
         self.db.flush_async().await?;
-        Ok(())
+        let trail = self.trail.clone();
+        blocking(move || trail.sync()).await
     }
 }
 

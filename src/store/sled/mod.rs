@@ -8,11 +8,14 @@ mod activity;
 mod audit;
 mod backend;
 mod confirm;
+mod frames;
 mod pack;
 mod prune;
 mod resets;
 mod secrets;
+mod segment;
 mod sessions;
+mod trail;
 mod users;
 
 use std::path::Path;
@@ -68,13 +71,13 @@ pub struct SledStore {
     meta: sled::Tree,
     /// Session id -> when it was last used (Unix s, big-endian), for `idle_timeout`.
     activity: sled::Tree,
-    /// The audit records, keyed by sequence number (big-endian).
+    /// Audit records as earlier versions kept them (keyed by sequence number,
+    /// big-endian): moved into [`trail`] at opening.
     audit: sled::Tree,
+    /// The audit records.
+    trail: Arc<trail::Trail>,
     /// Signed checkpoints of the audit chain, keyed by the sequence number each names.
     checkpoints: sled::Tree,
-    /// Held while an append reads the chain's head and writes after it, so that appends
-    /// through any handle of this database make one chain.
-    audit_lock: Arc<std::sync::Mutex<()>>,
     /// Seals TOTP secrets as records are written, opens them as they are read.
     sealer: Arc<SecretKey>,
 }
@@ -229,11 +232,14 @@ impl SledStore {
         Self::from_db(
             sled::Config::new().temporary(true).open()?,
             Arc::new(SecretKey::random()),
+            trail::Trail::temporary()?,
         )
     }
 
-    fn from_db(db: sled::Db, sealer: Arc<SecretKey>) -> Result<Self> {
-        Ok(Self {
+    /// The store over `db` and `trail`, with the audit records `db` still holds moved
+    /// into `trail`.
+    fn from_db(db: sled::Db, sealer: Arc<SecretKey>, trail: trail::Trail) -> Result<Self> {
+        let store = Self {
             users: db.open_tree("users")?,
             emails: db.open_tree("emails")?,
             confirmations: db.open_tree("confirmations")?,
@@ -254,10 +260,12 @@ impl SledStore {
             activity: db.open_tree("session_activity")?,
             audit: db.open_tree("audit")?,
             checkpoints: db.open_tree("audit_checkpoints")?,
-            audit_lock: Arc::default(),
+            trail: Arc::new(trail),
             sealer,
             db,
-        })
+        };
+        store.move_audit_tree()?;
+        Ok(store)
     }
 
     /// Builds the indexes from the records, once, for a database written before they

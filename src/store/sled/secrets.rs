@@ -14,6 +14,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
+use super::trail::Trail;
 use super::SledStore;
 use crate::store::sealed::{is_sealed, SecretKey};
 use crate::store::secrets::{open_challenge, open_user, seal_challenge, seal_user};
@@ -117,7 +118,7 @@ pub(super) fn open(data_dir: &Path, key: SecretKey) -> Result<SledStore> {
         .map_err(io_err(&lock_path))?;
     lock.lock().map_err(io_err(&lock_path))?;
     recover(data_dir)?;
-    let store = SledStore::from_db(super::open_db(&live)?, key.clone())?;
+    let store = SledStore::from_db(super::open_db(&live)?, key.clone(), Trail::open(data_dir)?)?;
     store.check_key()?;
     if store.meta.contains_key(SEALED_MARK)? {
         return Ok(store);
@@ -149,7 +150,7 @@ pub(super) fn open(data_dir: &Path, key: SecretKey) -> Result<SledStore> {
             "TOTP secrets sealed at rest; the database was rewritten without them"
         );
     }
-    SledStore::from_db(super::open_db(&live)?, key)
+    SledStore::from_db(super::open_db(&live)?, key, Trail::open(data_dir)?)
 }
 
 /// Finishes (or undoes) a swap a crash interrupted: an incomplete `db.sealing` goes, a
