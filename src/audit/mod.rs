@@ -96,50 +96,18 @@ impl Record {
         let bytes = serde_json::to_vec(&unhashed).unwrap_or_default();
         hex_sha256(&bytes)
     }
-
-    /// The stored bytes and hash of the record `seq` of `event` at `time` chained onto
-    /// `prev_hash`: byte for byte `serde_json::to_vec` of the [`Record`] with
-    /// [`Record::compute_hash`] as its hash, from one encoding and no copy of the event
-    /// (the writer does this for every record of a batch).
-    pub fn encode(seq: u64, time: &str, event: &Event, prev_hash: &str) -> (Vec<u8>, String) {
-        #[derive(Serialize)]
-        struct Unhashed<'a> {
-            seq: u64,
-            time: &'a str,
-            #[serde(flatten)]
-            event: &'a Event,
-            prev_hash: &'a str,
-            hash: &'a str,
-        }
-        let record = Unhashed {
-            seq,
-            time,
-            event,
-            prev_hash,
-            hash: "",
-        };
-        let mut bytes = serde_json::to_vec(&record).unwrap_or_default();
-        let hash = hex_sha256(&bytes);
-        // The encoding ends with `"hash":""}`: put the hash between the quotes (hex
-        // needs no escaping, so this is what encoding the hashed record gives).
-        debug_assert!(bytes.ends_with(b"\"\"}"));
-        bytes.truncate(bytes.len().saturating_sub(2));
-        bytes.extend_from_slice(hash.as_bytes());
-        bytes.extend_from_slice(b"\"}");
-        (bytes, hash)
-    }
 }
 
 /// SHA-256 of `bytes`, lowercase hex.
 fn hex_sha256(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let d = ring::digest::digest(&ring::digest::SHA256, bytes);
-    let mut out = String::with_capacity(64);
+    let mut out = Vec::with_capacity(64);
     for b in d.as_ref() {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0xf)]));
+        out.extend_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
     }
-    out
+    // Hex digits are ASCII.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Formats Unix milliseconds as RFC 3339 UTC.
@@ -148,12 +116,14 @@ pub fn rfc3339(ms: u64) -> String {
 }
 
 mod checkpoint;
+mod encode;
 mod event;
 mod query;
 mod text;
 mod writer;
 
 pub use checkpoint::*;
+pub use encode::{clip, EventRef, Fields};
 pub use event::{EventKind, Outcome};
 pub use query::*;
 pub use text::*;

@@ -322,6 +322,8 @@ async fn two_writers_one_chain() {
 
 /// The writer's one-pass encoding is byte for byte the record's JSON with its
 /// canonical hash, for an event with every field, with none, and with text to escape.
+/// An event encoded from borrowed text where it happens (an address formatted in
+/// place) is the same record.
 #[test]
 fn one_pass_encoding_is_the_canonical_record() {
     let mut full = Event::new(EventKind::Request);
@@ -337,7 +339,7 @@ fn one_pass_encoding_is_the_canonical_record() {
     full.latency_ms = Some(7);
     for event in [full, Event::new(EventKind::AuditOverflow), Event::default()] {
         let time = rfc3339(1_700_000_000_123);
-        let (bytes, hash) = Record::encode(42, &time, &event, GENESIS);
+        let (bytes, hash) = Record::encode(42, &time, &Fields::from(event.clone()), GENESIS);
         let mut record = Record {
             seq: 42,
             time,
@@ -351,4 +353,30 @@ fn one_pass_encoding_is_the_canonical_record() {
         let back: Record = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(back.compute_hash(), hash);
     }
+}
+
+/// The request path's encoding (borrowed text, the address formatted in place, the path
+/// clipped) gives the fields an [`Event`] with the same values gives.
+#[test]
+fn borrowed_fields_are_the_events() {
+    let ip: std::net::IpAddr = "2001:db8::1".parse().unwrap();
+    let long = format!("/{}", "é".repeat(3000));
+    for path in ["/api/orders/7", "/a\"b\u{7f}", long.as_str()] {
+        let mut ev = EventRef::new(EventKind::AccessDenied);
+        ev.ip = Some(&ip);
+        ev.path = Some(clip(path));
+        ev.status = Some(403);
+        ev.reason = Some("no route");
+        let fields = Fields::of_kind(EventKind::AccessDenied, &ev);
+        let mut event = Event::new(EventKind::AccessDenied);
+        event.ip = Some(ip.to_string());
+        event.path = Some(path.chars().take(2048).collect());
+        event.status = Some(403);
+        event.reason = Some("no route".into());
+        assert_eq!(fields.bytes, Fields::from(event.clone()).bytes);
+        let json = serde_json::to_vec(&event).unwrap();
+        assert_eq!(fields.bytes, json);
+        assert_eq!(fields.name, "access_denied");
+    }
+    assert_eq!(clip(&long).chars().count(), 2048);
 }

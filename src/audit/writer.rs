@@ -20,7 +20,7 @@ enum Job {
 /// A handle for writing audit records; cheap to clone.
 #[derive(Clone)]
 pub struct Audit {
-    queue: mpsc::Sender<Event>,
+    queue: mpsc::Sender<Fields>,
     durable: mpsc::Sender<Job>,
     dropped: Arc<Mutex<BTreeMap<String, u64>>>,
     dropped_total: Arc<AtomicU64>,
@@ -51,6 +51,7 @@ impl Audit {
             store: store.clone(),
             clock,
             pending: Vec::new(),
+            stamp: (0, Arc::from("")),
             bound,
             failing: false,
             dropped: audit.dropped.clone(),
@@ -79,12 +80,15 @@ impl Audit {
 
     /// Queues a high-volume record; never waits. Overflow is counted, not lost silently.
     pub fn record(&self, event: Event) {
-        if let Err(e) = self.queue.try_send(event) {
-            let kind = match &e {
-                mpsc::error::TrySendError::Full(ev) | mpsc::error::TrySendError::Closed(ev) => ev.event.clone(),
-            };
+        self.record_fields(Fields::from(event));
+    }
+
+    /// Queues a high-volume record already encoded where it happened (see [`Fields`]).
+    pub fn record_fields(&self, fields: Fields) {
+        if let Err(e) = self.queue.try_send(fields) {
+            let (mpsc::error::TrySendError::Full(f) | mpsc::error::TrySendError::Closed(f)) = e;
             let mut dropped = self.dropped.lock().unwrap_or_else(|p| p.into_inner());
-            *dropped.entry(kind).or_default() += 1;
+            *dropped.entry(f.name.into_owned()).or_default() += 1;
             self.dropped_total.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -95,7 +99,10 @@ struct Writer {
     clock: SharedClock,
     /// Events not yet in the trail, with their time, oldest first: the batch being built,
     /// and what a failed append left (at most `bound`).
-    pending: Vec<(Event, String)>,
+    pending: Vec<(Fields, Arc<str>)>,
+    /// The time of the last record stamped, and its text: records of one millisecond
+    /// share it.
+    stamp: (u64, Arc<str>),
     bound: usize,
     /// Since the last append failed, until one succeeds: drops are counted but not
     /// recorded meanwhile (an `audit_overflow` record could be dropped itself).
@@ -106,8 +113,12 @@ struct Writer {
 
 impl Writer {
     /// Adds an event to the batch, stamped with the time now.
-    fn append(&mut self, event: Event) {
-        self.pending.push((event, rfc3339(self.clock.now_ms())));
+    fn append(&mut self, event: impl Into<Fields>) {
+        let now = self.clock.now_ms();
+        if self.stamp.0 != now || self.stamp.1.is_empty() {
+            self.stamp = (now, rfc3339(now).into());
+        }
+        self.pending.push((event.into(), self.stamp.1.clone()));
     }
 
     /// Writes the batch; after an outage, also the `audit_overflow` record of what it
@@ -146,8 +157,8 @@ impl Writer {
             };
             unreadable_head = None;
             let mut out = Vec::with_capacity(pending.len());
-            for (event, time) in pending {
-                let (bytes, hash) = Record::encode(seq, time, event, &prev);
+            for (fields, time) in pending {
+                let (bytes, hash) = Record::encode(seq, time, fields, &prev);
                 out.push((seq, bytes));
                 seq += 1;
                 prev = hash;
@@ -175,8 +186,8 @@ impl Writer {
         if self.pending.len() > self.bound {
             let mut dropped = self.dropped.lock().unwrap_or_else(|p| p.into_inner());
             let excess = self.pending.split_off(self.bound);
-            for (event, _) in &excess {
-                *dropped.entry(event.event.clone()).or_default() += 1;
+            for (fields, _) in &excess {
+                *dropped.entry(fields.name.clone().into_owned()).or_default() += 1;
             }
             self.dropped_total
                 .fetch_add(u64::try_from(excess.len()).unwrap_or(u64::MAX), Ordering::Relaxed);
@@ -207,7 +218,7 @@ impl Writer {
         }
     }
 
-    async fn run(mut self, mut queue: mpsc::Receiver<Event>, mut durable: mpsc::Receiver<Job>) {
+    async fn run(mut self, mut queue: mpsc::Receiver<Fields>, mut durable: mpsc::Receiver<Job>) {
         let mut tick = tokio::time::interval(FLUSH_EVERY);
         let mut dirty = false;
         let mut queue_open = true;

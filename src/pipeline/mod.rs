@@ -194,21 +194,21 @@ impl Pipeline {
         status: u16,
         reason: Option<String>,
     ) {
-        let mut ev = crate::audit::Event::new(event);
+        let mut ev = crate::audit::EventRef::new(event);
         if let Some(c) = &ctx.caller {
-            ev.user_id = Some(c.principal.id.clone());
-            ev.email = Some(c.principal.email.clone());
+            (ev.user_id, ev.email) = (Some(c.principal.id.as_str()), Some(c.principal.email.as_str()));
         }
-        ev.ip = Some(ctx.client.to_string());
-        ev.method = Some(ctx.method.to_string());
-        let path = ctx.canonical.as_deref().unwrap_or(raw_path);
-        ev.path = Some(path.chars().take(2048).collect());
-        ev.route = ctx.route.as_ref().map(|r| r.name().to_owned());
+        ev.ip = Some(&ctx.client);
+        ev.method = Some(ctx.method.as_str());
+        ev.path = Some(crate::audit::clip(ctx.canonical.as_deref().unwrap_or(raw_path)));
+        ev.route = ctx.route.as_ref().map(|r| r.name());
         ev.status = Some(status);
-        ev.reason = reason;
-        ev.request_id = Some(ctx.id.clone());
+        ev.reason = reason.as_deref();
+        ev.request_id = Some(&ctx.id);
         ev.latency_ms = Some(u64::try_from(ctx.started.elapsed().as_millis()).unwrap_or(u64::MAX));
-        self.auth.audit().record(ev);
+        self.auth
+            .audit()
+            .record_fields(crate::audit::Fields::of_kind(event, &ev));
     }
 
     /// Re-reads the policies directory (see [`crate::policy::reload::reload`]); the

@@ -1,0 +1,178 @@
+//! A record's bytes, built once: the event's fields are encoded where the event happens
+//! ([`Fields`], one buffer, from borrowed text), and the writer puts the sequence number,
+//! time and chain hashes around them ([`Record::encode`]). The bytes are those of
+//! `serde_json::to_vec` of the [`Record`], so `audit verify` and `audit list` read them
+//! as they always did.
+
+use std::borrow::Cow;
+use std::fmt::Display;
+
+use serde::{Serialize, Serializer};
+
+use super::{Event, EventKind, Record};
+
+/// An [`Event`] as borrowed text: the same fields, in the same order, omitted when
+/// absent, so that it encodes to the same JSON.
+#[derive(Serialize)]
+pub struct EventRef<'a> {
+    pub event: &'a str,
+    pub outcome: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<&'a str>,
+    /// Anything shown as text (an address is written as it is formatted, with no
+    /// string made of it first).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "as_text")]
+    pub ip: Option<&'a dyn Display>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+}
+
+fn as_text<S: Serializer>(value: &Option<&dyn Display>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
+}
+
+impl EventRef<'_> {
+    /// An event of `kind` with no other field.
+    pub fn new(kind: EventKind) -> Self {
+        Self {
+            event: kind.name(),
+            outcome: kind.outcome().as_str(),
+            user_id: None,
+            email: None,
+            ip: None,
+            method: None,
+            path: None,
+            route: None,
+            status: None,
+            reason: None,
+            request_id: None,
+            latency_ms: None,
+        }
+    }
+}
+
+impl Event {
+    /// The event as borrowed text.
+    pub fn borrowed(&self) -> EventRef<'_> {
+        EventRef {
+            event: &self.event,
+            outcome: &self.outcome,
+            user_id: self.user_id.as_deref(),
+            email: self.email.as_deref(),
+            ip: self.ip.as_ref().map(|s| s as &dyn Display),
+            method: self.method.as_deref(),
+            path: self.path.as_deref(),
+            route: self.route.as_deref(),
+            status: self.status,
+            reason: self.reason.as_deref(),
+            request_id: self.request_id.as_deref(),
+            latency_ms: self.latency_ms,
+        }
+    }
+}
+
+/// An event's JSON (whose fields, without the braces, go inside its record), and its
+/// name, which the queue counts by when it drops one.
+#[derive(Debug, Clone)]
+pub struct Fields {
+    pub(super) name: Cow<'static, str>,
+    pub(super) bytes: Vec<u8>,
+}
+
+impl Fields {
+    pub fn of(event: &EventRef<'_>) -> Self {
+        Self {
+            name: Cow::Owned(event.event.to_owned()),
+            bytes: encode_fields(event),
+        }
+    }
+
+    /// Like [`Fields::of`], for an event whose name is `kind`'s (no copy of it is made).
+    pub fn of_kind(kind: EventKind, event: &EventRef<'_>) -> Self {
+        debug_assert_eq!(kind.name(), event.event);
+        Self {
+            name: Cow::Borrowed(kind.name()),
+            bytes: encode_fields(event),
+        }
+    }
+}
+
+impl From<Event> for Fields {
+    fn from(event: Event) -> Self {
+        let bytes = encode_fields(&event.borrowed());
+        Self {
+            name: Cow::Owned(event.event),
+            bytes,
+        }
+    }
+}
+
+fn encode_fields(event: &EventRef<'_>) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(320);
+    // Encoding borrowed text and numbers into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut bytes, event);
+    bytes
+}
+
+impl Fields {
+    /// The fields without the braces: never empty, as the event and outcome are always
+    /// there.
+    fn inner(&self) -> &[u8] {
+        self.bytes
+            .get(1..self.bytes.len().saturating_sub(1))
+            .unwrap_or_default()
+    }
+}
+
+/// `path` cut to its first 2048 characters, as records keep it.
+pub fn clip(path: &str) -> &str {
+    const MOST: usize = 2048;
+    if path.len() <= MOST {
+        return path;
+    }
+    match path.char_indices().nth(MOST) {
+        Some((end, _)) => &path[..end],
+        None => path,
+    }
+}
+
+impl Record {
+    /// The stored bytes and hash of the record `seq` of the event `fields` at `time`
+    /// chained onto `prev_hash`: byte for byte `serde_json::to_vec` of the [`Record`]
+    /// with [`Record::compute_hash`] as its hash.
+    pub fn encode(seq: u64, time: &str, fields: &Fields, prev_hash: &str) -> (Vec<u8>, String) {
+        use std::io::Write;
+        let mut bytes = Vec::with_capacity(fields.bytes.len() + time.len() + 180);
+        let _ = write!(bytes, "{{\"seq\":{seq},\"time\":");
+        let _ = serde_json::to_writer(&mut bytes, time);
+        bytes.push(b',');
+        bytes.extend_from_slice(fields.inner());
+        bytes.extend_from_slice(b",\"prev_hash\":");
+        let _ = serde_json::to_writer(&mut bytes, prev_hash);
+        // Hashed with `hash` empty; the hash then goes between its quotes (hex needs no
+        // escaping, so this is what encoding the hashed record gives).
+        bytes.extend_from_slice(b",\"hash\":\"\"}");
+        let hash = super::hex_sha256(&bytes);
+        bytes.truncate(bytes.len() - 2);
+        bytes.extend_from_slice(hash.as_bytes());
+        bytes.extend_from_slice(b"\"}");
+        (bytes, hash)
+    }
+}
