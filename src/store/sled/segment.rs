@@ -22,7 +22,9 @@ pub(super) struct Segment {
     /// The sequence number in the file's name: no record in it is older.
     pub(super) first: u64,
     pub(super) path: PathBuf,
-    pub(super) file: Arc<File>,
+    /// The open file, while the segment takes appends: older segments are opened when
+    /// read and closed after (a long trail has many).
+    file: Option<Arc<File>>,
     /// The end of the last whole frame (until read: the file's size).
     pub(super) end: u64,
     /// `(seq, offset)` of the first record and every [`STRIDE`]th after it; `None` until
@@ -96,14 +98,39 @@ impl Segment {
                 path.display()
             )));
         }
-        Ok(Self::new(first, path, file, size))
+        let mut segment = Self::new(first, path, file, size);
+        segment.file = None;
+        Ok(segment)
+    }
+
+    /// The file, opened for this call if the segment does not keep it open.
+    pub(super) fn handle(&self) -> Result<Arc<File>> {
+        match &self.file {
+            Some(f) => Ok(f.clone()),
+            None => Ok(Arc::new(options().open(&self.path).map_err(io_err(&self.path))?)),
+        }
+    }
+
+    /// Stops keeping the file open (once the segment takes no more appends), after
+    /// forcing what was appended to it to disk.
+    pub(super) fn retire(&mut self) -> Result<()> {
+        if let Some(f) = self.file.take() {
+            f.sync_data().map_err(io_err(&self.path))?;
+        }
+        Ok(())
+    }
+
+    /// Keeps the file open, for appends.
+    pub(super) fn keep_open(&mut self) -> Result<()> {
+        self.file = Some(self.handle()?);
+        Ok(())
     }
 
     fn new(first: u64, path: PathBuf, file: File, end: u64) -> Self {
         Self {
             first,
             path,
-            file: Arc::new(file),
+            file: Some(Arc::new(file)),
             end,
             index: None,
             since_index: 0,
@@ -119,7 +146,7 @@ impl Segment {
             return Ok(());
         }
         self.index = Some(Vec::new());
-        let (file, path) = (self.file.clone(), self.path.clone());
+        let (file, path) = (self.handle()?, self.path.clone());
         let size = self.end;
         let mut frames = Frames::new(&file, &path, MAGIC.len() as u64, size);
         self.end = MAGIC.len() as u64;
@@ -144,7 +171,8 @@ impl Segment {
             return Err(corrupt(&format!("{} at byte {at}: {what}", self.path.display())));
         }
         let mut tail = vec![0; usize::try_from(size - at).unwrap_or(0)];
-        self.file.read_exact_at(&mut tail, at).map_err(io_err(&self.path))?;
+        let file = self.handle()?;
+        file.read_exact_at(&mut tail, at).map_err(io_err(&self.path))?;
         let kept = self.path.with_extension(format!("log.damaged-{at}"));
         fs::write(&kept, &tail).map_err(io_err(&kept))?;
         tracing::error!(
@@ -155,7 +183,7 @@ impl Segment {
             %what,
             "the audit trail ends with a damaged or cut-short record: cut off there (a crash while writing); `audit verify` tells whether records were lost"
         );
-        self.file.set_len(at).map_err(io_err(&self.path))?;
+        file.set_len(at).map_err(io_err(&self.path))?;
         self.end = at;
         Ok(())
     }
@@ -184,8 +212,9 @@ impl Segment {
             self.newest = Some((*seq, at));
             frame(buf, *seq, record);
         }
-        if let Err(e) = self.file.write_all_at(buf, self.end) {
-            let _ = self.file.set_len(self.end);
+        let file = self.handle()?;
+        if let Err(e) = file.write_all_at(buf, self.end) {
+            let _ = file.set_len(self.end);
             if let Some(i) = self.index.as_mut() {
                 i.truncate(index);
             }
@@ -204,7 +233,8 @@ impl Segment {
             0 => MAGIC.len() as u64,
             i => index[i - 1].1,
         };
-        let mut frames = Frames::new(&self.file, &self.path, start, self.end);
+        let file = self.handle()?;
+        let mut frames = Frames::new(&file, &self.path, start, self.end);
         let wanted = out.len().saturating_add(limit);
         while out.len() < wanted {
             match frames.next()? {
@@ -223,7 +253,8 @@ impl Segment {
         let Some((_, at)) = self.newest else {
             return Ok(None);
         };
-        Ok(Frames::new(&self.file, &self.path, at, self.end)
+        let file = self.handle()?;
+        Ok(Frames::new(&file, &self.path, at, self.end)
             .next()?
             .map(|(seq, record)| (seq, record.to_vec())))
     }
@@ -231,7 +262,8 @@ impl Segment {
     /// How many records are older than `seq`, and where the first that is not starts.
     pub(super) fn older_than(&mut self, seq: u64) -> Result<(usize, u64)> {
         self.read_all(false)?;
-        let mut frames = Frames::new(&self.file, &self.path, MAGIC.len() as u64, self.end);
+        let file = self.handle()?;
+        let mut frames = Frames::new(&file, &self.path, MAGIC.len() as u64, self.end);
         let mut older = 0;
         loop {
             let at = frames.offset();
@@ -245,7 +277,7 @@ impl Segment {
     /// The file's frames from `offset` to its end, for a segment made of its tail.
     pub(super) fn bytes_from(&self, offset: u64) -> Result<Vec<u8>> {
         let mut bytes = vec![0; usize::try_from(self.end.saturating_sub(offset)).unwrap_or(0)];
-        self.file
+        self.handle()?
             .read_exact_at(&mut bytes, offset)
             .map_err(io_err(&self.path))?;
         Ok(bytes)

@@ -94,6 +94,7 @@ impl Trail {
         if let Some(newest) = inner.segments.last_mut() {
             newest.read_all(true)?;
         }
+        inner.settle()?;
         inner.last = inner.newest_record()?;
         Ok(Self {
             inner: Mutex::new(inner),
@@ -138,10 +139,10 @@ impl Trail {
 
     /// Forces what was appended to disk (without holding appends up meanwhile).
     pub(super) fn sync(&self) -> Result<()> {
-        let Some((file, path)) = self.lock().segments.last().map(|s| (s.file.clone(), s.path.clone())) else {
+        let Some((file, path)) = self.lock().segments.last().map(|s| (s.handle(), s.path.clone())) else {
             return Ok(());
         };
-        file.sync_data().map_err(io_err(&path))
+        file?.sync_data().map_err(io_err(&path))
     }
 }
 
@@ -154,6 +155,20 @@ impl Drop for Inner {
 }
 
 impl Inner {
+    /// Only the newest segment, which takes the appends, keeps its file open; the
+    /// others' are synced and closed.
+    fn settle(&mut self) -> Result<()> {
+        let n = self.segments.len();
+        for (i, segment) in self.segments.iter_mut().enumerate() {
+            if i + 1 == n {
+                segment.keep_open()?;
+            } else {
+                segment.retire()?;
+            }
+        }
+        Ok(())
+    }
+
     fn newest_record(&mut self) -> Result<Option<(u64, Vec<u8>)>> {
         for segment in self.segments.iter_mut().rev() {
             if let Some(newest) = segment.newest_record()? {
@@ -175,13 +190,16 @@ impl Inner {
         let newest = *newest;
         let mut buf = std::mem::take(&mut self.buf);
         let result = match self.segments.last_mut() {
+            Some(s) if s.first > *first => Err(corrupt("a record older than the newest file's first")),
             Some(s) if s.end < SEGMENT_BYTES => s.append(&mut buf, &records),
             _ => {
                 buf.clear();
                 for (seq, record) in &records {
                     super::frames::frame(&mut buf, *seq, record);
                 }
-                let made = Segment::create(&self.dir, *first, &buf);
+                // What the full segment took is on disk before the next one exists.
+                let retired = self.segments.last_mut().map_or(Ok(()), Segment::retire);
+                let made = retired.and_then(|()| Segment::create(&self.dir, *first, &buf));
                 made.and_then(|s| {
                     self.segments.push(s);
                     sync_dir(&self.dir)
@@ -239,6 +257,7 @@ impl Inner {
             }
         }
         sync_dir(&self.dir)?;
+        self.settle()?;
         if self.segments.is_empty() {
             self.last = None;
         }
@@ -270,6 +289,7 @@ impl Inner {
             None => self.segments.push(made),
         }
         sync_dir(&self.dir)?;
+        self.settle()?;
         self.last = self.newest_record()?;
         Ok(())
     }

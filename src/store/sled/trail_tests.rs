@@ -38,6 +38,15 @@ fn segments(dir: &Path) -> Vec<u64> {
     firsts
 }
 
+/// Files under `dir` this process holds open.
+fn open_files_in(dir: &Path) -> usize {
+    fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+        .filter(|p| p.starts_with(dir))
+        .count()
+}
+
 // Every record reads back, across segments and from where the index points, whether the
 // trail was just written or read from its files again.
 #[test]
@@ -72,6 +81,8 @@ fn appends_read_back_before_and_after_reopening() {
     );
     assert_eq!(trail.get(n + 1).unwrap(), None);
     assert_eq!(trail.get(0).unwrap(), None);
+    // Only the newest segment's file stays open, however many there are.
+    assert_eq!(open_files_in(dir.path()), 1);
     // A sequence number that does not follow the newest is refused, and nothing is
     // written.
     assert!(trail.append(|_| vec![(n, record(n))]).is_err());
