@@ -97,14 +97,7 @@ pub struct Fields {
 }
 
 impl Fields {
-    pub fn of(event: &EventRef<'_>) -> Self {
-        Self {
-            name: Cow::Owned(event.event.to_owned()),
-            bytes: encode_fields(event),
-        }
-    }
-
-    /// Like [`Fields::of`], for an event whose name is `kind`'s (no copy of it is made).
+    /// The fields of `event`, whose name is `kind`'s (so no copy of the name is made).
     pub fn of_kind(kind: EventKind, event: &EventRef<'_>) -> Self {
         debug_assert_eq!(kind.name(), event.event);
         Self {
