@@ -122,3 +122,11 @@ pub(super) fn corrupt(what: &str) -> StoreError {
         source: serde::de::Error::custom(format!("the audit trail's files: {what}")),
     }
 }
+
+/// An I/O error on `path`, as the store reports it.
+pub(super) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}

@@ -14,6 +14,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
+use super::frames::io_err;
 use super::trail::Trail;
 use super::SledStore;
 use crate::store::sealed::{is_sealed, SecretKey};
@@ -177,13 +178,6 @@ fn recover(data_dir: &Path) -> Result<()> {
         sync_dir(data_dir)?;
     }
     Ok(())
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 fn remove_dir(path: &Path) -> Result<()> {

@@ -10,8 +10,8 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::frames::{corrupt, frame, Frames, CHUNK};
-use crate::store::{Result, StoreError};
+use super::frames::{corrupt, frame, io_err, Frames, CHUNK};
+use crate::store::Result;
 
 /// The first bytes of every file.
 const MAGIC: &[u8; 16] = b"portcullis-aud1\n";
@@ -53,13 +53,6 @@ fn options() -> OpenOptions {
     let mut o = OpenOptions::new();
     o.read(true).write(true).mode(0o600);
     o
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 impl Segment {

@@ -20,9 +20,9 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::frames::corrupt;
+use super::frames::{corrupt, io_err};
 use super::segment::{self, Segment};
-use crate::store::{Result, StoreError};
+use crate::store::Result;
 
 /// The trail's directory in the data directory.
 pub(super) const DIR: &str = "audit";
@@ -297,13 +297,6 @@ impl Inner {
 
 fn sync_dir(dir: &Path) -> Result<()> {
     fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 #[cfg(test)]

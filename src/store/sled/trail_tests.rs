@@ -5,6 +5,7 @@
 use super::*;
 use crate::store::sled::frames::HEADER;
 use crate::store::sled::segment::{name, STRIDE};
+use crate::store::StoreError;
 
 fn record(seq: u64) -> Vec<u8> {
     format!(
