@@ -37,7 +37,7 @@ pub struct AuthService {
     /// in the store) so the request path never reads the disk.
     pub(super) revoked: Revocations,
     /// Verified tokens, keyed by the whole token (a key on any part of it would let
-    /// altered claims hit the cache), with a fast hasher.
+    /// altered claims hit the cache), hashed by its end.
     pub(super) verified: TokenCache,
     /// One async lock per email with an attempt in flight: attempts on one account run
     /// one after another, so parallel guesses cannot outrun the failure count, and
@@ -106,7 +106,7 @@ impl AuthService {
             mailer,
             clock,
             revoked: Revocations::default(),
-            verified: TokenCache::with_hasher(foldhash::fast::RandomState::default()),
+            verified: TokenCache::default(),
             attempts: DashMap::new(),
             events: crate::metrics::AuthEventCounts::default(),
             notices: DashMap::new(),
@@ -114,7 +114,7 @@ impl AuthService {
             evicting: AtomicBool::new(false),
             token_cache_max: TOKEN_CACHE_MAX,
             idle,
-            cookies: TokenCache::with_hasher(foldhash::fast::RandomState::default()),
+            cookies: TokenCache::default(),
         };
         if let Some(sled) = service.store.sled() {
             sled.build_indexes(CONFIRMATION_TTL_MS).map_err(|e| e.to_string())?;

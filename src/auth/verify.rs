@@ -31,12 +31,15 @@ pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
     if values.next().is_some() {
         return Err(invalid());
     }
+    // `Bearer `, in any case, then the token, spaces and tabs around it dropped. (After
+    // `to_str`, every byte is visible ASCII or a tab.)
     let value = value.to_str().map_err(|_| invalid())?;
-    let (scheme, token) = value.split_once(' ').ok_or_else(invalid)?;
-    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+    let (scheme, token) = value.split_at_checked(7).ok_or_else(invalid)?;
+    let token = token.trim_ascii();
+    if !scheme.eq_ignore_ascii_case("bearer ") || token.is_empty() {
         return Err(invalid());
     }
-    Ok(Some(token.trim()))
+    Ok(Some(token))
 }
 
 impl AuthService {
@@ -306,7 +309,18 @@ mod tests {
         assert_eq!(bearer(&h).unwrap(), Some("abc"));
         h.insert(AUTHORIZATION, "bearer abc".parse().unwrap());
         assert_eq!(bearer(&h).unwrap(), Some("abc"));
-        for bad in ["Basic dXNlcjpw", "Bearer", "Bearer ", "abc"] {
+        h.insert(AUTHORIZATION, "BEARER \t abc\t ".parse().unwrap());
+        assert_eq!(bearer(&h).unwrap(), Some("abc"));
+        for bad in [
+            "Basic dXNlcjpw",
+            "Bearer",
+            "Bearer ",
+            "Bearer \t ",
+            "Bearerx abc",
+            "Bearer\tabc",
+            " Bearer abc",
+            "abc",
+        ] {
             h.insert(AUTHORIZATION, bad.parse().unwrap());
             assert!(bearer(&h).is_err(), "{bad}");
         }
