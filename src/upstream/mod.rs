@@ -6,6 +6,7 @@
 //! [`SendError`]; the forward phase turns it into a `GatewayError`.
 
 pub mod body;
+mod line;
 pub mod pool;
 pub mod request;
 pub mod tls;

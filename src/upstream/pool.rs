@@ -20,7 +20,8 @@
 //! A pool opens at most `[limits] upstream_max_connections` connections at once (idle
 //! ones included): a request that finds none idle and the cap reached waits until one
 //! comes back or closes, within the upstream timeout of the request (504 after it), so
-//! a burst of client streams cannot flood the upstream's accept queue. Connections idle
+//! a burst of client streams cannot flood the upstream's accept queue. Waiting requests
+//! are served in the order they came (see [`super::line`]). Connections idle
 //! for `[limits] upstream_idle_timeout` are closed by [`Pool::reap`], which the gateway
 //! runs on a timer.
 
@@ -35,8 +36,9 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::line::{Handoff, Idle, Line};
 use super::request::UpstreamBody;
 use super::tls::TlsTarget;
 use super::BoxError;
@@ -51,20 +53,13 @@ pub struct Pool {
     addr: String,
     connect_timeout: Duration,
     idle_timeout: Duration,
-    /// Idle connections, the most recently used last.
-    idle: Mutex<Vec<Idle>>,
+    /// Idle connections and the requests waiting for one.
+    line: Arc<Mutex<Line<SendRequest<UpstreamBody>>>>,
     /// One permit per connection that may be open; a connection holds its permit until
     /// it closes.
     slots: Arc<Semaphore>,
-    /// Told when a connection comes back to the pool or closes.
-    available: Arc<Notify>,
     /// For an `https://` upstream: the TLS client its connections are opened with.
     tls: Option<TlsTarget>,
-}
-
-struct Idle {
-    sender: SendRequest<UpstreamBody>,
-    since: Instant,
 }
 
 impl Pool {
@@ -74,46 +69,63 @@ impl Pool {
             tls,
             connect_timeout,
             idle_timeout: limits.upstream_idle_timeout,
-            idle: Mutex::new(Vec::new()),
+            line: Arc::default(),
             slots: Arc::new(Semaphore::new(limits.upstream_max_connections)),
-            available: Arc::new(Notify::new()),
         }
     }
 
-    /// An idle connection, or a new one if the cap allows, or (waiting) whichever of the
-    /// two comes first.
+    /// An idle connection, or a new one if the cap allows, or (waiting, in turn) the
+    /// first connection to come back or the first place to free up.
     async fn checkout(&self) -> Result<(SendRequest<UpstreamBody>, bool), BoxError> {
+        // Told of room that another request took first: back in line, at its head.
+        let mut overtaken = false;
         loop {
-            if let Some(s) = self.take_idle() {
-                return Ok((s, true));
-            }
-            if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            match self.next(overtaken) {
+                Next::Idle(s) => return Ok((s, true)),
                 // Boxed: opening a connection (with its TLS handshake) is rare, and its
                 // state would otherwise make every request's future larger.
-                return match Box::pin(self.connect(permit)).await {
-                    Ok(s) => Ok((s, false)),
-                    Err(e) => {
-                        // The permit went back: let a waiter try.
-                        self.available.notify_one();
-                        Err(e)
-                    }
-                };
+                Next::Open(permit) => {
+                    return match Box::pin(self.connect(permit)).await {
+                        Ok(s) => Ok((s, false)),
+                        Err(e) => {
+                            // The permit went back: let a waiter try.
+                            room(&self.line);
+                            Err(e)
+                        }
+                    };
+                }
+                // Dropped with this request (its deadline passed): the handoff then goes
+                // to the next in line.
+                Next::Wait(turn) => match turn.await {
+                    Ok(Handoff::Connection(s)) => return Ok((s, true)),
+                    Ok(Handoff::Room) | Err(_) => overtaken = true,
+                },
             }
-            // A notification given while no one waited is kept, so none is lost between
-            // the checks above and this wait.
-            self.available.notified().await;
+        }
+    }
+
+    /// What a request looking for a connection does next, decided under the line's lock.
+    fn next(&self, overtaken: bool) -> Next {
+        let mut line = self.line.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = self.take_idle(&mut line) {
+            return Next::Idle(s);
+        }
+        match self.slots.clone().try_acquire_owned() {
+            Ok(permit) => Next::Open(permit),
+            Err(_) => Next::Wait(line.wait(overtaken)),
         }
     }
 
     /// Closes the connections idle for longer than the idle timeout.
     pub fn reap(&self) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut line = self.line.lock().unwrap_or_else(|p| p.into_inner());
+        let idle = &mut line.idle;
         let stale = idle
             .iter()
-            .take_while(|e| e.sender.is_closed() || e.since.elapsed() >= self.idle_timeout)
+            .take_while(|e| e.conn.is_closed() || e.since.elapsed() >= self.idle_timeout)
             .count();
         idle.drain(..stale);
-        idle.retain(|e| !e.sender.is_closed());
+        idle.retain(|e| !e.conn.is_closed());
     }
 
     /// Sends `req` and returns the response, whose body hands the connection back to
@@ -146,11 +158,10 @@ impl Pool {
         }
     }
 
-    fn take_idle(&self) -> Option<SendRequest<UpstreamBody>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(entry) = idle.pop() {
-            if !entry.sender.is_closed() && entry.since.elapsed() < self.idle_timeout {
-                return Some(entry.sender);
+    fn take_idle(&self, line: &mut Line<SendRequest<UpstreamBody>>) -> Option<SendRequest<UpstreamBody>> {
+        while let Some(entry) = line.idle.pop() {
+            if !entry.conn.is_closed() && entry.since.elapsed() < self.idle_timeout {
+                return Some(entry.conn);
             }
         }
         None
@@ -160,7 +171,12 @@ impl Pool {
         if sender.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut line = self.line.lock().unwrap_or_else(|p| p.into_inner());
+        // The first request waiting takes it; otherwise it is idle.
+        let Some(sender) = line.give(sender) else {
+            return;
+        };
+        let idle = &mut line.idle;
         // The oldest come first: drop those idle too long (their connections close).
         let stale = idle
             .iter()
@@ -171,12 +187,10 @@ impl Pool {
         }
         if idle.len() < MAX_IDLE {
             idle.push(Idle {
-                sender,
+                conn: sender,
                 since: Instant::now(),
             });
         }
-        drop(idle);
-        self.available.notify_one();
     }
 
     /// Opens a connection (TCP, and TLS for an `https://` upstream, within the connect
@@ -208,17 +222,32 @@ impl Pool {
     {
         let (sender, conn) = http1::Builder::new().handshake(TokioIo::new(stream)).await?;
         let addr = self.addr.clone();
-        let available = self.available.clone();
+        let line = self.line.clone();
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(upstream = %addr, error = %crate::error_chain::chain(&e), "upstream connection ended with an error");
             }
             // The connection's place is free for another.
             drop(permit);
-            available.notify_one();
+            room(&line);
         });
         Ok(sender)
     }
+}
+
+/// What a request looking for a connection does next.
+enum Next {
+    /// Sends on this idle connection.
+    Idle(SendRequest<UpstreamBody>),
+    /// Opens a connection in this place.
+    Open(OwnedSemaphorePermit),
+    /// Waits in line for its turn.
+    Wait(tokio::sync::oneshot::Receiver<Handoff<SendRequest<UpstreamBody>>>),
+}
+
+/// Tells the first waiting request, if any, that a connection's place is free.
+fn room(line: &Mutex<Line<SendRequest<UpstreamBody>>>) {
+    line.lock().unwrap_or_else(|p| p.into_inner()).room();
 }
 
 /// Connects to the first address of `addr` that accepts, with Nagle off and TCP
