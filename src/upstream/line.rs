@@ -2,9 +2,14 @@
 //! order they came. A connection that comes back goes straight to the first request
 //! still waiting, never to the idle list while one waits, so a request arriving later
 //! cannot take it first; a request that was told of room and lost it to another goes
-//! back to the head of the line.
+//! back to the head of the line. A request that stops waiting just after being told of
+//! room passes it on to the next, so no place is left unused while others wait.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use tokio::sync::oneshot;
@@ -87,6 +92,48 @@ impl<C> Line<C> {
     }
 }
 
+/// A request's place in line: ready with what it is handed (`None` if the line is gone).
+/// Dropped with room handed to it and not taken, it passes the room on; a connection
+/// handed to it and not taken is closed with it, which frees its place in turn.
+pub(super) struct Turn<C> {
+    rx: Option<oneshot::Receiver<Handoff<C>>>,
+    line: Arc<Mutex<Line<C>>>,
+}
+
+impl<C> Turn<C> {
+    /// Puts a request in `line` (see [`Line::wait`]); the lock is taken here.
+    pub fn new(line: &Arc<Mutex<Line<C>>>, waiting: &mut Line<C>, first: bool) -> Self {
+        Self {
+            rx: Some(waiting.wait(first)),
+            line: line.clone(),
+        }
+    }
+}
+
+impl<C> Future for Turn<C> {
+    type Output = Option<Handoff<C>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(rx) = self.rx.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let handed = std::task::ready!(Pin::new(rx).poll(cx)).ok();
+        self.rx = None;
+        Poll::Ready(handed)
+    }
+}
+
+impl<C> Drop for Turn<C> {
+    fn drop(&mut self) {
+        if let Some(mut rx) = self.rx.take() {
+            rx.close();
+            if let Ok(Handoff::Room) = rx.try_recv() {
+                self.line.lock().unwrap_or_else(|p| p.into_inner()).room();
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +181,18 @@ mod tests {
         let mut again = line.wait(true);
         assert!(line.give(1).is_none());
         assert_eq!((got(&mut again), got(&mut b)), (Some(1), None));
+    }
+
+    // A request that stops waiting just after being told of room passes it on.
+    #[test]
+    fn room_not_taken_is_passed_on() {
+        let line = Arc::new(Mutex::new(Line::<u32>::default()));
+        let b = Turn::new(&line, &mut line.lock().unwrap(), false);
+        let mut c = line.lock().unwrap().wait(false);
+        line.lock().unwrap().room();
+        assert_eq!(got(&mut c), None, "the room went to the first in line");
+        drop(b);
+        assert_eq!(got(&mut c), Some(0), "and on to the next when the first left");
     }
 
     // Requests that stopped waiting do not pile up.

@@ -38,7 +38,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::line::{Handoff, Idle, Line};
+use super::line::{Handoff, Idle, Line, Turn};
 use super::request::UpstreamBody;
 use super::tls::TlsTarget;
 use super::BoxError;
@@ -97,8 +97,8 @@ impl Pool {
                 // Dropped with this request (its deadline passed): the handoff then goes
                 // to the next in line.
                 Next::Wait(turn) => match turn.await {
-                    Ok(Handoff::Connection(s)) => return Ok((s, true)),
-                    Ok(Handoff::Room) | Err(_) => overtaken = true,
+                    Some(Handoff::Connection(s)) => return Ok((s, true)),
+                    Some(Handoff::Room) | None => overtaken = true,
                 },
             }
         }
@@ -112,7 +112,7 @@ impl Pool {
         }
         match self.slots.clone().try_acquire_owned() {
             Ok(permit) => Next::Open(permit),
-            Err(_) => Next::Wait(line.wait(overtaken)),
+            Err(_) => Next::Wait(Turn::new(&self.line, &mut line, overtaken)),
         }
     }
 
@@ -242,7 +242,7 @@ enum Next {
     /// Opens a connection in this place.
     Open(OwnedSemaphorePermit),
     /// Waits in line for its turn.
-    Wait(tokio::sync::oneshot::Receiver<Handoff<SendRequest<UpstreamBody>>>),
+    Wait(Turn<SendRequest<UpstreamBody>>),
 }
 
 /// Tells the first waiting request, if any, that a connection's place is free.
