@@ -92,6 +92,11 @@ impl<C> Line<C> {
     }
 }
 
+/// Tells the first request waiting in `line`, if any, that a connection's place is free.
+pub(super) fn room<C>(line: &Mutex<Line<C>>) {
+    line.lock().unwrap_or_else(|p| p.into_inner()).room();
+}
+
 /// A request's place in line: ready with what it is handed (`None` if the line is gone).
 /// Dropped with room handed to it and not taken, it passes the room on; a connection
 /// handed to it and not taken is closed with it, which frees its place in turn.
@@ -101,7 +106,8 @@ pub(super) struct Turn<C> {
 }
 
 impl<C> Turn<C> {
-    /// Puts a request in `line` (see [`Line::wait`]); the lock is taken here.
+    /// Puts a request in `line` (see [`Line::wait`]); `waiting` is `line`, locked by the
+    /// caller.
     pub fn new(line: &Arc<Mutex<Line<C>>>, waiting: &mut Line<C>, first: bool) -> Self {
         Self {
             rx: Some(waiting.wait(first)),
@@ -128,7 +134,7 @@ impl<C> Drop for Turn<C> {
         if let Some(mut rx) = self.rx.take() {
             rx.close();
             if let Ok(Handoff::Room) = rx.try_recv() {
-                self.line.lock().unwrap_or_else(|p| p.into_inner()).room();
+                room(&self.line);
             }
         }
     }

@@ -38,7 +38,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::line::{Handoff, Idle, Line, Turn};
+use super::line::{room, Handoff, Idle, Line, Turn};
 use super::request::UpstreamBody;
 use super::tls::TlsTarget;
 use super::BoxError;
@@ -243,11 +243,6 @@ enum Next {
     Open(OwnedSemaphorePermit),
     /// Waits in line for its turn.
     Wait(Turn<SendRequest<UpstreamBody>>),
-}
-
-/// Tells the first waiting request, if any, that a connection's place is free.
-fn room(line: &Mutex<Line<SendRequest<UpstreamBody>>>) {
-    line.lock().unwrap_or_else(|p| p.into_inner()).room();
 }
 
 /// Connects to the first address of `addr` that accepts, with Nagle off and TCP

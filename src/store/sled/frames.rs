@@ -80,10 +80,7 @@ impl<'a> Frames<'a> {
         self.buf.resize(want, 0);
         self.file
             .read_exact_at(&mut self.buf[have..], offset + have as u64)
-            .map_err(|source| StoreError::Io {
-                path: self.path.to_path_buf(),
-                source,
-            })?;
+            .map_err(io_err(self.path))?;
         Ok(true)
     }
 
