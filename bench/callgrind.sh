@@ -18,6 +18,8 @@
 # KEEP=DIR keeps the callgrind output files there. ROUTES="public role audited" also
 # counts the role route with `audit = true`, its records' writer included (counting
 # stops half a second after the last request, once the writer has taken it).
+# NGINX_PROXY=1 also counts an nginx plain proxy (one worker, upstream keep-alive, the same
+# backend; compare.sh's proxy) the same way, on the public route's URL, for comparison.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n1=${1:-1000}
@@ -167,8 +169,55 @@ up() {
 stop() { kill -TERM "$1"; wait "$1" 2>/dev/null || true; }
 total() { awk '/^totals:/ { t += $2 } END { print t + 0 }' "$1"; }
 
+# count_nginx: per-request instructions of an nginx plain proxy to the same backend, one
+# worker process (no master), counted like the gateway (on only around the requests).
+count_nginx() {
+  local dir=$work/nginx-proxy n out pid
+  mkdir -p "$dir"
+  cat > "$dir/nginx.conf" <<NGINX
+worker_processes 1;
+master_process off;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $work/nginx-tmp;
+  proxy_temp_path $work/nginx-tmp;
+  fastcgi_temp_path $work/nginx-tmp;
+  uwsgi_temp_path $work/nginx-tmp;
+  scgi_temp_path $work/nginx-tmp;
+  upstream backend { server 127.0.0.1:18001; keepalive 256; }
+  server {
+    listen 127.0.0.1:18081;
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+NGINX
+  local url=http://127.0.0.1:18081/api/products/3
+  for n in "$n1" "$n2"; do
+    out=$dir/callgrind.public.$n
+    valgrind --tool=callgrind --callgrind-out-file="$out" -q --instr-atstart=no \
+      nginx -c "$dir/nginx.conf" -p "$dir" 2>"$dir/valgrind.log" & pid=$!
+    for _ in $(seq 1200); do curl -s -o /dev/null "$url" && break; sleep 0.1; done
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "$url")" = 200 ] || { echo "nginx proxy: $url does not answer 200" >&2; exit 1; }
+    callgrind_control -i on "$pid" >/dev/null 2>&1
+    h2load --h1 -n "$n" -c1 -m1 "$url" > "$dir/h2load.txt"
+    callgrind_control -i off "$pid" >/dev/null 2>&1
+    grep -q "^status codes: $n 2xx" "$dir/h2load.txt" || { echo "nginx proxy: not all $n requests answered 2xx" >&2; exit 1; }
+    kill -QUIT "$pid"; wait "$pid" 2>/dev/null || true
+  done
+  local a b
+  a=$(total "$dir/callgrind.public.$n1")
+  b=$(total "$dir/callgrind.public.$n2")
+  echo "nginx|public|$a|$b|$(( (b - a) / (n2 - n1) ))"
+}
+
 count "$gw" current > "$work/results.txt"
 [ -z "${BASELINE_BIN:-}" ] || count "$BASELINE_BIN" baseline >> "$work/results.txt"
+[ "${NGINX_PROXY:-0}" != 1 ] || count_nginx >> "$work/results.txt"
 
 echo
 echo "callgrind, one worker, plain HTTP, one keep-alive connection; N1=$n1, N2=$n2 requests; $(date -u +%Y-%m-%d)"
@@ -242,4 +291,49 @@ for d, f in diff[:20]:
 PY
   done
 fi
+# Where one request's instructions go, current build: the inclusive cost of the tasks and
+# futures a proxied request runs through, (N2 - N1) / (N2 - N1) per request like the totals.
+for route in $routes; do
+  for n in "$n1" "$n2"; do
+    callgrind_annotate --threshold=100 --inclusive=yes "$work/current/callgrind.$route.$n" > "$work/current/inclusive.$route.$n" 2>/dev/null
+  done
+  echo
+  echo "$route route, current build: where a request's instructions go (inclusive, per request)"
+  python3 - "$work" "$route" "$n1" "$n2" "$(grep "^current|$route|" "$work/results.txt" | cut -d'|' -f5)" <<'PY'
+import re, sys
+work, route, n1, n2, total = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+line = re.compile(r"^\s*([\d,]+)\s+(?:\([^)]*\)\s+)?(.+?)\s*$")
+def inclusive(n):
+    d, started = {}, False
+    for l in open(f"{work}/current/inclusive.{route}.{n}", errors="replace"):
+        if "file:function" in l:
+            started = True
+            continue
+        m = line.match(l) if started else None
+        if m and ":" in m.group(2):
+            fn = re.sub(r"\s*\[[^\]]*\]$", "", m.group(2).split(":", 1)[1].strip())
+            d[fn] = max(d.get(fn, 0), int(m.group(1).replace(",", "")))
+    return d
+a, b = inclusive(n1), inclusive(n2)
+per = lambda f: (b.get(f, 0) - a.get(f, 0)) / (n2 - n1)
+server = per("<hyper_util::server::conn::auto::Connection<I,S,E> as core::future::future::Future>::poll")
+request = per("portcullis::listener::connection::run_http::{{closure}}::{{closure}}::{{closure}}")
+inner = per("portcullis::pipeline::Pipeline::handle_inner::{{closure}}")
+fwd = per("portcullis::pipeline::forward::forward::{{closure}}")
+client = per("portcullis::upstream::pool::Pool::start::{{closure}}::{{closure}}")
+rows = [
+    ("hyper's server connection, without the request's future", server - request),
+    ("the request's future: before the phases and after (ids, context, metrics, security headers)", request - inner),
+    ("the phases up to forwarding (normalize, authenticate, authorize, rate limit)", inner - fwd),
+    ("forwarding: header rewrite, upstream URI, the pool, handing the request to hyper's client", fwd),
+    ("hyper's client connection task (encode, write, read, parse the response, body)", client),
+    ("the rest: the runtime (epoll, timers, scheduling) and background tasks", total - server - client),
+]
+print(f"| {'Ir/req':>8} | part")
+print("|----------|-----")
+for name, v in rows:
+    print(f"| {v:8.0f} | {name}")
+print(f"| {total:8.0f} | the whole request")
+PY
+done
 if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP"; cp -r "$work/current" "$KEEP/" && { [ -d "$work/baseline" ] && cp -r "$work/baseline" "$KEEP/" || true; }; fi
