@@ -80,6 +80,12 @@ impl<C> Line<C> {
         let _ = self.hand_over(Handoff::Room);
     }
 
+    /// How many requests are in line (those gone included, until passed over).
+    #[cfg(test)]
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
     fn hand_over(&mut self, mut handoff: Handoff<C>) -> Option<Handoff<C>> {
         while let Some(waiter) = self.waiting.pop_front() {
             match waiter.send(handoff) {

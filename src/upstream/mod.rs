@@ -9,6 +9,8 @@ pub mod body;
 mod line;
 pub mod pool;
 pub mod request;
+#[cfg(test)]
+mod tests;
 pub mod tls;
 
 use std::collections::HashMap;

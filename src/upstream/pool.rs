@@ -116,6 +116,12 @@ impl Pool {
         }
     }
 
+    /// How many requests wait in line.
+    #[cfg(test)]
+    pub(super) fn waiting(&self) -> usize {
+        self.line.lock().unwrap_or_else(|p| p.into_inner()).waiting()
+    }
+
     /// Closes the connections idle for longer than the idle timeout.
     pub fn reap(&self) {
         let mut line = self.line.lock().unwrap_or_else(|p| p.into_inner());
