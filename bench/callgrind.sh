@@ -45,13 +45,10 @@ cleanup() {
 trap cleanup EXIT
 
 body='{"id":3,"name":"Yoga mat","category":"fitness","price":29.99,"stock":60,"description":"A 6 mm non-slip mat for yoga and pilates, with a carry strap.","tags":["yoga","fitness"]}'
-mkdir -p "$work/nginx-tmp"
-cat > "$work/nginx.conf" <<NGINX
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
-events { worker_connections 1024; }
-http {
+# The settings both nginx configurations share: no access log, keep-alive without a
+# request limit, temporary files under $work.
+nginx_common() {
+  cat <<NGINX
   access_log off;
   keepalive_requests 1000000;
   client_body_temp_path $work/nginx-tmp;
@@ -59,6 +56,16 @@ http {
   fastcgi_temp_path $work/nginx-tmp;
   uwsgi_temp_path $work/nginx-tmp;
   scgi_temp_path $work/nginx-tmp;
+NGINX
+}
+mkdir -p "$work/nginx-tmp"
+cat > "$work/nginx.conf" <<NGINX
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 1024; }
+http {
+$(nginx_common)
   server {
     listen 127.0.0.1:18001;
     location / { default_type application/json; return 200 '$body'; }
@@ -182,13 +189,7 @@ pid $dir/nginx.pid;
 error_log $dir/error.log;
 events { worker_connections 1024; }
 http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path $work/nginx-tmp;
-  proxy_temp_path $work/nginx-tmp;
-  fastcgi_temp_path $work/nginx-tmp;
-  uwsgi_temp_path $work/nginx-tmp;
-  scgi_temp_path $work/nginx-tmp;
+$(nginx_common)
   upstream backend { server 127.0.0.1:18001; keepalive 256; }
   server {
     listen 127.0.0.1:18081;
