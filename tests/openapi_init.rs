@@ -1,7 +1,7 @@
 //! `portcullis policy init --from-openapi` on two OpenAPI documents this project did not
 //! write: the one a FastAPI application generates (3.1, JSON, fetched from the running
 //! app) and the OpenAPI Initiative's petstore-expanded example (3.0, YAML, `allOf` and
-//! `$ref`s; tests/data/openapi/). For each, the policy parses, `policy check` passes with
+//! `$ref`s; tests/fixtures/openapi/). For each, the policy parses, `policy check` passes with
 //! exactly the expected warnings, `policy test` passes, and a gateway running it routes
 //! the documented paths: 403 as generated (`roles = []`), to the upstream once a role is
 //! filled in, and 404 for what the document does not describe.
@@ -112,7 +112,7 @@ async fn status(gw: &TestGateway, method: &str, path: &str, token: &str, body: O
 
 #[tokio::test]
 async fn petstore_expanded_3_0_yaml() {
-    let document = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/openapi/petstore-expanded.yaml");
+    let document = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/openapi/petstore-expanded.yaml");
     let policy = generate(&document, "api");
     let routes = routes(&policy);
     let fields = |v: &[&str]| Some(v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
@@ -371,7 +371,7 @@ fn errors_go_to_stderr_with_status_1() {
 /// variables, a form-encoded request body, a free-form response).
 #[test]
 fn uspto_3_0_yaml_checks_and_tests() {
-    let document = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/openapi/uspto.yaml");
+    let document = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/openapi/uspto.yaml");
     let policy = generate(&document, "api");
     let shape: Vec<(String, String, Names, Names)> =
         routes(&policy).into_iter().map(|r| (r.1, r.2, r.3, r.4)).collect();
