@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -98,9 +98,15 @@ impl<C> Line<C> {
     }
 }
 
+/// `line`, locked. A panic while it was held leaves it usable: every change to it is
+/// whole by the time its lock is let go.
+pub(super) fn lock<C>(line: &Mutex<Line<C>>) -> MutexGuard<'_, Line<C>> {
+    line.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Tells the first request waiting in `line`, if any, that a connection's place is free.
 pub(super) fn room<C>(line: &Mutex<Line<C>>) {
-    line.lock().unwrap_or_else(|p| p.into_inner()).room();
+    lock(line).room();
 }
 
 /// A request's place in line: ready with what it is handed (`None` if the line is gone).

@@ -38,7 +38,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::line::{room, Handoff, Idle, Line, Turn};
+use super::line::{lock, room, Handoff, Idle, Line, Turn};
 use super::request::UpstreamBody;
 use super::tls::TlsTarget;
 use super::BoxError;
@@ -106,7 +106,7 @@ impl Pool {
 
     /// What a request looking for a connection does next, decided under the line's lock.
     fn next(&self, overtaken: bool) -> Next {
-        let mut line = self.line.lock().unwrap_or_else(|p| p.into_inner());
+        let mut line = lock(&self.line);
         if let Some(s) = self.take_idle(&mut line) {
             return Next::Idle(s);
         }
@@ -119,12 +119,12 @@ impl Pool {
     /// How many requests wait in line.
     #[cfg(test)]
     pub(super) fn waiting(&self) -> usize {
-        self.line.lock().unwrap_or_else(|p| p.into_inner()).waiting()
+        lock(&self.line).waiting()
     }
 
     /// Closes the connections idle for longer than the idle timeout.
     pub fn reap(&self) {
-        let mut line = self.line.lock().unwrap_or_else(|p| p.into_inner());
+        let mut line = lock(&self.line);
         let idle = &mut line.idle;
         let stale = idle
             .iter()
@@ -177,7 +177,7 @@ impl Pool {
         if sender.is_closed() {
             return;
         }
-        let mut line = self.line.lock().unwrap_or_else(|p| p.into_inner());
+        let mut line = lock(&self.line);
         // The first request waiting takes it; otherwise it is idle.
         let Some(sender) = line.give(sender) else {
             return;
