@@ -241,24 +241,16 @@ if [ -n "${BASELINE_BIN:-}" ]; then
     echo
     echo "$route route: functions whose instructions per request changed most (current - baseline)"
     python3 - "$work" "$route" "$n1" "$n2" <<'PY'
-import re, sys
+import sys
+sys.path.insert(0, "bench")
+from annotate import functions
 work, route, n1, n2 = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-line = re.compile(r"^\s*([\d,]+)\s+(?:\([^)]*\)\s+)?(.+?)\s*$")
 def per_fn(build):
     runs = []
     for n in (n1, n2):
         d = {}
-        started = False
-        for l in open(f"{work}/{build}/annotate.{route}.{n}", errors="replace"):
-            if "file:function" in l:
-                started = True
-                continue
-            m = line.match(l) if started else None
-            if m and ":" in m.group(2):
-                fn = m.group(2).split(":", 1)[1].strip()
-                fn = re.sub(r"::h[0-9a-f]{16}$", "", fn)
-                fn = re.sub(r"\s*\[[^\]]*\]$", "", fn)
-                d[fn] = d.get(fn, 0) + int(m.group(1).replace(",", ""))
+        for fn, ir in functions(f"{work}/{build}/annotate.{route}.{n}"):
+            d[fn] = d.get(fn, 0) + ir
         runs.append(d)
     a, b = runs
     return {f: (b.get(f, 0) - a.get(f, 0)) / (n2 - n1) for f in set(a) | set(b)}
@@ -301,19 +293,14 @@ for route in $routes; do
   echo
   echo "$route route, current build: where a request's instructions go (inclusive, per request)"
   python3 - "$work" "$route" "$n1" "$n2" "$(grep "^current|$route|" "$work/results.txt" | cut -d'|' -f5)" <<'PY'
-import re, sys
+import sys
+sys.path.insert(0, "bench")
+from annotate import functions
 work, route, n1, n2, total = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-line = re.compile(r"^\s*([\d,]+)\s+(?:\([^)]*\)\s+)?(.+?)\s*$")
 def inclusive(n):
-    d, started = {}, False
-    for l in open(f"{work}/current/inclusive.{route}.{n}", errors="replace"):
-        if "file:function" in l:
-            started = True
-            continue
-        m = line.match(l) if started else None
-        if m and ":" in m.group(2):
-            fn = re.sub(r"\s*\[[^\]]*\]$", "", m.group(2).split(":", 1)[1].strip())
-            d[fn] = max(d.get(fn, 0), int(m.group(1).replace(",", "")))
+    d = {}
+    for fn, ir in functions(f"{work}/current/inclusive.{route}.{n}"):
+        d[fn] = max(d.get(fn, 0), ir)
     return d
 a, b = inclusive(n1), inclusive(n2)
 per = lambda f: (b.get(f, 0) - a.get(f, 0)) / (n2 - n1)
