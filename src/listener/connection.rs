@@ -159,12 +159,12 @@ struct Counted {
 
 impl hyper::body::Body for Counted {
     type Data = bytes::Bytes;
-    type Error = hyper::Error;
+    type Error = crate::upstream::BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, crate::upstream::BoxError>>> {
         Pin::new(&mut self.body).poll_frame(cx)
     }
 

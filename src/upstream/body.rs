@@ -11,6 +11,7 @@ use http_body_util::Full;
 use hyper::body::{Body, Frame, SizeHint};
 
 use super::pool::PooledBody;
+use super::BoxError;
 
 /// What the gateway answers a client with.
 pub enum GatewayBody {
@@ -30,9 +31,9 @@ impl GatewayBody {
 
 impl Body for GatewayBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             Self::Full(b) => Pin::new(b).poll_frame(cx).map_err(|never| match never {}),
             Self::Upstream(b) => Pin::new(b).poll_frame(cx),

@@ -6,6 +6,8 @@
 //! [`SendError`]; the forward phase turns it into a `GatewayError`.
 
 pub mod body;
+mod conn;
+pub mod h1;
 mod line;
 pub mod pool;
 pub mod request;

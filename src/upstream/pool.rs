@@ -5,8 +5,15 @@
 //! back to the pool when the upstream's response body has been read to its end; a
 //! response abandoned half-way closes its connection instead, since the next response
 //! on it would be out of step. A request that a reused connection could not send (the
-//! upstream closed it while it was idle) is sent again on another connection; a request
-//! that went out is never sent twice.
+//! upstream closed it while it was idle) is sent again on another connection. A request
+//! that went out is never sent twice, with one exception: a `GET` or `HEAD` without a
+//! body that a reused connection got not one byte of answer to (the upstream closed it
+//! as the request went out) is sent again, as a safe method may be (RFC 9110 §9.2.2).
+//!
+//! Requests without a body to a plain upstream run their exchange inside their own task
+//! ([`super::h1`]); the others go through hyper's client, whose connections run in tasks
+//! of their own. Both kinds share the pool, its cap and its line: an in-task connection
+//! taken for a request with a body is handed to hyper for good.
 //!
 //! An `https://` upstream's connections are TLS: the TCP connect and the TLS handshake
 //! share the connect deadline, then HTTP/1.1 runs over the TLS stream; keep-alive, reuse
@@ -38,7 +45,9 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::line::{lock, room, Handoff, Idle, Line, Turn};
+use super::conn::{Conn, Slot};
+use super::h1::{self, ExchangeError};
+use super::line::{lock, Handoff, Idle, Line, Turn};
 use super::request::UpstreamBody;
 use super::tls::TlsTarget;
 use super::BoxError;
@@ -54,7 +63,7 @@ pub struct Pool {
     connect_timeout: Duration,
     idle_timeout: Duration,
     /// Idle connections and the requests waiting for one.
-    line: Arc<Mutex<Line<SendRequest<UpstreamBody>>>>,
+    line: Arc<Mutex<Line<Conn>>>,
     /// One permit per connection that may be open; a connection holds its permit until
     /// it closes.
     slots: Arc<Semaphore>,
@@ -74,30 +83,23 @@ impl Pool {
         }
     }
 
-    /// An idle connection, or a new one if the cap allows, or (waiting, in turn) the
-    /// first connection to come back or the first place to free up.
-    async fn checkout(&self) -> Result<(SendRequest<UpstreamBody>, bool), BoxError> {
+    /// An idle connection, or a new one if the cap allows (in-task if `in_task` and the
+    /// upstream is plain), or (waiting, in turn) the first connection to come back or
+    /// the first place to free up. `true` with a connection that was used before.
+    async fn checkout(&self, in_task: bool) -> Result<(Conn, bool), BoxError> {
         // Told of room that another request took first: back in line, at its head.
         let mut overtaken = false;
         loop {
             match self.next(overtaken) {
-                Next::Idle(s) => return Ok((s, true)),
+                Next::Idle(c) => return Ok((c, true)),
                 // Boxed: opening a connection (with its TLS handshake) is rare, and its
-                // state would otherwise make every request's future larger.
-                Next::Open(permit) => {
-                    return match Box::pin(self.connect(permit)).await {
-                        Ok(s) => Ok((s, false)),
-                        Err(e) => {
-                            // The permit went back: let a waiter try.
-                            room(&self.line);
-                            Err(e)
-                        }
-                    };
-                }
+                // state would otherwise make every request's future larger. A failure
+                // gives the place back (the slot's drop tells a waiter).
+                Next::Open(permit) => return Box::pin(self.connect(permit, in_task)).await.map(|c| (c, false)),
                 // Dropped with this request (its deadline passed): the handoff then goes
                 // to the next in line.
                 Next::Wait(turn) => match turn.await {
-                    Some(Handoff::Connection(s)) => return Ok((s, true)),
+                    Some(Handoff::Connection(c)) => return Ok((c, true)),
                     Some(Handoff::Room) | None => overtaken = true,
                 },
             }
@@ -106,9 +108,12 @@ impl Pool {
 
     /// What a request looking for a connection does next, decided under the line's lock.
     fn next(&self, overtaken: bool) -> Next {
+        // Declared before the lock, so closed connections are dropped after it is let go
+        // (an in-task connection's slot locks the line as it closes).
+        let mut closed = Vec::new();
         let mut line = lock(&self.line);
-        if let Some(s) = self.take_idle(&mut line) {
-            return Next::Idle(s);
+        if let Some(c) = self.take_idle(&mut line, &mut closed) {
+            return Next::Idle(c);
         }
         match self.slots.clone().try_acquire_owned() {
             Ok(permit) => Next::Open(permit),
@@ -124,21 +129,36 @@ impl Pool {
 
     /// Closes the connections idle for longer than the idle timeout.
     pub fn reap(&self) {
+        let mut closed = Vec::new();
         let mut line = lock(&self.line);
-        let idle = &mut line.idle;
-        let stale = idle
-            .iter()
-            .take_while(|e| e.conn.is_closed() || e.since.elapsed() >= self.idle_timeout)
-            .count();
-        idle.drain(..stale);
-        idle.retain(|e| !e.conn.is_closed());
+        for entry in std::mem::take(&mut line.idle) {
+            if entry.conn.is_closed() || entry.since.elapsed() >= self.idle_timeout {
+                closed.push(entry);
+            } else {
+                line.idle.push(entry);
+            }
+        }
     }
 
     /// Sends `req` and returns the response, whose body hands the connection back to
     /// the pool once it has been read to its end.
     pub async fn send(self: &Arc<Self>, mut req: Request<UpstreamBody>) -> Result<Response<PooledBody>, BoxError> {
+        let in_task = self.tls.is_none() && h1::fits(&req);
         loop {
-            let (mut sender, reused) = self.checkout().await?;
+            let (conn, reused) = self.checkout(in_task).await?;
+            let mut sender = match conn {
+                Conn::InTask(c) if in_task => match c.exchange(&req).await {
+                    Ok((parts, body)) => return Ok(Response::from_parts(parts, PooledBody::in_task(body, self))),
+                    // The upstream closed it as the request went out: another will do.
+                    Err(ExchangeError::Unanswered(_)) if reused => continue,
+                    Err(e) => return Err(e.into()),
+                },
+                Conn::InTask(c) => {
+                    let (stream, slot) = c.into_parts().ok_or("idle connection with unread bytes")?;
+                    self.start(stream, slot).await?
+                }
+                Conn::Hyper(s) => s,
+            };
             // A reused connection may still be finishing its previous exchange.
             if let Err(e) = sender.ready().await {
                 if reused {
@@ -149,10 +169,10 @@ impl Pool {
             match sender.try_send_request(req).await {
                 Ok(resp) => {
                     let (parts, body) = resp.into_parts();
-                    let body = PooledBody {
+                    let body = PooledBody(Inner::Hyper {
                         body,
                         back: Some((sender, self.clone())),
-                    };
+                    });
                     return Ok(Response::from_parts(parts, body));
                 }
                 Err(mut e) => match e.take_message() {
@@ -164,22 +184,27 @@ impl Pool {
         }
     }
 
-    fn take_idle(&self, line: &mut Line<SendRequest<UpstreamBody>>) -> Option<SendRequest<UpstreamBody>> {
+    fn take_idle(&self, line: &mut Line<Conn>, closed: &mut Vec<Conn>) -> Option<Conn> {
         while let Some(entry) = line.idle.pop() {
             if !entry.conn.is_closed() && entry.since.elapsed() < self.idle_timeout {
                 return Some(entry.conn);
             }
+            closed.push(entry.conn);
         }
         None
     }
 
-    fn put(&self, sender: SendRequest<UpstreamBody>) {
-        if sender.is_closed() {
-            return;
+    fn put(&self, conn: Conn) {
+        if let Conn::Hyper(s) = &conn {
+            if s.is_closed() {
+                return;
+            }
         }
+        // Declared before the lock: what is dropped here closes after it is let go.
+        let mut closed = Vec::new();
         let mut line = lock(&self.line);
         // The first request waiting takes it; otherwise it is idle.
-        let Some(sender) = line.give(sender) else {
+        let Some(conn) = line.give(conn) else {
             return;
         };
         let idle = &mut line.idle;
@@ -188,54 +213,57 @@ impl Pool {
             .iter()
             .take_while(|e| e.since.elapsed() >= self.idle_timeout)
             .count();
-        if stale > 0 {
-            idle.drain(..stale);
-        }
+        closed.extend(idle.drain(..stale).map(|e| e.conn));
         if idle.len() < MAX_IDLE {
             idle.push(Idle {
-                conn: sender,
+                conn,
                 since: Instant::now(),
             });
+        } else {
+            closed.push(conn);
         }
     }
 
     /// Opens a connection (TCP, and TLS for an `https://` upstream, within the connect
-    /// deadline) and starts HTTP/1.1 on it.
-    async fn connect(&self, permit: OwnedSemaphorePermit) -> Result<SendRequest<UpstreamBody>, BoxError> {
+    /// deadline): an in-task one if `in_task` and the upstream is plain, else one that
+    /// runs hyper's HTTP/1.1 client.
+    async fn connect(&self, permit: OwnedSemaphorePermit, in_task: bool) -> Result<Conn, BoxError> {
+        let slot = Slot::new(permit, &self.line);
         let timed_out = || format!("connecting to {} timed out", self.addr);
         match &self.tls {
             None => {
                 let stream = tokio::time::timeout(self.connect_timeout, open(&self.addr))
                     .await
                     .map_err(|_| timed_out())??;
-                self.start(stream, permit).await
+                if in_task {
+                    return Ok(Conn::InTask(h1::Connection::new(stream, slot)));
+                }
+                self.start(stream, slot).await.map(Conn::Hyper)
             }
             Some(tls) => {
                 let secure = async { tls.handshake(open(&self.addr).await?, &self.addr).await };
                 let stream = tokio::time::timeout(self.connect_timeout, secure)
                     .await
                     .map_err(|_| timed_out())??;
-                self.start(stream, permit).await
+                self.start(stream, slot).await.map(Conn::Hyper)
             }
         }
     }
 
     /// The HTTP/1.1 handshake over `stream`; the connection runs in its own task, which
     /// gives its place back when it ends.
-    async fn start<S>(&self, stream: S, permit: OwnedSemaphorePermit) -> Result<SendRequest<UpstreamBody>, BoxError>
+    async fn start<S>(&self, stream: S, slot: Slot) -> Result<SendRequest<UpstreamBody>, BoxError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let (sender, conn) = http1::Builder::new().handshake(TokioIo::new(stream)).await?;
         let addr = self.addr.clone();
-        let line = self.line.clone();
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(upstream = %addr, error = %crate::error_chain::chain(&e), "upstream connection ended with an error");
             }
             // The connection's place is free for another.
-            drop(permit);
-            room(&line);
+            drop(slot);
         });
         Ok(sender)
     }
@@ -244,11 +272,11 @@ impl Pool {
 /// What a request looking for a connection does next.
 enum Next {
     /// Sends on this idle connection.
-    Idle(SendRequest<UpstreamBody>),
+    Idle(Conn),
     /// Opens a connection in this place.
     Open(OwnedSemaphorePermit),
     /// Waits in line for its turn.
-    Wait(Turn<SendRequest<UpstreamBody>>),
+    Wait(Turn<Conn>),
 }
 
 /// Connects to the first address of `addr` that accepts, with Nagle off and TCP
@@ -274,50 +302,92 @@ async fn open(addr: &str) -> Result<tokio::net::TcpStream, BoxError> {
 }
 
 /// An upstream response body; its connection returns to the pool at the body's end.
-pub struct PooledBody {
-    body: Incoming,
-    back: Option<(SendRequest<UpstreamBody>, Arc<Pool>)>,
+pub struct PooledBody(Inner);
+
+enum Inner {
+    Hyper {
+        body: Incoming,
+        back: Option<(SendRequest<UpstreamBody>, Arc<Pool>)>,
+    },
+    InTask {
+        body: h1::body::Body<Slot>,
+        pool: Arc<Pool>,
+    },
 }
 
 impl PooledBody {
-    fn release(&mut self) {
-        if let Some((sender, pool)) = self.back.take() {
-            pool.put(sender);
+    fn in_task(body: h1::body::Body<Slot>, pool: &Arc<Pool>) -> Self {
+        let mut this = Self(Inner::InTask {
+            body,
+            pool: pool.clone(),
+        });
+        // No body (204, 304, HEAD) or none left: the connection is free at once.
+        this.release(false);
+        this
+    }
+
+    /// Gives the connection back if the body is over (`ended`: it was read to its end)
+    /// and the connection reusable.
+    fn release(&mut self, ended: bool) {
+        match &mut self.0 {
+            Inner::Hyper { body, back } => {
+                if ended || body.is_end_stream() {
+                    if let Some((sender, pool)) = back.take() {
+                        pool.put(Conn::Hyper(sender));
+                    }
+                }
+            }
+            Inner::InTask { body, pool } => {
+                if let Some(conn) = body.take_reusable() {
+                    pool.put(Conn::InTask(conn));
+                }
+            }
         }
     }
 }
 
 impl Body for PooledBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = &mut *self;
-        let frame = Pin::new(&mut this.body).poll_frame(cx);
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let frame = match &mut self.0 {
+            Inner::Hyper { body, back } => {
+                let frame = Pin::new(&mut *body).poll_frame(cx);
+                // An error leaves the connection in an unknown state: it is not reused.
+                if let Poll::Ready(Some(Err(_))) = &frame {
+                    *back = None;
+                }
+                frame.map_err(Into::into)
+            }
+            Inner::InTask { body, .. } => Pin::new(body).poll_frame(cx),
+        };
         match &frame {
-            Poll::Ready(None) => this.release(),
-            Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => this.release(),
-            // An error leaves the connection in an unknown state: it is not reused.
-            Poll::Ready(Some(Err(_))) => this.back = None,
+            Poll::Ready(None) => self.release(true),
+            Poll::Ready(Some(Ok(_))) => self.release(false),
             _ => {}
         }
         frame
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        match &self.0 {
+            Inner::Hyper { body, .. } => body.is_end_stream(),
+            Inner::InTask { body, .. } => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        match &self.0 {
+            Inner::Hyper { body, .. } => body.size_hint(),
+            Inner::InTask { body, .. } => body.size_hint(),
+        }
     }
 }
 
 impl Drop for PooledBody {
     fn drop(&mut self) {
         // A body without content (204, 304, HEAD) may never be polled.
-        if self.body.is_end_stream() {
-            self.release();
-        }
+        self.release(false);
     }
 }

@@ -1,5 +1,10 @@
 //! The pool over real sockets: a request that arrives just as the only connection comes
-//! back waits behind the one already waiting.
+//! back waits behind the one already waiting; and the in-task exchange against an
+//! upstream that answers with scripted bytes: connections kept exactly when a response's
+//! end is certain, never one with bytes no request asked for, and the same answers as
+//! hyper's client gives for the same bytes.
+
+mod scripted;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -45,6 +50,12 @@ async fn recording_upstream() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
 /// `Incoming`, which only a connection makes): a server that passes each request it gets
 /// to the test, and a client that sends it `paths`.
 async fn requests(paths: &[&str]) -> Vec<Request<UpstreamBody>> {
+    let gets: Vec<_> = paths.iter().map(|p| (http::Method::GET, *p)).collect();
+    requests_of(&gets).await
+}
+
+/// As [`requests`], each with its method.
+async fn requests_of(reqs: &[(http::Method, &str)]) -> Vec<Request<UpstreamBody>> {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -64,8 +75,10 @@ async fn requests(paths: &[&str]) -> Vec<Request<UpstreamBody>> {
         .unwrap();
     tokio::spawn(conn);
     let mut out = Vec::new();
-    for path in paths {
-        let req = Request::get(*path)
+    for (method, path) in reqs {
+        let req = Request::builder()
+            .method(method.clone())
+            .uri(*path)
             .header("host", "upstream")
             .body(Empty::<Bytes>::new())
             .unwrap();
