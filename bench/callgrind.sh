@@ -310,11 +310,11 @@ inner = per("portcullis::pipeline::Pipeline::handle_inner::{{closure}}")
 fwd = per("portcullis::pipeline::forward::forward::{{closure}}")
 client = per("portcullis::upstream::pool::Pool::start::{{closure}}::{{closure}}")
 rows = [
-    ("hyper's server connection, without the request's future", server - request),
+    ("hyper's server connection, without the request's future (the response body is read here)", server - request),
     ("the request's future: before the phases and after (ids, context, metrics, security headers)", request - inner),
     ("the phases up to forwarding (normalize, authenticate, authorize, rate limit)", inner - fwd),
-    ("forwarding: header rewrite, upstream URI, the pool, handing the request to hyper's client", fwd),
-    ("hyper's client connection task (encode, write, read, parse the response, body)", client),
+    ("forwarding: header rewrite, upstream URI, the pool, the exchange up to the response head (in-task for a request without a body)", fwd),
+    ("hyper's client connection task (requests with a body, https:// upstreams)", client),
     ("the rest: the runtime (epoll, timers, scheduling) and background tasks", total - server - client),
 ]
 print(f"| {'Ir/req':>8} | part")
