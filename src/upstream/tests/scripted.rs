@@ -113,11 +113,16 @@ fn pool(addr: SocketAddr) -> Arc<Pool> {
 /// Sends a request without a body through the pool (in-task); the status and body, or
 /// the error of the exchange or of the body.
 async fn fetch(pool: &Arc<Pool>, method: Method) -> Result<(u16, Bytes), String> {
+    answer_of(pool, method).await.map(|(status, _, body)| (status, body))
+}
+
+/// Status, header fields and body through the pool, or the error.
+async fn answer_of(pool: &Arc<Pool>, method: Method) -> Result<(u16, Vec<(String, String)>, Bytes), String> {
     let req = requests_of(&[(method, "/x")]).await.pop().unwrap();
     let resp = pool.send(req).await.map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.map_err(|e| e.to_string())?;
-    Ok((status, body.to_bytes()))
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok((parts.status.as_u16(), fields(&parts.headers), body))
 }
 
 async fn body(pool: &Arc<Pool>) -> Bytes {
@@ -251,14 +256,6 @@ async fn via_hyper(addr: SocketAddr) -> Result<(u16, Vec<(String, String)>, Byte
     Ok((parts.status.as_u16(), fields(&parts.headers), body))
 }
 
-async fn via_pool(addr: SocketAddr) -> Result<(u16, Vec<(String, String)>, Bytes), ()> {
-    let req = requests_of(&[(Method::GET, "/x")]).await.pop().unwrap();
-    let resp = pool(addr).send(req).await.map_err(drop)?;
-    let (parts, body) = resp.into_parts();
-    let body = body.collect().await.map_err(drop)?.to_bytes();
-    Ok((parts.status.as_u16(), fields(&parts.headers), body))
-}
-
 fn fields(headers: &http::HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
@@ -286,7 +283,8 @@ async fn the_same_answers_as_hyper_for_the_same_bytes() {
     ];
     for case in cases {
         let up = scripted(vec![closing(case), closing(case)]).await;
-        let (ours, hypers) = (via_pool(up.addr).await, via_hyper(up.addr).await);
+        let ours = answer_of(&pool(up.addr), Method::GET).await.map_err(drop);
+        let hypers = via_hyper(up.addr).await;
         assert_eq!(ours, hypers, "{:?}", Bytes::from_static(case));
     }
 }
