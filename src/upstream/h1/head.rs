@@ -206,7 +206,7 @@ pub fn framing(
     let mut length: Option<u64> = None;
     for value in headers.get_all(header::CONTENT_LENGTH) {
         for item in value.as_bytes().split(|&b| b == b',') {
-            let n = digits(trim(item)).ok_or(HeadError::Framing("invalid Content-Length"))?;
+            let n = digits(item.trim_ascii()).ok_or(HeadError::Framing("invalid Content-Length"))?;
             if length.is_some_and(|l| l != n) {
                 return Err(HeadError::Framing("Content-Length values differ"));
             }
@@ -225,7 +225,7 @@ fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
         .get_all(header::TRANSFER_ENCODING)
         .iter()
         .next_back()
-        .and_then(|v| v.as_bytes().split(|&b| b == b',').map(trim).next_back());
+        .and_then(|v| v.as_bytes().split(|&b| b == b',').map(<[u8]>::trim_ascii).next_back());
     last.is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked"))
 }
 
@@ -234,20 +234,8 @@ fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
     headers.get_all(name).iter().any(|v| {
         v.as_bytes()
             .split(|&b| b == b',')
-            .any(|t| trim(t).eq_ignore_ascii_case(token.as_bytes()))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
     })
-}
-
-fn trim(bytes: &[u8]) -> &[u8] {
-    let start = bytes
-        .iter()
-        .position(|b| !matches!(b, b' ' | b'\t'))
-        .unwrap_or(bytes.len());
-    let end = bytes
-        .iter()
-        .rposition(|b| !matches!(b, b' ' | b'\t'))
-        .map_or(start, |e| e + 1);
-    &bytes[start..end]
 }
 
 /// A non-empty run of ASCII digits as a number; `None` for anything else or an overflow.
