@@ -837,10 +837,11 @@ async fn postgres_signing_key_first_wins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_rate_budget_shared_exactly() {
     let p = postgres_pair().await;
-    let now = 1_000_000;
+    let now = 1_000_000_000;
+    let minute = 60_000_000;
     let answers = parallel(20, |n| {
         let b = p.by(n);
-        async move { b.rate_take("route:ip", 60_000, 10, now).await.unwrap().unwrap() }
+        async move { b.rate_take("route:ip", minute, 10, now).await.unwrap().unwrap() }
     })
     .await;
     assert_eq!(
@@ -848,23 +849,47 @@ async fn postgres_rate_budget_shared_exactly() {
         10,
         "{answers:?}"
     );
-    let Some(Budget::Refused { retry_after_ms }) = p.a.rate_take("route:ip", 60_000, 10, now).await.unwrap() else {
+    let Some(Budget::Refused { retry_after_us }) = p.a.rate_take("route:ip", minute, 10, now).await.unwrap() else {
         panic!("the budget is spent");
     };
-    assert_eq!(retry_after_ms, 60_000);
+    assert_eq!(retry_after_us, minute);
     let later =
-        p.b.rate_take("route:ip", 60_000, 10, now + retry_after_ms)
+        p.b.rate_take("route:ip", minute, 10, now + retry_after_us)
             .await
             .unwrap();
     assert!(matches!(later, Some(Budget::Allowed { .. })), "{later:?}");
     assert_eq!(
-        p.a.rate_take("other", 60_000, 10, now).await.unwrap(),
+        p.a.rate_take("other", minute, 10, now).await.unwrap(),
         Some(Budget::Allowed {
             remaining: 9,
-            reset_ms: 60_000
+            reset_us: minute
         }),
         "budgets are per key"
     );
+}
+
+// A budget faster than one a millisecond (4,000 a second: 250 µs apart) refills at its
+// own rate: spent, then one millisecond later exactly four more pass, not one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_rate_budget_below_a_millisecond() {
+    let p = postgres_pair().await;
+    let now = 5_000_000_000;
+    let take = |at: u64| {
+        let a = p.a.clone();
+        async move { a.rate_take("fast", 250, 8, at).await.unwrap().unwrap() }
+    };
+    for n in 0..8 {
+        assert!(matches!(take(now).await, Budget::Allowed { .. }), "take {n}");
+    }
+    assert_eq!(take(now).await, Budget::Refused { retry_after_us: 250 });
+    let later = now + 1_000;
+    for n in 0..4 {
+        assert!(
+            matches!(take(later).await, Budget::Allowed { .. }),
+            "take {n} a millisecond later"
+        );
+    }
+    assert_eq!(take(later).await, Budget::Refused { retry_after_us: 250 });
 }
 
 // The mail spool: bounded across gateways; four claimers on two gateways get every

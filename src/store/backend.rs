@@ -43,10 +43,10 @@ pub enum Change {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Budget {
     /// Taken; `remaining` more fit in the budget now, and it is whole again after
-    /// `reset_ms`.
-    Allowed { remaining: u32, reset_ms: u64 },
-    /// Refused; the budget has room again after this long.
-    Refused { retry_after_ms: u64 },
+    /// `reset_us` microseconds.
+    Allowed { remaining: u32, reset_us: u64 },
+    /// Refused; the budget has room again after this many microseconds.
+    Refused { retry_after_us: u64 },
 }
 
 /// A message claimed from the shared mail spool ([`Backend::mail_claim`]).
@@ -215,10 +215,11 @@ pub trait Backend: Send + Sync + 'static {
     // --- rate budgets --------------------------------------------------------------------
 
     /// Takes one request from the budget `key`, shared by every gateway (GCRA: a request
-    /// every `interval_ms` sustained, up to `burst` at once), atomically: N concurrent
-    /// takes from any gateways spend N. `None` where budgets are not shared (the
-    /// default): the caller keeps its own.
-    async fn rate_take(&self, _key: &str, _interval_ms: u64, _burst: u32, _now_ms: u64) -> Result<Option<Budget>> {
+    /// every `interval_us` microseconds sustained, up to `burst` at once), atomically: N
+    /// concurrent takes from any gateways spend N. `now_us` is wall-clock time, the one
+    /// clock every gateway shares. `None` where budgets are not shared (the default):
+    /// the caller keeps its own.
+    async fn rate_take(&self, _key: &str, _interval_us: u64, _burst: u32, _now_us: u64) -> Result<Option<Budget>> {
         Ok(None)
     }
 

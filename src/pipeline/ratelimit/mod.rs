@@ -109,9 +109,8 @@ impl RouteLimits {
         }
     }
 
-    /// Drops the limiters of routes that the policy in force no longer has (or whose
-    /// rate changed).
-    /// The budget of a route in the shared store.
+    /// The budget of a route in the shared store, kept in microseconds: a rate above
+    /// 1,000 a second keeps its interval.
     async fn check_shared(
         &self,
         store: &crate::store::Store,
@@ -120,8 +119,7 @@ impl RouteLimits {
         principal: Option<&Principal>,
         peer: IpAddr,
     ) -> Result<Option<Quota>, GatewayError> {
-        let per_ms = u64::try_from(rate.per.as_millis()).unwrap_or(u64::MAX);
-        let interval_ms = (per_ms / u64::from(rate.count.max(1))).max(1);
+        let interval_us = shared_interval_us(rate);
         let caller = match principal {
             Some(p) => format!("user:{}", p.id),
             None => format!("ip:{}", ip_key(peer)),
@@ -129,16 +127,16 @@ impl RouteLimits {
         let key = format!("{id}|{caller}");
         let limit = u64::from(rate.count);
         match store
-            .rate_take(&key, interval_ms, rate.count, self.clock.now_ms())
+            .rate_take(&key, interval_us, rate.count, self.clock.now_ms().saturating_mul(1000))
             .await?
         {
-            Some(crate::store::backend::Budget::Allowed { remaining, reset_ms }) => Ok(Some(Quota {
+            Some(crate::store::backend::Budget::Allowed { remaining, reset_us }) => Ok(Some(Quota {
                 limit,
                 remaining,
-                reset: Duration::from_millis(reset_ms),
+                reset: Duration::from_micros(reset_us),
             })),
-            Some(crate::store::backend::Budget::Refused { retry_after_ms }) => Err(GatewayError::RouteRateLimited {
-                retry_after: Duration::from_millis(retry_after_ms),
+            Some(crate::store::backend::Budget::Refused { retry_after_us }) => Err(GatewayError::RouteRateLimited {
+                retry_after: Duration::from_micros(retry_after_us),
                 limit,
             }),
             // A store that keeps no budgets: nothing to share.
@@ -146,6 +144,8 @@ impl RouteLimits {
         }
     }
 
+    /// Drops the limiters of routes that the policy in force no longer has (or whose
+    /// rate changed).
     pub fn prune(&self, policy: &PolicySet) {
         let live: std::collections::HashSet<String> = policy
             .routes
@@ -160,5 +160,28 @@ impl RouteLimits {
         for l in self.limiters.iter() {
             l.evict_idle();
         }
+    }
+}
+
+/// The interval between two requests of a shared budget, in microseconds (at least
+/// one): `1000/sec` is 1,000, `4000/sec` 250.
+fn shared_interval_us(rate: crate::units::Rate) -> u64 {
+    let per_us = u64::try_from(rate.per.as_micros()).unwrap_or(u64::MAX);
+    (per_us / u64::from(rate.count.max(1))).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shared_interval_us;
+
+    // A rate above 1,000 a second keeps its interval: 4,000 a second is one request
+    // every 250 µs sustained, not one a millisecond.
+    #[test]
+    fn shared_interval_below_a_millisecond() {
+        let us = |s: &str| shared_interval_us(s.parse().unwrap());
+        assert_eq!(us("4000/sec"), 250);
+        assert_eq!(us("1000000/sec"), 1);
+        assert_eq!(us("6/min"), 10_000_000);
+        assert_eq!(us("1/hour"), 3_600_000_000);
     }
 }

@@ -225,8 +225,8 @@ impl Backend for PgStore {
             .await
     }
 
-    async fn rate_take(&self, key: &str, interval_ms: u64, burst: u32, now_ms: u64) -> Result<Option<Budget>> {
-        self.bounded(PgStore::rate_take(self, key, interval_ms, burst, now_ms))
+    async fn rate_take(&self, key: &str, interval_us: u64, burst: u32, now_us: u64) -> Result<Option<Budget>> {
+        self.bounded(PgStore::rate_take(self, key, interval_us, burst, now_us))
             .await
             .map(Some)
     }

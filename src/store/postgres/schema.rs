@@ -57,6 +57,15 @@ CREATE TABLE mail_spool (id text PRIMARY KEY, message bytea NOT NULL, due_ms big
     attempts integer NOT NULL DEFAULT 0, created_ms bigint NOT NULL);
 CREATE INDEX mail_spool_due ON mail_spool (due_ms);
 ",
+    // 3: rate budgets in microseconds, so a rate above 1,000 a second keeps its
+    // interval (in milliseconds it was floored at one). A new table, not the old one
+    // converted: a gateway of the previous version still running during the upgrade
+    // keeps its own budgets in `rate_budgets` and never reads a microsecond as a
+    // millisecond.
+    r"
+CREATE UNLOGGED TABLE rate_budgets_us (key text PRIMARY KEY, tat_us bigint NOT NULL);
+CREATE INDEX rate_budgets_us_tat ON rate_budgets_us (tat_us);
+",
 ];
 
 /// Brings the schema up to date; returns the versions applied by this call.

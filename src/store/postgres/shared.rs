@@ -56,18 +56,19 @@ impl PgStore {
     }
 
     /// GCRA: the budget's theoretical arrival time moves on by `interval` per request
-    /// and may run at most `interval * burst` ahead of now. The upsert's `WHERE` refuses
-    /// under the row's lock, so concurrent takes from every gateway are exact.
-    pub(super) async fn rate_take(&self, key: &str, interval_ms: u64, burst: u32, now_ms: u64) -> Result<Budget> {
+    /// and may run at most `interval * burst` ahead of now, all in microseconds. The
+    /// upsert's `WHERE` refuses under the row's lock, so concurrent takes from every
+    /// gateway are exact.
+    pub(super) async fn rate_take(&self, key: &str, interval_us: u64, burst: u32, now_us: u64) -> Result<Budget> {
         let client = self.client().await?;
-        let (now, interval) = (i(now_ms), i(interval_ms.max(1)));
-        let limit = i(interval_ms.max(1).saturating_mul(u64::from(burst.max(1))));
+        let (now, interval) = (i(now_us), i(interval_us.max(1)));
+        let limit = i(interval_us.max(1).saturating_mul(u64::from(burst.max(1))));
         let taken = client
             .query_opt(
-                "INSERT INTO rate_budgets AS r (key, tat) VALUES ($1, $2::bigint + $3::bigint)
-                 ON CONFLICT (key) DO UPDATE SET tat = GREATEST(r.tat, $2::bigint) + $3::bigint
-                 WHERE GREATEST(r.tat, $2::bigint) + $3::bigint - $2::bigint <= $4::bigint
-                 RETURNING tat",
+                "INSERT INTO rate_budgets_us AS r (key, tat_us) VALUES ($1, $2::bigint + $3::bigint)
+                 ON CONFLICT (key) DO UPDATE SET tat_us = GREATEST(r.tat_us, $2::bigint) + $3::bigint
+                 WHERE GREATEST(r.tat_us, $2::bigint) + $3::bigint - $2::bigint <= $4::bigint
+                 RETURNING tat_us",
                 &[&key, &now, &interval, &limit],
             )
             .await
@@ -79,26 +80,27 @@ impl PgStore {
             let remaining = u(limit).saturating_sub(ahead) / u(interval);
             return Ok(Budget::Allowed {
                 remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
-                reset_ms: ahead,
+                reset_us: ahead,
             });
         }
         let tat: i64 = client
-            .query_opt("SELECT tat FROM rate_budgets WHERE key = $1", &[&key])
+            .query_opt("SELECT tat_us FROM rate_budgets_us WHERE key = $1", &[&key])
             .await
             .map_err(db_err)?
             .map_or(now, |r| r.get(0));
-        let retry_after_ms = u(tat.saturating_add(interval).saturating_sub(now).saturating_sub(limit)).max(1);
-        Ok(Budget::Refused { retry_after_ms })
+        let retry_after_us = u(tat.saturating_add(interval).saturating_sub(now).saturating_sub(limit)).max(1);
+        Ok(Budget::Refused { retry_after_us })
     }
 
     /// Budgets that have filled up again are forgotten (part of prune).
     pub(super) async fn prune_budgets(&self, now_ms: u64, batch: i64) -> Result<u64> {
         let client = self.client().await?;
+        let now_us = i(now_ms.saturating_mul(1000));
         client
             .execute(
-                "DELETE FROM rate_budgets WHERE key IN
-                    (SELECT key FROM rate_budgets WHERE tat <= $1 LIMIT $2) AND tat <= $1",
-                &[&i(now_ms), &batch],
+                "DELETE FROM rate_budgets_us WHERE key IN
+                    (SELECT key FROM rate_budgets_us WHERE tat_us <= $1 LIMIT $2) AND tat_us <= $1",
+                &[&now_us, &batch],
             )
             .await
             .map_err(db_err)
