@@ -148,7 +148,8 @@ algorithm = "ES256"
 customer = { description = "bench" }
 TOML
   echo "$password" | $bin --config "$work/$name/gateway.toml" user add --email tester@example.com --role customer --password-stdin >/dev/null
-  RUST_LOG=warn "${srv[@]}" $bin serve --config "$work/$name/gateway.toml" >/dev/null 2>&1 & pids+=($!)
+  # Warnings only (a handful): kept, so a row that fails can say why (see `measure`).
+  RUST_LOG=warn "${srv[@]}" $bin serve --config "$work/$name/gateway.toml" >"$work/$name/gateway.log" 2>&1 & pids+=($!)
   for _ in $(seq 100); do [ -f "$work/$name/data/tls/gateway.key" ] && curl -s -o /dev/null "http://127.0.0.1:$plain/healthz" && break; sleep 0.1; done
 }
 gw=${PORTCULLIS_BIN:-target/release/portcullis}
@@ -397,10 +398,18 @@ h2_streams=${H2_STREAMS:-100}
 declare -A rps p50 p99
 to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) printf "%.2f", v/1000; else if (v ~ /ms$/) printf "%.2f", v+0; else printf "%.2f", v*1000 }'; }
 median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# gateway_logs: the last warnings of every gateway, to stderr (before the work directory goes).
+gateway_logs() {
+  local log
+  for log in "$work"/*/gateway.log; do
+    [ -s "$log" ] && { echo "-- $log (last 20 lines)" >&2; tail -n 20 "$log" >&2; }
+  done
+  return 0
+}
 measure() {
   local key=$1 conns=$2; shift 2
   local out; out=$("${load[@]}" wrk -t1 -c"$conns" -d"$duration" --latency "$@")
-  if grep -q "Non-2xx" <<<"$out"; then echo "non-2xx answers in $key: $(grep Non-2xx <<<"$out")" >&2; exit 1; fi
+  if grep -q "Non-2xx" <<<"$out"; then echo "non-2xx answers in $key: $(grep Non-2xx <<<"$out")" >&2; gateway_logs; exit 1; fi
   rps[$key]+=" $(awk '/Requests\/sec/ {print $2}' <<<"$out")"
   p50[$key]+=" $(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")")"
   p99[$key]+=" $(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")"
@@ -605,7 +614,7 @@ if [ "${LEAN:-0}" != 1 ] && kept logins; then
   for row in "sled store|19443" "PostgreSQL store|19445"; do
     name=${row%%|*}; port=${row#*|}
     out=$("${load[@]}" wrk -t1 -c8 -d"$duration" --latency -s "$work/login.lua" "https://127.0.0.1:$port/auth/login")
-    if grep -q "Non-2xx" <<<"$out"; then echo "non-2xx answers in logins, $name: $(grep Non-2xx <<<"$out")" >&2; exit 1; fi
+    if grep -q "Non-2xx" <<<"$out"; then echo "non-2xx answers in logins, $name: $(grep Non-2xx <<<"$out")" >&2; gateway_logs; exit 1; fi
     printf '| %-32s | %10s | %8s | %8s |\n' "$name" "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" \
       "$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")")" "$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")"
   done
