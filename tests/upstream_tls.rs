@@ -2,13 +2,15 @@
 //! made, reached through the gateway. Requests go through and keep their connection;
 //! mutual TLS works with the configured client certificate and fails without it; a wrong
 //! CA, a name the certificate does not carry or an expired certificate is 502, audited,
-//! with nothing of the upstream's in the answer.
+//! with nothing of the upstream's in the answer. A body that ends at the upstream's
+//! close ends cleanly only at its `close_notify`; a bare close is a truncation, which the
+//! client sees as a broken answer, never as a complete one.
 
 mod common;
 
 use std::path::Path;
 
-use common::{Setup, TestCa, TlsUpstream, OPEN_POLICY, TLS_UPSTREAM_MARK};
+use common::{raw_tls_upstream, Setup, TestCa, TlsEnd, TlsUpstream, OPEN_POLICY, TLS_UPSTREAM_MARK};
 use portcullis::audit::EventKind;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -188,4 +190,67 @@ async fn expired_certificate_is_502() {
     let gw = gateway(&up, &format!("ca = {:?}", file(dir.path(), "ca.pem", &ca.pem))).await;
     assert_refused_upstream(&gw, "/expired").await;
     assert!(up.requests().is_empty());
+}
+
+// A body without a length, which ends where the upstream closes: with `close_notify` the
+// client gets all of it; with a bare TCP close (what cutting the connection on the path
+// looks like) the client's answer breaks off instead of ending as if complete.
+#[tokio::test]
+async fn a_close_delimited_body_ends_only_at_close_notify() {
+    const HEAD: &str = "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n";
+    const BODY: &[u8] = b"all of the body, to the upstream's close";
+    let ca = TestCa::new("test upstream CA");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = file(dir.path(), "ca.pem", &ca.pem);
+    for end in [TlsEnd::CloseNotify, TlsEnd::BareClose] {
+        let addr = raw_tls_upstream(&ca, &["127.0.0.1"], HEAD, BODY, end).await;
+        let gw = Setup::new(&[("rec", format!("https://{addr}"))], OPEN_POLICY)
+            .server("workers = 1")
+            .extra(&format!("[upstream_tls.rec]\nca = {ca_file:?}\n"))
+            .start()
+            .await;
+        // The status and the body, or the error that broke the answer off (over
+        // HTTP/2 the stream's reset may overtake its head).
+        let answer = match gw.client.get(gw.url("/stream")).send().await {
+            Ok(resp) => {
+                let status = resp.status();
+                resp.bytes().await.map(|b| (status, b))
+            }
+            Err(e) => Err(e),
+        };
+        match end {
+            TlsEnd::CloseNotify => {
+                let (status, body) = answer.unwrap();
+                assert_eq!(status, StatusCode::OK);
+                assert_eq!(body.as_ref(), BODY);
+            }
+            TlsEnd::BareClose => assert!(answer.is_err(), "a truncated body ended cleanly: {answer:?}"),
+        }
+    }
+}
+
+// An upstream that answers once per connection (with a length, so the connection looks
+// reusable) and then closes it with `close_notify`: the idle connection is found closed,
+// or the request it could not answer goes again on a new one, so every request succeeds.
+#[tokio::test]
+async fn an_idle_connection_closed_by_the_upstream_is_not_used() {
+    const HEAD: &str = "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 4\r\n\r\n";
+    let ca = TestCa::new("test upstream CA");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = file(dir.path(), "ca.pem", &ca.pem);
+    let addr = raw_tls_upstream(&ca, &["127.0.0.1"], HEAD, b"once", TlsEnd::CloseNotify).await;
+    let gw = Setup::new(&[("rec", format!("https://{addr}"))], OPEN_POLICY)
+        .server("workers = 1")
+        .extra(&format!("[upstream_tls.rec]\nca = {ca_file:?}\n"))
+        .start()
+        .await;
+    for n in 0..4 {
+        let resp = gw.client.get(gw.url("/again")).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "request {n}");
+        assert_eq!(resp.text().await.unwrap(), "once", "request {n}");
+        // Time for the close to arrive, or not: both orders must work.
+        if n % 2 == 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
 }

@@ -16,7 +16,7 @@ pub(super) enum Conn {
 }
 
 impl Conn {
-    pub fn is_closed(&self) -> bool {
+    pub fn is_closed(&mut self) -> bool {
         match self {
             Self::Hyper(s) => s.is_closed(),
             Self::InTask(c) => c.is_closed(),

@@ -10,16 +10,15 @@
 //! body that a reused connection got not one byte of answer to (the upstream closed it
 //! as the request went out) is sent again, as a safe method may be (RFC 9110 §9.2.2).
 //!
-//! Requests without a body to a plain upstream run their exchange inside their own task
-//! ([`super::h1`]); the others go through hyper's client, whose connections run in tasks
-//! of their own. Both kinds share the pool, its cap and its line: an in-task connection
+//! Requests without a body run their exchange inside their own task ([`super::h1`]),
+//! over plain TCP or TLS; the others go through hyper's client, whose connections run in
+//! tasks of their own. Both kinds share the pool, its cap and its line: an in-task connection
 //! taken for a request with a body is handed to hyper for good.
 //!
 //! An `https://` upstream's connections are TLS: the TCP connect and the TLS handshake
 //! share the connect deadline, then HTTP/1.1 runs over the TLS stream; keep-alive, reuse
 //! and reaping are the same as for plain connections. The kind of stream is chosen once,
-//! when a connection opens: a request on a pooled connection, plain or TLS, takes the same
-//! path as before, and a plain connection pays nothing for TLS.
+//! when a connection opens ([`h1::stream::Stream`]).
 //!
 //! The connection tasks run on the worker that opened them, like the requests that use
 //! them, so neither the pool's lock nor the connections are shared between threads.
@@ -83,8 +82,7 @@ impl Pool {
         }
     }
 
-    /// An idle connection, or a new one if the cap allows (in-task if `in_task` and the
-    /// upstream is plain), or (waiting, in turn) the first connection to come back or
+    /// An idle connection, or a new one if the cap allows (in-task if `in_task`), or (waiting, in turn) the first connection to come back or
     /// the first place to free up. `true` with a connection that was used before.
     async fn checkout(&self, in_task: bool) -> Result<(Conn, bool), BoxError> {
         // Told of room that another request took first: back in line, at its head.
@@ -131,7 +129,7 @@ impl Pool {
     pub fn reap(&self) {
         let mut closed = Vec::new();
         let mut line = lock(&self.line);
-        for entry in std::mem::take(&mut line.idle) {
+        for mut entry in std::mem::take(&mut line.idle) {
             if entry.conn.is_closed() || entry.since.elapsed() >= self.idle_timeout {
                 closed.push(entry);
             } else {
@@ -143,7 +141,7 @@ impl Pool {
     /// Sends `req` and returns the response, whose body hands the connection back to
     /// the pool once it has been read to its end.
     pub async fn send(self: &Arc<Self>, mut req: Request<UpstreamBody>) -> Result<Response<PooledBody>, BoxError> {
-        let in_task = self.tls.is_none() && h1::fits(&req);
+        let in_task = h1::fits(&req);
         loop {
             let (conn, reused) = self.checkout(in_task).await?;
             let mut sender = match conn {
@@ -185,7 +183,7 @@ impl Pool {
     }
 
     fn take_idle(&self, line: &mut Line<Conn>, closed: &mut Vec<Conn>) -> Option<Conn> {
-        while let Some(entry) = line.idle.pop() {
+        while let Some(mut entry) = line.idle.pop() {
             if !entry.conn.is_closed() && entry.since.elapsed() < self.idle_timeout {
                 return Some(entry.conn);
             }
@@ -225,8 +223,8 @@ impl Pool {
     }
 
     /// Opens a connection (TCP, and TLS for an `https://` upstream, within the connect
-    /// deadline): an in-task one if `in_task` and the upstream is plain, else one that
-    /// runs hyper's HTTP/1.1 client.
+    /// deadline): an in-task one if `in_task`, else one that runs hyper's HTTP/1.1
+    /// client.
     async fn connect(&self, permit: OwnedSemaphorePermit, in_task: bool) -> Result<Conn, BoxError> {
         let slot = Slot::new(permit, &self.line);
         let timed_out = || format!("connecting to {} timed out", self.addr);
@@ -245,6 +243,9 @@ impl Pool {
                 let stream = tokio::time::timeout(self.connect_timeout, secure)
                     .await
                     .map_err(|_| timed_out())??;
+                if in_task {
+                    return Ok(Conn::InTask(h1::Connection::new(stream, slot)));
+                }
                 self.start(stream, slot).await.map(Conn::Hyper)
             }
         }

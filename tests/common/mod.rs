@@ -30,7 +30,7 @@ use tokio::net::TcpStream;
 pub use accounts::{confirmation_token, PASSWORD};
 pub use cli::{cli, cli_stdin, field, portcullis_bin, serve, CliOut};
 pub use mfa::Enrolled;
-pub use tls_upstream::{TestCa, TlsUpstream, TLS_UPSTREAM_MARK};
+pub use tls_upstream::{raw_tls_upstream, TestCa, TlsEnd, TlsUpstream, TLS_UPSTREAM_MARK};
 pub use upstreams::{closed_port, start_shop, Counter, Recorded, Recorder};
 
 /// A policy that forwards everything to the `rec` upstream, publicly.

@@ -88,29 +88,7 @@ impl TlsUpstream {
 
     /// Serves with this certificate and key (PEM), e.g. one [`TestCa::issue_with`] made.
     pub async fn start_with((cert, key): (String, String), client_ca: Option<&TestCa>) -> Self {
-        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert.as_bytes())
-            .collect::<Result<_, _>>()
-            .unwrap();
-        let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .unwrap();
-        let builder = match client_ca {
-            Some(client_ca) => {
-                let mut roots = rustls::RootCertStore::empty();
-                for c in CertificateDer::pem_slice_iter(client_ca.pem.as_bytes()) {
-                    roots.add(c.unwrap()).unwrap();
-                }
-                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                    .build()
-                    .unwrap();
-                builder.with_client_cert_verifier(verifier)
-            }
-            None => builder.with_no_client_auth(),
-        };
-        let config = builder.with_single_cert(chain, key).unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let acceptor = acceptor((cert, key), client_ca);
 
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -177,4 +155,89 @@ impl TlsUpstream {
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
     }
+}
+
+/// A TLS acceptor serving this certificate and key (PEM); with `client_ca`, only clients
+/// presenting a certificate signed by that CA are served.
+fn acceptor((cert, key): (String, String), client_ca: Option<&TestCa>) -> tokio_rustls::TlsAcceptor {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let builder = match client_ca {
+        Some(client_ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(client_ca.pem.as_bytes()) {
+                roots.add(c.unwrap()).unwrap();
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let config = builder.with_single_cert(chain, key).unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// How [`raw_tls_upstream`] ends each connection after its answer.
+#[derive(Clone, Copy, Debug)]
+pub enum TlsEnd {
+    /// TLS `close_notify`, then the TCP close: the clean end of a close-delimited body.
+    CloseNotify,
+    /// A TCP close with no `close_notify`: a truncation, as an attacker on the path
+    /// could cause.
+    BareClose,
+}
+
+/// A TLS upstream (a certificate for `names` from `ca`) that reads one request head per
+/// connection, answers it with `head` and `body` as they are (no framing added), and
+/// ends the connection as `end` says.
+pub async fn raw_tls_upstream(
+    ca: &TestCa,
+    names: &[&str],
+    head: &'static str,
+    body: &'static [u8],
+    end: TlsEnd,
+) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let acceptor = acceptor(ca.issue(names), None);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let mut piece = [0u8; 4096];
+                    match tls.read(&mut piece).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&piece[..n]),
+                    }
+                }
+                let _ = tls.write_all(head.as_bytes()).await;
+                let _ = tls.write_all(body).await;
+                let _ = tls.flush().await;
+                match end {
+                    TlsEnd::CloseNotify => {
+                        let _ = tls.shutdown().await;
+                    }
+                    TlsEnd::BareClose => {
+                        let (mut tcp, _) = tls.into_inner();
+                        let _ = tcp.shutdown().await;
+                    }
+                }
+            });
+        }
+    });
+    addr
 }

@@ -1,5 +1,5 @@
-//! HTTP/1.1 to a plain upstream inside the request's own task, for requests without a
-//! body (`GET`, `HEAD`): the request head is written and the response head read by the
+//! HTTP/1.1 to an upstream inside the request's own task, for requests without a body
+//! (`GET`, `HEAD`), over plain TCP or TLS ([`stream::Stream`]): the request head is written and the response head read by the
 //! request's future, and the response body is read from the socket as the client's side
 //! polls it. There is no connection task, no channel between the request and its
 //! connection and no wake-up between them: the work hyper's client connection does in a
@@ -16,26 +16,30 @@
 //! - an idle connection checked before use: one the upstream closed, or on which it sent
 //!   anything unasked, is not used ([`Connection::is_closed`]).
 //!
-//! Requests with a body, and `https://` upstreams, go through hyper's client.
+//! Over TLS, a close-delimited body ends only at the upstream's `close_notify`: a bare
+//! TCP close there is a truncation, an error (rustls reports it), never a clean end.
+//!
+//! Requests with a body go through hyper's client.
 
 pub mod body;
 pub mod head;
+pub mod stream;
 #[cfg(test)]
 mod tests;
 
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use http::header::HeaderName;
 use http::{Method, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::upstream::BoxError;
 use body::Body;
 use head::{Head, Parsed};
+use stream::Stream;
 
 /// Read buffer given to a connection, and the least free room it reads into; a body
 /// whose reads fill the room doubles it, up to [`MAX_READ`].
@@ -64,7 +68,7 @@ impl From<ExchangeError> for BoxError {
 /// An upstream connection for in-task exchanges, with `guard`: its place in its pool,
 /// held until the connection closes.
 pub struct Connection<G> {
-    stream: TcpStream,
+    stream: Stream,
     buf: BytesMut,
     /// The request head being written.
     out: Vec<u8>,
@@ -81,9 +85,9 @@ pub fn fits<B: hyper::body::Body>(req: &Request<B>) -> bool {
 }
 
 impl<G> Connection<G> {
-    pub fn new(stream: TcpStream, guard: G) -> Self {
+    pub fn new(stream: impl Into<Stream>, guard: G) -> Self {
         Self {
-            stream,
+            stream: stream.into(),
             buf: BytesMut::new(),
             out: Vec::new(),
             scratch: Vec::new(),
@@ -94,23 +98,14 @@ impl<G> Connection<G> {
 
     /// The socket and the guard, for a connection to carry on with another HTTP/1.1
     /// client. Only a connection with nothing unread (as every idle one is) is given up.
-    pub fn into_parts(self) -> Option<(TcpStream, G)> {
+    pub fn into_parts(self) -> Option<(Stream, G)> {
         self.buf.is_empty().then_some((self.stream, self.guard))
     }
 
     /// Whether an idle connection is unusable: the upstream closed it, reset it, or sent
-    /// something no request asked for. Costs a system call only when the socket has
-    /// become readable since it was last read to the end.
-    pub fn is_closed(&self) -> bool {
-        let mut cx = Context::from_waker(Waker::noop());
-        match self.stream.poll_read_ready(&mut cx) {
-            Poll::Pending => false,
-            Poll::Ready(Err(_)) => true,
-            Poll::Ready(Ok(())) => {
-                let mut byte = [0u8; 1];
-                !matches!(self.stream.try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-            }
-        }
+    /// something no request asked for (see [`Stream::is_closed`]).
+    pub fn is_closed(&mut self) -> bool {
+        self.stream.is_closed()
     }
 
     /// Sends `req`'s head (its body is empty: see [`fits`]) and reads the response head,
@@ -119,7 +114,13 @@ impl<G> Connection<G> {
     pub async fn exchange<B>(mut self, req: &Request<B>) -> Result<(http::response::Parts, Body<G>), ExchangeError> {
         let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
         head::encode_request(req.method(), target, req.headers(), &mut self.out);
-        if let Err(e) = self.stream.write_all(&self.out).await {
+        // Flushed: over TLS the last record may still be in the session.
+        if let Err(e) = async {
+            self.stream.write_all(&self.out).await?;
+            self.stream.flush().await
+        }
+        .await
+        {
             return Err(ExchangeError::Unanswered(e.into()));
         }
         let head_request = req.method() == Method::HEAD;
