@@ -355,6 +355,32 @@ fn one_pass_encoding_is_the_canonical_record() {
     }
 }
 
+/// The field-by-field encoding is serde_json's, byte for byte: for every ASCII character
+/// (those it escapes and those it does not), non-ASCII text, every field present and
+/// every field absent.
+#[test]
+fn field_encoding_is_serde_jsons() {
+    let ip: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+    let mut texts: Vec<String> = (0u8..=0x7f).map(|b| format!("a{}b", b as char)).collect();
+    texts.extend(["".into(), "ünï/€/😀".into(), "\u{2028}\u{2029}".into(), "x".repeat(300)]);
+    for t in texts.iter().map(String::as_str) {
+        let mut ev = EventRef::new(EventKind::Request);
+        (ev.user_id, ev.email, ev.method, ev.path) = (Some(t), Some(t), Some(t), Some(t));
+        (ev.route, ev.reason, ev.request_id) = (Some(t), Some(t), Some(t));
+        (ev.ip, ev.status, ev.latency_ms) = (Some(&ip as &dyn std::fmt::Display), Some(404), Some(u64::MAX));
+        assert_eq!(
+            Fields::of_kind(EventKind::Request, &ev).bytes,
+            serde_json::to_vec(&ev).unwrap(),
+            "{t:?}"
+        );
+    }
+    let bare = EventRef::new(EventKind::AuditOverflow);
+    assert_eq!(
+        Fields::of_kind(EventKind::AuditOverflow, &bare).bytes,
+        serde_json::to_vec(&bare).unwrap()
+    );
+}
+
 /// The request path's encoding (borrowed text, the address formatted in place, the path
 /// clipped) gives the fields an [`Event`] with the same values gives.
 #[test]
