@@ -532,3 +532,18 @@ async fn idle_connection_closed() {
         "idle connection held open: {elapsed:?}"
     );
 }
+
+// An upstream with a path of its own receives every request under it, the query kept; a
+// target the gateway made canonical arrives canonical under it too.
+#[tokio::test]
+async fn upstream_path_prefix_is_kept() {
+    let rec = Recorder::start().await;
+    let gw = Setup::new(&[("rec", format!("{}/base", rec.url()))], OPEN_POLICY)
+        .start()
+        .await;
+    for (sent, received) in [("/items/7?q=1", "/base/items/7?q=1"), ("/items/%7e", "/base/items/~")] {
+        let resp = gw.client.get(gw.url(sent)).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{sent}");
+        assert_eq!(rec.requests().last().unwrap().target, received, "{sent}");
+    }
+}

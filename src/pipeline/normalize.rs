@@ -33,6 +33,13 @@ pub struct Target {
 }
 
 impl Target {
+    /// Whether `received` (the request's own path and query) is already this target
+    /// byte for byte, as it is for most requests: then it is forwarded as it came,
+    /// with no new string built and checked.
+    pub fn is_verbatim(&self, received: &http::uri::PathAndQuery) -> bool {
+        received.path() == self.path && received.query() == self.query.as_deref()
+    }
+
     /// Path and query as the upstream receives them, after the upstream's own path
     /// `prefix` (empty for none), built in one string.
     pub fn path_and_query_under(&self, prefix: &str) -> String {

@@ -55,6 +55,9 @@ pub struct ClientInfo<'a> {
 /// anonymous request).
 pub fn rewrite_request_headers(headers: &mut HeaderMap, client: &ClientInfo<'_>, identity: Option<&IdentityHeaders>) {
     strip(headers, is_stripped);
+    // Room for the headers added below (and `Host`) at once, rather than growing the
+    // map, rehashing it each time, as they go in.
+    headers.reserve(8);
     cookies::strip_gateway_cookies(headers);
 
     headers.insert(X_FORWARDED_FOR, ip_header(client.client_ip));
@@ -151,10 +154,15 @@ pub async fn forward(
     // The upstream's own authority, as the client would set it (it is told not to).
     parts.headers.insert(header::HOST, upstream.host().clone());
 
-    let path = target.path_and_query_under(upstream.base_path());
+    let path = match parts.uri.path_and_query() {
+        // The canonical target as it came (no prefix to add): its bytes are shared.
+        Some(received) if upstream.base_path().is_empty() && target.is_verbatim(received) => received.clone(),
+        _ => http::uri::PathAndQuery::try_from(target.path_and_query_under(upstream.base_path()))
+            .map_err(|e| GatewayError::Internal(e.into()))?,
+    };
     // Origin form: the connection already is to the upstream.
     let mut uri = http::uri::Parts::default();
-    uri.path_and_query = Some(http::uri::PathAndQuery::try_from(path).map_err(|e| GatewayError::Internal(e.into()))?);
+    uri.path_and_query = Some(path);
     parts.uri = Uri::from_parts(uri).map_err(|e| GatewayError::Internal(e.into()))?;
     parts.version = Version::HTTP_11;
     let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
