@@ -12,8 +12,8 @@
 //!
 //! Requests without a body run their exchange inside their own task ([`super::h1`]),
 //! over plain TCP or TLS; the others go through hyper's client, whose connections run in
-//! tasks of their own. Both kinds share the pool, its cap and its line: an in-task connection
-//! taken for a request with a body is handed to hyper for good.
+//! tasks of their own. Both kinds share the pool, its cap and its line: an in-task
+//! connection taken for a request with a body is handed to hyper for good.
 //!
 //! An `https://` upstream's connections are TLS: the TCP connect and the TLS handshake
 //! share the connect deadline, then HTTP/1.1 runs over the TLS stream; keep-alive, reuse

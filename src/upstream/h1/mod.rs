@@ -1,10 +1,10 @@
 //! HTTP/1.1 to an upstream inside the request's own task, for requests without a body
-//! (`GET`, `HEAD`), over plain TCP or TLS ([`stream::Stream`]): the request head is written and the response head read by the
-//! request's future, and the response body is read from the socket as the client's side
-//! polls it. There is no connection task, no channel between the request and its
-//! connection and no wake-up between them: the work hyper's client connection does in a
-//! task of its own, and the hand-offs to and from it, are most of what a proxied request
-//! costs beyond nginx's.
+//! (`GET`, `HEAD`), over plain TCP or TLS ([`stream::Stream`]): the request head is
+//! written and the response head read by the request's future, and the response body is
+//! read from the socket as the client's side polls it. There is no connection task, no
+//! channel between the request and its connection and no wake-up between them: the work
+//! hyper's client connection does in a task of its own, and the hand-offs to and from
+//! it, are most of what a proxied request costs beyond nginx's.
 //!
 //! What keeps responses in step with their requests:
 //! - one exchange at a time on a connection, which the exchange owns until the body's
