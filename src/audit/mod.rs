@@ -130,6 +130,8 @@ pub use text::*;
 pub use writer::*;
 
 #[cfg(test)]
+mod encode_tests;
+#[cfg(test)]
 mod outage_tests;
 #[cfg(test)]
 pub(crate) mod tests;
