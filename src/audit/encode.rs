@@ -127,42 +127,37 @@ fn encode_fields(event: &EventRef<'_>) -> Vec<u8> {
     text(&mut out, event.event);
     out.extend_from_slice(b",\"outcome\":");
     text(&mut out, event.outcome);
-    let texts = [("user_id", event.user_id), ("email", event.email)];
-    for (name, value) in texts {
-        if let Some(value) = value {
-            key(&mut out, name);
-            text(&mut out, value);
-        }
-    }
+    texts(&mut out, &[("user_id", event.user_id), ("email", event.email)]);
     if let Some(ip) = event.ip {
         key(&mut out, "ip");
         // Formatted and escaped as it is written; encoding into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut out, &AsText(ip));
     }
-    let texts = [("method", event.method), ("path", event.path), ("route", event.route)];
-    for (name, value) in texts {
-        if let Some(value) = value {
-            key(&mut out, name);
-            text(&mut out, value);
-        }
-    }
+    texts(
+        &mut out,
+        &[("method", event.method), ("path", event.path), ("route", event.route)],
+    );
     if let Some(status) = event.status {
         key(&mut out, "status");
         out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
     }
-    let texts = [("reason", event.reason), ("request_id", event.request_id)];
-    for (name, value) in texts {
-        if let Some(value) = value {
-            key(&mut out, name);
-            text(&mut out, value);
-        }
-    }
+    texts(&mut out, &[("reason", event.reason), ("request_id", event.request_id)]);
     if let Some(ms) = event.latency_ms {
         key(&mut out, "latency_ms");
         out.extend_from_slice(itoa::Buffer::new().format(ms).as_bytes());
     }
     out.push(b'}');
     out
+}
+
+/// Each text field that is present, as `,"name":"value"`, in the order given.
+fn texts(out: &mut Vec<u8>, fields: &[(&str, Option<&str>)]) {
+    for (name, value) in fields {
+        if let Some(value) = value {
+            key(out, name);
+            text(out, value);
+        }
+    }
 }
 
 /// `,"name":` (every key after the first two, which are always there).
