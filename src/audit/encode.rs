@@ -131,7 +131,7 @@ fn encode_fields(event: &EventRef<'_>) -> Vec<u8> {
     if let Some(ip) = event.ip {
         key(&mut out, "ip");
         // Formatted and escaped as it is written; encoding into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut out, &AsText(ip));
+        let _ = serde_json::to_writer(&mut out, &format_args!("{ip}"));
     }
     texts(
         &mut out,
@@ -181,15 +181,6 @@ fn text(out: &mut Vec<u8>, value: &str) {
         out.push(b'"');
     } else {
         let _ = serde_json::to_writer(out, value);
-    }
-}
-
-/// Anything shown as text, serialized as the string it formats to.
-struct AsText<'a>(&'a dyn Display);
-
-impl Serialize for AsText<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self.0)
     }
 }
 

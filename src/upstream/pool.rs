@@ -82,8 +82,9 @@ impl Pool {
         }
     }
 
-    /// An idle connection, or a new one if the cap allows (in-task if `in_task`), or (waiting, in turn) the first connection to come back or
-    /// the first place to free up. `true` with a connection that was used before.
+    /// An idle connection, or a new one if the cap allows (in-task if `in_task`), or
+    /// (waiting, in turn) the first connection to come back or the first place to free
+    /// up. `true` with a connection that was used before.
     async fn checkout(&self, in_task: bool) -> Result<(Conn, bool), BoxError> {
         // Told of room that another request took first: back in line, at its head.
         let mut overtaken = false;
@@ -228,27 +229,23 @@ impl Pool {
     async fn connect(&self, permit: OwnedSemaphorePermit, in_task: bool) -> Result<Conn, BoxError> {
         let slot = Slot::new(permit, &self.line);
         let timed_out = || format!("connecting to {} timed out", self.addr);
-        match &self.tls {
-            None => {
-                let stream = tokio::time::timeout(self.connect_timeout, open(&self.addr))
-                    .await
-                    .map_err(|_| timed_out())??;
-                if in_task {
-                    return Ok(Conn::InTask(h1::Connection::new(stream, slot)));
-                }
-                self.start(stream, slot).await.map(Conn::Hyper)
-            }
+        let stream: h1::stream::Stream = match &self.tls {
+            None => tokio::time::timeout(self.connect_timeout, open(&self.addr))
+                .await
+                .map_err(|_| timed_out())??
+                .into(),
             Some(tls) => {
                 let secure = async { tls.handshake(open(&self.addr).await?, &self.addr).await };
-                let stream = tokio::time::timeout(self.connect_timeout, secure)
+                tokio::time::timeout(self.connect_timeout, secure)
                     .await
-                    .map_err(|_| timed_out())??;
-                if in_task {
-                    return Ok(Conn::InTask(h1::Connection::new(stream, slot)));
-                }
-                self.start(stream, slot).await.map(Conn::Hyper)
+                    .map_err(|_| timed_out())??
+                    .into()
             }
+        };
+        if in_task {
+            return Ok(Conn::InTask(h1::Connection::new(stream, slot)));
         }
+        self.start(stream, slot).await.map(Conn::Hyper)
     }
 
     /// The HTTP/1.1 handshake over `stream`; the connection runs in its own task, which
