@@ -25,7 +25,12 @@ fn file(dir: &Path, name: &str, text: &str) -> String {
 /// A gateway with one worker in front of `up` as the upstream `rec`, with `table` as the
 /// body of `[upstream_tls.rec]`.
 async fn gateway(up: &TlsUpstream, table: &str) -> common::TestGateway {
-    Setup::new(&[("rec", up.url())], OPEN_POLICY)
+    gateway_at(up.url(), table).await
+}
+
+/// As [`gateway`], for the upstream at `url`.
+async fn gateway_at(url: String, table: &str) -> common::TestGateway {
+    Setup::new(&[("rec", url)], OPEN_POLICY)
         .server("workers = 1")
         .extra(&format!("[upstream_tls.rec]\n{table}\n"))
         .start()
@@ -204,11 +209,7 @@ async fn a_close_delimited_body_ends_only_at_close_notify() {
     let ca_file = file(dir.path(), "ca.pem", &ca.pem);
     for end in [TlsEnd::CloseNotify, TlsEnd::BareClose] {
         let addr = raw_tls_upstream(&ca, &["127.0.0.1"], HEAD, BODY, end).await;
-        let gw = Setup::new(&[("rec", format!("https://{addr}"))], OPEN_POLICY)
-            .server("workers = 1")
-            .extra(&format!("[upstream_tls.rec]\nca = {ca_file:?}\n"))
-            .start()
-            .await;
+        let gw = gateway_at(format!("https://{addr}"), &format!("ca = {ca_file:?}")).await;
         // The status and the body, or the error that broke the answer off (over
         // HTTP/2 the stream's reset may overtake its head).
         let answer = match gw.client.get(gw.url("/stream")).send().await {
@@ -239,11 +240,7 @@ async fn an_idle_connection_closed_by_the_upstream_is_not_used() {
     let dir = tempfile::tempdir().unwrap();
     let ca_file = file(dir.path(), "ca.pem", &ca.pem);
     let addr = raw_tls_upstream(&ca, &["127.0.0.1"], HEAD, b"once", TlsEnd::CloseNotify).await;
-    let gw = Setup::new(&[("rec", format!("https://{addr}"))], OPEN_POLICY)
-        .server("workers = 1")
-        .extra(&format!("[upstream_tls.rec]\nca = {ca_file:?}\n"))
-        .start()
-        .await;
+    let gw = gateway_at(format!("https://{addr}"), &format!("ca = {ca_file:?}")).await;
     for n in 0..4 {
         let resp = gw.client.get(gw.url("/again")).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK, "request {n}");
