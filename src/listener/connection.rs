@@ -1,14 +1,14 @@
 //! One HTTP connection's life, once accepted (and TLS-terminated): its requests, with
-//! deadlines on their bodies and panics caught; its idle timeout, counting requests
-//! only; graceful close on drain and a hard close at the drain deadline; and the
-//! lingering close that lets a client refused early read its answer.
+//! deadlines on their bodies and panics caught; its header read and idle timeouts,
+//! counting requests only (see `watchdog`); graceful close on drain and a hard close at
+//! the drain deadline; and the lingering close that lets a client refused early read
+//! its answer.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -21,6 +21,7 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 
+use super::watchdog::{Activity, ControlWake, InFlight, Verdict, Watchdog};
 use super::{ConnInfo, Handler, Lifecycle};
 use crate::config::Limits;
 use crate::upstream::body::GatewayBody;
@@ -32,9 +33,11 @@ const LINGER_TIME: Duration = Duration::from_secs(5);
 const LINGER_BYTES: u64 = 256 << 20;
 
 /// Serves HTTP on one connection until it closes, the gateway drains it, or the drain
-/// deadline passes.
+/// deadline passes. `h2`: ALPN chose HTTP/2 (a plain connection is known to speak it at
+/// its first request).
 pub(super) async fn run_http<S, H>(
     io: S,
+    h2: bool,
     info: ConnInfo,
     handler: Arc<H>,
     builder: auto::Builder<TokioExecutor>,
@@ -44,10 +47,11 @@ pub(super) async fn run_http<S, H>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Handler,
 {
-    let activity = Arc::new(Activity::default());
+    let activity = Arc::new(Activity::new(h2));
     let io = Lingering {
         inner: io,
         state: Linger::Open,
+        activity: activity.clone(),
     };
     let service_activity = activity.clone();
     let (body_read_timeout, request_timeout) = (limits.body_read_timeout, limits.request_timeout);
@@ -55,6 +59,9 @@ pub(super) async fn run_http<S, H>(
         let handler = handler.clone();
         let activity = service_activity.clone();
         async move {
+            if req.version() == http::Version::HTTP_2 {
+                activity.saw_h2();
+            }
             // In flight until the response body has been sent (or dropped).
             let in_flight = InFlight::new(activity);
             let deadline = tokio::time::Instant::now() + request_timeout;
@@ -81,9 +88,14 @@ pub(super) async fn run_http<S, H>(
     });
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
-    let mut idle_check = tokio::time::interval(limits.idle_timeout);
-    idle_check.tick().await;
-    let mut last_seen = activity.events.load(Ordering::Relaxed);
+    let mut watchdog = Watchdog::new(
+        limits.header_read_timeout,
+        limits.idle_timeout,
+        tokio::time::Instant::now(),
+    );
+    let timer = tokio::time::sleep(watchdog.period());
+    tokio::pin!(timer);
+    let (control, control_waker) = ControlWake::waker();
     let mut phase = *shutdown.borrow_and_update();
     let mut watching = true;
     let mut closing = false;
@@ -96,59 +108,77 @@ pub(super) async fn run_http<S, H>(
             conn.as_mut().graceful_shutdown();
             closing = true;
         }
-        tokio::select! {
-            result = conn.as_mut() => {
+        // The connection is polled at every wake-up; the timer and the shutdown signal
+        // only when they woke the task (see `ControlWake`). A new shutdown future must
+        // be polled once to register.
+        control.mark();
+        let event = {
+            let changed = async {
+                if watching {
+                    shutdown.changed().await
+                } else {
+                    std::future::pending().await
+                }
+            };
+            tokio::pin!(changed);
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+                    return Poll::Ready(Event::Ended(result));
+                }
+                if control.take(cx.waker()) {
+                    let mut controls = Context::from_waker(&control_waker);
+                    if timer.as_mut().poll(&mut controls).is_ready() {
+                        return Poll::Ready(Event::Check);
+                    }
+                    if let Poll::Ready(changed) = changed.as_mut().poll(&mut controls) {
+                        return Poll::Ready(Event::Shutdown(changed.is_ok()));
+                    }
+                }
+                Poll::Pending
+            })
+            .await
+        };
+        match event {
+            Event::Ended(result) => {
                 if let Err(e) = result {
                     tracing::debug!(peer = %info.peer, error = %crate::error_chain::chain(&*e), "connection ended with an error");
                 }
                 return;
             }
-            _ = idle_check.tick(), if !closing => {
-                // Idle: no request started or ended for a whole period and none in flight.
-                let now_seen = activity.events.load(Ordering::Relaxed);
-                if now_seen == last_seen && activity.in_flight.load(Ordering::Relaxed) == 0 {
-                    tracing::debug!(peer = %info.peer, "closing idle connection");
-                    conn.as_mut().graceful_shutdown();
-                    closing = true;
+            Event::Check => {
+                let now = tokio::time::Instant::now();
+                match watchdog.check(now, &activity) {
+                    Verdict::Keep => {}
+                    Verdict::Close(reason) => {
+                        tracing::debug!(peer = %info.peer, reason, "closing the connection");
+                        if !closing {
+                            conn.as_mut().graceful_shutdown();
+                            closing = true;
+                        }
+                    }
+                    Verdict::CloseNow => {
+                        tracing::debug!(peer = %info.peer, "connection still open a period after it was asked to close: closing it now");
+                        return;
+                    }
                 }
-                last_seen = now_seen;
+                timer.as_mut().reset(now + watchdog.period());
             }
-            changed = shutdown.changed(), if watching => match changed {
-                Ok(()) => phase = *shutdown.borrow_and_update(),
-                // The gateway is gone: drain.
-                Err(_) => {
-                    watching = false;
-                    phase = phase.max(Lifecycle::Draining);
-                }
-            },
+            Event::Shutdown(true) => phase = *shutdown.borrow_and_update(),
+            // The gateway is gone: drain.
+            Event::Shutdown(false) => {
+                watching = false;
+                phase = phase.max(Lifecycle::Draining);
+            }
         }
     }
 }
 
-/// Counts requests started and ended on a connection, and those in flight.
-#[derive(Default)]
-struct Activity {
-    events: AtomicU64,
-    in_flight: AtomicUsize,
-}
-
-/// One request in flight on a connection, from its head until its response body has
-/// been sent.
-struct InFlight(Arc<Activity>);
-
-impl InFlight {
-    fn new(a: Arc<Activity>) -> Self {
-        a.in_flight.fetch_add(1, Ordering::Relaxed);
-        a.events.fetch_add(1, Ordering::Relaxed);
-        Self(a)
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.0.events.fetch_add(1, Ordering::Relaxed);
-    }
+/// What woke the connection's loop with something to do.
+enum Event<E> {
+    Ended(Result<(), E>),
+    Check,
+    /// The shutdown signal changed (`true`) or its sender is gone (`false`).
+    Shutdown(bool),
 }
 
 /// A response body that keeps its request counted in flight until it is done.
@@ -185,6 +215,7 @@ impl hyper::body::Body for Counted {
 struct Lingering<S> {
     inner: S,
     state: Linger,
+    activity: Arc<Activity>,
 }
 
 enum Linger {
@@ -232,6 +263,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Lingering<S> {
                         this.state = Linger::Done;
                         return Poll::Ready(Err(e));
                     }
+                    this.activity.lingering();
                     this.state = Linger::Draining {
                         until: Box::pin(tokio::time::sleep(LINGER_TIME)),
                         read: 0,

@@ -44,6 +44,7 @@ use tokio_util::task::TaskTracker;
 
 mod connection;
 pub mod proxy_protocol;
+mod watchdog;
 
 use crate::config::{Limits, TrustedProxies};
 use crate::upstream::body::GatewayBody;
@@ -190,7 +191,9 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        // The connection's watchdog keeps this timeout (see `connection`): hyper's arms a
+        // timer for every request head.
+        .header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .max_headers(limits.max_headers)
         .keep_alive(true);
@@ -248,18 +251,15 @@ async fn serve_connection<H: Handler>(
                 Ok(Ok(tls_stream)) => {
                     // Serve exactly what ALPN chose; without ALPN, HTTP/1.1 (RFC 7301;
                     // RFC 9113 §3.3 allows HTTP/2 over TLS only after ALPN h2).
-                    let builder = if tls_stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                        builder.http2_only()
-                    } else {
-                        builder.http1_only()
-                    };
-                    connection::run_http(tls_stream, info, handler, builder, limits, shutdown).await
+                    let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                    let builder = if h2 { builder.http2_only() } else { builder.http1_only() };
+                    connection::run_http(tls_stream, h2, info, handler, builder, limits, shutdown).await
                 }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
         }
-        None => connection::run_http(stream, info, handler, builder, limits, shutdown).await,
+        None => connection::run_http(stream, false, info, handler, builder, limits, shutdown).await,
     }
 }
 
