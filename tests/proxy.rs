@@ -312,9 +312,20 @@ async fn upstream_failures() {
     );
     assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["error"], "bad_gateway");
 
+    let started = std::time::Instant::now();
     let resp = gw.client.get(gw.url("/slow/x")).send().await.unwrap();
+    let waited = started.elapsed();
     assert_eq!(resp.status(), StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(json(resp).await["error"], "gateway_timeout");
+    // The worker's coarse clock keeps the timeout: never early, a tick or so late.
+    assert!(
+        waited >= Duration::from_millis(300),
+        "504 before the timeout: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(3),
+        "504 long after the timeout: {waited:?}"
+    );
 }
 
 /// A minimal HTTP/1.1 upstream that answers every GET with `ok` and counts connections

@@ -23,6 +23,7 @@ use http::header::HeaderValue;
 use http::{Request, Response};
 
 use crate::config::{Config, Upstream};
+use crate::workers::deadlines::Deadline;
 use pool::{Pool, PooledBody};
 use request::{BodyProgress, UpstreamBody};
 
@@ -76,14 +77,14 @@ impl UpstreamTarget {
         let pool = &self.pools[worker % self.pools.len()];
         let send = pool.send(req);
         tokio::pin!(send);
-        let timer = tokio::time::sleep(timeout);
-        tokio::pin!(timer);
+        let mut timer = Deadline::after(timeout);
         loop {
             tokio::select! {
+                biased;
                 sent = &mut send => return sent.map_err(SendError::Failed),
                 () = &mut timer => {
                     if progress.as_ref().is_some_and(BodyProgress::waiting_on_client) {
-                        timer.as_mut().reset(tokio::time::Instant::now() + timeout);
+                        timer.reset(timeout);
                         continue;
                     }
                     return Err(SendError::TimedOut);

@@ -4,7 +4,8 @@
 //! next worker in turn. From then on the connection, the requests on it and the upstream
 //! connections those requests open all run on that worker's thread: no request is woken
 //! on one thread and continued on another, and each worker keeps its own pool of
-//! upstream connections, so the pool lock is never contended.
+//! upstream connections, so the pool lock is never contended. Each worker also keeps the
+//! coarse deadlines of its requests (see [`deadlines`]).
 //! This is the shape nginx and HAProxy have (a process or thread per core, each with its
 //! own connections) and, measured on two cores, it is what removed most of the kernel
 //! time the work-stealing scheduler spent waking workers.
@@ -16,6 +17,8 @@ use std::thread::JoinHandle;
 
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
+
+pub mod deadlines;
 
 /// The worker runtimes. Dropping this stops them: each thread leaves its runtime, which
 /// cancels whatever still runs on it (the listeners wait for their connections first).
@@ -40,6 +43,8 @@ impl Workers {
             let (stop, stopped) = oneshot::channel::<()>();
             stops.push(stop);
             threads.push(std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || {
+                let deadlines = std::sync::Arc::new(deadlines::Deadlines::default());
+                runtime.spawn(deadlines.install());
                 // Either a stop or the sender dropped ends the wait.
                 let _ = runtime.block_on(stopped);
                 drop(runtime);
