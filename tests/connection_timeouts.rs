@@ -12,17 +12,21 @@ use http_body_util::Empty;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const ONE_SECOND_HEADS: &str = "[limits]\nheader_read_timeout = \"1s\"\n";
+/// A gateway with a 1 s header read timeout in front of a recording upstream.
+async fn one_second_heads() -> (Recorder, TestGateway) {
+    let rec = Recorder::start().await;
+    let gw = Setup::new(&[("rec", rec.url())], OPEN_POLICY)
+        .extra("[limits]\nheader_read_timeout = \"1s\"\n")
+        .start()
+        .await;
+    (rec, gw)
+}
 
 // A client that keeps sending its head a field at a time, never finishing it, is cut
 // off at the header read timeout: bytes arriving do not extend it.
 #[tokio::test]
 async fn a_dripped_head_is_cut_at_the_header_read_timeout() {
-    let rec = Recorder::start().await;
-    let gw = Setup::new(&[("rec", rec.url())], OPEN_POLICY)
-        .extra(ONE_SECOND_HEADS)
-        .start()
-        .await;
+    let (rec, gw) = one_second_heads().await;
     let tls = gw.tls_connect(b"http/1.1").await;
     let (mut read, mut write) = tokio::io::split(tls);
     let started = Instant::now();
@@ -57,11 +61,7 @@ async fn a_dripped_head_is_cut_at_the_header_read_timeout() {
 // read timeout, well before the idle timeout (60 s by default).
 #[tokio::test]
 async fn a_keep_alive_wait_ends_at_the_header_read_timeout() {
-    let rec = Recorder::start().await;
-    let gw = Setup::new(&[("rec", rec.url())], OPEN_POLICY)
-        .extra(ONE_SECOND_HEADS)
-        .start()
-        .await;
+    let (_rec, gw) = one_second_heads().await;
     let started = Instant::now();
     let resp = gw.raw("GET /keep HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
     let elapsed = started.elapsed();
@@ -77,11 +77,7 @@ async fn a_keep_alive_wait_ends_at_the_header_read_timeout() {
 // it still serves the next request (the idle timeout is what ends it).
 #[tokio::test]
 async fn an_http2_connection_outlives_the_header_read_timeout() {
-    let rec = Recorder::start().await;
-    let gw = Setup::new(&[("rec", rec.url())], OPEN_POLICY)
-        .extra(ONE_SECOND_HEADS)
-        .start()
-        .await;
+    let (rec, gw) = one_second_heads().await;
     let tls = gw.tls_connect(b"h2").await;
     let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
         .await

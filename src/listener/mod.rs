@@ -191,7 +191,7 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        // The connection's watchdog keeps this timeout (see `connection`): hyper's arms a
+        // The connection's watchdog keeps this timeout (see `watchdog`): hyper's arms a
         // timer for every request head.
         .header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes.max(8192))
