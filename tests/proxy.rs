@@ -328,10 +328,17 @@ async fn upstream_failures() {
     );
 }
 
-/// A minimal HTTP/1.1 upstream that answers every GET with `ok` and counts connections
+/// A plain answer: `ok`, framed by its length.
+const OK_ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
+/// A minimal HTTP/1.1 upstream that answers every request head with `answer` (a request
+/// body, if any, is read as part of the next head and ignored) and counts connections
 /// and requests; with `one_per_connection` it closes each connection after one answer,
 /// without announcing it, as an upstream does when a keep-alive connection times out.
-async fn counting_upstream(one_per_connection: bool) -> (std::net::SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+async fn counting_upstream(
+    one_per_connection: bool,
+    answer: &'static [u8],
+) -> (std::net::SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -355,7 +362,6 @@ async fn counting_upstream(one_per_connection: bool) -> (std::net::SocketAddr, A
                     let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
                     buf.drain(..end);
                     r.fetch_add(1, Ordering::SeqCst);
-                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
                     if stream.write_all(answer).await.is_err() || one_per_connection {
                         return;
                     }
@@ -369,7 +375,7 @@ async fn counting_upstream(one_per_connection: bool) -> (std::net::SocketAddr, A
 // Upstream connections are kept alive and reused: requests one after another share one.
 #[tokio::test]
 async fn upstream_connection_reused() {
-    let (addr, connections, requests) = counting_upstream(false).await;
+    let (addr, connections, requests) = counting_upstream(false, OK_ANSWER).await;
     let gw = Setup::new(&[("rec", format!("http://{addr}"))], OPEN_POLICY)
         .start()
         .await;
@@ -382,11 +388,40 @@ async fn upstream_connection_reused() {
     assert_eq!(connections.load(Ordering::SeqCst), 1);
 }
 
+// The upstream's hop-by-hop fields (RFC 9110 §7.6.1) and those its `Connection` names
+// never reach the client, in any case, on either path upstream: in-task (a GET) and
+// hyper's client (a request with a body). The rest of the head arrives, and the
+// connection, kept alive, serves both.
+#[tokio::test]
+async fn upstream_hop_by_hop_fields_stay_behind() {
+    const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\nX-Secret: s\r\nConnection: X-Secret, keep-alive\r\n\
+        Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nX-Kept: 1\r\nConnection: x-other\r\n\
+        X-Other: o\r\ncontent-length: 2\r\n\r\nok";
+    let (addr, connections, requests) = counting_upstream(false, ANSWER).await;
+    let gw = Setup::new(&[("rec", format!("http://{addr}"))], OPEN_POLICY)
+        .start()
+        .await;
+    let get = gw.client.get(gw.url("/r/get"));
+    let post = gw.client.post(gw.url("/r/post")).body("{}");
+    for request in [get, post] {
+        let resp = request.send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let headers = resp.headers().clone();
+        assert_eq!(resp.text().await.unwrap(), "ok");
+        assert_eq!(headers.get("x-kept").unwrap(), "1");
+        for gone in ["x-secret", "x-other", "connection", "keep-alive", "proxy-connection"] {
+            assert!(headers.get(gone).is_none(), "{gone} reached the client: {headers:?}");
+        }
+    }
+    assert_eq!(requests.load(Ordering::SeqCst), 2);
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+}
+
 // An upstream that closes idle connections: every request still succeeds, on a fresh
 // connection, and none reaches the upstream twice.
 #[tokio::test]
 async fn upstream_closing_idle_connections() {
-    let (addr, connections, requests) = counting_upstream(true).await;
+    let (addr, connections, requests) = counting_upstream(true, OK_ANSWER).await;
     let gw = Setup::new(&[("rec", format!("http://{addr}"))], OPEN_POLICY)
         .start()
         .await;

@@ -19,13 +19,29 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::HeaderValue;
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response};
 
 use crate::config::{Config, Upstream};
 use crate::workers::deadlines::Deadline;
 use pool::{Pool, PooledBody};
 use request::{BodyProgress, UpstreamBody};
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1, plus the legacy `Keep-Alive` and
+/// `Proxy-Connection`): meaningful for one connection only, never forwarded. The in-task
+/// client reads them off a response head and leaves them out of the response; the
+/// forward phase strips them (and those `Connection` names) from both directions.
+pub const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
 
 /// An error of any kind, sent between threads.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

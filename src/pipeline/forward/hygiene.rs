@@ -6,19 +6,7 @@
 
 use http::header::{self, HeaderMap, HeaderName};
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1, plus the legacy `Keep-Alive` and
-/// `Proxy-Connection`): meaningful for one connection only, never forwarded.
-pub const HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
+pub use crate::upstream::HOP_BY_HOP;
 
 /// Which spellings of a name in [`STRIPPED`] are removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,15 +172,19 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// lookup per name that might be there.
 pub fn strip(headers: &mut HeaderMap, unwanted: impl Fn(&HeaderName) -> bool) {
     let mut doomed: smallvec::SmallVec<[HeaderName; 8]> = smallvec::SmallVec::new();
+    let mut connection = false;
     for name in headers.keys() {
+        connection |= name == header::CONNECTION;
         if unwanted(name) && !doomed.contains(name) {
             doomed.push(name.clone());
         }
     }
     // The names `Connection` lists, matched against the headers present (a name is
     // lowercase there, and compared without case) rather than parsed into header names:
-    // the usual `keep-alive` and `close` name no header and cost no allocation.
-    for value in headers.get_all(header::CONNECTION) {
+    // the usual `keep-alive` and `close` name no header and cost no allocation. Without a
+    // `Connection` header (most requests and responses) there is no lookup for it.
+    let listed = connection.then(|| headers.get_all(header::CONNECTION));
+    for value in listed.iter().flatten() {
         for token in value.as_bytes().split(|&b| b == b',') {
             let token = token.trim_ascii();
             if token.is_empty() {

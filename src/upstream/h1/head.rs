@@ -5,10 +5,17 @@
 //! Framing is decided once, here, from the head alone, and strictly: a response whose
 //! framing is ambiguous is refused (a `502`), never guessed at, and a connection is kept
 //! only when the response's end is certain.
+//!
+//! The fields about the connection itself are read off the head in the same pass
+//! ([`Fields`]) and not kept in the response: the hop-by-hop ones
+//! ([`HOP_BY_HOP`](crate::upstream::HOP_BY_HOP)) and those `Connection` names. So the
+//! framing is decided from the head's bytes, without looking fields up in a map.
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
+
+use crate::upstream::HOP_BY_HOP;
 
 /// The largest response head read, and the most header fields it may hold: the limits
 /// hyper's client has, so a response passes or fails the same on either path.
@@ -159,14 +166,18 @@ fn parse_with<const N: usize>(
         scratch.push((name, start, end));
     }
     let bytes: Bytes = buf.split_to(len).freeze();
+    let fields = Fields::read(scratch, &bytes);
+    let (framing, reusable) = fields.framing(status, version, head_request)?;
     // Room for the headers the gateway adds to the response as well.
     let mut headers = HeaderMap::with_capacity(scratch.len() + 8);
     for (name, start, end) in scratch.drain(..) {
+        if fields.is_hop_by_hop(&name) {
+            continue;
+        }
         let value = HeaderValue::from_maybe_shared(bytes.slice(start..end))
             .map_err(|_| HeadError::Malformed("invalid header field value"))?;
         headers.append(name, value);
     }
-    let (framing, reusable) = framing(status, version, &headers, head_request)?;
     let mut parts = http::Response::new(()).into_parts().0;
     parts.status = status;
     parts.version = version;
@@ -178,64 +189,100 @@ fn parse_with<const N: usize>(
     }))
 }
 
-/// The body's framing (RFC 9112 §6.3) and whether the connection outlives it.
-pub fn framing(
-    status: StatusCode,
-    version: Version,
-    headers: &HeaderMap,
-    head_request: bool,
-) -> Result<(Framing, bool), HeadError> {
-    let mut reusable = version == Version::HTTP_11 && !has_token(headers, &header::CONNECTION, "close");
-    if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-        return Ok((Framing::Empty, reusable));
-    }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
-        if version != Version::HTTP_11 {
-            return Err(HeadError::Framing("Transfer-Encoding in an HTTP/1.0 response"));
-        }
-        // Both framings: Transfer-Encoding wins, and the connection is not trusted after.
-        if headers.contains_key(header::CONTENT_LENGTH) {
-            reusable = false;
-        }
-        return Ok(if last_coding_is_chunked(headers) {
-            (Framing::Chunked, reusable)
-        } else {
-            (Framing::Close, false)
-        });
-    }
-    let mut length: Option<u64> = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for item in value.as_bytes().split(|&b| b == b',') {
-            let n = digits(item.trim_ascii()).ok_or(HeadError::Framing("invalid Content-Length"))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(HeadError::Framing("Content-Length values differ"));
+/// The fields of a response head that are about its connection and its framing, read
+/// from the head's bytes in one pass: `Connection` (its `close`, and the names it lists),
+/// `Transfer-Encoding` and `Content-Length`.
+struct Fields<'a> {
+    /// `Connection` names `close`.
+    close: bool,
+    /// The other names `Connection` lists: those fields are this connection's too.
+    listed: smallvec::SmallVec<[&'a [u8]; 4]>,
+    /// The value of every `Transfer-Encoding` field, in order.
+    transfer_encoding: smallvec::SmallVec<[&'a [u8]; 1]>,
+    /// The value of every `Content-Length` field, in order.
+    content_length: smallvec::SmallVec<[&'a [u8]; 1]>,
+}
+
+impl<'a> Fields<'a> {
+    fn read(scratch: &[(HeaderName, usize, usize)], bytes: &'a [u8]) -> Self {
+        let mut fields = Self {
+            close: false,
+            listed: smallvec::SmallVec::new(),
+            transfer_encoding: smallvec::SmallVec::new(),
+            content_length: smallvec::SmallVec::new(),
+        };
+        for (name, start, end) in scratch {
+            let value = &bytes[*start..*end];
+            if name == header::CONNECTION {
+                for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        fields.close = true;
+                    } else if !token.is_empty() && fields.listed.len() < MAX_HEADERS {
+                        fields.listed.push(token);
+                    }
+                }
+            } else if name == header::TRANSFER_ENCODING {
+                fields.transfer_encoding.push(value);
+            } else if name == header::CONTENT_LENGTH {
+                fields.content_length.push(value);
             }
-            length = Some(n);
         }
+        fields
     }
-    Ok(match length {
-        Some(n) => (Framing::Length(n), reusable),
-        None => (Framing::Close, false),
-    })
-}
 
-/// Whether the last transfer coding of all `Transfer-Encoding` fields is `chunked`.
-fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
-    let last = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-        .and_then(|v| v.as_bytes().split(|&b| b == b',').map(<[u8]>::trim_ascii).next_back());
-    last.is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked"))
-}
+    /// Whether a field is hop-by-hop (RFC 9110 §7.6.1): one of those that are always
+    /// (`Connection`, `Keep-Alive`, `Transfer-Encoding`, ...), or one `Connection` names.
+    /// Such a field is read here and not passed on; `Content-Length` is passed on.
+    fn is_hop_by_hop(&self, name: &HeaderName) -> bool {
+        HOP_BY_HOP.contains(name)
+            || (!self.listed.is_empty()
+                && self
+                    .listed
+                    .iter()
+                    .any(|t| t.eq_ignore_ascii_case(name.as_str().as_bytes())))
+    }
 
-/// Whether a comma-separated field holds `token` (any case).
-fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
-    headers.get_all(name).iter().any(|v| {
-        v.as_bytes()
-            .split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-    })
+    /// The body's framing (RFC 9112 §6.3) and whether the connection outlives it.
+    fn framing(&self, status: StatusCode, version: Version, head_request: bool) -> Result<(Framing, bool), HeadError> {
+        let mut reusable = version == Version::HTTP_11 && !self.close;
+        if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            return Ok((Framing::Empty, reusable));
+        }
+        if let Some(last) = self.transfer_encoding.last() {
+            if version != Version::HTTP_11 {
+                return Err(HeadError::Framing("Transfer-Encoding in an HTTP/1.0 response"));
+            }
+            // Both framings: Transfer-Encoding wins, and the connection is not trusted after.
+            if !self.content_length.is_empty() {
+                reusable = false;
+            }
+            // Whether the last transfer coding of all the fields is `chunked`.
+            let chunked = last
+                .split(|&b| b == b',')
+                .map(<[u8]>::trim_ascii)
+                .next_back()
+                .is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked"));
+            return Ok(if chunked {
+                (Framing::Chunked, reusable)
+            } else {
+                (Framing::Close, false)
+            });
+        }
+        let mut length: Option<u64> = None;
+        for value in &self.content_length {
+            for item in value.split(|&b| b == b',') {
+                let n = digits(item.trim_ascii()).ok_or(HeadError::Framing("invalid Content-Length"))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(HeadError::Framing("Content-Length values differ"));
+                }
+                length = Some(n);
+            }
+        }
+        Ok(match length {
+            Some(n) => (Framing::Length(n), reusable),
+            None => (Framing::Close, false),
+        })
+    }
 }
 
 /// A non-empty run of ASCII digits as a number; `None` for anything else or an overflow.

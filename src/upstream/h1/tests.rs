@@ -82,6 +82,28 @@ fn framing_follows_rfc_9112() {
     }
 }
 
+// The fields about the upstream connection are read for the framing and not kept:
+// the hop-by-hop ones and those `Connection` names, in any case, whatever their order.
+#[test]
+fn hop_by_hop_fields_read_and_left_out() {
+    let h = head(
+        "HTTP/1.1 200 OK\r\nX-Secret: 1\r\nConnection: X-SECRET , keep-alive\r\nKeep-Alive: timeout=5\r\n\
+         Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\nUpgrade: h2c\r\nConnection: x-other\r\n\
+         X-Other: 2\r\nX-Kept: 3\r\n\r\n",
+    );
+    assert_eq!((h.framing, h.reusable), (Framing::Chunked, true));
+    let names: Vec<_> = h.parts.headers.keys().map(|n| n.as_str()).collect();
+    assert_eq!(names, ["content-type", "x-kept"]);
+    let h = head("HTTP/1.1 200 OK\r\nConnection: Close\r\nContent-Length: 2\r\n\r\n");
+    assert_eq!((h.framing, h.reusable), (Framing::Length(2), false));
+    assert_eq!(
+        h.parts.headers.get("content-length").unwrap(),
+        "2",
+        "Content-Length is passed on"
+    );
+    assert!(h.parts.headers.get("connection").is_none());
+}
+
 #[test]
 fn ambiguous_framing_refused() {
     let ok = "HTTP/1.1 200 OK\r\n";
