@@ -195,7 +195,8 @@ fn parse_with<const N: usize>(
 struct Fields<'a> {
     /// `Connection` names `close`.
     close: bool,
-    /// The other names `Connection` lists: those fields are this connection's too.
+    /// The other names `Connection` lists that name a field of the head: those fields are
+    /// this connection's too.
     listed: smallvec::SmallVec<[&'a [u8]; 4]>,
     /// The value of every `Transfer-Encoding` field, in order.
     transfer_encoding: smallvec::SmallVec<[&'a [u8]; 1]>,
@@ -217,7 +218,13 @@ impl<'a> Fields<'a> {
                 for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                     if token.eq_ignore_ascii_case(b"close") {
                         fields.close = true;
-                    } else if !token.is_empty() && fields.listed.len() < MAX_HEADERS {
+                    } else if !token.is_empty()
+                        && !fields.listed.iter().any(|t| t.eq_ignore_ascii_case(token))
+                        && scratch
+                            .iter()
+                            .any(|(n, ..)| n.as_str().as_bytes().eq_ignore_ascii_case(token))
+                    {
+                        // Only names of fields the head has, once each: at most one per field.
                         fields.listed.push(token);
                     }
                 }

@@ -102,6 +102,13 @@ fn hop_by_hop_fields_read_and_left_out() {
         "Content-Length is passed on"
     );
     assert!(h.parts.headers.get("connection").is_none());
+    // However many names `Connection` lists, one that names a field of the head counts.
+    let many: Vec<String> = (0..300).map(|i| format!("x-{i}")).collect();
+    let h = head(&format!(
+        "HTTP/1.1 200 OK\r\nConnection: {}, x-late\r\nX-Late: 1\r\nContent-Length: 0\r\n\r\n",
+        many.join(", ")
+    ));
+    assert!(h.parts.headers.get("x-late").is_none());
 }
 
 #[test]
