@@ -242,11 +242,10 @@ impl<'a> Fields<'a> {
     /// Such a field is read here and not passed on; `Content-Length` is passed on.
     fn is_hop_by_hop(&self, name: &HeaderName) -> bool {
         HOP_BY_HOP.contains(name)
-            || (!self.listed.is_empty()
-                && self
-                    .listed
-                    .iter()
-                    .any(|t| t.eq_ignore_ascii_case(name.as_str().as_bytes())))
+            || self
+                .listed
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(name.as_str().as_bytes()))
     }
 
     /// The body's framing (RFC 9112 §6.3) and whether the connection outlives it.
