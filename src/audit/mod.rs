@@ -6,12 +6,16 @@
 //! every gateway sharing a store make one chain with one order. Two ways in:
 //! - [`Audit::durable`] for authentication and administration events: the caller waits
 //!   until the record is on disk, so a response never reports what the trail forgot.
-//! - [`Audit::record`] for high-volume events (refused and rate-limited requests,
-//!   audited routes): a bounded queue, taken in batches at most every 10 ms (one
-//!   append, and one write of the store's log, per batch) and flushed at least every
-//!   100 ms. When a flood overflows it the gateway keeps serving, counts what it
-//!   dropped by kind, and the writer records one `audit_overflow` record saying so:
-//!   nothing is lost silently.
+//! - [`Audit::record`] for high-volume events (refused and rate-limited requests): a
+//!   bounded queue, taken in batches at most every 10 ms (one append, and one write of
+//!   the store's log, per batch) and flushed at least every 100 ms, by a flush that
+//!   does not hold the draining up. When a flood overflows it the gateway keeps
+//!   serving, counts what it dropped by kind, and the writer records one
+//!   `audit_overflow` record saying so: nothing is lost silently.
+//! - [`Audit::record_waiting`] for the requests of routes with `audit = true`: the same
+//!   queue, but a request finding it full waits for room (up to [`ROOM_WAIT`]) rather
+//!   than being dropped, so an audited route slows to what the writer takes instead of
+//!   losing records. Only a writer that is failing or stopped makes it count a drop.
 //!
 //! The chain alone cannot tell a tail rewritten and re-hashed, or cut, from the real one:
 //! [`sign_checkpoint`] signs the head's `seq` and `hash` with the gateway's key (every
@@ -33,6 +37,9 @@ pub const QUEUE: usize = 8192;
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// How long the high-volume queue gathers records after a batch smaller than [`BATCH`].
 const GATHER: Duration = Duration::from_millis(10);
+/// How long a record that must not be dropped ([`Audit::record_waiting`]) waits for room
+/// in a full queue.
+pub const ROOM_WAIT: Duration = Duration::from_secs(2);
 /// The most queued records appended in one batch.
 const BATCH: usize = 512;
 /// The hash the first record chains to.
@@ -129,6 +136,8 @@ pub use query::*;
 pub use text::*;
 pub use writer::*;
 
+#[cfg(test)]
+mod backpressure_tests;
 #[cfg(test)]
 mod encode_tests;
 #[cfg(test)]

@@ -16,26 +16,34 @@ use crate::store::{
 };
 
 /// A backend whose audit appends fail while `down` is set; everything else goes through.
-struct Flaky {
+/// A test holding `append_gate` or `flush_gate` stalls appends or flushes (a slow disk).
+pub(super) struct Flaky {
     inner: Arc<dyn Backend>,
-    down: AtomicBool,
-    refused: AtomicU64,
+    pub(super) down: AtomicBool,
+    pub(super) refused: AtomicU64,
     /// Appends that went through.
-    appends: AtomicU64,
+    pub(super) appends: AtomicU64,
+    pub(super) append_gate: tokio::sync::Mutex<()>,
+    pub(super) flush_gate: tokio::sync::Mutex<()>,
+    /// Flushes begun.
+    pub(super) flushes: AtomicU64,
 }
 
-fn flaky() -> (Arc<Flaky>, Store) {
+pub(super) fn flaky() -> (Arc<Flaky>, Store) {
     let flaky = Arc::new(Flaky {
         inner: Store::temporary().unwrap().backend().clone(),
         down: AtomicBool::new(true),
         refused: AtomicU64::new(0),
         appends: AtomicU64::new(0),
+        append_gate: tokio::sync::Mutex::new(()),
+        flush_gate: tokio::sync::Mutex::new(()),
+        flushes: AtomicU64::new(0),
     });
     let store = Store::new(flaky.clone());
     (flaky, store)
 }
 
-fn denied(i: usize) -> Event {
+pub(super) fn denied(i: usize) -> Event {
     let mut ev = Event::new(EventKind::AccessDenied);
     ev.reason = Some(format!("r{i}"));
     ev
@@ -132,6 +140,7 @@ async fn a_stream_of_records_is_appended_in_windows() {
 #[async_trait]
 impl Backend for Flaky {
     async fn audit_append(&self, chain: ChainFrom<'_>) -> Result<()> {
+        drop(self.append_gate.lock().await);
         if self.down.load(Ordering::Relaxed) {
             self.refused.fetch_add(1, Ordering::Relaxed);
             return Err(StoreError::Io {
@@ -290,6 +299,8 @@ impl Backend for Flaky {
         self.inner.probe(now_ms).await
     }
     async fn flush(&self) -> Result<()> {
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        drop(self.flush_gate.lock().await);
         self.inner.flush().await
     }
 }

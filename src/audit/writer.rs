@@ -1,7 +1,8 @@
-//! The writer task: one order for every record, awaited writes and a counted lossy queue.
+//! The writer task: one order for every record, awaited writes, and a queue that is
+//! lossy (counted) for floods and waits for room for the records of audited routes.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +25,8 @@ pub struct Audit {
     durable: mpsc::Sender<Job>,
     dropped: Arc<Mutex<BTreeMap<String, u64>>>,
     dropped_total: Arc<AtomicU64>,
+    /// Set while the writer's appends fail: nothing is waited for then.
+    failing: Arc<AtomicBool>,
 }
 
 impl Audit {
@@ -46,6 +49,7 @@ impl Audit {
             durable: durable_tx,
             dropped: Arc::default(),
             dropped_total: Arc::default(),
+            failing: Arc::default(),
         };
         let writer = Writer {
             store: store.clone(),
@@ -54,6 +58,8 @@ impl Audit {
             stamp: (0, Arc::from("")),
             bound,
             failing: false,
+            failing_shared: audit.failing.clone(),
+            flushing: None,
             dropped: audit.dropped.clone(),
             dropped_total: audit.dropped_total.clone(),
         };
@@ -87,10 +93,46 @@ impl Audit {
     pub fn record_fields(&self, fields: Fields) {
         if let Err(e) = self.queue.try_send(fields) {
             let (mpsc::error::TrySendError::Full(f) | mpsc::error::TrySendError::Closed(f)) = e;
-            let mut dropped = self.dropped.lock().unwrap_or_else(|p| p.into_inner());
-            *dropped.entry(f.name.into_owned()).or_default() += 1;
-            self.dropped_total.fetch_add(1, Ordering::Relaxed);
+            self.count_dropped(&f);
         }
+    }
+
+    /// Queues a record that must not be dropped for want of room (an audited route's
+    /// request): when the queue is full, the caller waits, in turn, for the writer to
+    /// take records, up to [`ROOM_WAIT`]. It is counted as dropped only when the writer is
+    /// stopped, its appends are failing (an outage is bounded as for every record), or
+    /// the wait runs out.
+    pub async fn record_waiting(&self, fields: Fields) {
+        let fields = match self.queue.try_send(fields) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Closed(f)) => return self.count_dropped(&f),
+            Err(mpsc::error::TrySendError::Full(f)) => f,
+        };
+        if self.failing.load(Ordering::Relaxed) {
+            return self.count_dropped(&fields);
+        }
+        match tokio::time::timeout(ROOM_WAIT, self.queue.reserve()).await {
+            Ok(Ok(room)) => room.send(fields),
+            Ok(Err(_)) | Err(_) => self.count_dropped(&fields),
+        }
+    }
+
+    /// Records counted as dropped and not yet recorded as such.
+    #[cfg(test)]
+    pub(super) fn dropped(&self) -> u64 {
+        self.dropped_total.load(Ordering::Relaxed)
+    }
+
+    /// Records in the queue.
+    #[cfg(test)]
+    pub(super) fn queued(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
+    fn count_dropped(&self, fields: &Fields) {
+        let mut dropped = self.dropped.lock().unwrap_or_else(|p| p.into_inner());
+        *dropped.entry(fields.name.clone().into_owned()).or_default() += 1;
+        self.dropped_total.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -107,6 +149,12 @@ struct Writer {
     /// Since the last append failed, until one succeeds: drops are counted but not
     /// recorded meanwhile (an `audit_overflow` record could be dropped itself).
     failing: bool,
+    /// `failing`, as the handles see it.
+    failing_shared: Arc<AtomicBool>,
+    /// The periodic flush under way, in a task of its own: the queue is drained meanwhile
+    /// (a flush waits for the disk, which a busy machine can make take hundreds of
+    /// milliseconds).
+    flushing: Option<tokio::task::JoinHandle<()>>,
     dropped: Arc<Mutex<BTreeMap<String, u64>>>,
     dropped_total: Arc<AtomicU64>,
 }
@@ -170,7 +218,7 @@ impl Writer {
         match (result, unreadable_head) {
             (Ok(()), None) => {
                 self.pending.clear();
-                self.failing = false;
+                self.set_failing(false);
                 return;
             }
             // Said once per outage, not at every try.
@@ -182,7 +230,7 @@ impl Writer {
                 tracing::error!(error = %e, waiting, "cannot write audit records: kept for the next try");
             }
         }
-        self.failing = true;
+        self.set_failing(true);
         if self.pending.len() > self.bound {
             let mut dropped = self.dropped.lock().unwrap_or_else(|p| p.into_inner());
             let excess = self.pending.split_off(self.bound);
@@ -212,9 +260,31 @@ impl Writer {
         self.append(ev);
     }
 
+    fn set_failing(&mut self, failing: bool) {
+        self.failing = failing;
+        self.failing_shared.store(failing, Ordering::Relaxed);
+    }
+
+    /// Flushes, and returns once what was written is on disk.
     async fn flush(&self) {
-        if let Err(e) = self.store.flush().await {
-            tracing::error!(error = %e, "cannot flush the audit trail");
+        flush(&self.store).await;
+    }
+
+    /// Starts a flush in a task of its own, unless the last one is still under way;
+    /// whether it started one.
+    fn flush_behind(&mut self) -> bool {
+        if self.flushing.as_ref().is_some_and(|f| !f.is_finished()) {
+            return false;
+        }
+        let store = self.store.clone();
+        self.flushing = Some(tokio::spawn(async move { flush(&store).await }));
+        true
+    }
+
+    /// Waits for the flush under way, if any.
+    async fn flushed_behind(&mut self) {
+        if let Some(f) = self.flushing.take() {
+            let _ = f.await;
         }
     }
 
@@ -247,6 +317,7 @@ impl Writer {
                         let _ = done.send(());
                     }
                     Some(Job::Close(done)) => {
+                        self.flushed_behind().await;
                         while let Ok(q) = queue.try_recv() {
                             self.append(q);
                         }
@@ -284,15 +355,22 @@ impl Writer {
                 _ = tick.tick() => {
                     self.account_overflow();
                     self.write().await;
-                    if dirty || self.dropped_total.load(Ordering::Relaxed) > 0 {
-                        self.flush().await;
+                    // A flush still under way leaves `dirty` for the next tick.
+                    if (dirty || self.dropped_total.load(Ordering::Relaxed) > 0) && self.flush_behind() {
                         dirty = false;
                     }
                 }
             }
         }
+        self.flushed_behind().await;
         self.account_overflow();
         self.write().await;
         self.flush().await;
+    }
+}
+
+async fn flush(store: &Store) {
+    if let Err(e) = store.flush().await {
+        tracing::error!(error = %e, "cannot flush the audit trail");
     }
 }

@@ -24,7 +24,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 
 use super::authz::authorize;
 use super::context::RequestContext;
-use super::{normalize, refusal_event, Pipeline};
+use super::{audited::refusal_event, normalize, Pipeline};
 use crate::auth::{AuthService, Verified};
 use crate::error::{json_response, GatewayError};
 use crate::upstream::body::GatewayBody;

@@ -9,6 +9,7 @@
 //! request in the metrics, adds the security headers and logs exactly one line.
 //! [`context`] holds what the phases learn about the request on the way.
 
+mod audited;
 pub mod authn;
 pub mod authz;
 pub mod client;
@@ -39,6 +40,7 @@ use crate::source::SourceError;
 use crate::upstream::body::GatewayBody;
 use crate::upstream::request::RequestBody;
 use crate::upstream::Upstreams;
+use audited::{audit_fields, refusal_event};
 use authz::{authorize, Judgement, RouteRef};
 use context::{RequestContext, RequestIds};
 use endpoints::{Endpoint, Endpoints};
@@ -184,8 +186,7 @@ impl Pipeline {
         }
     }
 
-    /// Queues a high-volume audit record about a request. `raw_path` is the path as
-    /// received; the record names the canonical one when the target was judged.
+    /// Queues a high-volume audit record about a request (see [`audit_fields`]).
     fn audit_request(
         &self,
         ctx: &RequestContext,
@@ -194,21 +195,8 @@ impl Pipeline {
         status: u16,
         reason: Option<String>,
     ) {
-        let mut ev = crate::audit::EventRef::new(event);
-        if let Some(c) = &ctx.caller {
-            (ev.user_id, ev.email) = (Some(c.principal.id.as_str()), Some(c.principal.email.as_str()));
-        }
-        ev.ip = Some(&ctx.client);
-        ev.method = Some(ctx.method.as_str());
-        ev.path = Some(crate::audit::clip(ctx.canonical.as_deref().unwrap_or(raw_path)));
-        ev.route = ctx.route.as_ref().map(|r| r.name());
-        ev.status = Some(status);
-        ev.reason = reason.as_deref();
-        ev.request_id = Some(&ctx.id);
-        ev.latency_ms = Some(u64::try_from(ctx.started.elapsed().as_millis()).unwrap_or(u64::MAX));
-        self.auth
-            .audit()
-            .record_fields(crate::audit::Fields::of_kind(event, &ev));
+        let fields = audit_fields(ctx, raw_path, event, status, reason);
+        self.auth.audit().record_fields(fields);
     }
 
     /// Re-reads the policies directory (see [`crate::policy::reload::reload`]); the
@@ -254,51 +242,6 @@ impl Pipeline {
     }
 }
 
-/// The audit record a refused request gets, if any: every variant is listed, so a new
-/// refusal is filed by a decision, not by default. `proxied`: see
-/// [`RequestContext::proxied`].
-fn refusal_event(err: &GatewayError, proxied: bool) -> Option<EventKind> {
-    match err {
-        GatewayError::RateLimited { .. } | GatewayError::RouteRateLimited { .. } => Some(EventKind::RateLimited),
-        GatewayError::BadTarget(_)
-        | GatewayError::MethodNotAllowed(_)
-        | GatewayError::NoRoute
-        | GatewayError::Unauthenticated { .. }
-        | GatewayError::TokenRefused(_)
-        | GatewayError::InsufficientUserAuthentication { .. }
-        | GatewayError::Forbidden { .. }
-        | GatewayError::Csrf
-        | GatewayError::RequestFields(_) => proxied.then_some(EventKind::AccessDenied),
-        GatewayError::UpstreamUnreachable { .. }
-        | GatewayError::UpstreamTimeout { .. }
-        | GatewayError::UnfilterableResponse { .. } => Some(EventKind::UpstreamError),
-        // Not audited, deliberately: the `/auth/` flows' refusals are audited by those
-        // flows with their own events; the rest are the client's framing or the
-        // gateway's own failure, not access decisions, and the log line and the metrics
-        // record them (auditing them would change the trail: a decision of its own).
-        GatewayError::PasswordPolicy { .. }
-        | GatewayError::InvalidConfirmation
-        | GatewayError::InvalidResetToken
-        | GatewayError::InvalidCredentials
-        | GatewayError::EmailUnconfirmed
-        | GatewayError::DomainNotAllowed
-        | GatewayError::AccountDisabled
-        | GatewayError::Locked { .. }
-        | GatewayError::InvalidCode { .. }
-        | GatewayError::CodeReused { .. }
-        | GatewayError::InvalidGrant
-        | GatewayError::RequestTimeout
-        | GatewayError::HeadersTooLarge { .. }
-        | GatewayError::PayloadTooLarge { .. }
-        | GatewayError::Malformed(_)
-        | GatewayError::InvalidBody(_)
-        | GatewayError::Busy { .. }
-        | GatewayError::Store(_)
-        | GatewayError::StoreUnavailable(_)
-        | GatewayError::Internal(_) => None,
-    }
-}
-
 impl Handler for Pipeline {
     async fn handle(&self, req: Request<RequestBody>, conn: ConnInfo) -> Response<GatewayBody> {
         let mut ctx = RequestContext::new(self.ids.next(), conn, req.method().clone());
@@ -310,7 +253,9 @@ impl Handler for Pipeline {
         let mut resp = match self.handle_inner(req, &mut ctx).await {
             Ok(resp) => {
                 if ctx.audit_route {
-                    self.audit_request(&ctx, raw_path, EventKind::Request, resp.status().as_u16(), None);
+                    // Not dropped for want of room: the response waits for it instead.
+                    let fields = audit_fields(&ctx, raw_path, EventKind::Request, resp.status().as_u16(), None);
+                    self.auth.audit().record_waiting(fields).await;
                 }
                 resp
             }
