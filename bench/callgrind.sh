@@ -17,7 +17,9 @@
 # (callgrind_annotate on each run, differences of N2 - N1 per request).
 # KEEP=DIR keeps the callgrind output files there. ROUTES="public role audited" also
 # counts the role route with `audit = true`, its records' writer included (counting
-# stops half a second after the last request, once the writer has taken it).
+# stops half a second after the last request, once the writer has taken it); "cookie"
+# counts the role route authenticated by a cookie session (from the login page's form)
+# instead of the bearer token.
 # NGINX_PROXY=1 also counts an nginx plain proxy (one worker, upstream keep-alive, the same
 # backend; compare.sh's proxy) the same way, on the public route's URL, for comparison.
 set -euo pipefail
@@ -126,29 +128,39 @@ TOML
   local token
   token=$(curl -sk https://127.0.0.1:18443/auth/login -H 'content-type: application/json' \
     -d "{\"email\":\"tester@example.com\",\"password\":\"$password\"}" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+  # And a cookie session, from the login page's form posted as a browser does.
+  local jar=$dir/cookies.txt csrf session
+  curl -sk -c "$jar" -b "$jar" -o "$dir/login.html" https://127.0.0.1:18443/auth/login
+  csrf=$(grep -o 'name="csrf" value="[^"]*"' "$dir/login.html" | head -1 | sed -E 's/.*value="([^"]*)"/\1/')
+  curl -sk -c "$jar" -b "$jar" -o /dev/null -H "Origin: https://localhost:18443" \
+    --data-urlencode "email=tester@example.com" --data-urlencode "password=$password" --data-urlencode "csrf=$csrf" \
+    https://127.0.0.1:18443/auth/login
+  session=$(awk '$6 == "__Host-portcullis" {print $7}' "$jar")
   stop "$pid"
+  [ -n "$session" ] || { echo "$name: the form login set no session cookie" >&2; exit 1; }
   local route url n out
   for route in $routes; do
     case $route in
       public) url=http://127.0.0.1:18080/api/products/3 ;;
-      role) url=http://127.0.0.1:18080/api/orders ;;
+      role | cookie) url=http://127.0.0.1:18080/api/orders ;;
       audited) url=http://127.0.0.1:18080/api/audited/1 ;;
-      *) echo "unknown route $route (public, role, audited)" >&2; exit 1 ;;
+      *) echo "unknown route $route (public, role, audited, cookie)" >&2; exit 1 ;;
     esac
     for n in "$n1" "$n2"; do
       out=$dir/callgrind.$route.$n
       RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out" -q --instr-atstart=no --fair-sched=yes \
         $bin serve --config "$dir/gateway.toml" >/dev/null 2>"$dir/valgrind.log" & pid=$!
       up 1200
-      local auth=()
+      local auth=() bad=(-H "Authorization: Bearer ${token}x")
       [ $route = public ] || auth=(-H "Authorization: Bearer $token")
+      [ $route != cookie ] || { auth=(-H "Cookie: __Host-portcullis=$session"); bad=(-H "Cookie: __Host-portcullis=${session}x"); }
       # The row is checked first: 200 on the route (401 with a corrupted token on the role
       # route), outside the counted requests (the same in both runs, so it cancels).
       [ "$(curl -s -o /dev/null -w '%{http_code}' "$url" "${auth[@]}")" = 200 ] \
         || { echo "$name: $url does not answer 200" >&2; exit 1; }
       if [ $route != public ]; then
-        [ "$(curl -s -o /dev/null -w '%{http_code}' "$url" -H "Authorization: Bearer ${token}x")" = 401 ] \
-          || { echo "$name: $url accepts a corrupted token" >&2; exit 1; }
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "$url" "${bad[@]}")" = 401 ] \
+          || { echo "$name: $url accepts a corrupted token or cookie" >&2; exit 1; }
       fi
       # Counting covers only the N requests (and what runs beside them): start-up, the
       # checks and the first sight of the token are outside it.

@@ -229,6 +229,53 @@ async fn cookie_resolves_and_never_reaches_upstream() {
         .collect();
     assert_eq!(cookies, ["theme=dark; lang=en"]);
     assert_eq!(last.headers["x-auth-email"], "c@example.com");
+    // Another cookie's value past ASCII (UTF-8) neither hides the session from the
+    // gateway nor carries it upstream; that cookie passes byte for byte.
+    let mixed = format!("name=caf\u{e9}; {}", jar.header());
+    let resp = client
+        .get(gw.url("/app/x"))
+        .header(
+            COOKIE,
+            reqwest::header::HeaderValue::from_bytes(mixed.as_bytes()).unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = rec.requests();
+    let cookies: Vec<&[u8]> = seen
+        .last()
+        .unwrap()
+        .headers
+        .get_all(COOKIE)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    assert_eq!(cookies, ["name=caf\u{e9}".as_bytes()]);
+    let resp = client
+        .get(gw.url("/public"))
+        .header(
+            COOKIE,
+            reqwest::header::HeaderValue::from_bytes(mixed.as_bytes()).unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = rec.requests();
+    let cookies: Vec<&[u8]> = seen
+        .last()
+        .unwrap()
+        .headers
+        .get_all(COOKIE)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    assert_eq!(
+        cookies,
+        ["name=caf\u{e9}".as_bytes()],
+        "nor to a public route's upstream"
+    );
     // A request with only the gateway's cookies reaches the upstream with no Cookie.
     assert_eq!(get(&gw, &client, &jar, "/app/y").await, 200);
     assert!(rec.requests().last().unwrap().headers.get(COOKIE).is_none());

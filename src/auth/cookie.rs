@@ -34,21 +34,53 @@ pub const COOKIE_PREFIX: &str = "__Host-portcullis";
 const MAX_VALUE: usize = 64;
 
 /// The value of cookie `name` in the request's `Cookie` headers, when it has the shape of
-/// a value the gateway made (base64url, at most [`MAX_VALUE`] characters).
+/// a value the gateway made (base64url, at most [`MAX_VALUE`] characters). Read as bytes,
+/// in one pass: a header with other bytes than ASCII in another cookie's value is still
+/// read.
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
+    let value = headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.trim())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= MAX_VALUE
-                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
+        .flat_map(|v| pairs(v.as_bytes()))
+        .find_map(|pair| pair.strip_prefix(name.as_bytes())?.strip_prefix(b"="))?
+        .trim_ascii();
+    let ours = !value.is_empty() && value.len() <= MAX_VALUE && value.iter().all(|&b| BASE64URL[usize::from(b)]);
+    ours.then(|| std::str::from_utf8(value).ok()).flatten()
+}
+
+/// Which bytes base64url (without padding) is made of.
+static BASE64URL: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
+        b += 1;
+    }
+    table
+};
+
+/// The cookies of one `Cookie` header value, each `name=value` (or whatever stands
+/// between two `;`) without the spaces around it; empty ones are skipped.
+pub fn pairs(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(value);
+    std::iter::from_fn(move || loop {
+        let r = rest?;
+        let pair = match memchr::memchr(b';', r) {
+            Some(i) => {
+                rest = Some(&r[i + 1..]);
+                &r[..i]
+            }
+            None => {
+                rest = None;
+                r
+            }
+        };
+        let pair = pair.trim_ascii();
+        if !pair.is_empty() {
+            return Some(pair);
+        }
+    })
 }
 
 /// The `Set-Cookie` value of a session cookie holding `id`.
@@ -216,6 +248,8 @@ impl AuthService {
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderValue;
+
     use super::*;
 
     #[test]
@@ -237,5 +271,24 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append(COOKIE, format!("__Host-portcullis={}", "a".repeat(65)).parse().unwrap());
         assert_eq!(cookie(&h, SESSION_COOKIE), None, "overlong");
+        let mut h = HeaderMap::new();
+        h.append(
+            COOKIE,
+            HeaderValue::from_bytes("n=caf\u{e9};\t__Host-portcullis= id-1 ;;".as_bytes()).unwrap(),
+        );
+        assert_eq!(
+            cookie(&h, SESSION_COOKIE),
+            Some("id-1"),
+            "another cookie past ASCII, spaces, tabs"
+        );
+        assert_eq!(cookie(&h, "n"), None, "not a value the gateway made");
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, "__Host-portcullis =x; __Host-portcullis".parse().unwrap());
+        h.append(COOKIE, "b=2; __Host-portcullis=second".parse().unwrap());
+        assert_eq!(
+            cookie(&h, SESSION_COOKIE),
+            Some("second"),
+            "the first of the right name, in any header"
+        );
     }
 }
