@@ -57,8 +57,7 @@ impl Audit {
             pending: Vec::new(),
             stamp: (0, Arc::from("")),
             bound,
-            failing: false,
-            failing_shared: audit.failing.clone(),
+            failing: audit.failing.clone(),
             flushing: None,
             dropped: audit.dropped.clone(),
             dropped_total: audit.dropped_total.clone(),
@@ -148,9 +147,8 @@ struct Writer {
     bound: usize,
     /// Since the last append failed, until one succeeds: drops are counted but not
     /// recorded meanwhile (an `audit_overflow` record could be dropped itself).
-    failing: bool,
-    /// `failing`, as the handles see it.
-    failing_shared: Arc<AtomicBool>,
+    /// Shared with the handles, which do not wait for room meanwhile.
+    failing: Arc<AtomicBool>,
     /// The periodic flush under way, in a task of its own: the queue is drained meanwhile
     /// (a flush waits for the disk, which a busy machine can make take hundreds of
     /// milliseconds).
@@ -172,9 +170,9 @@ impl Writer {
     /// Writes the batch; after an outage, also the `audit_overflow` record of what it
     /// dropped.
     async fn write(&mut self) {
-        let was_failing = self.failing;
+        let was_failing = self.failing();
         self.append_pending().await;
-        if was_failing && !self.failing {
+        if was_failing && !self.failing() {
             tracing::warn!("audit records are written again");
             self.account_overflow();
             self.append_pending().await;
@@ -222,7 +220,7 @@ impl Writer {
                 return;
             }
             // Said once per outage, not at every try.
-            _ if self.failing => {}
+            _ if self.failing() => {}
             (Ok(()), Some((seq, error))) => {
                 tracing::error!(seq, %error, waiting, "the audit trail's newest record is unreadable: nothing is chained onto it");
             }
@@ -244,7 +242,7 @@ impl Writer {
 
     /// Writes one `audit_overflow` record for what the queue dropped since the last one.
     fn account_overflow(&mut self) {
-        if self.failing || self.dropped_total.load(Ordering::Relaxed) == 0 {
+        if self.failing() || self.dropped_total.load(Ordering::Relaxed) == 0 {
             return;
         }
         let counts = std::mem::take(&mut *self.dropped.lock().unwrap_or_else(|p| p.into_inner()));
@@ -260,9 +258,12 @@ impl Writer {
         self.append(ev);
     }
 
-    fn set_failing(&mut self, failing: bool) {
-        self.failing = failing;
-        self.failing_shared.store(failing, Ordering::Relaxed);
+    fn failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+
+    fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::Relaxed);
     }
 
     /// Flushes, and returns once what was written is on disk.
