@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 
-use crate::audit::EventKind;
+use crate::audit::{EventKind, QueueStats};
 
 /// Upper bounds of the latency buckets, in microseconds (0.5 ms to 10 s).
 const BUCKETS_US: [u64; 14] = [
@@ -90,8 +90,9 @@ impl Metrics {
         self.panics.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The exposition text, with the auth event counts of `auth`.
-    pub fn render(&self, auth: &AuthEventCounts) -> String {
+    /// The exposition text, with the auth event counts of `auth` and the audit queue's
+    /// counters.
+    pub fn render(&self, auth: &AuthEventCounts, audit: QueueStats) -> String {
         let mut out = String::with_capacity(4096);
         let mut routes: Vec<_> = self.routes.iter().collect();
         routes.sort_by(|a, b| a.key().cmp(b.key()));
@@ -171,6 +172,28 @@ impl Metrics {
             "portcullis_handler_panics_total {}",
             self.panics.load(Ordering::Relaxed)
         );
+        for (name, kind, help, n) in [
+            (
+                "portcullis_audit_waits_total",
+                "counter",
+                "Audit records of routes with audit = true that found the queue full and waited for room.",
+                audit.waited,
+            ),
+            (
+                "portcullis_audit_dropped_total",
+                "counter",
+                "Audit records dropped (queue full, writer failing or stopped), each also counted in an audit_overflow record.",
+                audit.dropped,
+            ),
+            (
+                "portcullis_audit_writer_failing",
+                "gauge",
+                "1 while the audit writer cannot append to the trail.",
+                u64::from(audit.failing),
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {n}");
+        }
         out
     }
 }
@@ -225,7 +248,12 @@ mod tests {
         auth.count(EventKind::LoginFailure);
         auth.count(EventKind::LoginFailure);
         auth.count(EventKind::LoginSuccess);
-        let text = m.render(&auth);
+        let audit = QueueStats {
+            waited: 7,
+            dropped: 3,
+            failing: true,
+        };
+        let text = m.render(&auth, audit);
         for line in [
             "portcullis_requests_total{route=\"browse\",status=\"200\"} 2",
             "portcullis_requests_total{route=\"browse\",status=\"404\"} 1",
@@ -241,6 +269,10 @@ mod tests {
             "portcullis_handler_panics_total 1",
             "portcullis_auth_events_total{event=\"login_success\"} 1",
             "portcullis_upstream_errors_total{upstream=\"shop\",kind=\"timeout\"} 1",
+            "portcullis_audit_waits_total 7",
+            "portcullis_audit_dropped_total 3",
+            "# TYPE portcullis_audit_writer_failing gauge",
+            "portcullis_audit_writer_failing 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }

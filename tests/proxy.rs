@@ -434,8 +434,8 @@ async fn upstream_closing_idle_connections() {
     assert_eq!(connections.load(Ordering::SeqCst), 5);
 }
 
-// GET /metrics (from loopback) counts requests by route and status, auth events and
-// upstream errors, in the Prometheus text format.
+// GET /metrics (from loopback) counts requests by route and status, auth events,
+// upstream errors and the audit queue's waits and drops, in the Prometheus text format.
 #[tokio::test]
 async fn metrics_count_what_happened() {
     let rec = Recorder::start().await;
@@ -472,6 +472,10 @@ async fn metrics_count_what_happened() {
         "portcullis_request_duration_seconds_count{route=\"everything\"} 3",
         "portcullis_auth_events_total{event=\"login_failure\"} 1",
         "portcullis_upstream_errors_total{upstream=\"dead\",kind=\"unreachable\"} 1",
+        // The audit queue kept up: nothing waited, nothing dropped, the writer is well.
+        "portcullis_audit_waits_total 0",
+        "portcullis_audit_dropped_total 0",
+        "portcullis_audit_writer_failing 0",
     ] {
         assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
     }

@@ -57,6 +57,10 @@ async fn audited_records_wait_for_room_instead_of_dropping() {
     for w in waiting {
         w.await.unwrap();
     }
+    // What `/metrics` shows: the requests that found the queue full waited, none dropped.
+    let stats = audit.stats();
+    assert!(stats.waited > 0 && stats.waited <= 36, "{stats:?}");
+    assert_eq!((stats.dropped, stats.failing), (0, false), "{stats:?}");
     audit.close().await;
     drop(audit);
     task.await.unwrap();
@@ -88,11 +92,21 @@ async fn a_failing_writer_is_not_waited_for() {
         started.elapsed()
     );
     assert!(audit.dropped() > 0, "the drops are counted");
+    let stats = audit.stats();
+    assert!(stats.failing, "the writer is shown failing: {stats:?}");
+    assert_eq!(stats.waited, 0, "nobody waited for a failing writer: {stats:?}");
+    assert_eq!(stats.dropped, audit.dropped(), "{stats:?}");
     drop(held);
     flaky.down.store(false, Ordering::Relaxed);
     audit.close().await;
+    let after = audit.stats();
     drop(audit);
     task.await.unwrap();
+    assert!(!after.failing, "the writer is back: {after:?}");
+    assert_eq!(
+        after.dropped, stats.dropped,
+        "the count since start stays once recorded"
+    );
     assert_eq!(overflow_records(&store).await, 1);
     let records = list(&store, &Query::default()).await.unwrap();
     assert_eq!(

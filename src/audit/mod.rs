@@ -123,6 +123,7 @@ pub fn rfc3339(ms: u64) -> String {
 }
 
 mod checkpoint;
+mod counts;
 mod encode;
 mod event;
 mod query;
@@ -130,6 +131,7 @@ mod text;
 mod writer;
 
 pub use checkpoint::*;
+pub use counts::QueueStats;
 pub use encode::{clip, EventRef, Fields};
 pub use event::{EventKind, Outcome};
 pub use query::*;

@@ -1,13 +1,12 @@
 //! The writer task: one order for every record, awaited writes, and a queue that is
 //! lossy (counted) for floods and waits for room for the records of audited routes.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::counts::Counts;
 use super::*;
 use crate::clock::SharedClock;
 use crate::store::{Store, StoreError};
@@ -23,10 +22,7 @@ enum Job {
 pub struct Audit {
     queue: mpsc::Sender<Fields>,
     durable: mpsc::Sender<Job>,
-    dropped: Arc<Mutex<BTreeMap<String, u64>>>,
-    dropped_total: Arc<AtomicU64>,
-    /// Set while the writer's appends fail: nothing is waited for then.
-    failing: Arc<AtomicBool>,
+    counts: Arc<Counts>,
 }
 
 impl Audit {
@@ -47,9 +43,7 @@ impl Audit {
         let audit = Self {
             queue: queue_tx,
             durable: durable_tx,
-            dropped: Arc::default(),
-            dropped_total: Arc::default(),
-            failing: Arc::default(),
+            counts: Arc::default(),
         };
         let writer = Writer {
             store: store.clone(),
@@ -57,10 +51,8 @@ impl Audit {
             pending: Vec::new(),
             stamp: (0, Arc::from("")),
             bound,
-            failing: audit.failing.clone(),
+            counts: audit.counts.clone(),
             flushing: None,
-            dropped: audit.dropped.clone(),
-            dropped_total: audit.dropped_total.clone(),
         };
         let task = tokio::spawn(writer.run(queue_rx, durable_rx));
         Ok((audit, task))
@@ -107,19 +99,26 @@ impl Audit {
             Err(mpsc::error::TrySendError::Closed(f)) => return self.count_dropped(&f),
             Err(mpsc::error::TrySendError::Full(f)) => f,
         };
-        if self.failing.load(Ordering::Relaxed) {
+        if self.counts.failing() {
             return self.count_dropped(&fields);
         }
+        self.counts.waited();
         match tokio::time::timeout(ROOM_WAIT, self.queue.reserve()).await {
             Ok(Ok(room)) => room.send(fields),
             Ok(Err(_)) | Err(_) => self.count_dropped(&fields),
         }
     }
 
+    /// The queue's counters now: records that waited for room, records dropped, and
+    /// whether the writer is failing.
+    pub fn stats(&self) -> QueueStats {
+        self.counts.stats()
+    }
+
     /// Records counted as dropped and not yet recorded as such.
     #[cfg(test)]
     pub(super) fn dropped(&self) -> u64 {
-        self.dropped_total.load(Ordering::Relaxed)
+        self.counts.unrecorded()
     }
 
     /// Records in the queue.
@@ -129,9 +128,7 @@ impl Audit {
     }
 
     fn count_dropped(&self, fields: &Fields) {
-        let mut dropped = self.dropped.lock().unwrap_or_else(|p| p.into_inner());
-        *dropped.entry(fields.name.clone().into_owned()).or_default() += 1;
-        self.dropped_total.fetch_add(1, Ordering::Relaxed);
+        self.counts.drop_records(&fields.name, 1);
     }
 }
 
@@ -145,16 +142,13 @@ struct Writer {
     /// share it.
     stamp: (u64, Arc<str>),
     bound: usize,
-    /// Since the last append failed, until one succeeds: drops are counted but not
-    /// recorded meanwhile (an `audit_overflow` record could be dropped itself).
-    /// Shared with the handles, which do not wait for room meanwhile.
-    failing: Arc<AtomicBool>,
+    /// Shared with the handles. While appends fail, drops are counted but not recorded
+    /// (an `audit_overflow` record could be dropped itself) and nobody waits for room.
+    counts: Arc<Counts>,
     /// The periodic flush under way, in a task of its own: the queue is drained meanwhile
     /// (a flush waits for the disk, which a busy machine can make take hundreds of
     /// milliseconds).
     flushing: Option<tokio::task::JoinHandle<()>>,
-    dropped: Arc<Mutex<BTreeMap<String, u64>>>,
-    dropped_total: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -230,24 +224,19 @@ impl Writer {
         }
         self.set_failing(true);
         if self.pending.len() > self.bound {
-            let mut dropped = self.dropped.lock().unwrap_or_else(|p| p.into_inner());
-            let excess = self.pending.split_off(self.bound);
-            for (fields, _) in &excess {
-                *dropped.entry(fields.name.clone().into_owned()).or_default() += 1;
+            for (fields, _) in self.pending.split_off(self.bound) {
+                self.counts.drop_records(&fields.name, 1);
             }
-            self.dropped_total
-                .fetch_add(u64::try_from(excess.len()).unwrap_or(u64::MAX), Ordering::Relaxed);
         }
     }
 
     /// Writes one `audit_overflow` record for what the queue dropped since the last one.
     fn account_overflow(&mut self) {
-        if self.failing() || self.dropped_total.load(Ordering::Relaxed) == 0 {
+        if self.failing() || self.counts.unrecorded() == 0 {
             return;
         }
-        let counts = std::mem::take(&mut *self.dropped.lock().unwrap_or_else(|p| p.into_inner()));
+        let counts = self.counts.take_unrecorded();
         let total: u64 = counts.values().sum();
-        self.dropped_total.fetch_sub(total, Ordering::Relaxed);
         if total == 0 {
             return;
         }
@@ -259,11 +248,11 @@ impl Writer {
     }
 
     fn failing(&self) -> bool {
-        self.failing.load(Ordering::Relaxed)
+        self.counts.failing()
     }
 
     fn set_failing(&self, failing: bool) {
-        self.failing.store(failing, Ordering::Relaxed);
+        self.counts.set_failing(failing);
     }
 
     /// Flushes, and returns once what was written is on disk.
@@ -357,7 +346,7 @@ impl Writer {
                     self.account_overflow();
                     self.write().await;
                     // A flush still under way leaves `dirty` for the next tick.
-                    if (dirty || self.dropped_total.load(Ordering::Relaxed) > 0) && self.flush_behind() {
+                    if (dirty || self.counts.unrecorded() > 0) && self.flush_behind() {
                         dirty = false;
                     }
                 }

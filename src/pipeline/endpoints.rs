@@ -117,7 +117,7 @@ impl Endpoints {
                         reason: "metrics are served to loopback clients and admins only".into(),
                     });
                 }
-                let text = metrics.render(auth.event_counts());
+                let text = metrics.render(auth.event_counts(), auth.audit().stats());
                 let mut resp = Response::new(GatewayBody::full(text));
                 resp.headers_mut().insert(
                     CONTENT_TYPE,
