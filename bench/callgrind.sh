@@ -24,6 +24,7 @@
 # backend; compare.sh's proxy) the same way, on the public route's URL, for comparison.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/form_login.sh
 n1=${1:-1000}
 n2=${2:-5000}
 routes=${ROUTES:-public role}
@@ -129,15 +130,9 @@ TOML
   token=$(curl -sk https://127.0.0.1:18443/auth/login -H 'content-type: application/json' \
     -d "{\"email\":\"tester@example.com\",\"password\":\"$password\"}" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
   # And a cookie session, from the login page's form posted as a browser does.
-  local jar=$dir/cookies.txt csrf session
-  curl -sk -c "$jar" -b "$jar" -o "$dir/login.html" https://127.0.0.1:18443/auth/login
-  csrf=$(grep -o 'name="csrf" value="[^"]*"' "$dir/login.html" | head -1 | sed -E 's/.*value="([^"]*)"/\1/')
-  curl -sk -c "$jar" -b "$jar" -o /dev/null -H "Origin: https://localhost:18443" \
-    --data-urlencode "email=tester@example.com" --data-urlencode "password=$password" --data-urlencode "csrf=$csrf" \
-    https://127.0.0.1:18443/auth/login
-  session=$(awk '$6 == "__Host-portcullis" {print $7}' "$jar")
+  local session
+  session=$(form_session 18443 "$password" "$dir") || { stop "$pid"; echo "$name: no cookie session" >&2; exit 1; }
   stop "$pid"
-  [ -n "$session" ] || { echo "$name: the form login set no session cookie" >&2; exit 1; }
   local route url n out
   for route in $routes; do
     case $route in

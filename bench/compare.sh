@@ -300,14 +300,8 @@ login() {
 token=$(login 19443)
 pg_token=$(login 19445)
 # A cookie session for the cookie rows: the login page's form, posted as a browser does.
-jar=$work/cookies.txt
-curl -sk -c "$jar" -b "$jar" -o "$work/login.html" https://127.0.0.1:19443/auth/login
-csrf=$(grep -o 'name="csrf" value="[^"]*"' "$work/login.html" | head -1 | sed -E 's/.*value="([^"]*)"/\1/')
-curl -sk -c "$jar" -b "$jar" -o /dev/null -H "Origin: https://localhost:19443" \
-  --data-urlencode "email=tester@example.com" --data-urlencode "password=$password" --data-urlencode "csrf=$csrf" \
-  https://127.0.0.1:19443/auth/login
-session=$(awk '$6 == "__Host-portcullis" {print $7}' "$jar")
-[ -n "$session" ] || { echo "the form login set no session cookie" >&2; exit 1; }
+source bench/form_login.sh
+session=$(form_session 19443 "$password" "$work")
 [ -n "${BASELINE_BIN:-}" ] && base_token=$(login 19543)
 hs_token=$(python3 - "$hs_secret" <<'PY'
 import base64, hashlib, hmac, json, sys, time

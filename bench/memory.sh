@@ -118,14 +118,8 @@ code=$(curl -sk -o /dev/null -w '%{http_code}' "$url" -H "Authorization: Bearer 
 [ "$code" = 200 ] || { echo "the role route answered $code" >&2; exit 1; }
 
 # A cookie session: the login page's form, posted as a browser does.
-jar=$work/cookies.txt
-curl -sk -c "$jar" -b "$jar" -o "$work/login.html" https://127.0.0.1:17443/auth/login
-csrf=$(grep -o 'name="csrf" value="[^"]*"' "$work/login.html" | head -1 | sed -E 's/.*value="([^"]*)"/\1/')
-curl -sk -c "$jar" -b "$jar" -o /dev/null -H "Origin: https://localhost:17443" \
-  --data-urlencode "email=tester@example.com" --data-urlencode "password=$password" --data-urlencode "csrf=$csrf" \
-  https://127.0.0.1:17443/auth/login
-session=$(awk '$6 == "__Host-portcullis" {print $7}' "$jar")
-[ -n "$session" ] || { echo "the form login set no session cookie" >&2; exit 1; }
+source bench/form_login.sh
+session=$(form_session 17443 "$password" "$work")
 # The four soak routes, each checked: 200 with its credential, 401 with a corrupted one.
 loads=(
   "bearer, own record|$url|Authorization: Bearer $token|Authorization: Bearer ${token}x"
