@@ -40,7 +40,13 @@ impl Counts {
     /// Counts `n` dropped records of kind `name`.
     pub(super) fn drop_records(&self, name: &str, n: u64) {
         let mut unrecorded = self.unrecorded.lock().unwrap_or_else(|p| p.into_inner());
-        *unrecorded.entry(name.to_owned()).or_default() += n;
+        // Kinds are few (event names): a name is copied only the first time.
+        match unrecorded.get_mut(name) {
+            Some(count) => *count += n,
+            None => {
+                unrecorded.insert(name.to_owned(), n);
+            }
+        }
         self.unrecorded_total.fetch_add(n, Ordering::Relaxed);
         self.dropped.fetch_add(n, Ordering::Relaxed);
     }
