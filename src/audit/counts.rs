@@ -37,18 +37,18 @@ pub struct QueueStats {
 }
 
 impl Counts {
-    /// Counts `n` dropped records of kind `name`.
-    pub(super) fn drop_records(&self, name: &str, n: u64) {
+    /// Counts a dropped record of kind `name`.
+    pub(super) fn drop_record(&self, name: &str) {
         let mut unrecorded = self.unrecorded.lock().unwrap_or_else(|p| p.into_inner());
         // Kinds are few (event names): a name is copied only the first time.
         match unrecorded.get_mut(name) {
-            Some(count) => *count += n,
+            Some(count) => *count += 1,
             None => {
-                unrecorded.insert(name.to_owned(), n);
+                unrecorded.insert(name.to_owned(), 1);
             }
         }
-        self.unrecorded_total.fetch_add(n, Ordering::Relaxed);
-        self.dropped.fetch_add(n, Ordering::Relaxed);
+        self.unrecorded_total.fetch_add(1, Ordering::Relaxed);
+        self.dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Takes the drops not yet recorded, by kind.

@@ -128,7 +128,7 @@ impl Audit {
     }
 
     fn count_dropped(&self, fields: &Fields) {
-        self.counts.drop_records(&fields.name, 1);
+        self.counts.drop_record(&fields.name);
     }
 }
 
@@ -164,9 +164,9 @@ impl Writer {
     /// Writes the batch; after an outage, also the `audit_overflow` record of what it
     /// dropped.
     async fn write(&mut self) {
-        let was_failing = self.failing();
+        let was_failing = self.counts.failing();
         self.append_pending().await;
-        if was_failing && !self.failing() {
+        if was_failing && !self.counts.failing() {
             tracing::warn!("audit records are written again");
             self.account_overflow();
             self.append_pending().await;
@@ -210,11 +210,11 @@ impl Writer {
         match (result, unreadable_head) {
             (Ok(()), None) => {
                 self.pending.clear();
-                self.set_failing(false);
+                self.counts.set_failing(false);
                 return;
             }
             // Said once per outage, not at every try.
-            _ if self.failing() => {}
+            _ if self.counts.failing() => {}
             (Ok(()), Some((seq, error))) => {
                 tracing::error!(seq, %error, waiting, "the audit trail's newest record is unreadable: nothing is chained onto it");
             }
@@ -222,17 +222,17 @@ impl Writer {
                 tracing::error!(error = %e, waiting, "cannot write audit records: kept for the next try");
             }
         }
-        self.set_failing(true);
+        self.counts.set_failing(true);
         if self.pending.len() > self.bound {
             for (fields, _) in self.pending.split_off(self.bound) {
-                self.counts.drop_records(&fields.name, 1);
+                self.counts.drop_record(&fields.name);
             }
         }
     }
 
     /// Writes one `audit_overflow` record for what the queue dropped since the last one.
     fn account_overflow(&mut self) {
-        if self.failing() || self.counts.unrecorded() == 0 {
+        if self.counts.failing() || self.counts.unrecorded() == 0 {
             return;
         }
         let counts = self.counts.take_unrecorded();
@@ -245,14 +245,6 @@ impl Writer {
         ev.reason = Some(format!("queue full: {total} records dropped ({})", detail.join(", ")));
         tracing::warn!(dropped = total, "audit queue overflowed");
         self.append(ev);
-    }
-
-    fn failing(&self) -> bool {
-        self.counts.failing()
-    }
-
-    fn set_failing(&self, failing: bool) {
-        self.counts.set_failing(failing);
     }
 
     /// Flushes, and returns once what was written is on disk.
