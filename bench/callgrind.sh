@@ -20,6 +20,13 @@
 # stops half a second after the last request, once the writer has taken it); "cookie"
 # counts the role route authenticated by a cookie session (from the login page's form)
 # instead of the bearer token.
+# CONNS=N spreads the requests over N keep-alive connections (h2load -cN) instead of one:
+# what a request costs when many connections are ready at once (their set-up is the same
+# in both runs and cancels).
+# CACHE_SIM=1 also simulates the data caches, the last level sized as this machine's L2
+# (from sysfs), and prints the data reads and writes a request misses in it: memory that
+# is not in the core's own cache when the request touches it (with many connections,
+# their per-connection state; see CONNS).
 # NGINX_PROXY=1 also counts an nginx plain proxy (one worker, upstream keep-alive, the same
 # backend; compare.sh's proxy) the same way, on the public route's URL, for comparison.
 set -euo pipefail
@@ -28,6 +35,12 @@ source bench/form_login.sh
 n1=${1:-1000}
 n2=${2:-5000}
 routes=${ROUTES:-public role}
+conns=${CONNS:-1}
+cache_args=()
+if [ "${CACHE_SIM:-0}" = 1 ]; then
+  l2=/sys/devices/system/cpu/cpu0/cache/index2
+  cache_args=(--cache-sim=yes "--LL=$(( $(sed 's/K$//' "$l2/size") * 1024 )),$(cat "$l2/ways_of_associativity"),$(cat "$l2/coherency_line_size")")
+fi
 [ "$n2" -gt "$n1" ] || { echo "N2 must be larger than N1" >&2; exit 1; }
 need=()
 command -v valgrind >/dev/null || need+=(valgrind)
@@ -143,7 +156,7 @@ TOML
     esac
     for n in "$n1" "$n2"; do
       out=$dir/callgrind.$route.$n
-      RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out" -q --instr-atstart=no --fair-sched=yes \
+      RUST_LOG=warn valgrind --tool=callgrind "${cache_args[@]}" --callgrind-out-file="$out" -q --instr-atstart=no --fair-sched=yes \
         $bin serve --config "$dir/gateway.toml" >/dev/null 2>"$dir/valgrind.log" & pid=$!
       up 1200
       local auth=() bad=(-H "Authorization: Bearer ${token}x")
@@ -160,7 +173,7 @@ TOML
       # Counting covers only the N requests (and what runs beside them): start-up, the
       # checks and the first sight of the token are outside it.
       callgrind_control -i on "$pid" >/dev/null 2>&1
-      h2load --h1 -n "$n" -c1 -m1 "${auth[@]}" "$url" > "$dir/h2load.txt"
+      h2load --h1 -n "$n" -c"$conns" -m1 "${auth[@]}" "$url" > "$dir/h2load.txt"
       # The audit writer takes its records at most 10 ms apart: let it write the last.
       [ $route != audited ] || sleep 0.5
       callgrind_control -i off "$pid" >/dev/null 2>&1
@@ -171,7 +184,7 @@ TOML
     local a b
     a=$(total "$dir/callgrind.$route.$n1")
     b=$(total "$dir/callgrind.$route.$n2")
-    echo "$name|$route|$a|$b|$(( (b - a) / (n2 - n1) ))"
+    echo "$name|$route|$a|$b|$(( (b - a) / (n2 - n1) ))|$(missed "$dir/callgrind.$route")"
   done
 }
 # up TENTHS: wait for the plain listener's /healthz.
@@ -182,6 +195,17 @@ up() {
 # stop PID: SIGTERM, and wait until it has exited (callgrind writes its file at exit).
 stop() { kill -TERM "$1"; wait "$1" 2>/dev/null || true; }
 total() { awk '/^totals:/ { t += $2 } END { print t + 0 }' "$1"; }
+# missed PREFIX: with CACHE_SIM=1, the last-level data misses (reads and writes) per
+# request, (PREFIX.N2 - PREFIX.N1) / (N2 - N1); "-" without it.
+missed() {
+  [ "${CACHE_SIM:-0}" = 1 ] || { echo -; return; }
+  local count='/^events:/ { for (i = 2; i <= NF; i++) if ($i == "DLmr" || $i == "DLmw") want[i] = 1 }
+    /^totals:/ { for (i in want) t += $i } END { print t + 0 }'
+  local a b
+  a=$(awk "$count" "$1.$n1")
+  b=$(awk "$count" "$1.$n2")
+  echo $(( (b - a) / (n2 - n1) ))
+}
 
 # count_nginx: per-request instructions of an nginx plain proxy to the same backend, one
 # worker process (no master), counted like the gateway (on only around the requests).
@@ -207,12 +231,12 @@ NGINX
   local url=http://127.0.0.1:18081/api/products/3
   for n in "$n1" "$n2"; do
     out=$dir/callgrind.public.$n
-    valgrind --tool=callgrind --callgrind-out-file="$out" -q --instr-atstart=no \
+    valgrind --tool=callgrind "${cache_args[@]}" --callgrind-out-file="$out" -q --instr-atstart=no \
       nginx -c "$dir/nginx.conf" -p "$dir" 2>"$dir/valgrind.log" & pid=$!
     for _ in $(seq 1200); do curl -s -o /dev/null "$url" && break; sleep 0.1; done
     [ "$(curl -s -o /dev/null -w '%{http_code}' "$url")" = 200 ] || { echo "nginx proxy: $url does not answer 200" >&2; exit 1; }
     callgrind_control -i on "$pid" >/dev/null 2>&1
-    h2load --h1 -n "$n" -c1 -m1 "$url" > "$dir/h2load.txt"
+    h2load --h1 -n "$n" -c"$conns" -m1 "$url" > "$dir/h2load.txt"
     callgrind_control -i off "$pid" >/dev/null 2>&1
     grep -q "^status codes: $n 2xx" "$dir/h2load.txt" || { echo "nginx proxy: not all $n requests answered 2xx" >&2; exit 1; }
     kill -QUIT "$pid"; wait "$pid" 2>/dev/null || true
@@ -220,7 +244,7 @@ NGINX
   local a b
   a=$(total "$dir/callgrind.public.$n1")
   b=$(total "$dir/callgrind.public.$n2")
-  echo "nginx|public|$a|$b|$(( (b - a) / (n2 - n1) ))"
+  echo "nginx|public|$a|$b|$(( (b - a) / (n2 - n1) ))|$(missed "$dir/callgrind.public")"
 }
 
 count "$gw" current > "$work/results.txt"
@@ -228,13 +252,13 @@ count "$gw" current > "$work/results.txt"
 [ "${NGINX_PROXY:-0}" != 1 ] || count_nginx >> "$work/results.txt"
 
 echo
-echo "callgrind, one worker, plain HTTP, one keep-alive connection; N1=$n1, N2=$n2 requests; $(date -u +%Y-%m-%d)"
+echo "callgrind, one worker, plain HTTP, $conns keep-alive connection(s); N1=$n1, N2=$n2 requests; $(date -u +%Y-%m-%d)"
 echo "current: $gw${BASELINE_BIN:+; baseline: $BASELINE_BIN}"
 echo
-printf '| %-8s | %-6s | %14s | %14s | %12s |\n' build route "Ir(N1)" "Ir(N2)" "Ir/request"
-printf '|%s|%s|%s|%s|%s|\n' ---------- -------- ---------------- ---------------- --------------
-while IFS='|' read -r name route a b per; do
-  printf '| %-8s | %-6s | %14s | %14s | %12s |\n' "$name" "$route" "$a" "$b" "$per"
+printf '| %-8s | %-6s | %14s | %14s | %12s | %14s |\n' build route "Ir(N1)" "Ir(N2)" "Ir/request" "L2 misses/req"
+printf '|%s|%s|%s|%s|%s|%s|\n' ---------- -------- ---------------- ---------------- -------------- ----------------
+while IFS='|' read -r name route a b per miss; do
+  printf '| %-8s | %-6s | %14s | %14s | %12s | %14s |\n' "$name" "$route" "$a" "$b" "$per" "$miss"
 done < "$work/results.txt"
 
 # Where the difference is: per function, (Ir in N2 - Ir in N1) / (N2 - N1), both builds.
