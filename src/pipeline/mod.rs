@@ -8,6 +8,21 @@
 //! record per request (chosen by an exhaustive match over the error), counts the
 //! request in the metrics, adds the security headers and logs exactly one line.
 //! [`context`] holds what the phases learn about the request on the way.
+//!
+//! **The request's future is kept small.** It is written in full, once per request,
+//! into the connection's slot for the request in flight, and each level's future is
+//! moved whole into the one above it when first polled; with many connections busy those
+//! slots are not in the CPU's cache, so every byte of the future costs. Two rules keep
+//! it lean:
+//! - a function on the proxied path that takes the request by value is a plain `fn`
+//!   returning an `async move` block, not an `async fn`: an `async fn` copies its
+//!   arguments into locals of its future, and a request borrowed before it is moved on
+//!   keeps both slots (344 bytes each) for the life of the future;
+//! - what is prepared before the first `.await` (destructuring, the inner future) is
+//!   done before the block, so the block holds the pieces rather than the whole.
+//!
+//! Rarer paths (forward-auth, the gateway's endpoints, field lists) are boxed where they
+//! are awaited, so a proxied request's future does not carry them.
 
 mod audited;
 pub mod authn;
@@ -22,6 +37,7 @@ pub mod normalize;
 pub mod ratelimit;
 pub mod readiness;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -85,86 +101,92 @@ impl Pipeline {
         }
     }
 
-    async fn handle_inner(
-        &self,
+    #[expect(clippy::manual_async_fn, reason = "an `async fn` holds the request twice")]
+    fn handle_inner<'a>(
+        &'a self,
         req: Request<RequestBody>,
-        ctx: &mut RequestContext,
-    ) -> Result<Response<GatewayBody>, GatewayError> {
-        // 1. normalize: everything below sees only the canonical target.
-        let target = normalize::normalize(&req, self.config.limits.max_headers)?;
-        ctx.judged(&target, req.uri().path());
+        ctx: &'a mut RequestContext,
+    ) -> impl Future<Output = Result<Response<GatewayBody>, GatewayError>> + Send + 'a {
+        async move {
+            // 1. normalize: everything below sees only the canonical target.
+            let target = normalize::normalize(&req, self.config.limits.max_headers)?;
+            ctx.judged(&target, req.uri().path());
 
-        // A CORS preflight is the gateway's to answer, before any token or route limit.
-        if let Some(answer) = cors::preflight(self.cors.as_ref(), &req, &target.path, &self.policy, ctx) {
-            return answer;
-        }
-
-        // Forward-auth: a decision for another proxy, nothing forwarded. (This future and
-        // the endpoints' are boxed, so a proxied request's future does not carry them.)
-        if target.path == forward_auth::PATH {
-            return Box::pin(self.forward_auth(req, ctx)).await;
-        }
-
-        // The gateway's own endpoints, matched on the canonical path.
-        if let Some(endpoint) = Endpoint::of(&target.path) {
-            let (auth, metrics) = (&*self.auth, &self.metrics);
-            let serve = self.endpoints.serve(endpoint, auth, metrics, &target.path, req, ctx);
-            return Box::pin(serve).await;
-        }
-
-        // 2. authenticate: a bearer token, when there is one, must be valid; without
-        // one, the session cookie, whose unsafe requests must pass the CSRF check.
-        let (caller, by_cookie) = authn::credentials(&self.auth, req.headers()).await?;
-        ctx.caller = caller;
-        if by_cookie {
-            crate::auth::browser::check(req.method(), req.headers(), &self.config.server.public_url)?;
-        }
-        // A browser's anonymous GET is sent to log in rather than answered 401.
-        let login = (ctx.caller.is_none() && authn::wants_login_page(&req))
-            .then(|| crate::auth::browser::login_location(&target.path_and_query_under("")));
-
-        // 3. authorize with the policy set in force when the request arrived (the time
-        // is read only for a caller: `mfa_max_age` is held to it).
-        let now = if ctx.caller.is_some() {
-            self.auth.clock().now()
-        } else {
-            0
-        };
-        let judgement = match authorize(
-            self.policy.load_full(),
-            req,
-            target,
-            ctx.caller.clone(),
-            now,
-            self.config.shadow,
-        ) {
-            Err(GatewayError::Unauthenticated { .. }) if login.is_some() => {
-                return Ok(authn::login_redirect(login.as_deref().unwrap_or("/auth/login")));
+            // A CORS preflight is the gateway's to answer, before any token or route limit.
+            if let Some(answer) = cors::preflight(self.cors.as_ref(), &req, &target.path, &self.policy, ctx) {
+                return answer;
             }
-            judged => judged?,
-        };
-        let authorized = self.admit(judgement, ctx);
 
-        // 4. rate-limit, per route and per caller.
-        let quota = self
-            .route_limits
-            .check(authorized.route(), authorized.principal(), ctx.client)
-            .await?;
+            // Forward-auth: a decision for another proxy, nothing forwarded. (This future and
+            // the endpoints' are boxed, so a proxied request's future does not carry them.)
+            if target.path == forward_auth::PATH {
+                return Box::pin(self.forward_auth(req, ctx)).await;
+            }
 
-        // 5. forward.
-        let host = forward::client_host(authorized.request());
-        let client = ClientInfo {
-            client_ip: ctx.client,
-            tls: ctx.conn.tls,
-            host: host.as_ref(),
-            request_id: &ctx.id,
-            worker: ctx.conn.worker,
-        };
-        let mut resp = forward(&self.upstreams, authorized, &client).await?;
-        if let Some(quota) = quota {
-            quota.write(resp.headers_mut());
+            // The gateway's own endpoints, matched on the canonical path.
+            if let Some(endpoint) = Endpoint::of(&target.path) {
+                let (auth, metrics) = (&*self.auth, &self.metrics);
+                let serve = self.endpoints.serve(endpoint, auth, metrics, &target.path, req, ctx);
+                return Box::pin(serve).await;
+            }
+
+            // 2. authenticate: a bearer token, when there is one, must be valid; without
+            // one, the session cookie, whose unsafe requests must pass the CSRF check.
+            let (caller, by_cookie) = authn::credentials(&self.auth, req.headers()).await?;
+            ctx.caller = caller;
+            if by_cookie {
+                crate::auth::browser::check(req.method(), req.headers(), &self.config.server.public_url)?;
+            }
+            // A browser's anonymous GET is sent to log in rather than answered 401.
+            let login = (ctx.caller.is_none() && authn::wants_login_page(&req))
+                .then(|| crate::auth::browser::login_location(&target.path_and_query_under("")));
+
+            // 3. authorize with the policy set in force when the request arrived (the time
+            // is read only for a caller: `mfa_max_age` is held to it).
+            let now = if ctx.caller.is_some() {
+                self.auth.clock().now()
+            } else {
+                0
+            };
+            let judgement = match authorize(
+                self.policy.load_full(),
+                req,
+                target,
+                ctx.caller.clone(),
+                now,
+                self.config.shadow,
+            ) {
+                Err(GatewayError::Unauthenticated { .. }) if login.is_some() => {
+                    return Ok(authn::login_redirect(login.as_deref().unwrap_or("/auth/login")));
+                }
+                judged => judged?,
+            };
+            // 4. rate-limit, per route and per caller; 5. forward. `authorized` lives
+            // only in this block, which makes the forwarding future: its slot is not
+            // held beside that future while the upstream answers.
+            let (host, client);
+            let (forwarding, quota) = {
+                let authorized = self.admit(judgement, ctx);
+                let quota = self
+                    .route_limits
+                    .check(authorized.route(), authorized.principal(), ctx.client)
+                    .await?;
+                host = forward::client_host(authorized.request());
+                client = ClientInfo {
+                    client_ip: ctx.client,
+                    tls: ctx.conn.tls,
+                    host: host.as_ref(),
+                    request_id: &ctx.id,
+                    worker: ctx.conn.worker,
+                };
+                (forward(&self.upstreams, authorized, &client), quota)
+            };
+            let mut resp = forwarding.await?;
+            if let Some(quota) = quota {
+                quota.write(resp.headers_mut());
+            }
+            Ok(resp)
         }
-        Ok(resp)
     }
 
     /// Notes the route that let a request through, and audits a shadowed refusal.
@@ -243,69 +265,72 @@ impl Pipeline {
 }
 
 impl Handler for Pipeline {
-    async fn handle(&self, req: Request<RequestBody>, conn: ConnInfo) -> Response<GatewayBody> {
-        let mut ctx = RequestContext::new(self.ids.next(), conn, req.method().clone());
-        ctx.client = client::client_address(&self.config.server.trusted_proxies, conn.client, req.headers());
-        // A clone of the URI shares its bytes: no copy of the path for the log line.
-        let uri = req.uri().clone();
-        let raw_path = uri.path();
-        let origin = cors::origin(self.cors.as_ref(), req.headers());
-        let mut resp = match self.handle_inner(req, &mut ctx).await {
-            Ok(resp) => {
-                if ctx.audit_route {
-                    // Not dropped for want of room: the response waits for it instead.
-                    let fields = audit_fields(&ctx, raw_path, EventKind::Request, resp.status().as_u16(), None);
-                    self.auth.audit().record_waiting(fields).await;
+    #[expect(clippy::manual_async_fn, reason = "an `async fn` holds the request twice")]
+    fn handle(&self, req: Request<RequestBody>, conn: ConnInfo) -> impl Future<Output = Response<GatewayBody>> + Send {
+        async move {
+            let mut ctx = RequestContext::new(self.ids.next(), conn, req.method().clone());
+            ctx.client = client::client_address(&self.config.server.trusted_proxies, conn.client, req.headers());
+            // A clone of the URI shares its bytes: no copy of the path for the log line.
+            let uri = req.uri().clone();
+            let raw_path = uri.path();
+            let origin = cors::origin(self.cors.as_ref(), req.headers());
+            let mut resp = match self.handle_inner(req, &mut ctx).await {
+                Ok(resp) => {
+                    if ctx.audit_route {
+                        // Not dropped for want of room: the response waits for it instead.
+                        let fields = audit_fields(&ctx, raw_path, EventKind::Request, resp.status().as_u16(), None);
+                        self.auth.audit().record_waiting(fields).await;
+                    }
+                    resp
                 }
-                resp
+                Err(err) => {
+                    let status = err.status();
+                    if status.is_server_error() {
+                        tracing::warn!(request_id = %ctx.id, error = %crate::error_chain::chain(&err), "request failed");
+                    } else {
+                        tracing::info!(request_id = %ctx.id, reason = %err, "request refused");
+                    }
+                    if let GatewayError::UpstreamTimeout { upstream, .. } = &err {
+                        self.metrics.upstream_error(upstream, "timeout");
+                    } else if let GatewayError::UpstreamUnreachable { upstream, .. } = &err {
+                        self.metrics.upstream_error(upstream, "unreachable");
+                    }
+                    if let Some(event) = refusal_event(&err, ctx.proxied) {
+                        self.audit_request(&ctx, raw_path, event, status.as_u16(), Some(err.to_string()));
+                    }
+                    err.to_response(&ctx.id)
+                }
+            };
+            let is_auth = (ctx.endpoint == Some(crate::metrics::ROUTE_AUTH) || raw_path.starts_with("/auth/"))
+                && raw_path != crate::auth::browser::STYLESHEET;
+            let label = match (&ctx.route, ctx.endpoint) {
+                // Forward-auth decisions are counted apart from the requests of their routes.
+                (_, Some(endpoint @ crate::metrics::ROUTE_FORWARD_AUTH)) => endpoint,
+                (Some(route), _) => route.name(),
+                (None, Some(endpoint)) => endpoint,
+                (None, None) => crate::metrics::ROUTE_UNMATCHED,
+            };
+            self.metrics
+                .request(label, resp.status().as_u16(), ctx.started.elapsed());
+            security_headers(&mut resp, conn.tls, is_auth);
+            cors::finish(self.cors.as_ref(), &mut resp, origin.as_ref(), &ctx);
+            if let Ok(id) = HeaderValue::from_str(&ctx.id) {
+                resp.headers_mut().insert(X_REQUEST_ID, id);
             }
-            Err(err) => {
-                let status = err.status();
-                if status.is_server_error() {
-                    tracing::warn!(request_id = %ctx.id, error = %crate::error_chain::chain(&err), "request failed");
-                } else {
-                    tracing::info!(request_id = %ctx.id, reason = %err, "request refused");
-                }
-                if let GatewayError::UpstreamTimeout { upstream, .. } = &err {
-                    self.metrics.upstream_error(upstream, "timeout");
-                } else if let GatewayError::UpstreamUnreachable { upstream, .. } = &err {
-                    self.metrics.upstream_error(upstream, "unreachable");
-                }
-                if let Some(event) = refusal_event(&err, ctx.proxied) {
-                    self.audit_request(&ctx, raw_path, event, status.as_u16(), Some(err.to_string()));
-                }
-                err.to_response(&ctx.id)
-            }
-        };
-        let is_auth = (ctx.endpoint == Some(crate::metrics::ROUTE_AUTH) || raw_path.starts_with("/auth/"))
-            && raw_path != crate::auth::browser::STYLESHEET;
-        let label = match (&ctx.route, ctx.endpoint) {
-            // Forward-auth decisions are counted apart from the requests of their routes.
-            (_, Some(endpoint @ crate::metrics::ROUTE_FORWARD_AUTH)) => endpoint,
-            (Some(route), _) => route.name(),
-            (None, Some(endpoint)) => endpoint,
-            (None, None) => crate::metrics::ROUTE_UNMATCHED,
-        };
-        self.metrics
-            .request(label, resp.status().as_u16(), ctx.started.elapsed());
-        security_headers(&mut resp, conn.tls, is_auth);
-        cors::finish(self.cors.as_ref(), &mut resp, origin.as_ref(), &ctx);
-        if let Ok(id) = HeaderValue::from_str(&ctx.id) {
-            resp.headers_mut().insert(X_REQUEST_ID, id);
+            tracing::info!(
+                request_id = %ctx.id,
+                client = %ctx.client,
+                peer = %ctx.conn.peer,
+                method = %ctx.method,
+                path = ?raw_path,
+                route = ctx.route.as_ref().map_or("-", RouteRef::name),
+                user = ctx.caller.as_ref().map_or("-", |c| c.principal.id.as_str()),
+                status = resp.status().as_u16(),
+                micros = ctx.started.elapsed().as_micros() as u64,
+                "request"
+            );
+            resp
         }
-        tracing::info!(
-            request_id = %ctx.id,
-            client = %ctx.client,
-            peer = %ctx.conn.peer,
-            method = %ctx.method,
-            path = ?raw_path,
-            route = ctx.route.as_ref().map_or("-", RouteRef::name),
-            user = ctx.caller.as_ref().map_or("-", |c| c.principal.id.as_str()),
-            status = resp.status().as_u16(),
-            micros = ctx.started.elapsed().as_micros() as u64,
-            "request"
-        );
-        resp
     }
 
     fn panicked(&self, conn: ConnInfo, message: &str) -> Response<GatewayBody> {

@@ -16,7 +16,10 @@ mod tests;
 pub mod tls;
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::header::{self, HeaderName, HeaderValue};
@@ -82,31 +85,51 @@ impl UpstreamTarget {
     /// response head for at most `timeout`. The upstream's time runs while the gateway
     /// waits on the upstream, not while it waits on a client still sending the body
     /// (the body's own deadlines bound that): the timer is re-armed whenever `progress`
-    /// finds the client the one awaited.
-    pub async fn send(
+    /// finds the client the one awaited. The pool's future is made here and held once,
+    /// in the [`Timed`] future (see [`crate::pipeline`] on keeping futures small).
+    pub fn send(
         &self,
         req: Request<UpstreamBody>,
         worker: usize,
         timeout: Duration,
         progress: Option<BodyProgress>,
-    ) -> Result<Response<PooledBody>, SendError> {
-        let pool = &self.pools[worker % self.pools.len()];
-        let send = pool.send(req);
-        tokio::pin!(send);
-        let mut timer = Deadline::after(timeout);
-        loop {
-            tokio::select! {
-                biased;
-                sent = &mut send => return sent.map_err(SendError::Failed),
-                () = &mut timer => {
-                    if progress.as_ref().is_some_and(BodyProgress::waiting_on_client) {
-                        timer.reset(timeout);
-                        continue;
-                    }
-                    return Err(SendError::TimedOut);
-                }
-            }
+    ) -> Timed<impl Future<Output = Result<Response<PooledBody>, BoxError>> + Send + '_> {
+        Timed {
+            send: self.pools[worker % self.pools.len()].send(req),
+            timer: Deadline::after(timeout),
+            timeout,
+            progress,
         }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request on its way upstream, raced against the upstream timeout: the send is
+    /// polled first, so a response that is ready wins over a timer that fired with it.
+    pub struct Timed<F> {
+        #[pin]
+        send: F,
+        timer: Deadline,
+        timeout: Duration,
+        progress: Option<BodyProgress>,
+    }
+}
+
+impl<F: Future<Output = Result<Response<PooledBody>, BoxError>>> Future for Timed<F> {
+    type Output = Result<Response<PooledBody>, SendError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(sent) = this.send.poll(cx) {
+            return Poll::Ready(sent.map_err(SendError::Failed));
+        }
+        while Pin::new(&mut *this.timer).poll(cx).is_ready() {
+            if !this.progress.as_ref().is_some_and(BodyProgress::waiting_on_client) {
+                return Poll::Ready(Err(SendError::TimedOut));
+            }
+            this.timer.reset(*this.timeout);
+        }
+        Poll::Pending
     }
 }
 

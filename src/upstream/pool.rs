@@ -31,6 +31,7 @@
 //! for `[limits] upstream_idle_timeout` are closed by [`Pool::reap`], which the gateway
 //! runs on a timer.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -141,44 +142,50 @@ impl Pool {
 
     /// Sends `req` and returns the response, whose body hands the connection back to
     /// the pool once it has been read to its end.
-    pub async fn send(self: &Arc<Self>, mut req: Request<UpstreamBody>) -> Result<Response<PooledBody>, BoxError> {
-        let in_task = h1::fits(&req);
-        loop {
-            let (conn, reused) = self.checkout(in_task).await?;
-            let mut sender = match conn {
-                Conn::InTask(c) if in_task => match c.exchange(&req).await {
-                    Ok((parts, body)) => return Ok(Response::from_parts(parts, PooledBody::in_task(body, self))),
-                    // The upstream closed it as the request went out: another will do.
-                    Err(ExchangeError::Unanswered(_)) if reused => continue,
-                    Err(e) => return Err(e.into()),
-                },
-                Conn::InTask(c) => {
-                    let (stream, slot) = c.into_parts().ok_or("idle connection with unread bytes")?;
-                    self.start(stream, slot).await?
+    #[expect(clippy::manual_async_fn, reason = "an `async fn` holds the request twice")]
+    pub fn send(
+        self: &Arc<Self>,
+        mut req: Request<UpstreamBody>,
+    ) -> impl Future<Output = Result<Response<PooledBody>, BoxError>> + Send + '_ {
+        async move {
+            let in_task = h1::fits(&req);
+            loop {
+                let (conn, reused) = self.checkout(in_task).await?;
+                let mut sender = match conn {
+                    Conn::InTask(c) if in_task => match c.exchange(&req).await {
+                        Ok((parts, body)) => return Ok(Response::from_parts(parts, PooledBody::in_task(body, self))),
+                        // The upstream closed it as the request went out: another will do.
+                        Err(ExchangeError::Unanswered(_)) if reused => continue,
+                        Err(e) => return Err(e.into()),
+                    },
+                    Conn::InTask(c) => {
+                        let (stream, slot) = c.into_parts().ok_or("idle connection with unread bytes")?;
+                        self.start(stream, slot).await?
+                    }
+                    Conn::Hyper(s) => s,
+                };
+                // A reused connection may still be finishing its previous exchange.
+                if let Err(e) = sender.ready().await {
+                    if reused {
+                        continue;
+                    }
+                    return Err(e.into());
                 }
-                Conn::Hyper(s) => s,
-            };
-            // A reused connection may still be finishing its previous exchange.
-            if let Err(e) = sender.ready().await {
-                if reused {
-                    continue;
+                match sender.try_send_request(req).await {
+                    Ok(resp) => {
+                        let (parts, body) = resp.into_parts();
+                        let body = PooledBody(Inner::Hyper {
+                            body,
+                            back: Some((sender, self.clone())),
+                        });
+                        return Ok(Response::from_parts(parts, body));
+                    }
+                    Err(mut e) => match e.take_message() {
+                        // Not sent: the connection was closed under us. Another one will do.
+                        Some(unsent) if reused => req = unsent,
+                        _ => return Err(e.into_error().into()),
+                    },
                 }
-                return Err(e.into());
-            }
-            match sender.try_send_request(req).await {
-                Ok(resp) => {
-                    let (parts, body) = resp.into_parts();
-                    let body = PooledBody(Inner::Hyper {
-                        body,
-                        back: Some((sender, self.clone())),
-                    });
-                    return Ok(Response::from_parts(parts, body));
-                }
-                Err(mut e) => match e.take_message() {
-                    // Not sent: the connection was closed under us. Another one will do.
-                    Some(unsent) if reused => req = unsent,
-                    _ => return Err(e.into_error().into()),
-                },
             }
         }
     }
