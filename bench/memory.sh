@@ -12,6 +12,7 @@
 #   customer's orders through a route with a rate limit. Each route is checked before (and
 #   every answer during the soak must be 2xx).
 # Usage: bench/memory.sh [CONNS] [SOAK]   (defaults: 1000, 30m; e.g. bench/memory.sh 1000 60s)
+# PORTCULLIS_BIN=PATH measures that build of the gateway instead of target/release/portcullis.
 # UNFILTERED_OK=1 runs the soak even when the response_fields route does not filter (a
 #   build without the enforcement), saying so. NO_BUILD=1 skips the release build.
 set -euo pipefail
@@ -64,7 +65,7 @@ roles = ["customer"]
 owner = "id"
 rate_limit = "1000000/sec"
 TOML
-gw=target/release/portcullis
+gw=${PORTCULLIS_BIN:-target/release/portcullis}
 password='Memory!Passw0rd7'
 id=$(echo "$password" | $gw --config "$work/gateway.toml" user add --email tester@example.com --role customer --password-stdin | awk '/^id:/ {print $2}')
 RUST_LOG=warn target/release/upstream-demo --listen 127.0.0.1:17081 >/dev/null & pids+=($!)
