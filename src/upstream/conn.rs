@@ -1,4 +1,5 @@
-//! What a pool holds: its connections, of either kind, and each one's place in it.
+//! What a pool holds: its connections, of either kind, each one's place in it, and how
+//! a connection's socket is opened.
 
 use std::sync::{Arc, Mutex, Weak};
 
@@ -8,6 +9,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::h1;
 use super::line::{room, Line};
 use super::request::UpstreamBody;
+use super::BoxError;
 
 /// A pooled connection: run by hyper's client in a task of its own, or in-task.
 pub(super) enum Conn {
@@ -48,4 +50,26 @@ impl Drop for Slot {
             room(&line);
         }
     }
+}
+
+/// Connects to the first address of `addr` that accepts, with Nagle off and TCP
+/// keep-alive on.
+pub(super) async fn open(addr: &str) -> Result<tokio::net::TcpStream, BoxError> {
+    let mut last: Option<std::io::Error> = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_keepalive(true)?;
+        match socket.connect(a).await {
+            Ok(stream) => {
+                stream.set_nodelay(true)?;
+                return Ok(stream);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.map_or_else(|| format!("{addr} resolves to no address").into(), Into::into))
 }

@@ -38,14 +38,15 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Request, Response, Uri};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::conn::{Conn, Slot};
+use super::conn::{open, Conn, Slot};
+use super::h1::head::Written;
 use super::h1::{self, ExchangeError};
 use super::line::{lock, Handoff, Idle, Line, Turn};
 use super::request::UpstreamBody;
@@ -149,15 +150,26 @@ impl Pool {
     ) -> impl Future<Output = Result<Response<PooledBody>, BoxError>> + Send + '_ {
         async move {
             let in_task = h1::fits(&req);
+            // The head an in-task exchange wrote, for sending the request again.
+            let mut written: Option<Written> = None;
             loop {
                 let (conn, reused) = self.checkout(in_task).await?;
                 let mut sender = match conn {
-                    Conn::InTask(c) if in_task => match c.exchange(&req).await {
-                        Ok((parts, body)) => return Ok(Response::from_parts(parts, PooledBody::in_task(body, self))),
-                        // The upstream closed it as the request went out: another will do.
-                        Err(ExchangeError::Unanswered(_)) if reused => continue,
-                        Err(e) => return Err(e.into()),
-                    },
+                    Conn::InTask(mut c) if in_task => {
+                        let head = written.get_or_insert_with(|| Written::new(&req, c.take_buffer()));
+                        // The request's head is let go once written, while its memory is
+                        // still in cache, not when the upstream has answered.
+                        drop(std::mem::take(req.headers_mut()));
+                        *req.uri_mut() = Uri::default();
+                        match c.exchange(head).await {
+                            Ok((parts, body)) => {
+                                return Ok(Response::from_parts(parts, PooledBody::in_task(body, self)))
+                            }
+                            // The upstream closed it as the request went out: another will do.
+                            Err(ExchangeError::Unanswered(_)) if reused => continue,
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
                     Conn::InTask(c) => {
                         let (stream, slot) = c.into_parts().ok_or("idle connection with unread bytes")?;
                         self.start(stream, slot).await?
@@ -170,6 +182,10 @@ impl Pool {
                         continue;
                     }
                     return Err(e.into());
+                }
+                // A request an in-task exchange wrote is made again from its head.
+                if let Some(head) = written.take() {
+                    req = Request::from_parts(head.to_parts()?, req.into_body());
                 }
                 match sender.try_send_request(req).await {
                     Ok(resp) => {
@@ -282,28 +298,6 @@ enum Next {
     Open(OwnedSemaphorePermit),
     /// Waits in line for its turn.
     Wait(Turn<Conn>),
-}
-
-/// Connects to the first address of `addr` that accepts, with Nagle off and TCP
-/// keep-alive on.
-async fn open(addr: &str) -> Result<tokio::net::TcpStream, BoxError> {
-    let mut last: Option<std::io::Error> = None;
-    for a in tokio::net::lookup_host(addr).await? {
-        let socket = if a.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
-        };
-        socket.set_keepalive(true)?;
-        match socket.connect(a).await {
-            Ok(stream) => {
-                stream.set_nodelay(true)?;
-                return Ok(stream);
-            }
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.map_or_else(|| format!("{addr} resolves to no address").into(), Into::into))
 }
 
 /// An upstream response body; its connection returns to the pool at the body's end.

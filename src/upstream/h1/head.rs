@@ -70,6 +70,56 @@ pub enum HeadError {
     Framing(&'static str),
 }
 
+/// A request head as written to an upstream. It is kept in place of the request, whose
+/// head is let go as soon as it is written (while its memory is still in cache, rather
+/// than once the upstream has answered), for sending the request again on another
+/// connection.
+pub struct Written {
+    bytes: Vec<u8>,
+    /// The request is `HEAD`: its response has no body whatever its headers say.
+    pub head_request: bool,
+}
+
+impl Written {
+    /// `req`'s head (see [`encode_request`]), written into `buf`.
+    pub fn new<B>(req: &http::Request<B>, mut buf: Vec<u8>) -> Self {
+        let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        encode_request(req.method(), target, req.headers(), &mut buf);
+        Self {
+            bytes: buf,
+            head_request: req.method() == Method::HEAD,
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The buffer back, for the connection's next request (the head is gone then).
+    pub fn take_buffer(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.bytes)
+    }
+
+    /// The request's head again (its method, target and fields as written), for a
+    /// client that takes requests rather than bytes.
+    pub fn to_parts(&self) -> Result<http::request::Parts, crate::upstream::BoxError> {
+        // At least as many slots as the head has fields: one per line.
+        let lines = self.bytes.windows(2).filter(|w| *w == b"\r\n").count();
+        let mut fields = vec![httparse::EMPTY_HEADER; lines];
+        let mut head = httparse::Request::new(&mut fields);
+        let Ok(httparse::Status::Complete(_)) = head.parse(&self.bytes) else {
+            return Err("a written request head did not parse".into());
+        };
+        let mut req = http::Request::builder()
+            .method(head.method.unwrap_or_default())
+            .uri(head.path.unwrap_or_default());
+        for field in head.headers.iter() {
+            req = req.header(field.name, field.value);
+        }
+        Ok(req.body(())?.into_parts().0)
+    }
+}
+
 /// Writes the request head: `method target HTTP/1.1`, then each header field. The
 /// target is in origin form; names and values come from `http`'s types, which hold no
 /// CR, LF or NUL, so nothing written here can end the head early.

@@ -38,7 +38,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::upstream::BoxError;
 use body::Body;
-use head::{Head, Parsed};
+use head::{Head, Parsed, Written};
 use stream::Stream;
 
 /// Read buffer given to a connection, and the least free room it reads into; a body
@@ -108,32 +108,39 @@ impl<G> Connection<G> {
         self.stream.is_closed()
     }
 
-    /// Sends `req`'s head (its body is empty: see [`fits`]) and reads the response head,
-    /// skipping interim (`1xx`) responses. The body is read through the [`Body`], which
-    /// holds the connection until the body's end.
-    pub async fn exchange<B>(mut self, req: &Request<B>) -> Result<(http::response::Parts, Body<G>), ExchangeError> {
-        let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        head::encode_request(req.method(), target, req.headers(), &mut self.out);
+    /// The buffer a request's head is written into ([`head::Written::new`]); it comes
+    /// back with the exchange.
+    pub fn take_buffer(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Sends a request's `head` (the request has no body: see [`fits`]) and reads the
+    /// response head, skipping interim (`1xx`) responses. The body is read through the
+    /// [`Body`], which holds the connection until the body's end. Unanswered, `head` is
+    /// as it was, to be sent on another connection.
+    pub async fn exchange(mut self, head: &mut Written) -> Result<(http::response::Parts, Body<G>), ExchangeError> {
         // Flushed: over TLS the last record may still be in the session.
         if let Err(e) = async {
-            self.stream.write_all(&self.out).await?;
+            self.stream.write_all(head.as_bytes()).await?;
             self.stream.flush().await
         }
         .await
         {
             return Err(ExchangeError::Unanswered(e.into()));
         }
-        let head_request = req.method() == Method::HEAD;
         let mut answered = false;
         loop {
             if !self.buf.is_empty() {
                 answered = true;
-                match head::parse_response(&mut self.buf, head_request, &mut self.scratch) {
+                match head::parse_response(&mut self.buf, head.head_request, &mut self.scratch) {
                     Ok(Parsed::Head(Head {
                         parts,
                         framing,
                         reusable,
-                    })) => return Ok((parts, Body::new(self, framing, reusable))),
+                    })) => {
+                        self.out = head.take_buffer();
+                        return Ok((parts, Body::new(self, framing, reusable)));
+                    }
                     Ok(Parsed::Interim) => continue,
                     Ok(Parsed::Partial) => {}
                     Err(e) => return Err(ExchangeError::Failed(e.into())),

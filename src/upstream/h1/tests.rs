@@ -6,7 +6,7 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, StatusCode};
 
 use super::body::{Decoder, Step};
-use super::head::{encode_request, parse_response, Framing, Head, Parsed, MAX_HEAD};
+use super::head::{encode_request, parse_response, Framing, Head, Parsed, Written, MAX_HEAD};
 
 fn parse(raw: &[u8], head_request: bool) -> Result<Parsed, super::head::HeadError> {
     parse_response(&mut BytesMut::from(raw), head_request, &mut Vec::new())
@@ -177,6 +177,42 @@ fn request_head_written_in_origin_form() {
         out,
         b"GET /a?b=c HTTP/1.1\r\nhost: shop:8080\r\nx-b: 1\r\nx-b: 2\r\n\r\n"
     );
+}
+
+#[test]
+fn a_written_head_gives_back_the_request_it_was_written_from() {
+    let req = http::Request::builder()
+        .method(Method::HEAD)
+        .uri("http://shop:8080/a/b?c=d&e")
+        .header("host", "shop:8080")
+        .header("x-b", "1")
+        .header("x-b", "2")
+        .header("x-forwarded-for", "10.0.0.1")
+        .body(())
+        .unwrap();
+    let mut written = Written::new(&req, Vec::with_capacity(7));
+    assert!(written.head_request);
+    let parts = written.to_parts().unwrap();
+    assert_eq!(parts.method, Method::HEAD);
+    // In origin form, as it was written.
+    assert_eq!(parts.uri, "/a/b?c=d&e");
+    assert_eq!(parts.headers, *req.headers());
+    let order: Vec<_> = parts
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("host", "shop:8080"),
+            ("x-b", "1"),
+            ("x-b", "2"),
+            ("x-forwarded-for", "10.0.0.1")
+        ]
+    );
+    let get = http::Request::get("/").body(()).unwrap();
+    assert!(!Written::new(&get, written.take_buffer()).head_request);
 }
 
 /// Decodes `input` fed in pieces of `piece` bytes; the body's bytes, or the error.

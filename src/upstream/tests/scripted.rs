@@ -46,7 +46,7 @@ const fn closing(bytes: &'static [u8]) -> Answer {
 struct Scripted {
     addr: SocketAddr,
     connections: Arc<AtomicUsize>,
-    /// The request line of each request read, in order.
+    /// The head of each request read, in order.
     requests: Arc<Mutex<Vec<String>>>,
 }
 
@@ -75,8 +75,7 @@ async fn scripted(answers: Vec<Answer>) -> Scripted {
                     }
                     let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
                     let head: Vec<u8> = buf.drain(..end).collect();
-                    let line = String::from_utf8_lossy(&head).lines().next().unwrap_or("").to_owned();
-                    seen.lock().unwrap().push(line);
+                    seen.lock().unwrap().push(String::from_utf8_lossy(&head).into_owned());
                     let Some(a) = answers.lock().unwrap().pop_front() else {
                         return;
                     };
@@ -237,6 +236,48 @@ async fn a_get_unanswered_on_a_reused_connection_is_sent_again() {
     assert!(err.contains("closed before answering"), "{err}");
     assert_eq!(up.requests.lock().unwrap().len(), 5);
     assert_eq!(up.connections.load(Ordering::SeqCst), 3);
+}
+
+// Sent again on a connection hyper's client runs (one a request with a body opened):
+// the request is made again from its head as written, which goes out the same.
+#[tokio::test]
+async fn a_get_unanswered_is_sent_again_through_hyper_s_client_the_same() {
+    let up = scripted(vec![
+        answer(b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\np"),
+        answer(b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\na"),
+        answer(b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nb"),
+        closing(b""),
+        answer(b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nc"),
+    ])
+    .await;
+    let pool = pool(up.addr);
+    let read = |resp: http::Response<crate::upstream::pool::PooledBody>| async move {
+        resp.into_body().collect().await.unwrap().to_bytes()
+    };
+    let mut reqs = requests_of(&[
+        (Method::POST, "/p"),
+        (Method::GET, "/1"),
+        (Method::GET, "/2"),
+        (Method::GET, "/3?q=1"),
+    ])
+    .await
+    .into_iter();
+    let mut next = || reqs.next().unwrap();
+    // The POST opens a connection for hyper's client; the first GET takes it, the second
+    // opens an in-task one, which is given back last and so is taken first.
+    assert_eq!(read(pool.send(next()).await.unwrap()).await, "p");
+    let on_hyper = pool.send(next()).await.unwrap();
+    let in_task = pool.send(next()).await.unwrap();
+    assert_eq!(read(on_hyper).await, "a");
+    assert_eq!(read(in_task).await, "b");
+    assert_eq!(up.connections.load(Ordering::SeqCst), 2);
+    // Unanswered on the in-task connection, answered on hyper's.
+    assert_eq!(read(pool.send(next()).await.unwrap()).await, "c");
+    assert_eq!(up.connections.load(Ordering::SeqCst), 2);
+    let heads = up.requests.lock().unwrap().clone();
+    assert_eq!(heads.len(), 5);
+    assert!(heads[3].starts_with("GET /3?q=1 HTTP/1.1\r\n"), "{heads:?}");
+    assert_eq!(heads[3], heads[4]);
 }
 
 /// Status, headers and body as a client would see them, or that it failed: hyper's
