@@ -155,13 +155,19 @@ impl Pool {
             loop {
                 let (conn, reused) = self.checkout(in_task).await?;
                 let mut sender = match conn {
-                    Conn::InTask(mut c) if in_task => {
-                        let head = written.get_or_insert_with(|| Written::new(&req, c.take_buffer()));
-                        // The request's head is let go once written, while its memory is
-                        // still in cache, not when the upstream has answered.
-                        drop(std::mem::take(req.headers_mut()));
-                        *req.uri_mut() = Uri::default();
-                        match c.exchange(head).await {
+                    Conn::InTask(c) if in_task => {
+                        // Made in a block, so the connection's binding is not kept beside
+                        // the exchange, which holds it.
+                        let exchange = {
+                            let mut c = c;
+                            let head = written.get_or_insert_with(|| Written::new(&req, c.take_buffer()));
+                            // The request's head is let go once written, while its memory
+                            // is still in cache, not when the upstream has answered.
+                            drop(std::mem::take(req.headers_mut()));
+                            *req.uri_mut() = Uri::default();
+                            c.exchange(head)
+                        };
+                        match exchange.await {
                             Ok((parts, body)) => {
                                 return Ok(Response::from_parts(parts, PooledBody::in_task(body, self)))
                             }
