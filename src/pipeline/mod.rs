@@ -12,14 +12,17 @@
 //! **The request's future is kept small.** It is written in full, once per request,
 //! into the connection's slot for the request in flight, and each level's future is
 //! moved whole into the one above it when first polled; with many connections busy those
-//! slots are not in the CPU's cache, so every byte of the future costs. Two rules keep
+//! slots are not in the CPU's cache, so every byte of the future costs. Three rules keep
 //! it lean:
 //! - a function on the proxied path that takes the request by value is a plain `fn`
 //!   returning an `async move` block, not an `async fn`: an `async fn` copies its
 //!   arguments into locals of its future, and a request borrowed before it is moved on
 //!   keeps both slots (344 bytes each) for the life of the future;
 //! - what is prepared before the first `.await` (destructuring, the inner future) is
-//!   done before the block, so the block holds the pieces rather than the whole.
+//!   done before the block, so the block holds the pieces rather than the whole;
+//! - what a block captures it keeps for its whole life, even once moved on: the request
+//!   is boxed until authorization takes it ([`Handler::handle`]), so the two outer
+//!   futures hold a pointer to it rather than its 344 bytes each.
 //!
 //! Rarer paths (forward-auth, the gateway's endpoints, field lists) are boxed where they
 //! are awaited, so a proxied request's future does not carry them.
@@ -104,7 +107,7 @@ impl Pipeline {
     #[expect(clippy::manual_async_fn, reason = "an `async fn` holds the request twice")]
     fn handle_inner<'a>(
         &'a self,
-        req: Request<RequestBody>,
+        req: Box<Request<RequestBody>>,
         ctx: &'a mut RequestContext,
     ) -> impl Future<Output = Result<Response<GatewayBody>, GatewayError>> + Send + 'a {
         async move {
@@ -120,13 +123,13 @@ impl Pipeline {
             // Forward-auth: a decision for another proxy, nothing forwarded. (This future and
             // the endpoints' are boxed, so a proxied request's future does not carry them.)
             if target.path == forward_auth::PATH {
-                return Box::pin(self.forward_auth(req, ctx)).await;
+                return Box::pin(self.forward_auth(*req, ctx)).await;
             }
 
             // The gateway's own endpoints, matched on the canonical path.
             if let Some(endpoint) = Endpoint::of(&target.path) {
                 let (auth, metrics) = (&*self.auth, &self.metrics);
-                let serve = self.endpoints.serve(endpoint, auth, metrics, &target.path, req, ctx);
+                let serve = self.endpoints.serve(endpoint, auth, metrics, &target.path, *req, ctx);
                 return Box::pin(serve).await;
             }
 
@@ -150,7 +153,7 @@ impl Pipeline {
             };
             let judgement = match authorize(
                 self.policy.load_full(),
-                req,
+                *req,
                 target,
                 ctx.caller.clone(),
                 now,
@@ -265,8 +268,11 @@ impl Pipeline {
 }
 
 impl Handler for Pipeline {
-    #[expect(clippy::manual_async_fn, reason = "an `async fn` holds the request twice")]
     fn handle(&self, req: Request<RequestBody>, conn: ConnInfo) -> impl Future<Output = Response<GatewayBody>> + Send {
+        // Boxed until authorization takes it: a future keeps what it captures for its
+        // whole life, so this one and `handle_inner`'s would each keep the request's
+        // 344 bytes while the upstream answers.
+        let req = Box::new(req);
         async move {
             let mut ctx = RequestContext::new(self.ids.next(), conn, req.method().clone());
             ctx.client = client::client_address(&self.config.server.trusted_proxies, conn.client, req.headers());
