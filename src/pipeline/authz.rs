@@ -11,6 +11,7 @@
 //! The decision itself is [`judge`], a pure function of the policy, the method, the
 //! canonical target and the principal: the gateway and `policy explain` both call it.
 
+use std::borrow::Borrow;
 use std::sync::Arc;
 
 use http::{Method, Request};
@@ -174,17 +175,17 @@ impl<R> Judgement<R> {
 
 /// Decides a request with one whole policy set (the set in force when it arrived), for
 /// the caller of its verified token, if any, at `now` (Unix seconds). Refusals are
-/// errors; what is let through owns the request.
-pub fn authorize<B>(
+/// errors; what is let through owns the request (a `Request`, or a box holding one).
+pub fn authorize<B, R: Borrow<Request<B>>>(
     policy: Arc<PolicySet>,
-    request: Request<B>,
+    request: R,
     target: Target,
     caller: Option<Arc<Verified>>,
     now: u64,
     shadow: bool,
-) -> Result<Judgement<Request<B>>, GatewayError> {
+) -> Result<Judgement<R>, GatewayError> {
     let principal = caller.as_deref().map(|c| &*c.principal);
-    let verdict = judge(&policy, request.method(), &target, principal, now, shadow);
+    let verdict = judge(&policy, request.borrow().method(), &target, principal, now, shadow);
     let (route, would_deny) = match verdict {
         Verdict::Allow { route } => (route, None),
         Verdict::WouldDeny { route, refusal } => (route, Some(refusal)),

@@ -21,8 +21,9 @@
 //! - what is prepared before the first `.await` (destructuring, the inner future) is
 //!   done before the block, so the block holds the pieces rather than the whole;
 //! - what a block captures it keeps for its whole life, even once moved on: the request
-//!   is boxed until authorization takes it ([`Handler::handle`]), so the two outer
-//!   futures hold a pointer to it rather than its 344 bytes each.
+//!   stays boxed from [`Handler::handle`] through authorization to the forward phase,
+//!   which takes it apart in a block that ends with the upstream request made, so no
+//!   level holds its 344 bytes (or its parts) while the upstream answers.
 //!
 //! Rarer paths (forward-auth, the gateway's endpoints, field lists) are boxed where they
 //! are awaited, so a proxied request's future does not carry them.
@@ -40,6 +41,7 @@ pub mod normalize;
 pub mod ratelimit;
 pub mod readiness;
 
+use std::borrow::Borrow;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -153,7 +155,7 @@ impl Pipeline {
             };
             let judgement = match authorize(
                 self.policy.load_full(),
-                *req,
+                req,
                 target,
                 ctx.caller.clone(),
                 now,
@@ -193,7 +195,11 @@ impl Pipeline {
     }
 
     /// Notes the route that let a request through, and audits a shadowed refusal.
-    fn admit<R>(&self, judgement: Judgement<Request<R>>, ctx: &mut RequestContext) -> authz::Authorized<Request<R>> {
+    fn admit<B, R: Borrow<Request<B>>>(
+        &self,
+        judgement: Judgement<R>,
+        ctx: &mut RequestContext,
+    ) -> authz::Authorized<R> {
         ctx.route = Some(judgement.authorized().route_ref());
         ctx.audit_route = judgement.authorized().route().audit;
         match judgement {
@@ -204,7 +210,7 @@ impl Pipeline {
                 reason,
             } => {
                 tracing::info!(request_id = %ctx.id, status, reason, "shadow mode: would deny, forwarding");
-                let path = authorized.request().uri().path();
+                let path = authorized.request().borrow().uri().path();
                 self.audit_request(ctx, path, EventKind::WouldDeny, status, Some(reason));
                 authorized
             }
@@ -269,9 +275,9 @@ impl Pipeline {
 
 impl Handler for Pipeline {
     fn handle(&self, req: Request<RequestBody>, conn: ConnInfo) -> impl Future<Output = Response<GatewayBody>> + Send {
-        // Boxed until authorization takes it: a future keeps what it captures for its
-        // whole life, so this one and `handle_inner`'s would each keep the request's
-        // 344 bytes while the upstream answers.
+        // Boxed until the forward phase takes it apart: a future keeps what it captures
+        // for its whole life, so this one, `handle_inner`'s and `forward`'s would each
+        // keep the request's 344 bytes while the upstream answers.
         let req = Box::new(req);
         async move {
             let mut ctx = RequestContext::new(self.ids.next(), conn, req.method().clone());

@@ -120,15 +120,15 @@ fn ip_header(ip: IpAddr) -> HeaderValue {
 /// Sends an authorized request upstream and returns the upstream's response, with its
 /// hop-by-hop headers removed and its body streamed.
 ///
-/// The request is taken apart before the future is made, which then holds the parts
-/// alone (see [`crate::pipeline`]).
+/// The request comes boxed, and is taken apart in a block inside the future, which ends
+/// with the upstream request made: so the future holds neither the request nor its
+/// parts beside the upstream's answer (see [`crate::pipeline`]).
 pub fn forward<'a>(
     upstreams: &'a Upstreams,
-    authorized: Authorized<Request<RequestBody>>,
+    authorized: Authorized<Box<Request<RequestBody>>>,
     client: &'a ClientInfo<'a>,
 ) -> impl Future<Output = Result<Response<GatewayBody>, GatewayError>> + Send + 'a {
     let (req, target, caller, route) = authorized.into_parts();
-    let (mut parts, mut body) = req.into_parts();
     async move {
         let name = &route.route().upstream;
         let upstream = upstreams.get(name).ok_or_else(|| {
@@ -137,41 +137,44 @@ pub fn forward<'a>(
         })?;
 
         let max_body = upstreams.max_body();
-        if let Some(len) = parts.headers.get(header::CONTENT_LENGTH) {
-            let len = len.to_str().ok().and_then(|s| s.parse::<u64>().ok());
-            if len.is_some_and(|n| n > max_body) {
-                return Err(GatewayError::PayloadTooLarge { limit: max_body });
-            }
-        }
-        // A field list reads the whole body and checks it before anything goes upstream.
-        // (The field lists' futures are boxed, here and below: a route without them keeps
-        // its request's future small.)
-        if let Some(fields) = &route.route().request_fields {
-            Box::pin(request_fields::enforce(&mut parts.headers, &mut body, fields, max_body)).await?;
-        }
-        let progress = body.progress();
-        rewrite_request_headers(&mut parts.headers, client, caller.as_deref().map(|c| &c.identity));
         let filtered = route.route().response_fields.as_deref();
-        if filtered.is_some() {
-            response_fields::prepare_request(&mut parts.headers);
-        }
-        let head = parts.method == http::Method::HEAD;
-        // The upstream's own authority, as the client would set it (it is told not to).
-        parts.headers.insert(header::HOST, upstream.host().clone());
+        let (upstream_req, progress, head) = {
+            let (mut parts, mut body) = (*req).into_parts();
+            if let Some(len) = parts.headers.get(header::CONTENT_LENGTH) {
+                let len = len.to_str().ok().and_then(|s| s.parse::<u64>().ok());
+                if len.is_some_and(|n| n > max_body) {
+                    return Err(GatewayError::PayloadTooLarge { limit: max_body });
+                }
+            }
+            // A field list reads the whole body and checks it before anything goes
+            // upstream. (The field lists' futures are boxed, here and below: a route
+            // without them keeps its request's future small.)
+            if let Some(fields) = &route.route().request_fields {
+                Box::pin(request_fields::enforce(&mut parts.headers, &mut body, fields, max_body)).await?;
+            }
+            let progress = body.progress();
+            rewrite_request_headers(&mut parts.headers, client, caller.as_deref().map(|c| &c.identity));
+            if filtered.is_some() {
+                response_fields::prepare_request(&mut parts.headers);
+            }
+            let head = parts.method == http::Method::HEAD;
+            // The upstream's own authority, as the client would set it (it is told not to).
+            parts.headers.insert(header::HOST, upstream.host().clone());
 
-        let path = match parts.uri.path_and_query() {
-            // The canonical target as it came (no prefix to add): its bytes are shared.
-            Some(received) if upstream.base_path().is_empty() && target.is_verbatim(received) => received.clone(),
-            _ => http::uri::PathAndQuery::try_from(target.path_and_query_under(upstream.base_path()))
-                .map_err(|e| GatewayError::Internal(e.into()))?,
+            let path = match parts.uri.path_and_query() {
+                // The canonical target as it came (no prefix to add): its bytes are shared.
+                Some(received) if upstream.base_path().is_empty() && target.is_verbatim(received) => received.clone(),
+                _ => http::uri::PathAndQuery::try_from(target.path_and_query_under(upstream.base_path()))
+                    .map_err(|e| GatewayError::Internal(e.into()))?,
+            };
+            // Origin form: the connection already is to the upstream.
+            let mut uri = http::uri::Parts::default();
+            uri.path_and_query = Some(path);
+            parts.uri = Uri::from_parts(uri).map_err(|e| GatewayError::Internal(e.into()))?;
+            parts.version = Version::HTTP_11;
+            let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
+            (Request::from_parts(parts, Limited::new(body, limit)), progress, head)
         };
-        // Origin form: the connection already is to the upstream.
-        let mut uri = http::uri::Parts::default();
-        uri.path_and_query = Some(path);
-        parts.uri = Uri::from_parts(uri).map_err(|e| GatewayError::Internal(e.into()))?;
-        parts.version = Version::HTTP_11;
-        let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
-        let upstream_req = Request::from_parts(parts, Limited::new(body, limit));
 
         let timeout = upstreams.timeout();
         let response = match upstream.send(upstream_req, client.worker, timeout, progress).await {
