@@ -286,15 +286,10 @@ impl Handler for Pipeline {
             let uri = req.uri().clone();
             let raw_path = uri.path();
             let origin = cors::origin(self.cors.as_ref(), req.headers());
-            let mut resp = match self.handle_inner(req, &mut ctx).await {
-                Ok(resp) => {
-                    if ctx.audit_route {
-                        // Not dropped for want of room: the response waits for it instead.
-                        let fields = audit_fields(&ctx, raw_path, EventKind::Request, resp.status().as_u16(), None);
-                        self.auth.audit().record_waiting(fields).await;
-                    }
-                    resp
-                }
+            // Audited after the match, which then holds no `.await`: the result it takes
+            // apart is not kept beside the audit's future.
+            let (mut resp, audit) = match self.handle_inner(req, &mut ctx).await {
+                Ok(resp) => (resp, ctx.audit_route),
                 Err(err) => {
                     let status = err.status();
                     if status.is_server_error() {
@@ -310,9 +305,14 @@ impl Handler for Pipeline {
                     if let Some(event) = refusal_event(&err, ctx.proxied) {
                         self.audit_request(&ctx, raw_path, event, status.as_u16(), Some(err.to_string()));
                     }
-                    err.to_response(&ctx.id)
+                    (err.to_response(&ctx.id), false)
                 }
             };
+            if audit {
+                // Not dropped for want of room: the response waits for it instead.
+                let fields = audit_fields(&ctx, raw_path, EventKind::Request, resp.status().as_u16(), None);
+                self.auth.audit().record_waiting(fields).await;
+            }
             let is_auth = (ctx.endpoint == Some(crate::metrics::ROUTE_AUTH) || raw_path.starts_with("/auth/"))
                 && raw_path != crate::auth::browser::STYLESHEET;
             let label = match (&ctx.route, ctx.endpoint) {
