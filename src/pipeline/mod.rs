@@ -106,7 +106,7 @@ impl Pipeline {
         }
     }
 
-    #[expect(clippy::manual_async_fn, reason = "an `async fn` holds the request twice")]
+    #[expect(clippy::manual_async_fn, reason = "an `async fn` keeps its arguments twice")]
     fn handle_inner<'a>(
         &'a self,
         req: Box<Request<RequestBody>>,
