@@ -335,13 +335,13 @@ def inclusive(n):
     return d
 a, b = inclusive(n1), inclusive(n2)
 per = lambda f: (b.get(f, 0) - a.get(f, 0)) / (n2 - n1)
-server = per("<hyper_util::server::conn::auto::Connection<I,S,E> as core::future::future::Future>::poll")
-request = per("portcullis::listener::connection::run_http::{{closure}}::{{closure}}::{{closure}}")
+server = per("portcullis::listener::connection::run_http::{{closure}}")
+request = per("portcullis::listener::connection::Responder<H>::respond::{{closure}}")
 inner = per("portcullis::pipeline::Pipeline::handle_inner::{{closure}}")
 fwd = per("portcullis::pipeline::forward::forward::{{closure}}")
 client = per("portcullis::upstream::pool::Pool::start::{{closure}}::{{closure}}")
 rows = [
-    ("hyper's server connection, without the request's future (the response body is read here)", server - request),
+    ("the connection: its HTTP/1 server (the gateway's own, or hyper's once handed over), without the request's future (the response is written here)", server - request),
     ("the request's future: before the phases and after (ids, context, metrics, security headers)", request - inner),
     ("the phases up to forwarding (normalize, authenticate, authorize, rate limit)", inner - fwd),
     ("forwarding: header rewrite, upstream URI, the pool, the exchange up to the response head (in-task for a request without a body)", fwd),

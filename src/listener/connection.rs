@@ -2,35 +2,35 @@
 //! deadlines on their bodies and panics caught; its header read and idle timeouts,
 //! counting requests only (see `watchdog`); graceful close on drain and a hard close at
 //! the drain deadline; and the lingering close that lets a client refused early read
-//! its answer.
+//! its answer (see `io`).
+//!
+//! An HTTP/1 connection starts on the gateway's own server (see `h1`), which hands it
+//! to hyper at the first request it does not take; an HTTP/2 one is hyper's from the
+//! start. Both are driven by the same loop, with the same timeouts and shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::io;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use futures_util::FutureExt;
-use http::Request;
+use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
+use super::h1;
+use super::io::{Lingering, Rewound};
 use super::watchdog::{Activity, ControlWake, InFlight, Verdict, Watchdog};
 use super::{ConnInfo, Handler, Lifecycle};
 use crate::config::Limits;
 use crate::upstream::body::GatewayBody;
 use crate::upstream::request::RequestBody;
-
-/// How long a closing connection goes on reading (and discarding) what the client sends.
-const LINGER_TIME: Duration = Duration::from_secs(5);
-/// The most bytes a closing connection reads and discards.
-const LINGER_BYTES: u64 = 256 << 20;
 
 /// Serves HTTP on one connection until it closes, the gateway drains it, or the drain
 /// deadline passes. `h2`: ALPN chose HTTP/2 (a plain connection is known to speak it at
@@ -42,140 +42,231 @@ pub(super) async fn run_http<S, H>(
     handler: Arc<H>,
     builder: auto::Builder<TokioExecutor>,
     limits: Limits,
-    mut shutdown: watch::Receiver<Lifecycle>,
+    shutdown: watch::Receiver<Lifecycle>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Handler,
 {
     let activity = Arc::new(Activity::new(h2));
-    let io = Lingering {
-        inner: io,
-        state: Linger::Open,
+    let mut io = Lingering::new(io, activity.clone());
+    let responder = Arc::new(Responder {
+        handler,
         activity: activity.clone(),
-    };
-    let service_activity = activity.clone();
-    let (body_read_timeout, request_timeout) = (limits.body_read_timeout, limits.request_timeout);
-    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let handler = handler.clone();
-        let activity = service_activity.clone();
-        async move {
-            if req.version() == http::Version::HTTP_2 {
-                activity.saw_h2();
-            }
-            // In flight until the response body has been sent (or dropped).
-            let in_flight = InFlight::new(activity);
-            let deadline = tokio::time::Instant::now() + request_timeout;
-            let req = req.map(|body| RequestBody::new(body, body_read_timeout, deadline));
-            // The handler does not mutate shared state half-way in a way a later request
-            // could observe broken (locks it holds are poison-tolerant), so a panic
-            // ends the request, not the connection.
-            let resp = match AssertUnwindSafe(handler.handle(req, info)).catch_unwind().await {
-                Ok(resp) => resp,
-                Err(panic) => {
-                    let message = panic
-                        .downcast_ref::<&str>()
-                        .copied()
-                        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-                        .unwrap_or("(not a string)");
-                    handler.panicked(info, message)
-                }
-            };
-            Ok::<_, Infallible>(resp.map(|body| Counted {
-                body,
-                _in_flight: in_flight,
-            }))
-        }
+        info,
+        limits: limits.clone(),
     });
-    let conn = builder.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    let mut watchdog = Watchdog::new(
-        limits.header_read_timeout,
-        limits.idle_timeout,
-        tokio::time::Instant::now(),
-    );
-    let timer = tokio::time::sleep(watchdog.period());
-    tokio::pin!(timer);
-    let (control, control_waker) = ControlWake::waker();
-    let mut phase = *shutdown.borrow_and_update();
-    let mut watching = true;
-    let mut closing = false;
-    loop {
-        if phase == Lifecycle::Closing {
-            tracing::debug!(peer = %info.peer, "drain deadline passed: closing the connection");
-            return;
-        }
-        if phase == Lifecycle::Draining && !closing {
-            conn.as_mut().graceful_shutdown();
-            closing = true;
-        }
-        // The connection is polled at every wake-up; the timer and the shutdown signal
-        // only when they woke the task (see `ControlWake`). A new shutdown future must
-        // be polled once to register.
-        control.mark();
-        let event = {
-            let changed = async {
-                if watching {
-                    shutdown.changed().await
-                } else {
-                    std::future::pending().await
-                }
-            };
-            tokio::pin!(changed);
-            std::future::poll_fn(|cx| {
-                if let Poll::Ready(result) = conn.as_mut().poll(cx) {
-                    return Poll::Ready(Event::Ended(result));
-                }
-                if control.take(cx.waker()) {
-                    let mut controls = Context::from_waker(&control_waker);
-                    if timer.as_mut().poll(&mut controls).is_ready() {
-                        return Poll::Ready(Event::Check);
-                    }
-                    if let Poll::Ready(changed) = changed.as_mut().poll(&mut controls) {
-                        return Poll::Ready(Event::Shutdown(changed.is_ok()));
-                    }
-                }
-                Poll::Pending
-            })
+    let mut controls = Controls::new(&limits, activity.clone(), shutdown);
+    let mut prefix = bytes::Bytes::new();
+    if !h2 {
+        let closing = AtomicBool::new(false);
+        let own = h1::serve(
+            io,
+            |req| responder.respond(req.map(|()| None)),
+            h1::Limits {
+                max_head: limits.max_header_bytes.max(8192),
+                max_fields: limits.max_headers,
+            },
+            &closing,
+        );
+        let mut own = std::pin::pin!(own);
+        match controls
+            .drive(own.as_mut(), |_| closing.store(true, Ordering::Release), &info)
             .await
-        };
-        match event {
-            Event::Ended(result) => {
+        {
+            None => return,
+            Some(h1::Ended::Closed(result)) => {
                 if let Err(e) = result {
-                    tracing::debug!(peer = %info.peer, error = %crate::error_chain::chain(&*e), "connection ended with an error");
+                    tracing::debug!(peer = %info.peer, error = %e, "connection ended with an error");
                 }
                 return;
             }
-            Event::Check => {
-                let now = tokio::time::Instant::now();
-                match watchdog.check(now, &activity) {
-                    Verdict::Keep => {}
-                    Verdict::Close(reason) => {
-                        tracing::debug!(peer = %info.peer, reason, "closing the connection");
-                        if !closing {
-                            conn.as_mut().graceful_shutdown();
-                            closing = true;
+            Some(h1::Ended::HandOff(handed, read)) => (io, prefix) = (handed, read),
+        }
+    }
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let responder = responder.clone();
+        async move {
+            if req.version() == http::Version::HTTP_2 {
+                responder.activity.saw_h2();
+            }
+            Ok::<_, Infallible>(responder.respond(req.map(Some)).await)
+        }
+    });
+    let conn = builder.serve_connection(TokioIo::new(Rewound::new(prefix, io)), service);
+    let mut conn = std::pin::pin!(conn);
+    if let Some(Err(e)) = controls.drive(conn.as_mut(), |c| c.graceful_shutdown(), &info).await {
+        tracing::debug!(peer = %info.peer, error = %crate::error_chain::chain(&*e), "connection ended with an error");
+    }
+}
+
+/// Answers a connection's requests: the handler's answer, with panics caught, counted
+/// in flight until its body has been sent.
+struct Responder<H> {
+    handler: Arc<H>,
+    activity: Arc<Activity>,
+    info: ConnInfo,
+    limits: Limits,
+}
+
+impl<H: Handler> Responder<H> {
+    /// `body`: the body as hyper reads it; `None` for a request without one.
+    async fn respond(&self, req: Request<Option<Incoming>>) -> Response<Counted> {
+        // In flight until the response body has been sent (or dropped).
+        let in_flight = InFlight::new(self.activity.clone());
+        let deadline = tokio::time::Instant::now() + self.limits.request_timeout;
+        let read_timeout = self.limits.body_read_timeout;
+        let req = req.map(|body| match body {
+            Some(body) => RequestBody::new(body, read_timeout, deadline),
+            None => RequestBody::empty(read_timeout, deadline),
+        });
+        // The handler does not mutate shared state half-way in a way a later request
+        // could observe broken (locks it holds are poison-tolerant), so a panic ends the
+        // request, not the connection.
+        let resp = match AssertUnwindSafe(self.handler.handle(req, self.info))
+            .catch_unwind()
+            .await
+        {
+            Ok(resp) => resp,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("(not a string)");
+                self.handler.panicked(self.info, message)
+            }
+        };
+        resp.map(|body| Counted {
+            body,
+            _in_flight: in_flight,
+        })
+    }
+}
+
+/// What a connection is driven by besides its own bytes: its watchdog and timer, and
+/// the gateway's shutdown signal.
+struct Controls {
+    watchdog: Watchdog,
+    activity: Arc<Activity>,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    control: Arc<ControlWake>,
+    control_waker: std::task::Waker,
+    shutdown: watch::Receiver<Lifecycle>,
+    phase: Lifecycle,
+    watching: bool,
+    /// The connection was asked to close gracefully.
+    closing: bool,
+}
+
+impl Controls {
+    fn new(limits: &Limits, activity: Arc<Activity>, mut shutdown: watch::Receiver<Lifecycle>) -> Self {
+        let watchdog = Watchdog::new(
+            limits.header_read_timeout,
+            limits.idle_timeout,
+            tokio::time::Instant::now(),
+        );
+        let timer = Box::pin(tokio::time::sleep(watchdog.period()));
+        let (control, control_waker) = ControlWake::waker();
+        let phase = *shutdown.borrow_and_update();
+        Self {
+            watchdog,
+            activity,
+            timer,
+            control,
+            control_waker,
+            shutdown,
+            phase,
+            watching: true,
+            closing: false,
+        }
+    }
+
+    /// Polls `conn` to its end, asking it to close gracefully (`graceful`) on drain or
+    /// when the watchdog says so. `None`: the connection is to be dropped now (the drain
+    /// deadline passed, or it did not close when asked).
+    async fn drive<C: Future>(
+        &mut self,
+        mut conn: Pin<&mut C>,
+        mut graceful: impl FnMut(Pin<&mut C>),
+        info: &ConnInfo,
+    ) -> Option<C::Output> {
+        let mut told = false;
+        loop {
+            if self.phase == Lifecycle::Closing {
+                tracing::debug!(peer = %info.peer, "drain deadline passed: closing the connection");
+                return None;
+            }
+            if self.phase == Lifecycle::Draining {
+                self.closing = true;
+            }
+            if self.closing && !told {
+                graceful(conn.as_mut());
+                told = true;
+            }
+            // The connection is polled at every wake-up; the timer and the shutdown signal
+            // only when they woke the task (see `ControlWake`). A new shutdown future must
+            // be polled once to register.
+            self.control.mark();
+            let event = {
+                let watching = self.watching;
+                let shutdown = &mut self.shutdown;
+                let changed = async move {
+                    if watching {
+                        shutdown.changed().await
+                    } else {
+                        std::future::pending().await
+                    }
+                };
+                let mut changed = std::pin::pin!(changed);
+                let (control, control_waker, timer) = (&self.control, &self.control_waker, &mut self.timer);
+                std::future::poll_fn(|cx| {
+                    if let Poll::Ready(out) = conn.as_mut().poll(cx) {
+                        return Poll::Ready(Event::Ended(out));
+                    }
+                    if control.take(cx.waker()) {
+                        let mut controls = Context::from_waker(control_waker);
+                        if timer.as_mut().poll(&mut controls).is_ready() {
+                            return Poll::Ready(Event::Check);
+                        }
+                        if let Poll::Ready(changed) = changed.as_mut().poll(&mut controls) {
+                            return Poll::Ready(Event::Shutdown(changed.is_ok()));
                         }
                     }
-                    Verdict::CloseNow => {
-                        tracing::debug!(peer = %info.peer, "connection still open a period after it was asked to close: closing it now");
-                        return;
+                    Poll::Pending
+                })
+                .await
+            };
+            match event {
+                Event::Ended(out) => return Some(out),
+                Event::Check => {
+                    let now = tokio::time::Instant::now();
+                    match self.watchdog.check(now, &self.activity) {
+                        Verdict::Keep => {}
+                        Verdict::Close(reason) => {
+                            tracing::debug!(peer = %info.peer, reason, "closing the connection");
+                            self.closing = true;
+                        }
+                        Verdict::CloseNow => {
+                            tracing::debug!(peer = %info.peer, "connection still open a period after it was asked to close: closing it now");
+                            return None;
+                        }
                     }
+                    self.timer.as_mut().reset(now + self.watchdog.period());
                 }
-                timer.as_mut().reset(now + watchdog.period());
-            }
-            Event::Shutdown(true) => phase = *shutdown.borrow_and_update(),
-            // The gateway is gone: drain.
-            Event::Shutdown(false) => {
-                watching = false;
-                phase = phase.max(Lifecycle::Draining);
+                Event::Shutdown(true) => self.phase = *self.shutdown.borrow_and_update(),
+                // The gateway is gone: drain.
+                Event::Shutdown(false) => {
+                    self.watching = false;
+                    self.phase = self.phase.max(Lifecycle::Draining);
+                }
             }
         }
     }
 }
 
 /// What woke the connection's loop with something to do.
-enum Event<E> {
-    Ended(Result<(), E>),
+enum Event<T> {
+    Ended(T),
     Check,
     /// The shutdown signal changed (`true`) or its sender is gone (`false`).
     Shutdown(bool),
@@ -204,87 +295,5 @@ impl hyper::body::Body for Counted {
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.body.size_hint()
-    }
-}
-
-/// An I/O stream whose shutdown lingers: it closes its own side (TLS close_notify, TCP
-/// FIN), then reads and discards what the peer still sends until the peer closes, for
-/// at most [`LINGER_TIME`] and [`LINGER_BYTES`]. Closing a socket with unread data
-/// makes the kernel send a reset, which can destroy the answer the client has not read
-/// yet; lingering lets it arrive.
-struct Lingering<S> {
-    inner: S,
-    state: Linger,
-    activity: Arc<Activity>,
-}
-
-enum Linger {
-    Open,
-    Draining {
-        until: Pin<Box<tokio::time::Sleep>>,
-        read: u64,
-    },
-    Done,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Lingering<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Lingering<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        loop {
-            match &mut this.state {
-                Linger::Open => {
-                    if let Err(e) = std::task::ready!(Pin::new(&mut this.inner).poll_shutdown(cx)) {
-                        this.state = Linger::Done;
-                        return Poll::Ready(Err(e));
-                    }
-                    this.activity.lingering();
-                    this.state = Linger::Draining {
-                        until: Box::pin(tokio::time::sleep(LINGER_TIME)),
-                        read: 0,
-                    };
-                }
-                Linger::Draining { until, read } => {
-                    if until.as_mut().poll(cx).is_ready() || *read >= LINGER_BYTES {
-                        this.state = Linger::Done;
-                        continue;
-                    }
-                    let mut scratch = [0u8; 8192];
-                    let mut buf = ReadBuf::new(&mut scratch);
-                    match Pin::new(&mut this.inner).poll_read(cx, &mut buf) {
-                        Poll::Ready(Ok(())) if !buf.filled().is_empty() => *read += buf.filled().len() as u64,
-                        // The peer closed, or the connection failed: nothing more to wait for.
-                        Poll::Ready(_) => this.state = Linger::Done,
-                        Poll::Pending => return Poll::Pending,
-                    }
-                }
-                Linger::Done => return Poll::Ready(Ok(())),
-            }
-        }
     }
 }

@@ -1,5 +1,6 @@
 //! Accepting connections: TCP accept, the rustls handshake (bounded in time), HTTP/1.1
-//! and HTTP/2 through hyper-util's auto builder, and graceful shutdown.
+//! (the plainest requests on the gateway's own server, `h1`, the rest through hyper) and
+//! HTTP/2 through hyper-util's auto builder, and graceful shutdown.
 //!
 //! Bounds on what a client can hold: a cap on open connections (further clients wait in
 //! the accept queue), a TLS handshake timeout, a header read timeout, header size and
@@ -43,6 +44,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
 mod connection;
+mod h1;
+mod io;
 pub mod proxy_protocol;
 mod watchdog;
 

@@ -21,7 +21,9 @@ pub type UpstreamBody = Limited<RequestBody>;
 /// The timer is made only when the client keeps the gateway waiting: a request without a
 /// body, or whose body is already buffered, costs no allocation.
 pub struct RequestBody {
-    inner: hyper::body::Incoming,
+    /// `None`: the request has no body (its head said so, and no hyper connection reads
+    /// one).
+    inner: Option<hyper::body::Incoming>,
     read_timeout: std::time::Duration,
     deadline: tokio::time::Instant,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -64,7 +66,19 @@ impl RequestBody {
         deadline: tokio::time::Instant,
     ) -> Self {
         Self {
-            inner,
+            inner: Some(inner),
+            read_timeout,
+            deadline,
+            timer: None,
+            progress: None,
+            checked: None,
+        }
+    }
+
+    /// The body of a request whose head says it has none.
+    pub fn empty(read_timeout: std::time::Duration, deadline: tokio::time::Instant) -> Self {
+        Self {
+            inner: None,
             read_timeout,
             deadline,
             timer: None,
@@ -111,7 +125,7 @@ impl RequestBody {
     /// A handle that tells whether the body waits on its client; `None` for a body that
     /// is already complete (no allocation for requests without one).
     pub fn progress(&mut self) -> Option<BodyProgress> {
-        if self.inner.is_end_stream() {
+        if self.inner.as_ref().is_none_or(Body::is_end_stream) {
             return None;
         }
         Some(self.progress.get_or_insert_with(BodyProgress::default).clone())
@@ -131,7 +145,10 @@ impl Body for RequestBody {
         if let Some(bytes) = this.checked.take() {
             return Poll::Ready(Some(Ok(Frame::data(bytes))));
         }
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(inner).poll_frame(cx);
         if let Some(p) = &this.progress {
             p.set(polled.is_pending());
         }
@@ -160,13 +177,13 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.checked.is_none() && self.inner.is_end_stream()
+        self.checked.is_none() && self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.checked {
             Some(bytes) => SizeHint::with_exact(bytes.len() as u64),
-            None => self.inner.size_hint(),
+            None => self.inner.as_ref().map_or(SizeHint::with_exact(0), Body::size_hint),
         }
     }
 }
