@@ -133,3 +133,34 @@ async fn a_drain_answers_the_request_in_flight_and_closes_the_idle_connection() 
     assert_eq!(body, "{\"target\":\"/slow/x\"}");
     assert!(after.is_empty());
 }
+
+#[tokio::test]
+async fn both_servers_judge_a_head_alike() {
+    let rec = Recorder::start().await;
+    let gw = Setup::new(&[("rec", rec.url())], OPEN_POLICY).start().await;
+    // Each head once on the gateway's own server (a keep-alive request) and once on
+    // hyper's (`Connection: close` hands it over).
+    let heads = [
+        ("GET /x HTTP/1.1\r\nHost: localhost\r\n", 200),
+        ("GET /x HTTP/1.1\r\n", 400),
+        ("GET /x HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n", 400),
+        ("GET /x HTTP/1.1\r\nHost: user@localhost\r\n", 400),
+        ("GET /a/%2e%2e/x HTTP/1.1\r\nHost: localhost\r\n", 400),
+        ("GET /a%2Fb HTTP/1.1\r\nHost: localhost\r\n", 400),
+        ("DELETE /x?y=1 HTTP/1.1\r\nHost: localhost\r\n", 200),
+        ("OPTIONS /x HTTP/1.1\r\nHost: localhost\r\n", 200),
+    ];
+    for (head, status) in heads {
+        let mut own = BufReader::new(gw.tls_connect(b"http/1.1").await);
+        own.get_mut().write_all(format!("{head}\r\n").as_bytes()).await.unwrap();
+        let (own_head, own_body) = response(&mut own).await;
+        let hyper = gw.raw(&format!("{head}Connection: close\r\n\r\n")).await;
+        assert!(
+            own_head.starts_with(&format!("http/1.1 {status} ")),
+            "{head:?}: {own_head}"
+        );
+        assert_eq!(hyper.status, status, "{head:?}: {}", hyper.head);
+        let error = |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap_or_default()["error"].clone();
+        assert_eq!(error(&own_body), error(&hyper.body), "{head:?}");
+    }
+}

@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 use super::h1;
-use super::io::{Lingering, Rewound};
+use super::io::Lingering;
 use super::watchdog::{Activity, ControlWake, InFlight, Verdict, Watchdog};
 use super::{ConnInfo, Handler, Lifecycle};
 use crate::config::Limits;
@@ -56,7 +56,6 @@ pub(super) async fn run_http<S, H>(
         limits: limits.clone(),
     });
     let mut controls = Controls::new(&limits, activity.clone(), shutdown);
-    let mut prefix = bytes::Bytes::new();
     if !h2 {
         let closing = AtomicBool::new(false);
         let own = h1::serve(
@@ -80,7 +79,10 @@ pub(super) async fn run_http<S, H>(
                 }
                 return;
             }
-            Some(h1::Ended::HandOff(handed, read)) => (io, prefix) = (handed, read),
+            Some(h1::Ended::HandOff(handed, read)) => {
+                io = handed;
+                io.put_back(read);
+            }
         }
     }
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -92,7 +94,7 @@ pub(super) async fn run_http<S, H>(
             Ok::<_, Infallible>(responder.respond(req.map(Some)).await)
         }
     });
-    let conn = builder.serve_connection(TokioIo::new(Rewound::new(prefix, io)), service);
+    let conn = builder.serve_connection(TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);
     if let Some(Err(e)) = controls.drive(conn.as_mut(), |c| c.graceful_shutdown(), &info).await {
         tracing::debug!(peer = %info.peer, error = %crate::error_chain::chain(&*e), "connection ended with an error");

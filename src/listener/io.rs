@@ -24,10 +24,13 @@ const LINGER_BYTES: u64 = 256 << 20;
 /// at most [`LINGER_TIME`] and [`LINGER_BYTES`]. Closing a socket with unread data
 /// makes the kernel send a reset, which can destroy the answer the client has not read
 /// yet; lingering lets it arrive.
+///
+/// Bytes put back ([`Lingering::put_back`]) are read before the stream's own.
 pub(super) struct Lingering<S> {
     inner: S,
     state: Linger,
     activity: Arc<Activity>,
+    put_back: Bytes,
 }
 
 impl<S> Lingering<S> {
@@ -36,7 +39,14 @@ impl<S> Lingering<S> {
             inner,
             state: Linger::Open,
             activity,
+            put_back: Bytes::new(),
         }
+    }
+
+    /// Makes `bytes`, read off this stream and not used, the next ones read from it.
+    pub(super) fn put_back(&mut self, bytes: Bytes) {
+        debug_assert!(self.put_back.is_empty());
+        self.put_back = bytes;
     }
 }
 
@@ -51,7 +61,13 @@ enum Linger {
 
 impl<S: AsyncRead + Unpin> AsyncRead for Lingering<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        if self.put_back.is_empty() {
+            return Pin::new(&mut self.inner).poll_read(cx, buf);
+        }
+        let n = self.put_back.len().min(buf.remaining());
+        buf.put_slice(&self.put_back[..n]);
+        self.put_back.advance(n);
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -108,55 +124,5 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Lingering<S> {
                 Linger::Done => return Poll::Ready(Ok(())),
             }
         }
-    }
-}
-
-/// A stream read first from bytes already read off it.
-pub(super) struct Rewound<S> {
-    prefix: Bytes,
-    inner: S,
-}
-
-impl<S> Rewound<S> {
-    pub(super) fn new(prefix: Bytes, inner: S) -> Self {
-        Self { prefix, inner }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Rewound<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        if self.prefix.is_empty() {
-            return Pin::new(&mut self.inner).poll_read(cx, buf);
-        }
-        let n = self.prefix.len().min(buf.remaining());
-        buf.put_slice(&self.prefix[..n]);
-        self.prefix.advance(n);
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Rewound<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -36,6 +36,8 @@ use response::Framing;
 
 /// The read buffer's size, as hyper's.
 const READ_BUF: usize = 8192;
+/// Less room than this left in the read buffer is made more before a read.
+const MIN_READ: usize = 1024;
 /// Response bytes gathered before they are written; a larger body piece goes out as it is.
 const WRITE_BUF: usize = 16 << 10;
 
@@ -84,7 +86,11 @@ where
                 if buf.is_empty() && closing.load(Ordering::Acquire) {
                     return Poll::Ready(Ok(0));
                 }
-                buf.reserve(READ_BUF.min(limits.max_head.saturating_sub(buf.len())).max(1));
+                // Room is made only when little is left: the buffer is taken back (its
+                // heads let go) or renewed once every few requests, not at every read.
+                if buf.capacity() - buf.len() < MIN_READ {
+                    buf.reserve(READ_BUF);
+                }
                 poll_read_buf(Pin::new(&mut io), cx, &mut buf)
             })
             .await;
@@ -105,8 +111,8 @@ where
                 // Watching the connection: what comes is kept for the next request, up to
                 // a head's limit; the client closing it cancels this one.
                 while buf.len() < room {
-                    if buf.capacity() == buf.len() {
-                        buf.reserve(READ_BUF.min(room - buf.len()));
+                    if buf.capacity() - buf.len() < MIN_READ {
+                        buf.reserve(READ_BUF);
                     }
                     match poll_read_buf(Pin::new(&mut io), cx, &mut buf) {
                         Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(None),
