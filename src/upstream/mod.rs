@@ -46,6 +46,15 @@ pub const HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
+/// The options a `Connection` field's value lists (RFC 9110 §7.6.1): split at commas,
+/// trimmed, empty ones left out; compared without regard to case by the caller.
+pub fn connection_options(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
 /// An error of any kind, sent between threads.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -128,7 +128,10 @@ fn changes_framing(field: &httparse::Header<'_>) -> bool {
     match name.len() {
         6 => is("expect"),
         7 => is("upgrade"),
-        10 => is("connection") && !field.value.trim_ascii().eq_ignore_ascii_case(b"keep-alive"),
+        10 => {
+            is("connection")
+                && crate::upstream::connection_options(field.value).any(|t| !t.eq_ignore_ascii_case(b"keep-alive"))
+        }
         14 => is("content-length"),
         17 => is("transfer-encoding"),
         _ => false,

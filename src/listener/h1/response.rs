@@ -63,10 +63,8 @@ pub(super) fn encode_head(
                 continue;
             }
             header::CONNECTION => {
-                let closes = value
-                    .as_bytes()
-                    .split(|&b| b == b',')
-                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+                let closes =
+                    crate::upstream::connection_options(value.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"close"));
                 close |= closes;
                 said_close |= closes;
             }

@@ -185,11 +185,7 @@ pub fn strip(headers: &mut HeaderMap, unwanted: impl Fn(&HeaderName) -> bool) {
     // `Connection` header (most requests and responses) there is no lookup for it.
     let listed = connection.then(|| headers.get_all(header::CONNECTION));
     for value in listed.iter().flatten() {
-        for token in value.as_bytes().split(|&b| b == b',') {
-            let token = token.trim_ascii();
-            if token.is_empty() {
-                continue;
-            }
+        for token in crate::upstream::connection_options(value.as_bytes()) {
             for name in headers.keys() {
                 if name.as_str().as_bytes().eq_ignore_ascii_case(token) && !doomed.contains(name) {
                     doomed.push(name.clone());

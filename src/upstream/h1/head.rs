@@ -265,11 +265,10 @@ impl<'a> Fields<'a> {
         for (name, start, end) in scratch {
             let value = &bytes[*start..*end];
             if name == header::CONNECTION {
-                for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                for token in crate::upstream::connection_options(value) {
                     if token.eq_ignore_ascii_case(b"close") {
                         fields.close = true;
-                    } else if !token.is_empty()
-                        && !fields.listed.iter().any(|t| t.eq_ignore_ascii_case(token))
+                    } else if !fields.listed.iter().any(|t| t.eq_ignore_ascii_case(token))
                         && scratch
                             .iter()
                             .any(|(n, ..)| n.as_str().as_bytes().eq_ignore_ascii_case(token))
