@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Recorder, Setup, OPEN_POLICY};
+use common::{client_builder, Recorder, Setup, OPEN_POLICY};
 use reqwest::Version;
 
 /// Headers an upstream framework may trust, in their usual spelling; none may arrive.
@@ -115,7 +115,8 @@ async fn stripped_over_http1() {
 async fn stripped_over_http2() {
     let rec = Recorder::start().await;
     let gw = Setup::new(&[("rec", rec.url())], OPEN_POLICY).start().await;
-    let mut req = gw.client.get(gw.url("/echo"));
+    let h2 = client_builder(&gw.ca_pem, gw.addr).build().unwrap();
+    let mut req = h2.get(gw.url("/echo"));
     for name in TRUSTED_BY_FRAMEWORKS.iter().chain(UNDERSCORED.iter()) {
         req = req.header(name.to_ascii_lowercase(), "/admin");
         req = req.header(name.to_ascii_lowercase().replace('-', "_"), "/admin");

@@ -56,6 +56,9 @@ pub struct TestGateway {
     pub running: Option<RunningGateway>,
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
+    /// An HTTP/1.1 client (ALPN `http/1.1`): its plain requests are served by the
+    /// gateway's own HTTP/1.1 server, the others by hyper's after the hand-off. HTTP/2
+    /// has tests of its own, with [`client_builder`]'s default (ALPN offers `h2`).
     pub client: reqwest::Client,
     pub ca_pem: Vec<u8>,
 }
@@ -217,7 +220,7 @@ impl TestGateway {
         let running = gateway.start().await.unwrap();
         let addr = running.tls_addr;
         let ca_pem = std::fs::read(dir.path().join("data/tls/gateway.crt")).unwrap();
-        let client = client_builder(&ca_pem, addr).build().unwrap();
+        let client = client_builder(&ca_pem, addr).http1_only().build().unwrap();
         TestGateway {
             running: Some(running),
             addr,

@@ -161,6 +161,7 @@ where
     B: Body<Data = Bytes>,
     B::Error: std::fmt::Display,
 {
+    use futures_util::FutureExt;
     use http_body_util::BodyExt;
     let mut body = std::pin::pin!(body);
     let mut left = match framing {
@@ -169,7 +170,21 @@ where
         Framing::Nothing => 0,
     };
     if framing != Framing::Nothing && !(framing == Framing::Length(0)) {
-        while let Some(frame) = body.frame().await {
+        loop {
+            // A piece not ready yet: what is gathered (the head, the pieces so far) goes
+            // out first, so a body that streams reaches the client as it comes.
+            let frame = match body.frame().now_or_never() {
+                Some(frame) => frame,
+                None => {
+                    io.write_all(out).await?;
+                    out.clear();
+                    io.flush().await?;
+                    body.frame().await
+                }
+            };
+            let Some(frame) = frame else {
+                break;
+            };
             let frame = frame.map_err(|e| io::Error::other(format!("response body failed: {e}")))?;
             let Ok(mut data) = frame.into_data() else {
                 continue;

@@ -204,34 +204,52 @@ fn response_heads_are_framed_as_hyper_frames_them() {
 }
 
 /// A server over one end of a pipe, answering each request with its path, and the
-/// number of requests it started.
+/// number of requests it started. `/chunks` answers in pieces, `/stream` with one piece
+/// and the next once `release` is notified.
 struct Pipe {
     client: tokio::io::DuplexStream,
     served: tokio::task::JoinHandle<(Result<(), String>, Option<Bytes>)>,
     started: Arc<AtomicUsize>,
     closing: Arc<AtomicBool>,
+    release: Arc<tokio::sync::Notify>,
 }
 
+type Piece = Result<Frame<Bytes>, std::convert::Infallible>;
+
 fn pipe(hang_on: &'static str) -> Pipe {
+    use futures_util::StreamExt;
+    use http_body_util::BodyExt;
     let (client, server) = tokio::io::duplex(64 << 10);
     let started = Arc::new(AtomicUsize::new(0));
     let closing = Arc::new(AtomicBool::new(false));
-    let (count, flag) = (started.clone(), closing.clone());
+    let release = Arc::new(tokio::sync::Notify::new());
+    let (count, flag, released) = (started.clone(), closing.clone(), release.clone());
     let served = tokio::spawn(async move {
         let respond = |req: Request<()>| {
             count.fetch_add(1, Ordering::SeqCst);
             let path = req.uri().path().to_owned();
+            let released = released.clone();
             async move {
                 if path == hang_on {
                     std::future::pending::<()>().await;
                 }
-                if path == "/chunks" {
-                    let frames =
-                        ["ab", "", "cde"].map(|s| Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(s))));
-                    let body = StreamBody::new(futures_util::stream::iter(frames));
-                    return Response::new(http_body_util::Either::Right(body));
-                }
-                Response::new(http_body_util::Either::Left(Full::new(Bytes::from(path))))
+                let piece = |s: &'static str| -> Piece { Ok(Frame::data(Bytes::from(s))) };
+                let body = match path.as_str() {
+                    "/chunks" => BodyExt::boxed_unsync(StreamBody::new(futures_util::stream::iter(
+                        ["ab", "", "cde"].map(piece),
+                    ))),
+                    "/stream" => {
+                        let rest = async move {
+                            released.notified().await;
+                            piece("rest")
+                        };
+                        let pieces =
+                            futures_util::stream::iter([piece("first;")]).chain(futures_util::stream::once(rest));
+                        BodyExt::boxed_unsync(StreamBody::new(pieces.boxed()))
+                    }
+                    _ => BodyExt::boxed_unsync(Full::new(Bytes::from(path))),
+                };
+                Response::new(body)
             }
         };
         match serve(server, respond, LIMITS, &flag).await {
@@ -244,6 +262,7 @@ fn pipe(hang_on: &'static str) -> Pipe {
         served,
         started,
         closing,
+        release,
     }
 }
 
@@ -313,4 +332,28 @@ async fn a_graceful_close_waits_for_the_request_and_says_so() {
     assert!(got.contains("connection: close\r\n") && got.ends_with("/last"), "{got}");
     assert_eq!(p.started.load(Ordering::SeqCst), 1);
     assert_eq!(p.served.await.unwrap().0, Ok(()));
+}
+
+#[tokio::test]
+async fn a_body_that_streams_reaches_the_client_as_it_comes() {
+    let mut p = pipe("");
+    p.client.write_all(b"GET /stream HTTP/1.1\r\n\r\n").await.unwrap();
+    // The head and the first piece arrive while the second is still to come.
+    let mut got = Vec::new();
+    let mut piece = [0u8; 1024];
+    while !got.ends_with(b"6\r\nfirst;\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), p.client.read(&mut piece))
+            .await
+            .expect("the head and the first piece were held back")
+            .unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&piece[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n"));
+    p.release.notify_one();
+    let n = tokio::time::timeout(Duration::from_secs(5), p.client.read(&mut piece))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&piece[..n], b"4\r\nrest\r\n0\r\n\r\n");
 }
