@@ -148,7 +148,9 @@ where
         if buf.is_empty() && buf.capacity() > 2 * READ_BUF {
             buf = BytesMut::with_capacity(READ_BUF);
         }
-        if close_after {
+        // A graceful close asked for while the response was written ends the connection
+        // now too: requests pipelined behind it are not started (as with hyper).
+        if close_after || closing.load(Ordering::Acquire) {
             return Ended::Closed(close(&mut io).await);
         }
     }
