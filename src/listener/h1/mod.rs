@@ -57,9 +57,10 @@ pub(super) struct Limits {
     pub max_fields: usize,
 }
 
-/// Serves requests on `io` with `respond` (given each request without a body) until the connection closes or is handed to
-/// hyper. `closing` asks it to close once no request is in flight or half read (a
-/// graceful close); the caller polls the returned future again after setting it.
+/// Serves requests on `io` with `respond` (given each request without a body) until the
+/// connection closes or is handed to hyper. `closing` asks it to close once no request
+/// is in flight or half read (a graceful close); the caller polls the returned future
+/// again after setting it.
 pub(super) async fn serve<S, F, Fut, B>(mut io: S, respond: F, limits: Limits, closing: &AtomicBool) -> Ended<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
