@@ -53,7 +53,8 @@ pub(super) async fn run_http<S, H>(
         handler,
         activity: activity.clone(),
         info,
-        limits: limits.clone(),
+        request_timeout: limits.request_timeout,
+        body_read_timeout: limits.body_read_timeout,
     });
     let mut controls = Controls::new(&limits, activity.clone(), shutdown);
     if !h2 {
@@ -107,7 +108,8 @@ struct Responder<H> {
     handler: Arc<H>,
     activity: Arc<Activity>,
     info: ConnInfo,
-    limits: Limits,
+    request_timeout: std::time::Duration,
+    body_read_timeout: std::time::Duration,
 }
 
 impl<H: Handler> Responder<H> {
@@ -115,8 +117,8 @@ impl<H: Handler> Responder<H> {
     async fn respond(&self, req: Request<Option<Incoming>>) -> Response<Counted> {
         // In flight until the response body has been sent (or dropped).
         let in_flight = InFlight::new(self.activity.clone());
-        let deadline = tokio::time::Instant::now() + self.limits.request_timeout;
-        let read_timeout = self.limits.body_read_timeout;
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let read_timeout = self.body_read_timeout;
         let req = req.map(|body| match body {
             Some(body) => RequestBody::new(body, read_timeout, deadline),
             None => RequestBody::empty(read_timeout, deadline),

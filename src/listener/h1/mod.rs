@@ -172,7 +172,7 @@ where
         Framing::Chunked => u64::MAX,
         Framing::Nothing => 0,
     };
-    if framing != Framing::Nothing && !(framing == Framing::Length(0)) {
+    if !matches!(framing, Framing::Nothing | Framing::Length(0)) {
         loop {
             // A piece not ready yet: what is gathered (the head, the pieces so far) goes
             // out first, so a body that streams reaches the client as it comes.

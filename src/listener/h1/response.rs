@@ -52,9 +52,7 @@ pub(super) fn encode_head(
             // The body's framing is the server's own.
             header::TRANSFER_ENCODING => continue,
             header::CONTENT_LENGTH => {
-                let n = std::str::from_utf8(value.as_bytes())
-                    .ok()
-                    .and_then(|v| v.parse::<u64>().ok());
+                let n = crate::upstream::h1::head::digits(value.as_bytes().trim_ascii());
                 match (length, n) {
                     (None, Some(n)) => length = Some(n),
                     (Some(l), Some(n)) if l == n => {}
@@ -109,19 +107,9 @@ pub(super) fn encode_head(
 
 /// Writes the start of a chunk of `len` bytes (its size line).
 pub(super) fn chunk_start(len: usize, out: &mut Vec<u8>) {
-    let mut digits = [0u8; 16];
-    let mut i = digits.len();
-    let mut n = len;
-    loop {
-        i -= 1;
-        digits[i] = b"0123456789ABCDEF"[n & 15];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-    out.extend_from_slice(b"\r\n");
+    use std::io::Write;
+    // Writing to a `Vec` cannot fail.
+    let _ = write!(out, "{len:X}\r\n");
 }
 
 /// The end of a chunked body: the last chunk, no trailers.

@@ -164,6 +164,16 @@ fn response_heads_are_framed_as_hyper_frames_them() {
     );
     assert!(!h.contains("content-length") && !h.contains("gzip"), "{h}");
     assert_eq!(f, Framing::Chunked);
+    // A length is digits only (`+7` is not one).
+    let (h, f, _) = head(
+        StatusCode::OK,
+        &[("content-length", "+7")],
+        SizeHint::new(),
+        false,
+        false,
+    );
+    assert!(!h.contains("content-length"), "{h}");
+    assert_eq!(f, Framing::Chunked);
 
     let (h, f, _) = head(
         StatusCode::NO_CONTENT,

@@ -341,7 +341,7 @@ impl<'a> Fields<'a> {
 }
 
 /// A non-empty run of ASCII digits as a number; `None` for anything else or an overflow.
-fn digits(bytes: &[u8]) -> Option<u64> {
+pub fn digits(bytes: &[u8]) -> Option<u64> {
     if bytes.is_empty() || bytes.len() > 19 {
         return None;
     }
