@@ -6,14 +6,14 @@
 
 use std::time::Instant;
 
-use portcullis::audit::{EventKind, EventRef, Fields, Record, GENESIS};
+use portcullis::audit::{Address, EventKind, EventRef, Fields, Record, GENESIS};
 
 /// The fields of an audited request's record, from borrowed text as the pipeline has it.
 fn fields(ip: &std::net::IpAddr, path: &str, request_id: &str) -> Fields {
     let mut ev = EventRef::new(EventKind::Request);
     ev.user_id = Some("0192f1f6-5a3c-7d2e-9b1a-3c4d5e6f7a8b");
     ev.email = Some("customer@example.com");
-    ev.ip = Some(ip);
+    ev.ip = Some(Address::Ip(*ip));
     ev.method = Some("GET");
     ev.path = Some(path);
     ev.route = Some("audited");

@@ -40,22 +40,36 @@ fn one_pass_encoding_is_the_canonical_record() {
 
 /// The field-by-field encoding is serde_json's, byte for byte: for every ASCII character
 /// (those it escapes and those it does not), non-ASCII text, every field present and
-/// every field absent.
+/// every field absent; addresses of either family, or as text.
 #[test]
 fn field_encoding_is_serde_jsons() {
-    let ip: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+    let ips: Vec<std::net::IpAddr> = [
+        "192.0.2.7",
+        "0.0.0.0",
+        "255.10.100.1",
+        "2001:db8::1",
+        "::ffff:10.0.0.1",
+        "::",
+    ]
+    .iter()
+    .map(|a| a.parse().unwrap())
+    .collect();
     let mut texts: Vec<String> = (0u8..=0x7f).map(|b| format!("a{}b", b as char)).collect();
     texts.extend(["".into(), "ünï/€/😀".into(), "\u{2028}\u{2029}".into(), "x".repeat(300)]);
     for t in texts.iter().map(String::as_str) {
         let mut ev = EventRef::new(EventKind::Request);
         (ev.user_id, ev.email, ev.method, ev.path) = (Some(t), Some(t), Some(t), Some(t));
         (ev.route, ev.reason, ev.request_id) = (Some(t), Some(t), Some(t));
-        (ev.ip, ev.status, ev.latency_ms) = (Some(&ip as &dyn std::fmt::Display), Some(404), Some(u64::MAX));
-        assert_eq!(
-            Fields::of_kind(EventKind::Request, &ev).bytes,
-            serde_json::to_vec(&ev).unwrap(),
-            "{t:?}"
-        );
+        (ev.status, ev.latency_ms) = (Some(404), Some(u64::MAX));
+        let addresses = ips.iter().map(|ip| Address::Ip(*ip)).chain([Address::Text(t)]);
+        for address in addresses {
+            ev.ip = Some(address);
+            assert_eq!(
+                Fields::of_kind(EventKind::Request, &ev).bytes,
+                serde_json::to_vec(&ev).unwrap(),
+                "{t:?} {address:?}"
+            );
+        }
     }
     let bare = EventRef::new(EventKind::AuditOverflow);
     assert_eq!(
@@ -68,11 +82,15 @@ fn field_encoding_is_serde_jsons() {
 /// clipped) gives the fields an [`Event`] with the same values gives.
 #[test]
 fn borrowed_fields_are_the_events() {
-    let ip: std::net::IpAddr = "2001:db8::1".parse().unwrap();
     let long = format!("/{}", "é".repeat(3000));
-    for path in ["/api/orders/7", "/a\"b\u{7f}", long.as_str()] {
+    let paths = ["/api/orders/7", "/a\"b\u{7f}", long.as_str()];
+    for (path, ip) in paths
+        .into_iter()
+        .flat_map(|p| ["2001:db8::1", "203.0.113.200"].map(|ip| (p, ip)))
+    {
+        let ip: std::net::IpAddr = ip.parse().unwrap();
         let mut ev = EventRef::new(EventKind::AccessDenied);
-        ev.ip = Some(&ip);
+        ev.ip = Some(Address::Ip(ip));
         ev.path = Some(clip(path));
         ev.status = Some(403);
         ev.reason = Some("no route");
@@ -88,4 +106,25 @@ fn borrowed_fields_are_the_events() {
         assert_eq!(fields.name, "access_denied");
     }
     assert_eq!(clip(&long).chars().count(), 2048);
+}
+
+/// The word-at-a-time test finds a byte serde_json escapes wherever it is (in a word or
+/// in the tail, at any of a word's eight places), among bytes of every other value,
+/// and finds none where there is none.
+#[test]
+fn escapes_finds_every_byte_to_escape() {
+    let escaped = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
+    use super::encode::escapes;
+    for len in 0..=24 {
+        for fill in [b'a', 0x7f, 0x80, 0xff, b'!', b'#', b'[', b']', 0x20] {
+            assert!(!escapes(&vec![fill; len]), "{len} x {fill:#x}");
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut text = vec![fill; len];
+                    text[at] = b;
+                    assert_eq!(escapes(&text), escaped(b), "{b:#x} at {at} of {len}, among {fill:#x}");
+                }
+            }
+        }
+    }
 }

@@ -132,7 +132,7 @@ mod writer;
 
 pub use checkpoint::*;
 pub use counts::QueueStats;
-pub use encode::{clip, EventRef, Fields};
+pub use encode::{clip, Address, EventRef, Fields};
 pub use event::{EventKind, Outcome};
 pub use query::*;
 pub use text::*;

@@ -64,7 +64,7 @@ pub(crate) fn audit_fields(
     if let Some(c) = &ctx.caller {
         (ev.user_id, ev.email) = (Some(c.principal.id.as_str()), Some(c.principal.email.as_str()));
     }
-    ev.ip = Some(&ctx.client);
+    ev.ip = Some(crate::audit::Address::Ip(ctx.client));
     ev.method = Some(ctx.method.as_str());
     ev.path = Some(crate::audit::clip(ctx.canonical.as_deref().unwrap_or(raw_path)));
     ev.route = ctx.route.as_ref().map(|r| r.name());
