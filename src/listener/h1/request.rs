@@ -15,6 +15,8 @@ use bytes::{Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Uri, Version};
 
+use crate::upstream::h1::head::span;
+
 /// Field slots on the stack. A limit above this is hyper's to apply: a head with more
 /// fields is handed over.
 const MAX_FIELDS: usize = 100;
@@ -65,12 +67,9 @@ pub(super) fn parse(
     if req.version != Some(1) {
         return Parsed::HandOff;
     }
-    let base = buf.as_ptr() as usize;
-    let offsets = |s: &[u8]| {
-        let start = (s.as_ptr() as usize).wrapping_sub(base);
-        (start, start.wrapping_add(s.len()))
+    let Some(target) = span(buf, target.as_bytes(), len) else {
+        return Parsed::HandOff;
     };
-    let target = offsets(target.as_bytes());
     scratch.clear();
     for field in req.headers.iter() {
         if changes_framing(field) {
@@ -79,12 +78,10 @@ pub(super) fn parse(
         let Ok(name) = HeaderName::from_bytes(field.name.as_bytes()) else {
             return Parsed::HandOff;
         };
-        let (start, end) = offsets(field.value);
+        let Some((start, end)) = span(buf, field.value, len) else {
+            return Parsed::HandOff;
+        };
         scratch.push((name, start, end));
-    }
-    let within = |(start, end): (usize, usize)| start <= end && end <= len;
-    if !within(target) || !scratch.iter().all(|&(_, start, end)| within((start, end))) {
-        return Parsed::HandOff;
     }
     let head: Bytes = buf.split_to(len).freeze();
     let Some(parts) = request_parts(method, &head, target, scratch) else {

@@ -203,16 +203,11 @@ fn parse_with<const N: usize>(
         return Ok(Parsed::Interim);
     }
     // Names now, values once the head is cut out of the buffer (they share its bytes).
-    let base = buf.as_ptr() as usize;
     scratch.clear();
     for field in response.headers.iter() {
         let name = HeaderName::from_bytes(field.name.as_bytes())
             .map_err(|_| HeadError::Malformed("invalid header field name"))?;
-        let start = (field.value.as_ptr() as usize).wrapping_sub(base);
-        let end = start.wrapping_add(field.value.len());
-        if start > len || end > len {
-            return Err(HeadError::Malformed("field value outside the head").into());
-        }
+        let (start, end) = span(buf, field.value, len).ok_or(HeadError::Malformed("field value outside the head"))?;
         scratch.push((name, start, end));
     }
     let bytes: Bytes = buf.split_to(len).freeze();
@@ -338,6 +333,15 @@ impl<'a> Fields<'a> {
             None => (Framing::Close, false),
         })
     }
+}
+
+/// Where `part`, a slice httparse returned from `buf`, lies in `buf`'s first `len` bytes
+/// (the head): its start and end offsets, so that it can be cut from the head once the
+/// head is cut from the buffer; `None` if it is not within them.
+pub fn span(buf: &[u8], part: &[u8], len: usize) -> Option<(usize, usize)> {
+    let start = (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+    let end = start.wrapping_add(part.len());
+    (start <= end && end <= len).then_some((start, end))
 }
 
 /// A non-empty run of ASCII digits as a number; `None` for anything else or an overflow.

@@ -286,3 +286,18 @@ fn malformed_bodies_refused() {
         .unwrap_err()
         .contains("before the body's end"));
 }
+
+/// A field's span is its offsets in the head when it lies within the head's length, and
+/// nothing when it runs past it or is not part of the buffer at all.
+#[test]
+fn spans_lie_within_the_head() {
+    use super::head::span;
+    let buf = b"HTTP/1.1 200 OK\r\nx-a: 1\r\n\r\nbody".as_slice();
+    let len = buf.len() - 4;
+    assert_eq!(span(buf, &buf[22..23], len), Some((22, 23)));
+    assert_eq!(span(buf, &buf[len..len], len), Some((len, len)));
+    assert_eq!(span(buf, &buf[len - 1..len + 1], len), None);
+    assert_eq!(span(buf, &buf[len + 1..], len), None);
+    let elsewhere = b"1".to_vec();
+    assert_eq!(span(buf, &elsewhere, len), None);
+}
