@@ -43,20 +43,23 @@ impl IdentityHeaders {
         }
     }
 
+    /// The caller's fields, each once: `X-Auth-User`, `X-Auth-Email` and `X-Auth-Roles`
+    /// (those that could be made), then the attributes' (distinct, since attribute keys
+    /// hold no `-`).
+    pub fn fields(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        static NAMES: [HeaderName; 3] = [X_AUTH_USER, X_AUTH_EMAIL, X_AUTH_ROLES];
+        let named = [&self.user, &self.email, &self.roles]
+            .into_iter()
+            .zip(&NAMES)
+            .filter_map(|(value, name)| Some((name, value.as_ref()?)));
+        named.chain(self.attrs.iter().map(|(name, value)| (name, value)))
+    }
+
     /// Sets the caller's headers on a request going upstream (the client's own were
     /// stripped before).
     #[inline]
     pub fn insert_into(&self, headers: &mut HeaderMap) {
-        for (name, value) in [
-            (X_AUTH_USER, &self.user),
-            (X_AUTH_EMAIL, &self.email),
-            (X_AUTH_ROLES, &self.roles),
-        ] {
-            if let Some(v) = value {
-                headers.insert(name, v.clone());
-            }
-        }
-        for (name, value) in &self.attrs {
+        for (name, value) in self.fields() {
             headers.insert(name.clone(), value.clone());
         }
     }

@@ -5,6 +5,7 @@
 //! a failure becomes a response. [`UpstreamTarget::send`] says what went wrong with a
 //! [`SendError`]; the forward phase turns it into a `GatewayError`.
 
+pub mod added;
 pub mod body;
 mod conn;
 pub mod h1;
@@ -27,6 +28,7 @@ use http::{Request, Response};
 
 use crate::config::{Config, Upstream};
 use crate::workers::deadlines::Deadline;
+use added::Added;
 use pool::{Pool, PooledBody};
 use request::{BodyProgress, UpstreamBody};
 
@@ -96,15 +98,17 @@ impl UpstreamTarget {
     /// (the body's own deadlines bound that): the timer is re-armed whenever `progress`
     /// finds the client the one awaited. The pool's future is made here and held once,
     /// in the [`Timed`] future (see [`crate::pipeline`] on keeping futures small).
-    pub fn send(
-        &self,
+    /// `added`: fields the request gets beside its own (see [`added`]).
+    pub fn send<'a>(
+        &'a self,
         req: Request<UpstreamBody>,
+        added: Added<'a>,
         worker: usize,
         timeout: Duration,
         progress: Option<BodyProgress>,
-    ) -> Timed<impl Future<Output = Result<Response<PooledBody>, BoxError>> + Send + '_> {
+    ) -> Timed<impl Future<Output = Result<Response<PooledBody>, BoxError>> + Send + 'a> {
         Timed {
-            send: self.pools[worker % self.pools.len()].send(req),
+            send: self.pools[worker % self.pools.len()].send(req, added),
             timer: Deadline::after(timeout),
             timeout,
             progress,

@@ -45,6 +45,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::added::Added;
 use super::conn::{open, Conn, Slot};
 use super::h1::head::Written;
 use super::h1::{self, ExchangeError};
@@ -141,15 +142,20 @@ impl Pool {
         }
     }
 
-    /// Sends `req` and returns the response, whose body hands the connection back to
-    /// the pool once it has been read to its end.
+    /// Sends `req` with the `added` fields and returns the response, whose body hands
+    /// the connection back to the pool once it has been read to its end.
     #[expect(clippy::manual_async_fn, reason = "an `async fn` holds the request twice")]
-    pub fn send(
-        self: &Arc<Self>,
+    pub fn send<'a>(
+        self: &'a Arc<Self>,
         mut req: Request<UpstreamBody>,
-    ) -> impl Future<Output = Result<Response<PooledBody>, BoxError>> + Send + '_ {
+        added: Added<'a>,
+    ) -> impl Future<Output = Result<Response<PooledBody>, BoxError>> + Send + 'a {
         async move {
             let in_task = h1::fits(&req);
+            // Taken once: into the head an in-task exchange writes, or into the request's
+            // map before hyper's client takes it (and the head, or the request sent
+            // again, has them from then on).
+            let mut added = added;
             // The head an in-task exchange wrote, for sending the request again.
             let mut written: Option<Written> = None;
             loop {
@@ -160,7 +166,7 @@ impl Pool {
                         // the exchange, which holds it.
                         let exchange = {
                             let mut c = c;
-                            let head = written.get_or_insert_with(|| Written::new(&req, c.take_buffer()));
+                            let head = written.get_or_insert_with(|| Written::new(&req, added.take(), c.take_buffer()));
                             // The request's head is let go once written, while its memory
                             // is still in cache, not when the upstream has answered.
                             drop(std::mem::take(req.headers_mut()));
@@ -189,9 +195,12 @@ impl Pool {
                     }
                     return Err(e.into());
                 }
-                // A request an in-task exchange wrote is made again from its head.
+                // A request an in-task exchange wrote is made again from its head; any
+                // other gets the added fields in its map, once.
                 if let Some(head) = written.take() {
                     req = Request::from_parts(head.to_parts()?, req.into_body());
+                } else if let Some(added) = added.take() {
+                    added.insert_into(req.headers_mut());
                 }
                 match sender.try_send_request(req).await {
                     Ok(resp) => {

@@ -4,14 +4,15 @@
 //! header removed, each with its reason (hop-by-hop headers, RFC 9110 §7.6.1, and those
 //! named in `Connection`; `Authorization`; method overrides; path rewrites; client-IP and
 //! remote-user claims; httpoxy's `Proxy`; forwarding headers), plus every header that
-//! reads as `x-auth-*`. Then the gateway adds its own `X-Forwarded-*` (one
+//! reads as `x-auth-*`. Then the gateway adds its own `Host`, `X-Forwarded-*` (one
 //! `X-Forwarded-For`: the client address [`super::client`] decided; `X-Forwarded-Host`
-//! only when the client's host is a valid `host[:port]`),
-//! `X-Request-Id`, and the identity headers of the principal the request was authorized
-//! for. Bodies stream both ways; the request body is bounded by `max_body`. The
+//! only when the client's host is a valid `host[:port]`), `X-Request-Id`, and the
+//! identity headers of the principal the request was authorized for: beside the
+//! request, not in its header map (see [`forwarded`]). Bodies stream both ways; the request body is bounded by `max_body`. The
 //! connection and the upstream's timeout are [`crate::upstream`]'s.
 
 pub mod cookies;
+pub mod forwarded;
 pub mod hygiene;
 pub mod request_fields;
 pub mod response_fields;
@@ -21,7 +22,7 @@ mod tests;
 use std::future::Future;
 use std::net::IpAddr;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, Uri, Version};
 use http_body_util::Limited;
 
@@ -31,12 +32,8 @@ use crate::error::GatewayError;
 use crate::upstream::body::GatewayBody;
 use crate::upstream::request::RequestBody;
 use crate::upstream::{SendError, Upstreams};
-use hygiene::{is_stripped, is_valid_host, strip, strip_hop_by_hop};
-
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub use forwarded::{Forwarded, X_REQUEST_ID};
+use hygiene::{is_stripped, strip, strip_hop_by_hop};
 
 /// What the gateway knows about the client connection, for the forwarding headers.
 #[derive(Debug, Clone)]
@@ -51,31 +48,20 @@ pub struct ClientInfo<'a> {
     pub worker: usize,
 }
 
-/// Rewrites a client's request headers into what the upstream receives; `identity` is
-/// the identity headers of the principal the request was authorized for (none for an
-/// anonymous request).
-pub fn rewrite_request_headers(headers: &mut HeaderMap, client: &ClientInfo<'_>, identity: Option<&IdentityHeaders>) {
+/// Rewrites a client's request headers into what the upstream receives: strips them
+/// (see [`hygiene`]) and returns the fields the gateway adds in place of those removed
+/// ([`Forwarded`]), which go beside the request rather than into `headers`.
+/// `upstream_host` is the upstream's `Host`; `identity` the identity headers of the
+/// principal the request was authorized for (none for an anonymous request).
+pub fn rewrite_request_headers<'a>(
+    headers: &mut HeaderMap,
+    client: &ClientInfo<'a>,
+    upstream_host: &'a HeaderValue,
+    identity: Option<&'a IdentityHeaders>,
+) -> Forwarded<'a> {
     strip(headers, is_stripped);
-    // Room for the headers added below (and `Host`) at once, rather than growing the
-    // map, rehashing it each time, as they go in.
-    headers.reserve(8);
     cookies::strip_gateway_cookies(headers);
-
-    headers.insert(X_FORWARDED_FOR, ip_header(client.client_ip));
-    headers.insert(
-        X_FORWARDED_PROTO,
-        HeaderValue::from_static(if client.tls { "https" } else { "http" }),
-    );
-    // Only a well-formed host: the client's Host is otherwise passed on verbatim.
-    if let Some(host) = client.host.filter(|h| is_valid_host(h.as_bytes())) {
-        headers.insert(X_FORWARDED_HOST, host.clone());
-    }
-    if let Ok(id) = HeaderValue::from_str(client.request_id) {
-        headers.insert(X_REQUEST_ID, id);
-    }
-    if let Some(identity) = identity {
-        identity.insert_into(headers);
-    }
+    Forwarded::new(client, upstream_host, identity)
 }
 
 /// The host the client asked for: `Host`, or the authority of an absolute-form target
@@ -86,35 +72,6 @@ pub fn client_host<B>(req: &Request<B>) -> Option<HeaderValue> {
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     })
-}
-
-fn ip_header(ip: IpAddr) -> HeaderValue {
-    use std::io::Write;
-    // Formatted on the stack: the longest IPv6 text is 45 bytes, an IPv4 address at most
-    // 15, its octets written by itoa (the formatter costs more than the rest of this
-    // header's work). An IP address always formats as a valid header value.
-    let mut buf = [0u8; 64];
-    let len = match ip {
-        IpAddr::V4(v4) => {
-            let (mut len, mut digits) = (0, itoa::Buffer::new());
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    buf[len] = b'.';
-                    len += 1;
-                }
-                let octet = digits.format(octet).as_bytes();
-                buf[len..len + octet.len()].copy_from_slice(octet);
-                len += octet.len();
-            }
-            len
-        }
-        IpAddr::V6(_) => {
-            let mut cursor = std::io::Cursor::new(&mut buf[..]);
-            let _ = write!(cursor, "{ip}");
-            usize::try_from(cursor.position()).unwrap_or(0)
-        }
-    };
-    HeaderValue::from_bytes(&buf[..len]).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
 /// Sends an authorized request upstream and returns the upstream's response, with its
@@ -138,7 +95,7 @@ pub fn forward<'a>(
 
         let max_body = upstreams.max_body();
         let filtered = route.route().response_fields.as_deref();
-        let (upstream_req, progress, head) = {
+        let (upstream_req, added, progress, head) = {
             let (mut parts, mut body) = (*req).into_parts();
             if let Some(len) = parts.headers.get(header::CONTENT_LENGTH) {
                 let len = len.to_str().ok().and_then(|s| s.parse::<u64>().ok());
@@ -153,13 +110,16 @@ pub fn forward<'a>(
                 Box::pin(request_fields::enforce(&mut parts.headers, &mut body, fields, max_body)).await?;
             }
             let progress = body.progress();
-            rewrite_request_headers(&mut parts.headers, client, caller.as_deref().map(|c| &c.identity));
+            let added = rewrite_request_headers(
+                &mut parts.headers,
+                client,
+                upstream.host(),
+                caller.as_deref().map(|c| &c.identity),
+            );
             if filtered.is_some() {
                 response_fields::prepare_request(&mut parts.headers);
             }
             let head = parts.method == http::Method::HEAD;
-            // The upstream's own authority, as the client would set it (it is told not to).
-            parts.headers.insert(header::HOST, upstream.host().clone());
 
             let path = match parts.uri.path_and_query() {
                 // The canonical target as it came (no prefix to add): its bytes are shared.
@@ -173,11 +133,19 @@ pub fn forward<'a>(
             parts.uri = Uri::from_parts(uri).map_err(|e| GatewayError::Internal(e.into()))?;
             parts.version = Version::HTTP_11;
             let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
-            (Request::from_parts(parts, Limited::new(body, limit)), progress, head)
+            (
+                Request::from_parts(parts, Limited::new(body, limit)),
+                added,
+                progress,
+                head,
+            )
         };
 
         let timeout = upstreams.timeout();
-        let response = match upstream.send(upstream_req, client.worker, timeout, progress).await {
+        let response = match upstream
+            .send(upstream_req, Some(&added), client.worker, timeout, progress)
+            .await
+        {
             Ok(r) => r,
             Err(SendError::TimedOut) => {
                 return Err(GatewayError::UpstreamTimeout {

@@ -6,6 +6,8 @@ use crate::auth::Verified;
 use crate::pipeline::authz::{authorize, Judgement};
 use crate::pipeline::normalize::Target;
 use crate::policy::{PolicySet, Principal};
+use crate::upstream::added::AddedFields;
+use http::header::HeaderName;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -97,7 +99,8 @@ fn rewrite_removes_and_sets() {
         attributes: Default::default(),
     };
     let authorized = authorized(Some(who));
-    rewrite_request_headers(&mut h, &client, identity_of(&authorized));
+    let upstream_host = HeaderValue::from_static("shop:8080");
+    rewrite_request_headers(&mut h, &client, &upstream_host, identity_of(&authorized)).insert_into(&mut h);
     for gone in [
         "authorization",
         "x-http-method-override",
@@ -117,6 +120,7 @@ fn rewrite_removes_and_sets() {
     assert_eq!(h["x-forwarded-proto"], "https");
     assert_eq!(h["x-forwarded-host"], "localhost:8443");
     assert_eq!(h["x-request-id"], "req-9");
+    assert_eq!(h["host"], "shop:8080");
     assert_eq!(h["accept"], "application/json");
 }
 
@@ -133,9 +137,83 @@ fn anonymous_has_no_identity() {
         worker: 0,
     };
     let authorized = authorized(None);
-    rewrite_request_headers(&mut h, &client, identity_of(&authorized));
+    let upstream_host = HeaderValue::from_static("shop");
+    let added = rewrite_request_headers(&mut h, &client, &upstream_host, identity_of(&authorized));
+    added.insert_into(&mut h);
     assert!(h.keys().all(|k| !k.as_str().starts_with("x-auth")));
     assert_eq!(h["x-forwarded-proto"], "http");
+    let mut head = Vec::new();
+    added.write(&mut head);
+    assert!(!String::from_utf8(head).unwrap().contains("x-auth"));
+}
+
+/// The fields as written into a head: each line parsed back, in order.
+fn written(added: &Forwarded<'_>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    added.write(&mut out);
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.ends_with("\r\n"), "{text:?}");
+    text.split_terminator("\r\n")
+        .map(|line| {
+            let (name, value) = line.split_once(": ").unwrap();
+            (name.to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
+// The two ways the added fields reach an upstream (written into an in-task head,
+// inserted into a map for hyper's client) give the same fields: every name valid and
+// lower-case, every value the same, none twice.
+#[test]
+fn written_fields_are_the_inserted_ones() {
+    let mut attributes = crate::attributes::Attributes::new();
+    attributes.insert("customer_id".to_owned(), "c-42".to_owned());
+    attributes.insert("tier".to_owned(), "gold".to_owned());
+    let who = Principal {
+        id: "u-1".into(),
+        email: "c@example.com".into(),
+        roles: vec!["customer".into(), "staff".into()],
+        mfa: false,
+        auth_time: 0,
+        attributes,
+    };
+    let authorized = authorized(Some(who));
+    let upstream_host = HeaderValue::from_static("shop:8080");
+    let (good_host, bad_host) = (
+        HeaderValue::from_static("example.com:8443"),
+        HeaderValue::from_static("a@b"),
+    );
+    for (ip, tls, host, id, identity) in [
+        ("10.1.2.3", true, Some(&good_host), "gw-1f", identity_of(&authorized)),
+        ("2001:db8::7", false, Some(&bad_host), "gw-20", None),
+        ("127.0.0.1", false, None, "bad\r\nid", identity_of(&authorized)),
+    ] {
+        let client = ClientInfo {
+            client_ip: ip.parse().unwrap(),
+            tls,
+            host,
+            request_id: id,
+            worker: 0,
+        };
+        let added = Forwarded::new(&client, &upstream_host, identity);
+        let fields = written(&added);
+        let mut map = HeaderMap::new();
+        added.insert_into(&mut map);
+        assert_eq!(fields.len(), map.len(), "{fields:?}");
+        for (name, value) in &fields {
+            assert_eq!(HeaderName::from_bytes(name.as_bytes()).unwrap().as_str(), name);
+            assert_eq!(
+                map.get_all(name.as_str()).iter().collect::<Vec<_>>(),
+                [value.as_str()],
+                "{name}"
+            );
+        }
+        assert_eq!(map["x-forwarded-for"], ip);
+        assert_eq!(map["x-forwarded-proto"], if tls { "https" } else { "http" });
+        assert_eq!(map.get("x-forwarded-host"), host.filter(|h| *h == good_host));
+        assert_eq!(map.get("x-request-id").is_some(), !id.contains('\r'));
+        assert_eq!(map.contains_key("x-auth-attr-customer-id"), identity.is_some());
+    }
 }
 
 mod request_fields_check {
@@ -229,7 +307,7 @@ fn forwarded_for_writes_every_address_as_its_display_does() {
     for n in 0..=255u8 {
         for ip in [[n, 0, 0, 1], [10, n, 255, 7], [192, 168, n, 99], [1, 22, 3, n]] {
             let ip = IpAddr::from(ip);
-            assert_eq!(ip_header(ip).to_str().unwrap(), ip.to_string());
+            assert_eq!(forwarded::ip_header(ip).to_str().unwrap(), ip.to_string());
         }
     }
     for text in [
@@ -238,6 +316,6 @@ fn forwarded_for_writes_every_address_as_its_display_does() {
         "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255",
     ] {
         let ip: IpAddr = text.parse().unwrap();
-        assert_eq!(ip_header(ip).to_str().unwrap(), ip.to_string());
+        assert_eq!(forwarded::ip_header(ip).to_str().unwrap(), ip.to_string());
     }
 }

@@ -15,6 +15,7 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 
+use crate::upstream::added::{write_field, Added};
 use crate::upstream::HOP_BY_HOP;
 
 /// The largest response head read, and the most header fields it may hold: the limits
@@ -81,10 +82,10 @@ pub struct Written {
 }
 
 impl Written {
-    /// `req`'s head (see [`encode_request`]), written into `buf`.
-    pub fn new<B>(req: &http::Request<B>, mut buf: Vec<u8>) -> Self {
+    /// `req`'s head with the `added` fields (see [`encode_request`]), written into `buf`.
+    pub fn new<B>(req: &http::Request<B>, added: Added<'_>, mut buf: Vec<u8>) -> Self {
         let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        encode_request(req.method(), target, req.headers(), &mut buf);
+        encode_request(req.method(), target, added, req.headers(), &mut buf);
         Self {
             bytes: buf,
             head_request: req.method() == Method::HEAD,
@@ -120,20 +121,21 @@ impl Written {
     }
 }
 
-/// Writes the request head: `method target HTTP/1.1`, then each header field. The
-/// target is in origin form; names and values come from `http`'s types, which hold no
-/// CR, LF or NUL, so nothing written here can end the head early.
-pub fn encode_request(method: &Method, target: &str, headers: &HeaderMap, out: &mut Vec<u8>) {
+/// Writes the request head: `method target HTTP/1.1`, the `added` fields, then each
+/// field of `headers`. The target is in origin form; names and values come from
+/// `http`'s types, which hold no CR, LF or NUL (and the added fields promise the same),
+/// so nothing written here can end the head early.
+pub fn encode_request(method: &Method, target: &str, added: Added<'_>, headers: &HeaderMap, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    if let Some(added) = added {
+        added.write(out);
+    }
     for (name, value) in headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        write_field(out, name.as_str().as_bytes(), value.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
 }

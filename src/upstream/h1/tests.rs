@@ -172,7 +172,7 @@ fn request_head_written_in_origin_form() {
     headers.append("x-b", "1".parse().unwrap());
     headers.append("x-b", "2".parse().unwrap());
     let mut out = Vec::new();
-    encode_request(&Method::GET, "/a?b=c", &headers, &mut out);
+    encode_request(&Method::GET, "/a?b=c", None, &headers, &mut out);
     assert_eq!(
         out,
         b"GET /a?b=c HTTP/1.1\r\nhost: shop:8080\r\nx-b: 1\r\nx-b: 2\r\n\r\n"
@@ -190,7 +190,7 @@ fn a_written_head_gives_back_the_request_it_was_written_from() {
         .header("x-forwarded-for", "10.0.0.1")
         .body(())
         .unwrap();
-    let mut written = Written::new(&req, Vec::with_capacity(7));
+    let mut written = Written::new(&req, None, Vec::with_capacity(7));
     assert!(written.head_request);
     let parts = written.to_parts().unwrap();
     assert_eq!(parts.method, Method::HEAD);
@@ -212,7 +212,7 @@ fn a_written_head_gives_back_the_request_it_was_written_from() {
         ]
     );
     let get = http::Request::get("/").body(()).unwrap();
-    assert!(!Written::new(&get, written.take_buffer()).head_request);
+    assert!(!Written::new(&get, None, written.take_buffer()).head_request);
 }
 
 /// Decodes `input` fed in pieces of `piece` bytes; the body's bytes, or the error.

@@ -102,11 +102,11 @@ async fn a_request_arriving_as_the_connection_comes_back_waits_its_turn() {
     let (first, waiting, late) = (reqs.next().unwrap(), reqs.next().unwrap(), reqs.next().unwrap());
 
     // The only connection, held by the first request until its body has been read.
-    let resp = pool.send(first).await.unwrap();
+    let resp = pool.send(first, None).await.unwrap();
     // The second waits in line.
     let waiter = tokio::spawn({
         let pool = pool.clone();
-        async move { pool.send(waiting).await.map(|_| ()) }
+        async move { pool.send(waiting, None).await.map(|_| ()) }
     });
     for _ in 0..100 {
         tokio::task::yield_now().await;
@@ -115,7 +115,7 @@ async fn a_request_arriving_as_the_connection_comes_back_waits_its_turn() {
     // The first's body read to its end gives the connection back, and a third request
     // looks for one at that very moment, before the waiting one has run again.
     resp.into_body().collect().await.unwrap();
-    let late = pool.send(late);
+    let late = pool.send(late, None);
     tokio::pin!(late);
     assert!(futures_util::poll!(late.as_mut()).is_pending());
     // Its response is dropped once it comes (the waiting request may need its

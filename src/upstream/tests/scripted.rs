@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::requests_of;
 use crate::config::Limits;
+use crate::upstream::added::{write_field, AddedFields};
 use crate::upstream::pool::Pool;
 
 /// One scripted answer: bytes written when a request has been read, then (after a
@@ -118,7 +119,7 @@ async fn fetch(pool: &Arc<Pool>, method: Method) -> Result<(u16, Bytes), String>
 /// Status, header fields and body through the pool, or the error.
 async fn answer_of(pool: &Arc<Pool>, method: Method) -> Result<(u16, Vec<(String, String)>, Bytes), String> {
     let req = requests_of(&[(method, "/x")]).await.pop().unwrap();
-    let resp = pool.send(req).await.map_err(|e| e.to_string())?;
+    let resp = pool.send(req, None).await.map_err(|e| e.to_string())?;
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
     Ok((parts.status.as_u16(), fields(&parts.headers), body))
@@ -238,8 +239,26 @@ async fn a_get_unanswered_on_a_reused_connection_is_sent_again() {
     assert_eq!(up.connections.load(Ordering::SeqCst), 3);
 }
 
+/// Two fields added beside a request, as the forward phase adds its own.
+struct Added;
+
+impl AddedFields for Added {
+    fn write(&self, out: &mut Vec<u8>) {
+        write_field(out, b"x-added", b"1");
+        write_field(out, b"x-also", b"two");
+    }
+
+    fn insert_into(&self, headers: &mut http::HeaderMap) {
+        headers.insert("x-added", http::HeaderValue::from_static("1"));
+        headers.insert("x-also", http::HeaderValue::from_static("two"));
+    }
+}
+
 // Sent again on a connection hyper's client runs (one a request with a body opened):
-// the request is made again from its head as written, which goes out the same.
+// the request is made again from its head as written, which goes out the same. The
+// added fields go out once on every path: written into an in-task head, inserted into
+// a request for hyper's client (a POST, a GET that took hyper's connection), and kept
+// in the head a request is made again from.
 #[tokio::test]
 async fn a_get_unanswered_is_sent_again_through_hyper_s_client_the_same() {
     let up = scripted(vec![
@@ -265,19 +284,23 @@ async fn a_get_unanswered_is_sent_again_through_hyper_s_client_the_same() {
     let mut next = || reqs.next().unwrap();
     // The POST opens a connection for hyper's client; the first GET takes it, the second
     // opens an in-task one, which is given back last and so is taken first.
-    assert_eq!(read(pool.send(next()).await.unwrap()).await, "p");
-    let on_hyper = pool.send(next()).await.unwrap();
-    let in_task = pool.send(next()).await.unwrap();
+    assert_eq!(read(pool.send(next(), Some(&Added)).await.unwrap()).await, "p");
+    let on_hyper = pool.send(next(), Some(&Added)).await.unwrap();
+    let in_task = pool.send(next(), Some(&Added)).await.unwrap();
     assert_eq!(read(on_hyper).await, "a");
     assert_eq!(read(in_task).await, "b");
     assert_eq!(up.connections.load(Ordering::SeqCst), 2);
     // Unanswered on the in-task connection, answered on hyper's.
-    assert_eq!(read(pool.send(next()).await.unwrap()).await, "c");
+    assert_eq!(read(pool.send(next(), Some(&Added)).await.unwrap()).await, "c");
     assert_eq!(up.connections.load(Ordering::SeqCst), 2);
     let heads = up.requests.lock().unwrap().clone();
     assert_eq!(heads.len(), 5);
     assert!(heads[3].starts_with("GET /3?q=1 HTTP/1.1\r\n"), "{heads:?}");
     assert_eq!(heads[3], heads[4]);
+    for head in &heads {
+        assert_eq!(head.matches("\r\nx-added: 1\r\n").count(), 1, "{head:?}");
+        assert_eq!(head.matches("\r\nx-also: two\r\n").count(), 1, "{head:?}");
+    }
 }
 
 /// Status, headers and body as a client would see them, or that it failed: hyper's

@@ -1,0 +1,34 @@
+//! Header fields a request gets on its way upstream that are not in its map: the
+//! forward phase's own (`Host`, the forwarding headers, the caller's identity), handed
+//! to [`super::UpstreamTarget::send`] beside the request instead of inserted into its
+//! header map. An in-task exchange writes them straight into the request's head, after
+//! its request line; a request for hyper's client has them inserted into its map first,
+//! since that client takes requests rather than bytes. Either way the upstream sees the
+//! same fields.
+//!
+//! The request's map must not hold fields of the same names (the forward phase strips
+//! them): written beside it, a field would otherwise go twice.
+
+use http::header::HeaderMap;
+
+/// Fields added to a request's head.
+pub trait AddedFields: Sync {
+    /// Writes each field as `name: value\r\n`: a valid lower-case field name, and a
+    /// value without CR, LF or NUL, so nothing written can end the head early.
+    fn write(&self, out: &mut Vec<u8>);
+
+    /// Inserts the same fields into `headers`, each in place of any of its name.
+    fn insert_into(&self, headers: &mut HeaderMap);
+}
+
+/// The fields to add to a request, if any.
+pub type Added<'a> = Option<&'a dyn AddedFields>;
+
+/// Writes one field, `name: value\r\n`.
+#[inline]
+pub fn write_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
