@@ -428,13 +428,16 @@ impl portcullis::listener::Handler for Panicky {
         &self,
         req: Request<portcullis::upstream::request::RequestBody>,
         _conn: portcullis::listener::ConnInfo,
-    ) -> http::Response<portcullis::upstream::body::GatewayBody> {
+    ) -> (
+        http::Response<portcullis::upstream::body::GatewayBody>,
+        portcullis::listener::stamp::Stamp,
+    ) {
         if req.uri().path() == "/panic" {
             panic!("handler bug");
         }
         let mut resp = http::Response::new(portcullis::upstream::body::GatewayBody::empty());
         *resp.status_mut() = StatusCode::NO_CONTENT;
-        resp
+        (resp, Default::default())
     }
 }
 

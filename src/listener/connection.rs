@@ -26,6 +26,7 @@ use tokio::sync::watch;
 
 use super::h1;
 use super::io::Lingering;
+use super::stamp::Stamp;
 use super::watchdog::{Activity, ControlWake, InFlight, Verdict, Watchdog};
 use super::{ConnInfo, Handler, Lifecycle};
 use crate::config::Limits;
@@ -92,7 +93,10 @@ pub(super) async fn run_http<S, H>(
             if req.version() == http::Version::HTTP_2 {
                 responder.activity.saw_h2();
             }
-            Ok::<_, Infallible>(responder.respond(req.map(Some)).await)
+            // hyper writes the head from the map: the stamp's fields go into it.
+            let (mut resp, stamp) = responder.respond(req.map(Some)).await;
+            stamp.insert_into(resp.headers_mut());
+            Ok::<_, Infallible>(resp)
         }
     });
     let conn = builder.serve_connection(TokioIo::new(io), service);
@@ -114,7 +118,7 @@ struct Responder<H> {
 
 impl<H: Handler> Responder<H> {
     /// `body`: the body as hyper reads it; `None` for a request without one.
-    async fn respond(&self, req: Request<Option<Incoming>>) -> Response<Counted> {
+    async fn respond(&self, req: Request<Option<Incoming>>) -> (Response<Counted>, Stamp) {
         // In flight until the response body has been sent (or dropped).
         let in_flight = InFlight::new(self.activity.clone());
         let deadline = tokio::time::Instant::now() + self.request_timeout;
@@ -126,7 +130,7 @@ impl<H: Handler> Responder<H> {
         // The handler does not mutate shared state half-way in a way a later request
         // could observe broken (locks it holds are poison-tolerant), so a panic ends the
         // request, not the connection.
-        let resp = match AssertUnwindSafe(self.handler.handle(req, self.info))
+        let (resp, stamp) = match AssertUnwindSafe(self.handler.handle(req, self.info))
             .catch_unwind()
             .await
         {
@@ -140,10 +144,11 @@ impl<H: Handler> Responder<H> {
                 self.handler.panicked(self.info, message)
             }
         };
-        resp.map(|body| Counted {
+        let resp = resp.map(|body| Counted {
             body,
             _in_flight: in_flight,
-        })
+        });
+        (resp, stamp)
     }
 }
 

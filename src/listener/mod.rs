@@ -47,12 +47,14 @@ mod connection;
 mod h1;
 mod io;
 pub mod proxy_protocol;
+pub mod stamp;
 mod watchdog;
 
 use crate::config::{Limits, TrustedProxies};
 use crate::upstream::body::GatewayBody;
 use crate::upstream::request::RequestBody;
 use crate::workers::Workers;
+use stamp::Stamp;
 
 /// What a connection's handler is told about the connection.
 #[derive(Debug, Clone, Copy)]
@@ -70,13 +72,19 @@ pub struct ConnInfo {
 
 /// Handles one request of a connection.
 pub trait Handler: Send + Sync + 'static {
-    fn handle(&self, req: Request<RequestBody>, conn: ConnInfo) -> impl Future<Output = Response<GatewayBody>> + Send;
+    /// The response, and the fields to put on it as it is sent (see [`stamp`]).
+    fn handle(
+        &self,
+        req: Request<RequestBody>,
+        conn: ConnInfo,
+    ) -> impl Future<Output = (Response<GatewayBody>, Stamp)> + Send;
 
     /// The answer when `handle` panicked: a 500 with the JSON error body. The panic's
     /// message goes to the log, never to the client.
-    fn panicked(&self, conn: ConnInfo, message: &str) -> Response<GatewayBody> {
+    fn panicked(&self, conn: ConnInfo, message: &str) -> (Response<GatewayBody>, Stamp) {
         tracing::error!(peer = %conn.peer, panic = message, "request handler panicked");
-        crate::error::GatewayError::Internal("handler panicked".into()).to_response("-")
+        let resp = crate::error::GatewayError::Internal("handler panicked".into()).to_response("-");
+        (resp, Stamp::default())
     }
 }
 

@@ -46,7 +46,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use http::header::{HeaderValue, CACHE_CONTROL};
+use http::header::{HeaderName, HeaderValue, CACHE_CONTROL};
 use http::{Request, Response};
 
 use crate::audit::EventKind;
@@ -54,6 +54,7 @@ use crate::auth::service::AuthService;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::error::GatewayError;
+use crate::listener::stamp::Stamp;
 use crate::listener::{ConnInfo, Handler};
 use crate::metrics::Metrics;
 use crate::policy::PolicySet;
@@ -65,7 +66,7 @@ use audited::{audit_fields, refusal_event};
 use authz::{authorize, Judgement, RouteRef};
 use context::{RequestContext, RequestIds};
 use endpoints::{Endpoint, Endpoints};
-use forward::{forward, ClientInfo, X_REQUEST_ID};
+use forward::{forward, ClientInfo};
 use ratelimit::RouteLimits;
 
 /// Everything a request needs, shared by all connections.
@@ -274,7 +275,11 @@ impl Pipeline {
 }
 
 impl Handler for Pipeline {
-    fn handle(&self, req: Request<RequestBody>, conn: ConnInfo) -> impl Future<Output = Response<GatewayBody>> + Send {
+    fn handle(
+        &self,
+        req: Request<RequestBody>,
+        conn: ConnInfo,
+    ) -> impl Future<Output = (Response<GatewayBody>, Stamp)> + Send {
         // Boxed until the forward phase takes it apart: a future keeps what it captures
         // for its whole life, so this one, `handle_inner`'s and `forward`'s would each
         // keep the request's 344 bytes while the upstream answers.
@@ -324,11 +329,7 @@ impl Handler for Pipeline {
             };
             self.metrics
                 .request(label, resp.status().as_u16(), ctx.started.elapsed());
-            security_headers(&mut resp, conn.tls, is_auth);
             cors::finish(self.cors.as_ref(), &mut resp, origin.as_ref(), &ctx);
-            if let Ok(id) = HeaderValue::from_str(&ctx.id) {
-                resp.headers_mut().insert(X_REQUEST_ID, id);
-            }
             tracing::info!(
                 request_id = %ctx.id,
                 client = %ctx.client,
@@ -341,39 +342,45 @@ impl Handler for Pipeline {
                 micros = ctx.started.elapsed().as_micros() as u64,
                 "request"
             );
-            resp
+            // The security headers and the request's id go on as the response is sent.
+            (resp, Stamp::new(security_headers(conn.tls, is_auth), ctx.id))
         }
     }
 
-    fn panicked(&self, conn: ConnInfo, message: &str) -> Response<GatewayBody> {
+    fn panicked(&self, conn: ConnInfo, message: &str) -> (Response<GatewayBody>, Stamp) {
         let id = self.ids.next();
         tracing::error!(request_id = %id, peer = %conn.peer, client = %conn.client, panic = message, "request handler panicked");
         self.metrics.panic();
-        let mut resp = GatewayError::Internal("handler panicked".into()).to_response(&id);
-        security_headers(&mut resp, conn.tls, false);
-        if let Ok(v) = HeaderValue::from_str(&id) {
-            resp.headers_mut().insert(X_REQUEST_ID, v);
-        }
-        resp
+        let resp = GatewayError::Internal("handler panicked".into()).to_response(&id);
+        (resp, Stamp::new(security_headers(conn.tls, false), id))
     }
 }
 
-static HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000");
-static NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
-static DENY: HeaderValue = HeaderValue::from_static("DENY");
-static NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+const HSTS: (HeaderName, HeaderValue) = (
+    http::header::STRICT_TRANSPORT_SECURITY,
+    HeaderValue::from_static("max-age=31536000"),
+);
+const NOSNIFF: (HeaderName, HeaderValue) = (
+    http::header::X_CONTENT_TYPE_OPTIONS,
+    HeaderValue::from_static("nosniff"),
+);
+const DENY: (HeaderName, HeaderValue) = (http::header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+const NO_STORE: (HeaderName, HeaderValue) = (CACHE_CONTROL, HeaderValue::from_static("no-store"));
 
-/// Headers every response carries; an upstream's own values of the same headers are
-/// replaced, since the gateway answers for them. `/auth/` answers are never cached.
-fn security_headers(resp: &mut Response<GatewayBody>, tls: bool, is_auth: bool) {
-    let h = resp.headers_mut();
-    if tls {
-        h.insert(http::header::STRICT_TRANSPORT_SECURITY, HSTS.clone());
-    }
-    h.insert(http::header::X_CONTENT_TYPE_OPTIONS, NOSNIFF.clone());
-    h.insert(http::header::X_FRAME_OPTIONS, DENY.clone());
-    if is_auth {
-        h.insert(CACHE_CONTROL, NO_STORE.clone());
+/// Headers every response carries: `Strict-Transport-Security` over TLS, `nosniff`,
+/// `X-Frame-Options: DENY`, and `Cache-Control: no-store` for `/auth/` answers, which
+/// are never cached. They replace an upstream's own values of the same headers, since
+/// the gateway answers for them.
+fn security_headers(tls: bool, is_auth: bool) -> &'static [(HeaderName, HeaderValue)] {
+    static PLAIN: [(HeaderName, HeaderValue); 2] = [NOSNIFF, DENY];
+    static PLAIN_AUTH: [(HeaderName, HeaderValue); 3] = [NOSNIFF, DENY, NO_STORE];
+    static TLS: [(HeaderName, HeaderValue); 3] = [HSTS, NOSNIFF, DENY];
+    static TLS_AUTH: [(HeaderName, HeaderValue); 4] = [HSTS, NOSNIFF, DENY, NO_STORE];
+    match (tls, is_auth) {
+        (false, false) => &PLAIN,
+        (false, true) => &PLAIN_AUTH,
+        (true, false) => &TLS,
+        (true, true) => &TLS_AUTH,
     }
 }
 

@@ -31,6 +31,7 @@ use hyper::body::Body;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::io::poll_read_buf;
 
+use super::stamp::Stamp;
 use request::Parsed;
 use response::Framing;
 
@@ -65,7 +66,7 @@ pub(super) async fn serve<S, F, Fut, B>(mut io: S, respond: F, limits: Limits, c
 where
     S: AsyncRead + AsyncWrite + Unpin,
     F: Fn(Request<()>) -> Fut,
-    Fut: Future<Output = Response<B>>,
+    Fut: Future<Output = (Response<B>, Stamp)>,
     B: Body<Data = Bytes>,
     B::Error: std::fmt::Display,
 {
@@ -125,7 +126,7 @@ where
             })
             .await
         };
-        let Some(resp) = resp else {
+        let Some((resp, stamp)) = resp else {
             return Ended::Closed(Ok(()));
         };
         let (parts, body) = resp.into_parts();
@@ -133,12 +134,13 @@ where
         let (framing, close_after) = response::encode_head(
             parts.status,
             &parts.headers,
+            &stamp,
             &body.size_hint(),
             body.is_end_stream(),
             closing.load(Ordering::Acquire),
             &mut out,
         );
-        drop(parts);
+        drop((parts, stamp));
         if let Err(e) = write_body(&mut io, body, framing, &mut out).await {
             return Ended::Closed(Err(e));
         }

@@ -11,6 +11,9 @@ use http::header::{self, HeaderMap};
 use http::StatusCode;
 use hyper::body::SizeHint;
 
+use crate::listener::stamp::Stamp;
+use crate::upstream::added::write_field;
+
 /// How a response's body goes on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Framing {
@@ -22,13 +25,15 @@ pub(super) enum Framing {
     Nothing,
 }
 
-/// Writes the response head into `out` and says how its body is framed. `hint` and
+/// Writes the response head into `out` and says how its body is framed: the
+/// response's fields, those of `stamp` in place of any of theirs. `hint` and
 /// `ended` are the body's size hint and whether it is already over; `close`: the
 /// connection ends after this response (also when the response itself says so: the
 /// returned flag).
 pub(super) fn encode_head(
     status: StatusCode,
     headers: &HeaderMap,
+    stamp: &Stamp,
     hint: &SizeHint,
     ended: bool,
     close: bool,
@@ -48,6 +53,9 @@ pub(super) fn encode_head(
     let mut lengths_agree = true;
     let (mut close, mut said_close, mut dated) = (close, false, false);
     for (name, value) in headers {
+        if stamp.replaces(name) {
+            continue;
+        }
         match *name {
             // The body's framing is the server's own.
             header::TRANSFER_ENCODING => continue,
@@ -69,11 +77,9 @@ pub(super) fn encode_head(
             header::DATE => dated = true,
             _ => {}
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        write_field(out, name.as_str().as_bytes(), value.as_bytes());
     }
+    stamp.write(out);
     let framing = if bodiless {
         Framing::Nothing
     } else {

@@ -16,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::request::{parse, Parsed};
 use super::response::{encode_head, Framing};
 use super::{serve, Ended, Limits};
+use crate::listener::stamp::Stamp;
 
 const LIMITS: Limits = Limits {
     max_head: 8192,
@@ -108,6 +109,17 @@ fn head(
     ended: bool,
     close: bool,
 ) -> (String, Framing, bool) {
+    stamped(status, headers, &Stamp::default(), hint, ended, close)
+}
+
+fn stamped(
+    status: StatusCode,
+    headers: &[(&str, &str)],
+    stamp: &Stamp,
+    hint: SizeHint,
+    ended: bool,
+    close: bool,
+) -> (String, Framing, bool) {
     let mut map = HeaderMap::new();
     for (k, v) in headers {
         map.append(
@@ -116,8 +128,29 @@ fn head(
         );
     }
     let mut out = Vec::new();
-    let (framing, close) = encode_head(status, &map, &hint, ended, close, &mut out);
+    let (framing, close) = encode_head(status, &map, stamp, &hint, ended, close, &mut out);
     (String::from_utf8(out).unwrap(), framing, close)
+}
+
+// A stamp's fields are written after the response's own, each in place of the
+// response's field of its name.
+#[test]
+fn a_stamp_replaces_the_response_s_fields_of_its_names() {
+    static FIXED: [(http::HeaderName, HeaderValue); 1] =
+        [(http::header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"))];
+    let stamp = Stamp::new(&FIXED, "gw-1f".into());
+    let own = [
+        ("x-frame-options", "SAMEORIGIN"),
+        ("x-request-id", "up-7"),
+        ("x-a", "1"),
+    ];
+    let (h, _, _) = stamped(StatusCode::OK, &own, &stamp, SizeHint::with_exact(0), true, false);
+    assert!(
+        h.starts_with(
+            "HTTP/1.1 200 OK\r\nx-a: 1\r\nx-frame-options: DENY\r\nx-request-id: gw-1f\r\ncontent-length: 0\r\n"
+        ),
+        "{h}"
+    );
 }
 
 #[test]
@@ -259,7 +292,7 @@ fn pipe(hang_on: &'static str) -> Pipe {
                     }
                     _ => BodyExt::boxed_unsync(Full::new(Bytes::from(path))),
                 };
-                Response::new(body)
+                (Response::new(body), Stamp::default())
             }
         };
         match serve(server, respond, LIMITS, &flag).await {

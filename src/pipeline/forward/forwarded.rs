@@ -18,7 +18,7 @@ use super::ClientInfo;
 use crate::auth::identity::IdentityHeaders;
 use crate::upstream::added::{write_field, AddedFields};
 
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub use crate::listener::stamp::X_REQUEST_ID;
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
