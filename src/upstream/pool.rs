@@ -66,8 +66,7 @@ pub struct Pool {
     idle_timeout: Duration,
     /// Idle connections and the requests waiting for one.
     line: Arc<Mutex<Line<Conn>>>,
-    /// One permit per connection that may be open; a connection holds its permit until
-    /// it closes.
+    /// One permit per connection that may be open, held by a connection until it closes.
     slots: Arc<Semaphore>,
     /// For an `https://` upstream: the TLS client its connections are opened with.
     tls: Option<TlsTarget>,
@@ -142,20 +141,15 @@ impl Pool {
         }
     }
 
-    /// Sends `req` with the `added` fields and returns the response, whose body hands
-    /// the connection back to the pool once it has been read to its end.
+    /// Sends `req` with the `added` fields; the body gives the connection back once read.
     #[expect(clippy::manual_async_fn, reason = "an `async fn` holds the request twice")]
     pub fn send<'a>(
         self: &'a Arc<Self>,
         mut req: Request<UpstreamBody>,
-        added: Added<'a>,
+        mut added: Added<'a>,
     ) -> impl Future<Output = Result<Response<PooledBody>, BoxError>> + Send + 'a {
         async move {
             let in_task = h1::fits(&req);
-            // Taken once: into the head an in-task exchange writes, or into the request's
-            // map before hyper's client takes it (and the head, or the request sent
-            // again, has them from then on).
-            let mut added = added;
             // The head an in-task exchange wrote, for sending the request again.
             let mut written: Option<Written> = None;
             loop {
@@ -195,8 +189,7 @@ impl Pool {
                     }
                     return Err(e.into());
                 }
-                // A request an in-task exchange wrote is made again from its head; any
-                // other gets the added fields in its map, once.
+                // Made again from an in-task head (the added fields in it), or given them.
                 if let Some(head) = written.take() {
                     req = Request::from_parts(head.to_parts()?, req.into_body());
                 } else if let Some(added) = added.take() {

@@ -139,12 +139,8 @@ fn a_stamp_replaces_the_response_s_fields_of_its_names() {
     static FIXED: [(http::HeaderName, HeaderValue); 1] =
         [(http::header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"))];
     let stamp = Stamp::new(&FIXED, "gw-1f".into());
-    let own = [
-        ("x-frame-options", "SAMEORIGIN"),
-        ("x-request-id", "up-7"),
-        ("x-a", "1"),
-    ];
-    let (h, _, _) = stamped(StatusCode::OK, &own, &stamp, SizeHint::with_exact(0), true, false);
+    let own = [("x-frame-options", "SAMEORIGIN"), ("x-request-id", "up"), ("x-a", "1")];
+    let (h, ..) = stamped(StatusCode::OK, &own, &stamp, SizeHint::with_exact(0), true, false);
     assert!(
         h.starts_with(
             "HTTP/1.1 200 OK\r\nx-a: 1\r\nx-frame-options: DENY\r\nx-request-id: gw-1f\r\ncontent-length: 0\r\n"
