@@ -10,7 +10,7 @@
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::upstream::added::write_field;
+use crate::upstream::added::{is_field_value, write_field};
 
 /// Fields to put on a response.
 #[derive(Debug, Default)]
@@ -28,7 +28,7 @@ impl Stamp {
     /// The fields `fixed`, and `request_id` unless it could not be a field value (visible
     /// ASCII, space and tab: no CR, LF or NUL).
     pub fn new(fixed: &'static [(HeaderName, HeaderValue)], request_id: String) -> Self {
-        let valid = request_id.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b));
+        let valid = is_field_value(request_id.as_bytes());
         Self {
             fixed,
             request_id: valid.then_some(request_id),

@@ -16,9 +16,9 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use super::ClientInfo;
 use crate::auth::identity::IdentityHeaders;
-use crate::upstream::added::{write_field, AddedFields};
+use crate::listener::stamp::X_REQUEST_ID;
+use crate::upstream::added::{is_field_value, write_field, AddedFields};
 
-pub use crate::listener::stamp::X_REQUEST_ID;
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -93,12 +93,6 @@ impl AddedFields for Forwarded<'_> {
             identity.insert_into(headers);
         }
     }
-}
-
-/// Whether `bytes` is a field value `http` accepts: visible ASCII, space and tab (no
-/// control character, so no CR, LF or NUL).
-fn is_field_value(bytes: &[u8]) -> bool {
-    bytes.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
 }
 
 /// Room for an address's text: the longest IPv6 text is 45 bytes.

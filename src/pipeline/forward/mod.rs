@@ -32,7 +32,7 @@ use crate::error::GatewayError;
 use crate::upstream::body::GatewayBody;
 use crate::upstream::request::RequestBody;
 use crate::upstream::{SendError, Upstreams};
-pub use forwarded::{Forwarded, X_REQUEST_ID};
+pub use forwarded::Forwarded;
 use hygiene::{is_stripped, strip, strip_hop_by_hop};
 
 /// What the gateway knows about the client connection, for the forwarding headers.
