@@ -36,6 +36,7 @@
 # STEAL_MAX=PCT (default 2): a row during which the hypervisor took more than PCT percent
 # of a core's time (steal, from /proc/stat) is measured again, up to STEAL_TRIES times
 # (default 3), and the try that lost least is kept; the header says how many were.
+# RAW=FILE appends every kept measurement (time, row, req/s, p99, steal) to FILE.
 # PORTCULLIS_BIN=PATH measures that build instead of target/release/portcullis;
 # ONLY=REGEX keeps just the rows whose name matches.
 # BASELINE_BIN=PATH adds rows for a second build (e.g. the one before a change) in the
@@ -467,6 +468,7 @@ measured() {
   read -r m_rps m_p50 m_p99 <<<"$best"
   rps[$key]+=" $m_rps"; p50[$key]+=" $m_p50"; p99[$key]+=" $m_p99"
   steal_kept+=" $best_st"
+  [ -z "${RAW:-}" ] || echo "$(date -u +%H:%M:%S) $key: $m_rps req/s, p99 $m_p99 ms, steal $best_st%" >>"$RAW"
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a/b; else print "-" }'; }
 
