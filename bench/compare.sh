@@ -435,9 +435,9 @@ measure_h2() {
   m_p99=$(to_ms "$(awk '/^time for request:/ {print $5}' <<<"$out")")
 }
 # Steal: the time the hypervisor gives a core to another guest, counted per core in
-# /proc/stat. It comes in bursts of seconds to tens of seconds and took up to 12% of the
-# server core during single rows on this VM (none in the rows beside them), which moves
-# that row alone. A measurement during which any core lost more than STEAL_MAX percent of
+# /proc/stat. On this VM it comes in bursts over one to a few rows and took from 0 to 12%
+# of the server core row by row in one round (32% in one row of another run), which
+# moves those rows alone. A measurement during which any core lost more than STEAL_MAX percent of
 # its time (default 2) is made again after a pause, up to STEAL_TRIES times in all
 # (default 3); the one that lost least is kept. STEAL_MAX=100 keeps every first try.
 steal_max=${STEAL_MAX:-2}
