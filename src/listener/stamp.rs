@@ -47,7 +47,7 @@ impl Stamp {
             write_field(out, name.as_str().as_bytes(), value.as_bytes());
         }
         if let Some(id) = &self.request_id {
-            write_field(out, b"x-request-id", id.as_bytes());
+            write_field(out, X_REQUEST_ID.as_str().as_bytes(), id.as_bytes());
         }
     }
 

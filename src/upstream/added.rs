@@ -33,8 +33,9 @@ pub fn write_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Whether `bytes` is a field value `http` accepts: visible ASCII, space and tab (no
-/// control character, so no CR, LF or NUL).
+/// Whether `bytes` is a field value of visible ASCII, space and tab only: no control
+/// character (so no CR, LF, NUL or DEL) and no byte from 0x80 up, which `http` would
+/// take; so whatever passes, `HeaderValue` takes too.
 pub fn is_field_value(bytes: &[u8]) -> bool {
     bytes.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
 }

@@ -189,7 +189,7 @@ impl Pool {
                     }
                     return Err(e.into());
                 }
-                // Made again from an in-task head (the added fields in it), or given them.
+                // Made again from an in-task head (the added fields in it), or given them, once.
                 if let Some(head) = written.take() {
                     req = Request::from_parts(head.to_parts()?, req.into_body());
                 } else if let Some(added) = added.take() {
