@@ -36,7 +36,11 @@
 # STEAL_MAX=PCT (default 2): a row during which the hypervisor took more than PCT percent
 # of a core's time (steal, from /proc/stat) is measured again, up to STEAL_TRIES times
 # (default 3), and the try that lost least is kept; the header says how many were.
-# RAW=FILE appends every kept measurement (time, row, req/s, p99, steal) to FILE.
+# SLOW_MAX=PCT (default 20; PIN=1 only): the same for a row during which the server core
+# ran slowed by more than PCT percent on average, as bench/probe.c measures it (a fixed
+# loop timed every 50 ms under SCHED_FIFO, against its time on the busy core before the
+# rows); SLOW_MAX=100 turns the rule off.
+# RAW=FILE appends every kept measurement (time, row, req/s, p99, steal, slowed) to FILE.
 # PORTCULLIS_BIN=PATH measures that build instead of target/release/portcullis;
 # ONLY=REGEX keeps just the rows whose name matches.
 # BASELINE_BIN=PATH adds rows for a second build (e.g. the one before a change) in the
@@ -54,6 +58,7 @@ command -v nginx >/dev/null || need+=(nginx)
 command -v haproxy >/dev/null || need+=(haproxy)
 command -v openssl >/dev/null || need+=(openssl)
 command -v h2load >/dev/null || need+=(nghttp2-client)
+[ "${PIN:-0}" != 1 ] || command -v cc >/dev/null || need+=(gcc)
 if [ ${#need[@]} -gt 0 ]; then apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null; fi
 [ "${NO_BUILD:-0}" = 1 ] || cargo build --release --workspace --quiet
 # PIN=1: servers (srv) on CPU 0, load generators (load) on CPU 1.
@@ -442,7 +447,8 @@ measure_h2() {
 # (default 3); the one that lost least is kept. STEAL_MAX=100 keeps every first try.
 steal_max=${STEAL_MAX:-2}
 steal_tries=${STEAL_TRIES:-3}
-remeasured=0 measured_count=0 steal_kept=""
+slow_max=${SLOW_MAX:-20}
+remeasured=0 measured_count=0 steal_kept="" slow_kept=""
 # cpu_times: per core, its name, its stolen time and its whole time (in ticks).
 cpu_times() { awk '/^cpu[0-9]+ / { t = 0; for (i = 2; i <= 9; i++) t += $i; print $1, $9, t }' /proc/stat; }
 # steal_pct BEFORE AFTER: the largest share of a core's time stolen between two samples.
@@ -451,24 +457,54 @@ steal_pct() {
     { dt = $3 - t[$1]; if (dt > 0) { p = 100 * ($2 - s[$1]) / dt; if (p > m) m = p } }
     END { printf "%.1f", m + 0 }' <(echo "$1") <(echo "$2")
 }
+# The server core's speed (PIN=1). Steal is not all the VM loses: on a busy core, a fixed
+# loop of register arithmetic (bench/probe.c) takes one steady time, except in bursts of
+# one to a few seconds in which it takes about 1.4 times as long, with no steal counted;
+# rows measured in such bursts served up to a quarter fewer requests than the same row
+# minutes later. The probe runs on CPU 0 under SCHED_FIFO for the whole run; its
+# reference is the tenth percentile of its times over four seconds with a busy loop on
+# CPU 0, before the rows. A measurement's slowdown is 100 x (1 - the mean of reference /
+# time) over the probe's runs during it (its first half second left out).
+probe_ref=""
+if [ "${PIN:-0}" = 1 ]; then
+  cc -O2 -o "$work/probe" bench/probe.c
+  chrt -f 50 taskset -c 0 "$work/probe" >"$work/probe.txt" &
+  pids+=($!)
+  taskset -c 0 sh -c 'while :; do :; done' & busy=$!
+  sleep 4
+  kill "$busy"; wait "$busy" 2>/dev/null || true
+  probe_ref=$(awk '{ print $2 }' "$work/probe.txt" | sort -n | awk '{ v[NR] = $1 } END { if (NR >= 20) print v[int(NR / 10) + 1] }')
+  [ -n "$probe_ref" ] || { echo "the speed probe did not run (it needs SCHED_FIFO: run as root)" >&2; exit 1; }
+fi
+# slowed_pct FROM_NS TO_NS: the server core's slowdown between two times (0.0 unprobed).
+slowed_pct() {
+  [ -n "$probe_ref" ] || { echo 0.0; return; }
+  awk -v from="$(( $1 + 500000000 ))" -v to="$2" -v ref="$probe_ref" \
+    '$1 >= from && $1 <= to { s = ref / $2; sum += (s > 1 ? 1 : s); n++ }
+     END { printf "%.1f", n ? 100 * (1 - sum / n) : 0 }' "$work/probe.txt"
+}
 # measured FN KEY ARGS...: FN (measure or measure_h2) for KEY, made again while steal
-# took more than STEAL_MAX percent of a core; the kept figures join KEY's rounds.
+# took more than STEAL_MAX percent of a core or the server core ran slowed by more than
+# SLOW_MAX percent; the try that lost least (steal plus slowdown) is kept and joins KEY's
+# rounds.
 measured() {
-  local fn=$1 key=$2 try before after st best="" best_st=""; shift 1
+  local fn=$1 key=$2 try before after from st sl best="" best_st="" best_sl="" best_loss=""; shift 1
   for ((try = 1; try <= steal_tries; try++)); do
-    before=$(cpu_times); "$fn" "$@"; after=$(cpu_times)
+    before=$(cpu_times); from=$(date +%s%N); "$fn" "$@"; after=$(cpu_times)
     st=$(steal_pct "$before" "$after")
-    if [ -z "$best_st" ] || awk -v a="$st" -v b="$best_st" 'BEGIN { exit !(a < b) }'; then
-      best="$m_rps $m_p50 $m_p99"; best_st=$st
+    sl=$(slowed_pct "$from" "$(date +%s%N)")
+    if [ -z "$best_loss" ] || awk -v a="$st" -v b="$sl" -v l="$best_loss" 'BEGIN { exit !(a + b < l) }'; then
+      best="$m_rps $m_p50 $m_p99"; best_st=$st; best_sl=$sl
+      best_loss=$(awk -v a="$st" -v b="$sl" 'BEGIN { print a + b }')
     fi
-    awk -v a="$st" -v b="$steal_max" 'BEGIN { exit !(a > b) }' || break
+    awk -v a="$st" -v b="$steal_max" -v c="$sl" -v d="$slow_max" 'BEGIN { exit !(a > b || c > d) }' || break
     [ "$try" -lt "$steal_tries" ] && { remeasured=$((remeasured + 1)); sleep 2; }
   done
   measured_count=$((measured_count + 1))
   read -r m_rps m_p50 m_p99 <<<"$best"
   rps[$key]+=" $m_rps"; p50[$key]+=" $m_p50"; p99[$key]+=" $m_p99"
-  steal_kept+=" $best_st"
-  [ -z "${RAW:-}" ] || echo "$(date -u +%H:%M:%S) $key: $m_rps req/s, p99 $m_p99 ms, steal $best_st%" >>"$RAW"
+  steal_kept+=" $best_st"; slow_kept+=" $best_sl"
+  [ -z "${RAW:-}" ] || echo "$(date -u +%H:%M:%S) $key: $m_rps req/s, p99 $m_p99 ms, steal $best_st%, slowed $best_sl%" >>"$RAW"
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a/b; else print "-" }'; }
 
@@ -570,7 +606,13 @@ done
 
 echo
 echo "wrk -t1 -d$duration on loopback, median of $rounds round(s), $mode; $(nproc --all) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%Y-%m-%d); measuring took ${elapsed}s"
-echo "steal: $remeasured of $measured_count measurements made again (more than ${steal_max}% of a core stolen, up to $steal_tries tries); in the kept ones, median $(median "$steal_kept")%, largest $(tr ' ' '\n' <<<"$steal_kept" | grep -v '^$' | sort -g | tail -1)%"
+largest() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | tail -1; }
+if [ -n "$probe_ref" ]; then
+  echo "made again: $remeasured of $measured_count measurements (more than ${steal_max}% of a core stolen, or the server core slowed by more than ${slow_max}%; up to $steal_tries tries)"
+  echo "in the kept ones: steal median $(median "$steal_kept")%, largest $(largest "$steal_kept")%; server core slowed median $(median "$slow_kept")%, largest $(largest "$slow_kept")% (probe: $((probe_ref / 1000)).$(( probe_ref % 1000 / 100 )) us at full speed)"
+else
+  echo "steal: $remeasured of $measured_count measurements made again (more than ${steal_max}% of a core stolen, up to $steal_tries tries); in the kept ones, median $(median "$steal_kept")%, largest $(largest "$steal_kept")%"
+fi
 # table LABEL GROUP LAT1 LAT2 ROWS...: one table, ratios to HAProxy-HS256 and nginx over the
 # same transport.
 table() {
