@@ -44,10 +44,10 @@ impl Stamp {
     /// Writes each field as `name: value\r\n`.
     pub fn write(&self, out: &mut Vec<u8>) {
         for (name, value) in self.fixed {
-            write_field(out, name.as_str().as_bytes(), value.as_bytes());
+            write_field(out, name, value.as_bytes());
         }
         if let Some(id) = &self.request_id {
-            write_field(out, X_REQUEST_ID.as_str().as_bytes(), id.as_bytes());
+            write_field(out, &X_REQUEST_ID, id.as_bytes());
         }
     }
 

@@ -9,7 +9,7 @@
 //! The request's map must not hold fields of the same names (the forward phase strips
 //! them): written beside it, a field would otherwise go twice.
 
-use http::header::HeaderMap;
+use http::header::{HeaderMap, HeaderName};
 
 /// Fields added to a request's head.
 pub trait AddedFields: Sync {
@@ -24,10 +24,11 @@ pub trait AddedFields: Sync {
 /// The fields to add to a request, if any.
 pub type Added<'a> = Option<&'a dyn AddedFields>;
 
-/// Writes one field, `name: value\r\n`.
+/// Writes one field, `name: value\r\n`. The name is a `HeaderName`, so it is a valid,
+/// lower-case field name; the value is the caller's to keep free of CR, LF and NUL.
 #[inline]
-pub fn write_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
+pub fn write_field(out: &mut Vec<u8>, name: &HeaderName, value: &[u8]) {
+    out.extend_from_slice(name.as_str().as_bytes());
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");

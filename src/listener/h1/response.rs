@@ -77,7 +77,7 @@ pub(super) fn encode_head(
             header::DATE => dated = true,
             _ => {}
         }
-        write_field(out, name.as_str().as_bytes(), value.as_bytes());
+        write_field(out, name, value.as_bytes());
     }
     stamp.write(out);
     let framing = if bodiless {

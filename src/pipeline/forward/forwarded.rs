@@ -63,19 +63,19 @@ impl<'a> Forwarded<'a> {
 
 impl AddedFields for Forwarded<'_> {
     fn write(&self, out: &mut Vec<u8>) {
-        write_field(out, header::HOST.as_str().as_bytes(), self.host.as_bytes());
+        write_field(out, &header::HOST, self.host.as_bytes());
         let mut ip = [0u8; IP_TEXT];
         let len = write_ip(self.client_ip, &mut ip);
-        write_field(out, X_FORWARDED_FOR.as_str().as_bytes(), &ip[..len]);
-        write_field(out, X_FORWARDED_PROTO.as_str().as_bytes(), self.proto().as_bytes());
+        write_field(out, &X_FORWARDED_FOR, &ip[..len]);
+        write_field(out, &X_FORWARDED_PROTO, self.proto().as_bytes());
         if let Some(host) = self.forwarded_host {
-            write_field(out, X_FORWARDED_HOST.as_str().as_bytes(), host.as_bytes());
+            write_field(out, &X_FORWARDED_HOST, host.as_bytes());
         }
         if let Some(id) = self.request_id {
-            write_field(out, X_REQUEST_ID.as_str().as_bytes(), id.as_bytes());
+            write_field(out, &X_REQUEST_ID, id.as_bytes());
         }
         for (name, value) in self.identity.into_iter().flat_map(IdentityHeaders::fields) {
-            write_field(out, name.as_str().as_bytes(), value.as_bytes());
+            write_field(out, name, value.as_bytes());
         }
     }
 

@@ -135,7 +135,7 @@ pub fn encode_request(method: &Method, target: &str, added: Added<'_>, headers: 
         added.write(out);
     }
     for (name, value) in headers {
-        write_field(out, name.as_str().as_bytes(), value.as_bytes());
+        write_field(out, name, value.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
 }

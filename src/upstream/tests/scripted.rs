@@ -244,8 +244,8 @@ struct Added;
 
 impl AddedFields for Added {
     fn write(&self, out: &mut Vec<u8>) {
-        write_field(out, b"x-added", b"1");
-        write_field(out, b"x-also", b"two");
+        write_field(out, &http::HeaderName::from_static("x-added"), b"1");
+        write_field(out, &http::HeaderName::from_static("x-also"), b"two");
     }
 
     fn insert_into(&self, headers: &mut http::HeaderMap) {
