@@ -32,6 +32,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod error_chain;
+pub mod header_maps;
 pub mod listener;
 pub mod mail;
 pub mod metrics;

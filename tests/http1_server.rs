@@ -164,3 +164,52 @@ async fn both_servers_judge_a_head_alike() {
         assert_eq!(error(&own_body), error(&hyper.body), "{head:?}");
     }
 }
+
+#[tokio::test]
+async fn a_head_leaves_nothing_behind_for_the_next_one() {
+    // The maps that hold a request's and a response's fields are kept for the next
+    // heads on the worker, in either role: what one request or response carried must
+    // not reach the next, upstream or back to the client.
+    let rec = Recorder::start().await;
+    let gw = Setup::new(&[("rec", rec.url())], OPEN_POLICY).start().await;
+    let mut tls = BufReader::new(gw.tls_connect(b"http/1.1").await);
+    tls.get_mut()
+        .write_all(b"GET /a HTTP/1.1\r\nHost: localhost\r\nX-Secret-Note: first\r\nAccept: text/a\r\n\r\n")
+        .await
+        .unwrap();
+    let (first, _) = response(&mut tls).await;
+    for target in ["/b", "/c", "/d"] {
+        tls.get_mut()
+            .write_all(format!("GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let (head, body) = response(&mut tls).await;
+        assert_eq!(body, format!("{{\"target\":{target:?}}}"));
+        assert!(!head.contains("first") && !head.contains("text/a"), "{target}: {head}");
+        for field in ["x-upstream: ", "content-type: ", "x-request-id: ", "date: "] {
+            assert_eq!(
+                head.matches(&format!("\r\n{field}")).count(),
+                1,
+                "{target}: {field} once: {head}"
+            );
+        }
+    }
+    assert_eq!(first.matches("\r\nx-upstream: ").count(), 1, "{first}");
+    let seen = rec.requests();
+    assert_eq!(seen.len(), 4);
+    assert_eq!(seen[0].headers.get("x-secret-note").unwrap(), "first");
+    for later in &seen[1..] {
+        assert!(
+            later.headers.get("x-secret-note").is_none() && later.headers.get("accept").is_none(),
+            "{}: {:?}",
+            later.target,
+            later.headers
+        );
+        assert_eq!(
+            later.headers.get_all("x-forwarded-for").iter().count(),
+            1,
+            "{:?}",
+            later.headers
+        );
+    }
+}

@@ -161,9 +161,9 @@ impl Pool {
                         let exchange = {
                             let mut c = c;
                             let head = written.get_or_insert_with(|| Written::new(&req, added.take(), c.take_buffer()));
-                            // The request's head is let go once written, while its memory
-                            // is still in cache, not when the upstream has answered.
-                            drop(std::mem::take(req.headers_mut()));
+                            // The request's head is let go once written (its map kept for
+                            // the next head), not when the upstream has answered.
+                            crate::header_maps::give_back(std::mem::take(req.headers_mut()));
                             *req.uri_mut() = Uri::default();
                             c.exchange(head)
                         };

@@ -129,7 +129,7 @@ where
         let Some((resp, stamp)) = resp else {
             return Ended::Closed(Ok(()));
         };
-        let (parts, body) = resp.into_parts();
+        let (mut parts, body) = resp.into_parts();
         out.clear();
         let (framing, close_after) = response::encode_head(
             parts.status,
@@ -140,6 +140,8 @@ where
             closing.load(Ordering::Acquire),
             &mut out,
         );
+        // The head is written: its map is kept for the next head.
+        crate::header_maps::give_back(std::mem::take(&mut parts.headers));
         drop((parts, stamp));
         if let Err(e) = write_body(&mut io, body, framing, &mut out).await {
             return Ended::Closed(Err(e));

@@ -12,7 +12,7 @@
 use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderName, HeaderValue};
 use http::{Method, Uri, Version};
 
 use crate::upstream::h1::head::span;
@@ -105,7 +105,7 @@ fn request_parts(
     scratch: &mut Vec<(HeaderName, usize, usize)>,
 ) -> Option<http::request::Parts> {
     let uri = Uri::from_maybe_shared(head.slice(target.0..target.1)).ok()?;
-    let mut headers = HeaderMap::with_capacity(scratch.len() + 8);
+    let mut headers = crate::header_maps::take(scratch.len() + 8);
     for (name, start, end) in scratch.drain(..) {
         headers.append(name, HeaderValue::from_maybe_shared(head.slice(start..end)).ok()?);
     }

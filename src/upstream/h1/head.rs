@@ -216,7 +216,7 @@ fn parse_with<const N: usize>(
     let fields = Fields::read(scratch, &bytes);
     let (framing, reusable) = fields.framing(status, version, head_request)?;
     // Room for the headers the gateway adds to the response as well.
-    let mut headers = HeaderMap::with_capacity(scratch.len() + 8);
+    let mut headers = crate::header_maps::take(scratch.len() + 8);
     for (name, start, end) in scratch.drain(..) {
         if fields.is_hop_by_hop(&name) {
             continue;
