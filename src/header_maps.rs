@@ -5,9 +5,10 @@
 //! takes it: four allocations and four frees fewer a request.
 //!
 //! Bounded: a thread keeps at most [`KEPT`] maps and none with room for more than
-//! [`ROOMIEST`] fields (a map grown by a head with many fields is freed, as before), so
-//! what a worker keeps is a few tens of KiB whatever its clients send. A kept map is
-//! empty: clearing it drops every name and value of the head that used it.
+//! [`ROOMIEST`] fields (a map grown by a head with many fields is freed, as before); with
+//! the room its repeated fields took, bounded by the limit on a head's fields, a worker
+//! keeps under 100 KiB whatever its clients send. A kept map is empty: clearing it drops
+//! every name and value of the head that used it.
 //!
 //! A leaf: the listener's and the upstream's head parsers and writers import it, and it
 //! imports nothing of the crate.
