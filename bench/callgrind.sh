@@ -23,10 +23,12 @@
 # CONNS=N spreads the requests over N keep-alive connections (h2load -cN) instead of one:
 # what a request costs when many connections are ready at once (their set-up is the same
 # in both runs and cancels).
-# CACHE_SIM=1 also simulates the data caches, the last level sized as this machine's L2
-# (from sysfs), and prints the data reads and writes a request misses in it: memory that
-# is not in the core's own cache when the request touches it (with many connections,
-# their per-connection state; see CONNS).
+# CACHE_SIM=1 also simulates the caches, the last level sized as this machine's L2
+# (from sysfs), and prints the data reads and writes a request misses in it (memory that
+# is not in the core's own cache when the request touches it: with many connections,
+# their per-connection state; see CONNS) and the instruction fetches it misses in the
+# first-level instruction cache (callgrind's default, 32 KiB: how much code a request
+# runs through, more than the core keeps at hand).
 # NGINX_PROXY=1 also counts an nginx plain proxy (one worker, upstream keep-alive, the same
 # backend; compare.sh's proxy) the same way, on the public route's URL, for comparison.
 set -euo pipefail
@@ -195,16 +197,20 @@ up() {
 # stop PID: SIGTERM, and wait until it has exited (callgrind writes its file at exit).
 stop() { kill -TERM "$1"; wait "$1" 2>/dev/null || true; }
 total() { awk '/^totals:/ { t += $2 } END { print t + 0 }' "$1"; }
-# missed PREFIX: with CACHE_SIM=1, the last-level data misses (reads and writes) per
-# request, (PREFIX.N2 - PREFIX.N1) / (N2 - N1); "-" without it.
+# missed PREFIX: with CACHE_SIM=1, the last-level data misses (reads and writes) and the
+# first-level instruction misses per request, each (PREFIX.N2 - PREFIX.N1) / (N2 - N1),
+# as "DATA|CODE"; "-|-" without it.
 missed() {
-  [ "${CACHE_SIM:-0}" = 1 ] || { echo -; return; }
-  local count='/^events:/ { for (i = 2; i <= NF; i++) if ($i == "DLmr" || $i == "DLmw") want[i] = 1 }
-    /^totals:/ { for (i in want) t += $i } END { print t + 0 }'
-  local a b
-  a=$(awk "$count" "$1.$n1")
-  b=$(awk "$count" "$1.$n2")
-  echo $(( (b - a) / (n2 - n1) ))
+  [ "${CACHE_SIM:-0}" = 1 ] || { echo "-|-"; return; }
+  local data=0 code=0 kind count a b
+  for kind in "DLmr DLmw" I1mr; do
+    count='/^events:/ { n = split(k, ks, " "); for (i = 2; i <= NF; i++) for (j = 1; j <= n; j++) if ($i == ks[j]) want[i] = 1 }
+      /^totals:/ { for (i in want) t += $i } END { print t + 0 }'
+    a=$(awk -v k="$kind" "$count" "$1.$n1")
+    b=$(awk -v k="$kind" "$count" "$1.$n2")
+    if [ "$kind" = I1mr ]; then code=$(( (b - a) / (n2 - n1) )); else data=$(( (b - a) / (n2 - n1) )); fi
+  done
+  echo "$data|$code"
 }
 
 # count_nginx: per-request instructions of an nginx plain proxy to the same backend, one
@@ -255,10 +261,10 @@ echo
 echo "callgrind, one worker, plain HTTP, $conns keep-alive connection(s); N1=$n1, N2=$n2 requests; $(date -u +%Y-%m-%d)"
 echo "current: $gw${BASELINE_BIN:+; baseline: $BASELINE_BIN}"
 echo
-printf '| %-8s | %-6s | %14s | %14s | %12s | %14s |\n' build route "Ir(N1)" "Ir(N2)" "Ir/request" "L2 misses/req"
-printf '|%s|%s|%s|%s|%s|%s|\n' ---------- -------- ---------------- ---------------- -------------- ----------------
-while IFS='|' read -r name route a b per miss; do
-  printf '| %-8s | %-6s | %14s | %14s | %12s | %14s |\n' "$name" "$route" "$a" "$b" "$per" "$miss"
+printf '| %-8s | %-6s | %14s | %14s | %12s | %14s | %14s |\n' build route "Ir(N1)" "Ir(N2)" "Ir/request" "L2 misses/req" "I1 misses/req"
+printf '|%s|%s|%s|%s|%s|%s|%s|\n' ---------- -------- ---------------- ---------------- -------------- ---------------- ----------------
+while IFS='|' read -r name route a b per miss code; do
+  printf '| %-8s | %-6s | %14s | %14s | %12s | %14s | %14s |\n' "$name" "$route" "$a" "$b" "$per" "$miss" "$code"
 done < "$work/results.txt"
 
 # Where the difference is: per function, (Ir in N2 - Ir in N1) / (N2 - N1), both builds.
@@ -355,4 +361,7 @@ for name, v in rows:
 print(f"| {total:8.0f} | the whole request")
 PY
 done
-if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP"; cp -r "$work/current" "$KEEP/" && { [ -d "$work/baseline" ] && cp -r "$work/baseline" "$KEEP/" || true; }; fi
+if [ -n "${KEEP:-}" ]; then
+  mkdir -p "$KEEP"
+  for d in current baseline nginx-proxy; do [ ! -d "$work/$d" ] || cp -r "$work/$d" "$KEEP/"; done
+fi

@@ -41,6 +41,9 @@
 # loop timed every 50 ms under SCHED_FIFO, against its time on the busy core before the
 # rows); SLOW_MAX=100 turns the rule off.
 # RAW=FILE appends every kept measurement (time, row, req/s, p99, steal, slowed) to FILE.
+# PGO=1 measures the profile-guided build (packaging/pgo.sh: target/pgo/portcullis, made
+# after the release build unless NO_BUILD=1) instead of target/release/portcullis; the
+# header says which build was measured.
 # PORTCULLIS_BIN=PATH measures that build instead of target/release/portcullis;
 # ONLY=REGEX keeps just the rows whose name matches.
 # BASELINE_BIN=PATH adds rows for a second build (e.g. the one before a change) in the
@@ -60,7 +63,10 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v h2load >/dev/null || need+=(nghttp2-client)
 [ "${PIN:-0}" != 1 ] || command -v cc >/dev/null || need+=(gcc)
 if [ ${#need[@]} -gt 0 ]; then apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null; fi
-[ "${NO_BUILD:-0}" = 1 ] || cargo build --release --workspace --quiet
+if [ "${NO_BUILD:-0}" != 1 ]; then
+  cargo build --release --workspace --quiet
+  [ "${PGO:-0}" != 1 ] || packaging/pgo.sh >/dev/null
+fi
 # PIN=1: servers (srv) on CPU 0, load generators (load) on CPU 1.
 srv=(); load=(); mode="unpinned"
 if [ "${PIN:-0}" = 1 ]; then
@@ -161,7 +167,9 @@ TOML
   RUST_LOG=warn "${srv[@]}" $bin serve --config "$work/$name/gateway.toml" >"$work/$name/gateway.log" 2>&1 & pids+=($!)
   for _ in $(seq 100); do [ -f "$work/$name/data/tls/gateway.key" ] && curl -s -o /dev/null "http://127.0.0.1:$plain/healthz" && break; sleep 0.1; done
 }
-gw=${PORTCULLIS_BIN:-target/release/portcullis}
+if [ "${PGO:-0}" = 1 ]; then default_gw=target/pgo/portcullis; else default_gw=target/release/portcullis; fi
+gw=${PORTCULLIS_BIN:-$default_gw}
+[ -x "$gw" ] || { echo "no gateway build at $gw" >&2; exit 1; }
 start_gateway "$gw" gw 19443 19080
 ln -s "$work/gw/data" "$work/data"
 $gw --config "$work/gw/gateway.toml" keys public-pem > "$work/es256.pem"
@@ -605,6 +613,7 @@ for k in "${!rps[@]}"; do
 done
 
 echo
+echo "gateway: $gw${BASELINE_BIN:+; baseline: $BASELINE_BIN}"
 echo "wrk -t1 -d$duration on loopback, median of $rounds round(s), $mode; $(nproc --all) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%Y-%m-%d); measuring took ${elapsed}s"
 largest() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | tail -1; }
 if [ -n "$probe_ref" ]; then
