@@ -4,10 +4,12 @@
 # profile it wrote, so the compiler lays out and inlines the code the way requests use it
 # (the hot path together, the rest out of its way).
 #
-# The training load is the demo's own (the shop, the shipped policies, plus one public
-# route without a field list), over plain HTTP, TLS and HTTP/2: public routes, a route
-# with a role and ownership (bearer token and cookie session), a field list on the way in
-# and on the way out, and refusals (no token, someone else's record, an unknown path).
+# The training load is the demo's own (the shop, the shipped policies, plus a public route
+# without a field list and an audited, rate-limited one), over plain HTTP, TLS and HTTP/2:
+# public routes, a route with a role and ownership (bearer token and cookie session), a
+# field list on the way in and on the way out, the audit trail, a route rate limit,
+# forward-auth decisions (/auth/verify), and refusals (no token, someone else's record,
+# an unknown path).
 # It is not the benchmark's configuration: bench/compare.sh measures the result against
 # its own backend, policies and ports.
 #
@@ -53,6 +55,14 @@ name = "a product, whole"
 methods = ["GET"]
 path = "/api/products/{id}"
 public = true
+[[route]]
+name = "own purchases, audited and rate-limited"
+methods = ["GET"]
+path = "/api/customers/{id}/orders"
+roles = ["customer"]
+owner = "id"
+audit = true
+rate_limit = "1000000/sec"
 TOML
 sed -e 's|^listen = .*|listen = "127.0.0.1:28443"|' \
     -e 's|^# plain_listen = .*|plain_listen = "127.0.0.1:28080"|' \
@@ -87,6 +97,9 @@ for base in http://127.0.0.1:28080 https://127.0.0.1:28443; do
   load --h1 -n 2000 -c 8 "$base/api/customers/$id"
   load --h1 -n 2000 -c 8 "${bearer[@]}" "$base/api/customers/not-$id"
   load --h1 -n 2000 -c 8 "$base/nowhere"
+  load --h1 -n 5000 -c 16 "${bearer[@]}" "$base/api/customers/$id/orders"
+  load --h1 -n 5000 -c 16 "${bearer[@]}" -H 'X-Forwarded-Method: GET' -H "X-Forwarded-Uri: /api/customers/$id" \
+    "$base/auth/verify"
 done
 load --h1 -n 10000 -c 32 -H "Cookie: __Host-portcullis=$cookie" "https://127.0.0.1:28443/api/customers/$id"
 load -n 20000 -c 4 -m 32 "https://127.0.0.1:28443/api/products/3"
