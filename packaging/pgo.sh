@@ -76,7 +76,7 @@ sed -e 's|^listen = .*|listen = "127.0.0.1:28443"|' \
 password='Training!Passw0rd7'
 id=$(echo "$password" | $gw --config "$work/gateway.toml" user add --email tester@example.com --role customer --password-stdin | awk '/^id:/ {print $2}')
 RUST_LOG=warn target/release/upstream-demo --listen 127.0.0.1:28081 >/dev/null & pids+=($!)
-RUST_LOG=warn $gw serve --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 & gw_pid=$!
+RUST_LOG=warn $gw serve --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 & gw_pid=$!; pids+=("$gw_pid")
 for _ in $(seq 100); do curl -sf -o /dev/null http://127.0.0.1:28080/healthz && break; sleep 0.1; done
 curl -sf -o /dev/null http://127.0.0.1:28080/healthz || { echo "the instrumented gateway did not start:" >&2; cat "$work/gateway.log" >&2; exit 1; }
 
