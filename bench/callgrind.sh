@@ -197,20 +197,21 @@ up() {
 # stop PID: SIGTERM, and wait until it has exited (callgrind writes its file at exit).
 stop() { kill -TERM "$1"; wait "$1" 2>/dev/null || true; }
 total() { awk '/^totals:/ { t += $2 } END { print t + 0 }' "$1"; }
+# per_request EVENTS PREFIX: the named events (space-separated callgrind event names)
+# summed, per request: (PREFIX.N2 - PREFIX.N1) / (N2 - N1).
+per_request() {
+  local count='/^events:/ { n = split(k, ks, " "); for (i = 2; i <= NF; i++) for (j = 1; j <= n; j++) if ($i == ks[j]) want[i] = 1 }
+    /^totals:/ { for (i in want) t += $i } END { print t + 0 }'
+  local a b
+  a=$(awk -v k="$1" "$count" "$2.$n1")
+  b=$(awk -v k="$1" "$count" "$2.$n2")
+  echo $(( (b - a) / (n2 - n1) ))
+}
 # missed PREFIX: with CACHE_SIM=1, the last-level data misses (reads and writes) and the
-# first-level instruction misses per request, each (PREFIX.N2 - PREFIX.N1) / (N2 - N1),
-# as "DATA|CODE"; "-|-" without it.
+# first-level instruction misses per request, as "DATA|CODE"; "-|-" without it.
 missed() {
   [ "${CACHE_SIM:-0}" = 1 ] || { echo "-|-"; return; }
-  local data=0 code=0 kind count a b
-  for kind in "DLmr DLmw" I1mr; do
-    count='/^events:/ { n = split(k, ks, " "); for (i = 2; i <= NF; i++) for (j = 1; j <= n; j++) if ($i == ks[j]) want[i] = 1 }
-      /^totals:/ { for (i in want) t += $i } END { print t + 0 }'
-    a=$(awk -v k="$kind" "$count" "$1.$n1")
-    b=$(awk -v k="$kind" "$count" "$1.$n2")
-    if [ "$kind" = I1mr ]; then code=$(( (b - a) / (n2 - n1) )); else data=$(( (b - a) / (n2 - n1) )); fi
-  done
-  echo "$data|$code"
+  echo "$(per_request "DLmr DLmw" "$1")|$(per_request I1mr "$1")"
 }
 
 # count_nginx: per-request instructions of an nginx plain proxy to the same backend, one
