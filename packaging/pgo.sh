@@ -42,10 +42,8 @@ cargo build --release --quiet -p upstream-demo
 gw=target/pgo-gen/release/portcullis
 
 echo "2/3 the training load" >&2
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+# The load scripts' work directory, cleanup and shipped configuration.
+source bench/common.sh
 mkdir -p "$work/policies"
 cp policies/*.toml "$work/policies/"
 cat > "$work/policies/00-training.toml" <<'TOML'
@@ -64,15 +62,10 @@ owner = "id"
 audit = true
 rate_limit = "1000000/sec"
 TOML
-sed -e 's|^listen = .*|listen = "127.0.0.1:28443"|' \
-    -e 's|^# plain_listen = .*|plain_listen = "127.0.0.1:28080"|' \
-    -e 's|^public_url = .*|public_url = "https://localhost:28443"|' \
-    -e "s|^data_dir = .*|data_dir = \"$work/data\"|" \
-    -e "s|^policies = .*|policies = \"$work/policies\"|" \
-    -e 's|^shop = .*|shop = "http://127.0.0.1:28081"|' \
-    -e 's|^auth_per_ip = .*|auth_per_ip = "1000/sec"|' \
-    -e "s|^outbox = .*|outbox = \"$work/outbox\"|" \
-    gateway.toml > "$work/gateway.toml"
+shipped_config 28443 28081 1000/sec \
+  -e 's|^# plain_listen = .*|plain_listen = "127.0.0.1:28080"|' \
+  -e 's|^public_url = .*|public_url = "https://localhost:28443"|' \
+  -e "s|^policies = .*|policies = \"$work/policies\"|" > "$work/gateway.toml"
 password='Training!Passw0rd7'
 id=$(echo "$password" | $gw --config "$work/gateway.toml" user add --email tester@example.com --role customer --password-stdin | awk '/^id:/ {print $2}')
 RUST_LOG=warn target/release/upstream-demo --listen 127.0.0.1:28081 >/dev/null & pids+=($!)
