@@ -19,7 +19,9 @@
 # counts the role route with `audit = true`, its records' writer included (counting
 # stops half a second after the last request, once the writer has taken it); "cookie"
 # counts the role route authenticated by a cookie session (from the login page's form)
-# instead of the bearer token.
+# instead of the bearer token; "fields" and "unfiltered" count a ~2 KB JSON array of ten
+# objects through a role route with `response_fields` (hiding one field of each) and
+# through the same route without it.
 # CONNS=N spreads the requests over N keep-alive connections (h2load -cN) instead of one:
 # what a request costs when many connections are ready at once (their set-up is the same
 # in both runs and cancels).
@@ -62,6 +64,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The field-list routes' answer: compare.sh's ten catalogue entries (~2 KB), each with a
+# field that the filtered route hides.
+catalog=$(python3 - <<'PY'
+import json
+items = [{"id": i, "sku": f"SKU-{1000 + i}", "name": f"Item {i}", "category": "fitness", "price": 10.0 + i,
+          "currency": "EUR", "stock": 5 * i, "rating": 4.5, "cost_price": 4.0 + i,
+          "description": "A sturdy everyday item for the bench, in one size.", "tags": ["bench", "json"]}
+         for i in range(1, 11)]
+print(json.dumps(items, separators=(",", ":")))
+PY
+)
 body='{"id":3,"name":"Yoga mat","category":"fitness","price":29.99,"stock":60,"description":"A 6 mm non-slip mat for yoga and pilates, with a carry strap.","tags":["yoga","fitness"]}'
 # The settings both nginx configurations share: no access log, keep-alive without a
 # request limit, temporary files under $work.
@@ -86,6 +99,7 @@ http {
 $(nginx_common)
   server {
     listen 127.0.0.1:18001;
+    location ~ ^/api/catalog(-all)?\$ { default_type application/json; return 200 '$catalog'; }
     location / { default_type application/json; return 200 '$body'; }
   }
 }
@@ -111,6 +125,17 @@ methods = ["GET"]
 path = "/api/audited/{id}"
 roles = ["customer"]
 audit = true
+[[route]]
+name = "catalog-filtered"
+methods = ["GET"]
+path = "/api/catalog"
+roles = ["customer"]
+response_fields = ["id", "sku", "name", "category", "price", "currency", "stock", "rating", "description", "tags"]
+[[route]]
+name = "catalog-unfiltered"
+methods = ["GET"]
+path = "/api/catalog-all"
+roles = ["customer"]
 TOML
 password='Bench!Passw0rd7'
 
@@ -154,7 +179,9 @@ TOML
       public) url=http://127.0.0.1:18080/api/products/3 ;;
       role | cookie) url=http://127.0.0.1:18080/api/orders ;;
       audited) url=http://127.0.0.1:18080/api/audited/1 ;;
-      *) echo "unknown route $route (public, role, audited, cookie)" >&2; exit 1 ;;
+      fields) url=http://127.0.0.1:18080/api/catalog ;;
+      unfiltered) url=http://127.0.0.1:18080/api/catalog-all ;;
+      *) echo "unknown route $route (public, role, audited, cookie, fields, unfiltered)" >&2; exit 1 ;;
     esac
     for n in "$n1" "$n2"; do
       out=$dir/callgrind.$route.$n
