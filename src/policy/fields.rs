@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use smallvec::SmallVec;
 use toml::Spanned;
 
 /// The most names one list may hold: a policy is operator-written, but a generated one
@@ -15,23 +16,41 @@ pub const MAX_FIELDS: usize = 1024;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldList {
     sorted: Vec<String>,
+    /// For each length below [`INDEXED`], the positions in `sorted` of the names that
+    /// long (in order): a lookup compares a name only with names of its length. Longer
+    /// names are searched in `sorted`.
+    by_length: Vec<SmallVec<[u16; 2]>>,
 }
+
+/// Names shorter than this are found through [`FieldList::by_length`].
+const INDEXED: usize = 64;
 
 impl FieldList {
     pub fn new(names: impl IntoIterator<Item = String>) -> Self {
         let mut sorted: Vec<String> = names.into_iter().collect();
         sorted.sort();
         sorted.dedup();
-        Self { sorted }
+        let longest = sorted.iter().map(String::len).filter(|&n| n < INDEXED).max();
+        let mut by_length = vec![SmallVec::new(); longest.map_or(0, |n| n + 1)];
+        for (at, name) in sorted.iter().enumerate() {
+            // A policy's lists hold at most MAX_FIELDS names, well within u16.
+            if let (Some(same), Ok(at)) = (by_length.get_mut(name.len()), u16::try_from(at)) {
+                same.push(at);
+            }
+        }
+        Self { sorted, by_length }
     }
 
+    /// Asked once per field of every filtered response.
     pub fn contains(&self, name: &str) -> bool {
-        // Asked once per field of every filtered response: a short list is scanned with
-        // the cheap length test first, a long one searched.
-        if self.sorted.len() <= 16 {
-            self.sorted.iter().any(|n| n.len() == name.len() && n == name)
+        let Some(same) = self.by_length.get(name.len()) else {
+            return name.len() >= INDEXED && self.sorted.binary_search_by(|n| n.as_str().cmp(name)).is_ok();
+        };
+        let at = |k: &u16| self.sorted[usize::from(*k)].as_str();
+        if same.len() <= 8 {
+            same.iter().any(|k| at(k) == name)
         } else {
-            self.sorted.binary_search_by(|n| n.as_str().cmp(name)).is_ok()
+            same.binary_search_by(|k| at(k).cmp(name)).is_ok()
         }
     }
 
@@ -131,5 +150,24 @@ pub(super) fn compile(
     Compiled {
         request,
         response: base.map(|base| Arc::new(ResponseFields { base, by_role })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FieldList;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A name is found exactly when it is listed, whatever the lengths (long names
+        /// included) and however many share one.
+        #[test]
+        fn contains_what_is_listed(names in prop::collection::vec("[a-c]{0,3}|[a-c]{60,70}", 0..40), asked in "[a-c]{0,3}|[a-c]{60,70}") {
+            let list = FieldList::new(names.iter().cloned());
+            prop_assert_eq!(list.contains(&asked), names.contains(&asked));
+            for name in &names {
+                prop_assert!(list.contains(name));
+            }
+        }
     }
 }
