@@ -64,17 +64,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The field-list routes' answer: compare.sh's ten catalogue entries (~2 KB), each with a
-# field that the filtered route hides.
-catalog=$(python3 - <<'PY'
-import json
-items = [{"id": i, "sku": f"SKU-{1000 + i}", "name": f"Item {i}", "category": "fitness", "price": 10.0 + i,
-          "currency": "EUR", "stock": 5 * i, "rating": 4.5, "cost_price": 4.0 + i,
-          "description": "A sturdy everyday item for the bench, in one size.", "tags": ["bench", "json"]}
-         for i in range(1, 11)]
-print(json.dumps(items, separators=(",", ":")))
-PY
-)
+# The field-list routes' answer: ten catalogue entries (~2 KB), each with a field that
+# the filtered route hides.
+source bench/catalog.sh
+catalog=$(catalog_json)
 body='{"id":3,"name":"Yoga mat","category":"fitness","price":29.99,"stock":60,"description":"A 6 mm non-slip mat for yoga and pilates, with a carry strap.","tags":["yoga","fitness"]}'
 # The settings both nginx configurations share: no access log, keep-alive without a
 # request limit, temporary files under $work.
@@ -125,17 +118,7 @@ methods = ["GET"]
 path = "/api/audited/{id}"
 roles = ["customer"]
 audit = true
-[[route]]
-name = "catalog-filtered"
-methods = ["GET"]
-path = "/api/catalog"
-roles = ["customer"]
-response_fields = ["id", "sku", "name", "category", "price", "currency", "stock", "rating", "description", "tags"]
-[[route]]
-name = "catalog-unfiltered"
-methods = ["GET"]
-path = "/api/catalog-all"
-roles = ["customer"]
+$(catalog_routes)
 TOML
 password='Bench!Passw0rd7'
 

@@ -95,6 +95,7 @@ trap cleanup EXIT
 
 # --- Portcullis, ES256 so that HAProxy can verify the same tokens ---------------------
 mkdir -p "$work/policies"
+source bench/catalog.sh
 cat > "$work/policies/bench.toml" <<TOML
 upstream = "backend"
 [[route]]
@@ -119,17 +120,7 @@ methods = ["GET"]
 path = "/api/audited/{id}"
 roles = ["customer"]
 audit = true
-[[route]]
-name = "catalog-filtered"
-methods = ["GET"]
-path = "/api/catalog"
-roles = ["customer"]
-response_fields = ["id", "sku", "name", "category", "price", "currency", "stock", "rating", "description", "tags"]
-[[route]]
-name = "catalog-unfiltered"
-methods = ["GET"]
-path = "/api/catalog-all"
-roles = ["customer"]
+$(catalog_routes)
 TOML
 password='Bench!Passw0rd7'
 # The backend's certificate for its TLS listener (the HTTPS-upstream row), self-signed:
@@ -191,15 +182,7 @@ url = \"postgres://portcullis@127.0.0.1:19432/portcullis\""
 
 # --- nginx: the backend and the plain reverse proxy ----------------------------------
 # The response_fields rows: ten catalogue entries (~2 KB), each with a field to hide.
-catalog=$(python3 - <<'PY'
-import json
-items = [{"id": i, "sku": f"SKU-{1000 + i}", "name": f"Item {i}", "category": "fitness", "price": 10.0 + i,
-          "currency": "EUR", "stock": 5 * i, "rating": 4.5, "cost_price": 4.0 + i,
-          "description": "A sturdy everyday item for the bench, in one size.", "tags": ["bench", "json"]}
-         for i in range(1, 11)]
-print(json.dumps(items, separators=(",", ":")))
-PY
-)
+catalog=$(catalog_json)
 body='{"id":3,"name":"Yoga mat","category":"fitness","price":29.99,"stock":60,"description":"A 6 mm non-slip mat for yoga and pilates, with a carry strap.","tags":["yoga","fitness"]}'
 # The backend is an nginx of its own (its own master and workers), so that no proxy under
 # test shares processes with it: every proxy's request crosses to another process and
