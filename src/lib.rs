@@ -33,6 +33,7 @@ pub mod config;
 pub mod error;
 pub mod error_chain;
 pub mod header_maps;
+pub mod json_text;
 pub mod listener;
 pub mod mail;
 pub mod metrics;

@@ -217,30 +217,9 @@ fn text(out: &mut Vec<u8>, value: &str) {
     }
 }
 
-/// Whether `text` holds a byte serde_json escapes: one below 0x20, `"` or `\\`. Eight
-/// bytes at a time, each word tested for a byte below 0x20 and for a byte equal to
-/// either (a zero byte after xor), with the test that is exact as a yes or no for bytes
-/// below a bound of at most 0x80; bytes from 0x80 up never match it. The last bytes
-/// are the text's last word (overlapping the one before), or one at a time when the
-/// text is shorter than a word.
+/// Whether `text` holds a byte serde_json escapes: one below 0x20, `"` or `\\`.
 pub(super) fn escapes(text: &[u8]) -> bool {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-    const QUOTE: u64 = ONES * b'"' as u64;
-    const BACKSLASH: u64 = ONES * b'\\' as u64;
-    let word_escapes = |word: &[u8; 8]| {
-        let w = u64::from_ne_bytes(*word);
-        let below = |word: u64, bound: u64| word.wrapping_sub(ONES * bound) & !word & HIGH != 0;
-        below(w, 0x20) | below(w ^ QUOTE, 1) | below(w ^ BACKSLASH, 1)
-    };
-    let (words, tail) = text.as_chunks::<8>();
-    // No early exit, so the loop stays a straight run of arithmetic.
-    let found = words.iter().fold(false, |found, word| found | word_escapes(word));
-    match text.last_chunk::<8>() {
-        Some(last) if !tail.is_empty() => found | word_escapes(last),
-        Some(_) => found,
-        None => tail.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\'),
-    }
+    crate::json_text::special(text).is_some()
 }
 
 impl Fields {

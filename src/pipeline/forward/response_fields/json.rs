@@ -4,9 +4,8 @@
 //!
 //! Kept members are copied as the upstream wrote them, name and value (and what lies
 //! between members kept one after another); only the object punctuation around them is
-//! written anew. A top-level array has each object element
-//! filtered the same way, its other elements kept; any other JSON value has no fields
-//! and is kept whole. Bytes that are not one JSON value are an error: the caller refuses
+//! written anew. A top-level array has each object element filtered the same way, its
+//! other elements kept; any other JSON value has no fields and is kept whole. Bytes that are not one JSON value are an error: the caller refuses
 //! them. A name with escapes is decoded (by serde_json) before it is judged:
 //! `"s\u0065cret"` is `secret`, as a client reads it.
 
@@ -99,12 +98,8 @@ fn object(text: &str, start: usize, out: &mut Vec<u8>, allowed: &dyn Fn(&str) ->
         out.extend_from_slice(&b[run.0..run.1]);
     };
     loop {
-        let (name_end, escaped) = scan::string(b, i)?;
-        let colon = ws(b, name_end);
-        if b.get(colon) != Some(&b':') {
-            return Err(Broken::at(colon, "expected `:`"));
-        }
-        let value_end = scan::value(b, ws(b, colon + 1))?;
+        let (name_end, escaped, value_start) = scan::member(b, i)?;
+        let value_end = scan::value(b, value_start)?;
         // The quotes are ASCII, so the name's bounds are character boundaries.
         let quoted = &text[i..name_end];
         let keep = if escaped {

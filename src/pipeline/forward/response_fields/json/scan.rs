@@ -7,6 +7,8 @@
 
 use smallvec::SmallVec;
 
+use crate::json_text::special;
+
 /// Why bytes are not JSON, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Broken {
@@ -44,7 +46,7 @@ pub fn string(b: &[u8], i: usize) -> Result<(usize, bool), Broken> {
     let mut i = i + 1;
     let mut escaped = false;
     loop {
-        i += plain(&b[i..]).ok_or(Broken::at(b.len(), "an unterminated string"))?;
+        i += special(&b[i..]).ok_or(Broken::at(b.len(), "an unterminated string"))?;
         match b[i] {
             b'"' => return Ok((i + 1, escaped)),
             b'\\' => {
@@ -65,31 +67,6 @@ fn escape(b: &[u8], i: usize) -> Result<usize, Broken> {
     }
 }
 
-/// The length of the run of plain string text `s` starts with: the offset of its first
-/// `"`, `\` or control character (below 0x20), if it has one. Eight bytes at a time:
-/// each word is tested for a byte below 0x20 and for a zero byte after xor with either
-/// character, a test whose lowest hit is always a true one (a false hit needs a borrow
-/// from a true hit below it); bytes from 0x80 up never hit.
-fn plain(s: &[u8]) -> Option<usize> {
-    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
-    const QUOTE: u64 = ONES * b'"' as u64;
-    const BACKSLASH: u64 = ONES * b'\\' as u64;
-    let below = |w: u64, bound: u64| w.wrapping_sub(ONES * bound) & !w & HIGH;
-    let (words, tail) = s.as_chunks::<8>();
-    for (n, word) in words.iter().enumerate() {
-        let w = u64::from_le_bytes(*word);
-        let hits = below(w, 0x20) | below(w ^ QUOTE, 1) | below(w ^ BACKSLASH, 1);
-        if hits != 0 {
-            return Some(n * 8 + (hits.trailing_zeros() / 8) as usize);
-        }
-    }
-    let done = s.len() - tail.len();
-    tail.iter()
-        .position(|&c| c < 0x20 || c == b'"' || c == b'\\')
-        .map(|p| done + p)
-}
-
 /// The index just past the JSON value that starts at `i`. Containers are followed with
 /// a stack of their closing brackets, not by recursion: nesting is bounded by the text
 /// alone.
@@ -102,7 +79,7 @@ pub fn value(b: &[u8], mut i: usize) -> Result<usize, Broken> {
                 let j = ws(b, i + 1);
                 if b.get(j) != Some(&b'}') {
                     open.push(b'}');
-                    i = member(b, j)?;
+                    i = member(b, j)?.2;
                     continue;
                 }
                 j + 1
@@ -130,7 +107,7 @@ pub fn value(b: &[u8], mut i: usize) -> Result<usize, Broken> {
             i = ws(b, i);
             match b.get(i) {
                 Some(b',') if close == b'}' => {
-                    i = member(b, ws(b, i + 1))?;
+                    i = member(b, ws(b, i + 1))?.2;
                     break;
                 }
                 Some(b',') => {
@@ -147,15 +124,15 @@ pub fn value(b: &[u8], mut i: usize) -> Result<usize, Broken> {
     }
 }
 
-/// Past the member name at `i`, its colon and the whitespace after it: where its value
-/// starts.
-fn member(b: &[u8], i: usize) -> Result<usize, Broken> {
-    let (end, _) = string(b, i)?;
+/// The member whose name starts at `i`: the index just past its name, whether the name
+/// holds an escape, and where its value starts (past the colon and whitespace).
+pub fn member(b: &[u8], i: usize) -> Result<(usize, bool, usize), Broken> {
+    let (end, escaped) = string(b, i)?;
     let colon = ws(b, end);
     if b.get(colon) != Some(&b':') {
         return Err(Broken::at(colon, "expected `:`"));
     }
-    Ok(ws(b, colon + 1))
+    Ok((end, escaped, ws(b, colon + 1)))
 }
 
 fn literal(b: &[u8], i: usize, word: &[u8]) -> Result<usize, Broken> {
@@ -202,25 +179,6 @@ fn number(b: &[u8], mut i: usize) -> Result<usize, Broken> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn plain_text_ends_at_the_first_special_byte() {
-        assert_eq!(plain(b"abc"), None);
-        assert_eq!(plain(b"abcdefgh\"ij"), Some(8));
-        assert_eq!(plain(b"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\\\"x"), Some(8));
-        for at in 0..20 {
-            for special in [b'"', b'\\', 0x00, 0x1f] {
-                let mut s = vec![b'a'; 20];
-                s[at] = special;
-                // A later special byte, and bytes just around the bounds, never come first.
-                s[19] = b'"';
-                if at > 0 {
-                    s[at - 1] = 0x21;
-                }
-                assert_eq!(plain(&s), Some(at), "{s:?}");
-            }
-        }
-    }
 
     #[test]
     fn values_end_where_json_says() {
