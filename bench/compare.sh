@@ -14,6 +14,9 @@
 # (forward-auth) deciding that route for another proxy, the role route with `audit = true`,
 # and a ~2 KB JSON array of ten objects through a route with `response_fields` (which must
 # hide each object's "cost_price") beside the same answer through a route without it.
+# And nginx sending the backend the forwarded fields the gateway sends (X-Forwarded-For,
+# -Proto, -Host, X-Request-Id): what the plain proxy's row would be doing the same work (a
+# ratio printed after the targets, not itself a target; left out with LEAN=1).
 # HTTP/2 rows (TLS, h2load, H2_CONNS connections x H2_STREAMS streams, default 10 x 100):
 # nginx proxying with `http2`, HAProxy verifying HS256, Portcullis public and role routes.
 # After the tables, the performance targets computed from the medians, each marked met or not;
@@ -21,7 +24,7 @@
 # Prints one table per concurrency with each figure's ratio to HAProxy-with-JWT and to
 # nginx, and stops everything it started.
 # Usage: bench/compare.sh [DURATION] [CONNECTIONS...]   (defaults: 10s, 32 256)
-# Time: every row takes DURATION plus ~0.2 s; there are 30 rows at each concurrency plus 4
+# Time: every row takes DURATION plus ~0.2 s; there are 32 rows at each concurrency plus 4
 # HTTP/2 rows, so `ROUNDS=3 bench/compare.sh` (10s, 32 256) measures 3 x 62 rows, about
 # 32 minutes with the logins and the start (measured: 27 min for 3 x 52 rows); DURATION=5s
 # halves it. LEAN=1 leaves out the rows no target is computed from (the backend directly,
@@ -247,6 +250,23 @@ NGINX
       proxy_set_header Connection "";
     }
   }
+  # The plain proxy sending the upstream what the gateway sends it (contract §6): the
+  # client's address, scheme and host, and a request id, each request.
+  server {
+    listen 127.0.0.1:19006;
+    listen 127.0.0.1:19446 ssl;
+    ssl_certificate $work/data/tls/gateway.crt;
+    ssl_certificate_key $work/data/tls/gateway.key;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For \$remote_addr;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_set_header X-Forwarded-Host \$http_host;
+      proxy_set_header X-Request-Id \$request_id;
+    }
+  }
 }
 NGINX
 mkdir -p "$work/nginx-tmp"
@@ -287,7 +307,7 @@ backend backend
 HAPROXY
 "${srv[@]}" haproxy -f "$work/haproxy.cfg" > "$work/haproxy.log" 2>&1 & pids+=($!)
 
-for port in 19001 19002 19003 19010 19080 19081 19082; do
+for port in 19001 19002 19003 19006 19010 19080 19081 19082; do
   up=no
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && { up=yes; break; }; sleep 0.1; done
   if [ $up = no ]; then echo "nothing answers on port $port" >&2; cat "$work/haproxy.log" "$work/nginx-error.log" "$work/backend-error.log" >&2 2>/dev/null; exit 1; fi
@@ -506,6 +526,7 @@ rows+=(
   "nginx proxy, no auth|http|http://127.0.0.1:19002/api/products/3|"
   "HAProxy + JWT HS256|http|http://127.0.0.1:19010/api/orders|$hs_token"
 )
+[ "${LEAN:-0}" = 1 ] || rows+=("nginx proxy, forwarded fields|http|http://127.0.0.1:19006/api/products/3|")
 [ "${LEAN:-0}" = 1 ] || rows+=("HAProxy + JWT ES256|http|http://127.0.0.1:19011/api/orders|$token")
 rows+=(
   "Portcullis, public route|http|http://127.0.0.1:19080/api/products/3|"
@@ -522,6 +543,7 @@ rows+=(
   "nginx proxy, no auth|tls|https://127.0.0.1:19442/api/products/3|"
   "HAProxy + JWT HS256|tls|https://127.0.0.1:19450/api/orders|$hs_token"
 )
+[ "${LEAN:-0}" = 1 ] || rows+=("nginx proxy, forwarded fields|tls|https://127.0.0.1:19446/api/products/3|")
 [ "${LEAN:-0}" = 1 ] || rows+=("HAProxy + JWT ES256|tls|https://127.0.0.1:19451/api/orders|$token")
 rows+=(
   "Portcullis, public route|tls|https://127.0.0.1:19443/api/products/3|"
@@ -660,6 +682,13 @@ for conns in "${concurrencies[@]}"; do
   done
 done
 target "HTTP/2 role / nginx HTTP/2, c$h2_conns x m$h2_streams" "${rps[h2|h2|Portcullis, role route + token]:-}" "${rps[h2|h2|nginx proxy, no auth]:-}" 1.0
+# Not a target: the public route against nginx doing the same forwarding work.
+for conns in "${concurrencies[@]}"; do
+  for t in http tls; do
+    r=$(ratio "${rps[$conns|$t|Portcullis, public route]:-}" "${rps[$conns|$t|nginx proxy, forwarded fields]:-}")
+    [ "$r" = - ] || printf '| %-58s | %6s | %6s | %s |\n' "(public / nginx, forwarded fields, c$conns $t)" "$r" "" ""
+  done
+done
 # The audited route's other conditions: nothing dropped, and the chain verifies.
 if kept "Portcullis role route, audited"; then
   if $gw --config "$work/gw/gateway.toml" audit list --event audit_overflow > "$work/overflow.txt" 2>&1; then
