@@ -36,8 +36,9 @@ sed -e 's|127.0.0.1:18080|127.0.0.1:18090|' -e 's|127.0.0.1:18443|127.0.0.1:1845
     "$work/gateway.toml" > "$work/gateway-audited.toml"
 
 RUST_LOG=warn target/release/upstream-demo --listen 127.0.0.1:18081 >/dev/null & pids+=($!)
-RUST_LOG=warn $gw serve --config "$work/gateway.toml" >/dev/null & pids+=($!)
-RUST_LOG=warn $gw serve --config "$work/gateway-audited.toml" >/dev/null & pids+=($!)
+# In sessions of their own, as a daemon is (see bench/compare.sh on autogroups).
+RUST_LOG=warn setsid $gw serve --config "$work/gateway.toml" >/dev/null & pids+=($!)
+RUST_LOG=warn setsid $gw serve --config "$work/gateway-audited.toml" >/dev/null & pids+=($!)
 for port in 18080 18090; do
   for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
 done

@@ -71,7 +71,8 @@ customer = { description = "bench" }
 TOML
 password='Bench!Passw0rd7'
 echo "$password" | $gw --config "$work/gateway.toml" user add --email tester@example.com --role customer --password-stdin >/dev/null
-RUST_LOG=warn $gw serve --config "$work/gateway.toml" >"$work/gw.log" 2>&1 & gpid=$!
+# In a session of its own, as a daemon is (see bench/compare.sh on autogroups).
+RUST_LOG=warn setsid $gw serve --config "$work/gateway.toml" >"$work/gw.log" 2>&1 & gpid=$!
 pids+=($gpid)
 for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:19780/healthz && break; sleep 0.1; done
 token=$(curl -sk https://127.0.0.1:19743/auth/login -H 'content-type: application/json' \
