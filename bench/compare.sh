@@ -28,7 +28,8 @@
 # HTTP/2 rows, so `ROUNDS=3 bench/compare.sh` (10s, 32 256) measures 3 x 62 rows, about
 # 32 minutes with the logins and the start (measured: 27 min for 3 x 52 rows); DURATION=5s
 # halves it. LEAN=1 leaves out the rows no target is computed from (the backend directly,
-# nginx proxying to a server of its own, HAProxy verifying ES256) and the logins table: about 28 minutes.
+# nginx proxying to a server of its own, nginx with the forwarded fields, HAProxy verifying
+# ES256) and the logins table: about 28 minutes.
 # PIN=1 pins the servers under test (nginx, HAProxy, every Portcullis, PostgreSQL) and the
 # backend to CPU 0 (started under `taskset -c 0`, so each sizes its workers for one core)
 # and the load generators (wrk, h2load) to CPU 1; unpinned is the default. The header says
