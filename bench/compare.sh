@@ -25,8 +25,8 @@
 # nginx, and stops everything it started.
 # Usage: bench/compare.sh [DURATION] [CONNECTIONS...]   (defaults: 10s, 32 256)
 # Time: every row takes DURATION plus ~0.2 s; there are 32 rows at each concurrency plus 4
-# HTTP/2 rows, so `ROUNDS=3 bench/compare.sh` (10s, 32 256) measures 3 x 62 rows, about
-# 32 minutes with the logins and the start (measured: 27 min for 3 x 52 rows); DURATION=5s
+# HTTP/2 rows, so `ROUNDS=3 bench/compare.sh` (10s, 32 256) measures 3 x 68 rows, about
+# 40 minutes with the logins and the start (measured: 40 min, 3 x 68 rows pinned); DURATION=5s
 # halves it. LEAN=1 leaves out the rows no target is computed from (the backend directly,
 # nginx proxying to a server of its own, nginx with the forwarded fields, HAProxy verifying
 # ES256) and the logins table: about 28 minutes.
