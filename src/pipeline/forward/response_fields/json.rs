@@ -5,9 +5,10 @@
 //! Kept members are copied as the upstream wrote them, name and value (and what lies
 //! between members kept one after another); only the object punctuation around them is
 //! written anew. A top-level array has each object element filtered the same way, its
-//! other elements kept; any other JSON value has no fields and is kept whole. Bytes that are not one JSON value are an error: the caller refuses
-//! them. A name with escapes is decoded (by serde_json) before it is judged:
-//! `"s\u0065cret"` is `secret`, as a client reads it.
+//! other elements kept; any other JSON value has no fields and is kept whole. Bytes that
+//! are not one JSON value are an error: the caller refuses them. A name with escapes is
+//! decoded (by serde_json) before it is judged: `"s\u0065cret"` is `secret`, as a
+//! client reads it.
 
 mod scan;
 
