@@ -232,19 +232,18 @@ NGINX
   }
 }
 NGINX
+# What the proxy's TLS listeners present (the gateway's own certificate), and nginx's
+# upstream keep-alive (HTTP/1.1 and no `Connection: close` to the upstream).
+nginx_cert="ssl_certificate $work/data/tls/gateway.crt; ssl_certificate_key $work/data/tls/gateway.key;"
+keepalive='proxy_http_version 1.1; proxy_set_header Connection "";'
 { nginx_head nginx; cat <<NGINX; } > "$work/nginx.conf"
   upstream backend { server 127.0.0.1:19001; keepalive 256; }
   upstream own { server 127.0.0.1:19005; keepalive 256; }
   server {
     listen 127.0.0.1:19002;
     listen 127.0.0.1:19442 ssl http2;
-    ssl_certificate $work/data/tls/gateway.crt;
-    ssl_certificate_key $work/data/tls/gateway.key;
-    location / {
-      proxy_pass http://backend;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
+    $nginx_cert
+    location / { proxy_pass http://backend; $keepalive }
   }
   server {
     listen 127.0.0.1:19005;
@@ -252,23 +251,17 @@ NGINX
   }
   server {
     listen 127.0.0.1:19003;
-    location / {
-      proxy_pass http://own;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
+    location / { proxy_pass http://own; $keepalive }
   }
   # The plain proxy sending the upstream what the gateway sends it (contract §6): the
   # client's address, scheme and host, and a request id, each request.
   server {
     listen 127.0.0.1:19006;
     listen 127.0.0.1:19446 ssl;
-    ssl_certificate $work/data/tls/gateway.crt;
-    ssl_certificate_key $work/data/tls/gateway.key;
+    $nginx_cert
     location / {
       proxy_pass http://backend;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
+      $keepalive
       proxy_set_header X-Forwarded-For \$remote_addr;
       proxy_set_header X-Forwarded-Proto \$scheme;
       proxy_set_header X-Forwarded-Host \$http_host;
