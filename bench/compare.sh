@@ -35,8 +35,9 @@
 # and the load generators (wrk, h2load) to CPU 1; unpinned is the default. The header says
 # which mode ran. NO_BUILD=1 skips the `cargo build --release` at the start.
 # ROUNDS=N runs every row N times, the rounds one after another (so drift on the machine
-# touches every row alike), each round starting at another row, and prints each figure's
-# median.
+# touches every row alike), each round starting at another group of rows, and prints each
+# figure's median. The two rows of a target's ratio are measured back to back (two apart
+# for the PostgreSQL role route against the sled one; see "The rows").
 # STEAL_MAX=PCT (default 2): a row during which the hypervisor took more than PCT percent
 # of a core's time (steal, from /proc/stat) is measured again, up to STEAL_TRIES times
 # (default 3), and the try that lost least is kept; the header says how many were.
@@ -520,45 +521,61 @@ measured() {
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a/b; else print "-" }'; }
 
-rows=()
-[ "${LEAN:-0}" = 1 ] || rows+=("backend directly|http|http://127.0.0.1:19001/api/products/3|"
-  "nginx proxy, backend in its workers|http|http://127.0.0.1:19003/api/products/3|")
-rows+=(
-  "nginx proxy, no auth|http|http://127.0.0.1:19002/api/products/3|"
-  "HAProxy + JWT HS256|http|http://127.0.0.1:19010/api/orders|$hs_token"
-)
-[ "${LEAN:-0}" = 1 ] || rows+=("nginx proxy, forwarded fields|http|http://127.0.0.1:19006/api/products/3|")
-[ "${LEAN:-0}" = 1 ] || rows+=("HAProxy + JWT ES256|http|http://127.0.0.1:19011/api/orders|$token")
-rows+=(
-  "Portcullis, public route|http|http://127.0.0.1:19080/api/products/3|"
-  "Portcullis, role route + token|http|http://127.0.0.1:19080/api/orders|$token"
-  "Portcullis public, TLS upstream|http|http://127.0.0.1:19081/api/products/3|"
-  "Portcullis role route, PG store|http|http://127.0.0.1:19082/api/orders|$pg_token"
-  "Portcullis rate-limited, sled|http|http://127.0.0.1:19080/api/limited/1|$token"
-  "Portcullis rate-limited, PG|http|http://127.0.0.1:19082/api/limited/1|$pg_token"
-  "Portcullis role route + cookie|http|http://127.0.0.1:19080/api/orders||Cookie: __Host-portcullis=$session"
-  "Portcullis /auth/verify, token|http|http://127.0.0.1:19080/auth/verify|$token|X-Forwarded-Method: GET^X-Forwarded-Uri: /api/orders"
-  "Portcullis role route, audited|http|http://127.0.0.1:19080/api/audited/1|$token"
-  "Portcullis response_fields, 2 KB|http|http://127.0.0.1:19080/api/catalog|$token"
-  "Portcullis unfiltered, 2 KB|http|http://127.0.0.1:19080/api/catalog-all|$token"
-  "nginx proxy, no auth|tls|https://127.0.0.1:19442/api/products/3|"
-  "HAProxy + JWT HS256|tls|https://127.0.0.1:19450/api/orders|$hs_token"
-)
-[ "${LEAN:-0}" = 1 ] || rows+=("nginx proxy, forwarded fields|tls|https://127.0.0.1:19446/api/products/3|")
-[ "${LEAN:-0}" = 1 ] || rows+=("HAProxy + JWT ES256|tls|https://127.0.0.1:19451/api/orders|$token")
-rows+=(
-  "Portcullis, public route|tls|https://127.0.0.1:19443/api/products/3|"
-  "Portcullis, role route + token|tls|https://127.0.0.1:19443/api/orders|$token"
-  "Portcullis public, TLS upstream|tls|https://127.0.0.1:19444/api/products/3|"
-  "Portcullis role route, PG store|tls|https://127.0.0.1:19445/api/orders|$pg_token"
-  "Portcullis rate-limited, sled|tls|https://127.0.0.1:19443/api/limited/1|$token"
-  "Portcullis rate-limited, PG|tls|https://127.0.0.1:19445/api/limited/1|$pg_token"
-  "Portcullis role route + cookie|tls|https://127.0.0.1:19443/api/orders||Cookie: __Host-portcullis=$session"
-  "Portcullis /auth/verify, token|tls|https://127.0.0.1:19443/auth/verify|$token|X-Forwarded-Method: GET^X-Forwarded-Uri: /api/orders"
-  "Portcullis role route, audited|tls|https://127.0.0.1:19443/api/audited/1|$token"
-  "Portcullis response_fields, 2 KB|tls|https://127.0.0.1:19443/api/catalog|$token"
-  "Portcullis unfiltered, 2 KB|tls|https://127.0.0.1:19443/api/catalog-all|$token"
-)
+# The rows, in groups: the two rows of a target's ratio are measured one after the other
+# (the PostgreSQL role route two before the sled one: four targets use the role route),
+# since the machine drifts over minutes; role / nginx, whose 0.8 is far below its ratio,
+# is the one exception. Over runs 20 to 24, a target's per-round ratio varied (standard
+# deviation of its logarithm about the run's mean) by 0.040-0.046 for rows measured back
+# to back and by 0.056-0.082 for rows two to seven apart. Rounds start at a group, never
+# inside one (see below). group ROW...: the rows of one group, appended.
+rows=(); row_group=(); groups=0
+group() {
+  local row
+  for row in "$@"; do rows+=("$row"); row_group+=("$groups"); done
+  groups=$((groups + 1))
+}
+# add_rows TRANSPORT: the rows over plain HTTP or TLS.
+add_rows() {
+  local t=$1 p pu pg nginx fwd hap es s bp
+  if [ $t = http ]; then
+    p=19080; pu=19081; pg=19082; nginx=http://127.0.0.1:19002; fwd=http://127.0.0.1:19006
+    hap=http://127.0.0.1:19010; es=http://127.0.0.1:19011
+  else
+    p=19443; pu=19444; pg=19445; nginx=https://127.0.0.1:19442; fwd=https://127.0.0.1:19446
+    hap=https://127.0.0.1:19450; es=https://127.0.0.1:19451
+  fi
+  [ $t = http ] && s=http || s=https
+  if [ "${LEAN:-0}" = 1 ]; then
+    group "nginx proxy, no auth|$t|$nginx/api/products/3|" "Portcullis, public route|$t|$s://127.0.0.1:$p/api/products/3|"
+  else
+    group "nginx proxy, no auth|$t|$nginx/api/products/3|" "Portcullis, public route|$t|$s://127.0.0.1:$p/api/products/3|" \
+      "nginx proxy, forwarded fields|$t|$fwd/api/products/3|"
+  fi
+  group "Portcullis role route, PG store|$t|$s://127.0.0.1:$pg/api/orders|$pg_token" \
+    "Portcullis role route, audited|$t|$s://127.0.0.1:$p/api/audited/1|$token" \
+    "Portcullis, role route + token|$t|$s://127.0.0.1:$p/api/orders|$token" \
+    "Portcullis role route + cookie|$t|$s://127.0.0.1:$p/api/orders||Cookie: __Host-portcullis=$session" \
+    "HAProxy + JWT HS256|$t|$hap/api/orders|$hs_token"
+  group "Portcullis response_fields, 2 KB|$t|$s://127.0.0.1:$p/api/catalog|$token" \
+    "Portcullis unfiltered, 2 KB|$t|$s://127.0.0.1:$p/api/catalog-all|$token"
+  group "Portcullis rate-limited, sled|$t|$s://127.0.0.1:$p/api/limited/1|$token" \
+    "Portcullis rate-limited, PG|$t|$s://127.0.0.1:$pg/api/limited/1|$pg_token"
+  group "Portcullis public, TLS upstream|$t|$s://127.0.0.1:$pu/api/products/3|" \
+    "Portcullis /auth/verify, token|$t|$s://127.0.0.1:$p/auth/verify|$token|X-Forwarded-Method: GET^X-Forwarded-Uri: /api/orders"
+  # No target is computed from these (each its own group).
+  if [ "${LEAN:-0}" != 1 ]; then
+    [ $t = tls ] || group "backend directly|http|http://127.0.0.1:19001/api/products/3|"
+    [ $t = tls ] || group "nginx proxy, backend in its workers|http|http://127.0.0.1:19003/api/products/3|"
+    group "HAProxy + JWT ES256|$t|$es/api/orders|$token"
+  fi
+  if [ -n "${BASELINE_BIN:-}" ]; then
+    [ $t = http ] && bp=19180 || bp=19543
+    group "baseline build, public route|$t|$s://127.0.0.1:$bp/api/products/3|" \
+      "baseline build, role route|$t|$s://127.0.0.1:$bp/api/orders|$base_token"
+  fi
+}
+add_rows http
+add_rows tls
 # HTTP/2 over TLS, measured with h2load once per round (its own connection count).
 h2rows=(
   "nginx proxy, no auth|h2|https://127.0.0.1:19442/api/products/3|"
@@ -566,21 +583,15 @@ h2rows=(
   "Portcullis, public route|h2|https://127.0.0.1:19443/api/products/3|"
   "Portcullis, role route + token|h2|https://127.0.0.1:19443/api/orders|$token"
 )
-if [ -n "${BASELINE_BIN:-}" ]; then
-  rows+=(
-    "baseline build, public route|http|http://127.0.0.1:19180/api/products/3|"
-    "baseline build, role route|http|http://127.0.0.1:19180/api/orders|$base_token"
-    "baseline build, public route|tls|https://127.0.0.1:19543/api/products/3|"
-    "baseline build, role route|tls|https://127.0.0.1:19543/api/orders|$base_token"
-  )
-fi
 # ONLY=REGEX measures just the rows whose name matches (e.g. ONLY='Portcullis|baseline'
 # for a before/after comparison of two builds, every kept row still checked first).
 if [ -n "${ONLY:-}" ]; then
-  kept_rows=(); kept_h2=()
-  for row in "${rows[@]}"; do kept "${row%%|*}" && kept_rows+=("$row"); done
+  kept_rows=(); kept_groups=(); kept_h2=()
+  for i in "${!rows[@]}"; do
+    kept "${rows[$i]%%|*}" && { kept_rows+=("${rows[$i]}"); kept_groups+=("${row_group[$i]}"); }
+  done
   for row in "${h2rows[@]}"; do kept "${row%%|*}" && kept_h2+=("$row"); done
-  rows=("${kept_rows[@]}"); h2rows=("${kept_h2[@]}")
+  rows=("${kept_rows[@]}"); row_group=("${kept_groups[@]}"); h2rows=("${kept_h2[@]}")
 fi
 # row_args ROW: the load generator's arguments for a row (token, further headers, URL).
 row_args() {
@@ -593,13 +604,26 @@ row_args() {
     for h in "${hdrs[@]}"; do args=(-H "$h" "${args[@]}"); done
   fi
 }
-# Each round starts the list at another row, so no row always runs in the same slot (a
-# row's place in the sequence alone moved it by up to 10% on this 2-core machine).
+# Each round starts the list at another group, so no row always runs in the same slot (a
+# row's place in the sequence alone moved it by up to 10% on this 2-core machine): round
+# R starts at the first group's row nearest (R - 1) / ROUNDS of the way through the list.
 nrows=${#rows[@]}
 nh2=${#h2rows[@]}
+starts=()
+for i in "${!rows[@]}"; do
+  [ "$i" = 0 ] || [ "${row_group[$i]}" != "${row_group[$((i - 1))]}" ] && starts+=("$i")
+done
+# start_of ROUND: the index in `rows` where the round starts.
+start_of() {
+  local want=$(( ($1 - 1) * nrows / rounds )) best=0 i
+  for i in "${starts[@]}"; do
+    if (( (i > want ? i - want : want - i) < (best > want ? best - want : want - best) )); then best=$i; fi
+  done
+  echo "$best"
+}
 started=$(date +%s)
 for ((round = 1; round <= rounds; round++)); do
-  offset=$(( (round - 1) * nrows / rounds ))
+  offset=$(start_of "$round")
   for conns in "${concurrencies[@]}"; do
     for ((i = 0; i < nrows; i++)); do
       row_args "${rows[$(( (i + offset) % nrows ))]}"
