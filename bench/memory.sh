@@ -69,7 +69,8 @@ gw=${PORTCULLIS_BIN:-target/release/portcullis}
 password='Memory!Passw0rd7'
 id=$(echo "$password" | $gw --config "$work/gateway.toml" user add --email tester@example.com --role customer --password-stdin | awk '/^id:/ {print $2}')
 RUST_LOG=warn target/release/upstream-demo --listen 127.0.0.1:17081 >/dev/null & pids+=($!)
-RUST_LOG=warn $gw serve --config "$work/gateway.toml" >/dev/null & gw_pid=$!; pids+=($gw_pid)
+# In a session of its own, as every load script starts a server (see bench/compare.sh).
+RUST_LOG=warn setsid $gw serve --config "$work/gateway.toml" >/dev/null & gw_pid=$!; pids+=($gw_pid)
 for _ in $(seq 100); do curl -sk -o /dev/null https://127.0.0.1:17443/healthz && break; sleep 0.1; done
 rss() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$gw_pid/status"; }
 

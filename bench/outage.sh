@@ -58,7 +58,8 @@ password='Outage!Passw0rd7'
 gw=target/release/portcullis
 echo "$password" | $gw --config "$work/gateway.toml" user add --email tester@example.com --role customer --password-stdin >/dev/null
 RUST_LOG=warn target/release/upstream-demo --listen 127.0.0.1:18481 >/dev/null 2>&1 & pids+=($!)
-RUST_LOG=warn $gw serve --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 & pids+=($!)
+# In a session of its own, as every load script starts a server (see bench/compare.sh).
+RUST_LOG=warn setsid $gw serve --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 & pids+=($!)
 for _ in $(seq 100); do curl -sk -o /dev/null https://127.0.0.1:18443/healthz && break; sleep 0.1; done
 token=$(curl -sk https://127.0.0.1:18443/auth/login -H 'content-type: application/json' \
   -d "{\"email\":\"tester@example.com\",\"password\":\"$password\"}" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')

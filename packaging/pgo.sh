@@ -69,7 +69,8 @@ shipped_config 28443 28081 1000/sec \
 password='Training!Passw0rd7'
 id=$(echo "$password" | $gw --config "$work/gateway.toml" user add --email tester@example.com --role customer --password-stdin | awk '/^id:/ {print $2}')
 RUST_LOG=warn target/release/upstream-demo --listen 127.0.0.1:28081 >/dev/null & pids+=($!)
-RUST_LOG=warn $gw serve --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 & gw_pid=$!; pids+=("$gw_pid")
+# In a session of its own, as every load script starts a server (see bench/compare.sh).
+RUST_LOG=warn setsid $gw serve --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 & gw_pid=$!; pids+=("$gw_pid")
 for _ in $(seq 100); do curl -sf -o /dev/null http://127.0.0.1:28080/healthz && break; sleep 0.1; done
 curl -sf -o /dev/null http://127.0.0.1:28080/healthz || { echo "the instrumented gateway did not start:" >&2; cat "$work/gateway.log" >&2; exit 1; }
 
