@@ -606,7 +606,7 @@ row_args() {
 }
 # Each round starts the list at another group, so no row always runs in the same slot (a
 # row's place in the sequence alone moved it by up to 10% on this 2-core machine): round
-# R starts at the first group's row nearest (R - 1) / ROUNDS of the way through the list.
+# R starts at the group whose first row is nearest (R - 1) / ROUNDS of the way through.
 nrows=${#rows[@]}
 nh2=${#h2rows[@]}
 starts=()
