@@ -536,21 +536,17 @@ group() {
 }
 # add_rows TRANSPORT: the rows over plain HTTP or TLS.
 add_rows() {
-  local t=$1 p pu pg nginx fwd hap es s bp
+  local t=$1 s p pu pg bp nginx fwd hap es first
   if [ $t = http ]; then
-    p=19080; pu=19081; pg=19082; nginx=http://127.0.0.1:19002; fwd=http://127.0.0.1:19006
-    hap=http://127.0.0.1:19010; es=http://127.0.0.1:19011
+    s=http; p=19080; pu=19081; pg=19082; bp=19180; nginx=http://127.0.0.1:19002
+    fwd=http://127.0.0.1:19006; hap=http://127.0.0.1:19010; es=http://127.0.0.1:19011
   else
-    p=19443; pu=19444; pg=19445; nginx=https://127.0.0.1:19442; fwd=https://127.0.0.1:19446
-    hap=https://127.0.0.1:19450; es=https://127.0.0.1:19451
+    s=https; p=19443; pu=19444; pg=19445; bp=19543; nginx=https://127.0.0.1:19442
+    fwd=https://127.0.0.1:19446; hap=https://127.0.0.1:19450; es=https://127.0.0.1:19451
   fi
-  [ $t = http ] && s=http || s=https
-  if [ "${LEAN:-0}" = 1 ]; then
-    group "nginx proxy, no auth|$t|$nginx/api/products/3|" "Portcullis, public route|$t|$s://127.0.0.1:$p/api/products/3|"
-  else
-    group "nginx proxy, no auth|$t|$nginx/api/products/3|" "Portcullis, public route|$t|$s://127.0.0.1:$p/api/products/3|" \
-      "nginx proxy, forwarded fields|$t|$fwd/api/products/3|"
-  fi
+  first=("nginx proxy, no auth|$t|$nginx/api/products/3|" "Portcullis, public route|$t|$s://127.0.0.1:$p/api/products/3|")
+  [ "${LEAN:-0}" = 1 ] || first+=("nginx proxy, forwarded fields|$t|$fwd/api/products/3|")
+  group "${first[@]}"
   group "Portcullis role route, PG store|$t|$s://127.0.0.1:$pg/api/orders|$pg_token" \
     "Portcullis role route, audited|$t|$s://127.0.0.1:$p/api/audited/1|$token" \
     "Portcullis, role route + token|$t|$s://127.0.0.1:$p/api/orders|$token" \
@@ -569,7 +565,6 @@ add_rows() {
     group "HAProxy + JWT ES256|$t|$es/api/orders|$token"
   fi
   if [ -n "${BASELINE_BIN:-}" ]; then
-    [ $t = http ] && bp=19180 || bp=19543
     group "baseline build, public route|$t|$s://127.0.0.1:$bp/api/products/3|" \
       "baseline build, role route|$t|$s://127.0.0.1:$bp/api/orders|$base_token"
   fi
